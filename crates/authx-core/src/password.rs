@@ -1,0 +1,369 @@
+//! Password rules (NIST SP 800-63B §5.1.1.2, SECURITY.md #15–#19) and Argon2id hashing that runs
+//! off the async threads behind a concurrency limit.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization as _;
+
+/// Longest password accepted, in bytes, checked before any hashing so a huge value costs nothing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .collect()
+});
+
+/// What a new password must satisfy.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters after NFKC normalization (default 15).
+    pub min_chars: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { min_chars: 15 }
+    }
+}
+
+/// Why a new password was refused. Each message is shown to the user as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRejected {
+    /// Shorter than the policy's minimum.
+    #[error("use at least {0} characters")]
+    TooShort(usize),
+    /// Longer than [`MAX_PASSWORD_BYTES`].
+    #[error("use at most {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    /// Found in a list of breached or common passwords.
+    #[error("this password appears in lists of breached passwords; choose another")]
+    Common,
+    /// Built from the account's own email address or the service's name.
+    #[error("do not base the password on your email address or the service's name")]
+    Contextual,
+}
+
+impl PasswordPolicy {
+    /// Checks a new password. No composition rules: length, the breach list and context only.
+    ///
+    /// # Errors
+    /// The first rule the password breaks.
+    pub fn check(&self, password: &str, email: &str) -> Result<(), PasswordRejected> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordRejected::TooLong);
+        }
+        let normalized = normalize(password);
+        if normalized.chars().count() < self.min_chars {
+            return Err(PasswordRejected::TooShort(self.min_chars));
+        }
+        let lowered = normalized.to_lowercase();
+        if COMMON.contains(lowered.as_str()) {
+            return Err(PasswordRejected::Common);
+        }
+        let local = email.split('@').next().unwrap_or_default();
+        let stripped: String = lowered.chars().filter(|c| c.is_alphanumeric()).collect();
+        let context = [local, email, "authx"];
+        if context.iter().any(|w| {
+            let w: String = w.chars().filter(|c| c.is_alphanumeric()).collect();
+            !w.is_empty() && (stripped == w || stripped.trim_end_matches(char::is_numeric) == w)
+        }) {
+            return Err(PasswordRejected::Contextual);
+        }
+        Ok(())
+    }
+}
+
+/// NFKC, as SP 800-63B asks, so that the same password typed on two keyboards hashes the same.
+#[must_use]
+pub fn normalize(password: &str) -> String {
+    password.nfkc().collect()
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB (at least 19,456).
+    pub memory_kib: u32,
+    /// Passes (at least 2).
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Why hashing could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing slot stayed busy for the whole wait: the server is saturated.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// Parameters or the stored hash are unusable.
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The result of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The password matches; `needs_rehash` when the stored hash used other parameters.
+    Match {
+        /// Whether the stored hash should be replaced with one using the current parameters.
+        needs_rehash: bool,
+    },
+    /// The password does not match.
+    Mismatch,
+}
+
+/// Argon2id hashing on the blocking pool, at most `slots` at once, waiting at most `wait`.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+    dummy: Arc<String>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with the given parameters and concurrency.
+    ///
+    /// # Errors
+    /// When the parameters are below the floor or invalid.
+    pub fn new(params: HashParams, slots: usize, wait: Duration) -> Result<Self, HashError> {
+        if params.memory_kib < 19_456 || params.iterations < 2 || params.parallelism < 1 {
+            return Err(HashError::Internal(
+                "argon2id parameters below m=19456 KiB, t=2, p=1".to_owned(),
+            ));
+        }
+        let argon = argon(params)?;
+        // A real hash to verify against for unknown users, so their timing matches.
+        let dummy = hash_blocking(
+            &argon,
+            &crate::secret::b64url(&crate::secret::random_bytes::<16>()),
+        )?;
+        Ok(Self {
+            params,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            wait,
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    /// The parameters new hashes use.
+    #[must_use]
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Hashes a password (NFKC-normalized) into a PHC string.
+    ///
+    /// # Errors
+    /// [`HashError::Busy`] when no slot frees up in time.
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
+        let password = normalize(password);
+        let params = self.params;
+        self.run(move || hash_blocking(&argon(params)?, &password))
+            .await
+    }
+
+    /// Verifies a password against a PHC string.
+    ///
+    /// # Errors
+    /// [`HashError::Busy`] when no slot frees up in time.
+    pub async fn verify(&self, phc: &str, password: &str) -> Result<Verified, HashError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            // Still spend one verification so the answer takes as long as a real one.
+            let _ = self.verify_dummy().await;
+            return Ok(Verified::Mismatch);
+        }
+        let password = normalize(password);
+        let phc = phc.to_owned();
+        let current = self.params;
+        self.run(move || verify_blocking(&phc, &password, current))
+            .await
+    }
+
+    /// Spends one verification on a throwaway hash: used for unknown accounts so that their
+    /// response time matches a wrong password for a real account.
+    ///
+    /// # Errors
+    /// [`HashError::Busy`] when no slot frees up in time.
+    pub async fn verify_dummy(&self) -> Result<(), HashError> {
+        let dummy = Arc::clone(&self.dummy);
+        let current = self.params;
+        self.run(move || verify_blocking(&dummy, "not the password", current).map(|_| ()))
+            .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| HashError::Busy)?
+            .map_err(|_| HashError::Busy)?;
+        let out = tokio::task::spawn_blocking(move || {
+            let r = f();
+            drop(permit);
+            r
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+        out
+    }
+}
+
+fn argon(p: HashParams) -> Result<Argon2<'static>, HashError> {
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, HashError> {
+    let salt = SaltString::encode_b64(&crate::secret::random_bytes::<16>())
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Internal(e.to_string()))
+}
+
+fn verify_blocking(phc: &str, password: &str, current: HashParams) -> Result<Verified, HashError> {
+    // A stored value that does not parse is treated as a mismatch, never a panic.
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Ok(Verified::Mismatch);
+    };
+    let Ok(stored_params) = Params::try_from(&parsed) else {
+        return Ok(Verified::Mismatch);
+    };
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, stored_params.clone());
+    match argon.verify_password(password.as_bytes(), &parsed) {
+        Ok(()) => {
+            let needs_rehash = parsed.algorithm.as_str() != "argon2id"
+                || stored_params.m_cost() != current.memory_kib
+                || stored_params.t_cost() != current.iterations
+                || stored_params.p_cost() != current.parallelism;
+            Ok(Verified::Match { needs_rehash })
+        }
+        Err(_) => Ok(Verified::Mismatch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher(params: HashParams) -> PasswordHasher {
+        PasswordHasher::new(params, 2, Duration::from_secs(30)).unwrap()
+    }
+
+    #[test]
+    fn policy_rules() {
+        let p = PasswordPolicy::default();
+        let email = "kate@example.com";
+        assert_eq!(
+            p.check(&"x".repeat(14), email),
+            Err(PasswordRejected::TooShort(15))
+        );
+        assert_eq!(p.check("correct horse battery staple", email), Ok(()));
+        assert_eq!(p.check(&"é".repeat(64), email), Ok(()));
+        assert_eq!(
+            p.check(&"a".repeat(2000), email),
+            Err(PasswordRejected::TooLong)
+        );
+        assert_eq!(
+            p.check("1qaz2wsx3edc4rfv", email),
+            Err(PasswordRejected::Common)
+        );
+        assert_eq!(
+            p.check("123456789987654321", email),
+            Err(PasswordRejected::Common)
+        );
+        assert_eq!(
+            p.check("KATE@EXAMPLE.COM", email),
+            Err(PasswordRejected::Contextual)
+        );
+        assert_eq!(
+            p.check("kate@example.com2024", email),
+            Err(PasswordRejected::Contextual)
+        );
+    }
+
+    #[tokio::test]
+    async fn hash_is_argon2id_phc_and_verifies_without_truncation() {
+        let h = hasher(HashParams::default());
+        let pw = format!("{}A", "p".repeat(99));
+        let phc = h.hash(&pw).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert_eq!(
+            h.verify(&phc, &pw).await.unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        let other = format!("{}B", "p".repeat(99));
+        assert_eq!(h.verify(&phc, &other).await.unwrap(), Verified::Mismatch);
+        assert_eq!(h.verify("garbage", &pw).await.unwrap(), Verified::Mismatch);
+        h.verify_dummy().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn nfkc_makes_keyboards_agree() {
+        let h = hasher(HashParams::default());
+        let phc = h.hash("ｐａｓｓｗｏｒｄ-fullwidth-form").await.unwrap();
+        assert_eq!(
+            h.verify(&phc, "password-fullwidth-form").await.unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_ask_for_rehash() {
+        let old = hasher(HashParams::default());
+        let phc = old.hash("a long enough password").await.unwrap();
+        let new = hasher(HashParams {
+            memory_kib: 19_456,
+            iterations: 3,
+            parallelism: 1,
+        });
+        assert_eq!(
+            new.verify(&phc, "a long enough password").await.unwrap(),
+            Verified::Match { needs_rehash: true }
+        );
+    }
+
+    #[test]
+    fn weak_parameters_are_refused() {
+        let weak = HashParams {
+            memory_kib: 4096,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(PasswordHasher::new(weak, 1, Duration::from_secs(1)).is_err());
+    }
+}

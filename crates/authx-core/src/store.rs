@@ -1,0 +1,124 @@
+//! The storage ports. Each backend in `authx-store` implements every trait here and passes the
+//! one conformance suite. Time is always an argument; what must happen once is one call that the
+//! backend makes atomic.
+
+use async_trait::async_trait;
+
+use crate::Timestamp;
+use crate::secret::TokenHash;
+use crate::session::{Session, SessionId};
+use crate::user::{User, UserId, UserStatus};
+
+/// A storage failure, in domain terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (for example an email already registered).
+    #[error("conflicting record")]
+    Conflict,
+    /// The backend cannot be reached or failed to answer.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored value could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps a backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Inserts a user. [`StoreError::Conflict`] when the email is taken.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// Finds a user by canonical email.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Finds a user by id.
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces the password hash. `changed_at` is set when the password itself changed (not
+    /// for a rehash with new parameters). Returns whether the user exists.
+    async fn set_password_hash(
+        &self,
+        id: &UserId,
+        phc: &str,
+        changed_at: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+    /// Sets the status. Returns whether the user exists.
+    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool>;
+}
+
+/// Browser sessions, looked up by the SHA-256 of the cookie.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a session. [`StoreError::Conflict`] on a duplicate id or token hash.
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// Finds a session by token hash, whether or not it has expired.
+    async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
+    /// Records activity. Returns `false` when the session no longer exists, so a touch racing a
+    /// revoke never brings the session back.
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        last_seen_at: Timestamp,
+        idle_expires_at: Timestamp,
+        ip: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Deletes one session of `user` and returns it, or `None` when there was none.
+    async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<Option<Session>>;
+    /// Deletes every session of `user` except `keep`, returning the ids deleted.
+    async fn delete_user_sessions(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<Vec<SessionId>>;
+    /// The sessions of `user` that are live at `now`, newest first.
+    async fn list_user_sessions(&self, user: &UserId, now: Timestamp) -> StoreResult<Vec<Session>>;
+    /// The number of sessions live at `now`.
+    async fn count_live_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn purge_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Failure counters for sign-in throttling, keyed by account or client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    /// Consecutive failures recorded.
+    pub failures: u32,
+    /// When the last one was recorded.
+    pub last_failure_at: Timestamp,
+}
+
+/// Sign-in failure counters.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync + 'static {
+    /// Adds one failure atomically (parallel calls each count) and returns the new state.
+    /// A counter whose last failure is older than `reset_after_secs` starts again at one.
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        reset_after_secs: i64,
+    ) -> StoreResult<FailureCount>;
+    /// The current counter, `None` when there is none.
+    async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>>;
+    /// Forgets a counter (after a successful sign-in).
+    async fn clear_failures(&self, key: &str) -> StoreResult<()>;
+    /// Deletes counters whose last failure is before `before`; returns how many.
+    async fn purge_failures(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Reachability of the backing services, for `/readyz`.
+#[async_trait]
+pub trait Health: Send + Sync + 'static {
+    /// Succeeds when the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,1 @@
+//! authx server.
