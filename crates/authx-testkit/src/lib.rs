@@ -1,1 +1,3 @@
 //! Test kit for authx.
+
+pub mod browser;
