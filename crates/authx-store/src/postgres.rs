@@ -1,0 +1,37 @@
+//! The PostgreSQL backend, for any number of server instances sharing one database.
+
+use std::str::FromStr as _;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::sql::impl_sql_stores;
+use crate::{ConnectError, ConnectOptions};
+
+/// The PostgreSQL schema, embedded at build time.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Every store over one PostgreSQL pool.
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl_sql_stores!(PgStore);
+
+/// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
+/// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.
+pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<PgPool, ConnectError> {
+    let connect = PgConnectOptions::from_str(url).map_err(ConnectError::from_open)?;
+    PgPoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(opts.acquire_timeout)
+        .connect_with(connect)
+        .await
+        .map_err(ConnectError::from_open)
+}

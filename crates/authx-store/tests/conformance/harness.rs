@@ -1,0 +1,195 @@
+//! Per-backend fixtures: fresh stores for one test, and their cleanup.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use authx_core::Timestamp;
+use authx_core::secret::{SessionToken, random_id};
+use authx_core::session::{Session, SessionId};
+use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
+use authx_core::user::{User, UserId, UserStatus};
+use authx_store::{ConnectOptions, connect};
+
+/// The stores under test. Redis provides sessions only.
+#[derive(Clone)]
+pub(crate) struct Stores {
+    accounts: Option<Arc<dyn AccountStore>>,
+    sessions: Option<Arc<dyn SessionStore>>,
+    throttle: Option<Arc<dyn ThrottleStore>>,
+    health: Option<Arc<dyn Health>>,
+}
+
+impl Stores {
+    pub(crate) fn accounts(&self) -> &dyn AccountStore {
+        self.accounts
+            .as_deref()
+            .expect("backend has no account store")
+    }
+
+    pub(crate) fn sessions(&self) -> Arc<dyn SessionStore> {
+        self.sessions.clone().expect("backend has no session store")
+    }
+
+    pub(crate) fn throttle(&self) -> Arc<dyn ThrottleStore> {
+        self.throttle
+            .clone()
+            .expect("backend has no throttle store")
+    }
+
+    pub(crate) fn health(&self) -> &dyn Health {
+        self.health.as_deref().expect("backend has no health check")
+    }
+
+    /// A fresh active user, stored when the backend keeps accounts (SQL session rows reference
+    /// their user; Redis sessions do not).
+    pub(crate) async fn user(&self) -> UserId {
+        let user = user(&format!("{}@example.com", random_id()), Timestamp(1_000));
+        if let Some(accounts) = &self.accounts {
+            accounts.create_user(&user).await.unwrap();
+        }
+        user.id
+    }
+}
+
+/// A user record with the given email, created at `at`.
+pub(crate) fn user(email: &str, at: Timestamp) -> User {
+    User {
+        id: UserId::generate(),
+        email: email.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        status: UserStatus::Active,
+        is_admin: false,
+        created_at: at,
+        password_changed_at: at,
+    }
+}
+
+/// A session of `user` created at `created`, with the given deadlines.
+pub(crate) fn session(user: &UserId, created: i64, idle: i64, absolute: i64) -> Session {
+    Session {
+        id: SessionId::generate(),
+        token_hash: SessionToken::generate().hash(),
+        user_id: user.clone(),
+        created_at: Timestamp(created),
+        last_seen_at: Timestamp(created),
+        idle_expires_at: Timestamp(idle),
+        absolute_expires_at: Timestamp(absolute),
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("Mozilla/5.0 (conformance)".into()),
+        auth_method: "password".into(),
+    }
+}
+
+/// What to undo after a test.
+pub(crate) enum Cleanup {
+    /// The temporary directory holding the SQLite file, removed on drop.
+    TempDir(#[allow(dead_code)] tempfile::TempDir),
+    /// A PostgreSQL schema to drop.
+    PgSchema { admin: sqlx::PgPool, schema: String },
+}
+
+impl Cleanup {
+    async fn run(self) {
+        match self {
+            Self::TempDir(dir) => drop(dir),
+            Self::PgSchema { admin, schema } => {
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+            }
+        }
+    }
+}
+
+/// Fresh stores for one test, or `None` when the backend is not available here.
+pub(crate) type Fixture = Option<(Stores, Cleanup)>;
+
+/// Runs `body` against the stores from `fixture`, then cleans up whether or not it passed.
+pub(crate) async fn run<F, FF, B, BF>(test: &'static str, fixture: F, body: B)
+where
+    F: FnOnce(&'static str) -> FF,
+    FF: Future<Output = Fixture>,
+    B: FnOnce(Stores) -> BF,
+    BF: Future<Output = ()> + Send + 'static,
+{
+    let Some((stores, cleanup)) = fixture(test).await else {
+        return;
+    };
+    // The body runs as its own task so that a failing assertion still lets cleanup run.
+    let outcome = tokio::spawn(body(stores)).await;
+    cleanup.run().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Reports a backend that cannot run here: loudly, and fatally when CI requires it.
+fn skip(test: &str, why: &str) -> Fixture {
+    if std::env::var("AUTHX_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{test}: {why}, but AUTHX_TEST_REQUIRE_SERVICES=1");
+    }
+    // Written straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} ({why})");
+    None
+}
+
+fn configured(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A SQLite database in a fresh temporary file.
+pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("authx.db").display());
+    let backend = connect(&url, &ConnectOptions::default()).await.unwrap();
+    let stores = Stores {
+        accounts: Some(backend.accounts),
+        sessions: Some(backend.sessions),
+        throttle: Some(backend.throttle),
+        health: Some(backend.health),
+    };
+    Some((stores, Cleanup::TempDir(dir)))
+}
+
+/// The PostgreSQL database of `AUTHX_TEST_POSTGRES_URL`, in a fresh schema.
+pub(crate) async fn postgres(test: &'static str) -> Fixture {
+    let Some(url) = configured("AUTHX_TEST_POSTGRES_URL") else {
+        return skip(
+            test,
+            "postgres not configured: AUTHX_TEST_POSTGRES_URL is unset",
+        );
+    };
+    let admin = match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(&url)
+        .await
+    {
+        Ok(pool) => pool,
+        Err(e) => return skip(test, &format!("postgres unreachable: {e}")),
+    };
+    let schema = format!(
+        "authx_test_{}",
+        random_id().to_ascii_lowercase().replace('-', "_")
+    );
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&admin)
+        .await
+        .unwrap();
+    // Every connection of the store's pool starts with the test schema as its search path.
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let backend = connect(&schema_url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let stores = Stores {
+        accounts: Some(backend.accounts),
+        sessions: Some(backend.sessions),
+        throttle: Some(backend.throttle),
+        health: Some(backend.health),
+    };
+    Some((stores, Cleanup::PgSchema { admin, schema }))
+}
