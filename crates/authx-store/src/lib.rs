@@ -39,13 +39,16 @@ use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
 mod migrations;
 mod postgres;
+mod redis_store;
 mod sql;
 mod sqlite;
+
+pub use redis_store::redis_sessions;
 
 /// The stores of one database, each behind its trait.
 ///
 /// Every field points at the same connection pool. To keep sessions elsewhere (for example in
-/// Redis), replace [`Backend::sessions`].
+/// Redis, see [`redis_sessions`]), replace [`Backend::sessions`].
 #[derive(Clone)]
 pub struct Backend {
     /// Accounts.

@@ -9,7 +9,7 @@ use authx_core::secret::{SessionToken, random_id};
 use authx_core::session::{Session, SessionId};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 use authx_core::user::{User, UserId, UserStatus};
-use authx_store::{ConnectOptions, connect};
+use authx_store::{ConnectOptions, connect, redis_sessions};
 
 /// The stores under test. Redis provides sessions only.
 #[derive(Clone)]
@@ -87,6 +87,8 @@ pub(crate) enum Cleanup {
     TempDir(#[allow(dead_code)] tempfile::TempDir),
     /// A PostgreSQL schema to drop.
     PgSchema { admin: sqlx::PgPool, schema: String },
+    /// A Redis key prefix whose keys to delete.
+    RedisPrefix { url: String, prefix: String },
 }
 
 impl Cleanup {
@@ -99,6 +101,22 @@ impl Cleanup {
                     .await
                     .unwrap();
                 admin.close().await;
+            }
+            Self::RedisPrefix { url, prefix } => {
+                let client = redis::Client::open(url.as_str()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if !keys.is_empty() {
+                    let () = redis::cmd("DEL")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
             }
         }
     }
@@ -192,4 +210,23 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         health: Some(backend.health),
     };
     Some((stores, Cleanup::PgSchema { admin, schema }))
+}
+
+/// The Redis server of `AUTHX_TEST_REDIS_URL`, under a fresh key prefix.
+pub(crate) async fn redis(test: &'static str) -> Fixture {
+    let Some(url) = configured("AUTHX_TEST_REDIS_URL") else {
+        return skip(test, "redis not configured: AUTHX_TEST_REDIS_URL is unset");
+    };
+    let prefix = format!("authx-test:{}:", random_id());
+    let sessions = match redis_sessions(&url, &prefix).await {
+        Ok(store) => store,
+        Err(e) => return skip(test, &format!("redis unreachable: {e}")),
+    };
+    let stores = Stores {
+        accounts: None,
+        sessions: Some(sessions),
+        throttle: None,
+        health: None,
+    };
+    Some((stores, Cleanup::RedisPrefix { url, prefix }))
 }

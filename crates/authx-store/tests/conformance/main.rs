@@ -75,3 +75,7 @@ mod postgres {
     session_tests!(crate::harness::postgres);
     database_tests!(crate::harness::postgres);
 }
+
+mod redis {
+    session_tests!(crate::harness::redis);
+}
