@@ -28,14 +28,15 @@ where
             return Err(e);
         }
     };
-    if pending == 0 {
-        return Ok(0);
-    }
+    // Runs even with nothing pending: it also checks that every applied migration matches
+    // this build's copy, refusing a database whose history was edited.
     if let Err(e) = migrator.run_direct(&mut *conn).await {
         conn.close_on_drop();
         return Err(e.into());
     }
-    tracing::info!(applied = pending, "database migrations applied");
+    if pending > 0 {
+        tracing::info!(applied = pending, "database migrations applied");
+    }
     Ok(pending)
 }
 

@@ -74,7 +74,110 @@ fn is_memory(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use authx_core::Timestamp;
+    use authx_core::secret::TokenHash;
+    use authx_core::session::{Session, SessionId};
+    use authx_core::store::{AccountStore as _, SessionStore as _, StoreError};
+    use authx_core::user::{User, UserId, UserStatus};
+
     use super::*;
+
+    async fn memory_store() -> SqliteStore {
+        let pool = open("sqlite::memory:", &ConnectOptions::default())
+            .await
+            .unwrap();
+        crate::migrations::apply(&pool, &MIGRATOR).await.unwrap();
+        SqliteStore::new(pool)
+    }
+
+    #[tokio::test]
+    async fn migrate_counts_what_it_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+        let opts = ConnectOptions::default();
+        let known = MIGRATOR.iter().count();
+        assert!(known > 0);
+        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), known);
+        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn undecodable_rows_are_corrupt() {
+        let store = memory_store().await;
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, status, is_admin, created_at, \
+             password_changed_at) VALUES ('u1', 'a@example.com', 'x', 'frozen', 0, 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let err = store.user_by_id(&UserId("u1".into())).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("frozen")));
+
+        sqlx::query("UPDATE users SET status = 'active'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, \
+             idle_expires_at, absolute_expires_at, auth_method) \
+             VALUES ('s1', 'not-hex', 'u1', 1, 1, 9, 9, 'password')",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let err = store
+            .delete_session(&UserId("u1".into()), &SessionId("s1".into()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)));
+    }
+
+    #[tokio::test]
+    async fn memory_database_is_shared_and_sessions_cascade_with_their_user() {
+        let store = memory_store().await;
+        let user = User {
+            id: UserId("u1".into()),
+            email: "a@example.com".into(),
+            password_hash: "x".into(),
+            status: UserStatus::Active,
+            is_admin: false,
+            created_at: Timestamp(1),
+            password_changed_at: Timestamp(1),
+        };
+        store.create_user(&user).await.unwrap();
+        let session = Session {
+            id: SessionId("s1".into()),
+            token_hash: TokenHash::of(b"t"),
+            user_id: user.id.clone(),
+            created_at: Timestamp(1),
+            last_seen_at: Timestamp(1),
+            idle_expires_at: Timestamp(9),
+            absolute_expires_at: Timestamp(9),
+            ip: None,
+            user_agent: None,
+            auth_method: "password".into(),
+        };
+        store.create_session(&session).await.unwrap();
+
+        // A session for a user that does not exist is refused by the foreign key.
+        let orphan = Session {
+            id: SessionId("s2".into()),
+            token_hash: TokenHash::of(b"u"),
+            user_id: UserId("nobody".into()),
+            ..session.clone()
+        };
+        assert!(store.create_session(&orphan).await.is_err());
+
+        sqlx::query("DELETE FROM users WHERE id = 'u1'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_by_hash(&session.token_hash).await.unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn memory_urls_are_recognised() {

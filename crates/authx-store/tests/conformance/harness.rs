@@ -18,6 +18,8 @@ pub(crate) struct Stores {
     sessions: Option<Arc<dyn SessionStore>>,
     throttle: Option<Arc<dyn ThrottleStore>>,
     health: Option<Arc<dyn Health>>,
+    /// The database URL the SQL stores were opened with.
+    url: Option<String>,
 }
 
 impl Stores {
@@ -35,6 +37,10 @@ impl Stores {
         self.throttle
             .clone()
             .expect("backend has no throttle store")
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        self.url.as_deref().expect("backend has no database URL")
     }
 
     pub(crate) fn health(&self) -> &dyn Health {
@@ -168,6 +174,7 @@ pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
         sessions: Some(backend.sessions),
         throttle: Some(backend.throttle),
         health: Some(backend.health),
+        url: Some(url),
     };
     Some((stores, Cleanup::TempDir(dir)))
 }
@@ -208,6 +215,7 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         sessions: Some(backend.sessions),
         throttle: Some(backend.throttle),
         health: Some(backend.health),
+        url: Some(schema_url),
     };
     Some((stores, Cleanup::PgSchema { admin, schema }))
 }
@@ -227,6 +235,7 @@ pub(crate) async fn redis(test: &'static str) -> Fixture {
         sessions: Some(sessions),
         throttle: None,
         health: None,
+        url: None,
     };
     Some((stores, Cleanup::RedisPrefix { url, prefix }))
 }

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod harness;
+mod migrations;
 mod sessions;
 mod throttle;
 
@@ -47,7 +48,7 @@ macro_rules! session_tests {
     };
 }
 
-/// Every test of the account, throttle and health stores.
+/// Every test of the account, throttle and health stores, and of the migrations.
 macro_rules! database_tests {
     ($fixture:path) => {
         instantiate!($fixture;
@@ -62,6 +63,9 @@ macro_rules! database_tests {
             throttle::purge_failures_removes_old_counters,
             throttle::parallel_failures_all_count,
             throttle::health_ping_answers,
+            migrations::reconnecting_applies_nothing,
+            migrations::modified_migration_is_refused,
+            migrations::newer_schema_is_refused,
         );
     };
 }
