@@ -225,14 +225,13 @@ impl PasswordHasher {
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        let out = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let r = f();
             drop(permit);
             r
         })
         .await
-        .map_err(|e| HashError::Internal(e.to_string()))?;
-        out
+        .map_err(|e| HashError::Internal(e.to_string()))?
     }
 }
 

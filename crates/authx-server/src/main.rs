@@ -1,1 +1,248 @@
-fn main() {}
+//! `authx`: the server and its administration commands.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use authx_core::SystemClock;
+use authx_core::auth::AuthError;
+use authx_server::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "authx",
+    version,
+    about = "Sessions, tokens and OpenID Connect in one server"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "AUTHX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: sqlite://PATH (default sqlite://authx.db) or postgres://...
+    #[arg(long, global = true, env = "AUTHX_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "AUTHX_LISTEN")]
+    listen: Option<String>,
+    /// Public URL of this server (default http://LISTEN).
+    #[arg(long, env = "AUTHX_ISSUER")]
+    issuer: Option<String>,
+    /// Redis URL for the shared session store and event bus.
+    #[arg(long, env = "AUTHX_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Extra origins trusted for state-changing browser requests, comma separated.
+    #[arg(long, env = "AUTHX_TRUSTED_ORIGINS")]
+    trusted_origins: Option<String>,
+    /// Whether anyone may create an account.
+    #[arg(long, env = "AUTHX_SIGN_UP_ENABLED")]
+    sign_up_enabled: Option<bool>,
+    /// Log format: text or json.
+    #[arg(long, env = "AUTHX_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input (or prompted on a terminal).
+    Add {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user and end all of their sessions.
+    Disable {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Re-enable a disabled user.
+    Enable {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authx: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authx: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        database_url: cli.database_url.clone(),
+        ..Overrides::default()
+    };
+    if let Command::Serve(a) = &cli.command {
+        overrides.listen.clone_from(&a.listen);
+        overrides.issuer.clone_from(&a.issuer);
+        overrides.redis_url.clone_from(&a.redis_url);
+        overrides.trusted_origins.clone_from(&a.trusted_origins);
+        overrides.sign_up_enabled = a.sign_up_enabled;
+        overrides.log_format.clone_from(&a.log_format);
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_logging(config.log_format);
+    match cli.command {
+        Command::Serve(_) => authx_server::run(config, Arc::new(SystemClock)).await,
+        Command::Migrate => {
+            let n = authx_store::migrate(&config.database_url, &config.store).await?;
+            println!("applied {n} migration(s)");
+            Ok(())
+        }
+        Command::User(cmd) => user_command(config, cmd).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let auth = &state.auth;
+    match cmd {
+        UserCommand::Add { email, admin } => {
+            let password = read_password()?;
+            match auth.create_user(&email, &password, admin).await {
+                Ok(user) => {
+                    println!("created user {} ({})", user.email, user.id);
+                    Ok(())
+                }
+                Err(
+                    e @ (AuthError::WeakPassword(_)
+                    | AuthError::InvalidEmail
+                    | AuthError::EmailTaken),
+                ) => bail!("{e}"),
+                Err(e) => Err(e).context("cannot create the user"),
+            }
+        }
+        UserCommand::List { json } => {
+            let users = auth.stores().accounts.list_users().await?;
+            if json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(authx_server::web::api::user_json)
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<24} {:<9} {:<6} EMAIL", "ID", "STATUS", "ADMIN");
+                for u in users {
+                    println!(
+                        "{:<24} {:<9} {:<6} {}",
+                        u.id,
+                        u.status.as_str(),
+                        u.is_admin,
+                        u.email
+                    );
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Disable { email } => {
+            let user = find_user(&state, &email).await?;
+            auth.disable_user(&user).await?;
+            println!("disabled {email}; all of their sessions ended");
+            Ok(())
+        }
+        UserCommand::Enable { email } => {
+            let user = find_user(&state, &email).await?;
+            auth.enable_user(&user).await?;
+            println!("enabled {email}");
+            Ok(())
+        }
+    }
+}
+
+async fn find_user(
+    state: &authx_server::state::AppState,
+    email: &str,
+) -> anyhow::Result<authx_core::user::UserId> {
+    let canonical = authx_core::user::canonical_email(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email(&canonical)
+        .await?
+    {
+        Some(u) => Ok(u.id),
+        None => bail!("no user with email {canonical}"),
+    }
+}
+
+/// The password from a terminal prompt (asked twice) or the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            bail!("no password on standard input");
+        }
+        Ok(password)
+    }
+}

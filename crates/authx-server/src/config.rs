@@ -1,0 +1,536 @@
+//! Configuration: a TOML file, overridden by `AUTHX_*` environment variables, then by flags;
+//! validated once into a [`Config`] that is passed explicitly, never read from a global.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The configuration file's shape. Unknown keys are refused so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Format version; only 1 exists.
+    pub version: Option<u32>,
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// The public URL of this server, without a trailing slash.
+    pub issuer: Option<String>,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: Option<String>,
+    /// `redis://...` for the shared session store and event bus.
+    pub redis_url: Option<String>,
+    /// Origins allowed to send state-changing browser requests (the issuer's origin is always in).
+    pub trusted_origins: Option<Vec<String>>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (exact addresses).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Origins allowed to call the JSON API cross-origin with credentials (none by default).
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// Whether anyone may create an account.
+    pub sign_up_enabled: Option<bool>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Session settings.
+    pub session: Option<SessionFile>,
+    /// Password settings.
+    pub password: Option<PasswordFile>,
+    /// Sign-in throttling.
+    pub throttle: Option<ThrottleFile>,
+    /// Database pool settings.
+    pub database: Option<DatabaseFile>,
+}
+
+/// `[session]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    /// Idle timeout in seconds.
+    pub idle_timeout_secs: Option<i64>,
+    /// Absolute lifetime in seconds.
+    pub absolute_lifetime_secs: Option<i64>,
+    /// Minimum seconds between activity writes.
+    pub touch_interval_secs: Option<i64>,
+    /// Cap on concurrent sessions per user.
+    pub max_per_user: Option<u32>,
+    /// Refuse a session presented by another user agent.
+    pub bind_user_agent: Option<bool>,
+    /// `Secure` cookies: `true`, `false`, or absent for "when the issuer is https".
+    pub cookie_secure: Option<bool>,
+    /// Entries in the in-process session cache (0 disables it).
+    pub cache_capacity: Option<usize>,
+}
+
+/// `[password]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordFile {
+    /// Minimum length in characters.
+    pub min_length: Option<usize>,
+    /// Argon2id memory in KiB.
+    pub argon2_memory_kib: Option<u32>,
+    /// Argon2id passes.
+    pub argon2_iterations: Option<u32>,
+    /// Argon2id lanes.
+    pub argon2_parallelism: Option<u32>,
+    /// Hashes computed at once.
+    pub hash_concurrency: Option<usize>,
+}
+
+/// `[throttle]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleFile {
+    /// Failures per account before delays start.
+    pub account_free_failures: Option<u32>,
+    /// Failures per client address before delays start.
+    pub ip_free_failures: Option<u32>,
+    /// Longest progressive delay in seconds.
+    pub max_delay_secs: Option<i64>,
+    /// Failures at which the account is locked for `lock_secs`.
+    pub lock_after: Option<u32>,
+    /// Lock duration in seconds.
+    pub lock_secs: Option<i64>,
+}
+
+/// `[database]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    /// Pool size.
+    pub max_connections: Option<u32>,
+    /// Seconds to wait for a pooled connection.
+    pub acquire_timeout_secs: Option<u64>,
+    /// SQLite `synchronous`: `full` (default, durable on power loss) or `normal`.
+    pub sqlite_synchronous: Option<String>,
+}
+
+/// Values that come from the environment or flags and override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `AUTHX_LISTEN` / `--listen`.
+    pub listen: Option<String>,
+    /// `AUTHX_ISSUER` / `--issuer`.
+    pub issuer: Option<String>,
+    /// `AUTHX_DATABASE_URL` / `--database-url`.
+    pub database_url: Option<String>,
+    /// `AUTHX_REDIS_URL` / `--redis-url`.
+    pub redis_url: Option<String>,
+    /// `AUTHX_TRUSTED_ORIGINS` / `--trusted-origins`, comma separated.
+    pub trusted_origins: Option<String>,
+    /// `AUTHX_SIGN_UP_ENABLED` / `--sign-up-enabled`.
+    pub sign_up_enabled: Option<bool>,
+    /// `AUTHX_LOG_FORMAT` / `--log-format`.
+    pub log_format: Option<String>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Public URL, no trailing slash.
+    pub issuer: String,
+    /// Database URL.
+    pub database_url: String,
+    /// Redis URL, if any.
+    pub redis_url: Option<String>,
+    /// Exact origins (`scheme://host[:port]`) trusted for state-changing browser requests.
+    pub trusted_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins allowed by CORS on the JSON API.
+    pub cors_allowed_origins: Vec<String>,
+    /// Whether cookies carry `Secure` (and the `__Host-` prefix).
+    pub cookie_secure: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Core rules.
+    pub auth: authx_core::auth::AuthPolicy,
+    /// Argon2id parameters.
+    pub hash_params: authx_core::password::HashParams,
+    /// Hashes computed at once.
+    pub hash_concurrency: usize,
+    /// Store options.
+    pub store: authx_store::ConnectOptions,
+}
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+impl Config {
+    /// Reads the file (if any), applies overrides and validates.
+    ///
+    /// # Errors
+    /// A message naming the bad key and why.
+    pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Self, ConfigError> {
+        let f: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_parts(f, o)
+    }
+
+    /// Builds a configuration from an already-parsed file and overrides.
+    ///
+    /// # Errors
+    /// A message naming the bad key and why.
+    pub fn from_parts(f: FileConfig, o: &Overrides) -> Result<Self, ConfigError> {
+        if let Some(v) = f.version {
+            if v != 1 {
+                return Err(bad(format!("version = {v} is not supported (expected 1)")));
+            }
+        }
+        let listen_s = o
+            .listen
+            .clone()
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            bad(format!(
+                "listen = {listen_s:?} is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let issuer = o
+            .issuer
+            .clone()
+            .or(f.issuer)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let issuer_origin = origin_of(&issuer).ok_or_else(|| {
+            bad(format!(
+                "issuer = {issuer:?} must be an absolute http(s) URL"
+            ))
+        })?;
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let database_url = o
+            .database_url
+            .clone()
+            .or(f.database_url)
+            .unwrap_or_else(|| "sqlite://authx.db".to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(format!(
+                "database_url must start with sqlite:// or postgres:// (got {:?})",
+                redact_url(&database_url)
+            )));
+        }
+        let redis_url = o
+            .redis_url
+            .clone()
+            .or(f.redis_url)
+            .filter(|s| !s.is_empty());
+        if let Some(r) = &redis_url {
+            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
+                return Err(bad("redis_url must start with redis:// or rediss://"));
+            }
+        }
+        let mut trusted_origins = vec![issuer_origin];
+        let listed = match &o.trusted_origins {
+            Some(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => f.trusted_origins.unwrap_or_default(),
+        };
+        for origin in listed {
+            let norm = exact_origin(&origin).ok_or_else(|| {
+                bad(format!(
+                    "trusted_origins: {origin:?} is not an origin like https://app.example.com"
+                ))
+            })?;
+            if !trusted_origins.contains(&norm) {
+                trusted_origins.push(norm);
+            }
+        }
+        let mut cors_allowed_origins = Vec::new();
+        for origin in f.cors_allowed_origins.unwrap_or_default() {
+            let norm = exact_origin(&origin)
+                .ok_or_else(|| bad(format!("cors_allowed_origins: {origin:?} is not an exact origin (no wildcards, no null)")))?;
+            cors_allowed_origins.push(norm);
+        }
+        let trusted_proxies = f
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| bad(format!("trusted_proxies: {p:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<IpAddr>, _>>()?;
+        let log_format = match o.log_format.clone().or(f.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(format!(
+                    "log_format = {other:?}: use \"text\" or \"json\""
+                )));
+            }
+        };
+
+        let mut auth = authx_core::auth::AuthPolicy {
+            sign_up_enabled: o.sign_up_enabled.or(f.sign_up_enabled).unwrap_or(true),
+            ..authx_core::auth::AuthPolicy::default()
+        };
+        let s = f.session.unwrap_or_default();
+        let sp = &mut auth.session;
+        if let Some(v) = s.idle_timeout_secs {
+            sp.idle_timeout_secs = positive("session.idle_timeout_secs", v)?;
+        }
+        if let Some(v) = s.absolute_lifetime_secs {
+            sp.absolute_lifetime_secs = positive("session.absolute_lifetime_secs", v)?;
+        }
+        if let Some(v) = s.touch_interval_secs {
+            sp.touch_interval_secs = positive("session.touch_interval_secs", v)?;
+        }
+        if sp.idle_timeout_secs > sp.absolute_lifetime_secs {
+            return Err(bad(
+                "session.idle_timeout_secs must not exceed session.absolute_lifetime_secs",
+            ));
+        }
+        if sp.touch_interval_secs >= sp.idle_timeout_secs {
+            return Err(bad(
+                "session.touch_interval_secs must be shorter than session.idle_timeout_secs",
+            ));
+        }
+        if let Some(0) = s.max_per_user {
+            return Err(bad(
+                "session.max_per_user must be at least 1 (omit it for no cap)",
+            ));
+        }
+        sp.max_per_user = s.max_per_user;
+        sp.bind_user_agent = s.bind_user_agent.unwrap_or(false);
+        if let Some(c) = s.cache_capacity {
+            auth.cache_capacity = c;
+        }
+        let cookie_secure = s
+            .cookie_secure
+            .unwrap_or_else(|| issuer.starts_with("https://"));
+
+        let p = f.password.unwrap_or_default();
+        if let Some(min) = p.min_length {
+            if !(8..=64).contains(&min) {
+                return Err(bad("password.min_length must be between 8 and 64"));
+            }
+            auth.password.min_chars = min;
+        }
+        let defaults = authx_core::password::HashParams::default();
+        let hash_params = authx_core::password::HashParams {
+            memory_kib: p.argon2_memory_kib.unwrap_or(defaults.memory_kib),
+            iterations: p.argon2_iterations.unwrap_or(defaults.iterations),
+            parallelism: p.argon2_parallelism.unwrap_or(defaults.parallelism),
+        };
+        if hash_params.memory_kib < 19_456
+            || hash_params.iterations < 2
+            || hash_params.parallelism < 1
+        {
+            return Err(bad(
+                "password.argon2_*: at least memory 19456 KiB, 2 iterations, 1 lane (OWASP minimum)",
+            ));
+        }
+        let cpus = std::thread::available_parallelism()
+            .map(std::num::NonZero::get)
+            .unwrap_or(2);
+        let hash_concurrency = p.hash_concurrency.unwrap_or(cpus).max(1);
+
+        let t = f.throttle.unwrap_or_default();
+        let tp = &mut auth.throttle;
+        if let Some(v) = t.account_free_failures {
+            tp.account_free_failures = v;
+        }
+        if let Some(v) = t.ip_free_failures {
+            tp.ip_free_failures = v;
+        }
+        if let Some(v) = t.max_delay_secs {
+            tp.max_delay_secs = positive("throttle.max_delay_secs", v)?;
+        }
+        if let Some(v) = t.lock_after {
+            if v == 0 || v > 100 {
+                return Err(bad("throttle.lock_after must be between 1 and 100"));
+            }
+            tp.lock_after = v;
+        }
+        if let Some(v) = t.lock_secs {
+            tp.lock_secs = positive("throttle.lock_secs", v)?;
+        }
+
+        let d = f.database.unwrap_or_default();
+        let mut store = authx_store::ConnectOptions::default();
+        if let Some(n) = d.max_connections {
+            if n == 0 {
+                return Err(bad("database.max_connections must be at least 1"));
+            }
+            store.max_connections = n;
+        }
+        if let Some(s) = d.acquire_timeout_secs {
+            store.acquire_timeout = std::time::Duration::from_secs(s.max(1));
+        }
+        store.sqlite_synchronous_full = match d.sqlite_synchronous.as_deref() {
+            None | Some("full") => true,
+            Some("normal") => false,
+            Some(other) => {
+                return Err(bad(format!(
+                    "database.sqlite_synchronous = {other:?}: use \"full\" or \"normal\""
+                )));
+            }
+        };
+
+        Ok(Self {
+            listen,
+            issuer,
+            database_url,
+            redis_url,
+            trusted_origins,
+            trusted_proxies,
+            cors_allowed_origins,
+            cookie_secure,
+            log_format,
+            auth,
+            hash_params,
+            hash_concurrency,
+            store,
+        })
+    }
+}
+
+fn positive(key: &str, v: i64) -> Result<i64, ConfigError> {
+    if v > 0 {
+        Ok(v)
+    } else {
+        Err(bad(format!("{key} must be a positive number of seconds")))
+    }
+}
+
+/// The origin (`scheme://host[:port]`, lower-cased scheme and host) of an absolute http(s) URL.
+#[must_use]
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+/// An origin given in configuration: exactly `scheme://host[:port]` with no path.
+fn exact_origin(s: &str) -> Option<String> {
+    let o = origin_of(s)?;
+    let rest = s.split_once("://").map(|(_, r)| r)?;
+    (!rest.contains('/') && !rest.contains('*')).then_some(o)
+}
+
+/// A database URL with any password removed, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<Config, ConfigError> {
+        Config::from_parts(
+            toml::from_str(toml_text).map_err(|e| ConfigError(e.to_string()))?,
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_store_on_loopback() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://authx.db");
+        assert_eq!(c.trusted_origins, vec!["http://127.0.0.1:8080".to_owned()]);
+        assert!(!c.cookie_secure);
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let f: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nissuer = \"https://id.example.com/\"")
+                .unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_parts(f, &o).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.issuer, "https://id.example.com");
+        assert!(c.cookie_secure);
+    }
+
+    #[test]
+    fn bad_values_get_clear_messages() {
+        for (text, needle) in [
+            ("listen = \"nope\"", "listen"),
+            ("issuer = \"ftp://x\"", "issuer"),
+            ("database_url = \"mysql://x\"", "database_url"),
+            (
+                "trusted_origins = [\"https://*.example.com\"]",
+                "trusted_origins",
+            ),
+            ("[session]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[password]\nargon2_memory_kib = 1024", "argon2"),
+            ("[password]\nmin_length = 4", "min_length"),
+            ("version = 2", "version"),
+            ("log_format = \"xml\"", "log_format"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        assert!(
+            toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn origins_are_exact() {
+        assert_eq!(
+            origin_of("HTTPS://App.Example.com:8443/x?y").as_deref(),
+            Some("https://app.example.com:8443")
+        );
+        assert_eq!(origin_of("javascript:alert(1)"), None);
+        assert_eq!(origin_of("https://good@evil.com/"), None);
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+    }
+}

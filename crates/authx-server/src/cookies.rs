@@ -1,0 +1,150 @@
+//! The two cookies authx sets, and strict parsing of the `Cookie` header.
+//!
+//! # Security
+//! Values are only ever accepted in the exact shape authx issues. When a request carries the
+//! same cookie name twice (cookie tossing from a sibling domain), neither value is used.
+
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+
+/// Longest `Cookie` header value considered; longer ones are ignored as hostile.
+const MAX_COOKIE_HEADER: usize = 8 * 1024;
+
+/// Cookie names and attributes for this server.
+#[derive(Debug, Clone)]
+pub struct CookieNames {
+    /// The session cookie's name.
+    pub session: &'static str,
+    /// The pre-session (sign-in form CSRF) cookie's name.
+    pub pre_session: &'static str,
+    secure: bool,
+}
+
+impl CookieNames {
+    /// Names for a server that serves over TLS (`secure`) or not.
+    #[must_use]
+    pub fn new(secure: bool) -> Self {
+        if secure {
+            // The __Host- prefix forbids Domain and requires Secure and Path=/ (RFC 6265bis §4.1.3.2).
+            Self {
+                session: "__Host-authx_session",
+                pre_session: "__Host-authx_csrf",
+                secure,
+            }
+        } else {
+            Self {
+                session: "authx_session",
+                pre_session: "authx_csrf",
+                secure,
+            }
+        }
+    }
+
+    /// `Set-Cookie` for a new session, living at most `max_age` seconds.
+    #[must_use]
+    pub fn set_session(&self, value: &str, max_age: i64) -> String {
+        self.build(self.session, value, max_age)
+    }
+
+    /// `Set-Cookie` that removes the session cookie.
+    #[must_use]
+    pub fn clear_session(&self) -> String {
+        self.build(self.session, "", 0)
+    }
+
+    /// `Set-Cookie` for the pre-session cookie (one hour).
+    #[must_use]
+    pub fn set_pre_session(&self, value: &str) -> String {
+        self.build(self.pre_session, value, 3600)
+    }
+
+    /// `Set-Cookie` that removes the pre-session cookie.
+    #[must_use]
+    pub fn clear_pre_session(&self) -> String {
+        self.build(self.pre_session, "", 0)
+    }
+
+    fn build(&self, name: &str, value: &str, max_age: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    }
+}
+
+/// The single value of cookie `name`, or `None` when it is absent, repeated or oversized.
+#[must_use]
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        if text.len() > MAX_COOKIE_HEADER {
+            return None;
+        }
+        for pair in text.split(';') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            if k.trim() == name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v.trim().trim_matches('"'));
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn finds_one_value_and_refuses_duplicates() {
+        assert_eq!(
+            cookie_value(&headers(&["a=1; authx_session=xyz; b=2"]), "authx_session"),
+            Some("xyz")
+        );
+        assert_eq!(
+            cookie_value(
+                &headers(&["authx_session=1; authx_session=2"]),
+                "authx_session"
+            ),
+            None
+        );
+        assert_eq!(
+            cookie_value(
+                &headers(&["authx_session=1", "authx_session=2"]),
+                "authx_session"
+            ),
+            None
+        );
+        assert_eq!(cookie_value(&headers(&["other=1"]), "authx_session"), None);
+        let huge = format!("authx_session={}", "A".repeat(10_000));
+        assert_eq!(cookie_value(&headers(&[&huge]), "authx_session"), None);
+    }
+
+    #[test]
+    fn attributes() {
+        let c = CookieNames::new(true);
+        let s = c.set_session("v", 86_400);
+        assert_eq!(
+            s,
+            "__Host-authx_session=v; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(!s.contains("Domain"));
+        assert!(
+            CookieNames::new(false)
+                .set_session("v", 1)
+                .starts_with("authx_session=v;")
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! Server-rendered pages: one layout, escaped text, no script.
+
+use std::fmt::Write as _;
+
+/// Escapes text for HTML element content and quoted attribute values.
+#[must_use]
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page around `body` (already HTML).
+#[must_use]
+pub fn page(title: &str, body: &str) -> String {
+    let mut s = String::with_capacity(body.len() + 512);
+    let _ = write!(
+        s,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · authx</title><link rel=\"stylesheet\" href=\"/assets/authx.css\"></head>\
+         <body><main>{}</main></body></html>",
+        esc(title),
+        body
+    );
+    s
+}
+
+/// A hidden CSRF field.
+#[must_use]
+pub fn csrf_field(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        esc(token)
+    )
+}
+
+/// An error paragraph, or nothing.
+#[must_use]
+pub fn error_block(msg: Option<&str>) -> String {
+    msg.map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
+        .unwrap_or_default()
+}
+
+/// The stylesheet served at `/assets/authx.css`.
+pub const CSS: &str = "\
+*{box-sizing:border-box}body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}\
+main{max-width:44rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px #0002}\
+h1{margin-top:0;font-size:1.5rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
+input[type=email],input[type=password],input[type=text]{width:100%;padding:.55rem;border:1px solid #b8bfcc;border-radius:6px;font:inherit}\
+button{margin-top:1rem;padding:.55rem 1.1rem;border:0;border-radius:6px;background:#2b59c3;color:#fff;font:inherit;cursor:pointer}\
+button.secondary{background:#e4e7ee;color:#1d2330}button.danger{background:#b3261e}\
+.error{background:#fde8e7;color:#8c1d18;padding:.6rem .8rem;border-radius:6px}\
+.notice{background:#e6f4ea;color:#1e5631;padding:.6rem .8rem;border-radius:6px}\
+table{width:100%;border-collapse:collapse;margin:1rem 0}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #e4e7ee;font-size:.9rem}\
+tr.current td:first-child::after{content:' (this device)';color:#2b59c3}form.inline{display:inline}form.inline button{margin:0;padding:.25rem .6rem}\
+nav{margin-bottom:1rem}nav a{margin-right:1rem}.muted{color:#5b6475;font-size:.9rem}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<script>\"x\"&'"),
+            "&lt;script&gt;&quot;x&quot;&amp;&#x27;"
+        );
+    }
+}

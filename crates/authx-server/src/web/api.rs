@@ -1,0 +1,388 @@
+//! The JSON API under `/api/v1`: sign-up, sign-in, sign-out, CSRF token, me, sessions, password,
+//! and user administration.
+//!
+//! # Security
+//! Every state-changing call has passed the origin check. Calls authenticated by the session
+//! cookie also need the synchronizer token in `X-CSRF-Token` (from `GET /api/v1/auth/csrf`).
+//! Sign-in and sign-up take JSON only, which a cross-site form cannot send.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use authx_core::auth::{Authenticated, SignInOutcome, SignedIn};
+use authx_core::secret::PreSessionToken;
+use authx_core::session::{Session, SessionId};
+use authx_core::user::{User, UserId};
+
+use super::error::ApiError;
+use super::extract::{CurrentSession, JsonBody};
+use super::middleware::empty;
+use super::rfc3339;
+use crate::state::AppState;
+
+/// The `/api/v1` routes.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let r = Router::new()
+        .route("/api/v1/auth/sign-up", post(sign_up_post))
+        .route("/api/v1/auth/sign-in", post(sign_in_post))
+        .route("/api/v1/auth/sign-out", post(sign_out_post))
+        .route("/api/v1/auth/csrf", get(csrf_get))
+        .route("/api/v1/me", get(me_get))
+        .route("/api/v1/sessions", get(sessions_get))
+        .route("/api/v1/sessions/revoke-others", post(revoke_others_post))
+        .route("/api/v1/sessions/{id}", delete(session_delete))
+        .route("/api/v1/password", post(password_post))
+        .route("/api/v1/admin/users", get(admin_users_get))
+        .route(
+            "/api/v1/admin/users/{id}/disable",
+            post(admin_user_disable_post),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/enable",
+            post(admin_user_enable_post),
+        );
+    if state.config.cors_allowed_origins.is_empty() {
+        r
+    } else {
+        r.layer(cors(&state.config.cors_allowed_origins))
+    }
+}
+
+/// CORS for configured origins only: exact list, credentials allowed, `Vary: Origin` always.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-csrf-token"),
+        ])
+        .vary([header::ORIGIN])
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+    /// Non-browser clients may ask for the session token in the body, once.
+    #[serde(default)]
+    return_token: bool,
+}
+
+async fn sign_up_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let signed = state
+        .auth
+        .sign_up(&body.email, &body.password, &current.ctx)
+        .await?;
+    Ok(signed_in_response(
+        &state,
+        StatusCode::CREATED,
+        signed,
+        body.return_token,
+    ))
+}
+
+async fn sign_in_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .auth
+        .sign_in(
+            &body.email,
+            &body.password,
+            &current.ctx,
+            current.token.as_ref(),
+        )
+        .await;
+    state.metrics.sign_in(SignInOutcome::of(&result));
+    Ok(signed_in_response(
+        &state,
+        StatusCode::OK,
+        result?,
+        body.return_token,
+    ))
+}
+
+fn signed_in_response(
+    state: &AppState,
+    status: StatusCode,
+    signed: SignedIn,
+    return_token: bool,
+) -> Response {
+    let max_age = signed
+        .session
+        .absolute_expires_at
+        .since(signed.session.created_at);
+    let mut body = json!({
+        "user": user_json(&signed.user),
+        "session": session_json(&signed.session, true),
+    });
+    if return_token {
+        body["session_token"] = Value::String(signed.token.expose().to_owned());
+    }
+    let mut res = (status, Json(body)).into_response();
+    append_cookie(
+        res.headers_mut(),
+        &state.cookies.set_session(signed.token.expose(), max_age),
+    );
+    // The pre-session cookie and its CSRF token die with sign-in.
+    append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
+    res
+}
+
+/// Appends a `Set-Cookie` header.
+pub fn append_cookie(headers: &mut HeaderMap, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// Checks the `X-CSRF-Token` header against the session's token.
+fn require_csrf(headers: &HeaderMap, current: &CurrentSession) -> Result<(), ApiError> {
+    let expected = current.csrf_token().ok_or_else(ApiError::unauthenticated)?;
+    let presented = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if authx_core::csrf::matches(&expected, presented) {
+        Ok(())
+    } else {
+        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad token");
+        Err(ApiError::csrf())
+    }
+}
+
+fn signed_in(current: &CurrentSession) -> Result<&Authenticated, ApiError> {
+    current.auth.as_ref().ok_or_else(ApiError::unauthenticated)
+}
+
+async fn sign_out_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+) -> Result<Response, ApiError> {
+    if current.auth.is_some() {
+        require_csrf(&headers, &current)?;
+    }
+    if let Some(token) = &current.token {
+        state.auth.sign_out(token).await?;
+    }
+    let mut res = empty(StatusCode::NO_CONTENT);
+    append_cookie(res.headers_mut(), &state.cookies.clear_session());
+    res.headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    Ok(res)
+}
+
+async fn csrf_get(State(state): State<AppState>, current: CurrentSession) -> Response {
+    if let Some(token) = current.csrf_token() {
+        return Json(json!({"csrf_token": token})).into_response();
+    }
+    // Not signed in: bind the token to a pre-session cookie, minted here if there is none.
+    let (pre, fresh) = match current.pre {
+        Some(p) => (p, false),
+        None => (PreSessionToken::generate(), true),
+    };
+    let mut res =
+        Json(json!({"csrf_token": authx_core::csrf::token_for_pre_session(&pre)})).into_response();
+    if fresh {
+        append_cookie(
+            res.headers_mut(),
+            &state.cookies.set_pre_session(pre.expose()),
+        );
+    }
+    res
+}
+
+async fn me_get(current: CurrentSession) -> Result<Json<Value>, ApiError> {
+    let auth = signed_in(&current)?;
+    Ok(Json(
+        json!({"user": user_json(&auth.user), "session": session_json(&auth.session, true)}),
+    ))
+}
+
+async fn sessions_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    let auth = signed_in(&current)?;
+    let sessions = state.auth.sessions(&auth.user.id).await?;
+    let list: Vec<Value> = sessions
+        .iter()
+        .map(|s| session_json(s, s.id == auth.session.id))
+        .collect();
+    Ok(Json(json!({"sessions": list})))
+}
+
+async fn session_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(&current)?;
+    require_csrf(&headers, &current)?;
+    state
+        .auth
+        .revoke_session(&auth.user.id, &SessionId(id))
+        .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn revoke_others_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    let auth = signed_in(&current)?;
+    require_csrf(&headers, &current)?;
+    let n = state
+        .auth
+        .revoke_other_sessions(&auth.user.id, Some(&auth.session.id))
+        .await?;
+    Ok(Json(json!({"revoked": n})))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn password_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(&current)?;
+    require_csrf(&headers, &current)?;
+    let signed = state
+        .auth
+        .change_password(
+            auth,
+            &body.current_password,
+            &body.new_password,
+            &current.ctx,
+        )
+        .await?;
+    let csrf = authx_core::csrf::token_for_session(&signed.token);
+    let max_age = signed
+        .session
+        .absolute_expires_at
+        .since(signed.session.created_at);
+    let mut res = Json(json!({
+        "user": user_json(&signed.user),
+        "session": session_json(&signed.session, true),
+        "csrf_token": csrf,
+    }))
+    .into_response();
+    append_cookie(
+        res.headers_mut(),
+        &state.cookies.set_session(signed.token.expose(), max_age),
+    );
+    Ok(res)
+}
+
+fn require_admin(current: &CurrentSession) -> Result<&Authenticated, ApiError> {
+    let auth = signed_in(current)?;
+    if auth.user.is_admin {
+        Ok(auth)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "administrators only",
+        ))
+    }
+}
+
+async fn admin_users_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&current)?;
+    let users = state
+        .auth
+        .stores()
+        .accounts
+        .list_users()
+        .await
+        .map_err(authx_core::auth::AuthError::from)?;
+    Ok(Json(
+        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn admin_user_disable_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&current)?;
+    require_csrf(&headers, &current)?;
+    state.auth.disable_user(&UserId(id)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn admin_user_enable_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&current)?;
+    require_csrf(&headers, &current)?;
+    state.auth.enable_user(&UserId(id)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// The public view of a user.
+#[must_use]
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "status": u.status,
+        "is_admin": u.is_admin,
+        "created_at": rfc3339(u.created_at),
+    })
+}
+
+/// The public view of a session.
+#[must_use]
+pub fn session_json(s: &Session, current: bool) -> Value {
+    json!({
+        "id": s.id,
+        "kind": "browser",
+        "created_at": rfc3339(s.created_at),
+        "last_seen_at": rfc3339(s.last_seen_at),
+        "expires_at": rfc3339(s.idle_expires_at.min(s.absolute_expires_at)),
+        "ip": s.ip,
+        "user_agent": s.user_agent,
+        "auth_method": s.auth_method,
+        "current": current,
+    })
+}

@@ -1,0 +1,214 @@
+//! Middleware: request ids and tracing, security headers, size and time limits, metrics, and the
+//! origin check that every state-changing browser request passes.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use super::error::ApiError;
+use crate::config::origin_of;
+use crate::html;
+use crate::state::AppState;
+
+/// Largest request body accepted anywhere (SECURITY.md #71).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Request ids: 16 random bytes, base64url.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&authx_core::secret::random_id())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps the router in the layers every route gets (the last added runs first).
+pub fn apply_common(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let mut router = router
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId));
+    if state.config.cookie_secure {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    router
+}
+
+/// The span of one request: id, method and path. Never the query string, which may carry
+/// codes or tokens, and never headers, which carry cookies.
+fn span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error",
+    )
+    .into_response()
+}
+
+/// Security headers on every response and `Cache-Control: no-store` unless the handler chose
+/// otherwise (SECURITY.md #10, #14).
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+/// Counts and times requests by matched route.
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let res = next.run(req).await;
+    state.metrics.observe_request(
+        &method,
+        &route,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    res
+}
+
+/// CSRF layers one and two for every state-changing request to the browser-facing routes
+/// (SECURITY.md #11, #12): a cross-site `Sec-Fetch-Site` is refused, then the `Origin` header, or
+/// failing that the `Referer`, must match a trusted origin exactly; a request with neither is
+/// refused. The synchronizer token (layer three) is checked by each handler.
+pub async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    match verdict(&state, &req) {
+        Ok(()) => next.run(req).await,
+        Err(reason) => {
+            tracing::info!(target: "authx::audit", event = "csrf_rejected", reason, path = %req.uri().path());
+            forbidden(req.uri().path(), reason)
+        }
+    }
+}
+
+fn verdict(state: &AppState, req: &Request) -> Result<(), &'static str> {
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err("cross-site request");
+    }
+    let trusted = &state.config.trusted_origins;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| "unreadable Origin")?;
+        // Exact string match on the serialized origin: `null` and look-alike hosts never match.
+        return if origin_of(origin)
+            .is_some_and(|o| o == origin.to_ascii_lowercase() && trusted.contains(&o))
+        {
+            Ok(())
+        } else {
+            Err("untrusted Origin")
+        };
+    }
+    if let Some(referer) = headers.get(header::REFERER) {
+        let referer = referer.to_str().map_err(|_| "unreadable Referer")?;
+        return match origin_of(referer) {
+            Some(o) if trusted.contains(&o) => Ok(()),
+            _ => Err("untrusted Referer"),
+        };
+    }
+    Err("missing Origin and Referer")
+}
+
+fn forbidden(path: &str, reason: &str) -> Response {
+    if path.starts_with("/api/") {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            format!("request refused: {reason}"),
+        )
+        .into_response()
+    } else {
+        let body = html::page(
+            "Request refused",
+            &format!(
+                "<h1>Request refused</h1><p class=\"error\">This request did not come from a page of this site ({}). \
+                 Go back, reload the page and try again.</p>",
+                html::esc(reason)
+            ),
+        );
+        (StatusCode::FORBIDDEN, Html(body)).into_response()
+    }
+}
+
+/// An empty body, for 204 answers.
+#[must_use]
+pub fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}

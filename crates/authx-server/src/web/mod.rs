@@ -1,0 +1,44 @@
+//! HTTP: extractors, middleware, the JSON API, the pages and the operational endpoints.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod ops;
+pub mod pages;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The whole application router, as served and as tested.
+pub fn app(state: AppState) -> Router {
+    let browser = Router::new()
+        .merge(api::router(&state))
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::origin_check,
+        ));
+    let router = Router::new()
+        .merge(browser)
+        .merge(ops::router())
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ));
+    middleware::apply_common(router, &state).with_state(state)
+}
+
+/// Formats a timestamp as RFC 3339 (UTC).
+#[must_use]
+pub fn rfc3339(t: authx_core::Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.secs())
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

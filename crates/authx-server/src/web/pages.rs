@@ -1,0 +1,655 @@
+//! HTML pages: `/login`, `/signup`, `/logout` and `/account` (sessions and password).
+//!
+//! # Security
+//! Forms carry a synchronizer token: bound to the pre-session cookie before sign-in and to the
+//! session afterwards. Nothing changes on GET. Redirects after a credential POST are 303.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use authx_core::auth::{AuthError, SignInOutcome, SignedIn};
+use authx_core::csrf;
+use authx_core::secret::PreSessionToken;
+use authx_core::session::SessionId;
+
+use super::api::append_cookie;
+use super::error::ApiError;
+use super::extract::{CurrentSession, FormBody};
+use super::rfc3339;
+use crate::html::{csrf_field, error_block, esc, page};
+use crate::state::AppState;
+
+/// The page routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/account") }))
+        .route("/login", get(login_get).post(login_post))
+        .route("/signup", get(signup_get).post(signup_post))
+        .route("/logout", get(logout_get).post(logout_post))
+        .route("/account", get(account_get))
+        .route(
+            "/account/sessions/revoke-others",
+            post(account_revoke_others_post),
+        )
+        .route("/account/sessions/{id}/revoke", post(account_revoke_post))
+        .route("/account/password", post(account_password_post))
+        .route("/assets/authx.css", get(css_get))
+}
+
+/// The fallback: a readable 404.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page(
+            "Not found",
+            "<h1>Not found</h1><p>There is no page at this address.</p>",
+        )),
+    )
+        .into_response()
+}
+
+async fn css_get() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        crate::html::CSS,
+    )
+        .into_response()
+}
+
+/// A local path to return to after sign-in: absolute path, not protocol-relative, no controls.
+fn safe_return_to(raw: Option<&str>) -> String {
+    match raw {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && p.len() <= 512
+                && !p.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            p.to_owned()
+        }
+        _ => "/account".to_owned(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ReturnTo {
+    return_to: Option<String>,
+}
+
+/// The sign-in and sign-up forms' token, minting a pre-session cookie when needed.
+fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
+    match &current.pre {
+        Some(p) => (csrf::token_for_pre_session(p), None),
+        None => {
+            let p = PreSessionToken::generate();
+            (csrf::token_for_pre_session(&p), Some(p))
+        }
+    }
+}
+
+fn with_pre_cookie(
+    state: &AppState,
+    mut res: Response,
+    fresh: Option<PreSessionToken>,
+) -> Response {
+    if let Some(p) = fresh {
+        append_cookie(
+            res.headers_mut(),
+            &state.cookies.set_pre_session(p.expose()),
+        );
+    }
+    res
+}
+
+fn login_page(
+    token: &str,
+    return_to: &str,
+    email: &str,
+    error: Option<&str>,
+    sign_up: bool,
+) -> String {
+    let signup_link = if sign_up {
+        "<p class=\"muted\">No account? <a href=\"/signup\">Create one</a>.</p>"
+    } else {
+        ""
+    };
+    page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in</h1>{}<form id=\"login\" method=\"post\" action=\"/login\">{}\
+             <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
+             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
+             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>{}",
+            error_block(error),
+            csrf_field(token),
+            esc(return_to),
+            esc(email),
+            signup_link,
+        ),
+    )
+}
+
+async fn login_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    q: Query<ReturnTo>,
+) -> Response {
+    let (token, fresh) = pre_session(&current);
+    let return_to = safe_return_to(q.return_to.as_deref());
+    let html = login_page(
+        &token,
+        &return_to,
+        "",
+        None,
+        state.config.auth.sign_up_enabled,
+    );
+    with_pre_cookie(&state, Html(html).into_response(), fresh)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+    return_to: Option<String>,
+}
+
+fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
+    current
+        .pre
+        .as_ref()
+        .is_some_and(|p| csrf::matches(&csrf::token_for_pre_session(p), presented))
+}
+
+async fn login_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    form: Result<FormBody<LoginForm>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let return_to = safe_return_to(form.return_to.as_deref());
+    let sign_up = state.config.auth.sign_up_enabled;
+    if !pre_token_ok(&current, &form.csrf_token) {
+        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad form token", path = "/login");
+        let (token, fresh) = pre_session(&current);
+        let html = login_page(
+            &token,
+            &return_to,
+            &form.email,
+            Some("This form expired. Please sign in again."),
+            sign_up,
+        );
+        return with_pre_cookie(
+            &state,
+            (StatusCode::FORBIDDEN, Html(html)).into_response(),
+            fresh,
+        );
+    }
+    let result = state
+        .auth
+        .sign_in(
+            &form.email,
+            &form.password,
+            &current.ctx,
+            current.token.as_ref(),
+        )
+        .await;
+    state.metrics.sign_in(SignInOutcome::of(&result));
+    match result {
+        Ok(signed) => signed_in_redirect(&state, &signed, &return_to),
+        Err(e) => {
+            let (token, fresh) = pre_session(&current);
+            let (status, retry) = error_status(&e);
+            let html = login_page(
+                &token,
+                &return_to,
+                &form.email,
+                Some(&e.to_string()),
+                sign_up,
+            );
+            let mut res = (status, Html(html)).into_response();
+            set_retry_after(&mut res, retry);
+            with_pre_cookie(&state, res, fresh)
+        }
+    }
+}
+
+fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
+    let max_age = signed
+        .session
+        .absolute_expires_at
+        .since(signed.session.created_at);
+    // 303 so the browser follows with a GET and never re-sends the credentials (RFC 9700 §4.12).
+    let mut res = Redirect::to(to).into_response();
+    append_cookie(
+        res.headers_mut(),
+        &state.cookies.set_session(signed.token.expose(), max_age),
+    );
+    append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
+    res
+}
+
+fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
+    let (status, _, retry) = super::error::classify(e);
+    (status, retry)
+}
+
+fn set_retry_after(res: &mut Response, retry: Option<i64>) {
+    if let Some(secs) = retry {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+}
+
+fn bad_form(e: ApiError) -> Response {
+    let html = page(
+        "Bad request",
+        &format!("<h1>Bad request</h1>{}", error_block(Some(&e.message))),
+    );
+    (e.status, Html(html)).into_response()
+}
+
+fn signup_page(token: &str, email: &str, error: Option<&str>, min: usize) -> String {
+    page(
+        "Create account",
+        &format!(
+            "<h1>Create an account</h1>{}<form id=\"signup\" method=\"post\" action=\"/signup\">{}\
+             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
+             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+             <p class=\"muted\">At least {min} characters. A passphrase of several words works well.</p>\
+             <button type=\"submit\">Create account</button></form>\
+             <p class=\"muted\">Already registered? <a href=\"/login\">Sign in</a>.</p>",
+            error_block(error),
+            csrf_field(token),
+            esc(email),
+        ),
+    )
+}
+
+async fn signup_get(State(state): State<AppState>, current: CurrentSession) -> Response {
+    if !state.config.auth.sign_up_enabled {
+        return sign_up_disabled();
+    }
+    let (token, fresh) = pre_session(&current);
+    let html = signup_page(&token, "", None, state.config.auth.password.min_chars);
+    with_pre_cookie(&state, Html(html).into_response(), fresh)
+}
+
+fn sign_up_disabled() -> Response {
+    let html = page(
+        "Sign-up disabled",
+        "<h1>Sign-up is disabled</h1><p>Ask an administrator for an account.</p>",
+    );
+    (StatusCode::FORBIDDEN, Html(html)).into_response()
+}
+
+#[derive(Deserialize)]
+struct SignUpForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+async fn signup_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    form: Result<FormBody<SignUpForm>, ApiError>,
+) -> Response {
+    if !state.config.auth.sign_up_enabled {
+        return sign_up_disabled();
+    }
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let min = state.config.auth.password.min_chars;
+    if !pre_token_ok(&current, &form.csrf_token) {
+        let (token, fresh) = pre_session(&current);
+        let html = signup_page(
+            &token,
+            &form.email,
+            Some("This form expired. Please try again."),
+            min,
+        );
+        return with_pre_cookie(
+            &state,
+            (StatusCode::FORBIDDEN, Html(html)).into_response(),
+            fresh,
+        );
+    }
+    match state
+        .auth
+        .sign_up(&form.email, &form.password, &current.ctx)
+        .await
+    {
+        Ok(signed) => signed_in_redirect(&state, &signed, "/account"),
+        Err(e) => {
+            let (token, fresh) = pre_session(&current);
+            let (status, retry) = error_status(&e);
+            let mut res = (
+                status,
+                Html(signup_page(&token, &form.email, Some(&e.to_string()), min)),
+            )
+                .into_response();
+            set_retry_after(&mut res, retry);
+            with_pre_cookie(&state, res, fresh)
+        }
+    }
+}
+
+fn to_login(return_to: &str) -> Response {
+    let mut target = String::from("/login?return_to=");
+    for b in return_to.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            target.push(char::from(b));
+        } else {
+            target.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Redirect::to(&target).into_response()
+}
+
+async fn logout_get(current: CurrentSession) -> Response {
+    let Some(token) = current.csrf_token() else {
+        return Redirect::to("/login").into_response();
+    };
+    // No state change on GET: sign-out is the POST of this form.
+    Html(page(
+        "Sign out",
+        &format!(
+            "<h1>Sign out</h1><p>Sign out of this browser?</p><form id=\"logout\" method=\"post\" action=\"/logout\">{}\
+             <button type=\"submit\">Sign out</button></form><p><a href=\"/account\">Back to your account</a></p>",
+            csrf_field(&token)
+        ),
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+fn form_token_ok(current: &CurrentSession, presented: &str) -> bool {
+    current
+        .csrf_token()
+        .is_some_and(|t| csrf::matches(&t, presented))
+}
+
+fn csrf_refused() -> Response {
+    tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad form token");
+    let html = page(
+        "Request refused",
+        "<h1>Request refused</h1><p class=\"error\">This form expired or did not come from this site. \
+         <a href=\"/account\">Reload your account page</a> and try again.</p>",
+    );
+    (StatusCode::FORBIDDEN, Html(html)).into_response()
+}
+
+async fn logout_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    if current.auth.is_some() && !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    if let Some(token) = &current.token {
+        if let Err(e) = state.auth.sign_out(token).await {
+            return error_page(&e);
+        }
+    }
+    let mut res = Redirect::to("/login").into_response();
+    append_cookie(res.headers_mut(), &state.cookies.clear_session());
+    res.headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    res
+}
+
+fn error_page(e: &AuthError) -> Response {
+    let (status, retry) = error_status(e);
+    let msg = if status.is_server_error() {
+        "The service is temporarily unavailable. Try again shortly.".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut res = (
+        status,
+        Html(page(
+            "Error",
+            &format!("<h1>Something went wrong</h1>{}", error_block(Some(&msg))),
+        )),
+    )
+        .into_response();
+    set_retry_after(&mut res, retry);
+    res
+}
+
+#[derive(Deserialize, Default)]
+struct AccountQuery {
+    done: Option<String>,
+}
+
+async fn account_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    q: Query<AccountQuery>,
+) -> Response {
+    let notice = match q.done.as_deref() {
+        Some("password") => Some("Your password was changed. Every other session was signed out."),
+        Some("revoked") => Some("The session was signed out."),
+        Some("others") => Some("Every other session was signed out."),
+        _ => None,
+    };
+    account_page(&state, &current, notice, None, StatusCode::OK).await
+}
+
+async fn account_page(
+    state: &AppState,
+    current: &CurrentSession,
+    notice: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (Some(auth), Some(token)) = (&current.auth, current.csrf_token()) else {
+        return to_login("/account");
+    };
+    let sessions = match state.auth.sessions(&auth.user.id).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&e),
+    };
+    let mut rows = String::new();
+    for s in &sessions {
+        let current_class = if s.id == auth.session.id {
+            " current"
+        } else {
+            ""
+        };
+        rows.push_str(&format!(
+            "<tr class=\"session{current_class}\" data-id=\"{id}\"><td>{ua}</td><td>{ip}</td><td>{created}</td><td>{seen}</td>\
+             <td><form class=\"inline revoke\" method=\"post\" action=\"/account/sessions/{id}/revoke\">{csrf}\
+             <button type=\"submit\" class=\"secondary\">Sign out</button></form></td></tr>",
+            id = esc(&s.id.0),
+            ua = esc(s.user_agent.as_deref().unwrap_or("unknown device")),
+            ip = esc(s.ip.as_deref().unwrap_or("-")),
+            created = esc(&rfc3339(s.created_at)),
+            seen = esc(&rfc3339(s.last_seen_at)),
+            csrf = csrf_field(&token),
+        ));
+    }
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let min = state.config.auth.password.min_chars;
+    let body = format!(
+        "<nav><a href=\"/account\">Account</a><a href=\"/logout\">Sign out</a></nav>\
+         <h1>Your account</h1>{notice}{error}<p>Signed in as <strong id=\"email\">{email}</strong></p>\
+         <h2>Sessions</h2><table id=\"sessions\"><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>\
+         <tbody>{rows}</tbody></table>\
+         <form id=\"revoke-others\" method=\"post\" action=\"/account/sessions/revoke-others\">{csrf}\
+         <button type=\"submit\" class=\"danger\">Sign out every other session</button></form>\
+         <h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
+         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+         <p class=\"muted\">Changing your password signs out every other session.</p>\
+         <button type=\"submit\">Change password</button></form>",
+        error = error_block(error),
+        email = esc(&auth.user.email),
+        csrf = csrf_field(&token),
+    );
+    (status, Html(page("Your account", &body))).into_response()
+}
+
+async fn account_revoke_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    Path(id): Path<String>,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let Some(auth) = &current.auth else {
+        return to_login("/account");
+    };
+    if !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    let own = auth.session.id.0 == id;
+    match state
+        .auth
+        .revoke_session(&auth.user.id, &SessionId(id))
+        .await
+    {
+        Ok(()) if own => {
+            let mut res = Redirect::to("/login").into_response();
+            append_cookie(res.headers_mut(), &state.cookies.clear_session());
+            res
+        }
+        Ok(()) => Redirect::to("/account?done=revoked").into_response(),
+        Err(AuthError::NotFound) => Redirect::to("/account").into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn account_revoke_others_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let Some(auth) = &current.auth else {
+        return to_login("/account");
+    };
+    if !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    match state
+        .auth
+        .revoke_other_sessions(&auth.user.id, Some(&auth.session.id))
+        .await
+    {
+        Ok(_) => Redirect::to("/account?done=others").into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+async fn account_password_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    form: Result<FormBody<PasswordForm>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let Some(auth) = &current.auth else {
+        return to_login("/account");
+    };
+    if !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    match state
+        .auth
+        .change_password(
+            auth,
+            &form.current_password,
+            &form.new_password,
+            &current.ctx,
+        )
+        .await
+    {
+        Ok(signed) => signed_in_redirect(&state, &signed, "/account?done=password"),
+        Err(
+            e @ (AuthError::WrongPassword
+            | AuthError::WeakPassword(_)
+            | AuthError::PasswordTooLong
+            | AuthError::Throttled { .. }),
+        ) => {
+            let (status, retry) = error_status(&e);
+            let mut res = account_page(&state, &current, None, Some(&e.to_string()), status).await;
+            set_retry_after(&mut res, retry);
+            res
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_to_stays_on_this_site() {
+        assert_eq!(safe_return_to(Some("/account?x=1")), "/account?x=1");
+        for evil in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "javascript:alert(1)",
+            "/a\r\nSet-Cookie: x",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(evil)), "/account", "{evil:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
+    }
+}
