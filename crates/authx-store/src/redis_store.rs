@@ -41,6 +41,10 @@ use crate::ConnectError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for Redis to answer one command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connection attempts after the first before a call fails.
+const RECONNECT_RETRIES: usize = 2;
+/// Longest pause between two connection attempts, in milliseconds.
+const RECONNECT_MAX_DELAY_MS: u64 = 1_000;
 /// Sessions removed per script run when purging, so one purge never blocks Redis for long.
 const PURGE_BATCH: usize = 500;
 
@@ -67,7 +71,11 @@ pub async fn redis_sessions(
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT)
-        .set_number_of_retries(2);
+        // Reconnect quickly and give up soon: a caller waiting on a session lookup should get
+        // an error within seconds, not after the client's default backoff of minutes.
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_factor(2)
+        .set_max_delay(RECONNECT_MAX_DELAY_MS);
     let mut conn = ConnectionManager::new_with_config(client, config)
         .await
         .map_err(|e| ConnectError::unreachable("Redis", e))?;

@@ -160,6 +160,18 @@ fn skip(test: &str, why: &str) -> Fixture {
     None
 }
 
+/// An error and its causes, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 fn configured(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
@@ -194,7 +206,7 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         .await
     {
         Ok(pool) => pool,
-        Err(e) => return skip(test, &format!("postgres unreachable: {e}")),
+        Err(e) => return skip(test, &format!("postgres unreachable: {}", chain(&e))),
     };
     let schema = format!(
         "authx_test_{}",
@@ -228,7 +240,7 @@ pub(crate) async fn redis(test: &'static str) -> Fixture {
     let prefix = format!("authx-test:{}:", random_id());
     let sessions = match redis_sessions(&url, &prefix).await {
         Ok(store) => store,
-        Err(e) => return skip(test, &format!("redis unreachable: {e}")),
+        Err(e) => return skip(test, &format!("redis unreachable: {}", chain(&e))),
     };
     let stores = Stores {
         accounts: None,
