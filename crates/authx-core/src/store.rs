@@ -59,12 +59,13 @@ pub trait AccountStore: Send + Sync + 'static {
 /// Browser sessions, looked up by the SHA-256 of the cookie.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Inserts a session. [`StoreError::Conflict`] on a duplicate id or token hash.
+    /// Inserts a session of an existing user. [`StoreError::Conflict`] on a duplicate id or
+    /// token hash.
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     /// Finds a session by token hash, whether or not it has expired.
     async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
-    /// Records activity. Returns `false` when the session no longer exists, so a touch racing a
-    /// revoke never brings the session back.
+    /// Records activity (`ip: None` keeps the stored address). Returns `false` when the session
+    /// no longer exists, so a touch racing a revoke never brings the session back.
     async fn touch_session(
         &self,
         id: &SessionId,
@@ -84,7 +85,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_user_sessions(&self, user: &UserId, now: Timestamp) -> StoreResult<Vec<Session>>;
     /// The number of sessions live at `now`.
     async fn count_live_sessions(&self, now: Timestamp) -> StoreResult<u64>;
-    /// Deletes sessions that expired before `now`; returns how many.
+    /// Deletes sessions that are not live at `now` (see [`Session::is_live`]); returns how many.
     async fn purge_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
 }
 

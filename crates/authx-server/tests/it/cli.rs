@@ -1,0 +1,256 @@
+//! The `authx` binary: administration commands, start-up errors, crash safety, and logs free of
+//! secrets.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use authx_testkit::PASSWORD;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authx");
+
+fn authx(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AUTHX_DATABASE_URL")
+        .env_remove("AUTHX_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &Path, port: u16) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env_remove("AUTHX_DATABASE_URL")
+        .env("AUTHX_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {url} never became ready");
+}
+
+#[test]
+fn user_commands_manage_accounts_in_the_default_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authx(
+        dir.path(),
+        &["user", "add", "--email", "Admin@Example.com", "--admin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("authx.db").exists(),
+        "the embedded default is authx.db in the working directory"
+    );
+
+    let weak = authx(
+        dir.path(),
+        &["user", "add", "--email", "weak@example.com"],
+        Some("password\n"),
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 15 characters"));
+
+    let dup = authx(
+        dir.path(),
+        &["user", "add", "--email", "admin@example.com"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    let list = authx(dir.path(), &["user", "list", "--json"], None);
+    let users: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["email"], "admin@example.com");
+    assert_eq!(users[0]["is_admin"], true);
+    assert_eq!(users[0]["status"], "active");
+
+    assert!(
+        authx(
+            dir.path(),
+            &["user", "disable", "--email", "admin@example.com"],
+            None
+        )
+        .status
+        .success()
+    );
+    let list = authx(dir.path(), &["user", "list", "--json"], None);
+    let users: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(users[0]["status"], "disabled");
+    let missing = authx(
+        dir.path(),
+        &["user", "disable", "--email", "nobody@example.com"],
+        None,
+    );
+    assert!(!missing.status.success());
+
+    let migrate = authx(dir.path(), &["migrate"], None);
+    assert!(migrate.status.success());
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied 0 migration"));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("authx.toml"),
+        "version = 1\nlisten = \"127.0.0.1:8080\"\nsesion = 3\n",
+    )
+    .unwrap();
+    let out = authx(dir.path(), &["--config", "authx.toml", "serve"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sesion"), "{err}");
+
+    let out = authx(dir.path(), &["serve", "--listen", "nonsense"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+
+    let out = authx(dir.path(), &["--database-url", "mysql://x", "serve"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url"));
+}
+
+/// kill -9 in the middle of a burst of sign-ins: every session whose response arrived is still
+/// valid after a restart; and nothing secret ever reached the log.
+#[tokio::test]
+async fn kill_9_during_sign_ins_loses_no_answered_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authx(
+        dir.path(),
+        &["user", "add", "--email", "crash@example.com"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.status.success());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = serve(dir.path(), port);
+    wait_ready(&url).await;
+
+    let client = reqwest::Client::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        let url = url.clone();
+        let tx = tx.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let res = client
+                    .post(format!("{url}/api/v1/auth/sign-in"))
+                    .header("origin", &url)
+                    .json(&json!({"email": "crash@example.com", "password": PASSWORD}))
+                    .send()
+                    .await;
+                let Ok(res) = res else { break };
+                if res.status() != 200 {
+                    break;
+                }
+                if let Some(c) = authx_testkit::session_cookie(&res) {
+                    if tx.send(c).is_err() {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut cookies = Vec::new();
+    while cookies.len() < 40 {
+        cookies.push(rx.recv().await.unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in workers {
+        let _ = w.await;
+    }
+    while let Ok(c) = rx.try_recv() {
+        cookies.push(c);
+    }
+
+    let mut child = serve(dir.path(), port);
+    wait_ready(&url).await;
+    for c in &cookies {
+        let res = client
+            .get(format!("{url}/api/v1/me"))
+            .header("cookie", c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "an answered sign-in was lost in the crash"
+        );
+    }
+
+    // SIGTERM: a graceful stop that exits cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exit: {exit:?}");
+
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(
+        log.contains("sign_in"),
+        "audit events are logged: {log:.3000}"
+    );
+    assert!(log.contains("stopped"));
+    assert!(!log.contains(PASSWORD), "a password reached the log");
+    for c in &cookies {
+        let token = c.split_once('=').unwrap().1;
+        assert!(!log.contains(token), "a session token reached the log");
+    }
+}

@@ -1,0 +1,20 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a real SQLite file, spoken to over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
+
+mod cli;
+mod csrf;
+mod hostile;
+mod ops;
+mod sessions;
+mod throttle;
+
+use authx_testkit::{PASSWORD, TestServer};
+
+/// A server with one user signed in: (server, cookie).
+async fn signed_in(email: &str) -> (TestServer, String) {
+    let server = TestServer::start().await.unwrap();
+    server.create_user(email, PASSWORD).await.unwrap();
+    let cookie = server.sign_in(email, PASSWORD).await.unwrap();
+    (server, cookie)
+}
