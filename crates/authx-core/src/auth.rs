@@ -421,6 +421,10 @@ impl AuthService {
         let hash = token.hash();
         let now = self.clock.now();
         let use_cache = self.events.is_connected();
+        if use_cache {
+            // Events may have been lost since the cache was filled: start it over.
+            self.cache.sync_bus_epoch(self.events.epoch());
+        }
         let mut cached = if use_cache {
             self.cache.get(&hash)
         } else {
@@ -757,6 +761,7 @@ struct SessionCache {
 #[derive(Default)]
 struct CacheInner {
     epoch: u64,
+    bus_epoch: u64,
     map: HashMap<TokenHash, Authenticated>,
 }
 
@@ -796,6 +801,15 @@ impl SessionCache {
             inner.map.clear();
         }
         inner.map.insert(hash, auth);
+    }
+
+    fn sync_bus_epoch(&self, bus_epoch: u64) {
+        let mut inner = self.lock();
+        if inner.bus_epoch != bus_epoch {
+            inner.bus_epoch = bus_epoch;
+            inner.epoch += 1;
+            inner.map.clear();
+        }
     }
 
     fn remove(&self, hash: &TokenHash) {

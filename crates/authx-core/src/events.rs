@@ -57,6 +57,11 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<RevocationEvent>;
     /// Whether delivery is currently trustworthy. While it is not, caches must not be used.
     fn is_connected(&self) -> bool;
+    /// A number that changes whenever events may have been lost (for example after the
+    /// transport reconnected). A cache filled under another epoch must be dropped.
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// The bus for a single instance: an in-process broadcast, always connected.
