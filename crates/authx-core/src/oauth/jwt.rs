@@ -1,0 +1,277 @@
+//! JWTs that authx issues: access tokens (RFC 9068) and ID tokens (OIDC Core §2), signed with
+//! the key ring and verified with `jsonwebtoken` under an algorithm fixed by the key, never by
+//! the token.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
+
+use super::keys::{KeyError, KeyRing, Signer, SigningAlg};
+use crate::Timestamp;
+
+/// Longest token the verifier looks at (SECURITY.md #50).
+pub const MAX_JWT_LEN: usize = 8 * 1024;
+
+/// The `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Claims of an access token (RFC 9068 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokenClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user, or `client:<client_id>` for client credentials.
+    pub sub: String,
+    /// The resource the token is for.
+    pub aud: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Unique id.
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Granted scopes, space-delimited.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// The browser session behind the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The refresh token family the token came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fid: Option<String>,
+    /// When the user authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+/// Claims of an ID token (OIDC Core §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user.
+    pub sub: String,
+    /// The client.
+    pub aud: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the user authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The nonce of the authorization request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of the hash of the access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// Session id (OIDC Back-Channel Logout §2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Email, with the `email` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the email is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// Signs `claims` as a compact JWS with `typ`.
+///
+/// # Errors
+/// On a signing failure.
+pub fn sign<T: Serialize>(signer: &Signer, typ: &str, claims: &T) -> Result<String, KeyError> {
+    let header = serde_json::to_vec(&Header {
+        alg: signer.alg().as_str(),
+        typ,
+        kid: signer.kid(),
+    })
+    .map_err(|_| KeyError::Crypto("header"))?;
+    let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Crypto("claims"))?;
+    let mut input = URL_SAFE_NO_PAD.encode(header);
+    input.push('.');
+    input.push_str(&URL_SAFE_NO_PAD.encode(payload));
+    let sig = signer.sign(input.as_bytes())?;
+    input.push('.');
+    input.push_str(&URL_SAFE_NO_PAD.encode(sig));
+    Ok(input)
+}
+
+/// `at_hash` (OIDC Core §3.1.3.6): the left half of the hash of the access token, with the hash
+/// of the ID token's algorithm (SHA-512 for Ed25519).
+#[must_use]
+pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
+    match alg {
+        SigningAlg::EdDsa => {
+            let d = Sha512::digest(access_token.as_bytes());
+            URL_SAFE_NO_PAD.encode(&d[..32])
+        }
+        SigningAlg::Rs256 | SigningAlg::Es256 => {
+            let d = Sha256::digest(access_token.as_bytes());
+            URL_SAFE_NO_PAD.encode(&d[..16])
+        }
+    }
+}
+
+/// Verifies an access token authx issued: size, `typ: at+jwt`, a known `kid` whose algorithm
+/// equals the header's, the signature, the issuer, `exp` and `iat` against `now` with `leeway`
+/// seconds, and claims of the right JSON types. Header `jwk`, `jku`, `x5u` and `x5c` are ignored.
+/// Revocation and audience are the caller's to check.
+#[must_use]
+pub fn verify_access_token(
+    token: &str,
+    ring: &KeyRing,
+    issuer: &str,
+    now: Timestamp,
+    leeway: i64,
+) -> Option<AccessTokenClaims> {
+    if token.len() > MAX_JWT_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
+    {
+        return None;
+    }
+    let verifier = ring.verifier(header.kid.as_deref()?)?;
+    if header.alg != verifier.alg.jwt_algorithm() {
+        return None;
+    }
+    let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
+    // Time is checked below against the injected clock.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    v.set_issuer(&[issuer]);
+    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &verifier.key, &v).ok()?;
+    let c = data.claims;
+    if c.exp + leeway <= now.secs() || c.iat - leeway > now.secs() {
+        return None;
+    }
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::keys::{KeyEncryptor, KeyState, generate};
+
+    fn ring(alg: SigningAlg) -> KeyRing {
+        let enc = KeyEncryptor::new(&[3u8; 32]).unwrap();
+        let mut k = generate(alg, &enc, Timestamp(0)).unwrap();
+        k.state = KeyState::Active;
+        KeyRing::load(&[k], &enc).unwrap()
+    }
+
+    fn claims(now: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://id.example.com".into(),
+            sub: "user".into(),
+            aud: "https://api.example.com".into(),
+            exp: now + 900,
+            iat: now,
+            jti: "j".into(),
+            client_id: "app".into(),
+            scope: "read".into(),
+            sid: None,
+            fid: None,
+            auth_time: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_every_algorithm() {
+        for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+            let r = ring(alg);
+            let t = sign(&r.signer(alg).unwrap(), ACCESS_TOKEN_TYP, &claims(1000)).unwrap();
+            let c =
+                verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0).unwrap();
+            assert_eq!(c, claims(1000));
+            assert!(verify_access_token(&t, &r, "https://other", Timestamp(1000), 0).is_none());
+            assert!(
+                verify_access_token(&t, &r, "https://id.example.com", Timestamp(1900), 0).is_none(),
+                "expired"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_tokens_are_refused() {
+        let r = ring(SigningAlg::Es256);
+        let good = sign(
+            &r.signer(SigningAlg::Es256).unwrap(),
+            ACCESS_TOKEN_TYP,
+            &claims(1000),
+        )
+        .unwrap();
+        let parts: Vec<&str> = good.split('.').collect();
+        let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let kid = jsonwebtoken::decode_header(&good).unwrap().kid.unwrap();
+        let mut bad = vec![
+            format!(
+                "{}.{}.",
+                enc(serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid})),
+                parts[1]
+            ),
+            format!(
+                "{}.{}.{}",
+                enc(serde_json::json!({"alg":"HS256","typ":"at+jwt","kid":kid})),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                enc(serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid})),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                enc(serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"})),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                enc(
+                    serde_json::json!({"iss":"https://id.example.com","exp":"9999999999","iat":1000,"sub":"u","aud":"a","jti":"j","client_id":"c"})
+                ),
+                parts[2]
+            ),
+            format!("{}.{}.{}", parts[0], parts[1], "A".repeat(86)),
+            good.replace('.', ""),
+            "x".repeat(10_000),
+        ];
+        // An ID token is not an access token.
+        bad.push(sign(&r.signer(SigningAlg::Es256).unwrap(), "JWT", &claims(1000)).unwrap());
+        for t in bad {
+            assert!(
+                verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0).is_none(),
+                "{t:.80}"
+            );
+        }
+    }
+
+    #[test]
+    fn at_hash_matches_oidc_example_shape() {
+        assert_eq!(at_hash("token", SigningAlg::Rs256).len(), 22);
+        assert_eq!(at_hash("token", SigningAlg::EdDsa).len(), 43);
+    }
+}

@@ -1,0 +1,73 @@
+//! The OAuth 2.0 / OpenID Connect provider: clients and API resources, scopes, PKCE, signing
+//! keys and JWTs, authorization codes, rotating refresh tokens in families, consents, and the
+//! service that runs the grants.
+
+pub mod client;
+pub mod grant;
+pub mod jwt;
+pub mod keys;
+pub mod pkce;
+pub mod scope;
+pub mod service;
+pub mod store;
+
+/// An error of the token, introspection or revocation endpoints, with its RFC 6749 §5.2 code.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// `invalid_request`: a parameter is missing, repeated, malformed or unsupported.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `invalid_client`: client authentication failed (401).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// `invalid_grant`: the code, refresh token or device code is invalid, expired, revoked,
+    /// bound to another client or already used.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// `unauthorized_client`: the client may not use this grant.
+    #[error("the client is not allowed to use this grant type")]
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// `invalid_target` (RFC 8707): the resource is unknown or not allowed.
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// `unsupported_token_type` (RFC 7009 §2.2.1).
+    #[error("unsupported token type")]
+    UnsupportedTokenType,
+    /// The client was throttled after repeated authentication failures.
+    #[error("too many failed attempts")]
+    Throttled {
+        /// Seconds before another attempt.
+        retry_after_secs: i64,
+    },
+    /// Storage failed (the caller fails closed).
+    #[error("storage failed")]
+    Store(#[from] crate::StoreError),
+    /// Signing or an internal invariant failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl OAuthError {
+    /// The RFC 6749 error code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::Throttled { .. } => "slow_down",
+            Self::Store(_) | Self::Internal(_) => "server_error",
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Storage ports of the provider. Every backend implements them and passes the conformance
+//! suite; what must happen once (code redemption, refresh rotation) is one atomic call.
+
+use async_trait::async_trait;
+
+use super::client::{Client, Resource};
+use super::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use super::keys::{KeyState, StoredKey};
+use crate::Timestamp;
+use crate::secret::TokenHash;
+use crate::session::SessionId;
+use crate::store::StoreResult;
+use crate::user::UserId;
+
+/// Clients and API resources.
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// Registers a client. [`crate::StoreError::Conflict`] when the id is taken.
+    async fn put_client(&self, client: &Client) -> StoreResult<()>;
+    /// A client by id.
+    async fn client(&self, id: &str) -> StoreResult<Option<Client>>;
+    /// Every client, by id.
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Removes a client and everything issued to it. Returns whether it existed.
+    async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+    /// Registers an API resource. [`crate::StoreError::Conflict`] when the id is taken.
+    async fn put_resource(&self, resource: &Resource) -> StoreResult<()>;
+    /// A resource by id.
+    async fn resource(&self, id: &str) -> StoreResult<Option<Resource>>;
+    /// Every resource, by id.
+    async fn list_resources(&self) -> StoreResult<Vec<Resource>>;
+    /// Removes a resource. Returns whether it existed.
+    async fn delete_resource(&self, id: &str) -> StoreResult<bool>;
+}
+
+/// Signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Every stored key, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Stores a new key.
+    async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Moves a key to `state`, setting `activated_at`/`remove_after` when given. Returns whether
+    /// the key exists.
+    async fn set_key_state(
+        &self,
+        kid: &str,
+        state: KeyState,
+        activated_at: Option<Timestamp>,
+        remove_after: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+    /// Deletes a key. Returns whether it existed.
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
+}
+
+/// Codes, refresh-token families, consents and revoked access-token ids.
+#[async_trait]
+pub trait GrantStore: Send + Sync + 'static {
+    /// Stores a new code.
+    async fn put_code(&self, code: &AuthCode) -> StoreResult<()>;
+    /// Redeems a code in one atomic step: the first call for a code that is unexpired at
+    /// `now` marks it redeemed with `family_id` and returns it; every later call returns
+    /// `AlreadyRedeemed` with the family the first one recorded. Expired or unknown: `Unknown`.
+    async fn redeem_code(
+        &self,
+        hash: &TokenHash,
+        family_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<CodeRedemption>;
+
+    /// Creates a family and, optionally, its first refresh token, together.
+    async fn create_family(
+        &self,
+        family: &RefreshFamily,
+        first: Option<&RefreshToken>,
+    ) -> StoreResult<()>;
+    /// A family by id.
+    async fn family(&self, id: &str) -> StoreResult<Option<RefreshFamily>>;
+    /// A refresh token and its family.
+    async fn refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(RefreshToken, RefreshFamily)>>;
+    /// Rotation as one compare-and-set: marks `old` consumed at `now` only if it was not
+    /// consumed yet, and in the same transaction inserts `new` (same family). Returns `false`,
+    /// changing nothing, when `old` was already consumed or does not exist.
+    async fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        new: &RefreshToken,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Revokes a family (idempotent). Returns whether it was live before.
+    async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Revokes every live family of a user; returns their ids.
+    async fn revoke_user_families(&self, user: &UserId, now: Timestamp)
+    -> StoreResult<Vec<String>>;
+    /// Revokes every live family created from a browser session; returns their ids.
+    async fn revoke_session_families(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+    /// The user's families that are live at `now`, newest first.
+    async fn list_user_families(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<RefreshFamily>>;
+
+    /// The user's consent for a client.
+    async fn consent(&self, user: &UserId, client_id: &str) -> StoreResult<Option<Consent>>;
+    /// Records (or replaces) a consent.
+    async fn put_consent(&self, consent: &Consent) -> StoreResult<()>;
+    /// Withdraws a consent. Returns whether there was one.
+    async fn delete_consent(&self, user: &UserId, client_id: &str) -> StoreResult<bool>;
+    /// The user's consents.
+    async fn list_consents(&self, user: &UserId) -> StoreResult<Vec<Consent>>;
+
+    /// Records a revoked access-token id until `expires_at` (its token's expiry).
+    async fn revoke_jti(&self, jti: &str, expires_at: Timestamp) -> StoreResult<()>;
+    /// Whether an access-token id was revoked.
+    async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    /// Deletes expired codes, families past their absolute end (with their tokens), consumed
+    /// tokens past their idle expiry, and revoked ids past their expiry; returns how many rows.
+    async fn purge_grants(&self, now: Timestamp) -> StoreResult<u64>;
+}
