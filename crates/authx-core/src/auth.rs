@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::clock::{Clock, Timestamp};
 use crate::events::{EventBus, RevocationEvent};
+use crate::oauth::store::GrantStore;
 use crate::password::{
     HashError, MAX_PASSWORD_BYTES, PasswordHasher, PasswordPolicy, PasswordRejected, Verified,
 };
@@ -179,6 +180,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     policy: AuthPolicy,
     cache: SessionCache,
+    grants: Option<Arc<dyn GrantStore>>,
 }
 
 impl AuthService {
@@ -199,7 +201,16 @@ impl AuthService {
             hasher,
             policy,
             cache,
+            grants: None,
         }
+    }
+
+    /// Lets session and credential changes revoke the refresh-token families that stand on
+    /// them (the provider's grants).
+    #[must_use]
+    pub fn with_grants(mut self, grants: Arc<dyn GrantStore>) -> Self {
+        self.grants = Some(grants);
+        self
     }
 
     /// The policy in force.
@@ -540,6 +551,10 @@ impl AuthService {
             .sessions
             .delete_user_sessions(user, keep)
             .await?;
+        for session in &ended {
+            self.revoke_families(FamilyScope::Session(user, session))
+                .await?;
+        }
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.clone(),
             kept: keep.cloned(),
@@ -592,6 +607,7 @@ impl AuthService {
             .sessions
             .delete_user_sessions(&user.id, None)
             .await?;
+        self.revoke_families(FamilyScope::User(&user.id)).await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.id.clone(),
             kept: None,
@@ -621,6 +637,7 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         self.stores.sessions.delete_user_sessions(id, None).await?;
+        self.revoke_families(FamilyScope::User(id)).await?;
         self.emit(RevocationEvent::UserDisabled {
             user_id: id.clone(),
         })
@@ -733,6 +750,7 @@ impl AuthService {
             .await?
             .is_some();
         if ended {
+            self.revoke_families(FamilyScope::Session(user, id)).await?;
             self.emit(RevocationEvent::SessionEnded {
                 session_id: id.clone(),
                 user_id: user.clone(),
@@ -743,12 +761,39 @@ impl AuthService {
         Ok(ended)
     }
 
+    /// Revokes the refresh-token families of a user or of one session, announcing each.
+    async fn revoke_families(&self, scope: FamilyScope<'_>) -> Result<(), AuthError> {
+        let Some(grants) = &self.grants else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let (user, ids) = match scope {
+            FamilyScope::User(user) => (user, grants.revoke_user_families(user, now).await?),
+            FamilyScope::Session(user, session) => {
+                (user, grants.revoke_session_families(session, now).await?)
+            }
+        };
+        for family_id in ids {
+            self.emit(RevocationEvent::FamilyRevoked {
+                family_id,
+                user_id: user.clone(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn emit(&self, event: RevocationEvent) -> Result<(), AuthError> {
         // Local cache first, synchronously: the response that follows must already hold here.
         self.cache.invalidate(&event);
         self.events.publish(&event).await?;
         Ok(())
     }
+}
+
+enum FamilyScope<'a> {
+    User(&'a UserId),
+    Session(&'a UserId, &'a SessionId),
 }
 
 /// A bounded map from token hash to the identity behind it. Invalidation bumps an epoch so that
@@ -836,6 +881,7 @@ impl SessionCache {
                     .map
                     .retain(|_, a| &a.user.id != user_id || Some(&a.session.id) == kept.as_ref());
             }
+            RevocationEvent::FamilyRevoked { .. } | RevocationEvent::AccessTokenRevoked { .. } => {}
             RevocationEvent::UserDisabled { user_id } => {
                 inner.map.retain(|_, a| &a.user.id != user_id);
             }

@@ -31,6 +31,23 @@ pub enum RevocationEvent {
         /// The user.
         user_id: UserId,
     },
+    /// A refresh-token family was revoked (revocation, reuse detection, code replay, password
+    /// change): its refresh tokens and the access tokens carrying its `fid` are dead.
+    FamilyRevoked {
+        /// The family.
+        family_id: String,
+        /// Its user.
+        user_id: UserId,
+    },
+    /// One access token was revoked (RFC 7009).
+    AccessTokenRevoked {
+        /// Its `jti`.
+        jti: String,
+        /// Its subject.
+        user_id: UserId,
+        /// Its expiry: the event matters until then.
+        expires_at: i64,
+    },
 }
 
 impl RevocationEvent {
@@ -40,7 +57,9 @@ impl RevocationEvent {
         match self {
             Self::SessionEnded { user_id, .. }
             | Self::UserSessionsEnded { user_id, .. }
-            | Self::UserDisabled { user_id } => user_id,
+            | Self::UserDisabled { user_id }
+            | Self::FamilyRevoked { user_id, .. }
+            | Self::AccessTokenRevoked { user_id, .. } => user_id,
         }
     }
 }

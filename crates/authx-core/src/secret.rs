@@ -116,7 +116,7 @@ macro_rules! opaque_secret {
             /// A fresh value of 256 random bits.
             #[must_use]
             pub fn generate() -> Self {
-                Self(b64url(&random_bytes::<32>()))
+                Self($crate::secret::b64url(&$crate::secret::random_bytes::<32>()))
             }
 
             /// Accepts exactly the shape authx issues (43 base64url characters that decode to
@@ -126,7 +126,7 @@ macro_rules! opaque_secret {
                 if raw.len() != 43 {
                     return None;
                 }
-                let decoded = URL_SAFE_NO_PAD.decode(raw.as_bytes()).ok()?;
+                let decoded = ::base64::Engine::decode(&::base64::engine::general_purpose::URL_SAFE_NO_PAD, raw.as_bytes()).ok()?;
                 (decoded.len() == 32).then(|| Self(raw.to_owned()))
             }
 
@@ -138,8 +138,8 @@ macro_rules! opaque_secret {
 
             /// SHA-256 of the value, the only form that is stored.
             #[must_use]
-            pub fn hash(&self) -> TokenHash {
-                TokenHash::of(self.0.as_bytes())
+            pub fn hash(&self) -> $crate::secret::TokenHash {
+                $crate::secret::TokenHash::of(self.0.as_bytes())
             }
         }
 
@@ -150,6 +150,8 @@ macro_rules! opaque_secret {
         }
     };
 }
+
+pub(crate) use opaque_secret;
 
 opaque_secret!(
     /// The browser session token sent as the `authx_session` cookie (32 random bytes).

@@ -1,1 +1,1500 @@
-//! The provider service.
+//! The provider service: client authentication, the token grants (authorization code with
+//! PKCE, refresh token with rotation and reuse detection, client credentials), introspection,
+//! revocation, userinfo, authorization-request validation, consents and key rotation.
+//!
+//! # Security
+//! - Codes are single-use by one atomic store call; a replayed code revokes what it issued.
+//! - Refresh tokens rotate by compare-and-set; presenting a consumed token revokes its family,
+//!   except an immediate retry inside the grace window, which gets the same successor (derived
+//!   with a server key from the consumed token, so the chain never forks).
+//! - Client secrets carry 256 bits, so one SHA-256 compared in constant time is their hash.
+
+use std::sync::{Arc, RwLock};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::OAuthError;
+use super::client::{Client, GrantType, Resource};
+use super::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use super::jwt::{self, ACCESS_TOKEN_TYP, AccessTokenClaims, IdTokenClaims};
+use super::keys::{self, KeyEncryptor, KeyRing, KeyState, RotationPolicy, SigningAlg};
+use super::pkce;
+use super::scope::Scopes;
+use super::store::{ClientStore, GrantStore, KeyStore};
+use crate::clock::{Clock, Timestamp};
+use crate::events::{EventBus, RevocationEvent};
+use crate::secret::{TokenHash, b64url, ct_eq, opaque_secret};
+use crate::session::SessionId;
+use crate::store::{AccountStore, SessionStore, ThrottleStore};
+use crate::throttle::ThrottlePolicy;
+use crate::user::{User, UserId, UserStatus};
+
+opaque_secret!(
+    /// A client secret: 256 random bits, shown once at registration, stored as SHA-256.
+    ClientSecret
+);
+opaque_secret!(
+    /// An authorization code (RFC 6749 §4.1.2).
+    AuthorizationCode
+);
+opaque_secret!(
+    /// An opaque refresh token (RFC 6749 §1.5).
+    RefreshTokenValue
+);
+
+/// Scopes that OpenID Connect defines; they need no API resource.
+pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Provider settings.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The issuer URL.
+    pub issuer: String,
+    /// Access-token signing algorithm (default ES256).
+    pub access_token_alg: SigningAlg,
+    /// Authorization code lifetime (default 60 s).
+    pub code_ttl_secs: i64,
+    /// ID token lifetime (default 15 min).
+    pub id_token_ttl_secs: i64,
+    /// Window in which a retry of the immediately previous refresh token gets the same
+    /// successor instead of revoking the family (default 10 s; 0 turns it off).
+    pub refresh_grace_secs: i64,
+    /// Clock skew allowed when verifying tokens.
+    pub leeway_secs: i64,
+    /// Key rotation.
+    pub rotation: RotationPolicy,
+    /// Client-authentication throttling.
+    pub client_throttle: ThrottlePolicy,
+}
+
+impl OAuthConfig {
+    /// Defaults for an issuer.
+    #[must_use]
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            access_token_alg: SigningAlg::Es256,
+            code_ttl_secs: 60,
+            id_token_ttl_secs: 900,
+            refresh_grace_secs: 10,
+            leeway_secs: 30,
+            rotation: RotationPolicy::default(),
+            client_throttle: ThrottlePolicy {
+                account_free_failures: 20,
+                lock_after: 100,
+                ..ThrottlePolicy::default()
+            },
+        }
+    }
+}
+
+/// The stores the provider needs.
+#[derive(Clone)]
+pub struct OAuthStores {
+    /// Clients and resources.
+    pub clients: Arc<dyn ClientStore>,
+    /// Signing keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Codes, families, consents.
+    pub grants: Arc<dyn GrantStore>,
+    /// Accounts.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Browser sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Failure counters.
+    pub throttle: Arc<dyn ThrottleStore>,
+}
+
+/// How a client presented its credentials.
+#[derive(Debug)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        /// `client_id`.
+        id: String,
+        /// `client_secret`.
+        secret: String,
+    },
+    /// A public client: `client_id` only.
+    Public {
+        /// `client_id`.
+        id: String,
+    },
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The JWT access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// A refresh token, when the grant yields one.
+    pub refresh_token: Option<String>,
+    /// An ID token, when `openid` was granted.
+    pub id_token: Option<String>,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+impl TokenResponse {
+    /// The JSON body.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        });
+        if !self.scope.is_empty() {
+            v["scope"] = Value::String(self.scope.clone());
+        }
+        if let Some(rt) = &self.refresh_token {
+            v["refresh_token"] = Value::String(rt.clone());
+        }
+        if let Some(id) = &self.id_token {
+            v["id_token"] = Value::String(id.clone());
+        }
+        v
+    }
+}
+
+/// A validated authorization request (OIDC Core §3.1.2.1).
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    /// The client.
+    pub client: Client,
+    /// The redirect URI (validated).
+    pub redirect_uri: String,
+    /// `state`, echoed byte for byte.
+    pub state: Option<String>,
+    /// Requested scopes (validated against the client).
+    pub scope: Scopes,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// The S256 challenge.
+    pub code_challenge: String,
+    /// `prompt`.
+    pub prompt: Prompt,
+    /// `max_age` in seconds.
+    pub max_age: Option<i64>,
+    /// The resource requested.
+    pub resource: Option<String>,
+}
+
+/// `prompt` values that matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Prompt {
+    /// `none`: never show UI.
+    pub none: bool,
+    /// `login`: force re-authentication.
+    pub login: bool,
+    /// `consent`: ask again.
+    pub consent: bool,
+}
+
+/// Why an authorization request failed.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// The client or redirect URI cannot be trusted: show an error page, never redirect.
+    Page(String),
+    /// Redirect the error to the (validated) client.
+    Redirect {
+        /// RFC 6749 §4.1.2.1 code.
+        error: &'static str,
+        /// Description.
+        description: String,
+        /// Where.
+        redirect_uri: String,
+        /// `state`.
+        state: Option<String>,
+    },
+    /// Storage failed.
+    Store(crate::StoreError),
+}
+
+/// The raw parameters of an authorization request.
+#[derive(Debug, Default, Clone)]
+pub struct AuthorizeParams {
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `response_type`.
+    pub response_type: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// `prompt`.
+    pub prompt: Option<String>,
+    /// `max_age`.
+    pub max_age: Option<String>,
+    /// `resource`.
+    pub resource: Option<String>,
+    /// `response_mode`.
+    pub response_mode: Option<String>,
+    /// `request` or `request_uri` were sent (unsupported).
+    pub has_request_object: bool,
+}
+
+/// The provider.
+pub struct OAuthService {
+    stores: OAuthStores,
+    events: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    config: OAuthConfig,
+    encryptor: KeyEncryptor,
+    successor_key: [u8; 32],
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+impl OAuthService {
+    /// Builds the provider; call [`OAuthService::ensure_keys`] before serving.
+    ///
+    /// # Errors
+    /// When the key-encryption key is not 32 bytes.
+    pub fn new(
+        stores: OAuthStores,
+        events: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        config: OAuthConfig,
+        key_encryption_key: &[u8],
+    ) -> Result<Self, OAuthError> {
+        let encryptor = KeyEncryptor::new(key_encryption_key)
+            .map_err(|e| OAuthError::Internal(e.to_string()))?;
+        let successor_key = hmac_bytes(key_encryption_key, b"authx refresh successor v1");
+        Ok(Self {
+            stores,
+            events,
+            clock,
+            config,
+            encryptor,
+            successor_key,
+            ring: RwLock::new(Arc::new(KeyRing::default())),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &OAuthConfig {
+        &self.config
+    }
+
+    /// The stores.
+    #[must_use]
+    pub fn stores(&self) -> &OAuthStores {
+        &self.stores
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        Arc::clone(
+            &self
+                .ring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Reloads the key ring from the store.
+    ///
+    /// # Errors
+    /// Storage failures or an undecryptable key.
+    pub async fn reload_keys(&self) -> Result<(), OAuthError> {
+        let keys = self.stores.keys.list_keys().await?;
+        let ring = KeyRing::load(&keys, &self.encryptor)
+            .map_err(|e| OAuthError::Internal(e.to_string()))?;
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// Makes sure an active key exists for every algorithm, promotes published keys whose
+    /// lead time has passed, retires what they replace, removes keys past their retirement,
+    /// rotates on schedule, and reloads the ring.
+    ///
+    /// # Errors
+    /// Storage or crypto failures.
+    pub async fn ensure_keys(&self) -> Result<(), OAuthError> {
+        let now = self.clock.now();
+        let keys = self.stores.keys.list_keys().await?;
+        let max_token_life = self.max_token_lifetime().await?;
+        for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+            let of_alg: Vec<_> = keys.iter().filter(|k| k.alg == alg).collect();
+            let active: Vec<_> = of_alg
+                .iter()
+                .filter(|k| k.state == KeyState::Active)
+                .collect();
+            let ready: Vec<_> = of_alg
+                .iter()
+                .filter(|k| {
+                    k.state == KeyState::Next
+                        && now.since(k.created_at) >= self.config.rotation.publish_ahead_secs
+                })
+                .collect();
+            if active.is_empty() && ready.is_empty() {
+                let pending = of_alg.iter().any(|k| k.state == KeyState::Next);
+                if !pending {
+                    // First start: nobody can have cached a JWKS yet, so the key signs at once.
+                    let k = keys::generate(alg, &self.encryptor, now)
+                        .map_err(|e| OAuthError::Internal(e.to_string()))?;
+                    self.stores.keys.insert_key(&k).await?;
+                    self.stores
+                        .keys
+                        .set_key_state(&k.kid, KeyState::Active, Some(now), None)
+                        .await?;
+                    tracing::info!(target: "authx::audit", event = "key_created", kid = %k.kid, alg = alg.as_str());
+                }
+                continue;
+            }
+            if let Some(next) = ready.iter().max_by_key(|k| k.created_at) {
+                self.stores
+                    .keys
+                    .set_key_state(&next.kid, KeyState::Active, Some(now), None)
+                    .await?;
+                for old in &active {
+                    self.stores
+                        .keys
+                        .set_key_state(
+                            &old.kid,
+                            KeyState::Retired,
+                            None,
+                            Some(now.plus(max_token_life)),
+                        )
+                        .await?;
+                }
+                tracing::info!(target: "authx::audit", event = "key_activated", kid = %next.kid, alg = alg.as_str());
+            } else if let (Some(every), Some(current)) = (
+                self.config.rotation.rotate_every_secs,
+                active.iter().max_by_key(|k| k.activated_at),
+            ) {
+                let pending = of_alg.iter().any(|k| k.state == KeyState::Next);
+                if !pending
+                    && now.since(current.activated_at.unwrap_or(current.created_at)) >= every
+                {
+                    self.publish_next_key(alg).await?;
+                }
+            }
+        }
+        for k in &keys {
+            if k.state == KeyState::Retired && k.remove_after.is_some_and(|t| t <= now) {
+                self.stores.keys.delete_key(&k.kid).await?;
+                tracing::info!(target: "authx::audit", event = "key_removed", kid = %k.kid);
+            }
+        }
+        self.reload_keys().await
+    }
+
+    /// Publishes a new key for `alg` in state `next`; it starts signing after the lead time.
+    ///
+    /// # Errors
+    /// Storage or crypto failures.
+    pub async fn publish_next_key(&self, alg: SigningAlg) -> Result<String, OAuthError> {
+        let k = keys::generate(alg, &self.encryptor, self.clock.now())
+            .map_err(|e| OAuthError::Internal(e.to_string()))?;
+        self.stores.keys.insert_key(&k).await?;
+        tracing::info!(target: "authx::audit", event = "key_published", kid = %k.kid, alg = alg.as_str());
+        Ok(k.kid)
+    }
+
+    async fn max_token_lifetime(&self) -> Result<i64, OAuthError> {
+        let clients = self.stores.clients.list_clients().await?;
+        let longest = clients
+            .iter()
+            .map(|c| c.access_token_ttl_secs)
+            .max()
+            .unwrap_or(900);
+        Ok(longest.max(self.config.id_token_ttl_secs) + self.config.leeway_secs)
+    }
+
+    /// The JWK Set.
+    #[must_use]
+    pub fn jwks(&self) -> Value {
+        self.ring().jwks()
+    }
+
+    /// The discovery document (OIDC Discovery §3, RFC 8414): only what is implemented.
+    #[must_use]
+    pub fn discovery(&self) -> Value {
+        let i = &self.config.issuer;
+        json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/oauth2/authorize"),
+            "token_endpoint": format!("{i}/oauth2/token"),
+            "userinfo_endpoint": format!("{i}/oauth2/userinfo"),
+            "jwks_uri": format!("{i}/oauth2/jwks"),
+            "introspection_endpoint": format!("{i}/oauth2/introspect"),
+            "revocation_endpoint": format!("{i}/oauth2/revoke"),
+            "end_session_endpoint": format!("{i}/oauth2/logout"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified"],
+            "prompt_values_supported": ["none", "login", "consent"],
+            "authorization_response_iss_parameter_supported": true,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "claims_parameter_supported": false,
+        })
+    }
+
+    /// Authenticates the client of a token, introspection or revocation request.
+    ///
+    /// # Errors
+    /// [`OAuthError::InvalidClient`] for an unknown client, a wrong or missing secret, or a
+    /// secret sent by a public client; [`OAuthError::Throttled`] after repeated failures.
+    pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, OAuthError> {
+        let id = match auth {
+            ClientAuth::Secret { id, .. } | ClientAuth::Public { id } => id,
+        };
+        if id.is_empty() || id.len() > 255 {
+            return Err(OAuthError::InvalidClient);
+        }
+        let now = self.clock.now();
+        let key = format!("client:{id}");
+        let policy = &self.config.client_throttle;
+        if let Some(wait) = policy.retry_after(
+            self.stores.throttle.failures(&key).await?,
+            policy.account_free_failures,
+            now,
+        ) {
+            return Err(OAuthError::Throttled {
+                retry_after_secs: wait,
+            });
+        }
+        let client = self.stores.clients.client(id).await?;
+        let ok = match (&client, auth) {
+            (Some(c), ClientAuth::Secret { secret, .. }) => c
+                .secret_hash
+                .is_some_and(|h| h.ct_eq(&TokenHash::of(secret.as_bytes()))),
+            (Some(c), ClientAuth::Public { .. }) => c.secret_hash.is_none(),
+            (None, _) => false,
+        };
+        match client {
+            Some(c) if ok => Ok(c),
+            _ => {
+                self.stores
+                    .throttle
+                    .record_failure(&key, now, policy.reset_after_secs)
+                    .await?;
+                tracing::info!(target: "authx::audit", event = "client_auth_failed", client_id = %id.escape_debug());
+                Err(OAuthError::InvalidClient)
+            }
+        }
+    }
+
+    /// Resolves the audience: the requested resource (which must be registered and allowed),
+    /// or, for scopes that all belong to one API, that API; OIDC-only requests get the issuer
+    /// (the userinfo endpoint).
+    async fn audience(
+        &self,
+        resource: Option<&str>,
+        scope: &Scopes,
+    ) -> Result<(String, Option<Resource>), OAuthError> {
+        if let Some(r) = resource {
+            let res = self
+                .stores
+                .clients
+                .resource(r)
+                .await?
+                .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+            return Ok((res.id.clone(), Some(res)));
+        }
+        let api_scopes = scope.minus(&Scopes::from_list(OIDC_SCOPES));
+        if api_scopes.is_empty() {
+            return Ok((self.config.issuer.clone(), None));
+        }
+        let resources = self.stores.clients.list_resources().await?;
+        let mut matching = resources.into_iter().filter(|r| {
+            api_scopes.is_subset(&Scopes::from_list(r.scopes.iter().map(String::as_str)))
+        });
+        match (matching.next(), matching.next()) {
+            (Some(r), None) => Ok((r.id.clone(), Some(r))),
+            _ => Err(OAuthError::InvalidTarget(
+                "name the API with the resource parameter".into(),
+            )),
+        }
+    }
+
+    /// granted = requested ∩ client-allowed (∩ the resource's scopes); anything requested but
+    /// not allowed is an error, never silently widened.
+    fn grant_scope(
+        client: &Client,
+        requested: Option<&str>,
+        resource: Option<&Resource>,
+    ) -> Result<Scopes, OAuthError> {
+        let allowed = Scopes::from_list(client.scopes.iter().map(String::as_str));
+        let requested = match requested {
+            Some(s) => Scopes::parse(s)
+                .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?,
+            None => allowed.clone(),
+        };
+        let not_allowed = requested.minus(&allowed);
+        if !not_allowed.is_empty() {
+            return Err(OAuthError::InvalidScope(format!(
+                "scope not allowed: {}",
+                not_allowed.to_param()
+            )));
+        }
+        if let Some(r) = resource {
+            let api = Scopes::from_list(r.scopes.iter().map(String::as_str)).intersect(&requested);
+            let oidc = requested.intersect(&Scopes::from_list(OIDC_SCOPES));
+            let rest = requested.minus(&api).minus(&oidc);
+            if !rest.is_empty() {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope not offered by {}: {}",
+                    r.id,
+                    rest.to_param()
+                )));
+            }
+        }
+        Ok(requested)
+    }
+
+    /// The client-credentials grant (RFC 6749 §4.4): confidential clients only, no refresh
+    /// token, and a subject namespaced so it can never equal a user's.
+    ///
+    /// # Errors
+    /// As RFC 6749 §5.2.
+    pub async fn client_credentials(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.is_confidential() || !client.allows(GrantType::ClientCredentials) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let requested = match scope {
+            Some(s) => Scopes::parse(s)
+                .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?,
+            None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
+        };
+        let requested = requested.minus(&Scopes::from_list(OIDC_SCOPES));
+        let (aud, res) = self.audience(resource, &requested).await?;
+        let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
+        let (access_token, expires_in) = self.issue_access_token(
+            client,
+            &format!("client:{}", client.id),
+            &aud,
+            &granted,
+            None,
+            None,
+            None,
+        )?;
+        tracing::info!(target: "authx::audit", event = "token_issued", grant = "client_credentials", client_id = %client.id);
+        Ok(TokenResponse {
+            access_token,
+            expires_in,
+            refresh_token: None,
+            id_token: None,
+            scope: granted.to_param(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue_access_token(
+        &self,
+        client: &Client,
+        sub: &str,
+        aud: &str,
+        scope: &Scopes,
+        sid: Option<&SessionId>,
+        fid: Option<&str>,
+        auth_time: Option<Timestamp>,
+    ) -> Result<(String, i64), OAuthError> {
+        let now = self.clock.now();
+        let ttl = client.access_token_ttl_secs;
+        let claims = AccessTokenClaims {
+            iss: self.config.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: aud.to_owned(),
+            exp: now.plus(ttl).secs(),
+            iat: now.secs(),
+            jti: crate::secret::random_id(),
+            client_id: client.id.clone(),
+            scope: scope.to_param(),
+            sid: sid.map(|s| s.0.clone()),
+            fid: fid.map(str::to_owned),
+            auth_time: auth_time.map(Timestamp::secs),
+        };
+        let signer = self
+            .ring()
+            .signer(self.config.access_token_alg)
+            .ok_or_else(|| OAuthError::Internal("no active access-token key".into()))?;
+        let token = jwt::sign(&signer, ACCESS_TOKEN_TYP, &claims)
+            .map_err(|e| OAuthError::Internal(e.to_string()))?;
+        Ok((token, ttl))
+    }
+
+    fn issue_id_token(
+        &self,
+        client: &Client,
+        user: &User,
+        family: &RefreshFamily,
+        nonce: Option<&str>,
+        access_token: &str,
+        scope: &Scopes,
+    ) -> Result<String, OAuthError> {
+        let now = self.clock.now();
+        let signer = self
+            .ring()
+            .signer(client.id_token_alg)
+            .ok_or_else(|| OAuthError::Internal("no active ID-token key".into()))?;
+        let with_email = scope.contains("email");
+        let claims = IdTokenClaims {
+            iss: self.config.issuer.clone(),
+            sub: user.id.0.clone(),
+            aud: client.id.clone(),
+            exp: now.plus(self.config.id_token_ttl_secs).secs(),
+            iat: now.secs(),
+            auth_time: Some(family.auth_time.secs()),
+            nonce: nonce.map(str::to_owned),
+            at_hash: Some(jwt::at_hash(access_token, client.id_token_alg)),
+            sid: family.session_id.as_ref().map(|s| s.0.clone()),
+            email: with_email.then(|| user.email.clone()),
+            email_verified: with_email.then_some(false),
+        };
+        jwt::sign(&signer, "JWT", &claims).map_err(|e| OAuthError::Internal(e.to_string()))
+    }
+
+    /// Validates an authorization request. The client and redirect URI are checked first; until
+    /// both are trusted, every error is a page, never a redirect (RFC 6749 §4.1.2.1).
+    ///
+    /// # Errors
+    /// [`AuthorizeError`].
+    pub async fn validate_authorize(
+        &self,
+        p: &AuthorizeParams,
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
+        let client_id = p
+            .client_id
+            .as_deref()
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .ok_or_else(|| AuthorizeError::Page("The request names no valid client.".into()))?;
+        let client = self
+            .stores
+            .clients
+            .client(client_id)
+            .await
+            .map_err(AuthorizeError::Store)?
+            .ok_or_else(|| {
+                AuthorizeError::Page("The application is not registered here.".into())
+            })?;
+        let redirect_uri = p
+            .redirect_uri
+            .clone()
+            .filter(|r| client.redirect_uri_matches(r))
+            .ok_or_else(|| {
+                AuthorizeError::Page(
+                    "The redirect address does not match the application's registration.".into(),
+                )
+            })?;
+        let state = p.state.clone();
+        let fail = |error: &'static str, description: &str| AuthorizeError::Redirect {
+            error,
+            description: description.to_owned(),
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+        };
+        if state.as_ref().is_some_and(|s| s.len() > 512)
+            || p.nonce.as_ref().is_some_and(|n| n.len() > 512)
+        {
+            return Err(fail(
+                "invalid_request",
+                "state and nonce are limited to 512 bytes",
+            ));
+        }
+        if p.has_request_object {
+            return Err(fail(
+                "request_not_supported",
+                "request objects are not supported",
+            ));
+        }
+        match p.response_type.as_deref() {
+            Some("code") => {}
+            None => return Err(fail("invalid_request", "response_type is required")),
+            Some(_) => {
+                return Err(fail(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                ));
+            }
+        }
+        if p.response_mode.as_deref().is_some_and(|m| m != "query") {
+            return Err(fail(
+                "invalid_request",
+                "only response_mode=query is supported",
+            ));
+        }
+        if !client.allows(GrantType::AuthorizationCode) {
+            return Err(fail(
+                "unauthorized_client",
+                "the client may not use the authorization code grant",
+            ));
+        }
+        let Some(challenge) = p.code_challenge.as_deref() else {
+            return Err(fail(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
+        };
+        if p.code_challenge_method.as_deref() != Some("S256") {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ));
+        }
+        if !pkce::is_valid_challenge(challenge) {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge must be 43 base64url characters",
+            ));
+        }
+        let prompt = match p.prompt.as_deref() {
+            None => Prompt::default(),
+            Some(s) => {
+                let mut pr = Prompt::default();
+                for v in s.split(' ').filter(|v| !v.is_empty()) {
+                    match v {
+                        "none" => pr.none = true,
+                        "login" => pr.login = true,
+                        "consent" => pr.consent = true,
+                        _ => return Err(fail("invalid_request", "unsupported prompt value")),
+                    }
+                }
+                if pr.none && (pr.login || pr.consent) {
+                    return Err(fail("invalid_request", "prompt=none cannot be combined"));
+                }
+                pr
+            }
+        };
+        let max_age = match p.max_age.as_deref() {
+            None => None,
+            Some(s) => Some(s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                fail("invalid_request", "max_age must be a non-negative integer")
+            })?),
+        };
+        let requested = p.scope.as_deref().unwrap_or("");
+        let scopes =
+            Scopes::parse(requested).ok_or_else(|| fail("invalid_scope", "malformed scope"))?;
+        let res = match p.resource.as_deref() {
+            Some(r) => Some(
+                self.stores
+                    .clients
+                    .resource(r)
+                    .await
+                    .map_err(AuthorizeError::Store)?
+                    .ok_or_else(|| fail("invalid_target", "unknown resource"))?,
+            ),
+            None => None,
+        };
+        let scope = match Self::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
+            Ok(s) => s,
+            Err(e) => return Err(fail("invalid_scope", &e.to_string())),
+        };
+        Ok(AuthorizeRequest {
+            client,
+            redirect_uri,
+            state,
+            scope,
+            nonce: p.nonce.clone(),
+            code_challenge: challenge.to_owned(),
+            prompt,
+            max_age,
+            resource: res.map(|r| r.id),
+        })
+    }
+
+    /// Whether the user has already consented to at least these scopes for this client.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn has_consent(
+        &self,
+        user: &UserId,
+        req: &AuthorizeRequest,
+    ) -> Result<bool, OAuthError> {
+        if req.client.first_party {
+            return Ok(true);
+        }
+        Ok(
+            match self.stores.grants.consent(user, &req.client.id).await? {
+                Some(c) => {
+                    Scopes::parse(&c.scope).is_some_and(|granted| req.scope.is_subset(&granted))
+                }
+                None => false,
+            },
+        )
+    }
+
+    /// Records the user's consent to the request's scopes (merged with earlier ones).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn record_consent(
+        &self,
+        user: &UserId,
+        req: &AuthorizeRequest,
+    ) -> Result<(), OAuthError> {
+        let earlier = self.stores.grants.consent(user, &req.client.id).await?;
+        let mut scope = req.scope.clone();
+        if let Some(prev) = earlier.and_then(|c| Scopes::parse(&c.scope)) {
+            scope = Scopes::from_list(scope.iter().chain(prev.iter()).collect::<Vec<_>>());
+        }
+        self.stores
+            .grants
+            .put_consent(&Consent {
+                user_id: user.clone(),
+                client_id: req.client.id.clone(),
+                scope: scope.to_param(),
+                granted_at: self.clock.now(),
+            })
+            .await?;
+        tracing::info!(target: "authx::audit", event = "consent_granted", user_id = %user, client_id = %req.client.id);
+        Ok(())
+    }
+
+    /// Issues an authorization code for a validated request and a signed-in session.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn issue_code(
+        &self,
+        req: &AuthorizeRequest,
+        user: &UserId,
+        session: &SessionId,
+        auth_time: Timestamp,
+    ) -> Result<String, OAuthError> {
+        let code = AuthorizationCode::generate();
+        let now = self.clock.now();
+        self.stores
+            .grants
+            .put_code(&AuthCode {
+                code_hash: code.hash(),
+                client_id: req.client.id.clone(),
+                user_id: user.clone(),
+                session_id: session.clone(),
+                redirect_uri: req.redirect_uri.clone(),
+                code_challenge: req.code_challenge.clone(),
+                nonce: req.nonce.clone(),
+                scope: req.scope.to_param(),
+                resource: req.resource.clone(),
+                auth_time,
+                family_id: None,
+                expires_at: now.plus(self.config.code_ttl_secs),
+            })
+            .await?;
+        Ok(code.expose().to_owned())
+    }
+
+    /// The authorization-code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
+    ///
+    /// # Errors
+    /// `invalid_grant` for an unknown, expired, replayed, foreign or PKCE-failing code (the code
+    /// is spent either way); a replay also revokes what the code issued.
+    pub async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows(GrantType::AuthorizationCode) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let redirect_uri = redirect_uri
+            .ok_or_else(|| OAuthError::InvalidRequest("redirect_uri is required".into()))?;
+        let verifier = verifier
+            .ok_or_else(|| OAuthError::InvalidRequest("code_verifier is required".into()))?;
+        let Some(code) = AuthorizationCode::parse(code) else {
+            return Err(OAuthError::InvalidGrant("invalid authorization code"));
+        };
+        let now = self.clock.now();
+        let family_id = crate::secret::random_id();
+        let record = match self
+            .stores
+            .grants
+            .redeem_code(&code.hash(), &family_id, now)
+            .await?
+        {
+            CodeRedemption::Redeemed(c) => *c,
+            CodeRedemption::AlreadyRedeemed { family_id } => {
+                // A replayed code: whatever the first redemption issued is revoked.
+                if let Some(fid) = family_id {
+                    if let Some(f) = self.stores.grants.family(&fid).await? {
+                        self.revoke_family(&f).await?;
+                    }
+                }
+                tracing::warn!(target: "authx::audit", event = "code_reuse", client_id = %client.id);
+                return Err(OAuthError::InvalidGrant("authorization code already used"));
+            }
+            CodeRedemption::Unknown => {
+                return Err(OAuthError::InvalidGrant(
+                    "invalid or expired authorization code",
+                ));
+            }
+        };
+        if record.client_id != client.id {
+            return Err(OAuthError::InvalidGrant(
+                "the code was issued to another client",
+            ));
+        }
+        if record.redirect_uri != redirect_uri {
+            return Err(OAuthError::InvalidGrant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        if !pkce::verify(verifier, &record.code_challenge) {
+            tracing::info!(target: "authx::audit", event = "pkce_failed", client_id = %client.id);
+            return Err(OAuthError::InvalidGrant("PKCE verification failed"));
+        }
+        let user = self.active_user(&record.user_id).await?;
+        let family = RefreshFamily {
+            id: family_id,
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
+            session_id: Some(record.session_id.clone()),
+            scope: record.scope.clone(),
+            resource: record.resource.clone(),
+            auth_time: record.auth_time,
+            created_at: now,
+            expires_at: now.plus(client.refresh_token_ttl_secs),
+            revoked_at: None,
+        };
+        let refresh = client
+            .allows(GrantType::RefreshToken)
+            .then(RefreshTokenValue::generate);
+        let first = refresh.as_ref().map(|rt| RefreshToken {
+            hash: rt.hash(),
+            family_id: family.id.clone(),
+            issued_at: now,
+            idle_expires_at: now.plus(client.refresh_idle_secs).min(family.expires_at),
+            consumed_at: None,
+        });
+        self.stores
+            .grants
+            .create_family(&family, first.as_ref())
+            .await?;
+        let resp = self
+            .family_tokens(
+                client,
+                &user,
+                &family,
+                record.nonce.as_deref(),
+                refresh.as_ref().map(|r| r.expose().to_owned()),
+            )
+            .await?;
+        tracing::info!(target: "authx::audit", event = "token_issued", grant = "authorization_code", client_id = %client.id, user_id = %user.id);
+        Ok(resp)
+    }
+
+    async fn family_tokens(
+        &self,
+        client: &Client,
+        user: &User,
+        family: &RefreshFamily,
+        nonce: Option<&str>,
+        refresh: Option<String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let scope = Scopes::parse(&family.scope).unwrap_or_default();
+        let (aud, _) = self.audience(family.resource.as_deref(), &scope).await?;
+        let (access_token, expires_in) = self.issue_access_token(
+            client,
+            &user.id.0,
+            &aud,
+            &scope,
+            family.session_id.as_ref(),
+            Some(&family.id),
+            Some(family.auth_time),
+        )?;
+        let id_token = if scope.contains("openid") {
+            Some(self.issue_id_token(client, user, family, nonce, &access_token, &scope)?)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            expires_in,
+            refresh_token: refresh,
+            id_token,
+            scope: scope.to_param(),
+        })
+    }
+
+    async fn active_user(&self, id: &UserId) -> Result<User, OAuthError> {
+        match self.stores.accounts.user_by_id(id).await? {
+            Some(u) if u.status == UserStatus::Active => Ok(u),
+            _ => Err(OAuthError::InvalidGrant("the user cannot receive tokens")),
+        }
+    }
+
+    fn successor_of(&self, raw: &str) -> Option<RefreshTokenValue> {
+        RefreshTokenValue::parse(&b64url(&hmac_bytes(&self.successor_key, raw.as_bytes())))
+    }
+
+    /// The refresh-token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
+    ///
+    /// # Errors
+    /// `invalid_grant` for an unknown, expired, revoked, foreign or replayed token (a replay
+    /// outside the grace window revokes the family); `invalid_scope` for a wider scope.
+    pub async fn refresh(
+        &self,
+        client: &Client,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows(GrantType::RefreshToken) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let Some(presented) = RefreshTokenValue::parse(token) else {
+            return Err(OAuthError::InvalidGrant("invalid refresh token"));
+        };
+        let now = self.clock.now();
+        let Some((record, family)) = self.stores.grants.refresh_token(&presented.hash()).await?
+        else {
+            return Err(OAuthError::InvalidGrant("invalid refresh token"));
+        };
+        if family.client_id != client.id {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token was issued to another client",
+            ));
+        }
+        if !family.is_live(now) {
+            return Err(OAuthError::InvalidGrant(
+                "the refresh token was revoked or has expired",
+            ));
+        }
+        if let Some(s) = scope {
+            let asked = Scopes::parse(s)
+                .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?;
+            if !asked.is_subset(&Scopes::parse(&family.scope).unwrap_or_default()) {
+                return Err(OAuthError::InvalidScope(
+                    "a refresh cannot widen the scope".into(),
+                ));
+            }
+        }
+        let user = match self.active_user(&family.user_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.revoke_family(&family).await?;
+                return Err(e);
+            }
+        };
+        let successor = self
+            .successor_of(presented.expose())
+            .ok_or_else(|| OAuthError::Internal("successor".into()))?;
+        let mut rotated = false;
+        if record.consumed_at.is_none() && now < record.idle_expires_at {
+            let next = RefreshToken {
+                hash: successor.hash(),
+                family_id: family.id.clone(),
+                issued_at: now,
+                idle_expires_at: now.plus(client.refresh_idle_secs).min(family.expires_at),
+                consumed_at: None,
+            };
+            rotated = self
+                .stores
+                .grants
+                .rotate_refresh(&presented.hash(), &next, now)
+                .await?;
+        } else if record.consumed_at.is_none() {
+            return Err(OAuthError::InvalidGrant("the refresh token has expired"));
+        }
+        if !rotated {
+            // Consumed already: an immediate retry of the previous token gets the same successor
+            // while that successor is unused; anything else is reuse and ends the family.
+            let consumed_at = match self.stores.grants.refresh_token(&presented.hash()).await? {
+                Some((r, _)) => r.consumed_at,
+                None => None,
+            };
+            let within_grace =
+                consumed_at.is_some_and(|t| now.since(t) <= self.config.refresh_grace_secs);
+            let successor_unused = matches!(
+                self.stores.grants.refresh_token(&successor.hash()).await?,
+                Some((r, _)) if r.consumed_at.is_none()
+            );
+            if !(within_grace && successor_unused && self.config.refresh_grace_secs > 0) {
+                self.revoke_family(&family).await?;
+                tracing::warn!(target: "authx::audit", event = "refresh_token_reuse", client_id = %client.id, user_id = %user.id, family_id = %family.id);
+                return Err(OAuthError::InvalidGrant(
+                    "refresh token already used; the grant was revoked",
+                ));
+            }
+        }
+        let resp = self
+            .family_tokens(
+                client,
+                &user,
+                &family,
+                None,
+                Some(successor.expose().to_owned()),
+            )
+            .await?;
+        tracing::info!(target: "authx::audit", event = "token_issued", grant = "refresh_token", client_id = %client.id, user_id = %user.id);
+        Ok(resp)
+    }
+
+    async fn revoke_family(&self, family: &RefreshFamily) -> Result<(), OAuthError> {
+        if self
+            .stores
+            .grants
+            .revoke_family(&family.id, self.clock.now())
+            .await?
+        {
+            self.events
+                .publish(&RevocationEvent::FamilyRevoked {
+                    family_id: family.id.clone(),
+                    user_id: family.user_id.clone(),
+                })
+                .await?;
+            tracing::info!(target: "authx::audit", event = "family_revoked", family_id = %family.id, user_id = %family.user_id);
+        }
+        Ok(())
+    }
+
+    /// Checks an access token for use at this server: signature and claims, then that nothing
+    /// revoked it (its `jti`, its family, its session for session-minted tokens, a later
+    /// password change, a disabled user).
+    ///
+    /// # Errors
+    /// Storage failures (the caller fails closed).
+    pub async fn active_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        let now = self.clock.now();
+        let mut claims = jwt::verify_access_token(
+            token,
+            &self.ring(),
+            &self.config.issuer,
+            now,
+            self.config.leeway_secs,
+        );
+        if claims.is_none() && self.has_unknown_kid(token) {
+            // A key another instance just activated: reload once and try again.
+            self.reload_keys().await?;
+            claims = jwt::verify_access_token(
+                token,
+                &self.ring(),
+                &self.config.issuer,
+                now,
+                self.config.leeway_secs,
+            );
+        }
+        let Some(c) = claims else { return Ok(None) };
+        if self.stores.grants.is_jti_revoked(&c.jti).await? {
+            return Ok(None);
+        }
+        if let Some(fid) = &c.fid {
+            match self.stores.grants.family(fid).await? {
+                Some(f) if f.revoked_at.is_none() => {}
+                _ => return Ok(None),
+            }
+        } else if let Some(sid) = &c.sid {
+            // Minted from a browser session: dies with it.
+            let alive = self
+                .stores
+                .sessions
+                .list_user_sessions(&UserId(c.sub.clone()), now)
+                .await?
+                .iter()
+                .any(|s| &s.id.0 == sid);
+            if !alive {
+                return Ok(None);
+            }
+        }
+        if !c.sub.starts_with("client:") {
+            match self
+                .stores
+                .accounts
+                .user_by_id(&UserId(c.sub.clone()))
+                .await?
+            {
+                Some(u)
+                    if u.status == UserStatus::Active && c.iat >= u.password_changed_at.secs() => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(c))
+    }
+
+    fn has_unknown_kid(&self, token: &str) -> bool {
+        token.len() <= jwt::MAX_JWT_LEN
+            && jsonwebtoken::decode_header(token)
+                .ok()
+                .and_then(|h| h.kid)
+                .is_some_and(|kid| kid.len() <= 64 && self.ring().verifier(&kid).is_none())
+    }
+
+    /// Introspection (RFC 7662): `{"active": false}` alike for unknown, expired, revoked,
+    /// malformed and other clients' tokens.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, OAuthError> {
+        let inactive = json!({"active": false});
+        let now = self.clock.now();
+        if let Some(rt) = RefreshTokenValue::parse(token) {
+            if let Some((r, f)) = self.stores.grants.refresh_token(&rt.hash()).await? {
+                let usable = f.is_live(now) && r.consumed_at.is_none() && now < r.idle_expires_at;
+                if usable && f.client_id == caller.id && self.active_user(&f.user_id).await.is_ok()
+                {
+                    return Ok(json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "client_id": f.client_id,
+                        "sub": f.user_id,
+                        "scope": f.scope,
+                        "iat": r.issued_at.secs(),
+                        "exp": r.idle_expires_at.min(f.expires_at).secs(),
+                        "iss": self.config.issuer,
+                    }));
+                }
+            }
+            return Ok(inactive);
+        }
+        let Some(c) = self.active_access_token(token).await? else {
+            return Ok(inactive);
+        };
+        // Only the client the token was issued to, or the API it is for, may inspect it.
+        if caller.id != c.client_id && caller.id != c.aud {
+            return Ok(inactive);
+        }
+        let mut v = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "aud": c.aud,
+            "iss": c.iss,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": c.jti,
+        });
+        if !c.scope.is_empty() {
+            v["scope"] = Value::String(c.scope);
+        }
+        if let Some(sid) = c.sid {
+            v["sid"] = Value::String(sid);
+        }
+        Ok(v)
+    }
+
+    /// Revocation (RFC 7009): a token of another client is left untouched; an unknown token is
+    /// not an error. Revoking a refresh token ends its family and the access tokens it issued.
+    ///
+    /// # Errors
+    /// `unsupported_token_type` for an unknown hint; storage failures.
+    pub async fn revoke(
+        &self,
+        caller: &Client,
+        token: &str,
+        hint: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        if hint.is_some_and(|h| h != "access_token" && h != "refresh_token") {
+            return Err(OAuthError::UnsupportedTokenType);
+        }
+        if let Some(rt) = RefreshTokenValue::parse(token) {
+            if let Some((_, f)) = self.stores.grants.refresh_token(&rt.hash()).await? {
+                if f.client_id == caller.id {
+                    self.revoke_family(&f).await?;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(c) = self.active_access_token(token).await? {
+            if c.client_id == caller.id {
+                self.stores
+                    .grants
+                    .revoke_jti(&c.jti, Timestamp(c.exp))
+                    .await?;
+                self.events
+                    .publish(&RevocationEvent::AccessTokenRevoked {
+                        jti: c.jti.clone(),
+                        user_id: UserId(c.sub.clone()),
+                        expires_at: c.exp,
+                    })
+                    .await?;
+                tracing::info!(target: "authx::audit", event = "access_token_revoked", client_id = %caller.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Userinfo (OIDC Core §5.3) for a bearer access token issued with `openid`.
+    ///
+    /// # Errors
+    /// Storage failures. `Ok(None)` for an invalid token.
+    pub async fn userinfo(&self, token: &str) -> Result<Option<Value>, OAuthError> {
+        let Some(c) = self.active_access_token(token).await? else {
+            return Ok(None);
+        };
+        let scope = Scopes::parse(&c.scope).unwrap_or_default();
+        if !scope.contains("openid") || c.sub.starts_with("client:") {
+            return Ok(None);
+        }
+        let Some(user) = self
+            .stores
+            .accounts
+            .user_by_id(&UserId(c.sub.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut v = json!({"sub": user.id});
+        if scope.contains("email") {
+            v["email"] = Value::String(user.email);
+            v["email_verified"] = Value::Bool(false);
+        }
+        Ok(Some(v))
+    }
+
+    /// Mints a short-lived access token for a signed-in browser session (the first-party
+    /// hybrid): the token dies with the session.
+    ///
+    /// # Errors
+    /// `invalid_target` for an unknown resource, `invalid_scope` for scopes the API does not offer.
+    pub async fn session_token(
+        &self,
+        user: &User,
+        session: &SessionId,
+        resource: &str,
+        scope: Option<&str>,
+        ttl_secs: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let res = self
+            .stores
+            .clients
+            .resource(resource)
+            .await?
+            .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+        let offered = Scopes::from_list(res.scopes.iter().map(String::as_str));
+        let granted = match scope {
+            Some(s) => {
+                let asked = Scopes::parse(s)
+                    .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?;
+                if !asked.is_subset(&offered) {
+                    return Err(OAuthError::InvalidScope(
+                        "scope not offered by this API".into(),
+                    ));
+                }
+                asked
+            }
+            None => offered,
+        };
+        let pseudo = Client {
+            id: "authx-session".into(),
+            name: "authx session".into(),
+            secret_hash: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            grant_types: vec![],
+            scopes: vec![],
+            first_party: true,
+            id_token_alg: SigningAlg::Rs256,
+            access_token_ttl_secs: ttl_secs,
+            refresh_token_ttl_secs: 0,
+            refresh_idle_secs: 0,
+            created_at: Timestamp(0),
+        };
+        let (access_token, expires_in) = self.issue_access_token(
+            &pseudo,
+            &user.id.0,
+            &res.id,
+            &granted,
+            Some(session),
+            None,
+            None,
+        )?;
+        Ok(TokenResponse {
+            access_token,
+            expires_in,
+            refresh_token: None,
+            id_token: None,
+            scope: granted.to_param(),
+        })
+    }
+
+    /// Registers a client with a generated secret (confidential) or none (public). The secret is
+    /// returned once.
+    ///
+    /// # Errors
+    /// `invalid_request` for a bad redirect URI or id; storage failures (`Conflict` for a taken id).
+    pub async fn register_client(
+        &self,
+        mut client: Client,
+        confidential: bool,
+    ) -> Result<(Client, Option<String>), OAuthError> {
+        if client.id.is_empty()
+            || client.id.len() > 255
+            || !client.id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(OAuthError::InvalidRequest(
+                "client id must be 1-255 printable ASCII characters without ':'".into(),
+            ));
+        }
+        for uri in client
+            .redirect_uris
+            .iter()
+            .chain(&client.post_logout_redirect_uris)
+            .chain(&client.backchannel_logout_uri)
+        {
+            super::client::validate_redirect_uri(uri)
+                .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?;
+        }
+        if client.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
+            return Err(OAuthError::InvalidRequest(
+                "client_credentials needs a confidential client".into(),
+            ));
+        }
+        let secret = confidential.then(ClientSecret::generate);
+        client.secret_hash = secret.as_ref().map(ClientSecret::hash);
+        client.created_at = self.clock.now();
+        self.stores.clients.put_client(&client).await?;
+        tracing::info!(target: "authx::audit", event = "client_registered", client_id = %client.id);
+        Ok((client, secret.map(|s| s.expose().to_owned())))
+    }
+
+    /// Deletes expired codes, families, tokens and revoked ids.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge(&self) -> Result<u64, OAuthError> {
+        Ok(self.stores.grants.purge_grants(self.clock.now()).await?)
+    }
+
+    /// Whether `presented` equals `expected` in constant time (for hints and states).
+    #[must_use]
+    pub fn same(expected: &str, presented: &str) -> bool {
+        ct_eq(expected.as_bytes(), presented.as_bytes())
+    }
+}
+
+fn hmac_bytes(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(msg);
+            mac.finalize().into_bytes().into()
+        }
+        Err(_) => [0; 32],
+    }
+}
