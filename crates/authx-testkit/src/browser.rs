@@ -54,6 +54,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Attempts at starting chromedriver: a free port found by binding can be taken before
 /// chromedriver binds it.
 const DRIVER_START_ATTEMPTS: usize = 3;
+/// How long killed browser processes may take to exit.
+#[cfg(target_os = "linux")]
+const PROCESS_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of the chromedriver log quoted in start-up errors.
 const LOG_TAIL_LINES: usize = 30;
 
@@ -340,32 +343,50 @@ impl Drop for Driver {
     }
 }
 
-/// Kills every process whose command line contains `dir`, a unique temporary directory.
+/// Kills every process whose command line contains `dir`, a unique temporary directory, and
+/// waits until none is left (a killed process drops its command line when it exits), so that
+/// nothing writes into `dir` once this returns.
 #[cfg(target_os = "linux")]
 fn kill_processes_naming(dir: &Path) {
     let Some(needle) = dir.to_str().map(str::as_bytes) else {
         return;
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(needle.len()).any(|window| window == needle) {
+    let deadline = std::time::Instant::now() + PROCESS_EXIT_TIMEOUT;
+    loop {
+        let mut found = false;
+        for pid in processes_naming(needle) {
+            found = true;
             // Gone already, or not ours to kill: nothing more can be done.
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
+        if !found || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Running processes whose command line contains `needle`.
+#[cfg(target_os = "linux")]
+fn processes_naming(needle: &[u8]) -> Vec<rustix::process::Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw)?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .windows(needle.len())
+                .any(|window| window == needle)
+                .then_some(pid)
+        })
+        .collect()
 }
 
 fn binary_path(var: &str, default: &str) -> PathBuf {
