@@ -35,9 +35,11 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
 mod migrations;
+mod oauth_sql;
 mod postgres;
 mod redis_store;
 mod sql;
@@ -57,6 +59,12 @@ pub struct Backend {
     pub sessions: Arc<dyn SessionStore>,
     /// Sign-in failure counters.
     pub throttle: Arc<dyn ThrottleStore>,
+    /// OAuth clients and API resources.
+    pub clients: Arc<dyn ClientStore>,
+    /// Signing keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Authorization codes, refresh-token families, consents and revoked access-token ids.
+    pub grants: Arc<dyn GrantStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -269,12 +277,15 @@ pub async fn migrate(url: &str, opts: &ConnectOptions) -> Result<usize, ConnectE
 
 fn backend<S>(store: Arc<S>, kind: BackendKind) -> Backend
 where
-    S: AccountStore + SessionStore + ThrottleStore + Health,
+    S: AccountStore + SessionStore + ThrottleStore + Health + ClientStore + KeyStore + GrantStore,
 {
     Backend {
         accounts: store.clone(),
         sessions: store.clone(),
         throttle: store.clone(),
+        clients: store.clone(),
+        keys: store.clone(),
+        grants: store.clone(),
         health: store,
         kind,
     }

@@ -5,6 +5,7 @@ use std::str::FromStr as _;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::oauth_sql::impl_oauth_stores;
 use crate::sql::impl_sql_stores;
 use crate::{ConnectError, ConnectOptions};
 
@@ -23,6 +24,7 @@ impl PgStore {
 }
 
 impl_sql_stores!(PgStore);
+impl_oauth_stores!(PgStore);
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

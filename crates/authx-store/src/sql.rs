@@ -27,7 +27,7 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
 }
 
 /// Reads one column, reporting a missing or mistyped column as corruption.
-fn col<'r, R, T>(row: &'r R, name: &str) -> StoreResult<T>
+pub(crate) fn col<'r, R, T>(row: &'r R, name: &str) -> StoreResult<T>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,

@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::oauth_sql::impl_oauth_stores;
 use crate::sql::impl_sql_stores;
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
@@ -29,6 +30,7 @@ impl SqliteStore {
 }
 
 impl_sql_stores!(SqliteStore);
+impl_oauth_stores!(SqliteStore);
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use authx_core::Timestamp;
+use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::secret::{SessionToken, random_id};
 use authx_core::session::{Session, SessionId};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
@@ -18,6 +19,9 @@ pub(crate) struct Stores {
     sessions: Option<Arc<dyn SessionStore>>,
     throttle: Option<Arc<dyn ThrottleStore>>,
     health: Option<Arc<dyn Health>>,
+    clients: Option<Arc<dyn ClientStore>>,
+    keys: Option<Arc<dyn KeyStore>>,
+    grants: Option<Arc<dyn GrantStore>>,
     /// The database URL the SQL stores were opened with.
     url: Option<String>,
 }
@@ -37,6 +41,18 @@ impl Stores {
         self.throttle
             .clone()
             .expect("backend has no throttle store")
+    }
+
+    pub(crate) fn clients(&self) -> Arc<dyn ClientStore> {
+        self.clients.clone().expect("backend has no client store")
+    }
+
+    pub(crate) fn keys(&self) -> Arc<dyn KeyStore> {
+        self.keys.clone().expect("backend has no key store")
+    }
+
+    pub(crate) fn grants(&self) -> Arc<dyn GrantStore> {
+        self.grants.clone().expect("backend has no grant store")
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -186,6 +202,9 @@ pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
         sessions: Some(backend.sessions),
         throttle: Some(backend.throttle),
         health: Some(backend.health),
+        clients: Some(backend.clients),
+        keys: Some(backend.keys),
+        grants: Some(backend.grants),
         url: Some(url),
     };
     Some((stores, Cleanup::TempDir(dir)))
@@ -227,6 +246,9 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         sessions: Some(backend.sessions),
         throttle: Some(backend.throttle),
         health: Some(backend.health),
+        clients: Some(backend.clients),
+        keys: Some(backend.keys),
+        grants: Some(backend.grants),
         url: Some(schema_url),
     };
     Some((stores, Cleanup::PgSchema { admin, schema }))
@@ -247,6 +269,9 @@ pub(crate) async fn redis(test: &'static str) -> Fixture {
         sessions: Some(sessions),
         throttle: None,
         health: None,
+        clients: None,
+        keys: None,
+        grants: None,
         url: None,
     };
     Some((stores, Cleanup::RedisPrefix { url, prefix }))

@@ -9,7 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod clients;
+mod grants;
 mod harness;
+mod keys;
 mod migrations;
 mod sessions;
 mod throttle;
@@ -70,14 +73,47 @@ macro_rules! database_tests {
     };
 }
 
+/// Every test of the provider's stores: clients and resources, signing keys, grants.
+macro_rules! oauth_tests {
+    ($fixture:path) => {
+        instantiate!($fixture;
+            clients::put_and_get_client_round_trip,
+            clients::duplicate_client_id_conflicts,
+            clients::list_clients_by_id,
+            clients::delete_client_removes_everything_issued_to_it,
+            clients::grants_need_an_existing_client_and_user,
+            clients::resources_round_trip_and_conflict,
+            keys::keys_round_trip_oldest_first,
+            keys::duplicate_kid_conflicts,
+            keys::set_key_state_keeps_times_not_given,
+            keys::delete_key,
+            grants::codes_round_trip_and_redeem_once,
+            grants::expired_or_unknown_codes_are_unknown,
+            grants::concurrent_redemptions_one_wins,
+            grants::families_and_tokens_round_trip,
+            grants::duplicate_family_or_token_conflicts_atomically,
+            grants::rotation_consumes_a_token_once,
+            grants::concurrent_rotations_one_wins,
+            grants::revoke_family_keeps_the_first_revocation,
+            grants::revoke_user_and_session_families,
+            grants::list_user_families_live_newest_first,
+            grants::consents_upsert_list_and_delete,
+            grants::revoked_jtis_are_remembered_until_expiry,
+            grants::purge_removes_only_dead_grants,
+        );
+    };
+}
+
 mod sqlite {
     session_tests!(crate::harness::sqlite);
     database_tests!(crate::harness::sqlite);
+    oauth_tests!(crate::harness::sqlite);
 }
 
 mod postgres {
     session_tests!(crate::harness::postgres);
     database_tests!(crate::harness::postgres);
+    oauth_tests!(crate::harness::postgres);
 }
 
 mod redis {
