@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// `redis://...` for the shared session store and event bus.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and of the event channel (default `authx:`); instances that
+    /// serve one deployment share it.
+    pub redis_key_prefix: Option<String>,
     /// Origins allowed to send state-changing browser requests (the issuer's origin is always in).
     pub trusted_origins: Option<Vec<String>>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (exact addresses).
@@ -38,6 +41,27 @@ pub struct FileConfig {
     pub throttle: Option<ThrottleFile>,
     /// Database pool settings.
     pub database: Option<DatabaseFile>,
+    /// OpenID provider settings.
+    pub oauth: Option<OAuthFile>,
+}
+
+/// `[oauth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthFile {
+    /// 32 bytes, base64: encrypts signing keys at rest. Required with PostgreSQL; with SQLite a
+    /// key file is created next to the database when absent.
+    pub key_encryption_key: Option<String>,
+    /// `ES256` (default), `EdDSA` or `RS256`.
+    pub access_token_alg: Option<String>,
+    /// Refresh-token retry grace window in seconds (default 10; 0 turns it off).
+    pub refresh_grace_secs: Option<i64>,
+    /// Authorization code lifetime in seconds (default 60, at most 600).
+    pub code_ttl_secs: Option<i64>,
+    /// Rotate signing keys automatically after this many days.
+    pub key_rotation_days: Option<i64>,
+    /// A new key is published this many seconds before it signs (default 3600).
+    pub key_publish_ahead_secs: Option<i64>,
 }
 
 /// `[session]`
@@ -121,6 +145,25 @@ pub struct Overrides {
     pub sign_up_enabled: Option<bool>,
     /// `AUTHX_LOG_FORMAT` / `--log-format`.
     pub log_format: Option<String>,
+    /// `AUTHX_KEY_ENCRYPTION_KEY`.
+    pub key_encryption_key: Option<String>,
+}
+
+/// Validated provider settings.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// The key-encryption key, when configured.
+    pub key_encryption_key: Option<Vec<u8>>,
+    /// Access-token algorithm.
+    pub access_token_alg: authx_core::oauth::keys::SigningAlg,
+    /// Refresh grace window.
+    pub refresh_grace_secs: i64,
+    /// Code lifetime.
+    pub code_ttl_secs: i64,
+    /// Automatic rotation period.
+    pub rotate_every_secs: Option<i64>,
+    /// Publication lead time of new keys.
+    pub publish_ahead_secs: i64,
 }
 
 /// How logs are written.
@@ -143,6 +186,8 @@ pub struct Config {
     pub database_url: String,
     /// Redis URL, if any.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and of the event channel.
+    pub redis_key_prefix: String,
     /// Exact origins (`scheme://host[:port]`) trusted for state-changing browser requests.
     pub trusted_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
@@ -161,7 +206,12 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// Store options.
     pub store: authx_store::ConnectOptions,
+    /// Provider settings.
+    pub oauth: OAuthSettings,
 }
+
+/// The Redis key prefix when none is configured.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "authx:";
 
 /// A configuration problem, worded for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +293,19 @@ impl Config {
             if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
                 return Err(bad("redis_url must start with redis:// or rediss://"));
             }
+        }
+        let redis_key_prefix = f
+            .redis_key_prefix
+            .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned());
+        if redis_key_prefix.is_empty()
+            || redis_key_prefix.len() > 64
+            || redis_key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad(
+                "redis_key_prefix must be 1 to 64 characters without spaces",
+            ));
         }
         let mut trusted_origins = vec![issuer_origin];
         let listed = match &o.trusted_origins {
@@ -396,11 +459,56 @@ impl Config {
             }
         };
 
+        let oa = f.oauth.unwrap_or_default();
+        let kek_text = o.key_encryption_key.clone().or(oa.key_encryption_key);
+        let key_encryption_key = match kek_text {
+            Some(t) => Some(
+                decode_kek(&t)
+                    .ok_or_else(|| bad("key_encryption_key must be 32 bytes in base64"))?,
+            ),
+            None => None,
+        };
+        let access_token_alg = match oa.access_token_alg.as_deref() {
+            None => authx_core::oauth::keys::SigningAlg::Es256,
+            Some(a) => authx_core::oauth::keys::SigningAlg::parse(a).ok_or_else(|| {
+                bad(format!(
+                    "oauth.access_token_alg = {a:?}: use ES256, EdDSA or RS256"
+                ))
+            })?,
+        };
+        let refresh_grace_secs = oa.refresh_grace_secs.unwrap_or(10);
+        if !(0..=60).contains(&refresh_grace_secs) {
+            return Err(bad("oauth.refresh_grace_secs must be between 0 and 60"));
+        }
+        let code_ttl_secs = oa.code_ttl_secs.unwrap_or(60);
+        if !(1..=600).contains(&code_ttl_secs) {
+            return Err(bad("oauth.code_ttl_secs must be between 1 and 600"));
+        }
+        let rotate_every_secs = match oa.key_rotation_days {
+            Some(d) if d >= 1 => Some(d * 86_400),
+            Some(_) => return Err(bad("oauth.key_rotation_days must be at least 1")),
+            None => None,
+        };
+        let publish_ahead_secs = oa.key_publish_ahead_secs.unwrap_or(3600);
+        if publish_ahead_secs < 0 {
+            return Err(bad("oauth.key_publish_ahead_secs must not be negative"));
+        }
+        let oauth = OAuthSettings {
+            key_encryption_key,
+            access_token_alg,
+            refresh_grace_secs,
+            code_ttl_secs,
+            rotate_every_secs,
+            publish_ahead_secs,
+        };
+
         Ok(Self {
+            oauth,
             listen,
             issuer,
             database_url,
             redis_url,
+            redis_key_prefix,
             trusted_origins,
             trusted_proxies,
             cors_allowed_origins,
@@ -412,6 +520,18 @@ impl Config {
             store,
         })
     }
+}
+
+/// Decodes a 32-byte key given in standard or URL-safe base64.
+#[must_use]
+pub fn decode_kek(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let t = text.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+        .ok()?;
+    (bytes.len() == 32).then_some(bytes)
 }
 
 fn positive(key: &str, v: i64) -> Result<i64, ConfigError> {
@@ -510,6 +630,8 @@ mod tests {
             ("[password]\nmin_length = 4", "min_length"),
             ("version = 2", "version"),
             ("log_format = \"xml\"", "log_format"),
+            ("redis_url = \"http://cache:6379\"", "redis_url"),
+            ("redis_key_prefix = \"\"", "redis_key_prefix"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cookies;
 pub mod html;
 pub mod metrics;
+pub mod provider;
 pub mod serve;
 pub mod state;
 pub mod web;
@@ -20,6 +21,7 @@ use authx_core::Clock;
 use authx_core::auth::{AuthService, Stores};
 use authx_core::events::{EventBus, InProcessBus};
 use authx_core::password::PasswordHasher;
+use authx_core::store::Health;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -32,8 +34,15 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects the store (applying migrations) and builds the application state.
 ///
+/// With a `redis_url`, sessions live in Redis and revocation events travel over Redis pub/sub;
+/// with a PostgreSQL database and no Redis, events travel over `LISTEN`/`NOTIFY`. Either way
+/// several instances share every piece of state, and each request is authenticated against the
+/// shared store rather than a per-instance cache (see `docs/scaling-out.md`). A SQLite database
+/// means one instance: an in-process bus and a session cache.
+///
 /// # Errors
-/// A clear message when the database cannot be opened or its schema is newer than this build.
+/// A clear message when the database or Redis cannot be opened, or the database schema is
+/// newer than this build.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let backend = authx_store::connect(&config.database_url, &config.store)
         .await
@@ -43,28 +52,120 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
                 config::redact_url(&config.database_url)
             )
         })?;
-    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
+    let shared = shared_services(&config, &backend).await?;
     let hasher = PasswordHasher::new(
         config.hash_params,
         config.hash_concurrency,
         Duration::from_secs(10),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut policy = config.auth.clone();
+    if shared.multi_instance {
+        // Another instance may revoke a session at any moment, and an event about it can
+        // arrive after the client's next request. Only the shared store knows for certain, so
+        // no request is answered from a per-instance copy.
+        policy.cache_capacity = 0;
+    }
+    tracing::info!(
+        database = backend.kind.as_str(),
+        sessions = shared.sessions_in,
+        events = shared.events_over,
+        session_cache = policy.cache_capacity > 0,
+        "storage ready"
+    );
     let stores = Stores {
-        accounts: backend.accounts,
-        sessions: backend.sessions,
-        throttle: backend.throttle,
+        accounts: Arc::clone(&backend.accounts),
+        sessions: Arc::clone(&shared.sessions),
+        throttle: Arc::clone(&backend.throttle),
     };
-    let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, config.auth.clone());
+    let bus = shared.bus;
+    let oauth_stores = authx_core::oauth::service::OAuthStores {
+        clients: Arc::clone(&backend.clients),
+        keys: Arc::clone(&backend.keys),
+        grants: Arc::clone(&backend.grants),
+        accounts: Arc::clone(&backend.accounts),
+        sessions: Arc::clone(&shared.sessions),
+        throttle: Arc::clone(&backend.throttle),
+    };
+    let oauth =
+        provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;
+    let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
+        .with_grants(Arc::clone(&backend.grants));
     let cookies = cookies::CookieNames::new(config.cookie_secure);
     Ok(AppState::new(Inner {
         auth,
+        oauth,
         config,
         cookies,
         metrics: metrics::Metrics::default(),
-        health: backend.health,
+        health: shared.health,
         bus,
     }))
+}
+
+/// The PostgreSQL `NOTIFY` channel of revocation events when there is no Redis.
+const PG_EVENT_CHANNEL: &str = "authx_events";
+
+/// Where sessions live and how events travel, chosen from the configuration.
+struct SharedServices {
+    sessions: Arc<dyn authx_core::store::SessionStore>,
+    bus: Arc<dyn EventBus>,
+    health: Arc<dyn Health>,
+    multi_instance: bool,
+    sessions_in: &'static str,
+    events_over: &'static str,
+}
+
+async fn shared_services(
+    config: &Config,
+    backend: &authx_store::Backend,
+) -> anyhow::Result<SharedServices> {
+    if let Some(url) = &config.redis_url {
+        let redis_context = || format!("cannot use Redis at {}", config::redact_url(url));
+        let sessions = authx_store::redis_sessions(url, &config.redis_key_prefix)
+            .await
+            .with_context(redis_context)?;
+        let bus = authx_store::redis_event_bus(url, &config.redis_key_prefix)
+            .await
+            .with_context(redis_context)?;
+        let redis_health: Arc<dyn Health> = bus.clone();
+        return Ok(SharedServices {
+            sessions,
+            bus,
+            health: authx_store::all_healthy(vec![Arc::clone(&backend.health), redis_health]),
+            multi_instance: true,
+            sessions_in: "redis",
+            events_over: "redis",
+        });
+    }
+    match backend.kind {
+        authx_store::BackendKind::Postgres => {
+            let bus = authx_store::postgres_event_bus(&config.database_url, PG_EVENT_CHANNEL)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for events on database {}",
+                        config::redact_url(&config.database_url)
+                    )
+                })?;
+            Ok(SharedServices {
+                sessions: Arc::clone(&backend.sessions),
+                bus,
+                health: Arc::clone(&backend.health),
+                multi_instance: true,
+                sessions_in: "postgres",
+                events_over: "postgres",
+            })
+        }
+        authx_store::BackendKind::Sqlite => Ok(SharedServices {
+            sessions: Arc::clone(&backend.sessions),
+            bus: Arc::new(InProcessBus::default()),
+            health: Arc::clone(&backend.health),
+            multi_instance: false,
+            sessions_in: "sqlite",
+            events_over: "in-process",
+        }),
+    }
 }
 
 /// A running server.
@@ -111,6 +212,7 @@ pub fn start_with_state(state: AppState, listener: TcpListener) -> Running {
     let background = vec![
         tokio::spawn(purge_loop(state.clone())),
         tokio::spawn(event_loop(state.clone())),
+        tokio::spawn(provider::maintenance_loop(state.clone())),
     ];
     Running {
         addr,

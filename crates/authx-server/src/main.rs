@@ -37,6 +37,92 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage API resources (the audiences of access tokens).
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; a confidential client's secret is printed once.
+    Add {
+        /// client_id.
+        #[arg(long)]
+        id: String,
+        /// Display name shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Allowed grant (repeatable): authorization_code, refresh_token, client_credentials.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Public client (no secret; PKCE only).
+        #[arg(long)]
+        public: bool,
+        /// First-party client: skips the consent page.
+        #[arg(long)]
+        first_party: bool,
+        /// Post-logout redirect URI (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// ID token algorithm: RS256 (default), ES256 or EdDSA.
+        #[arg(long)]
+        id_token_alg: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client and everything issued to it.
+    Remove {
+        /// client_id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ResourceCommand {
+    /// Register an API: access tokens for it carry its id as their audience.
+    Add {
+        /// Resource indicator (absolute URI or URN).
+        #[arg(long)]
+        id: String,
+        /// Scope the API understands (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List resources.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a new key for every algorithm; each starts signing after the publication lead
+    /// time, and the key it replaces stays published until its tokens have expired.
+    Rotate,
 }
 
 #[derive(Args)]
@@ -136,6 +222,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(config, cmd).await,
+        Command::Client(cmd) => client_command(config, cmd).await,
+        Command::Resource(cmd) => resource_command(config, cmd).await,
+        Command::Keys(cmd) => keys_command(config, cmd).await,
     }
 }
 
@@ -245,5 +334,153 @@ fn read_password() -> anyhow::Result<String> {
             bail!("no password on standard input");
         }
         Ok(password)
+    }
+}
+
+async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()> {
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let clients = &state.oauth.stores().clients;
+    match cmd {
+        ClientCommand::Add {
+            id,
+            name,
+            redirect_uris,
+            grants,
+            scopes,
+            public,
+            first_party,
+            post_logout_redirect_uris,
+            id_token_alg,
+            json,
+        } => {
+            let spec = authx_server::web::api::ClientSpec {
+                id,
+                name,
+                redirect_uris,
+                grant_types: grants,
+                scopes,
+                public,
+                first_party,
+                post_logout_redirect_uris,
+                id_token_alg,
+                access_token_ttl_secs: None,
+                refresh_token_ttl_secs: None,
+                refresh_idle_secs: None,
+            };
+            let (client, confidential) = spec.into_client().map_err(|m| anyhow::anyhow!(m))?;
+            let (client, secret) = match state.oauth.register_client(client, confidential).await {
+                Ok(v) => v,
+                Err(authx_core::oauth::OAuthError::Store(authx_core::StoreError::Conflict)) => {
+                    bail!("a client with that id already exists")
+                }
+                Err(e) => bail!("{e}"),
+            };
+            if json {
+                let mut v = authx_server::web::api::client_json(&client);
+                if let Some(s) = &secret {
+                    v["client_secret"] = serde_json::Value::String(s.clone());
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("registered client {}", client.id);
+                if let Some(s) = secret {
+                    println!("client_secret: {s}");
+                    println!("(shown once: only its hash is stored)");
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::List { json } => {
+            let list = clients.list_clients().await?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(authx_server::web::api::client_json)
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for c in list {
+                    let kind = if c.is_confidential() {
+                        "confidential"
+                    } else {
+                        "public"
+                    };
+                    let grants: Vec<_> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                    println!(
+                        "{:<24} {:<12} {:<40} {}",
+                        c.id,
+                        kind,
+                        grants.join(","),
+                        c.redirect_uris.join(" ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Remove { id } => {
+            if clients.delete_client(&id).await? {
+                println!("removed client {id}");
+                Ok(())
+            } else {
+                bail!("no client {id}")
+            }
+        }
+    }
+}
+
+async fn resource_command(config: Config, cmd: ResourceCommand) -> anyhow::Result<()> {
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    match cmd {
+        ResourceCommand::Add { id, scopes } => {
+            let r = authx_server::web::api::register_resource(&state, id, scopes)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            println!("registered resource {} ({})", r.id, r.scopes.join(" "));
+            Ok(())
+        }
+        ResourceCommand::List => {
+            for r in state.oauth.stores().clients.list_resources().await? {
+                println!("{:<40} {}", r.id, r.scopes.join(" "));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    match cmd {
+        KeysCommand::List { json } => {
+            let keys = state.oauth.stores().keys.list_keys().await?;
+            if json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg.as_str(), "state": k.state.as_str(), "created_at": authx_server::web::rfc3339(k.created_at)}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for k in keys {
+                    println!(
+                        "{:<24} {:<6} {:<8} {}",
+                        k.kid,
+                        k.alg.as_str(),
+                        k.state.as_str(),
+                        authx_server::web::rfc3339(k.created_at)
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate => {
+            use authx_core::oauth::keys::SigningAlg;
+            for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+                let kid = state.oauth.publish_next_key(alg).await?;
+                println!("published {} key {kid}", alg.as_str());
+            }
+            println!(
+                "new keys start signing after the publication lead time; running servers pick them up by themselves"
+            );
+            Ok(())
+        }
     }
 }

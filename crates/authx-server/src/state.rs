@@ -19,6 +19,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Accounts and sessions.
     pub auth: AuthService,
+    /// The OpenID provider.
+    pub oauth: authx_core::oauth::service::OAuthService,
     /// Validated configuration.
     pub config: Config,
     /// Cookie names and attributes.

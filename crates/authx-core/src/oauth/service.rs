@@ -588,6 +588,8 @@ impl OAuthService {
             None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
         };
         let requested = requested.minus(&Scopes::from_list(OIDC_SCOPES));
+        // Scopes the client may not have are refused before anything else is looked at.
+        Self::grant_scope(client, Some(&requested.to_param()), None)?;
         let (aud, res) = self.audience(resource, &requested).await?;
         let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let (access_token, expires_in) = self.issue_access_token(
@@ -1472,6 +1474,28 @@ impl OAuthService {
         self.stores.clients.put_client(&client).await?;
         tracing::info!(target: "authx::audit", event = "client_registered", client_id = %client.id);
         Ok((client, secret.map(|s| s.expose().to_owned())))
+    }
+
+    /// The client (`aud`) of an ID token this server signed, expired or not: the
+    /// `id_token_hint` of RP-initiated logout.
+    #[must_use]
+    pub fn id_token_hint_audience(&self, token: &str) -> Option<String> {
+        if token.len() > jwt::MAX_JWT_LEN {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let ring = self.ring();
+        let verifier = ring.verifier(header.kid.as_deref()?)?;
+        if header.alg != verifier.alg.jwt_algorithm() {
+            return None;
+        }
+        let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        v.set_issuer(&[&self.config.issuer]);
+        let data = jsonwebtoken::decode::<IdTokenClaims>(token, &verifier.key, &v).ok()?;
+        Some(data.claims.aud)
     }
 
     /// Deletes expired codes, families, tokens and revoked ids.

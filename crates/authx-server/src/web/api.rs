@@ -45,7 +45,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/api/v1/admin/users/{id}/enable",
             post(admin_user_enable_post),
-        );
+        )
+        .route(
+            "/api/v1/admin/clients",
+            get(admin_clients_get).post(admin_clients_post),
+        )
+        .route("/api/v1/admin/clients/{id}", delete(admin_client_delete))
+        .route(
+            "/api/v1/admin/resources",
+            get(admin_resources_get).post(admin_resources_post),
+        )
+        .route("/api/v1/auth/token", post(session_token_post))
+        .route("/api/v1/consents", get(consents_get))
+        .route("/api/v1/consents/{client_id}", delete(consent_delete));
     if state.config.cors_allowed_origins.is_empty() {
         r
     } else {
@@ -385,4 +397,340 @@ pub fn session_json(s: &Session, current: bool) -> Value {
         "auth_method": s.auth_method,
         "current": current,
     })
+}
+
+/// A client registration, as the admin API and the CLI take it.
+#[derive(Deserialize)]
+pub struct ClientSpec {
+    /// `client_id`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Exact redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Allowed grants (`authorization_code`, `refresh_token`, `client_credentials`).
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// Allowed scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A public client (no secret, PKCE only).
+    #[serde(default)]
+    pub public: bool,
+    /// Skips the consent page.
+    #[serde(default)]
+    pub first_party: bool,
+    /// Post-logout redirect URIs.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// ID token algorithm (`RS256` default, `ES256`, `EdDSA`).
+    pub id_token_alg: Option<String>,
+    /// Access token lifetime in seconds (default 900, at most 3600).
+    pub access_token_ttl_secs: Option<i64>,
+    /// Refresh family lifetime in seconds (default 30 days).
+    pub refresh_token_ttl_secs: Option<i64>,
+    /// Refresh inactivity expiry in seconds (default 7 days).
+    pub refresh_idle_secs: Option<i64>,
+}
+
+impl ClientSpec {
+    /// The client this registration describes (secret and time set at registration).
+    ///
+    /// # Errors
+    /// A readable message for an unknown grant or algorithm or a bad lifetime.
+    pub fn into_client(self) -> Result<(authx_core::oauth::client::Client, bool), String> {
+        use authx_core::oauth::client::GrantType;
+        use authx_core::oauth::keys::SigningAlg;
+        let grant_types = if self.grant_types.is_empty() {
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        } else {
+            self.grant_types
+                .iter()
+                .map(|g| GrantType::parse(g).ok_or_else(|| format!("unknown grant type {g:?}")))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let id_token_alg = match self.id_token_alg.as_deref() {
+            None => SigningAlg::Rs256,
+            Some(a) => SigningAlg::parse(a).ok_or_else(|| format!("unknown algorithm {a:?}"))?,
+        };
+        let access = self.access_token_ttl_secs.unwrap_or(900);
+        if !(60..=3600).contains(&access) {
+            return Err("access_token_ttl_secs must be between 60 and 3600".into());
+        }
+        let refresh = self.refresh_token_ttl_secs.unwrap_or(30 * 86_400);
+        let idle = self.refresh_idle_secs.unwrap_or(7 * 86_400);
+        if refresh < 60 || idle < 60 {
+            return Err("refresh lifetimes must be at least 60 seconds".into());
+        }
+        let client = authx_core::oauth::client::Client {
+            id: self.id,
+            name: self.name,
+            secret_hash: None,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            backchannel_logout_uri: None,
+            grant_types,
+            scopes: self.scopes,
+            first_party: self.first_party,
+            id_token_alg,
+            access_token_ttl_secs: access,
+            refresh_token_ttl_secs: refresh,
+            refresh_idle_secs: idle.min(refresh),
+            created_at: authx_core::Timestamp(0),
+        };
+        Ok((client, !self.public))
+    }
+}
+
+/// The public view of a client (never its secret hash).
+#[must_use]
+pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "public": !c.is_confidential(),
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": c.scopes,
+        "first_party": c.first_party,
+        "id_token_alg": c.id_token_alg.as_str(),
+        "access_token_ttl_secs": c.access_token_ttl_secs,
+        "refresh_token_ttl_secs": c.refresh_token_ttl_secs,
+        "refresh_idle_secs": c.refresh_idle_secs,
+        "created_at": rfc3339(c.created_at),
+    })
+}
+
+fn oauth_api_error(e: authx_core::oauth::OAuthError) -> ApiError {
+    use authx_core::oauth::OAuthError;
+    match e {
+        OAuthError::Store(authx_core::StoreError::Conflict) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", "that id is taken")
+        }
+        OAuthError::Store(s) => ApiError::from(authx_core::auth::AuthError::Store(s)),
+        OAuthError::Internal(m) => ApiError::internal(&m),
+        OAuthError::InvalidTarget(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", m),
+        OAuthError::InvalidScope(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_scope", m),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            other.to_string(),
+        ),
+    }
+}
+
+async fn admin_clients_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    JsonBody(spec): JsonBody<ClientSpec>,
+) -> Result<Response, ApiError> {
+    require_admin(&current)?;
+    require_csrf(&headers, &current)?;
+    let (client, confidential) = spec
+        .into_client()
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m))?;
+    let (client, secret) = state
+        .oauth
+        .register_client(client, confidential)
+        .await
+        .map_err(oauth_api_error)?;
+    let mut body = json!({"client": client_json(&client)});
+    if let Some(s) = secret {
+        body["client_secret"] = Value::String(s);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn admin_clients_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&current)?;
+    let clients = state
+        .oauth
+        .stores()
+        .clients
+        .list_clients()
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?;
+    Ok(Json(
+        json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn admin_client_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&current)?;
+    require_csrf(&headers, &current)?;
+    if state
+        .oauth
+        .stores()
+        .clients
+        .delete_client(&id)
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?
+    {
+        Ok(empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such client",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct ResourceSpec {
+    id: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+async fn admin_resources_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    JsonBody(spec): JsonBody<ResourceSpec>,
+) -> Result<Response, ApiError> {
+    require_admin(&current)?;
+    require_csrf(&headers, &current)?;
+    let r = register_resource(&state, spec.id, spec.scopes).await?;
+    Ok((StatusCode::CREATED, Json(json!({"resource": r}))).into_response())
+}
+
+/// Registers an API resource after checking its identifier and scopes.
+///
+/// # Errors
+/// 400 for a bad identifier or scope, 409 for a taken one.
+pub async fn register_resource(
+    state: &AppState,
+    id: String,
+    scopes: Vec<String>,
+) -> Result<authx_core::oauth::client::Resource, ApiError> {
+    let absolute = id.contains(':')
+        && id.len() <= 255
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !absolute {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a resource id is an absolute URI or URN",
+        ));
+    }
+    if authx_core::oauth::scope::Scopes::parse(&scopes.join(" ")).is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "malformed scope",
+        ));
+    }
+    let r = authx_core::oauth::client::Resource {
+        id,
+        scopes,
+        created_at: state.auth.clock().now(),
+    };
+    state
+        .oauth
+        .stores()
+        .clients
+        .put_resource(&r)
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?;
+    Ok(r)
+}
+
+async fn admin_resources_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&current)?;
+    let list = state
+        .oauth
+        .stores()
+        .clients
+        .list_resources()
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?;
+    Ok(Json(json!({"resources": list})))
+}
+
+#[derive(Deserialize)]
+struct SessionTokenRequest {
+    resource: String,
+    scope: Option<String>,
+}
+
+/// The first-party hybrid: a signed-in browser session mints a short-lived access token for one
+/// of the registered APIs. The token dies with the session.
+async fn session_token_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    JsonBody(req): JsonBody<SessionTokenRequest>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(&current)?;
+    require_csrf(&headers, &current)?;
+    let tokens = state
+        .oauth
+        .session_token(
+            &auth.user,
+            &auth.session.id,
+            &req.resource,
+            req.scope.as_deref(),
+            300,
+        )
+        .await
+        .map_err(oauth_api_error)?;
+    Ok(Json(tokens.to_json()).into_response())
+}
+
+async fn consents_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    let auth = signed_in(&current)?;
+    let list = state
+        .oauth
+        .stores()
+        .grants
+        .list_consents(&auth.user.id)
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|c| json!({"client_id": c.client_id, "scope": c.scope, "granted_at": rfc3339(c.granted_at)}))
+        .collect();
+    Ok(Json(json!({"consents": items})))
+}
+
+async fn consent_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    Path(client_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = signed_in(&current)?;
+    require_csrf(&headers, &current)?;
+    let grants = &state.oauth.stores().grants;
+    if grants
+        .delete_consent(&auth.user.id, &client_id)
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?
+    {
+        Ok(empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no consent for that client",
+        ))
+    }
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 
@@ -16,6 +17,7 @@ pub fn app(state: AppState) -> Router {
     let browser = Router::new()
         .merge(api::router(&state))
         .merge(pages::router())
+        .merge(oauth::browser_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::origin_check,
@@ -23,6 +25,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(browser)
         .merge(ops::router())
+        .merge(oauth::machine_router())
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -76,7 +76,7 @@ fn safe_return_to(raw: Option<&str>) -> String {
             if p.starts_with('/')
                 && !p.starts_with("//")
                 && !p.starts_with("/\\")
-                && p.len() <= 512
+                && p.len() <= 2048
                 && !p.chars().any(|c| c.is_control() || c == '\\') =>
         {
             p.to_owned()

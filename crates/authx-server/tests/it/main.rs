@@ -1,12 +1,20 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a real SQLite file, spoken to over HTTP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod browser;
 mod cli;
 mod csrf;
 mod hostile;
+mod oidc;
 mod ops;
+mod scale;
 mod sessions;
 mod throttle;
 
