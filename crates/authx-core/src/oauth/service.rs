@@ -105,6 +105,8 @@ pub struct OAuthStores {
     pub sessions: Arc<dyn SessionStore>,
     /// Failure counters.
     pub throttle: Arc<dyn ThrottleStore>,
+    /// Device authorization grants.
+    pub devices: Arc<dyn super::device::DeviceStore>,
 }
 
 /// How a client presented its credentials.
@@ -295,6 +297,10 @@ impl OAuthService {
         &self.stores
     }
 
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         Arc::clone(
             &self
@@ -436,9 +442,10 @@ impl OAuthService {
             "introspection_endpoint": format!("{i}/oauth2/introspect"),
             "revocation_endpoint": format!("{i}/oauth2/revoke"),
             "end_session_endpoint": format!("{i}/oauth2/logout"),
+            "device_authorization_endpoint": format!("{i}/oauth2/device_authorization"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
@@ -503,7 +510,7 @@ impl OAuthService {
     /// Resolves the audience: the requested resource (which must be registered and allowed),
     /// or, for scopes that all belong to one API, that API; OIDC-only requests get the issuer
     /// (the userinfo endpoint).
-    async fn audience(
+    pub(crate) async fn audience(
         &self,
         resource: Option<&str>,
         scope: &Scopes,
@@ -535,7 +542,7 @@ impl OAuthService {
 
     /// granted = requested ∩ client-allowed (∩ the resource's scopes); anything requested but
     /// not allowed is an error, never silently widened.
-    fn grant_scope(
+    pub(crate) fn grant_scope(
         client: &Client,
         requested: Option<&str>,
         resource: Option<&Resource>,
@@ -1008,7 +1015,7 @@ impl OAuthService {
         Ok(resp)
     }
 
-    async fn family_tokens(
+    pub(crate) async fn family_tokens(
         &self,
         client: &Client,
         user: &User,
@@ -1152,6 +1159,45 @@ impl OAuthService {
             .await?;
         tracing::info!(target: "authx::audit", event = "token_issued", grant = "refresh_token", client_id = %client.id, user_id = %user.id);
         Ok(resp)
+    }
+
+    /// The user's live grants (refresh-token families), newest first, with their clients.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn user_grants(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(RefreshFamily, Option<Client>)>, OAuthError> {
+        let families = self
+            .stores
+            .grants
+            .list_user_families(user, self.clock.now())
+            .await?;
+        let mut out = Vec::with_capacity(families.len());
+        for f in families {
+            let client = self.stores.clients.client(&f.client_id).await?;
+            out.push((f, client));
+        }
+        Ok(out)
+    }
+
+    /// Revokes one of the user's grants. Returns `false` when the user has no such live grant.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn revoke_user_grant(
+        &self,
+        user: &UserId,
+        family_id: &str,
+    ) -> Result<bool, OAuthError> {
+        match self.stores.grants.family(family_id).await? {
+            Some(f) if &f.user_id == user && f.is_live(self.clock.now()) => {
+                self.revoke_family(&f).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn revoke_family(&self, family: &RefreshFamily) -> Result<(), OAuthError> {
@@ -1503,7 +1549,9 @@ impl OAuthService {
     /// # Errors
     /// Storage failures.
     pub async fn purge(&self) -> Result<u64, OAuthError> {
-        Ok(self.stores.grants.purge_grants(self.clock.now()).await?)
+        let now = self.clock.now();
+        let grants = self.stores.grants.purge_grants(now).await?;
+        Ok(grants + self.stores.devices.purge_device_grants(now).await?)
     }
 
     /// Whether `presented` equals `expected` in constant time (for hints and states).

@@ -240,11 +240,39 @@ async fn sessions_get(
 ) -> Result<Json<Value>, ApiError> {
     let auth = signed_in(&current)?;
     let sessions = state.auth.sessions(&auth.user.id).await?;
-    let list: Vec<Value> = sessions
+    let mut list: Vec<Value> = sessions
         .iter()
         .map(|s| session_json(s, s.id == auth.session.id))
         .collect();
+    // One inventory: the grants held by applications stand beside the browser sessions.
+    let grants = state
+        .oauth
+        .user_grants(&auth.user.id)
+        .await
+        .map_err(oauth_api_error)?;
+    list.extend(grants.iter().map(|(f, c)| grant_json(f, c.as_ref())));
     Ok(Json(json!({"sessions": list})))
+}
+
+/// The public view of an application's grant (a refresh-token family).
+#[must_use]
+pub fn grant_json(
+    f: &authx_core::oauth::grant::RefreshFamily,
+    client: Option<&authx_core::oauth::client::Client>,
+) -> Value {
+    json!({
+        "id": f.id,
+        "kind": "application",
+        "client_id": f.client_id,
+        "client_name": client.map(|c| c.name.clone()),
+        "scope": f.scope,
+        "created_at": rfc3339(f.created_at),
+        "last_seen_at": Value::Null,
+        "expires_at": rfc3339(f.expires_at),
+        "ip": Value::Null,
+        "user_agent": Value::Null,
+        "current": false,
+    })
 }
 
 async fn session_delete(
@@ -255,11 +283,31 @@ async fn session_delete(
 ) -> Result<Response, ApiError> {
     let auth = signed_in(&current)?;
     require_csrf(&headers, &current)?;
-    state
+    match state
         .auth
-        .revoke_session(&auth.user.id, &SessionId(id))
-        .await?;
-    Ok(empty(StatusCode::NO_CONTENT))
+        .revoke_session(&auth.user.id, &SessionId(id.clone()))
+        .await
+    {
+        Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+        // Not a browser session: perhaps an application's grant of this user.
+        Err(authx_core::auth::AuthError::NotFound) => {
+            if state
+                .oauth
+                .revoke_user_grant(&auth.user.id, &id)
+                .await
+                .map_err(oauth_api_error)?
+            {
+                Ok(empty(StatusCode::NO_CONTENT))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "not found",
+                ))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn revoke_others_post(

@@ -37,6 +37,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/account/sessions/{id}/revoke", post(account_revoke_post))
         .route("/account/password", post(account_password_post))
+        .route(
+            "/account/grants/{id}/revoke",
+            post(account_grant_revoke_post),
+        )
+        .route(
+            "/account/consents/{client_id}/withdraw",
+            post(account_consent_withdraw_post),
+        )
         .route("/assets/authx.css", get(css_get))
 }
 
@@ -465,6 +473,7 @@ async fn account_get(
         Some("password") => Some("Your password was changed. Every other session was signed out."),
         Some("revoked") => Some("The session was signed out."),
         Some("others") => Some("Every other session was signed out."),
+        Some("withdrawn") => Some("The application will ask for your permission again."),
         _ => None,
     };
     account_page(&state, &current, notice, None, StatusCode::OK).await
@@ -503,6 +512,15 @@ async fn account_page(
             csrf = csrf_field(&token),
         ));
     }
+    let apps = match applications(state, &auth.user.id, &token).await {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::warn!(error = %e, "account page: grants unavailable");
+            return error_page(&AuthError::Store(authx_core::StoreError::Corrupt(
+                "grants".into(),
+            )));
+        }
+    };
     let notice = notice
         .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
         .unwrap_or_default();
@@ -514,6 +532,7 @@ async fn account_page(
          <tbody>{rows}</tbody></table>\
          <form id=\"revoke-others\" method=\"post\" action=\"/account/sessions/revoke-others\">{csrf}\
          <button type=\"submit\" class=\"danger\">Sign out every other session</button></form>\
+         {apps}\
          <h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
          <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
          <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
@@ -630,6 +649,105 @@ async fn account_password_post(
             res
         }
         Err(e) => error_page(&e),
+    }
+}
+
+
+/// The applications section of the account page: live grants and remembered consents.
+async fn applications(
+    state: &AppState,
+    user: &authx_core::user::UserId,
+    token: &str,
+) -> Result<String, authx_core::oauth::OAuthError> {
+    let grants = state.oauth.user_grants(user).await?;
+    let consents = state.oauth.stores().grants.list_consents(user).await?;
+    if grants.is_empty() && consents.is_empty() {
+        return Ok(String::new());
+    }
+    let mut html = String::from("<h2>Applications</h2>");
+    if !grants.is_empty() {
+        html.push_str("<table id=\"grants\"><thead><tr><th>Application</th><th>Access</th><th>Since</th><th></th></tr></thead><tbody>");
+        for (f, c) in &grants {
+            html.push_str(&format!(
+                "<tr class=\"grant\" data-id=\"{id}\"><td>{name}</td><td><code>{scope}</code></td><td>{since}</td>\
+                 <td><form class=\"inline\" method=\"post\" action=\"/account/grants/{id}/revoke\">{csrf}\
+                 <button type=\"submit\" class=\"secondary\">Revoke</button></form></td></tr>",
+                id = esc(&f.id),
+                name = esc(c.as_ref().map_or(f.client_id.as_str(), |c| c.name.as_str())),
+                scope = esc(&f.scope),
+                since = esc(&rfc3339(f.created_at)),
+                csrf = csrf_field(token),
+            ));
+        }
+        html.push_str("</tbody></table>");
+    }
+    if !consents.is_empty() {
+        html.push_str("<table id=\"consents\"><thead><tr><th>Allowed application</th><th>Scopes</th><th></th></tr></thead><tbody>");
+        for c in &consents {
+            html.push_str(&format!(
+                "<tr class=\"consent\"><td>{client}</td><td><code>{scope}</code></td>\
+                 <td><form class=\"inline\" method=\"post\" action=\"/account/consents/{client}/withdraw\">{csrf}\
+                 <button type=\"submit\" class=\"secondary\">Withdraw</button></form></td></tr>",
+                client = esc(&c.client_id),
+                scope = esc(&c.scope),
+                csrf = csrf_field(token),
+            ));
+        }
+        html.push_str("</tbody></table>");
+    }
+    Ok(html)
+}
+
+async fn account_grant_revoke_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    Path(id): Path<String>,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let Some(auth) = &current.auth else {
+        return to_login("/account");
+    };
+    if !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    match state.oauth.revoke_user_grant(&auth.user.id, &id).await {
+        Ok(_) => Redirect::to("/account?done=revoked").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "grant revoke failed");
+            error_page(&AuthError::Internal("grant revoke".into()))
+        }
+    }
+}
+
+async fn account_consent_withdraw_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    Path(client_id): Path<String>,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return bad_form(e),
+    };
+    let Some(auth) = &current.auth else {
+        return to_login("/account");
+    };
+    if !form_token_ok(&current, &form.csrf_token) {
+        return csrf_refused();
+    }
+    match state
+        .oauth
+        .stores()
+        .grants
+        .delete_consent(&auth.user.id, &client_id)
+        .await
+    {
+        Ok(_) => Redirect::to("/account?done=withdrawn").into_response(),
+        Err(e) => error_page(&AuthError::Store(e)),
     }
 }
 

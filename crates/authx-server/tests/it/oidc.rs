@@ -1443,3 +1443,21 @@ async fn rp_initiated_logout_returns_only_to_registered_uris() {
         401
     );
 }
+
+#[tokio::test]
+async fn grants_stand_in_the_session_inventory_and_can_be_revoked_there() {
+    let op = op().await;
+    let c = code(&op, "openid read").await;
+    let t: Value = exchange(&op, &c).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let list: Value = op.server.get("/api/v1/sessions", Some(&op.cookie)).await.unwrap().json().await.unwrap();
+    let grant = list["sessions"].as_array().unwrap().iter().find(|s| s["kind"] == "application").cloned().expect("grant listed");
+    assert_eq!(grant["client_id"], "app");
+    let account = op.server.get("/account", Some(&op.cookie)).await.unwrap().text().await.unwrap();
+    assert!(account.contains("app app"), "the account page names the application");
+    let id = grant["id"].as_str().unwrap();
+    let res = op.server.send_json(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), &op.cookie, None).await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await.status(), 400);
+    assert_eq!(introspect(&op, t["access_token"].as_str().unwrap()).await["active"], false);
+}
