@@ -930,17 +930,18 @@ macro_rules! impl_oauth_stores {
                 &self,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
+                // Each statement commits on its own: only dead rows go, so a partial purge is
+                // harmless, and short statements neither hold SQLite's write lock for long nor
+                // lock rows across tables against a concurrent client deletion.
                 let mut purged = 0;
                 for statement in $crate::oauth_sql::PURGE_GRANTS {
                     let done = ::sqlx::query(statement)
                         .bind(now.0)
-                        .execute(&mut *tx)
+                        .execute(&self.pool)
                         .await
                         .map_err($crate::sql::store_error)?;
                     purged += done.rows_affected();
                 }
-                tx.commit().await.map_err($crate::sql::store_error)?;
                 Ok(purged)
             }
         }
@@ -948,3 +949,92 @@ macro_rules! impl_oauth_stores {
 }
 
 pub(crate) use impl_oauth_stores;
+
+#[cfg(test)]
+mod tests {
+    use authx_core::oauth::store::{ClientStore as _, KeyStore as _};
+
+    use super::*;
+    use crate::ConnectOptions;
+    use crate::sqlite::{MIGRATOR, SqliteStore, open};
+
+    #[test]
+    fn lists_are_json_arrays_in_order() {
+        let items = ["b", "a", "quote\"", "back\\slash", "ünï"];
+        let text = json_list(items);
+        assert_eq!(text, r#"["b","a","quote\"","back\\slash","ünï"]"#);
+        assert_eq!(
+            serde_json::from_str::<Vec<String>>(&text).unwrap(),
+            items.map(str::to_owned)
+        );
+        assert_eq!(json_list(Vec::<String>::new()), "[]");
+    }
+
+    #[tokio::test]
+    async fn undecodable_rows_are_corrupt() {
+        let pool = open("sqlite::memory:", &ConnectOptions::default())
+            .await
+            .unwrap();
+        crate::migrations::apply(&pool, &MIGRATOR).await.unwrap();
+        let store = SqliteStore::new(pool.clone());
+        let hex = TokenHash::of(b"s").to_hex();
+        for (id, secret, grants, uris, alg, why) in [
+            (
+                "c1",
+                "not-hex",
+                r#"["refresh_token"]"#,
+                "[]",
+                "RS256",
+                "secret_hash",
+            ),
+            ("c2", &hex, r#"["implicit"]"#, "[]", "RS256", "implicit"),
+            (
+                "c3",
+                &hex,
+                "[]",
+                "https://a.example.com/cb",
+                "RS256",
+                "redirect_uris",
+            ),
+            ("c4", &hex, "[]", "[1]", "RS256", "redirect_uris"),
+            ("c5", &hex, "[]", "[]", "HS256", "HS256"),
+        ] {
+            sqlx::query(
+                "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, \
+                 post_logout_redirect_uris, grant_types, scopes, first_party, id_token_alg, \
+                 access_token_ttl_secs, refresh_token_ttl_secs, refresh_idle_secs, created_at) \
+                 VALUES ($1, 'x', $2, $3, '[]', $4, '[]', 0, $5, 1, 1, 1, 1)",
+            )
+            .bind(id)
+            .bind(secret)
+            .bind(uris)
+            .bind(grants)
+            .bind(alg)
+            .execute(&pool)
+            .await
+            .unwrap();
+            let err = store.client(id).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(m) if m.contains(why)),
+                "{id}: {err:?}"
+            );
+        }
+        assert!(matches!(
+            store.list_clients().await,
+            Err(StoreError::Corrupt(_))
+        ));
+
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, state, private_key_encrypted, public_jwk, \
+             created_at) VALUES ('k1', 'EdDSA', 'revoked', x'00', '{}', 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let err = store.list_keys().await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("revoked")),
+            "{err:?}"
+        );
+    }
+}

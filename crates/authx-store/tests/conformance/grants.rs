@@ -733,3 +733,116 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     // Everything left is dead a while later: 2 codes, 2 families with 3 tokens, 1 jti.
     assert_eq!(g.purge_grants(Timestamp(FAR)).await.unwrap(), 8);
 }
+
+pub(crate) async fn concurrent_revocations_report_each_family_once(s: Stores) {
+    let user = setup(&s).await;
+    let g = s.grants();
+    let session = SessionId::generate();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let f = RefreshFamily {
+            session_id: (i % 2 == 0).then(|| session.clone()),
+            ..family(&format!("f{i}"), "app", &user, 1_000 + i, FAR)
+        };
+        g.create_family(&f, Some(&token(&f.id, 1_000, FAR)))
+            .await
+            .unwrap();
+        ids.push(f.id);
+    }
+
+    // Several instances revoking at once, by family, by session and by user: every family is
+    // reported revoked exactly once, so its revocation is announced once.
+    let attempts: Vec<_> = (0..24_i64)
+        .map(|i| {
+            let g = g.clone();
+            let user = user.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                let at = Timestamp(2_000 + i);
+                match i % 3 {
+                    0 => {
+                        let id = format!("f{}", (i / 3) % 6);
+                        if g.revoke_family(&id, at).await.unwrap() {
+                            vec![id]
+                        } else {
+                            vec![]
+                        }
+                    }
+                    1 => g.revoke_session_families(&session, at).await.unwrap(),
+                    _ => g.revoke_user_families(&user, at).await.unwrap(),
+                }
+            })
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for a in attempts {
+        reported.extend(a.await.unwrap());
+    }
+    assert_eq!(sorted(reported), ids);
+    assert_eq!(
+        g.list_user_families(&user, Timestamp(1_000)).await.unwrap(),
+        vec![]
+    );
+}
+
+/// Deletes a user with a connection of its own: the stores have no such call.
+async fn delete_user_row(url: &str, user: &UserId) {
+    const SQL: &str = "DELETE FROM users WHERE id = $1";
+    match authx_store::BackendKind::from_url(url).unwrap() {
+        authx_store::BackendKind::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query(SQL).bind(&user.0).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        authx_store::BackendKind::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(SQL).bind(&user.0).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+pub(crate) async fn deleting_a_user_removes_their_grants(s: Stores) {
+    let doomed = setup(&s).await;
+    let kept = s.user().await;
+    let g = s.grants();
+    let mut issued = Vec::new();
+    for user in [&doomed, &kept] {
+        let cd = code("app", user, FAR);
+        g.put_code(&cd).await.unwrap();
+        let fam = family(&format!("fam-{}", user.0), "app", user, 1_000, FAR);
+        let tok = token(&fam.id, 1_000, FAR);
+        g.create_family(&fam, Some(&tok)).await.unwrap();
+        g.put_consent(&consent(user, "app", 1_000)).await.unwrap();
+        issued.push((cd, fam, tok));
+    }
+
+    delete_user_row(s.url(), &doomed).await;
+
+    let (cd, fam, tok) = &issued[0];
+    assert_eq!(
+        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Unknown
+    );
+    assert_eq!(g.family(&fam.id).await.unwrap(), None);
+    assert_eq!(g.refresh_token(&tok.hash).await.unwrap(), None);
+    assert_eq!(g.list_consents(&doomed).await.unwrap(), vec![]);
+
+    let (cd, fam, tok) = &issued[1];
+    assert!(matches!(
+        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert_eq!(
+        g.refresh_token(&tok.hash).await.unwrap(),
+        Some((tok.clone(), fam.clone()))
+    );
+    assert_eq!(
+        g.list_consents(&kept).await.unwrap(),
+        vec![consent(&kept, "app", 1_000)]
+    );
+}

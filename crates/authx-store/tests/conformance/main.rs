@@ -100,6 +100,8 @@ macro_rules! oauth_tests {
             grants::consents_upsert_list_and_delete,
             grants::revoked_jtis_are_remembered_until_expiry,
             grants::purge_removes_only_dead_grants,
+            grants::concurrent_revocations_report_each_family_once,
+            grants::deleting_a_user_removes_their_grants,
         );
     };
 }
