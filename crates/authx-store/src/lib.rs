@@ -2,6 +2,9 @@
 //! default, one file next to the server), PostgreSQL (for several instances) and, for browser
 //! sessions only, Redis.
 //!
+//! For several instances, [`redis_event_bus`] (or [`postgres_event_bus`] without Redis) carries
+//! revocation events between them.
+//!
 //! The backend is picked at startup from a URL, and the server holds each store as an
 //! `Arc<dyn Trait>`, so domain code never asks which backend it has. Each SQL backend embeds
 //! its own migrations and applies the pending ones when it connects.
@@ -38,6 +41,8 @@ use std::time::Duration;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
+mod device_sql;
+mod events;
 mod migrations;
 mod oauth_sql;
 mod postgres;
@@ -45,6 +50,7 @@ mod redis_store;
 mod sql;
 mod sqlite;
 
+pub use events::{PgEventBus, RedisEventBus, postgres_event_bus, redis_event_bus};
 pub use redis_store::redis_sessions;
 
 /// The stores of one database, each behind its trait.
@@ -65,6 +71,8 @@ pub struct Backend {
     pub keys: Arc<dyn KeyStore>,
     /// Authorization codes, refresh-token families, consents and revoked access-token ids.
     pub grants: Arc<dyn GrantStore>,
+    /// Device authorization grants (RFC 8628).
+    pub devices: Arc<dyn authx_core::oauth::device::DeviceStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -275,9 +283,35 @@ pub async fn migrate(url: &str, opts: &ConnectOptions) -> Result<usize, ConnectE
     }
 }
 
+/// One health check over several services (for example the database and Redis): healthy
+/// when every part answers, checked in order.
+#[must_use]
+pub fn all_healthy(parts: Vec<Arc<dyn Health>>) -> Arc<dyn Health> {
+    Arc::new(AllHealthy(parts))
+}
+
+struct AllHealthy(Vec<Arc<dyn Health>>);
+
+#[async_trait::async_trait]
+impl Health for AllHealthy {
+    async fn ping(&self) -> authx_core::store::StoreResult<()> {
+        for part in &self.0 {
+            part.ping().await?;
+        }
+        Ok(())
+    }
+}
+
 fn backend<S>(store: Arc<S>, kind: BackendKind) -> Backend
 where
-    S: AccountStore + SessionStore + ThrottleStore + Health + ClientStore + KeyStore + GrantStore,
+    S: AccountStore
+        + SessionStore
+        + ThrottleStore
+        + Health
+        + ClientStore
+        + KeyStore
+        + GrantStore
+        + authx_core::oauth::device::DeviceStore,
 {
     Backend {
         accounts: store.clone(),
@@ -286,6 +320,7 @@ where
         clients: store.clone(),
         keys: store.clone(),
         grants: store.clone(),
+        devices: store.clone(),
         health: store,
         kind,
     }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod browser;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct TestServer {
     /// An HTTP client: no redirects followed, no cookie store.
     pub client: reqwest::Client,
     db_path: PathBuf,
+    database_url: String,
     customize: Arc<dyn Fn(&mut FileConfig) + Send + Sync>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -59,13 +61,37 @@ impl TestServer {
         let dir = tempfile::tempdir()?;
         let db_path = dir.path().join("authx.db");
         let clock = ManualClock::starting_now();
-        let mut server = Self::boot(&db_path, clock, Arc::new(customize), None).await?;
+        let database_url = format!("sqlite://{}", db_path.display());
+        let mut server =
+            Self::boot(&db_path, &database_url, clock, Arc::new(customize), None).await?;
         server._dir = Some(dir);
         Ok(server)
     }
 
+    /// A server on an existing database (`postgres://...` or `sqlite://PATH`), configured by
+    /// `customize` (for example to set `redis_url`); several servers on one database and one
+    /// Redis prefix form one deployment. See [`services::SharedServices`] for fresh ones.
+    ///
+    /// # Errors
+    /// When the server cannot start.
+    pub async fn start_on(
+        database_url: &str,
+        customize: impl Fn(&mut FileConfig) + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let clock = ManualClock::starting_now();
+        Self::boot(
+            Path::new(""),
+            database_url,
+            clock,
+            Arc::new(customize),
+            None,
+        )
+        .await
+    }
+
     async fn boot(
         db_path: &Path,
+        database_url: &str,
         clock: ManualClock,
         customize: Arc<dyn Fn(&mut FileConfig) + Send + Sync>,
         port: Option<u16>,
@@ -76,7 +102,7 @@ impl TestServer {
         let mut file = FileConfig {
             listen: Some(addr.to_string()),
             issuer: Some(url.clone()),
-            database_url: Some(format!("sqlite://{}", db_path.display())),
+            database_url: Some(database_url.to_owned()),
             ..FileConfig::default()
         };
         customize(&mut file);
@@ -93,6 +119,7 @@ impl TestServer {
             clock,
             client,
             db_path: db_path.to_owned(),
+            database_url: database_url.to_owned(),
             customize,
             _dir: None,
         })
@@ -108,6 +135,7 @@ impl TestServer {
         running.stop().await;
         let mut next = Self::boot(
             &self.db_path,
+            &self.database_url,
             self.clock.clone(),
             Arc::clone(&self.customize),
             Some(port),
@@ -125,7 +153,8 @@ impl TestServer {
         self.running.as_ref().context("server stopped")
     }
 
-    /// The SQLite file behind the server.
+    /// The SQLite file behind the server (empty for a server started with
+    /// [`TestServer::start_on`]).
     #[must_use]
     pub fn db_path(&self) -> &Path {
         &self.db_path
