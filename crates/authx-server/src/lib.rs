@@ -6,6 +6,7 @@
 pub mod config;
 pub mod cookies;
 pub mod html;
+pub mod login;
 pub mod metrics;
 pub mod provider;
 pub mod serve;
@@ -86,6 +87,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         accounts: Arc::clone(&backend.accounts),
         sessions: Arc::clone(&shared.sessions),
         throttle: Arc::clone(&backend.throttle),
+        devices: Arc::clone(&backend.devices),
     };
     let oauth =
         provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;

@@ -46,6 +46,27 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Sign in to any RFC 8628 server from this terminal (device authorization grant).
+    Login(LoginArgs),
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    /// The issuer URL (its metadata must name a device_authorization_endpoint).
+    #[arg(long)]
+    issuer: String,
+    /// client_id registered for the device grant.
+    #[arg(long)]
+    client_id: String,
+    /// Client secret of a confidential client.
+    #[arg(long, env = "AUTHX_LOGIN_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// Scopes to ask for (space-separated, or repeat the flag).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Write the tokens to this file (mode 0600) instead of printing them.
+    #[arg(long)]
+    save: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +233,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         overrides.sign_up_enabled = a.sign_up_enabled;
         overrides.log_format.clone_from(&a.log_format);
     }
+    // A client of any server: needs no configuration of this one.
+    if let Command::Login(args) = cli.command {
+        return login_command(args).await;
+    }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     init_logging(config.log_format);
     match cli.command {
@@ -225,6 +250,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client_command(config, cmd).await,
         Command::Resource(cmd) => resource_command(config, cmd).await,
         Command::Keys(cmd) => keys_command(config, cmd).await,
+        Command::Login(args) => login_command(args).await,
     }
 }
 
@@ -483,4 +509,27 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn login_command(args: LoginArgs) -> anyhow::Result<()> {
+    let opts = authx_server::login::LoginOptions {
+        issuer: args.issuer,
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        scope: (!args.scopes.is_empty()).then(|| args.scopes.join(" ")),
+    };
+    let tokens = authx_server::login::run(
+        &opts,
+        |p| eprint!("{}", p.message()),
+        tokio::time::sleep,
+    )
+    .await?;
+    match args.save {
+        Some(path) => {
+            authx_server::login::save_tokens(&path, &tokens)?;
+            eprintln!("Signed in. Tokens saved to {}", path.display());
+        }
+        None => println!("{}", serde_json::to_string_pretty(&tokens)?),
+    }
+    Ok(())
 }

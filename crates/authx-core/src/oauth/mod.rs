@@ -3,6 +3,7 @@
 //! service that runs the grants.
 
 pub mod client;
+pub mod device;
 pub mod grant;
 pub mod jwt;
 pub mod keys;
@@ -45,6 +46,9 @@ pub enum OAuthError {
         /// Seconds before another attempt.
         retry_after_secs: i64,
     },
+    /// A device-code poll that gets no tokens yet, or ever (RFC 8628 §3.5).
+    #[error(transparent)]
+    Device(#[from] device::DevicePollError),
     /// Storage failed (the caller fails closed).
     #[error("storage failed")]
     Store(#[from] crate::StoreError),
@@ -67,6 +71,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => "invalid_target",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::Throttled { .. } => "slow_down",
+            Self::Device(e) => e.code(),
             Self::Store(_) | Self::Internal(_) => "server_error",
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP: extractors, middleware, the JSON API, the pages and the operational endpoints.
 
 pub mod api;
+pub mod device;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -18,6 +19,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router(&state))
         .merge(pages::router())
         .merge(oauth::browser_router())
+        .merge(device::browser_router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::origin_check,
@@ -26,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(browser)
         .merge(ops::router())
         .merge(oauth::machine_router())
+        .merge(device::machine_router())
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -71,13 +71,13 @@ fn cacheable(mut res: Response) -> Response {
 }
 
 /// Form or query pairs with repeats reported (RFC 6749 §3.1): empty values count as absent.
-struct Params {
+pub(super) struct Params {
     map: HashMap<String, String>,
     repeated: Vec<String>,
 }
 
 impl Params {
-    fn parse(raw: &[u8]) -> Self {
+    pub(super) fn parse(raw: &[u8]) -> Self {
         let mut map = HashMap::new();
         let mut repeated = Vec::new();
         for (k, v) in form_urlencoded::parse(raw) {
@@ -91,7 +91,7 @@ impl Params {
         Self { map, repeated }
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str)
     }
 
@@ -111,7 +111,7 @@ impl Params {
 // Token, introspection and revocation.
 
 /// An RFC 6749 §5.2 error response.
-fn oauth_error(e: &OAuthError, basic_used: bool) -> Response {
+pub(super) fn oauth_error(e: &OAuthError, basic_used: bool) -> Response {
     let (status, code) = match e {
         OAuthError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
         OAuthError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "invalid_client"),
@@ -160,7 +160,7 @@ fn invalid_request(msg: &str) -> Response {
 
 /// Reads a form-encoded endpoint request and the client's credentials.
 #[allow(clippy::result_large_err)] // The error is the finished response.
-fn read_form(
+pub(super) fn read_form(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
@@ -287,6 +287,7 @@ async fn token_post(
                 .client_credentials(&client, p.get("scope"), p.get("resource"))
                 .await
         }
+        Some(super::device::GRANT_TYPE) => super::device::token(&state, &client, &p).await,
         Some(_) => Err(OAuthError::UnsupportedGrantType),
         None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
     };

@@ -9,8 +9,10 @@
 )]
 
 mod browser;
+mod browser_device;
 mod cli;
 mod csrf;
+mod device;
 mod hostile;
 mod oidc;
 mod ops;

@@ -121,3 +121,6 @@ mod postgres {
 mod redis {
     session_tests!(crate::harness::redis);
 }
+
+// After the macros above, which it uses.
+mod device;

@@ -1,0 +1,711 @@
+//! The device authorization grant (RFC 8628): a device without a browser shows a short user
+//! code, the user approves it on another device, and the device polls the token endpoint.
+//!
+//! # Security
+//! - The user code is 8 characters from a 20-consonant alphabet (about 34.5 bits): no vowels
+//!   (no words), no digits (no 0/O, 1/I confusion). Input is normalised (ASCII case folded, `-`
+//!   and spaces dropped) and checked against the alphabet before any lookup, so lookalike
+//!   characters and injection attempts never reach the store.
+//! - The device code is 256 random bits, stored only as SHA-256.
+//! - Every state change is one compare-and-set in the store: a grant is approved or denied
+//!   only while pending and unexpired, redeemed only once while approved, and a poll is
+//!   recorded only if no other poll was recorded since it was read.
+//! - Redemption re-checks the user: disabled, locked, or with a password changed after the
+//!   approval, the user gets nothing and the grant is spent.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::OAuthError;
+use super::client::{Client, GrantType};
+use super::grant::{RefreshFamily, RefreshToken};
+use super::scope::Scopes;
+use super::service::{OAuthService, RefreshTokenValue, TokenResponse};
+use crate::Timestamp;
+use crate::secret::{TokenHash, opaque_secret, random_bytes};
+use crate::session::SessionId;
+use crate::store::StoreResult;
+use crate::throttle::ThrottlePolicy;
+use crate::user::{UserId, UserStatus};
+
+opaque_secret!(
+    /// A device code (RFC 8628 §3.2): 256 random bits, stored as SHA-256.
+    DeviceCode
+);
+
+/// The user-code alphabet: 20 consonants, no vowels, no digits.
+pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// Characters in a user code.
+pub const USER_CODE_LEN: usize = 8;
+/// Longest user-code input looked at; longer input is refused before normalisation.
+const MAX_USER_CODE_INPUT: usize = 64;
+/// Device grant lifetime (`expires_in`).
+pub const DEVICE_CODE_TTL_SECS: i64 = 600;
+/// The initial polling interval (`interval`).
+pub const DEVICE_POLL_INTERVAL_SECS: i64 = 5;
+/// What each `slow_down` adds to the device's interval (RFC 8628 §3.5).
+pub const SLOW_DOWN_STEP_SECS: i64 = 5;
+/// The interval never grows beyond this.
+const MAX_POLL_INTERVAL_SECS: i64 = 60;
+
+/// A user code in canonical form: 8 upper-case letters of [`USER_CODE_ALPHABET`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserCode(String);
+
+impl UserCode {
+    /// A fresh random code (rejection sampling, so every letter is equally likely).
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut out = String::with_capacity(USER_CODE_LEN);
+        while out.len() < USER_CODE_LEN {
+            for b in random_bytes::<16>() {
+                // 240 = 12 × 20: bytes above it would bias the first letters.
+                if b < 240 && out.len() < USER_CODE_LEN {
+                    out.push(char::from(USER_CODE_ALPHABET[usize::from(b % 20)]));
+                }
+            }
+        }
+        Self(out)
+    }
+
+    /// Parses what a person typed: ASCII letters in any case, with `-` and spaces ignored.
+    /// Anything else (other characters, lookalikes from other scripts, the wrong length) is
+    /// `None`.
+    #[must_use]
+    pub fn normalize(input: &str) -> Option<Self> {
+        if input.len() > MAX_USER_CODE_INPUT {
+            return None;
+        }
+        let mut out = String::with_capacity(USER_CODE_LEN);
+        for c in input.chars() {
+            if c == '-' || c == ' ' {
+                continue;
+            }
+            if !c.is_ascii() {
+                return None;
+            }
+            let up = c.to_ascii_uppercase();
+            if !USER_CODE_ALPHABET.contains(&(up as u8)) {
+                return None;
+            }
+            out.push(up);
+        }
+        (out.len() == USER_CODE_LEN).then_some(Self(out))
+    }
+
+    /// The canonical form, as stored (`BCDFGHJK`).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to people (`BCDF-GHJK`).
+    #[must_use]
+    pub fn display(&self) -> String {
+        format!("{}-{}", &self.0[..4], &self.0[4..])
+    }
+}
+
+impl std::fmt::Debug for UserCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A live user code approves a device: keep it out of logs.
+        f.write_str("UserCode([redacted])")
+    }
+}
+
+/// Where a device grant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user approved; the device may redeem it once.
+    Approved,
+    /// The user denied it, or it was spent without tokens.
+    Denied,
+    /// Tokens were issued.
+    Redeemed,
+}
+
+impl DeviceStatus {
+    /// The storage form.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Redeemed => "redeemed",
+        }
+    }
+
+    /// Parses the storage form.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "approved" => Some(Self::Approved),
+            "denied" => Some(Self::Denied),
+            "redeemed" => Some(Self::Redeemed),
+            _ => None,
+        }
+    }
+}
+
+/// One device authorization request and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// SHA-256 of the device code.
+    pub device_code_hash: TokenHash,
+    /// The user code, canonical form.
+    pub user_code: String,
+    /// The client that asked.
+    pub client_id: String,
+    /// Requested (and allowed) scopes, space-delimited.
+    pub scope: String,
+    /// The resource requested, if any.
+    pub resource: Option<String>,
+    /// Where it stands.
+    pub status: DeviceStatus,
+    /// The user who approved or denied it.
+    pub user_id: Option<UserId>,
+    /// The browser session that approved it.
+    pub session_id: Option<SessionId>,
+    /// When that user authenticated.
+    pub auth_time: Option<Timestamp>,
+    /// When the user decided.
+    pub decided_at: Option<Timestamp>,
+    /// The refresh family its tokens belong to (set by redemption).
+    pub family_id: Option<String>,
+    /// The current polling interval of this device.
+    pub interval_secs: i64,
+    /// How many polls were recorded.
+    pub polls: i64,
+    /// When the last poll was recorded.
+    pub last_poll_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
+/// Storage of device grants. Each state change is one atomic compare-and-set.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + 'static {
+    /// Stores a new grant. [`crate::StoreError::Conflict`] when its device code or user code is
+    /// taken.
+    async fn put_device_grant(&self, grant: &DeviceGrant) -> StoreResult<()>;
+    /// A grant by device-code hash.
+    async fn device_grant(&self, hash: &TokenHash) -> StoreResult<Option<DeviceGrant>>;
+    /// A grant by canonical user code.
+    async fn device_grant_by_user_code(&self, user_code: &str) -> StoreResult<Option<DeviceGrant>>;
+    /// Approves a grant that is pending and unexpired at `now`, recording who approved it.
+    /// Returns whether it did.
+    async fn approve_device_grant(
+        &self,
+        hash: &TokenHash,
+        user: &UserId,
+        session: &SessionId,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Denies a grant that is pending (with the user who denied it) or approved (spent without
+    /// tokens). Returns whether it did.
+    async fn deny_device_grant(
+        &self,
+        hash: &TokenHash,
+        user: Option<&UserId>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Marks an approved, unexpired grant redeemed with `family_id`. Returns whether it did;
+    /// of concurrent calls exactly one wins.
+    async fn redeem_device_grant(
+        &self,
+        hash: &TokenHash,
+        family_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Records a poll only if `seen_polls` polls were recorded so far, setting the interval.
+    /// Returns whether it did (false: another poll came in between).
+    async fn record_device_poll(
+        &self,
+        hash: &TokenHash,
+        seen_polls: i64,
+        interval_secs: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Deletes grants that expired before `now`; returns how many.
+    async fn purge_device_grants(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Why a device poll got no tokens (RFC 8628 §3.5), beyond `invalid_grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DevicePollError {
+    /// The user has not decided yet.
+    #[error("the user has not approved the request yet")]
+    AuthorizationPending,
+    /// The device polls faster than its interval; the interval grew.
+    #[error("polling too fast; wait longer between requests")]
+    SlowDown,
+    /// The device code expired.
+    #[error("the device code has expired")]
+    ExpiredToken,
+    /// The user denied the request.
+    #[error("the user denied the request")]
+    AccessDenied,
+}
+
+impl DevicePollError {
+    /// The RFC 8628 error code.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::AccessDenied => "access_denied",
+        }
+    }
+}
+
+/// The device authorization response (RFC 8628 §3.2).
+#[derive(Debug)]
+pub struct DeviceAuthorization {
+    /// The device code (secret, for the device only).
+    pub device_code: DeviceCode,
+    /// The user code.
+    pub user_code: UserCode,
+    /// Where the user goes.
+    pub verification_uri: String,
+    /// The same with the code filled in.
+    pub verification_uri_complete: String,
+    /// Seconds until the codes expire.
+    pub expires_in: i64,
+    /// Seconds between polls.
+    pub interval: i64,
+}
+
+impl DeviceAuthorization {
+    /// The JSON body.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        json!({
+            "device_code": self.device_code.expose(),
+            "user_code": self.user_code.display(),
+            "verification_uri": self.verification_uri,
+            "verification_uri_complete": self.verification_uri_complete,
+            "expires_in": self.expires_in,
+            "interval": self.interval,
+        })
+    }
+}
+
+/// A pending request as the verification page shows it.
+#[derive(Debug, Clone)]
+pub struct PendingDevice {
+    /// The grant.
+    pub grant: DeviceGrant,
+    /// The client that asked.
+    pub client: Client,
+    /// The code, canonical.
+    pub user_code: UserCode,
+}
+
+/// Whether the sign-in throttle holds a lock on this account (the same rule sign-in applies).
+#[must_use]
+pub fn account_locked(
+    policy: &ThrottlePolicy,
+    count: Option<crate::store::FailureCount>,
+    now: Timestamp,
+) -> bool {
+    count.is_some_and(|c| c.failures >= policy.lock_after)
+        && policy.retry_after(count, policy.lock_after, now).is_some()
+}
+
+impl OAuthService {
+    /// The verification URI of the device flow.
+    #[must_use]
+    pub fn device_verification_uri(&self) -> String {
+        format!("{}/device", self.config().issuer)
+    }
+
+    /// Starts a device authorization (RFC 8628 §3.1, §3.2) for an authenticated client.
+    ///
+    /// # Errors
+    /// `unauthorized_client` when the client may not use the grant; `invalid_scope`,
+    /// `invalid_target`; storage failures.
+    pub async fn device_authorization(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<DeviceAuthorization, OAuthError> {
+        if !client.allows(GrantType::DeviceCode) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let requested = match scope {
+            Some(s) => Scopes::parse(s)
+                .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?,
+            None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
+        };
+        Self::grant_scope(client, Some(&requested.to_param()), None)?;
+        let (_, res) = self.audience(resource, &requested).await?;
+        let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
+        let now = self.clock().now();
+        // A user-code collision with a live grant is possible but rare: try a few fresh codes.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let device_code = DeviceCode::generate();
+            let user_code = UserCode::generate();
+            let grant = DeviceGrant {
+                device_code_hash: device_code.hash(),
+                user_code: user_code.as_str().to_owned(),
+                client_id: client.id.clone(),
+                scope: granted.to_param(),
+                resource: res.as_ref().map(|r| r.id.clone()),
+                status: DeviceStatus::Pending,
+                user_id: None,
+                session_id: None,
+                auth_time: None,
+                decided_at: None,
+                family_id: None,
+                interval_secs: DEVICE_POLL_INTERVAL_SECS,
+                polls: 0,
+                last_poll_at: None,
+                created_at: now,
+                expires_at: now.plus(DEVICE_CODE_TTL_SECS),
+            };
+            match self.stores().devices.put_device_grant(&grant).await {
+                Ok(()) => {
+                    let verification_uri = self.device_verification_uri();
+                    let verification_uri_complete =
+                        format!("{verification_uri}?user_code={}", user_code.display());
+                    tracing::info!(target: "authx::audit", event = "device_authorization", client_id = %client.id);
+                    return Ok(DeviceAuthorization {
+                        device_code,
+                        user_code,
+                        verification_uri,
+                        verification_uri_complete,
+                        expires_in: DEVICE_CODE_TTL_SECS,
+                        interval: DEVICE_POLL_INTERVAL_SECS,
+                    });
+                }
+                Err(crate::StoreError::Conflict) if attempt < 4 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The pending, unexpired request behind what a person typed, with its client; `None`
+    /// for malformed, unknown, expired or already decided codes.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn pending_device(&self, input: &str) -> Result<Option<PendingDevice>, OAuthError> {
+        let Some(user_code) = UserCode::normalize(input) else {
+            return Ok(None);
+        };
+        let Some(grant) = self
+            .stores()
+            .devices
+            .device_grant_by_user_code(user_code.as_str())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if grant.status != DeviceStatus::Pending || self.clock().now() >= grant.expires_at {
+            return Ok(None);
+        }
+        let Some(client) = self.stores().clients.client(&grant.client_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PendingDevice {
+            grant,
+            client,
+            user_code,
+        }))
+    }
+
+    /// Records the signed-in user's decision on a pending request. Returns whether the
+    /// request was still pending (false: expired or decided meanwhile).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn decide_device(
+        &self,
+        pending: &PendingDevice,
+        user: &UserId,
+        session: &SessionId,
+        auth_time: Timestamp,
+        approve: bool,
+    ) -> Result<bool, OAuthError> {
+        let now = self.clock().now();
+        let hash = &pending.grant.device_code_hash;
+        let done = if approve {
+            self.stores()
+                .devices
+                .approve_device_grant(hash, user, session, auth_time, now)
+                .await?
+        } else {
+            self.stores()
+                .devices
+                .deny_device_grant(hash, Some(user), now)
+                .await?
+        };
+        if done {
+            tracing::info!(target: "authx::audit", event = if approve { "device_approved" } else { "device_denied" }, client_id = %pending.client.id, user_id = %user);
+        }
+        Ok(done)
+    }
+
+    /// The device-code grant at the token endpoint (RFC 8628 §3.4, §3.5). `lock` is the
+    /// sign-in throttle policy: a locked account gets nothing.
+    ///
+    /// # Errors
+    /// [`DevicePollError`] codes while waiting or after denial and expiry; `invalid_grant` for
+    /// an unknown, spent or foreign device code or a user who can no longer receive tokens.
+    pub async fn device_token(
+        &self,
+        client: &Client,
+        device_code: &str,
+        lock: &ThrottlePolicy,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !client.allows(GrantType::DeviceCode) {
+            return Err(OAuthError::UnauthorizedClient);
+        }
+        let Some(code) = DeviceCode::parse(device_code) else {
+            return Err(OAuthError::InvalidGrant("invalid device code"));
+        };
+        let hash = code.hash();
+        let devices = &self.stores().devices;
+        let Some(grant) = devices.device_grant(&hash).await? else {
+            return Err(OAuthError::InvalidGrant("invalid device code"));
+        };
+        if grant.client_id != client.id {
+            tracing::warn!(target: "authx::audit", event = "device_code_wrong_client", client_id = %client.id);
+            return Err(OAuthError::InvalidGrant(
+                "the device code was issued to another client",
+            ));
+        }
+        let now = self.clock().now();
+        match grant.status {
+            DeviceStatus::Redeemed => {
+                tracing::warn!(target: "authx::audit", event = "device_code_reuse", client_id = %client.id);
+                return Err(OAuthError::InvalidGrant("the device code was already used"));
+            }
+            DeviceStatus::Denied => return Err(DevicePollError::AccessDenied.into()),
+            DeviceStatus::Pending | DeviceStatus::Approved => {}
+        }
+        if now >= grant.expires_at {
+            return Err(DevicePollError::ExpiredToken.into());
+        }
+        // Pacing: a poll sooner than the interval after the previous one slows the device
+        // down for good. A poll that loses the race with another one counts as too fast.
+        let too_fast = grant
+            .last_poll_at
+            .is_some_and(|t| now.since(t) < grant.interval_secs);
+        let interval = if too_fast {
+            (grant.interval_secs + SLOW_DOWN_STEP_SECS).min(MAX_POLL_INTERVAL_SECS)
+        } else {
+            grant.interval_secs
+        };
+        let recorded = devices
+            .record_device_poll(&hash, grant.polls, interval, now)
+            .await?;
+        if too_fast || !recorded {
+            return Err(DevicePollError::SlowDown.into());
+        }
+        if grant.status == DeviceStatus::Pending {
+            return Err(DevicePollError::AuthorizationPending.into());
+        }
+        let (Some(user_id), Some(decided_at)) = (&grant.user_id, grant.decided_at) else {
+            return Err(OAuthError::Internal("approved grant without a user".into()));
+        };
+        // The user must still be able to receive tokens: active, not locked, and no password
+        // change since the approval. Otherwise the grant is spent without tokens.
+        let user = match self.stores().accounts.user_by_id(user_id).await? {
+            Some(u) if u.status == UserStatus::Active => Some(u),
+            _ => None,
+        };
+        let user = match user {
+            Some(u) => {
+                let count = self
+                    .stores()
+                    .throttle
+                    .failures(&format!("account:{}", u.email))
+                    .await?;
+                let locked = account_locked(lock, count, now);
+                (!locked && u.password_changed_at <= decided_at).then_some(u)
+            }
+            None => None,
+        };
+        let Some(user) = user else {
+            devices.deny_device_grant(&hash, None, now).await?;
+            tracing::warn!(target: "authx::audit", event = "device_grant_refused", client_id = %client.id, user_id = %user_id);
+            return Err(OAuthError::InvalidGrant("the user cannot receive tokens"));
+        };
+        let family_id = crate::secret::random_id();
+        if !devices.redeem_device_grant(&hash, &family_id, now).await? {
+            // Another poll won the race.
+            return Err(OAuthError::InvalidGrant("the device code was already used"));
+        }
+        let family = RefreshFamily {
+            id: family_id,
+            client_id: client.id.clone(),
+            user_id: user.id.clone(),
+            // Not tied to the approving browser session: signing out of the phone must not
+            // sign the TV out. Password change, disabling and revocation end it.
+            session_id: None,
+            scope: grant.scope.clone(),
+            resource: grant.resource.clone(),
+            auth_time: grant.auth_time.unwrap_or(decided_at),
+            created_at: now,
+            expires_at: now.plus(client.refresh_token_ttl_secs),
+            revoked_at: None,
+        };
+        let refresh = client
+            .allows(GrantType::RefreshToken)
+            .then(RefreshTokenValue::generate);
+        let first = refresh.as_ref().map(|rt| RefreshToken {
+            hash: rt.hash(),
+            family_id: family.id.clone(),
+            issued_at: now,
+            idle_expires_at: now.plus(client.refresh_idle_secs).min(family.expires_at),
+            consumed_at: None,
+        });
+        self.stores()
+            .grants
+            .create_family(&family, first.as_ref())
+            .await?;
+        let resp = self
+            .family_tokens(
+                client,
+                &user,
+                &family,
+                None,
+                refresh.as_ref().map(|r| r.expose().to_owned()),
+            )
+            .await?;
+        tracing::info!(target: "authx::audit", event = "token_issued", grant = "device_code", client_id = %client.id, user_id = %user.id);
+        Ok(resp)
+    }
+
+    /// Deletes expired device grants.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge_device_grants(&self) -> Result<u64, OAuthError> {
+        Ok(self
+            .stores()
+            .devices
+            .purge_device_grants(self.clock().now())
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn generated_codes_use_the_alphabet_and_round_trip() {
+        let mut seen = HashSet::new();
+        let mut counts = [0u32; 20];
+        for _ in 0..5_000 {
+            let c = UserCode::generate();
+            assert_eq!(c.as_str().len(), USER_CODE_LEN);
+            for b in c.as_str().bytes() {
+                let i = USER_CODE_ALPHABET.iter().position(|&a| a == b).unwrap();
+                counts[i] += 1;
+            }
+            assert_eq!(UserCode::normalize(&c.display()).unwrap(), c);
+            assert_eq!(
+                UserCode::normalize(&c.display().to_ascii_lowercase()).unwrap(),
+                c
+            );
+            seen.insert(c);
+        }
+        assert!(seen.len() > 4_990, "codes repeat: {}", seen.len());
+        // 40,000 letters over 20: each near 2,000.
+        for n in counts {
+            assert!(
+                (1_700..2_300).contains(&n),
+                "skewed alphabet use: {counts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalisation_ignores_case_dashes_and_spaces_only() {
+        let want = UserCode::normalize("BCDFGHJK").unwrap();
+        for ok in [
+            "bcdf-ghjk",
+            "BCDF-GHJK",
+            " bcdf ghjk ",
+            "b-c-d-f-g-h-j-k",
+            "bCdFgHjK",
+        ] {
+            assert_eq!(UserCode::normalize(ok).as_ref(), Some(&want), "{ok:?}");
+        }
+        assert_eq!(want.display(), "BCDF-GHJK");
+        for bad in [
+            "",
+            "BCDF-GHJ",
+            "BCDF-GHJKL",
+            "ABCD-GHJK",        // vowel
+            "BCDF-GHJ1",        // digit
+            "BCDF_GHJK",        // other separator
+            "ВСDF-GHJK",        // Cyrillic lookalikes
+            "ＢCDF-GHJK",       // fullwidth
+            "BCDF-GHJ\u{212A}", // Kelvin sign
+            "BCDF\tGHJK",
+            "BCDF-GHJK' OR 1=1--",
+            "BCDF\r\nGHJK",
+        ] {
+            assert_eq!(UserCode::normalize(bad), None, "{bad:?}");
+        }
+        assert_eq!(UserCode::normalize(&"-".repeat(1000)), None);
+        assert_eq!(format!("{want:?}"), "UserCode([redacted])");
+    }
+
+    #[test]
+    fn status_round_trips() {
+        for s in [
+            DeviceStatus::Pending,
+            DeviceStatus::Approved,
+            DeviceStatus::Denied,
+            DeviceStatus::Redeemed,
+        ] {
+            assert_eq!(DeviceStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(DeviceStatus::parse("PENDING"), None);
+    }
+
+    #[test]
+    fn device_codes_carry_256_bits() {
+        let c = DeviceCode::generate();
+        assert_eq!(c.expose().len(), 43);
+        assert!(DeviceCode::parse(c.expose()).is_some());
+        assert!(DeviceCode::parse("short").is_none());
+    }
+
+    #[test]
+    fn lock_follows_the_sign_in_policy() {
+        let p = ThrottlePolicy::default();
+        let at = |failures, last| {
+            Some(crate::store::FailureCount {
+                failures,
+                last_failure_at: Timestamp(last),
+            })
+        };
+        assert!(!account_locked(&p, None, Timestamp(100)));
+        assert!(!account_locked(&p, at(10, 100), Timestamp(100)));
+        assert!(account_locked(&p, at(p.lock_after, 100), Timestamp(101)));
+        assert!(!account_locked(
+            &p,
+            at(p.lock_after, 100),
+            Timestamp(100 + p.lock_secs)
+        ));
+    }
+}

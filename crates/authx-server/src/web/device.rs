@@ -1,0 +1,362 @@
+//! The device authorization grant (RFC 8628): the device authorization endpoint, the
+//! device-code grant of the token endpoint, and the `/device` verification page.
+//!
+//! # Security
+//! - The page needs a signed-in session; approve and deny are CSRF-protected POSTs behind the
+//!   origin check. Opening the complete verification URI only shows the request.
+//! - User-code lookups are rate-limited per session, per client address and globally, counted
+//!   on every miss and checked before every lookup (SECURITY.md #57): the sixth miss in the
+//!   window gets 429.
+//! - The confirmation page names the client and its scopes and warns that approving hands a
+//!   device access to the account (remote phishing, RFC 8628 §5.4).
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use authx_core::Timestamp;
+use authx_core::csrf;
+use authx_core::oauth::OAuthError;
+use authx_core::oauth::client::Client;
+use authx_core::oauth::device::{PendingDevice, UserCode};
+use authx_core::oauth::service::TokenResponse;
+
+use super::extract::CurrentSession;
+use super::oauth::{Params, oauth_error, read_form};
+use crate::html::{csrf_field, error_block, esc, page};
+use crate::state::AppState;
+
+/// The grant type of RFC 8628 §3.4.
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// Misses allowed per session, and per client address, in one window.
+pub const ENTRY_MISSES_PER_SESSION: u32 = 5;
+/// Misses allowed per client address in one window.
+pub const ENTRY_MISSES_PER_IP: u32 = 5;
+/// Misses allowed across the whole server in one window: with 20^8 codes this bounds what a
+/// distributed guesser can find while codes live.
+pub const ENTRY_MISSES_GLOBAL: u32 = 1_000;
+/// The window: a counter idle for this long starts again.
+pub const ENTRY_WINDOW_SECS: i64 = 900;
+
+/// The verification page (behind the origin check).
+pub fn browser_router() -> Router<AppState> {
+    Router::new().route("/device", get(device_get).post(device_post))
+}
+
+/// The device authorization endpoint (client authentication, no cookies).
+pub fn machine_router() -> Router<AppState> {
+    Router::new().route("/oauth2/device_authorization", post(authorization_post))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device authorization and the token endpoint.
+
+async fn authorization_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (p, auth, basic) = match read_form(&headers, q.as_deref(), &body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let client = match state.oauth.authenticate_client(&auth).await {
+        Ok(c) => c,
+        Err(e) => return oauth_error(&e, basic),
+    };
+    match state
+        .oauth
+        .device_authorization(&client, p.get("scope"), p.get("resource"))
+        .await
+    {
+        Ok(d) => {
+            let mut res = Json(d.to_json()).into_response();
+            res.headers_mut()
+                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Err(e) => oauth_error(&e, basic),
+    }
+}
+
+/// The device-code grant, for the token endpoint.
+pub(super) async fn token(
+    state: &AppState,
+    client: &Client,
+    p: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let Some(code) = p.get("device_code") else {
+        return Err(OAuthError::InvalidRequest("device_code is required".into()));
+    };
+    state
+        .oauth
+        .device_token(client, code, &state.auth.policy().throttle)
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The verification page.
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Sends a signed-out browser to sign in, coming back to the page (with the code, if any).
+fn to_login(code: Option<&UserCode>) -> Response {
+    let back = match code {
+        Some(c) => format!("/device?user_code={}", c.display()),
+        None => "/device".to_owned(),
+    };
+    Redirect::to(&format!("/login?return_to={}", urlencode(&back))).into_response()
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    (status, Html(page(title, body))).into_response()
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "device page: store failure");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "<h1>Temporarily unavailable</h1><p>Try again in a moment.</p>",
+    )
+}
+
+fn entry_page(status: StatusCode, csrf: &str, prefill: &str, error: Option<&str>) -> Response {
+    let body = format!(
+        "<h1>Connect a device</h1>{error}\
+         <p>Enter the code shown on your device (TV, console, command line).</p>\
+         <form id=\"device-entry\" method=\"post\" action=\"/device\">{csrf}\
+         <label for=\"user_code\">Code</label>\
+         <input id=\"user_code\" name=\"user_code\" type=\"text\" value=\"{prefill}\" \
+         autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" maxlength=\"32\" \
+         placeholder=\"BCDF-GHJK\" required>\
+         <button type=\"submit\">Continue</button></form>",
+        error = error_block(error),
+        csrf = csrf_field(csrf),
+        prefill = esc(prefill),
+    );
+    html(status, "Connect a device", &body)
+}
+
+fn scope_description(scope: &str) -> &str {
+    match scope {
+        "openid" => "Know who you are (your account id)",
+        "email" => "See your email address",
+        "profile" => "See your basic profile",
+        "offline_access" => "Stay connected when you are not using it",
+        other => other,
+    }
+}
+
+fn confirm_page(pending: &PendingDevice, csrf: &str, email: &str) -> Response {
+    let scopes: String = pending
+        .grant
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            format!(
+                "<li><code>{}</code> — {}</li>",
+                esc(s),
+                esc(scope_description(s))
+            )
+        })
+        .collect();
+    let code = pending.user_code.display();
+    let body = format!(
+        "<h1>Connect <span id=\"client-name\">{name}</span>?</h1>\
+         <p class=\"error\" id=\"device-warning\" role=\"alert\"><strong>This gives a device access to your account.</strong> \
+         Continue only if you started this yourself on a device in front of you and it shows the code \
+         <strong id=\"device-code\">{code}</strong>. If someone sent you this code or link, choose Deny.</p>\
+         <p><strong>{name}</strong> (<code>{id}</code>) will be signed in as <strong>{email}</strong> and will be able to:</p>\
+         <ul id=\"scopes\">{scopes}</ul>\
+         <form id=\"device-decision\" method=\"post\" action=\"/device\">{csrf}\
+         <input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+         <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Approve</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">Deny</button></form>\
+         <p class=\"muted\">You can disconnect the device later from your account page.</p>",
+        name = esc(&pending.client.name),
+        id = esc(&pending.client.id),
+        email = esc(email),
+        code = esc(&code),
+        csrf = csrf_field(csrf),
+    );
+    html(StatusCode::OK, "Connect a device", &body)
+}
+
+/// The throttle keys of a lookup: per session, per client address, global.
+fn entry_keys(current: &CurrentSession) -> Vec<(String, u32)> {
+    let mut keys = Vec::with_capacity(3);
+    if let Some(a) = &current.auth {
+        keys.push((
+            format!("device_entry:session:{}", a.session.id.0),
+            ENTRY_MISSES_PER_SESSION,
+        ));
+    }
+    if let Some(ip) = &current.ctx.ip {
+        keys.push((format!("device_entry:ip:{ip}"), ENTRY_MISSES_PER_IP));
+    }
+    keys.push(("device_entry:global".to_owned(), ENTRY_MISSES_GLOBAL));
+    keys
+}
+
+enum Lookup {
+    Found(Box<PendingDevice>),
+    Miss,
+    Throttled(i64),
+}
+
+/// Looks up what the user typed, under the rate limit; a miss is counted.
+async fn lookup(
+    state: &AppState,
+    current: &CurrentSession,
+    input: &str,
+) -> Result<Lookup, OAuthError> {
+    let throttle = &state.oauth.stores().throttle;
+    let now: Timestamp = state.auth.clock().now();
+    let keys = entry_keys(current);
+    let mut wait = None;
+    for (key, limit) in &keys {
+        if let Some(c) = throttle.failures(key).await? {
+            let elapsed = now.since(c.last_failure_at);
+            if c.failures >= *limit && elapsed < ENTRY_WINDOW_SECS {
+                wait = wait.max(Some(ENTRY_WINDOW_SECS - elapsed));
+            }
+        }
+    }
+    if let Some(w) = wait {
+        tracing::info!(target: "authx::audit", event = "device_code_throttled", ip = current.ctx.ip.as_deref().unwrap_or("-"));
+        return Ok(Lookup::Throttled(w));
+    }
+    match state.oauth.pending_device(input).await? {
+        Some(p) => Ok(Lookup::Found(Box::new(p))),
+        None => {
+            for (key, _) in &keys {
+                throttle.record_failure(key, now, ENTRY_WINDOW_SECS).await?;
+            }
+            tracing::info!(target: "authx::audit", event = "device_code_miss", ip = current.ctx.ip.as_deref().unwrap_or("-"));
+            Ok(Lookup::Miss)
+        }
+    }
+}
+
+fn throttled(csrf: &str, retry_after: i64) -> Response {
+    let mut res = entry_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        csrf,
+        "",
+        Some("Too many wrong codes. Wait a few minutes and try again."),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+const MISS: &str = "That code is not valid or has expired. Check the code on your device.";
+
+async fn device_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = Params::parse(q.unwrap_or_default().as_bytes());
+    let typed = p.get("user_code").map(str::to_owned);
+    let (Some(auth), Some(csrf)) = (&current.auth, current.csrf_token()) else {
+        return to_login(typed.as_deref().and_then(UserCode::normalize).as_ref());
+    };
+    let Some(typed) = typed else {
+        return entry_page(StatusCode::OK, &csrf, "", None);
+    };
+    // Arriving from the complete URI: show the request, never decide it.
+    match lookup(&state, &current, &typed).await {
+        Ok(Lookup::Found(pending)) => confirm_page(&pending, &csrf, &auth.user.email),
+        Ok(Lookup::Miss) => entry_page(StatusCode::BAD_REQUEST, &csrf, &typed, Some(MISS)),
+        Ok(Lookup::Throttled(w)) => throttled(&csrf, w),
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn device_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    body: Bytes,
+) -> Response {
+    let form = Params::parse(&body);
+    let (Some(auth), Some(csrf)) = (&current.auth, current.csrf_token()) else {
+        return to_login(form.get("user_code").and_then(UserCode::normalize).as_ref());
+    };
+    if !form
+        .get("csrf_token")
+        .is_some_and(|t| csrf::matches(&csrf, t))
+    {
+        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "device token");
+        return html(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            &format!(
+                "<h1>Request refused</h1>{}",
+                error_block(Some("This form expired or did not come from this site."))
+            ),
+        );
+    }
+    let typed = form.get("user_code").unwrap_or_default().to_owned();
+    let pending = match lookup(&state, &current, &typed).await {
+        Ok(Lookup::Found(p)) => p,
+        Ok(Lookup::Miss) => {
+            return entry_page(StatusCode::BAD_REQUEST, &csrf, &typed, Some(MISS));
+        }
+        Ok(Lookup::Throttled(w)) => return throttled(&csrf, w),
+        Err(e) => return unavailable(&e),
+    };
+    let approve = match form.get("decision") {
+        None => return confirm_page(&pending, &csrf, &auth.user.email),
+        Some("approve") => true,
+        Some("deny") => false,
+        Some(_) => {
+            return entry_page(
+                StatusCode::BAD_REQUEST,
+                &csrf,
+                &typed,
+                Some("Choose Approve or Deny."),
+            );
+        }
+    };
+    match state
+        .oauth
+        .decide_device(
+            &pending,
+            &auth.user.id,
+            &auth.session.id,
+            auth.session.created_at,
+            approve,
+        )
+        .await
+    {
+        Ok(true) if approve => html(
+            StatusCode::OK,
+            "Device connected",
+            &format!(
+                "<h1 id=\"device-done\">Device connected</h1>\
+                 <p class=\"notice\"><strong>{}</strong> is now signed in. You can return to your device.</p>\
+                 <p><a href=\"/account\">Your account</a></p>",
+                esc(&pending.client.name)
+            ),
+        ),
+        Ok(true) => html(
+            StatusCode::OK,
+            "Request denied",
+            "<h1 id=\"device-denied\">Request denied</h1>\
+             <p class=\"notice\">The device was not given access.</p>",
+        ),
+        Ok(false) => entry_page(StatusCode::CONFLICT, &csrf, "", Some(MISS)),
+        Err(e) => unavailable(&e),
+    }
+}

@@ -1,0 +1,245 @@
+//! Browser tests of the device flow: a device asks over HTTP, a headless Chromium signs in on
+//! `/device`, enters or receives the code, and approves or denies; the device polls.
+//!
+//! Each test skips (printing `SKIPPED:`) when Chromium is not installed, unless
+//! `AUTHX_TEST_REQUIRE_SERVICES=1`.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use authx_core::Timestamp;
+use authx_core::oauth::client::{Client as OAuthClient, GrantType};
+use authx_core::oauth::keys::SigningAlg;
+use authx_testkit::browser::Browser;
+use authx_testkit::browser::fantoccini::{Client, Locator};
+use authx_testkit::{PASSWORD, TestServer};
+use serde_json::Value;
+
+const EMAIL: &str = "dev@example.com";
+const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn server_and_browser() -> anyhow::Result<Option<(TestServer, Browser)>> {
+    let Some(browser) = Browser::start().await? else {
+        return Ok(None);
+    };
+    let server = TestServer::start().await?;
+    server.create_user(EMAIL, PASSWORD).await?;
+    server
+        .running()?
+        .state
+        .oauth
+        .register_client(
+            OAuthClient {
+                id: "tv".into(),
+                name: "Living Room TV".into(),
+                secret_hash: None,
+                redirect_uris: vec![],
+                post_logout_redirect_uris: vec![],
+                backchannel_logout_uri: None,
+                grant_types: vec![GrantType::DeviceCode, GrantType::RefreshToken],
+                scopes: vec!["openid".into(), "email".into()],
+                first_party: false,
+                id_token_alg: SigningAlg::Rs256,
+                access_token_ttl_secs: 900,
+                refresh_token_ttl_secs: 86_400,
+                refresh_idle_secs: 86_400,
+                created_at: Timestamp(0),
+            },
+            false,
+        )
+        .await?;
+    Ok(Some((server, browser)))
+}
+
+/// The device's request: the JSON of the device authorization endpoint.
+async fn device_asks(server: &TestServer) -> Value {
+    server
+        .client
+        .post(format!("{}/oauth2/device_authorization", server.url))
+        .form(&[("client_id", "tv"), ("scope", "openid email")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn device_polls(server: &TestServer, device_code: &str) -> (u16, Value) {
+    server.clock.advance(5);
+    let res = server
+        .client
+        .post(format!("{}/oauth2/token", server.url))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+            ("client_id", "tv"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn wait_for_path(client: &Client, server: &TestServer, path: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + NAVIGATION_TIMEOUT;
+    loop {
+        let url = client.current_url().await?;
+        let ready = client.execute("return document.readyState", vec![]).await?;
+        if url.as_str().starts_with(&server.url) && url.path() == path && ready == "complete" {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let source = client.source().await.unwrap_or_default();
+            bail!("expected {path}, still at {url}:\n{source:.2000}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until an element appears on the current page.
+async fn wait_for(client: &Client, css: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + NAVIGATION_TIMEOUT;
+    loop {
+        if client.find(Locator::Css(css)).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let source = client.source().await.unwrap_or_default();
+            bail!("no {css} after {NAVIGATION_TIMEOUT:?}:\n{source:.2000}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// On the sign-in page the verification page sent the browser to: sign in.
+async fn sign_in_here(client: &Client, server: &TestServer) -> anyhow::Result<()> {
+    wait_for_path(client, server, "/login").await?;
+    let form = client.form(Locator::Css("form#login")).await?;
+    form.set_by_name("email", EMAIL).await?;
+    form.set_by_name("password", PASSWORD).await?;
+    client
+        .find(Locator::Css("form#login [type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_for_path(client, server, "/device").await
+}
+
+#[tokio::test]
+async fn a_device_is_approved_in_the_browser_and_gets_tokens() {
+    let Some((server, browser)) = server_and_browser().await.unwrap() else {
+        return;
+    };
+    let client = &browser.client;
+    let asked = device_asks(&server).await;
+    let user_code = asked["user_code"].as_str().unwrap();
+    let device_code = asked["device_code"].as_str().unwrap();
+
+    // The person opens the verification URI, signs in, and types the code (lower case).
+    client
+        .goto(asked["verification_uri"].as_str().unwrap())
+        .await
+        .unwrap();
+    sign_in_here(client, &server).await.unwrap();
+    client
+        .find(Locator::Css("form#device-entry input#user_code"))
+        .await
+        .unwrap()
+        .send_keys(&user_code.to_lowercase())
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form#device-entry [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "form#device-decision").await.unwrap();
+    let name = client
+        .find(Locator::Css("#client-name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(name, "Living Room TV");
+    let warning = client
+        .find(Locator::Css("#device-warning"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(warning.contains("access to your account"), "{warning}");
+    let shown = client
+        .find(Locator::Css("#device-code"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown, user_code);
+    let (status, v) = device_polls(&server, device_code).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+
+    client
+        .find(Locator::Css("button#approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "#device-done").await.unwrap();
+
+    let (status, tokens) = device_polls(&server, device_code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["access_token"].is_string());
+    assert!(tokens["refresh_token"].is_string());
+    let (status, v) = device_polls(&server, device_code).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")));
+
+    browser.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_denied_in_the_browser_gets_access_denied() {
+    let Some((server, browser)) = server_and_browser().await.unwrap() else {
+        return;
+    };
+    let client = &browser.client;
+    let asked = device_asks(&server).await;
+    let device_code = asked["device_code"].as_str().unwrap();
+
+    // Arriving from the complete URI: sign in, then the request is shown, not decided.
+    client
+        .goto(asked["verification_uri_complete"].as_str().unwrap())
+        .await
+        .unwrap();
+    sign_in_here(client, &server).await.unwrap();
+    wait_for(client, "form#device-decision").await.unwrap();
+    let (status, v) = device_polls(&server, device_code).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+
+    client
+        .find(Locator::Css("button#deny"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "#device-denied").await.unwrap();
+    let (status, v) = device_polls(&server, device_code).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("access_denied")));
+
+    browser.close().await.unwrap();
+    server.stop().await;
+}

@@ -1,0 +1,285 @@
+//! `DeviceStore`: device authorization grants (RFC 8628), each state change once.
+
+use std::sync::Arc;
+
+use authx_core::Timestamp;
+use authx_core::oauth::device::{DeviceGrant, DeviceStatus, DeviceStore, UserCode};
+use authx_core::secret::{TokenHash, random_id};
+use authx_core::session::SessionId;
+use authx_core::store::StoreError;
+use authx_core::user::UserId;
+use authx_store::{ConnectOptions, connect};
+
+use crate::clients::client;
+use crate::harness::Stores;
+
+mod sqlite {
+    instantiate!(crate::harness::sqlite;
+        device::grants_round_trip_and_conflict,
+        device::approve_deny_and_redeem_are_compare_and_set,
+        device::expired_grants_cannot_be_approved_or_redeemed,
+        device::concurrent_redemptions_one_wins,
+        device::concurrent_polls_one_recorded,
+        device::purge_removes_only_expired_grants,
+        device::deleting_the_client_removes_its_grants,
+    );
+}
+
+mod postgres {
+    instantiate!(crate::harness::postgres;
+        device::grants_round_trip_and_conflict,
+        device::approve_deny_and_redeem_are_compare_and_set,
+        device::expired_grants_cannot_be_approved_or_redeemed,
+        device::concurrent_redemptions_one_wins,
+        device::concurrent_polls_one_recorded,
+        device::purge_removes_only_expired_grants,
+        device::deleting_the_client_removes_its_grants,
+    );
+}
+
+/// The device store of the backend under test, on the same database.
+async fn devices(s: &Stores) -> Arc<dyn DeviceStore> {
+    connect(s.url(), &ConnectOptions::default())
+        .await
+        .unwrap()
+        .devices
+}
+
+async fn setup(s: &Stores) -> (Arc<dyn DeviceStore>, UserId) {
+    s.clients().put_client(&client("tv")).await.unwrap();
+    (devices(s).await, s.user().await)
+}
+
+fn grant(expires_at: i64) -> DeviceGrant {
+    DeviceGrant {
+        device_code_hash: TokenHash::of(random_id().as_bytes()),
+        user_code: UserCode::generate().as_str().to_owned(),
+        client_id: "tv".into(),
+        scope: "openid profile".into(),
+        resource: Some("https://api.example.com/orders".into()),
+        status: DeviceStatus::Pending,
+        user_id: None,
+        session_id: None,
+        auth_time: None,
+        decided_at: None,
+        family_id: None,
+        interval_secs: 5,
+        polls: 0,
+        last_poll_at: None,
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+pub(crate) async fn grants_round_trip_and_conflict(s: Stores) {
+    let (d, _) = setup(&s).await;
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    assert_eq!(d.device_grant(&g.device_code_hash).await.unwrap(), Some(g.clone()));
+    assert_eq!(
+        d.device_grant_by_user_code(&g.user_code).await.unwrap(),
+        Some(g.clone())
+    );
+    assert_eq!(d.device_grant_by_user_code("BBBBBBBB").await.unwrap(), None);
+    assert_eq!(
+        d.device_grant(&TokenHash::of(b"nope")).await.unwrap(),
+        None
+    );
+    // Same user code, or same device code: conflict.
+    let mut same_user_code = grant(1_600);
+    same_user_code.user_code = g.user_code.clone();
+    assert!(matches!(
+        d.put_device_grant(&same_user_code).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut same_hash = grant(1_600);
+    same_hash.device_code_hash = g.device_code_hash;
+    assert!(matches!(
+        d.put_device_grant(&same_hash).await,
+        Err(StoreError::Conflict)
+    ));
+    // A grant with every optional field empty round-trips too.
+    let mut bare = grant(1_600);
+    bare.resource = None;
+    d.put_device_grant(&bare).await.unwrap();
+    assert_eq!(d.device_grant(&bare.device_code_hash).await.unwrap(), Some(bare));
+}
+
+pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
+    let (d, user) = setup(&s).await;
+    let session = SessionId::generate();
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    let h = &g.device_code_hash;
+
+    // Not approved yet: nothing to redeem.
+    assert!(!d.redeem_device_grant(h, "f1", Timestamp(1_010)).await.unwrap());
+    assert!(
+        d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_010))
+            .await
+            .unwrap()
+    );
+    // Approved once only.
+    assert!(
+        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_011))
+            .await
+            .unwrap()
+    );
+    let got = d.device_grant(h).await.unwrap().unwrap();
+    assert_eq!(got.status, DeviceStatus::Approved);
+    assert_eq!(got.user_id.as_ref(), Some(&user));
+    assert_eq!(got.session_id.as_ref(), Some(&session));
+    assert_eq!(got.auth_time, Some(Timestamp(900)));
+    assert_eq!(got.decided_at, Some(Timestamp(1_010)));
+
+    assert!(d.redeem_device_grant(h, "f1", Timestamp(1_020)).await.unwrap());
+    assert!(!d.redeem_device_grant(h, "f2", Timestamp(1_021)).await.unwrap());
+    let got = d.device_grant(h).await.unwrap().unwrap();
+    assert_eq!(got.status, DeviceStatus::Redeemed);
+    assert_eq!(got.family_id.as_deref(), Some("f1"));
+    // A redeemed grant cannot be denied afterwards.
+    assert!(!d.deny_device_grant(h, None, Timestamp(1_030)).await.unwrap());
+
+    // Denial of a pending grant records the user; it cannot then be approved or redeemed.
+    let g2 = grant(1_600);
+    d.put_device_grant(&g2).await.unwrap();
+    let h2 = &g2.device_code_hash;
+    assert!(d.deny_device_grant(h2, Some(&user), Timestamp(1_040)).await.unwrap());
+    assert!(!d.deny_device_grant(h2, Some(&user), Timestamp(1_041)).await.unwrap());
+    assert!(
+        !d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_042))
+            .await
+            .unwrap()
+    );
+    assert!(!d.redeem_device_grant(h2, "f3", Timestamp(1_043)).await.unwrap());
+    let got = d.device_grant(h2).await.unwrap().unwrap();
+    assert_eq!(got.status, DeviceStatus::Denied);
+    assert_eq!(got.user_id.as_ref(), Some(&user));
+    assert_eq!(got.decided_at, Some(Timestamp(1_040)));
+
+    // An approved grant can be spent without tokens; the approval is kept.
+    let g3 = grant(1_600);
+    d.put_device_grant(&g3).await.unwrap();
+    let h3 = &g3.device_code_hash;
+    d.approve_device_grant(h3, &user, &session, Timestamp(900), Timestamp(1_050))
+        .await
+        .unwrap();
+    assert!(d.deny_device_grant(h3, None, Timestamp(1_060)).await.unwrap());
+    let got = d.device_grant(h3).await.unwrap().unwrap();
+    assert_eq!(got.status, DeviceStatus::Denied);
+    assert_eq!(got.user_id.as_ref(), Some(&user));
+    assert_eq!(got.decided_at, Some(Timestamp(1_050)));
+    assert!(!d.redeem_device_grant(h3, "f4", Timestamp(1_061)).await.unwrap());
+}
+
+pub(crate) async fn expired_grants_cannot_be_approved_or_redeemed(s: Stores) {
+    let (d, user) = setup(&s).await;
+    let session = SessionId::generate();
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    let h = &g.device_code_hash;
+    assert!(
+        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_600))
+            .await
+            .unwrap()
+    );
+    let g2 = grant(1_600);
+    d.put_device_grant(&g2).await.unwrap();
+    let h2 = &g2.device_code_hash;
+    assert!(
+        d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_599))
+            .await
+            .unwrap()
+    );
+    assert!(!d.redeem_device_grant(h2, "f", Timestamp(1_600)).await.unwrap());
+    assert_eq!(
+        d.device_grant(h2).await.unwrap().unwrap().status,
+        DeviceStatus::Approved
+    );
+}
+
+pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
+    let (d, user) = setup(&s).await;
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    let h = g.device_code_hash;
+    d.approve_device_grant(&h, &user, &SessionId::generate(), Timestamp(900), Timestamp(1_010))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let d = Arc::clone(&d);
+        tasks.push(tokio::spawn(async move {
+            d.redeem_device_grant(&h, &format!("f{i}"), Timestamp(1_020))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
+    let (d, _) = setup(&s).await;
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    let h = g.device_code_hash;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let d = Arc::clone(&d);
+        tasks.push(tokio::spawn(async move {
+            d.record_device_poll(&h, 0, 10, Timestamp(1_100)).await.unwrap()
+        }));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 1);
+    let got = d.device_grant(&h).await.unwrap().unwrap();
+    assert_eq!(got.polls, 1);
+    assert_eq!(got.interval_secs, 10);
+    assert_eq!(got.last_poll_at, Some(Timestamp(1_100)));
+    assert!(d.record_device_poll(&h, 1, 10, Timestamp(1_110)).await.unwrap());
+    assert!(!d.record_device_poll(&h, 1, 15, Timestamp(1_111)).await.unwrap());
+    assert_eq!(d.device_grant(&h).await.unwrap().unwrap().polls, 2);
+}
+
+pub(crate) async fn purge_removes_only_expired_grants(s: Stores) {
+    let (d, _) = setup(&s).await;
+    let old = grant(1_500);
+    let live = grant(1_700);
+    d.put_device_grant(&old).await.unwrap();
+    d.put_device_grant(&live).await.unwrap();
+    assert_eq!(d.purge_device_grants(Timestamp(1_600)).await.unwrap(), 1);
+    assert_eq!(d.device_grant(&old.device_code_hash).await.unwrap(), None);
+    assert!(d.device_grant(&live.device_code_hash).await.unwrap().is_some());
+    // Its user code is free again.
+    let mut again = grant(1_800);
+    again.user_code = old.user_code.clone();
+    d.put_device_grant(&again).await.unwrap();
+}
+
+pub(crate) async fn deleting_the_client_removes_its_grants(s: Stores) {
+    let (d, user) = setup(&s).await;
+    let g = grant(1_600);
+    d.put_device_grant(&g).await.unwrap();
+    d.approve_device_grant(
+        &g.device_code_hash,
+        &user,
+        &SessionId::generate(),
+        Timestamp(900),
+        Timestamp(1_010),
+    )
+    .await
+    .unwrap();
+    assert!(s.clients().delete_client("tv").await.unwrap());
+    assert_eq!(d.device_grant(&g.device_code_hash).await.unwrap(), None);
+}
