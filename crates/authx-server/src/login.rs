@@ -84,7 +84,9 @@ fn check_url(url: &str) -> anyhow::Result<()> {
     if lower.starts_with("https://") || local {
         Ok(())
     } else {
-        bail!("refusing {url}: use https (plain http is accepted only for 127.0.0.1, [::1] and localhost)")
+        bail!(
+            "refusing {url}: use https (plain http is accepted only for 127.0.0.1, [::1] and localhost)"
+        )
     }
 }
 
@@ -106,9 +108,15 @@ async fn discover(http: &reqwest::Client, issuer: &str) -> anyhow::Result<(Strin
             last = Some(res.status());
             continue;
         }
-        let meta: Value = res.json().await.context("the server metadata is not JSON")?;
+        let meta: Value = res
+            .json()
+            .await
+            .context("the server metadata is not JSON")?;
         if meta["issuer"].as_str().map(|s| s.trim_end_matches('/')) != Some(issuer) {
-            bail!("the server metadata names another issuer: {}", meta["issuer"]);
+            bail!(
+                "the server metadata names another issuer: {}",
+                meta["issuer"]
+            );
         }
         let device = meta["device_authorization_endpoint"]
             .as_str()
@@ -173,9 +181,16 @@ where
         form.push(("scope", s.as_str()));
     }
     let req = with_client(http.post(&device_endpoint), opts, &mut form);
-    let res = req.form(&form).send().await.context("device authorization request failed")?;
+    let res = req
+        .form(&form)
+        .send()
+        .await
+        .context("device authorization request failed")?;
     let ok = res.status().is_success();
-    let v: Value = res.json().await.context("the device authorization response is not JSON")?;
+    let v: Value = res
+        .json()
+        .await
+        .context("the device authorization response is not JSON")?;
     if !ok {
         bail!("the server refused: {}", error_of(&v));
     }
@@ -209,7 +224,10 @@ where
         }
         sleep(Duration::from_secs(interval)).await;
         waited += interval;
-        let mut form = vec![("grant_type", DEVICE_GRANT), ("device_code", device_code.as_str())];
+        let mut form = vec![
+            ("grant_type", DEVICE_GRANT),
+            ("device_code", device_code.as_str()),
+        ];
         let req = with_client(http.post(&token_endpoint), opts, &mut form);
         let res = match req.form(&form).send().await {
             Ok(r) => r,

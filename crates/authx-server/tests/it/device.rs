@@ -242,7 +242,7 @@ async fn the_whole_flow_issues_tokens_once() {
     assert!(tokens["access_token"].is_string());
     assert!(tokens["refresh_token"].is_string());
     assert!(tokens["id_token"].is_string());
-    assert_eq!(tokens["scope"], "openid email offline_access");
+    assert_eq!(tokens["scope"], "email offline_access openid");
 
     // The access token is the user's.
     let me: Value = t

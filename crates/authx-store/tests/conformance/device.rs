@@ -75,16 +75,16 @@ pub(crate) async fn grants_round_trip_and_conflict(s: Stores) {
     let (d, _) = setup(&s).await;
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
-    assert_eq!(d.device_grant(&g.device_code_hash).await.unwrap(), Some(g.clone()));
+    assert_eq!(
+        d.device_grant(&g.device_code_hash).await.unwrap(),
+        Some(g.clone())
+    );
     assert_eq!(
         d.device_grant_by_user_code(&g.user_code).await.unwrap(),
         Some(g.clone())
     );
     assert_eq!(d.device_grant_by_user_code("BBBBBBBB").await.unwrap(), None);
-    assert_eq!(
-        d.device_grant(&TokenHash::of(b"nope")).await.unwrap(),
-        None
-    );
+    assert_eq!(d.device_grant(&TokenHash::of(b"nope")).await.unwrap(), None);
     // Same user code, or same device code: conflict.
     let mut same_user_code = grant(1_600);
     same_user_code.user_code = g.user_code.clone();
@@ -102,7 +102,10 @@ pub(crate) async fn grants_round_trip_and_conflict(s: Stores) {
     let mut bare = grant(1_600);
     bare.resource = None;
     d.put_device_grant(&bare).await.unwrap();
-    assert_eq!(d.device_grant(&bare.device_code_hash).await.unwrap(), Some(bare));
+    assert_eq!(
+        d.device_grant(&bare.device_code_hash).await.unwrap(),
+        Some(bare)
+    );
 }
 
 pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
@@ -113,7 +116,11 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     let h = &g.device_code_hash;
 
     // Not approved yet: nothing to redeem.
-    assert!(!d.redeem_device_grant(h, "f1", Timestamp(1_010)).await.unwrap());
+    assert!(
+        !d.redeem_device_grant(h, "f1", Timestamp(1_010))
+            .await
+            .unwrap()
+    );
     assert!(
         d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_010))
             .await
@@ -132,26 +139,50 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     assert_eq!(got.auth_time, Some(Timestamp(900)));
     assert_eq!(got.decided_at, Some(Timestamp(1_010)));
 
-    assert!(d.redeem_device_grant(h, "f1", Timestamp(1_020)).await.unwrap());
-    assert!(!d.redeem_device_grant(h, "f2", Timestamp(1_021)).await.unwrap());
+    assert!(
+        d.redeem_device_grant(h, "f1", Timestamp(1_020))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !d.redeem_device_grant(h, "f2", Timestamp(1_021))
+            .await
+            .unwrap()
+    );
     let got = d.device_grant(h).await.unwrap().unwrap();
     assert_eq!(got.status, DeviceStatus::Redeemed);
     assert_eq!(got.family_id.as_deref(), Some("f1"));
     // A redeemed grant cannot be denied afterwards.
-    assert!(!d.deny_device_grant(h, None, Timestamp(1_030)).await.unwrap());
+    assert!(
+        !d.deny_device_grant(h, None, Timestamp(1_030))
+            .await
+            .unwrap()
+    );
 
     // Denial of a pending grant records the user; it cannot then be approved or redeemed.
     let g2 = grant(1_600);
     d.put_device_grant(&g2).await.unwrap();
     let h2 = &g2.device_code_hash;
-    assert!(d.deny_device_grant(h2, Some(&user), Timestamp(1_040)).await.unwrap());
-    assert!(!d.deny_device_grant(h2, Some(&user), Timestamp(1_041)).await.unwrap());
+    assert!(
+        d.deny_device_grant(h2, Some(&user), Timestamp(1_040))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !d.deny_device_grant(h2, Some(&user), Timestamp(1_041))
+            .await
+            .unwrap()
+    );
     assert!(
         !d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_042))
             .await
             .unwrap()
     );
-    assert!(!d.redeem_device_grant(h2, "f3", Timestamp(1_043)).await.unwrap());
+    assert!(
+        !d.redeem_device_grant(h2, "f3", Timestamp(1_043))
+            .await
+            .unwrap()
+    );
     let got = d.device_grant(h2).await.unwrap().unwrap();
     assert_eq!(got.status, DeviceStatus::Denied);
     assert_eq!(got.user_id.as_ref(), Some(&user));
@@ -164,12 +195,20 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     d.approve_device_grant(h3, &user, &session, Timestamp(900), Timestamp(1_050))
         .await
         .unwrap();
-    assert!(d.deny_device_grant(h3, None, Timestamp(1_060)).await.unwrap());
+    assert!(
+        d.deny_device_grant(h3, None, Timestamp(1_060))
+            .await
+            .unwrap()
+    );
     let got = d.device_grant(h3).await.unwrap().unwrap();
     assert_eq!(got.status, DeviceStatus::Denied);
     assert_eq!(got.user_id.as_ref(), Some(&user));
     assert_eq!(got.decided_at, Some(Timestamp(1_050)));
-    assert!(!d.redeem_device_grant(h3, "f4", Timestamp(1_061)).await.unwrap());
+    assert!(
+        !d.redeem_device_grant(h3, "f4", Timestamp(1_061))
+            .await
+            .unwrap()
+    );
 }
 
 pub(crate) async fn expired_grants_cannot_be_approved_or_redeemed(s: Stores) {
@@ -191,7 +230,11 @@ pub(crate) async fn expired_grants_cannot_be_approved_or_redeemed(s: Stores) {
             .await
             .unwrap()
     );
-    assert!(!d.redeem_device_grant(h2, "f", Timestamp(1_600)).await.unwrap());
+    assert!(
+        !d.redeem_device_grant(h2, "f", Timestamp(1_600))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         d.device_grant(h2).await.unwrap().unwrap().status,
         DeviceStatus::Approved
@@ -203,9 +246,15 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
     let h = g.device_code_hash;
-    d.approve_device_grant(&h, &user, &SessionId::generate(), Timestamp(900), Timestamp(1_010))
-        .await
-        .unwrap();
+    d.approve_device_grant(
+        &h,
+        &user,
+        &SessionId::generate(),
+        Timestamp(900),
+        Timestamp(1_010),
+    )
+    .await
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
         let d = Arc::clone(&d);
@@ -233,7 +282,9 @@ pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
     for _ in 0..10 {
         let d = Arc::clone(&d);
         tasks.push(tokio::spawn(async move {
-            d.record_device_poll(&h, 0, 10, Timestamp(1_100)).await.unwrap()
+            d.record_device_poll(&h, 0, 10, Timestamp(1_100))
+                .await
+                .unwrap()
         }));
     }
     let mut recorded = 0;
@@ -247,8 +298,16 @@ pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
     assert_eq!(got.polls, 1);
     assert_eq!(got.interval_secs, 10);
     assert_eq!(got.last_poll_at, Some(Timestamp(1_100)));
-    assert!(d.record_device_poll(&h, 1, 10, Timestamp(1_110)).await.unwrap());
-    assert!(!d.record_device_poll(&h, 1, 15, Timestamp(1_111)).await.unwrap());
+    assert!(
+        d.record_device_poll(&h, 1, 10, Timestamp(1_110))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !d.record_device_poll(&h, 1, 15, Timestamp(1_111))
+            .await
+            .unwrap()
+    );
     assert_eq!(d.device_grant(&h).await.unwrap().unwrap().polls, 2);
 }
 
@@ -260,7 +319,12 @@ pub(crate) async fn purge_removes_only_expired_grants(s: Stores) {
     d.put_device_grant(&live).await.unwrap();
     assert_eq!(d.purge_device_grants(Timestamp(1_600)).await.unwrap(), 1);
     assert_eq!(d.device_grant(&old.device_code_hash).await.unwrap(), None);
-    assert!(d.device_grant(&live.device_code_hash).await.unwrap().is_some());
+    assert!(
+        d.device_grant(&live.device_code_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Its user code is free again.
     let mut again = grant(1_800);
     again.user_code = old.user_code.clone();
