@@ -181,6 +181,7 @@ pub struct AuthService {
     policy: AuthPolicy,
     cache: SessionCache,
     grants: Option<Arc<dyn GrantStore>>,
+    observer: Option<Arc<dyn crate::oauth::GrantObserver>>,
 }
 
 impl AuthService {
@@ -202,7 +203,15 @@ impl AuthService {
             policy,
             cache,
             grants: None,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every grant that session and credential changes revoke.
+    #[must_use]
+    pub fn with_grant_observer(mut self, observer: Arc<dyn crate::oauth::GrantObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Lets session and credential changes revoke the refresh-token families that stand on
@@ -774,6 +783,9 @@ impl AuthService {
             }
         };
         for family_id in ids {
+            if let Some(o) = &self.observer {
+                o.grant_revoked(&family_id);
+            }
             self.emit(RevocationEvent::FamilyRevoked {
                 family_id,
                 user_id: user.clone(),

@@ -91,8 +91,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let oauth =
         provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;
+    let (observer, backchannel_rx) = provider::backchannel();
+    oauth.set_observer(observer.clone());
     let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
-        .with_grants(Arc::clone(&backend.grants));
+        .with_grants(Arc::clone(&backend.grants))
+        .with_grant_observer(observer);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
     Ok(AppState::new(Inner {
         auth,
@@ -102,6 +105,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         metrics: metrics::Metrics::default(),
         health: shared.health,
         bus,
+        backchannel: std::sync::Mutex::new(Some(backchannel_rx)),
     }))
 }
 
@@ -211,11 +215,15 @@ pub fn start_with_state(state: AppState, listener: TcpListener) -> Running {
     let join = tokio::spawn(serve::serve(listener, app, async move {
         let _ = rx.await;
     }));
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(purge_loop(state.clone())),
         tokio::spawn(event_loop(state.clone())),
         tokio::spawn(provider::maintenance_loop(state.clone())),
     ];
+    let rx = state.backchannel.lock().ok().and_then(|mut g| g.take());
+    if let Some(rx) = rx {
+        background.push(tokio::spawn(provider::backchannel_loop(state.clone(), rx)));
+    }
     Running {
         addr,
         state,

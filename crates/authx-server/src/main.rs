@@ -100,6 +100,9 @@ enum ClientCommand {
         /// ID token algorithm: RS256 (default), ES256 or EdDSA.
         #[arg(long)]
         id_token_alg: Option<String>,
+        /// OIDC back-channel logout URI.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -221,8 +224,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
     let mut overrides = Overrides {
         database_url: cli.database_url.clone(),
+        key_encryption_key: env("AUTHX_KEY_ENCRYPTION_KEY"),
+        // Administration commands share the deployment's stores, Redis included.
+        redis_url: env("AUTHX_REDIS_URL"),
         ..Overrides::default()
     };
     if let Command::Serve(a) = &cli.command {
@@ -377,6 +384,7 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             first_party,
             post_logout_redirect_uris,
             id_token_alg,
+            backchannel_logout_uri,
             json,
         } => {
             let spec = authx_server::web::api::ClientSpec {
@@ -389,6 +397,7 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
                 first_party,
                 post_logout_redirect_uris,
                 id_token_alg,
+                backchannel_logout_uri,
                 access_token_ttl_secs: None,
                 refresh_token_ttl_secs: None,
                 refresh_idle_secs: None,
@@ -518,12 +527,8 @@ async fn login_command(args: LoginArgs) -> anyhow::Result<()> {
         client_secret: args.client_secret,
         scope: (!args.scopes.is_empty()).then(|| args.scopes.join(" ")),
     };
-    let tokens = authx_server::login::run(
-        &opts,
-        |p| eprint!("{}", p.message()),
-        tokio::time::sleep,
-    )
-    .await?;
+    let tokens =
+        authx_server::login::run(&opts, |p| eprint!("{}", p.message()), tokio::time::sleep).await?;
     match args.save {
         Some(path) => {
             authx_server::login::save_tokens(&path, &tokens)?;

@@ -125,3 +125,81 @@ pub async fn maintenance_loop(state: crate::state::AppState) {
         rounds += 1;
     }
 }
+
+/// Queues revoked grants for OIDC back-channel logout.
+pub struct Backchannel {
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+impl authx_core::oauth::GrantObserver for Backchannel {
+    fn grant_revoked(&self, family_id: &str) {
+        if self.tx.try_send(family_id.to_owned()).is_err() {
+            tracing::warn!("back-channel logout queue full; a logout notification was dropped");
+        }
+    }
+}
+
+/// The observer to give the services, and the queue [`backchannel_loop`] drains.
+#[must_use]
+pub fn backchannel() -> (Arc<Backchannel>, tokio::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    (Arc::new(Backchannel { tx }), rx)
+}
+
+/// Sends a logout token (OIDC Back-Channel Logout 1.0) to every client that registered a
+/// back-channel URI, for each of its grants that ends. Delivery is best effort: a failure is
+/// logged, never retried forever, and never delays the revocation itself.
+pub async fn backchannel_loop(
+    state: crate::state::AppState,
+    mut rx: tokio::sync::mpsc::Receiver<String>,
+) {
+    let http = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout disabled: no HTTP client");
+            return;
+        }
+    };
+    while let Some(family_id) = rx.recv().await {
+        let stores = state.oauth.stores();
+        let Ok(Some(family)) = stores.grants.family(&family_id).await else {
+            continue;
+        };
+        let Ok(Some(client)) = stores.clients.client(&family.client_id).await else {
+            continue;
+        };
+        let Some(uri) = client.backchannel_logout_uri.clone() else {
+            continue;
+        };
+        let token = match state.oauth.logout_token(&client, &family) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign a logout token");
+                continue;
+            }
+        };
+        let http = http.clone();
+        tokio::spawn(async move {
+            match http
+                .post(&uri)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(target: "authx::audit", event = "backchannel_logout_sent", client_id = %client.id);
+                }
+                Ok(r) => {
+                    tracing::warn!(client_id = %client.id, status = r.status().as_u16(), "back-channel logout refused")
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %client.id, error = %e, "back-channel logout failed")
+                }
+            }
+        });
+    }
+}

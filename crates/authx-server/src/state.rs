@@ -31,6 +31,8 @@ pub struct Inner {
     pub health: Arc<dyn Health>,
     /// The revocation event bus.
     pub bus: Arc<dyn EventBus>,
+    /// Revoked grants waiting for back-channel logout (taken by the server loop).
+    pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
 
 impl AppState {

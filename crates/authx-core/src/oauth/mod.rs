@@ -12,6 +12,13 @@ pub mod scope;
 pub mod service;
 pub mod store;
 
+/// Told about every grant that ends (revocation, reuse detection, a session or password change),
+/// for example to send OIDC back-channel logout tokens. Calls must return at once.
+pub trait GrantObserver: Send + Sync + 'static {
+    /// A refresh-token family was revoked.
+    fn grant_revoked(&self, family_id: &str);
+}
+
 /// An error of the token, introspection or revocation endpoints, with its RFC 6749 §5.2 code.
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {

@@ -257,6 +257,7 @@ pub struct OAuthService {
     encryptor: KeyEncryptor,
     successor_key: [u8; 32],
     ring: RwLock<Arc<KeyRing>>,
+    observer: std::sync::OnceLock<Arc<dyn super::GrantObserver>>,
 }
 
 impl OAuthService {
@@ -282,7 +283,49 @@ impl OAuthService {
             encryptor,
             successor_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the observer told about revoked grants (once).
+    pub fn set_observer(&self, observer: Arc<dyn super::GrantObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The observer of revoked grants, if any.
+    #[must_use]
+    pub fn observer(&self) -> Option<Arc<dyn super::GrantObserver>> {
+        self.observer.get().cloned()
+    }
+
+    /// A back-channel logout token (OIDC Back-Channel Logout §2.4) telling `client` that the
+    /// user's session behind `family` ended.
+    ///
+    /// # Errors
+    /// When no signing key is active.
+    pub fn logout_token(
+        &self,
+        client: &Client,
+        family: &RefreshFamily,
+    ) -> Result<String, OAuthError> {
+        let now = self.clock.now();
+        let signer = self
+            .ring()
+            .signer(client.id_token_alg)
+            .ok_or_else(|| OAuthError::Internal("no active ID-token key".into()))?;
+        let mut claims = json!({
+            "iss": self.config.issuer,
+            "sub": family.user_id,
+            "aud": client.id,
+            "iat": now.secs(),
+            "exp": now.plus(120).secs(),
+            "jti": crate::secret::random_id(),
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        if let Some(sid) = &family.session_id {
+            claims["sid"] = Value::String(sid.0.clone());
+        }
+        jwt::sign(&signer, "logout+jwt", &claims).map_err(|e| OAuthError::Internal(e.to_string()))
     }
 
     /// The configuration.
@@ -456,6 +499,8 @@ impl OAuthService {
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified"],
             "prompt_values_supported": ["none", "login", "consent"],
             "authorization_response_iss_parameter_supported": true,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
             "claims_parameter_supported": false,
@@ -1213,6 +1258,9 @@ impl OAuthService {
                     user_id: family.user_id.clone(),
                 })
                 .await?;
+            if let Some(o) = self.observer.get() {
+                o.grant_revoked(&family.id);
+            }
             tracing::info!(target: "authx::audit", event = "family_revoked", family_id = %family.id, user_id = %family.user_id);
         }
         Ok(())

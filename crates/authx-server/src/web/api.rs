@@ -472,6 +472,8 @@ pub struct ClientSpec {
     /// Post-logout redirect URIs.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// OIDC back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
     /// ID token algorithm (`RS256` default, `ES256`, `EdDSA`).
     pub id_token_alg: Option<String>,
     /// Access token lifetime in seconds (default 900, at most 3600).
@@ -517,7 +519,7 @@ impl ClientSpec {
             secret_hash: None,
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
-            backchannel_logout_uri: None,
+            backchannel_logout_uri: self.backchannel_logout_uri,
             grant_types,
             scopes: self.scopes,
             first_party: self.first_party,
@@ -540,6 +542,7 @@ pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
         "public": !c.is_confidential(),
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "backchannel_logout_uri": c.backchannel_logout_uri,
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scopes": c.scopes,
         "first_party": c.first_party,

@@ -1450,14 +1450,155 @@ async fn grants_stand_in_the_session_inventory_and_can_be_revoked_there() {
     let c = code(&op, "openid read").await;
     let t: Value = exchange(&op, &c).await.json().await.unwrap();
     let rt = t["refresh_token"].as_str().unwrap().to_owned();
-    let list: Value = op.server.get("/api/v1/sessions", Some(&op.cookie)).await.unwrap().json().await.unwrap();
-    let grant = list["sessions"].as_array().unwrap().iter().find(|s| s["kind"] == "application").cloned().expect("grant listed");
+    let list: Value = op
+        .server
+        .get("/api/v1/sessions", Some(&op.cookie))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "application")
+        .cloned()
+        .expect("grant listed");
     assert_eq!(grant["client_id"], "app");
-    let account = op.server.get("/account", Some(&op.cookie)).await.unwrap().text().await.unwrap();
-    assert!(account.contains("app app"), "the account page names the application");
+    let account = op
+        .server
+        .get("/account", Some(&op.cookie))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        account.contains("app app"),
+        "the account page names the application"
+    );
     let id = grant["id"].as_str().unwrap();
-    let res = op.server.send_json(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), &op.cookie, None).await.unwrap();
+    let res = op
+        .server
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            &op.cookie,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await.status(), 400);
-    assert_eq!(introspect(&op, t["access_token"].as_str().unwrap()).await["active"], false);
+    assert_eq!(
+        token(
+            &op,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)]
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        introspect(&op, t["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+}
+
+/// Accepts one HTTP POST and returns its body.
+async fn receive_one_post(listener: tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                return body.to_owned();
+            }
+        }
+        if n == 0 {
+            return String::new();
+        }
+    }
+}
+
+#[tokio::test]
+async fn back_channel_logout_token_reaches_the_client_when_the_session_ends() {
+    let op = op().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let state = &op.server.running().unwrap().state;
+    let mut c = client(
+        "rp",
+        &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+        true,
+    );
+    c.backchannel_logout_uri = Some(uri);
+    let (_, secret) = state.oauth.register_client(c, true).await.unwrap();
+    let res = get(&op, &authorize_url(&op, "rp", "openid", "")).await;
+    let code = query_param(res.headers()["location"].to_str().unwrap(), "code").unwrap();
+    let t: Value = op
+        .server
+        .client
+        .post(format!("{}/oauth2/token", op.server.url))
+        .basic_auth("rp", secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    let received = tokio::spawn(receive_one_post(listener));
+    assert_eq!(
+        op.server
+            .send_json(
+                reqwest::Method::POST,
+                "/api/v1/auth/sign-out",
+                &op.cookie,
+                None
+            )
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), received)
+        .await
+        .expect("no logout token arrived")
+        .unwrap();
+    let token = form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .unwrap()
+        .1
+        .into_owned();
+    let (h, c) = claims(&token);
+    assert_eq!(h["typ"], "logout+jwt");
+    assert_eq!(c["aud"], "rp");
+    assert_eq!(c["iss"], op.server.url);
+    assert_eq!(c["sub"], id["sub"]);
+    assert_eq!(c["sid"], id["sid"]);
+    assert!(c["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(c.get("nonce").is_none());
 }
