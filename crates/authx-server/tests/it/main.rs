@@ -10,10 +10,12 @@
 
 mod browser;
 mod browser_device;
+mod browser_oidc;
 mod cli;
 mod csrf;
 mod device;
 mod hostile;
+mod interop;
 mod oidc;
 mod ops;
 mod scale;
