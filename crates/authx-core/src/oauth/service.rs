@@ -976,8 +976,9 @@ impl OAuthService {
         }
         let redirect_uri = redirect_uri
             .ok_or_else(|| OAuthError::InvalidRequest("redirect_uri is required".into()))?;
-        let verifier = verifier
-            .ok_or_else(|| OAuthError::InvalidRequest("code_verifier is required".into()))?;
+        // A missing verifier fails PKCE like a wrong one, after redemption: the code is spent
+        // (RFC 7636 §4.6, SECURITY.md #35).
+        let verifier = verifier.unwrap_or_default();
         let Some(code) = AuthorizationCode::parse(code) else {
             return Err(OAuthError::InvalidGrant("invalid authorization code"));
         };

@@ -431,13 +431,24 @@ async fn a_code_is_refused_without_the_verifier_or_a_second_time() {
     let p = Provider::start().await;
     let rp = p.rp();
 
-    let (code, _verifier, _) = p.code(&rp, RP_REDIRECT, &[]).await;
-    // PKCE is required of every client: a missing verifier is a missing required parameter.
-    let no_verifier = rp.exchange_code(code).unwrap().request_async(&p.http).await;
+    let (code, verifier, _) = p.code(&rp, RP_REDIRECT, &[]).await;
+    // PKCE is required of every client: without the verifier the code fails and is spent.
+    let no_verifier = rp
+        .exchange_code(code.clone())
+        .unwrap()
+        .request_async(&p.http)
+        .await;
     assert_eq!(
         server_error(no_verifier),
-        CoreErrorResponseType::InvalidRequest
+        CoreErrorResponseType::InvalidGrant
     );
+    let late = rp
+        .exchange_code(code)
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&p.http)
+        .await;
+    assert_eq!(server_error(late), CoreErrorResponseType::InvalidGrant);
 
     let (code, _verifier, _) = p.code(&rp, RP_REDIRECT, &[]).await;
     let wrong_verifier = rp

@@ -595,6 +595,7 @@ async fn codes_are_single_use_bound_and_short_lived() {
             ("redirect_uri", REDIRECT),
             ("code_verifier", &"x".repeat(43)),
         ],
+        vec![("redirect_uri", REDIRECT)],
     ] {
         let c = code(&op, "openid").await;
         let mut f = vec![("grant_type", "authorization_code"), ("code", c.as_str())];
