@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Load scenarios S0-S5 against a release build of authx on a fresh SQLite database.
+#
+#   bench/load.sh                      # every scenario, 10 s each
+#   DURATION=30 bench/load.sh          # longer runs
+#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F)
+#
+# Builds the server once (cargo build --release), creates fixtures with the authx CLI, starts
+# `authx serve` on 127.0.0.1:$PORT, runs each scenario with wrk for a fixed time and prints one
+# line per scenario: requests/s, p50, p99, peak RSS of the server during that scenario (VmHWM,
+# reset before each scenario through /proc/PID/clear_refs) and failed requests. The server is
+# stopped and the temporary directory removed on exit. Only 127.0.0.1 is ever contacted.
+#
+# Settings (environment): DURATION seconds per scenario (10), THREADS wrk threads (2), CONNS
+# connections for S0-S3 (32), SIGNIN_CONNS for S5 (8), REFRESH_CONNS for S4 (16), FLOOD_CONNS
+# sign-in connections during S1F (16), PORT (18080), AUTHX_LOG server log filter (info),
+# SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-32}
+SIGNIN_CONNS=${SIGNIN_CONNS:-8}
+REFRESH_CONNS=${REFRESH_CONNS:-16}
+FLOOD_CONNS=${FLOOD_CONNS:-16}
+PORT=${PORT:-18080}
+SQLITE_SYNC=${SQLITE_SYNC:-full}
+SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F"}
+export AUTHX_LOG=${AUTHX_LOG:-info}
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+export AUTHX_BENCH_DIR=$HERE
+HOST=127.0.0.1
+BASE="http://$HOST:$PORT"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "load.sh: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+  else
+    sudo apt-get install -y wrk >/dev/null || { sudo apt-get update >/dev/null && sudo apt-get install -y wrk >/dev/null; }
+  fi
+fi
+for tool in wrk curl cargo base64; do
+  command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+# --- build -------------------------------------------------------------------------------------
+say "building the release binary"
+(cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/authx
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+# --- fixtures ----------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/authx-load.XXXXXX")
+SERVER_PID=
+BG_PIDS=()
+cleanup() {
+  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$WORK/authx.toml" <<EOF
+[database]
+sqlite_synchronous = "$SQLITE_SYNC"
+EOF
+export AUTHX_CONFIG=$WORK/authx.toml
+export AUTHX_DATABASE_URL="sqlite://$WORK/authx.db"
+EMAIL=bench@example.com
+PASSWORD='load test password, long enough'
+API=urn:authx:bench-api
+REDIRECT=http://127.0.0.1:9/callback
+
+say "creating fixtures in $WORK"
+printf '%s\n' "$PASSWORD" | "$BIN" user add --email "$EMAIL" >/dev/null 2>"$WORK/cli.log"
+"$BIN" resource add --id "$API" --scope read >/dev/null 2>>"$WORK/cli.log"
+WORKER_SECRET=$("$BIN" client add --id bench-worker --name Worker --grant client_credentials \
+  --scope read 2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')
+APP_SECRET=$("$BIN" client add --id bench-app --name App --first-party --redirect-uri "$REDIRECT" \
+  --grant authorization_code --grant refresh_token --scope read 2>>"$WORK/cli.log" |
+  sed -n 's/^client_secret: //p')
+[ -n "$WORKER_SECRET" ] && [ -n "$APP_SECRET" ] || die "client registration failed (see $WORK/cli.log)"
+# client_secret_basic: form-urlencoded id and secret (both are URL-safe already).
+WORKER_AUTH="Basic $(printf '%s:%s' bench-worker "$WORKER_SECRET" | base64 -w0)"
+APP_AUTH="Basic $(printf '%s:%s' bench-app "$APP_SECRET" | base64 -w0)"
+
+# --- server ------------------------------------------------------------------------------------
+if curl -s -o /dev/null "$BASE/healthz"; then die "something already listens on $HOST:$PORT"; fi
+start_ns=$EPOCHREALTIME
+"$BIN" serve --listen "$HOST:$PORT" 2>"$WORK/server.log" &
+SERVER_PID=$!
+ready=
+for _ in $(seq 2000); do
+  if curl -sf -o /dev/null "$BASE/readyz"; then ready=$EPOCHREALTIME; break; fi
+  kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -5 "$WORK/server.log")"
+  sleep 0.002
+done
+[ -n "$ready" ] || die "server not ready after polling for a while"
+startup_ms=$(awk -v a="$start_ns" -v b="$ready" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+sleep 1
+idle_rss_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status")
+
+# --- state for the scenarios -------------------------------------------------------------------
+json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
+SESSION=$(curl -sf "$BASE/api/v1/auth/sign-in" -H "Origin: $BASE" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\",\"return_token\":true}" | json_field session_token)
+[ -n "$SESSION" ] || die "sign-in failed"
+COOKIE="authx_session=$SESSION"
+curl -sf -o /dev/null -H "Cookie: $COOKIE" "$BASE/api/v1/me" || die "GET /api/v1/me failed"
+
+CC_BODY="grant_type=client_credentials&scope=read&resource=$(printf '%s' "$API" | sed 's/:/%3A/g')"
+ACCESS_TOKEN=$(curl -sf "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH" -d "$CC_BODY" |
+  json_field access_token)
+[ -n "$ACCESS_TOKEN" ] || die "client_credentials failed"
+curl -sf "$BASE/oauth2/introspect" -H "Authorization: $WORKER_AUTH" -d "token=$ACCESS_TOKEN" |
+  grep -q '"active":true' || die "introspection of a fresh token is not active"
+
+# S4: two refresh-token grants per connection, each from a real code + PKCE exchange.
+new_refresh_token() {
+  local verifier challenge location code
+  verifier=$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
+  challenge=$(printf '%s' "$verifier" | openssl dgst -sha256 -binary | base64 -w0 | tr '+/' '-_' | tr -d '=')
+  location=$(curl -s -o /dev/null -w '%{redirect_url}' -H "Cookie: $COOKIE" \
+    "$BASE/oauth2/authorize?response_type=code&client_id=bench-app&redirect_uri=$REDIRECT&scope=read&state=s&code_challenge=$challenge&code_challenge_method=S256")
+  code=$(printf '%s' "$location" | sed -n 's/.*[?&]code=\([^&]*\).*/\1/p')
+  [ -n "$code" ] || die "authorize gave no code: $location"
+  curl -sf "$BASE/oauth2/token" -H "Authorization: $APP_AUTH" \
+    -d "grant_type=authorization_code&code=$code&redirect_uri=$REDIRECT&code_verifier=$verifier" |
+    json_field refresh_token
+}
+if [[ " $SCENARIOS " == *" S4 "* ]]; then
+  command -v openssl >/dev/null || die "openssl is required for S4 (PKCE challenge)"
+  : >"$WORK/refresh_tokens"
+  for _ in $(seq $((REFRESH_CONNS * 2))); do
+    rt=$(new_refresh_token)
+    [ -n "$rt" ] || die "code exchange gave no refresh token"
+    printf '%s\n' "$rt" >>"$WORK/refresh_tokens"
+  done
+fi
+
+# --- running -----------------------------------------------------------------------------------
+SIGNIN_BODY="{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
+
+reset_peak() { echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true; }
+peak_rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+
+# wrk_run NAME CONNS DURATION SCRIPT URL [wrk args...] -> the AUTHX_RESULT line in $WORK/NAME.out
+wrk_run() {
+  local name=$1 conns=$2 secs=$3 script=$4 url=$5
+  shift 5
+  local threads=$THREADS
+  [ "$conns" -lt "$threads" ] && threads=$conns
+  WRK_THREADS=$threads wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s -s "$HERE/$script" "$@" "$url" \
+    >"$WORK/$name.out" 2>&1
+}
+
+# print_row LABEL NAME PEAK
+print_row() {
+  local line
+  line=$(grep AUTHX_RESULT "$WORK/$2.out" || true)
+  if [ -z "$line" ]; then
+    printf '%-4s %-44s wrk failed: %s\n' "$1" "$3" "$(tail -3 "$WORK/$2.out" | tr '\n' ' ')"
+    return
+  fi
+  local rps p50 p99 max errors
+  rps=$(sed -n 's/.*rps=\([0-9.]*\).*/\1/p' <<<"$line")
+  p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+  p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+  max=$(sed -n 's/.*max_us=\([0-9]*\).*/\1/p' <<<"$line")
+  errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+  printf '%-4s %-44s %10.0f req/s  p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  peak RSS %6s MB  errors %s\n' \
+    "$1" "$3" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
+    "$(awk -v v="$max" 'BEGIN{print v/1000}')" "$4" "$errors"
+}
+
+scenario() {
+  local id=$1
+  reset_peak
+  case $id in
+    S0) wrk_run S0 "$CONNS" "$DURATION" get.lua "$BASE/healthz"
+        print_row S0 S0 "GET /healthz (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S1) wrk_run S1 "$CONNS" "$DURATION" get.lua "$BASE/api/v1/me" -H "Cookie: $COOKIE"
+        print_row S1 S1 "GET /api/v1/me, session cookie (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S2) WRK_BODY=$CC_BODY wrk_run S2 "$CONNS" "$DURATION" post.lua "$BASE/oauth2/token" \
+          -H "Authorization: $WORKER_AUTH"
+        print_row S2 S2 "client_credentials, ES256 (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S3) WRK_BODY="token=$ACCESS_TOKEN" wrk_run S3 "$CONNS" "$DURATION" post.lua "$BASE/oauth2/introspect" \
+          -H "Authorization: $WORKER_AUTH"
+        print_row S3 S3 "introspect a valid token (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S4) REFRESH_TOKENS=$WORK/refresh_tokens WRK_AUTH=$APP_AUTH \
+          wrk_run S4 "$REFRESH_CONNS" "$DURATION" refresh.lua "$BASE/oauth2/token"
+        print_row S4 S4 "refresh rotation, sync=$SQLITE_SYNC (c=$REFRESH_CONNS)" "$(peak_rss_mb)" ;;
+    S5) WRK_BODY=$SIGNIN_BODY WRK_CONTENT_TYPE=application/json \
+          wrk_run S5 "$SIGNIN_CONNS" "$DURATION" post.lua "$BASE/api/v1/auth/sign-in" -H "Origin: $BASE"
+        print_row S5 S5 "sign-in, Argon2id (c=$SIGNIN_CONNS)" "$(peak_rss_mb)" ;;
+    S1F)
+        # The flood starts first and ends after S1 does, so S1 runs entirely under it.
+        WRK_BODY=$SIGNIN_BODY WRK_CONTENT_TYPE=application/json \
+          wrk_run S1F-flood "$FLOOD_CONNS" $((DURATION + 3)) post.lua "$BASE/api/v1/auth/sign-in" \
+          -H "Origin: $BASE" &
+        BG_PIDS+=($!)
+        sleep 1
+        wrk_run S1F "$CONNS" "$DURATION" get.lua "$BASE/api/v1/me" -H "Cookie: $COOKIE"
+        wait "${BG_PIDS[-1]}" || true
+        local peak
+        peak=$(peak_rss_mb)
+        print_row S1F S1F "GET /api/v1/me during sign-in flood (c=$CONNS)" "$peak"
+        print_row "" S1F-flood "  the flood: sign-in (c=$FLOOD_CONNS)" "$peak" ;;
+    *) die "unknown scenario $id" ;;
+  esac
+}
+
+say "server ready in ${startup_ms} ms; idle RSS $((idle_rss_kb / 1024)) MB; ${DURATION} s per scenario"
+printf 'authx load: %s, %s cores, load average %s, %s s per scenario, wrk -t%s\n' \
+  "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(nproc)" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$DURATION" "$THREADS"
+printf 'start-up to ready: %s ms (existing database); idle RSS: %.1f MB\n' "$startup_ms" \
+  "$(awk -v v="$idle_rss_kb" 'BEGIN{print v/1024}')"
+for s in $SCENARIOS; do
+  scenario "$s"
+  sleep 1
+done
+printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
