@@ -265,6 +265,22 @@ async fn token_post(
         Ok(c) => c,
         Err(e) => return oauth_error(&e, basic),
     };
+    // First-party public clients (single-page apps) may keep the refresh token in an HttpOnly,
+    // SameSite=Strict cookie scoped to this endpoint instead of in script-readable storage.
+    let cookie_client = client.first_party && !client.is_confidential();
+    let wants_cookie = p.get("refresh_token_delivery") == Some("cookie");
+    if wants_cookie && !cookie_client {
+        return invalid_request(
+            "only first-party public clients may receive the refresh token as a cookie",
+        );
+    }
+    let cookie_token = cookie_client
+        .then(|| {
+            crate::cookies::cookie_value(&headers, refresh_cookie_name(&state)).map(str::to_owned)
+        })
+        .flatten();
+    let deliver_cookie =
+        wants_cookie || (p.get("refresh_token").is_none() && cookie_token.is_some());
     let result = match p.get("grant_type") {
         Some("authorization_code") => match p.get("code") {
             Some(code) => {
@@ -275,7 +291,7 @@ async fn token_post(
             }
             None => Err(OAuthError::InvalidRequest("code is required".into())),
         },
-        Some("refresh_token") => match p.get("refresh_token") {
+        Some("refresh_token") => match p.get("refresh_token").or(cookie_token.as_deref()) {
             Some(rt) => state.oauth.refresh(&client, rt, p.get("scope")).await,
             None => Err(OAuthError::InvalidRequest(
                 "refresh_token is required".into(),
@@ -292,14 +308,47 @@ async fn token_post(
         None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
     };
     match result {
-        Ok(tokens) => {
+        Ok(mut tokens) => {
+            let cookie = if deliver_cookie {
+                tokens
+                    .refresh_token
+                    .take()
+                    .map(|rt| refresh_cookie(&state, &rt, client.refresh_token_ttl_secs))
+            } else {
+                None
+            };
             let mut res = Json(tokens.to_json()).into_response();
             res.headers_mut()
                 .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            if let Some(c) = cookie {
+                super::api::append_cookie(res.headers_mut(), &c);
+            }
             res
         }
         Err(e) => oauth_error(&e, basic),
     }
+}
+
+fn refresh_cookie_name(state: &AppState) -> &'static str {
+    if state.config.cookie_secure {
+        "__Secure-authx_refresh"
+    } else {
+        "authx_refresh"
+    }
+}
+
+/// The refresh-token cookie: sent back only to the token endpoint, never to scripts, never
+/// cross-site.
+fn refresh_cookie(state: &AppState, token: &str, max_age: i64) -> String {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={token}; Path=/oauth2/token; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
+        refresh_cookie_name(state)
+    )
 }
 
 async fn introspect_post(
