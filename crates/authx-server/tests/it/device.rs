@@ -793,3 +793,50 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
         .unwrap_err();
     assert!(err.to_string().contains("https"), "{err}");
 }
+
+#[tokio::test]
+async fn device_grants_stand_in_the_session_list_and_can_be_revoked_there() {
+    let t = tv().await;
+    let (device_code, user_code) = start(&t).await;
+    assert_eq!(decide(&t, &user_code, "approve").await.status(), 200);
+    let (_, tokens) = poll(&t, &device_code).await;
+    let list: Value = t
+        .server
+        .get("/api/v1/sessions", Some(&t.cookie))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "application" && s["client_id"] == "tv")
+        .cloned()
+        .expect("the device grant is listed");
+    let res = t
+        .server
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{}", grant["id"].as_str().unwrap()),
+            &t.cookie,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = t
+        .server
+        .client
+        .post(format!("{}/oauth2/token", t.server.url))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", "tv"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
+}
