@@ -407,6 +407,43 @@ async fn logout_get(current: CurrentSession) -> Response {
     .into_response()
 }
 
+/// A form carrying the synchronizer token.
+trait WithCsrf {
+    fn csrf_token(&self) -> &str;
+}
+
+impl WithCsrf for CsrfOnly {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+impl WithCsrf for PasswordForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// The checks every account form passes: a well-formed body, a session (else the sign-in
+/// page), and the session's CSRF token.
+#[allow(clippy::result_large_err)] // The error is the finished response.
+fn account_form<T: WithCsrf>(
+    current: &CurrentSession,
+    form: Result<FormBody<T>, ApiError>,
+) -> Result<(&authx_core::auth::Authenticated, T), Response> {
+    let form = match form {
+        Ok(FormBody(f)) => f,
+        Err(e) => return Err(bad_form(e)),
+    };
+    let Some(auth) = &current.auth else {
+        return Err(to_login("/account"));
+    };
+    if !form_token_ok(current, form.csrf_token()) {
+        return Err(csrf_refused());
+    }
+    Ok((auth, form))
+}
+
 #[derive(Deserialize)]
 struct CsrfOnly {
     #[serde(default)]
@@ -564,16 +601,10 @@ async fn account_revoke_post(
     Path(id): Path<String>,
     form: Result<FormBody<CsrfOnly>, ApiError>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+    let (auth, _) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
-    let Some(auth) = &current.auth else {
-        return to_login("/account");
-    };
-    if !form_token_ok(&current, &form.csrf_token) {
-        return csrf_refused();
-    }
     let own = auth.session.id.0 == id;
     match state
         .auth
@@ -596,16 +627,10 @@ async fn account_revoke_others_post(
     current: CurrentSession,
     form: Result<FormBody<CsrfOnly>, ApiError>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+    let (auth, _) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
-    let Some(auth) = &current.auth else {
-        return to_login("/account");
-    };
-    if !form_token_ok(&current, &form.csrf_token) {
-        return csrf_refused();
-    }
     match state
         .auth
         .revoke_other_sessions(&auth.user.id, Some(&auth.session.id))
@@ -629,16 +654,10 @@ async fn account_password_post(
     current: CurrentSession,
     form: Result<FormBody<PasswordForm>, ApiError>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+    let (auth, form) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
-    let Some(auth) = &current.auth else {
-        return to_login("/account");
-    };
-    if !form_token_ok(&current, &form.csrf_token) {
-        return csrf_refused();
-    }
     match state
         .auth
         .change_password(
@@ -716,16 +735,10 @@ async fn account_grant_revoke_post(
     Path(id): Path<String>,
     form: Result<FormBody<CsrfOnly>, ApiError>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+    let (auth, _) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
-    let Some(auth) = &current.auth else {
-        return to_login("/account");
-    };
-    if !form_token_ok(&current, &form.csrf_token) {
-        return csrf_refused();
-    }
     match state.oauth.revoke_user_grant(&auth.user.id, &id).await {
         Ok(_) => Redirect::to("/account?done=revoked").into_response(),
         Err(e) => {
@@ -741,16 +754,10 @@ async fn account_consent_withdraw_post(
     Path(client_id): Path<String>,
     form: Result<FormBody<CsrfOnly>, ApiError>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+    let (auth, _) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
     };
-    let Some(auth) = &current.auth else {
-        return to_login("/account");
-    };
-    if !form_token_ok(&current, &form.csrf_token) {
-        return csrf_refused();
-    }
     match state
         .oauth
         .stores()
