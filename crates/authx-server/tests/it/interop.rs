@@ -564,7 +564,8 @@ async fn a_public_client_with_pkce_and_no_secret() {
         refresh.secret()
     );
 
-    // Without the verifier a public client has nothing to prove it started the request.
+    // Without the verifier a public client has nothing to prove it started the request: the
+    // code fails and is spent.
     let (code, _, _) = p.code(&native, &redirect, &[]).await;
     let no_verifier = native
         .exchange_code(code)
@@ -573,7 +574,7 @@ async fn a_public_client_with_pkce_and_no_secret() {
         .await;
     assert_eq!(
         server_error(no_verifier),
-        CoreErrorResponseType::InvalidRequest
+        CoreErrorResponseType::InvalidGrant
     );
 
     // Nor can it use the confidential client's grant.
