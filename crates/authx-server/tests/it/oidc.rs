@@ -1606,9 +1606,26 @@ async fn back_channel_logout_token_reaches_the_client_when_the_session_ends() {
 
 #[tokio::test]
 async fn first_party_spa_keeps_its_refresh_token_in_a_strict_cookie() {
-    let op = op_with(|c| c.oauth = Some(authx_server::config::OAuthFile { refresh_grace_secs: Some(0), ..Default::default() })).await;
+    let op = op_with(|c| {
+        c.oauth = Some(authx_server::config::OAuthFile {
+            refresh_grace_secs: Some(0),
+            ..Default::default()
+        })
+    })
+    .await;
     let state = &op.server.running().unwrap().state;
-    state.oauth.register_client(client("spa", &[GrantType::AuthorizationCode, GrantType::RefreshToken], true), false).await.unwrap();
+    state
+        .oauth
+        .register_client(
+            client(
+                "spa",
+                &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+                true,
+            ),
+            false,
+        )
+        .await
+        .unwrap();
     let res = get(&op, &authorize_url(&op, "spa", "openid", "")).await;
     let code = query_param(res.headers()["location"].to_str().unwrap(), "code").unwrap();
     let url = format!("{}/oauth2/token", op.server.url);
@@ -1629,25 +1646,47 @@ async fn first_party_spa_keeps_its_refresh_token_in_a_strict_cookie() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let set = authx_testkit::set_cookies(&res);
-    let cookie = set.iter().find(|c| c.starts_with("authx_refresh=")).expect("refresh cookie").clone();
+    let cookie = set
+        .iter()
+        .find(|c| c.starts_with("authx_refresh="))
+        .expect("refresh cookie")
+        .clone();
     for attr in ["Path=/oauth2/token", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
     let body: Value = res.json().await.unwrap();
-    assert!(body.get("refresh_token").is_none(), "not in script-readable JSON");
+    assert!(
+        body.get("refresh_token").is_none(),
+        "not in script-readable JSON"
+    );
     let rt1 = cookie.split(';').next().unwrap().to_owned();
     // Refresh with the cookie alone: rotation and reuse detection work as ever.
     let refresh = |c: String| {
-        op.server.client.post(&url).header("cookie", c).form(&[("grant_type", "refresh_token"), ("client_id", "spa")]).send()
+        op.server
+            .client
+            .post(&url)
+            .header("cookie", c)
+            .form(&[("grant_type", "refresh_token"), ("client_id", "spa")])
+            .send()
     };
     let r2 = refresh(rt1.clone()).await.unwrap();
     assert_eq!(r2.status(), 200);
-    let rt2 = authx_testkit::set_cookies(&r2).into_iter().find(|c| c.starts_with("authx_refresh=")).unwrap();
+    let rt2 = authx_testkit::set_cookies(&r2)
+        .into_iter()
+        .find(|c| c.starts_with("authx_refresh="))
+        .unwrap();
     let rt2 = rt2.split(';').next().unwrap().to_owned();
     assert_ne!(rt1, rt2);
     assert_eq!(refresh(rt1).await.unwrap().status(), 400, "replay refused");
     assert_eq!(refresh(rt2).await.unwrap().status(), 400, "family revoked");
     // Only first-party public clients may ask for it.
-    let res = token(&op, &[("grant_type", "client_credentials"), ("refresh_token_delivery", "cookie")]).await;
+    let res = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("refresh_token_delivery", "cookie"),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 400);
 }
