@@ -560,10 +560,9 @@ impl AuthService {
             .sessions
             .delete_user_sessions(user, keep)
             .await?;
-        for session in &ended {
-            self.revoke_families(FamilyScope::Session(user, session))
-                .await?;
-        }
+        // Signing out everywhere else ends every application grant of the user too (devices
+        // and apps included); they sign in again through this session if the user wants.
+        self.revoke_families(FamilyScope::User(user)).await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.clone(),
             kept: keep.cloned(),

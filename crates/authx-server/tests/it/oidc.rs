@@ -1690,3 +1690,44 @@ async fn first_party_spa_keeps_its_refresh_token_in_a_strict_cookie() {
     .await;
     assert_eq!(res.status(), 400);
 }
+
+#[tokio::test]
+async fn signing_out_everywhere_else_ends_every_application_grant() {
+    let op = op().await;
+    let c = code(&op, "openid read").await;
+    let t: Value = exchange(&op, &c).await.json().await.unwrap();
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let res = op
+        .server
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/sessions/revoke-others",
+            &op.cookie,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        op.server
+            .get("/api/v1/me", Some(&op.cookie))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        token(
+            &op,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)]
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        introspect(&op, t["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+}
