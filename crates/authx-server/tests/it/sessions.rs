@@ -540,3 +540,45 @@ async fn argon2id_hash_is_stored_and_upgraded_on_sign_in() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    // One hashing slot: five sign-ins queue behind each other for a while.
+    let server = TestServer::start_with(|c| {
+        c.password = Some(authx_server::config::PasswordFile {
+            hash_concurrency: Some(1),
+            ..Default::default()
+        });
+    })
+    .await
+    .unwrap();
+    server
+        .create_user("drain@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let mut inflight = Vec::new();
+    for _ in 0..5 {
+        let client = server.client.clone();
+        let url = format!("{}/api/v1/auth/sign-in", server.url);
+        let origin = server.url.clone();
+        inflight.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("origin", origin)
+                .json(&json!({"email": "drain@example.com", "password": PASSWORD}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    // Let every request reach the server, then stop it while they wait for the hasher.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    server.stop().await;
+    for task in inflight {
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            200,
+            "an in-flight request was cut off"
+        );
+    }
+}
