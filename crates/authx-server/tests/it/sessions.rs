@@ -582,3 +582,30 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         );
     }
 }
+
+#[tokio::test]
+async fn optional_user_agent_binding_refuses_a_session_moved_to_another_browser() {
+    let server = TestServer::start_with(|c| {
+        c.session = Some(authx_server::config::SessionFile {
+            bind_user_agent: Some(true),
+            ..Default::default()
+        });
+    })
+    .await
+    .unwrap();
+    server
+        .create_user("ua@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let cookie = server.sign_in("ua@example.com", PASSWORD).await.unwrap();
+    assert_eq!(me_status(&server, &cookie).await, 200);
+    let moved = server
+        .client
+        .get(format!("{}/api/v1/me", server.url))
+        .header("cookie", &cookie)
+        .header("user-agent", "SomethingElse/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 401);
+}
