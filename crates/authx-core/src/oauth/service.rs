@@ -25,7 +25,7 @@ use super::scope::Scopes;
 use super::store::{ClientStore, GrantStore, KeyStore};
 use crate::clock::{Clock, Timestamp};
 use crate::events::{EventBus, RevocationEvent};
-use crate::secret::{TokenHash, b64url, ct_eq, opaque_secret};
+use crate::secret::{TokenHash, b64url, opaque_secret};
 use crate::session::SessionId;
 use crate::store::{AccountStore, SessionStore, ThrottleStore};
 use crate::throttle::ThrottlePolicy;
@@ -849,16 +849,16 @@ impl OAuthService {
         let requested = p.scope.as_deref().unwrap_or("");
         let scopes =
             Scopes::parse(requested).ok_or_else(|| fail("invalid_scope", "malformed scope"))?;
-        let res = match p.resource.as_deref() {
-            Some(r) => Some(
-                self.stores
-                    .clients
-                    .resource(r)
-                    .await
-                    .map_err(AuthorizeError::Store)?
-                    .ok_or_else(|| fail("invalid_target", "unknown resource"))?,
-            ),
-            None => None,
+        // Scopes the client may not have are refused first; then the API is resolved once, here,
+        // and stored with the code, so no refresh has to infer it again.
+        if let Err(e) = Self::grant_scope(&client, Some(&scopes.to_param()), None) {
+            return Err(fail("invalid_scope", &e.to_string()));
+        }
+        let res = match self.audience(p.resource.as_deref(), &scopes).await {
+            Ok((_, r)) => r,
+            Err(OAuthError::InvalidTarget(m)) => return Err(fail("invalid_target", &m)),
+            Err(OAuthError::Store(e)) => return Err(AuthorizeError::Store(e)),
+            Err(e) => return Err(fail("server_error", &e.to_string())),
         };
         let scope = match Self::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
             Ok(s) => s,
@@ -1601,12 +1601,6 @@ impl OAuthService {
         let now = self.clock.now();
         let grants = self.stores.grants.purge_grants(now).await?;
         Ok(grants + self.stores.devices.purge_device_grants(now).await?)
-    }
-
-    /// Whether `presented` equals `expected` in constant time (for hints and states).
-    #[must_use]
-    pub fn same(expected: &str, presented: &str) -> bool {
-        ct_eq(expected.as_bytes(), presented.as_bytes())
     }
 }
 

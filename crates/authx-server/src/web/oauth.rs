@@ -478,15 +478,15 @@ fn client_redirect(
     ser.append_pair("iss", &state.config.issuer);
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
     let target = format!("{redirect_uri}{sep}{}", ser.finish());
-    let mut res = match status {
-        StatusCode::SEE_OTHER => Redirect::to(&target).into_response(),
-        _ => Redirect::temporary(&target).into_response(),
-    };
-    // 302 rather than 307 after GET, so nothing is ever re-posted.
-    if status == StatusCode::FOUND {
-        *res.status_mut() = StatusCode::FOUND;
+    // 302 after GET, 303 after POST: nothing is ever re-posted to the client.
+    match HeaderValue::from_str(&target) {
+        Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
+        Err(_) => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request cannot be completed",
+            "The redirect address cannot be used.",
+        ),
     }
-    res
 }
 
 fn authorize_failure(state: &AppState, e: AuthorizeError, status: StatusCode) -> Response {
@@ -673,7 +673,7 @@ fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: String) -> Respon
             )
         })
         .collect();
-    let redirect_host = authx_core_origin(&req.redirect_uri);
+    let redirect_host = crate::config::origin_of(&req.redirect_uri).unwrap_or_default();
     let body = format!(
         "<h1>Allow <span id=\"client-name\">{name}</span>?</h1>\
          <p><strong>{name}</strong> (<code>{id}</code>) asks to access your account. It will be able to:</p>\
@@ -699,10 +699,6 @@ fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: String) -> Respon
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     res
-}
-
-fn authx_core_origin(uri: &str) -> String {
-    crate::config::origin_of(uri).unwrap_or_default()
 }
 
 async fn consent_post(
