@@ -566,6 +566,7 @@ impl AuthService {
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.clone(),
             kept: keep.cloned(),
+            ended: ended.clone(),
         })
         .await?;
         tracing::info!(target: "authx::audit", event = "sessions_revoked", user_id = %user, count = ended.len());
@@ -611,7 +612,8 @@ impl AuthService {
         self.stores.throttle.clear_failures(&account_key).await?;
         // Every credential that stood on the old password ends, the caller's session too: it is
         // re-issued below with a new token.
-        self.stores
+        let ended = self
+            .stores
             .sessions
             .delete_user_sessions(&user.id, None)
             .await?;
@@ -619,6 +621,7 @@ impl AuthService {
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.id.clone(),
             kept: None,
+            ended,
         })
         .await?;
         tracing::info!(target: "authx::audit", event = "password_changed", user_id = %user.id);
@@ -887,7 +890,7 @@ impl SessionCache {
             RevocationEvent::SessionEnded { session_id, .. } => {
                 inner.map.retain(|_, a| &a.session.id != session_id);
             }
-            RevocationEvent::UserSessionsEnded { user_id, kept } => {
+            RevocationEvent::UserSessionsEnded { user_id, kept, .. } => {
                 inner
                     .map
                     .retain(|_, a| &a.user.id != user_id || Some(&a.session.id) == kept.as_ref());

@@ -25,6 +25,9 @@ pub enum RevocationEvent {
         user_id: UserId,
         /// The session that survives, if any.
         kept: Option<SessionId>,
+        /// The sessions that ended (tokens minted from them die with them).
+        #[serde(default)]
+        ended: Vec<SessionId>,
     },
     /// A user was disabled: nothing of theirs is valid any more.
     UserDisabled {
@@ -111,5 +114,124 @@ impl EventBus for InProcessBus {
 
     fn is_connected(&self) -> bool {
         true
+    }
+}
+
+/// A revocation event as kept in the durable log and sent on the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// Position in the log: increases with every event (gaps are possible).
+    pub seq: i64,
+    /// When the event happened (seconds since the epoch).
+    pub at: i64,
+    /// Until when it matters: after this, every token it concerns has expired.
+    pub expires_at: i64,
+    /// The event.
+    pub event: RevocationEvent,
+}
+
+/// The durable log of revocation events that resource-server guards read and resume from.
+#[async_trait]
+pub trait RevocationLog: Send + Sync + 'static {
+    /// Appends an event and returns its sequence number.
+    async fn append_event(
+        &self,
+        event: &RevocationEvent,
+        at: crate::Timestamp,
+        expires_at: crate::Timestamp,
+    ) -> crate::store::StoreResult<i64>;
+    /// Events with `seq > after` that still matter at `now`, oldest first, at most `limit`.
+    async fn events_after(
+        &self,
+        after: i64,
+        now: crate::Timestamp,
+        limit: u32,
+    ) -> crate::store::StoreResult<Vec<LoggedEvent>>;
+    /// Deletes events that no longer matter at `now`; returns how many.
+    async fn purge_events(&self, now: crate::Timestamp) -> crate::store::StoreResult<u64>;
+}
+
+/// An [`EventBus`] that first writes each event to a [`RevocationLog`], so the revocation feed
+/// can replay it to a guard that was away, then delivers it like the bus it wraps.
+pub struct DurableBus {
+    log: std::sync::Arc<dyn RevocationLog>,
+    inner: std::sync::Arc<dyn EventBus>,
+    clock: std::sync::Arc<dyn crate::Clock>,
+    retention_secs: std::sync::atomic::AtomicI64,
+}
+
+impl std::fmt::Debug for DurableBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableBus")
+            .field("retention_secs", &self.retention_secs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableBus {
+    /// Wraps `inner`. `retention_secs` is how long an event matters when it does not say: at
+    /// least the longest lifetime of any token it could concern.
+    #[must_use]
+    pub fn new(
+        log: std::sync::Arc<dyn RevocationLog>,
+        inner: std::sync::Arc<dyn EventBus>,
+        clock: std::sync::Arc<dyn crate::Clock>,
+        retention_secs: i64,
+    ) -> Self {
+        Self {
+            log,
+            inner,
+            clock,
+            retention_secs: std::sync::atomic::AtomicI64::new(retention_secs),
+        }
+    }
+
+    /// How long an event without its own expiry is kept.
+    #[must_use]
+    pub fn retention_secs(&self) -> i64 {
+        self.retention_secs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Raises or lowers the retention (for example when a client with longer-lived tokens is
+    /// registered).
+    pub fn set_retention_secs(&self, secs: i64) {
+        self.retention_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The log behind the bus.
+    #[must_use]
+    pub fn log(&self) -> &std::sync::Arc<dyn RevocationLog> {
+        &self.log
+    }
+}
+
+#[async_trait]
+impl EventBus for DurableBus {
+    async fn publish(&self, event: &RevocationEvent) -> Result<(), crate::StoreError> {
+        let now = self.clock.now();
+        let retention = now.plus(self.retention_secs());
+        let expires_at = match event {
+            // Kept a little past the token's own expiry, for verifiers' clock leeway.
+            RevocationEvent::AccessTokenRevoked { expires_at, .. } => {
+                crate::Timestamp(expires_at.saturating_add(120))
+            }
+            _ => retention,
+        };
+        self.log.append_event(event, now, expires_at).await?;
+        self.inner.publish(event).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.inner.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
     }
 }

@@ -47,6 +47,7 @@ mod migrations;
 mod oauth_sql;
 mod postgres;
 mod redis_store;
+mod revocation_sql;
 mod sql;
 mod sqlite;
 
@@ -73,6 +74,8 @@ pub struct Backend {
     pub grants: Arc<dyn GrantStore>,
     /// Device authorization grants (RFC 8628).
     pub devices: Arc<dyn authx_core::oauth::device::DeviceStore>,
+    /// The durable log of revocation events behind the revocation feed.
+    pub revocations: Arc<dyn authx_core::events::RevocationLog>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -311,7 +314,8 @@ where
         + ClientStore
         + KeyStore
         + GrantStore
-        + authx_core::oauth::device::DeviceStore,
+        + authx_core::oauth::device::DeviceStore
+        + authx_core::events::RevocationLog,
 {
     Backend {
         accounts: store.clone(),
@@ -321,6 +325,7 @@ where
         keys: store.clone(),
         grants: store.clone(),
         devices: store.clone(),
+        revocations: store.clone(),
         health: store,
         kind,
     }

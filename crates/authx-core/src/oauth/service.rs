@@ -456,7 +456,18 @@ impl OAuthService {
         Ok(k.kid)
     }
 
-    async fn max_token_lifetime(&self) -> Result<i64, OAuthError> {
+    /// The current time of the service's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The longest any token issued now could live (plus leeway): the longest access-token
+    /// lifetime of any client, or the ID-token lifetime.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn max_token_lifetime(&self) -> Result<i64, OAuthError> {
         let clients = self.stores.clients.list_clients().await?;
         let longest = clients
             .iter()
@@ -1543,10 +1554,12 @@ impl OAuthService {
     ) -> Result<(Client, Option<String>), OAuthError> {
         if client.id.is_empty()
             || client.id.len() > 255
-            || !client.id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            || !client.id.bytes().all(|b| b.is_ascii_graphic())
         {
+            // A ':' is allowed (an API's client id is its resource URI): HTTP Basic credentials
+            // are form-urlencoded before they are joined (RFC 6749 §2.3.1), so it is `%3A` there.
             return Err(OAuthError::InvalidRequest(
-                "client id must be 1-255 printable ASCII characters without ':'".into(),
+                "client id must be 1-255 printable ASCII characters".into(),
             ));
         }
         for uri in client

@@ -124,3 +124,4 @@ mod redis {
 
 // After the macros above, which it uses.
 mod device;
+mod revocations;
