@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use authx_core::Clock;
 use authx_core::auth::{AuthService, Stores};
-use authx_core::events::{EventBus, InProcessBus};
+use authx_core::events::{DurableBus, EventBus, InProcessBus};
 use authx_core::password::PasswordHasher;
 use authx_core::store::Health;
 use tokio::net::TcpListener;
@@ -29,6 +29,10 @@ use tokio::task::JoinHandle;
 
 pub use config::{Config, Overrides};
 use state::{AppState, Inner};
+
+/// The shortest time a revocation event is kept in the durable log; longer when a client's
+/// tokens live longer.
+const MIN_EVENT_RETENTION_SECS: i64 = 3600;
 
 /// How often expired rows are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
@@ -79,7 +83,15 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         sessions: Arc::clone(&shared.sessions),
         throttle: Arc::clone(&backend.throttle),
     };
-    let bus = shared.bus;
+    // Every revocation is written to the durable log before it travels, so a resource server's
+    // guard that was away replays it from the revocation feed.
+    let revocations = Arc::new(DurableBus::new(
+        Arc::clone(&backend.revocations),
+        shared.bus,
+        Arc::clone(&clock),
+        MIN_EVENT_RETENTION_SECS,
+    ));
+    let bus: Arc<dyn EventBus> = revocations.clone();
     let oauth_stores = authx_core::oauth::service::OAuthStores {
         clients: Arc::clone(&backend.clients),
         keys: Arc::clone(&backend.keys),
@@ -91,6 +103,13 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let oauth =
         provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;
+    revocations.set_retention_secs(
+        oauth
+            .max_token_lifetime()
+            .await
+            .context("cannot read the registered clients")?
+            .max(MIN_EVENT_RETENTION_SECS),
+    );
     let (observer, backchannel_rx) = provider::backchannel();
     oauth.set_observer(observer.clone());
     let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
@@ -106,6 +125,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         health: shared.health,
         bus,
         backchannel: std::sync::Mutex::new(Some(backchannel_rx)),
+        revocations,
+        closing: tokio::sync::watch::Sender::new(false),
     }))
 }
 
@@ -194,6 +215,7 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish, and returns when the server is down.
     pub async fn stop(mut self) {
+        self.state.closing.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -121,6 +121,17 @@ pub async fn maintenance_loop(state: crate::state::AppState) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "grant purge failed"),
             }
+            let now = state.oauth.now();
+            match state.revocations.log().purge_events(now).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired revocation events"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "revocation event purge failed"),
+            }
+        }
+        // A client registered since with longer-lived tokens keeps events longer.
+        if let Ok(secs) = state.oauth.max_token_lifetime().await {
+            let keep = secs.max(state.revocations.retention_secs());
+            state.revocations.set_retention_secs(keep);
         }
         rounds += 1;
     }

@@ -33,6 +33,10 @@ pub struct Inner {
     pub bus: Arc<dyn EventBus>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// The bus above, seen as the durable log behind the revocation feed.
+    pub revocations: Arc<authx_core::events::DurableBus>,
+    /// Becomes `true` when the server stops, so long-lived responses (the revocation feed) end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {

@@ -8,6 +8,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod revocations;
 
 use axum::Router;
 
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::router())
         .merge(oauth::machine_router())
         .merge(device::machine_router())
+        .merge(revocations::machine_router())
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -231,7 +231,7 @@ fn oauth_status(status: StatusCode, msg: &str) -> Response {
 }
 
 /// `client_secret_basic`: base64 of the form-encoded id and secret joined by `:` (RFC 6749 §2.3.1).
-fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
+pub(super) fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
     let s = v.to_str().ok()?;
     let (scheme, b64) = s.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
