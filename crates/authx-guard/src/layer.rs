@@ -1,0 +1,215 @@
+//! The tower layer, the axum extractors and the RFC 6750 error responses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::{Claims, Guard, Identity, TokenDefect};
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials at all: `401` with a bare `Bearer` challenge.
+    Missing,
+    /// A token or session that does not hold: `401 invalid_token`.
+    InvalidToken(TokenDefect),
+    /// Malformed credentials (two schemes, a broken header): `400 invalid_request`.
+    BadRequest,
+    /// The token lacks a scope the route needs: `403 insufficient_scope`.
+    InsufficientScope(String),
+    /// The guard cannot currently tell whether tokens were revoked: `503`.
+    Unavailable,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match &self {
+            Self::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer".to_owned(),
+                json!({"error": "unauthorized", "error_description": "a bearer token is required"}),
+            ),
+            Self::InvalidToken(_) => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer error=\"invalid_token\"".to_owned(),
+                json!({"error": "invalid_token", "error_description": "the access token is not valid"}),
+            ),
+            Self::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                "Bearer error=\"invalid_request\"".to_owned(),
+                json!({"error": "invalid_request", "error_description": "malformed credentials"}),
+            ),
+            Self::InsufficientScope(scope) => (
+                StatusCode::FORBIDDEN,
+                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+                json!({"error": "insufficient_scope", "error_description": format!("this needs scope {scope}"), "scope": scope}),
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                String::new(),
+                json!({"error": "temporarily_unavailable", "error_description": "cannot check revocations right now"}),
+            ),
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        let h = res.headers_mut();
+        if !challenge.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+/// The layer built by [`Guard::layer`].
+#[derive(Clone, Debug)]
+pub struct GuardLayer {
+    guard: Guard,
+    scopes: Arc<Vec<String>>,
+}
+
+impl GuardLayer {
+    pub(crate) fn new(guard: Guard) -> Self {
+        Self {
+            guard,
+            scopes: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Also require `scope` (every listed scope must be granted).
+    #[must_use]
+    pub fn require_scope(mut self, scope: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.scopes).push(scope.into());
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            inner,
+            guard: self.guard.clone(),
+            scopes: Arc::clone(&self.scopes),
+        }
+    }
+}
+
+/// The service of [`GuardLayer`].
+#[derive(Clone, Debug)]
+pub struct GuardService<S> {
+    inner: S,
+    guard: Guard,
+    scopes: Arc<Vec<String>>,
+}
+
+impl<S> tower::Service<Request> for GuardService<S>
+where
+    S: tower::Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // The clone that was made ready is the one that is called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        let scopes = Arc::clone(&self.scopes);
+        Box::pin(async move {
+            let identity = match guard.identify(req.headers()).await {
+                Ok(i) => i,
+                Err(r) => return Ok(r.into_response()),
+            };
+            if let Some(missing) = scopes.iter().find(|s| !identity.has_scope(s)) {
+                return Ok(Refusal::InsufficientScope(missing.clone()).into_response());
+            }
+            req.extensions_mut().insert(identity);
+            inner.call(req).await
+        })
+    }
+}
+
+impl Guard {
+    /// Checks a request's credentials: a bearer token, or  the session
+    /// cookie.
+    ///
+    /// # Errors
+    /// The refusal to send.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<Identity, Refusal> {
+        let mut auths = headers.get_all(header::AUTHORIZATION).iter();
+        match (auths.next(), auths.next()) {
+            (Some(_), Some(_)) => Err(Refusal::BadRequest),
+            (Some(v), None) => {
+                let v = v.to_str().map_err(|_| Refusal::BadRequest)?;
+                let (scheme, token) = v.split_once(' ').ok_or(Refusal::BadRequest)?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(Refusal::Missing);
+                }
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(Refusal::BadRequest);
+                }
+                self.check_bearer(token).await.map(Identity::Token)
+            }
+            (None, _) => self.identify_session(headers).await,
+        }
+    }
+
+    async fn identify_session(&self, headers: &HeaderMap) -> Result<Identity, Refusal> {
+        match &self.shared().config.sessions {
+            Some(check) => {
+                let denied = |sid: &str| {
+                    self.shared()
+                        .deny
+                        .read()
+                        .map_or(true, |d| d.denies_session(sid))
+                };
+                check.identify(headers, denied).await
+            }
+            None => Err(Refusal::Missing),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Refusal> {
+        // Present only behind the layer; a route outside it refuses rather than trusting.
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or(Refusal::Missing)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Claims {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Refusal> {
+        match parts.extensions.get::<Identity>() {
+            Some(Identity::Token(c)) => Ok(c.clone()),
+            _ => Err(Refusal::Missing),
+        }
+    }
+}
