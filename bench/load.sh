@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Load scenarios S0-S5 against a release build of authx on a fresh SQLite database.
+# Load scenarios S0-S6 against a release build of authx on a fresh SQLite database.
 #
 #   bench/load.sh                      # every scenario, 10 s each
 #   DURATION=30 bench/load.sh          # longer runs
-#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F)
+#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6)
+#
+# S6 runs the example resource server (authx-guard, JWT mode, subscribed to the revocation
+# feed) on PORT+1 and loads GET /whoami with a bearer token; its line shows that process's RSS.
 #
 # Builds the server once (cargo build --release), creates fixtures with the authx CLI, starts
 # `authx serve` on 127.0.0.1:$PORT, runs each scenario with wrk for a fixed time and prints one
@@ -25,7 +28,7 @@ REFRESH_CONNS=${REFRESH_CONNS:-16}
 FLOOD_CONNS=${FLOOD_CONNS:-16}
 PORT=${PORT:-18080}
 SQLITE_SYNC=${SQLITE_SYNC:-full}
-SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F"}
+SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F S6"}
 export AUTHX_LOG=${AUTHX_LOG:-info}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,6 +58,10 @@ say "building the release binary"
 (cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/authx
+if [[ " $SCENARIOS " == *" S6 "* ]]; then
+  (cd "$ROOT" && cargo build --release --quiet -p authx-guard --example resource-server)
+fi
+RS_BIN=$TARGET_DIR/release/examples/resource-server
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -63,6 +70,7 @@ SERVER_PID=
 BG_PIDS=()
 cleanup() {
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${RS_PID:-}" ]; then kill "$RS_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ]; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -92,7 +100,10 @@ WORKER_SECRET=$("$BIN" client add --id bench-worker --name Worker --grant client
 APP_SECRET=$("$BIN" client add --id bench-app --name App --first-party --redirect-uri "$REDIRECT" \
   --grant authorization_code --grant refresh_token --scope read 2>>"$WORK/cli.log" |
   sed -n 's/^client_secret: //p')
-[ -n "$WORKER_SECRET" ] && [ -n "$APP_SECRET" ] || die "client registration failed (see $WORK/cli.log)"
+# The API's own client: it opens the revocation feed for the guard in S6.
+API_SECRET=$("$BIN" client add --id "$API" --name "Bench API" --grant client_credentials \
+  --scope read 2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')
+[ -n "$WORKER_SECRET" ] && [ -n "$APP_SECRET" ] && [ -n "$API_SECRET" ] || die "client registration failed (see $WORK/cli.log)"
 # client_secret_basic: form-urlencoded id and secret (both are URL-safe already).
 WORKER_AUTH="Basic $(printf '%s:%s' bench-worker "$WORKER_SECRET" | base64 -w0)"
 APP_AUTH="Basic $(printf '%s:%s' bench-app "$APP_SECRET" | base64 -w0)"
@@ -219,6 +230,23 @@ scenario() {
         peak=$(peak_rss_mb)
         print_row S1F S1F "GET /api/v1/me during sign-in flood (c=$CONNS)" "$peak"
         print_row "" S1F-flood "  the flood: sign-in (c=$FLOOD_CONNS)" "$peak" ;;
+    S6)
+        local rs_base="http://$HOST:$((PORT + 1))"
+        AUTHX_GUARD_CLIENT_SECRET=$API_SECRET RUST_LOG=warn "$RS_BIN" --issuer "$BASE" \
+          --audience "$API" --client-id "$API" --listen "$HOST:$((PORT + 1))" \
+          >"$WORK/rs.log" 2>&1 &
+        RS_PID=$!
+        for _ in $(seq 500); do
+          curl -sf -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" "$rs_base/whoami" && break
+          kill -0 "$RS_PID" 2>/dev/null || die "resource server exited: $(tail -5 "$WORK/rs.log")"
+          sleep 0.01
+        done
+        echo 5 >"/proc/$RS_PID/clear_refs" 2>/dev/null || true
+        wrk_run S6 "$CONNS" "$DURATION" get.lua "$rs_base/whoami" -H "Authorization: Bearer $ACCESS_TOKEN"
+        print_row S6 S6 "guard: GET /whoami, JWT ES256 (c=$CONNS)" \
+          "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
+        kill "$RS_PID" 2>/dev/null || true
+        RS_PID= ;;
     *) die "unknown scenario $id" ;;
   esac
 }

@@ -16,6 +16,7 @@ use authx_core::oauth::client::{Client, GrantType};
 use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::pkce;
 use authx_guard::{Guard, GuardConfig, Identity, Mode, SessionCheck, WhenStale};
+use authx_testkit::services::SharedServices;
 use authx_testkit::{PASSWORD, TestServer, session_cookie};
 use axum::Router;
 use axum::routing::get;
@@ -138,13 +139,39 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_on(None).await.0
+    }
+
+    /// With `shared`, the server is one of two instances on a fresh PostgreSQL schema and Redis
+    /// prefix; the second (not behind the proxy) is returned too.
+    async fn start_on(shared: Option<&SharedServices>) -> (Self, Option<TestServer>) {
         let upstream = Arc::new(OnceLock::new());
         let proxy = Proxy::start(Arc::clone(&upstream)).await;
         let issuer = proxy.url();
-        let i = issuer.clone();
-        let server = TestServer::start_with(move |f| f.issuer = Some(i.clone()))
-            .await
-            .unwrap();
+        let configure = |extra: Option<&SharedServices>| {
+            let i = issuer.clone();
+            let base: Option<Box<dyn Fn(&mut authx_server::config::FileConfig) + Send + Sync>> =
+                extra.map(|s| Box::new(s.configure()) as _);
+            move |f: &mut authx_server::config::FileConfig| {
+                if let Some(b) = &base {
+                    b(f);
+                }
+                f.issuer = Some(i.clone());
+            }
+        };
+        let (server, second) = match shared {
+            None => (TestServer::start_with(configure(None)).await.unwrap(), None),
+            Some(s) => (
+                TestServer::start_on(&s.database_url, configure(Some(s)))
+                    .await
+                    .unwrap(),
+                Some(
+                    TestServer::start_on(&s.database_url, configure(Some(s)))
+                        .await
+                        .unwrap(),
+                ),
+            ),
+        };
         upstream.set(server.running().unwrap().addr).unwrap();
         let state = &server.running().unwrap().state;
         authx_server::web::api::register_resource(
@@ -181,7 +208,7 @@ impl World {
             .create_user("kate@example.com", PASSWORD)
             .await
             .unwrap();
-        Self {
+        let world = Self {
             server,
             proxy,
             issuer,
@@ -192,7 +219,8 @@ impl World {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-        }
+        };
+        (world, second)
     }
 
     fn config(&self) -> GuardConfig {
@@ -922,7 +950,8 @@ async fn hostile_tokens_are_refused() {
         .unwrap();
     assert_eq!(me["sub"], "client:app");
 
-    // A thousand unknown kids cause at most one JWKS refetch (the guard keeps answering).
+    // Many unknown kids cause at most one JWKS refetch a minute (counted at the issuer).
+    let before = jwks_fetches(&w).await;
     let start = Instant::now();
     for n in 0..200 {
         let t = with_header(
@@ -931,6 +960,24 @@ async fn hostile_tokens_are_refused() {
         assert_eq!(rs_status(&rs, "/whoami", &t).await, 401);
     }
     assert!(start.elapsed() < Duration::from_secs(30));
+    let fetched = jwks_fetches(&w).await - before;
+    assert!(fetched <= 1, "{fetched} JWKS fetches for 200 unknown kids");
+}
+
+/// How many times the issuer served its JWKS, from its metrics.
+async fn jwks_fetches(w: &World) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", w.server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("authx_http_requests_total") && l.contains("route=\"/oauth2/jwks\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 async fn client_credentials(w: &World, id: &str, secret: &str, resource: Option<&str>) -> String {
@@ -1024,4 +1071,61 @@ async fn the_feed_is_for_registered_apis_and_survives_restarts() {
     assert!(guard.is_fresh());
     let rs = resource_server(&guard).await;
     assert_eq!(rs_status(&rs, "/whoami", &at).await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocations_on_any_instance_reach_the_guard() {
+    let Some(services) =
+        SharedServices::acquire("guard::revocations_on_any_instance_reach_the_guard").await
+    else {
+        return;
+    };
+    let (w, other) = World::start_on(Some(&services)).await;
+    let other = other.unwrap();
+    let guard = w.guard().await;
+    let rs = resource_server(&guard).await;
+    let cookie = w.sign_in().await;
+    let (at, rt, _) = w.code_flow(&cookie, "read offline_access").await;
+    let (at2, _, _) = w.code_flow(&cookie, "read").await;
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 200);
+    assert_eq!(rs_status(&rs, "/whoami", &at2).await, 200);
+
+    // Revoked on the other instance: the guard, subscribed to the first, hears it.
+    let res = w
+        .http
+        .post(format!("{}/oauth2/revoke", other.url))
+        .header("authorization", basic("app", &w.app_secret))
+        .form(&[("token", rt.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let took = until_refused(&rs, &at).await;
+    println!("GUARD_CROSS_INSTANCE_REFUSAL {took:?}");
+    // Signing out on the other instance ends the session's remaining grant too.
+    let csrf: Value = w
+        .http
+        .get(format!("{}/api/v1/auth/csrf", other.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = w
+        .http
+        .post(format!("{}/api/v1/auth/sign-out", other.url))
+        .header("origin", &w.issuer)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf["csrf_token"].as_str().unwrap())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    until_refused(&rs, &at2).await;
+    other.stop().await;
+    w.server.stop().await;
+    services.cleanup().await;
 }
