@@ -20,6 +20,7 @@ pub mod csrf;
 pub mod events;
 pub mod oauth;
 pub mod password;
+pub mod ratelimit;
 pub mod secret;
 pub mod session;
 pub mod store;

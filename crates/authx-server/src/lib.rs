@@ -80,6 +80,16 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         throttle: Arc::clone(&backend.throttle),
     };
     let bus = shared.bus;
+    // Several instances count each client's requests together in the store (one atomic
+    // upsert); a single instance counts them in memory, which costs no database write.
+    let counter: Arc<dyn authx_core::ratelimit::RateCounter> = if shared.multi_instance {
+        Arc::new(authx_core::ratelimit::StoreCounter(Arc::clone(
+            &backend.throttle,
+        )))
+    } else {
+        Arc::new(authx_core::ratelimit::LocalCounter::default())
+    };
+    let limiter = authx_core::ratelimit::RateLimiter::new(counter, Arc::clone(&clock));
     let oauth_stores = authx_core::oauth::service::OAuthStores {
         clients: Arc::clone(&backend.clients),
         keys: Arc::clone(&backend.keys),
@@ -105,6 +115,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         metrics: metrics::Metrics::default(),
         health: shared.health,
         bus,
+        limiter,
         backchannel: std::sync::Mutex::new(Some(backchannel_rx)),
     }))
 }

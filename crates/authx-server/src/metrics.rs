@@ -22,6 +22,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -32,6 +37,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
+    rate_limited: Family<ClassLabels, Counter>,
     live_sessions: Gauge,
 }
 
@@ -52,6 +58,12 @@ impl Default for Metrics {
         });
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let live_sessions = Gauge::default();
+        let rate_limited = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by endpoint class",
+            rate_limited.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -73,6 +85,7 @@ impl Default for Metrics {
             requests,
             latency,
             sign_ins,
+            rate_limited,
             live_sessions,
         }
     }
@@ -101,6 +114,13 @@ impl Metrics {
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
             })
+            .inc();
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub fn rate_limited(&self, class: &'static str) {
+        self.rate_limited
+            .get_or_create(&ClassLabels { class })
             .inc();
     }
 

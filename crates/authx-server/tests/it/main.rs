@@ -16,6 +16,7 @@ mod csrf;
 mod device;
 mod hostile;
 mod interop;
+mod limits;
 mod oidc;
 mod ops;
 mod scale;

@@ -65,6 +65,8 @@ macro_rules! database_tests {
             throttle::clear_failures_forgets,
             throttle::purge_failures_removes_old_counters,
             throttle::parallel_failures_all_count,
+            throttle::count_hit_counts_per_fixed_window,
+            throttle::parallel_hits_all_count,
             throttle::health_ping_answers,
             migrations::reconnecting_applies_nothing,
             migrations::modified_migration_is_refused,
