@@ -99,13 +99,22 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         throttle: Arc::clone(&backend.throttle),
         devices: Arc::clone(&backend.devices),
     };
-    let oauth =
-        provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;
+    // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
+    let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
+    let oauth = provider::build(
+        &config,
+        oauth_stores,
+        Arc::clone(&bus),
+        Arc::clone(&clock),
+        audit.clone(),
+    )
+    .await?;
     let (observer, backchannel_rx) = provider::backchannel();
     oauth.set_observer(observer.clone());
     let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
         .with_grants(Arc::clone(&backend.grants))
-        .with_grant_observer(observer);
+        .with_grant_observer(observer)
+        .with_audit(audit);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
     Ok(AppState::new(Inner {
         auth,
@@ -116,6 +125,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         health: shared.health,
         bus,
         limiter,
+        audit_store: Arc::clone(&backend.audit),
         backchannel: std::sync::Mutex::new(Some(backchannel_rx)),
     }))
 }
@@ -209,6 +219,8 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.join).await;
+        // Whatever was recorded is stored before the process goes.
+        self.state.auth.audit().flush().await;
         for task in &self.background {
             task.abort();
         }

@@ -38,6 +38,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
     rate_limited: Family<ClassLabels, Counter>,
+    audit_unstored: Gauge,
     live_sessions: Gauge,
 }
 
@@ -59,6 +60,12 @@ impl Default for Metrics {
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let live_sessions = Gauge::default();
         let rate_limited = Family::<ClassLabels, Counter>::default();
+        let audit_unstored = Gauge::default();
+        registry.register(
+            "audit_unstored_events",
+            "Audit events written to the log but not to the store since start",
+            audit_unstored.clone(),
+        );
         registry.register(
             "rate_limited",
             "Requests refused by a rate limit, by endpoint class",
@@ -86,6 +93,7 @@ impl Default for Metrics {
             latency,
             sign_ins,
             rate_limited,
+            audit_unstored,
             live_sessions,
         }
     }
@@ -122,6 +130,12 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&ClassLabels { class })
             .inc();
+    }
+
+    /// Sets the count of audit events that could not be stored.
+    pub fn set_audit_unstored(&self, n: u64) {
+        self.audit_unstored
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets the live-session gauge.

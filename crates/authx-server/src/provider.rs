@@ -21,6 +21,7 @@ pub async fn build(
     stores: OAuthStores,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
+    audit: authx_core::audit::Audit,
 ) -> anyhow::Result<OAuthService> {
     let kek = key_encryption_key(config)?;
     let mut oc = OAuthConfig::new(&config.issuer);
@@ -31,8 +32,9 @@ pub async fn build(
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,
     };
-    let service =
-        OAuthService::new(stores, bus, clock, oc, &kek).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service = OAuthService::new(stores, bus, clock, oc, &kek)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_audit(audit);
     service
         .ensure_keys()
         .await
@@ -183,6 +185,7 @@ pub async fn backchannel_loop(
             }
         };
         let http = http.clone();
+        let audit = state.oauth.audit().clone();
         tokio::spawn(async move {
             match http
                 .post(&uri)
@@ -191,7 +194,11 @@ pub async fn backchannel_loop(
                 .await
             {
                 Ok(r) if r.status().is_success() => {
-                    tracing::info!(target: "authx::audit", event = "backchannel_logout_sent", client_id = %client.id);
+                    audit.record(
+                        authx_core::audit::AuditEvent::success("backchannel_logout_sent")
+                            .client(&client.id)
+                            .with("family_id", &family.id),
+                    );
                 }
                 Ok(r) => {
                     tracing::warn!(client_id = %client.id, status = r.status().as_u16(), "back-channel logout refused")

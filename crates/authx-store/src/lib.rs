@@ -41,6 +41,7 @@ use std::time::Duration;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
+mod audit_sql;
 mod device_sql;
 mod events;
 mod migrations;
@@ -73,6 +74,8 @@ pub struct Backend {
     pub grants: Arc<dyn GrantStore>,
     /// Device authorization grants (RFC 8628).
     pub devices: Arc<dyn authx_core::oauth::device::DeviceStore>,
+    /// The audit trail.
+    pub audit: Arc<dyn authx_core::audit::AuditStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -311,7 +314,8 @@ where
         + ClientStore
         + KeyStore
         + GrantStore
-        + authx_core::oauth::device::DeviceStore,
+        + authx_core::oauth::device::DeviceStore
+        + authx_core::audit::AuditStore,
 {
     Backend {
         accounts: store.clone(),
@@ -321,6 +325,7 @@ where
         keys: store.clone(),
         grants: store.clone(),
         devices: store.clone(),
+        audit: store.clone(),
         health: store,
         kind,
     }

@@ -146,15 +146,48 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 /// failing that the `Referer`, must match a trusted origin exactly; a request with neither is
 /// refused. The synchronizer token (layer three) is checked by each handler.
 pub async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if *req.method() == Method::OPTIONS {
+        audit_preflight(&state, &req);
+        return next.run(req).await;
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
     match verdict(&state, &req) {
         Ok(()) => next.run(req).await,
         Err(reason) => {
-            tracing::info!(target: "authx::audit", event = "csrf_rejected", reason, path = %req.uri().path());
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("csrf_rejected")
+                    .with("reason", reason)
+                    .with("path", req.uri().path()),
+            );
             forbidden(req.uri().path(), reason)
         }
+    }
+}
+
+/// A CORS preflight from an origin that is not allowed gets no CORS headers (the browser then
+/// refuses the call); it is recorded as a CORS rejection.
+fn audit_preflight(state: &AppState, req: &Request) {
+    let headers = req.headers();
+    if !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        return;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return;
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    if !state
+        .config
+        .cors_allowed_origins
+        .iter()
+        .any(|o| *o == origin)
+    {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::failure("cors_rejected")
+                .with("origin", &origin)
+                .with("path", req.uri().path()),
+        );
     }
 }
 
@@ -260,7 +293,11 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     match state.limiter.check(class, &who, limit).await {
         Ok(None) => next.run(req).await,
         Ok(Some(retry_after)) => {
-            tracing::info!(target: "authx::audit", event = "rate_limited", class, key = %who);
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("rate_limited")
+                    .with("class", class)
+                    .with("key", &who),
+            );
             state.metrics.rate_limited(class);
             too_many_requests(req.uri().path(), retry_after)
         }
@@ -339,4 +376,24 @@ fn unavailable(path: &str) -> Response {
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
+}
+
+/// Makes the request's id, client address and user agent the context of every audit event
+/// recorded while it is served.
+pub async fn audit_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctx = client_context(&parts, &state);
+    let request_id = parts
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let req = Request::from_parts(parts, body);
+    let audit_ctx = authx_core::audit::RequestContext {
+        request_id,
+        ip: ctx.ip,
+        user_agent: ctx.user_agent,
+        recorder: Some(state.auth.audit().clone()),
+    };
+    authx_core::audit::in_request(audit_ctx, next.run(req)).await
 }

@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod audit;
 mod browser;
 mod browser_device;
 mod browser_oidc;
