@@ -46,6 +46,17 @@ pub struct FileConfig {
     pub oauth: Option<OAuthFile>,
     /// Request rate limits per client address.
     pub rate_limit: Option<RateLimitFile>,
+    /// The audit trail.
+    pub audit: Option<AuditFile>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Days audit events are kept in the store before the maintenance loop deletes them
+    /// (default 90).
+    pub retention_days: Option<i64>,
 }
 
 /// `[rate_limit]`: requests allowed per client address and window on each endpoint class
@@ -300,6 +311,8 @@ pub struct Config {
     pub oauth: OAuthSettings,
     /// Request rate limits.
     pub rate_limits: RateLimits,
+    /// Seconds audit events are kept in the store.
+    pub audit_retention_secs: i64,
 }
 
 /// The Redis key prefix when none is configured.
@@ -595,10 +608,16 @@ impl Config {
         };
 
         let rate_limits = RateLimits::from_file(f.rate_limit.unwrap_or_default())?;
+        let retention_days = f.audit.unwrap_or_default().retention_days.unwrap_or(90);
+        if !(1..=3_650).contains(&retention_days) {
+            return Err(bad("audit.retention_days must be between 1 and 3650"));
+        }
+        let audit_retention_secs = retention_days * 86_400;
 
         Ok(Self {
             oauth,
             rate_limits,
+            audit_retention_secs,
             listen,
             issuer,
             database_url,
@@ -728,6 +747,7 @@ mod tests {
             ("redis_url = \"http://cache:6379\"", "redis_url"),
             ("redis_key_prefix = \"\"", "redis_key_prefix"),
             ("[rate_limit]\nwindow_secs = 0", "rate_limit.window_secs"),
+            ("[audit]\nretention_days = 0", "audit.retention_days"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

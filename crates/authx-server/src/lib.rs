@@ -30,9 +30,6 @@ use tokio::task::JoinHandle;
 pub use config::{Config, Overrides};
 use state::{AppState, Inner};
 
-/// How often expired rows are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(600);
-
 /// Connects the store (applying migrations) and builds the application state.
 ///
 /// With a `redis_url`, sessions live in Redis and revocation events travel over Redis pub/sub;
@@ -239,7 +236,6 @@ pub fn start_with_state(state: AppState, listener: TcpListener) -> Running {
         let _ = rx.await;
     }));
     let mut background = vec![
-        tokio::spawn(purge_loop(state.clone())),
         tokio::spawn(event_loop(state.clone())),
         tokio::spawn(provider::maintenance_loop(state.clone())),
     ];
@@ -288,15 +284,60 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn purge_loop(state: AppState) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL);
-    loop {
-        tick.tick().await;
-        match state.auth.purge_expired().await {
-            Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purge failed"),
+/// Rows deleted by one [`purge_expired`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired sessions and idle throttle and rate-limit counters.
+    pub sessions_and_counters: u64,
+    /// Expired authorization codes, refresh-token families and tokens, revoked token ids and
+    /// device grants.
+    pub grants: u64,
+    /// Audit events older than the retention.
+    pub audit_events: u64,
+}
+
+impl Purged {
+    /// All rows deleted.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.sessions_and_counters + self.grants + self.audit_events
+    }
+}
+
+/// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
+/// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
+/// families, tokens, device grants and revoked token ids, and audit events older than
+/// `audit.retention_days`. Each part runs even when another fails.
+///
+/// # Errors
+/// The first failure, after every part has been tried.
+pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
+    let mut purged = Purged::default();
+    let mut first_error = None;
+    match state.auth.purge_expired().await {
+        Ok(n) => purged.sessions_and_counters = n,
+        Err(e) => first_error = Some(anyhow::anyhow!("sessions and counters: {e}")),
+    }
+    match state.oauth.purge().await {
+        Ok(n) => purged.grants = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("grants: {e}"));
         }
+    }
+    let cutoff = state
+        .auth
+        .clock()
+        .now()
+        .plus(-state.config.audit_retention_secs);
+    match state.audit_store.purge_audit(cutoff).await {
+        Ok(n) => purged.audit_events = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("audit events: {e}"));
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(purged),
     }
 }
 

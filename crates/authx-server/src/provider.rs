@@ -108,7 +108,8 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Every minute: promote published keys whose lead time has passed, retire and remove old
-/// ones, pick up keys another instance created, and purge expired grants every ten minutes.
+/// ones, pick up keys another instance created; every ten minutes, purge every expired row
+/// (see [`crate::purge_expired`]).
 pub async fn maintenance_loop(state: crate::state::AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     let mut rounds: u64 = 0;
@@ -118,10 +119,15 @@ pub async fn maintenance_loop(state: crate::state::AppState) {
             tracing::warn!(error = %e, "key maintenance failed");
         }
         if rounds % 10 == 0 {
-            match state.oauth.purge().await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired grants"),
+            match crate::purge_expired(&state).await {
+                Ok(p) if p.total() > 0 => tracing::info!(
+                    sessions_and_counters = p.sessions_and_counters,
+                    grants = p.grants,
+                    audit_events = p.audit_events,
+                    "purged expired rows"
+                ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "grant purge failed"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         }
         rounds += 1;

@@ -20,6 +20,7 @@ mod interop;
 mod limits;
 mod oidc;
 mod ops;
+mod purge;
 mod scale;
 mod sessions;
 mod throttle;
