@@ -418,6 +418,33 @@ mod tests {
         assert!(line.contains(r"FAKE"), "{line}");
     }
 
+    struct BrokenStore;
+
+    #[async_trait]
+    impl AuditStore for BrokenStore {
+        async fn append_audit(&self, _: &[AuditRecord]) -> StoreResult<()> {
+            Err(crate::StoreError::Corrupt("the table is gone".into()))
+        }
+        async fn list_audit(&self, _: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+            Ok(Vec::new())
+        }
+        async fn purge_audit(&self, _: Timestamp) -> StoreResult<u64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_never_fails_the_caller_and_is_counted() {
+        let clock: Arc<dyn Clock> = Arc::new(crate::ManualClock::new(Timestamp(0)));
+        let audit = Audit::new(Arc::new(BrokenStore), clock);
+        // Recording returns at once, whatever the store does.
+        audit.record(AuditEvent::success("sign_in").user("u1"));
+        audit.record(AuditEvent::failure("sign_in_failed"));
+        assert_eq!(audit.unstored(), 0, "not given up yet");
+        audit.flush().await;
+        assert_eq!(audit.unstored(), 2, "given up after retrying, and counted");
+    }
+
     #[test]
     fn fields_are_clipped() {
         let e = AuditEvent::failure("x").with("email", "a".repeat(10_000));

@@ -316,3 +316,45 @@ async fn a_username_with_cr_lf_stays_one_escaped_line() {
     assert!(!events[0].to_line().contains('\n'));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_broken_audit_table_fails_no_request_and_is_reported() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .create_user("kate@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let state = &server.running().unwrap().state;
+    state.auth.audit().flush().await;
+    let db = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", server.db_path().display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE audit_events")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    // The user's request is answered as ever.
+    let res = sign_in_raw(&server, "kate@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    // The event could not be stored: it was retried, then counted, never silently lost.
+    state.auth.audit().flush().await;
+    assert!(state.auth.audit().unstored() >= 1);
+    let metrics = server
+        .get("/metrics", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("authx_audit_unstored_events"))
+        .unwrap();
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1.0, "{line}");
+    server.stop().await;
+}
