@@ -573,6 +573,11 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
         }
         ClientCommand::Remove { id } => {
             if clients.delete_client(&id).await? {
+                state.auth.audit().record(
+                    authx_core::audit::AuditEvent::success("client_deleted")
+                        .client(&id)
+                        .with("via", "cli"),
+                );
                 println!("removed client {id}");
                 Ok(())
             } else {

@@ -735,6 +735,11 @@ async fn admin_client_delete(
         .await
         .map_err(|e| oauth_api_error(e.into()))?
     {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::success("client_deleted")
+                .client(&id)
+                .user(&admin.user.id),
+        );
         Ok(empty(StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::new(
@@ -803,6 +808,11 @@ pub async fn register_resource(
         .put_resource(&r)
         .await
         .map_err(|e| oauth_api_error(e.into()))?;
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("resource_registered")
+            .with("resource", &r.id)
+            .with("scope", r.scopes.join(" ")),
+    );
     Ok(r)
 }
 

@@ -322,6 +322,28 @@ fn audit_lists_filters_and_follows() {
         text.contains("event=user_disabled outcome=success"),
         "{text}"
     );
+    assert!(
+        authx(
+            dir.path(),
+            &[
+                "resource",
+                "add",
+                "--id",
+                "https://api.example.com",
+                "--scope",
+                "read"
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    let registered = json_lines(&["audit", "--json", "--kind", "resource_registered"]);
+    assert_eq!(registered.len(), 1);
+    assert_eq!(
+        registered[0]["detail"]["resource"],
+        "https://api.example.com"
+    );
     let bad = authx(dir.path(), &["audit", "--since", "yesterday"], None);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
