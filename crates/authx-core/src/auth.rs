@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::audit::{Audit, AuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::events::{EventBus, RevocationEvent};
 use crate::oauth::store::GrantStore;
@@ -182,6 +183,7 @@ pub struct AuthService {
     cache: SessionCache,
     grants: Option<Arc<dyn GrantStore>>,
     observer: Option<Arc<dyn crate::oauth::GrantObserver>>,
+    audit: Audit,
 }
 
 impl AuthService {
@@ -195,16 +197,31 @@ impl AuthService {
         policy: AuthPolicy,
     ) -> Self {
         let cache = SessionCache::new(policy.cache_capacity);
+        let audit = Audit::log_only(Arc::clone(&clock));
         Self {
             stores,
             events,
             clock,
+            audit,
             hasher,
             policy,
             cache,
             grants: None,
             observer: None,
         }
+    }
+
+    /// Records audit events with `audit` (by default they are only logged).
+    #[must_use]
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit recorder in use.
+    #[must_use]
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Tells `observer` about every grant that session and credential changes revoke.
@@ -275,7 +292,11 @@ impl AuthService {
         };
         match self.stores.accounts.create_user(&user).await {
             Ok(()) => {
-                tracing::info!(target: "authx::audit", event = "user_created", user_id = %user.id);
+                self.audit.record(
+                    AuditEvent::success("user_created")
+                        .user(&user.id)
+                        .with("admin", is_admin),
+                );
                 Ok(user)
             }
             Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
@@ -323,14 +344,26 @@ impl AuthService {
         let now = self.clock.now();
         // An address that cannot be canonicalized cannot belong to anyone: answer like an
         // unknown user, after the same work.
-        let Ok(email) = canonical_email(email) else {
+        let Ok(canonical) = canonical_email(email) else {
             self.hasher.verify_dummy().await?;
+            self.audit.record(
+                AuditEvent::failure("sign_in_failed")
+                    .with("email", email)
+                    .with("reason", "invalid_email"),
+            );
             return Err(AuthError::InvalidCredentials);
         };
+        let email = canonical;
         let account_key = format!("account:{email}");
         let ip_key = ctx.ip.as_deref().map(|ip| format!("ip:{ip}"));
-        self.check_throttle(&account_key, ip_key.as_deref(), now)
-            .await?;
+        if let Err(e) = self
+            .check_throttle(&account_key, ip_key.as_deref(), now)
+            .await
+        {
+            self.audit
+                .record(AuditEvent::failure("sign_in_throttled").with("email", &email));
+            return Err(e);
+        }
 
         let user = self.stores.accounts.user_by_email(&email).await?;
         let verified = match &user {
@@ -351,22 +384,29 @@ impl AuthService {
                 }
                 u
             }
-            (user, _) => {
-                self.record_failure(&account_key, ip_key.as_deref(), now)
+            (user, verified) => {
+                self.record_failure(&account_key, ip_key.as_deref(), now, user.as_ref())
                     .await?;
-                tracing::info!(
-                    target: "authx::audit",
-                    event = "sign_in_failed",
-                    user_id = user.as_ref().map(|u| u.id.0.as_str()).unwrap_or("-"),
-                    ip = ctx.ip.as_deref().unwrap_or("-"),
-                );
+                let reason = match (&user, verified) {
+                    (None, _) => "unknown_user",
+                    (Some(_), Verified::Mismatch) => "wrong_password",
+                    (Some(_), _) => "disabled",
+                };
+                let mut event = AuditEvent::failure("sign_in_failed")
+                    .with("email", &email)
+                    .with("reason", reason);
+                if let Some(u) = &user {
+                    event = event.user(&u.id);
+                }
+                self.audit.record(event);
                 return Err(AuthError::InvalidCredentials);
             }
         };
         self.stores.throttle.clear_failures(&account_key).await?;
         // Session-fixation mitigation: whatever session came with the request is ended.
         if let Some(prev) = previous {
-            self.end_session_by_hash(&prev.hash()).await?;
+            self.end_session_by_hash(&prev.hash(), "session_replaced")
+                .await?;
         }
         self.start_session(user, ctx, "password").await
     }
@@ -398,13 +438,11 @@ impl AuthService {
             auth_method: method.to_owned(),
         };
         self.stores.sessions.create_session(&session).await?;
-        tracing::info!(
-            target: "authx::audit",
-            event = "sign_in",
-            user_id = %user.id,
-            session_id = %session.id,
-            method,
-            ip = ctx.ip.as_deref().unwrap_or("-"),
+        self.audit.record(
+            AuditEvent::success("sign_in")
+                .user(&user.id)
+                .with("session_id", &session.id)
+                .with("method", method),
         );
         if let Some(cap) = policy.max_per_user {
             let live = self
@@ -417,7 +455,7 @@ impl AuthService {
                 .skip(usize::try_from(cap).unwrap_or(usize::MAX))
             {
                 if old.id != session.id {
-                    self.end_session(&user.id, &old.id).await?;
+                    self.end_session(&user.id, &old.id, "session_cap").await?;
                 }
             }
         }
@@ -476,16 +514,19 @@ impl AuthService {
             return Ok(None);
         }
         if self.policy.session.bind_user_agent && auth.session.user_agent != ctx.user_agent {
-            tracing::info!(target: "authx::audit", event = "session_user_agent_mismatch", session_id = %auth.session.id);
+            self.audit.record(
+                AuditEvent::failure("session_user_agent_mismatch")
+                    .user(&auth.user.id)
+                    .with("session_id", &auth.session.id),
+            );
             return Ok(None);
         }
         if auth.session.ip.is_some() && ctx.ip.is_some() && auth.session.ip != ctx.ip {
-            tracing::info!(
-                target: "authx::audit",
-                event = "session_ip_changed",
-                session_id = %auth.session.id,
-                user_id = %auth.user.id,
-                ip = ctx.ip.as_deref().unwrap_or("-"),
+            self.audit.record(
+                AuditEvent::success("session_ip_changed")
+                    .user(&auth.user.id)
+                    .with("session_id", &auth.session.id)
+                    .with("previous_ip", auth.session.ip.as_deref().unwrap_or("-")),
             );
         }
         if now.since(auth.session.last_seen_at) >= self.policy.session.touch_interval_secs {
@@ -519,7 +560,7 @@ impl AuthService {
     /// # Errors
     /// Storage failures.
     pub async fn sign_out(&self, token: &SessionToken) -> Result<(), AuthError> {
-        self.end_session_by_hash(&token.hash()).await
+        self.end_session_by_hash(&token.hash(), "sign_out").await
     }
 
     /// The user's live sessions, newest first.
@@ -539,7 +580,7 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::NotFound`] when the user has no such session.
     pub async fn revoke_session(&self, user: &UserId, id: &SessionId) -> Result<(), AuthError> {
-        if self.end_session(user, id).await? {
+        if self.end_session(user, id, "session_revoked").await? {
             Ok(())
         } else {
             Err(AuthError::NotFound)
@@ -569,7 +610,11 @@ impl AuthService {
             ended: ended.clone(),
         })
         .await?;
-        tracing::info!(target: "authx::audit", event = "sessions_revoked", user_id = %user, count = ended.len());
+        self.audit.record(
+            AuditEvent::success("sessions_revoked")
+                .user(user)
+                .with_count("count", ended.len() as u64),
+        );
         Ok(ended.len())
     }
 
@@ -588,8 +633,14 @@ impl AuthService {
         let now = self.clock.now();
         let account_key = format!("account:{}", auth.user.email);
         let ip_key = ctx.ip.as_deref().map(|ip| format!("ip:{ip}"));
-        self.check_throttle(&account_key, ip_key.as_deref(), now)
-            .await?;
+        if let Err(e) = self
+            .check_throttle(&account_key, ip_key.as_deref(), now)
+            .await
+        {
+            self.audit
+                .record(AuditEvent::failure("password_change_throttled").user(&auth.user.id));
+            return Err(e);
+        }
         let user = self
             .stores
             .accounts
@@ -599,8 +650,13 @@ impl AuthService {
         if current.len() > MAX_PASSWORD_BYTES
             || self.hasher.verify(&user.password_hash, current).await? == Verified::Mismatch
         {
-            self.record_failure(&account_key, ip_key.as_deref(), now)
+            self.record_failure(&account_key, ip_key.as_deref(), now, Some(&user))
                 .await?;
+            self.audit.record(
+                AuditEvent::failure("password_change_failed")
+                    .user(&user.id)
+                    .with("reason", "wrong_current_password"),
+            );
             return Err(AuthError::WrongPassword);
         }
         self.policy.password.check(new, &user.email)?;
@@ -624,7 +680,8 @@ impl AuthService {
             ended,
         })
         .await?;
-        tracing::info!(target: "authx::audit", event = "password_changed", user_id = %user.id);
+        self.audit
+            .record(AuditEvent::success("password_changed").user(&user.id));
         let user = User {
             password_hash: phc,
             password_changed_at: now,
@@ -653,7 +710,8 @@ impl AuthService {
             user_id: id.clone(),
         })
         .await?;
-        tracing::info!(target: "authx::audit", event = "user_disabled", user_id = %id);
+        self.audit
+            .record(AuditEvent::success("user_disabled").user(id));
         Ok(())
     }
 
@@ -668,6 +726,8 @@ impl AuthService {
             .set_status(id, UserStatus::Active)
             .await?
         {
+            self.audit
+                .record(AuditEvent::success("user_enabled").user(id));
             Ok(())
         } else {
             Err(AuthError::NotFound)
@@ -727,6 +787,7 @@ impl AuthService {
         account_key: &str,
         ip_key: Option<&str>,
         now: Timestamp,
+        user: Option<&User>,
     ) -> Result<(), AuthError> {
         let reset = self.policy.throttle.reset_after_secs;
         let count = self
@@ -735,7 +796,13 @@ impl AuthService {
             .record_failure(account_key, now, reset)
             .await?;
         if count.failures == self.policy.throttle.lock_after {
-            tracing::warn!(target: "authx::audit", event = "account_locked", key_kind = "account");
+            let mut event = AuditEvent::failure("account_locked")
+                .with_count("failures", u64::from(count.failures))
+                .with("lock_secs", self.policy.throttle.lock_secs);
+            if let Some(u) = user {
+                event = event.user(&u.id);
+            }
+            self.audit.record(event);
         }
         if let Some(ip_key) = ip_key {
             self.stores
@@ -746,14 +813,25 @@ impl AuthService {
         Ok(())
     }
 
-    async fn end_session_by_hash(&self, hash: &TokenHash) -> Result<(), AuthError> {
+    async fn end_session_by_hash(
+        &self,
+        hash: &TokenHash,
+        kind: &'static str,
+    ) -> Result<(), AuthError> {
         if let Some(s) = self.stores.sessions.session_by_hash(hash).await? {
-            self.end_session(&s.user_id, &s.id).await?;
+            self.end_session(&s.user_id, &s.id, kind).await?;
         }
         Ok(())
     }
 
-    async fn end_session(&self, user: &UserId, id: &SessionId) -> Result<bool, AuthError> {
+    /// Ends one session; `kind` names why in the audit trail (`sign_out`, `session_revoked`,
+    /// `session_replaced`, `session_cap`).
+    async fn end_session(
+        &self,
+        user: &UserId,
+        id: &SessionId,
+        kind: &'static str,
+    ) -> Result<bool, AuthError> {
         let ended = self
             .stores
             .sessions
@@ -767,7 +845,8 @@ impl AuthService {
                 user_id: user.clone(),
             })
             .await?;
-            tracing::info!(target: "authx::audit", event = "session_ended", user_id = %user, session_id = %id);
+            self.audit
+                .record(AuditEvent::success(kind).user(user).with("session_id", id));
         }
         Ok(ended)
     }

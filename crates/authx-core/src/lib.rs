@@ -14,12 +14,14 @@
 //! assert_eq!(SessionToken::parse(token.expose()).unwrap().hash(), hash);
 //! ```
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod csrf;
 pub mod events;
 pub mod oauth;
 pub mod password;
+pub mod ratelimit;
 pub mod secret;
 pub mod session;
 pub mod store;

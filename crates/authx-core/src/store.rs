@@ -115,6 +115,16 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn clear_failures(&self, key: &str) -> StoreResult<()>;
     /// Deletes counters whose last failure is before `before`; returns how many.
     async fn purge_failures(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Counts one request for a rate limit (a fixed-window counter in the same table) and
+    /// returns the count in the window starting at `window_start`, this one included. The
+    /// counter starts again at one when its last hit was before `window_start`; parallel calls
+    /// each count. [`ThrottleStore::purge_failures`] removes idle counters like any other.
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32>;
 }
 
 /// Reachability of the backing services, for `/readyz`.

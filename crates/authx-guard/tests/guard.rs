@@ -31,6 +31,9 @@ const BILLING: &str = "https://billing.example.com";
 const REDIRECT: &str = "https://app.example.com/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
+/// A configuration step for a test server.
+type Customize = dyn Fn(&mut authx_server::config::FileConfig) + Send + Sync;
+
 /// A TCP proxy that can be cut (every connection dropped, new ones refused) and restored.
 struct Proxy {
     addr: SocketAddr,
@@ -150,8 +153,7 @@ impl World {
         let issuer = proxy.url();
         let configure = |extra: Option<&SharedServices>| {
             let i = issuer.clone();
-            let base: Option<Box<dyn Fn(&mut authx_server::config::FileConfig) + Send + Sync>> =
-                extra.map(|s| Box::new(s.configure()) as _);
+            let base: Option<Box<Customize>> = extra.map(|s| Box::new(s.configure()) as _);
             move |f: &mut authx_server::config::FileConfig| {
                 if let Some(b) = &base {
                     b(f);

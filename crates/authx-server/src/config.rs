@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use authx_core::ratelimit::RateLimit;
 use serde::Deserialize;
 
 /// The configuration file's shape. Unknown keys are refused so a typo never goes unnoticed.
@@ -43,6 +44,106 @@ pub struct FileConfig {
     pub database: Option<DatabaseFile>,
     /// OpenID provider settings.
     pub oauth: Option<OAuthFile>,
+    /// Request rate limits per client address.
+    pub rate_limit: Option<RateLimitFile>,
+    /// The audit trail.
+    pub audit: Option<AuditFile>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Days audit events are kept in the store before the maintenance loop deletes them
+    /// (default 90).
+    pub retention_days: Option<i64>,
+}
+
+/// `[rate_limit]`: requests allowed per client address and window on each endpoint class
+/// (0 turns a class off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    /// Window length in seconds (default 60).
+    pub window_secs: Option<i64>,
+    /// Sign-in attempts (`/api/v1/auth/sign-in`, `POST /login`).
+    pub sign_in: Option<u32>,
+    /// Sign-ups (`/api/v1/auth/sign-up`, `POST /signup`).
+    pub sign_up: Option<u32>,
+    /// Token requests (`/oauth2/token`).
+    pub token: Option<u32>,
+    /// Introspection requests (`/oauth2/introspect`).
+    pub introspect: Option<u32>,
+    /// Revocation requests (`/oauth2/revoke`).
+    pub revoke: Option<u32>,
+    /// Device authorization requests (`/oauth2/device_authorization`).
+    pub device_authorization: Option<u32>,
+    /// User-code lookups on the `/device` page.
+    pub device_verification: Option<u32>,
+}
+
+/// Validated rate limits, one allowance per endpoint class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Sign-in.
+    pub sign_in: RateLimit,
+    /// Sign-up.
+    pub sign_up: RateLimit,
+    /// Token endpoint.
+    pub token: RateLimit,
+    /// Introspection.
+    pub introspect: RateLimit,
+    /// Revocation.
+    pub revoke: RateLimit,
+    /// Device authorization.
+    pub device_authorization: RateLimit,
+    /// User-code entry.
+    pub device_verification: RateLimit,
+}
+
+impl Default for RateLimits {
+    /// Generous for legitimate use (many people behind one address, an API introspecting for
+    /// its callers); the per-account sign-in throttle and the user-code miss limit stay the
+    /// defence against guessing.
+    fn default() -> Self {
+        let per_minute = |max| RateLimit {
+            max,
+            window_secs: 60,
+        };
+        Self {
+            sign_in: per_minute(600),
+            sign_up: per_minute(60),
+            token: per_minute(1_200),
+            introspect: per_minute(6_000),
+            revoke: per_minute(600),
+            device_authorization: per_minute(60),
+            device_verification: per_minute(120),
+        }
+    }
+}
+
+impl RateLimits {
+    fn from_file(f: RateLimitFile) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let window_secs = match f.window_secs {
+            Some(w) if (1..=86_400).contains(&w) => w,
+            Some(_) => return Err(bad("rate_limit.window_secs must be between 1 and 86400")),
+            None => 60,
+        };
+        let pick = |v: Option<u32>, default: RateLimit| RateLimit {
+            max: v.unwrap_or(default.max),
+            window_secs,
+        };
+        Ok(Self {
+            sign_in: pick(f.sign_in, d.sign_in),
+            sign_up: pick(f.sign_up, d.sign_up),
+            token: pick(f.token, d.token),
+            introspect: pick(f.introspect, d.introspect),
+            revoke: pick(f.revoke, d.revoke),
+            device_authorization: pick(f.device_authorization, d.device_authorization),
+            device_verification: pick(f.device_verification, d.device_verification),
+        })
+    }
 }
 
 /// `[oauth]`
@@ -208,6 +309,10 @@ pub struct Config {
     pub store: authx_store::ConnectOptions,
     /// Provider settings.
     pub oauth: OAuthSettings,
+    /// Request rate limits.
+    pub rate_limits: RateLimits,
+    /// Seconds audit events are kept in the store.
+    pub audit_retention_secs: i64,
 }
 
 /// The Redis key prefix when none is configured.
@@ -502,8 +607,17 @@ impl Config {
             publish_ahead_secs,
         };
 
+        let rate_limits = RateLimits::from_file(f.rate_limit.unwrap_or_default())?;
+        let retention_days = f.audit.unwrap_or_default().retention_days.unwrap_or(90);
+        if !(1..=3_650).contains(&retention_days) {
+            return Err(bad("audit.retention_days must be between 1 and 3650"));
+        }
+        let audit_retention_secs = retention_days * 86_400;
+
         Ok(Self {
             oauth,
+            rate_limits,
+            audit_retention_secs,
             listen,
             issuer,
             database_url,
@@ -632,6 +746,8 @@ mod tests {
             ("log_format = \"xml\"", "log_format"),
             ("redis_url = \"http://cache:6379\"", "redis_url"),
             ("redis_key_prefix = \"\"", "redis_key_prefix"),
+            ("[rate_limit]\nwindow_secs = 0", "rate_limit.window_secs"),
+            ("[audit]\nretention_days = 0", "audit.retention_days"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

@@ -34,9 +34,6 @@ use state::{AppState, Inner};
 /// tokens live longer.
 const MIN_EVENT_RETENTION_SECS: i64 = 3600;
 
-/// How often expired rows are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(600);
-
 /// Connects the store (applying migrations) and builds the application state.
 ///
 /// With a `redis_url`, sessions live in Redis and revocation events travel over Redis pub/sub;
@@ -92,6 +89,16 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         MIN_EVENT_RETENTION_SECS,
     ));
     let bus: Arc<dyn EventBus> = revocations.clone();
+    // Several instances count each client's requests together in the store (one atomic
+    // upsert); a single instance counts them in memory, which costs no database write.
+    let counter: Arc<dyn authx_core::ratelimit::RateCounter> = if shared.multi_instance {
+        Arc::new(authx_core::ratelimit::StoreCounter(Arc::clone(
+            &backend.throttle,
+        )))
+    } else {
+        Arc::new(authx_core::ratelimit::LocalCounter::default())
+    };
+    let limiter = authx_core::ratelimit::RateLimiter::new(counter, Arc::clone(&clock));
     let oauth_stores = authx_core::oauth::service::OAuthStores {
         clients: Arc::clone(&backend.clients),
         keys: Arc::clone(&backend.keys),
@@ -101,8 +108,16 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         throttle: Arc::clone(&backend.throttle),
         devices: Arc::clone(&backend.devices),
     };
-    let oauth =
-        provider::build(&config, oauth_stores, Arc::clone(&bus), Arc::clone(&clock)).await?;
+    // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
+    let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
+    let oauth = provider::build(
+        &config,
+        oauth_stores,
+        Arc::clone(&bus),
+        Arc::clone(&clock),
+        audit.clone(),
+    )
+    .await?;
     revocations.set_retention_secs(
         oauth
             .max_token_lifetime()
@@ -114,7 +129,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     oauth.set_observer(observer.clone());
     let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
         .with_grants(Arc::clone(&backend.grants))
-        .with_grant_observer(observer);
+        .with_grant_observer(observer)
+        .with_audit(audit);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
     Ok(AppState::new(Inner {
         auth,
@@ -124,6 +140,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         metrics: metrics::Metrics::default(),
         health: shared.health,
         bus,
+        limiter,
+        audit_store: Arc::clone(&backend.audit),
         backchannel: std::sync::Mutex::new(Some(backchannel_rx)),
         revocations,
         closing: tokio::sync::watch::Sender::new(false),
@@ -220,6 +238,8 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.join).await;
+        // Whatever was recorded is stored before the process goes.
+        self.state.auth.audit().flush().await;
         for task in &self.background {
             task.abort();
         }
@@ -238,7 +258,6 @@ pub fn start_with_state(state: AppState, listener: TcpListener) -> Running {
         let _ = rx.await;
     }));
     let mut background = vec![
-        tokio::spawn(purge_loop(state.clone())),
         tokio::spawn(event_loop(state.clone())),
         tokio::spawn(provider::maintenance_loop(state.clone())),
     ];
@@ -287,15 +306,73 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn purge_loop(state: AppState) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL);
-    loop {
-        tick.tick().await;
-        match state.auth.purge_expired().await {
-            Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purge failed"),
+/// Rows deleted by one [`purge_expired`] pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired sessions and idle throttle and rate-limit counters.
+    pub sessions_and_counters: u64,
+    /// Expired authorization codes, refresh-token families and tokens, revoked token ids and
+    /// device grants.
+    pub grants: u64,
+    /// Audit events older than the retention.
+    pub audit_events: u64,
+    /// Revocation events whose tokens have all expired.
+    pub revocation_events: u64,
+}
+
+impl Purged {
+    /// All rows deleted.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.sessions_and_counters + self.grants + self.audit_events + self.revocation_events
+    }
+}
+
+/// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
+/// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
+/// families, tokens, device grants and revoked token ids, revocation events whose tokens have
+/// expired, and audit events older than `audit.retention_days`. Each part runs even when another fails.
+///
+/// # Errors
+/// The first failure, after every part has been tried.
+pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
+    let mut purged = Purged::default();
+    let mut first_error = None;
+    match state.auth.purge_expired().await {
+        Ok(n) => purged.sessions_and_counters = n,
+        Err(e) => first_error = Some(anyhow::anyhow!("sessions and counters: {e}")),
+    }
+    match state.oauth.purge().await {
+        Ok(n) => purged.grants = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("grants: {e}"));
         }
+    }
+    let cutoff = state
+        .auth
+        .clock()
+        .now()
+        .plus(-state.config.audit_retention_secs);
+    match state.audit_store.purge_audit(cutoff).await {
+        Ok(n) => purged.audit_events = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("audit events: {e}"));
+        }
+    }
+    match state
+        .revocations
+        .log()
+        .purge_events(state.auth.clock().now())
+        .await
+    {
+        Ok(n) => purged.revocation_events = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("revocation events: {e}"));
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(purged),
     }
 }
 

@@ -48,6 +48,30 @@ enum Command {
     Keys(KeysCommand),
     /// Sign in to any RFC 8628 server from this terminal (device authorization grant).
     Login(LoginArgs),
+    /// Show the audit trail, oldest first; `--follow` keeps printing new events.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Only events about this user (email address or user id).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only events of this kind (for example sign_in_failed).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only events this recent (30s, 15m, 2h, 7d) or since these Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// Show at most this many of the newest matching events.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Keep running and print new events as they are stored (polls every second).
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Args)]
@@ -258,6 +282,98 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Resource(cmd) => resource_command(config, cmd).await,
         Command::Keys(cmd) => keys_command(config, cmd).await,
         Command::Login(args) => login_command(args).await,
+        Command::Audit(args) => audit_command(config, args).await,
+    }
+}
+
+/// `--since`: a duration back from now (`30s`, `15m`, `2h`, `7d`) or Unix seconds.
+fn parse_since(text: &str, now: authx_core::Timestamp) -> anyhow::Result<authx_core::Timestamp> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<i64>() {
+        return Ok(authx_core::Timestamp(secs));
+    }
+    let split = t.len().saturating_sub(1);
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--since {t:?}: use 30s, 15m, 2h, 7d or Unix seconds"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => bail!("--since {t:?}: use 30s, 15m, 2h, 7d or Unix seconds"),
+    };
+    Ok(authx_core::Timestamp(
+        now.secs().saturating_sub(n.saturating_mul(scale)),
+    ))
+}
+
+async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
+    use authx_core::Clock as _;
+    use std::io::Write as _;
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let user_id = match &args.user {
+        Some(u) if u.contains('@') => Some(find_user(&state, u).await?.0),
+        Some(u) => Some(u.clone()),
+        None => None,
+    };
+    let since = match &args.since {
+        Some(s) => Some(parse_since(s, SystemClock.now())?),
+        None => None,
+    };
+    let mut query = authx_core::audit::AuditQuery {
+        user_id,
+        kind: args.kind.clone(),
+        since,
+        after_id: None,
+        limit: args.limit.clamp(1, 10_000),
+    };
+    let print = |events: &[authx_core::audit::AuditRecord]| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for e in events {
+            if args.json {
+                writeln!(out, "{}", authx_server::web::api::audit_json(e))?;
+            } else {
+                writeln!(
+                    out,
+                    "{} #{} {}",
+                    authx_server::web::rfc3339(e.at),
+                    e.id,
+                    e.to_line()
+                )?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let events = state.audit_store.list_audit(&query).await?;
+    print(&events)?;
+    if !args.follow {
+        return Ok(());
+    }
+    // Follow from the newest event shown (or the newest stored, when none matched).
+    let mut last = match events.last() {
+        Some(e) => e.id,
+        None => state
+            .audit_store
+            .list_audit(&authx_core::audit::AuditQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .last()
+            .map_or(0, |e| e.id),
+    };
+    query.limit = 500;
+    loop {
+        query.after_id = Some(last);
+        let events = state.audit_store.list_audit(&query).await?;
+        print(&events)?;
+        match events.last() {
+            Some(e) => last = e.id,
+            None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
     }
 }
 
@@ -277,7 +393,7 @@ fn init_logging(format: LogFormat) {
 async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
     let auth = &state.auth;
-    match cmd {
+    let result = match cmd {
         UserCommand::Add { email, admin } => {
             let password = read_password()?;
             match auth.create_user(&email, &password, admin).await {
@@ -327,7 +443,10 @@ async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("enabled {email}");
             Ok(())
         }
-    }
+    };
+    // Audit events of the command are stored before the process exits.
+    state.auth.audit().flush().await;
+    result
 }
 
 async fn find_user(
@@ -373,7 +492,7 @@ fn read_password() -> anyhow::Result<String> {
 async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
     let clients = &state.oauth.stores().clients;
-    match cmd {
+    let result = match cmd {
         ClientCommand::Add {
             id,
             name,
@@ -454,18 +573,26 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
         }
         ClientCommand::Remove { id } => {
             if clients.delete_client(&id).await? {
+                state.auth.audit().record(
+                    authx_core::audit::AuditEvent::success("client_deleted")
+                        .client(&id)
+                        .with("via", "cli"),
+                );
                 println!("removed client {id}");
                 Ok(())
             } else {
                 bail!("no client {id}")
             }
         }
-    }
+    };
+    // Audit events of the command are stored before the process exits.
+    state.auth.audit().flush().await;
+    result
 }
 
 async fn resource_command(config: Config, cmd: ResourceCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
-    match cmd {
+    let result = match cmd {
         ResourceCommand::Add { id, scopes } => {
             let r = authx_server::web::api::register_resource(&state, id, scopes)
                 .await
@@ -479,12 +606,15 @@ async fn resource_command(config: Config, cmd: ResourceCommand) -> anyhow::Resul
             }
             Ok(())
         }
-    }
+    };
+    // Audit events of the command are stored before the process exits.
+    state.auth.audit().flush().await;
+    result
 }
 
 async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
-    match cmd {
+    let result = match cmd {
         KeysCommand::List { json } => {
             let keys = state.oauth.stores().keys.list_keys().await?;
             if json {
@@ -517,7 +647,10 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
+    };
+    // Audit events of the command are stored before the process exits.
+    state.auth.audit().flush().await;
+    result
 }
 
 async fn login_command(args: LoginArgs) -> anyhow::Result<()> {

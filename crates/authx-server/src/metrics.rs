@@ -22,6 +22,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -32,6 +37,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
+    rate_limited: Family<ClassLabels, Counter>,
+    audit_unstored: Gauge,
     live_sessions: Gauge,
 }
 
@@ -52,6 +59,18 @@ impl Default for Metrics {
         });
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
         let live_sessions = Gauge::default();
+        let rate_limited = Family::<ClassLabels, Counter>::default();
+        let audit_unstored = Gauge::default();
+        registry.register(
+            "audit_unstored_events",
+            "Audit events written to the log but not to the store since start",
+            audit_unstored.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by endpoint class",
+            rate_limited.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -73,6 +92,8 @@ impl Default for Metrics {
             requests,
             latency,
             sign_ins,
+            rate_limited,
+            audit_unstored,
             live_sessions,
         }
     }
@@ -102,6 +123,19 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub fn rate_limited(&self, class: &'static str) {
+        self.rate_limited
+            .get_or_create(&ClassLabels { class })
+            .inc();
+    }
+
+    /// Sets the count of audit events that could not be stored.
+    pub fn set_audit_unstored(&self, n: u64) {
+        self.audit_unstored
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets the live-session gauge.

@@ -21,6 +21,7 @@ pub async fn build(
     stores: OAuthStores,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
+    audit: authx_core::audit::Audit,
 ) -> anyhow::Result<OAuthService> {
     let kek = key_encryption_key(config)?;
     let mut oc = OAuthConfig::new(&config.issuer);
@@ -31,8 +32,9 @@ pub async fn build(
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,
     };
-    let service =
-        OAuthService::new(stores, bus, clock, oc, &kek).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service = OAuthService::new(stores, bus, clock, oc, &kek)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_audit(audit);
     service
         .ensure_keys()
         .await
@@ -106,7 +108,8 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Every minute: promote published keys whose lead time has passed, retire and remove old
-/// ones, pick up keys another instance created, and purge expired grants every ten minutes.
+/// ones, pick up keys another instance created; every ten minutes, purge every expired row
+/// (see [`crate::purge_expired`]).
 pub async fn maintenance_loop(state: crate::state::AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     let mut rounds: u64 = 0;
@@ -116,16 +119,16 @@ pub async fn maintenance_loop(state: crate::state::AppState) {
             tracing::warn!(error = %e, "key maintenance failed");
         }
         if rounds % 10 == 0 {
-            match state.oauth.purge().await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired grants"),
+            match crate::purge_expired(&state).await {
+                Ok(p) if p.total() > 0 => tracing::info!(
+                    sessions_and_counters = p.sessions_and_counters,
+                    grants = p.grants,
+                    audit_events = p.audit_events,
+                    revocation_events = p.revocation_events,
+                    "purged expired rows"
+                ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "grant purge failed"),
-            }
-            let now = state.oauth.now();
-            match state.revocations.log().purge_events(now).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired revocation events"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "revocation event purge failed"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
         }
         // A client registered since with longer-lived tokens keeps events longer.
@@ -194,6 +197,7 @@ pub async fn backchannel_loop(
             }
         };
         let http = http.clone();
+        let audit = state.oauth.audit().clone();
         tokio::spawn(async move {
             match http
                 .post(&uri)
@@ -202,7 +206,11 @@ pub async fn backchannel_loop(
                 .await
             {
                 Ok(r) if r.status().is_success() => {
-                    tracing::info!(target: "authx::audit", event = "backchannel_logout_sent", client_id = %client.id);
+                    audit.record(
+                        authx_core::audit::AuditEvent::success("backchannel_logout_sent")
+                            .client(&client.id)
+                            .with("family_id", &family.id),
+                    );
                 }
                 Ok(r) => {
                     tracing::warn!(client_id = %client.id, status = r.status().as_u16(), "back-channel logout refused")

@@ -31,6 +31,10 @@ pub struct Inner {
     pub health: Arc<dyn Health>,
     /// The revocation event bus.
     pub bus: Arc<dyn EventBus>,
+    /// The stored audit trail (recording goes through `auth.audit()`).
+    pub audit_store: Arc<dyn authx_core::audit::AuditStore>,
+    /// Request rate limits (shared through the store when several instances run).
+    pub limiter: authx_core::ratelimit::RateLimiter,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// The bus above, seen as the durable log behind the revocation feed.

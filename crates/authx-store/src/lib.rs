@@ -41,6 +41,7 @@ use std::time::Duration;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
+mod audit_sql;
 mod device_sql;
 mod events;
 mod migrations;
@@ -76,6 +77,8 @@ pub struct Backend {
     pub devices: Arc<dyn authx_core::oauth::device::DeviceStore>,
     /// The durable log of revocation events behind the revocation feed.
     pub revocations: Arc<dyn authx_core::events::RevocationLog>,
+    /// The audit trail.
+    pub audit: Arc<dyn authx_core::audit::AuditStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -315,7 +318,8 @@ where
         + KeyStore
         + GrantStore
         + authx_core::oauth::device::DeviceStore
-        + authx_core::events::RevocationLog,
+        + authx_core::events::RevocationLog
+        + authx_core::audit::AuditStore,
 {
     Backend {
         accounts: store.clone(),
@@ -326,6 +330,7 @@ where
         grants: store.clone(),
         devices: store.clone(),
         revocations: store.clone(),
+        audit: store.clone(),
         health: store,
         kind,
     }

@@ -178,6 +178,15 @@ pub(crate) const RECORD_FAILURE: &str = "INSERT INTO throttle (key, failures, la
 pub(crate) const FAILURES: &str = "SELECT failures, last_failure_at FROM throttle WHERE key = $1";
 pub(crate) const CLEAR_FAILURES: &str = "DELETE FROM throttle WHERE key = $1";
 pub(crate) const PURGE_FAILURES: &str = "DELETE FROM throttle WHERE last_failure_at < $1";
+// A fixed-window rate counter in the throttle table (`failures` counts requests): one atomic
+// upsert that starts over when the last hit came before the current window.
+pub(crate) const COUNT_HIT: &str = "INSERT INTO throttle (key, failures, last_failure_at) \
+     VALUES ($1, 1, $2) \
+     ON CONFLICT (key) DO UPDATE SET \
+       failures = CASE WHEN throttle.last_failure_at < $3 \
+                       THEN 1 ELSE throttle.failures + 1 END, \
+       last_failure_at = excluded.last_failure_at \
+     RETURNING failures, last_failure_at";
 
 /// Implements every store trait for `$store`, a struct with a `pool: sqlx::Pool<$db>` field.
 macro_rules! impl_sql_stores {
@@ -453,6 +462,22 @@ macro_rules! impl_sql_stores {
                     .await
                     .map_err($crate::sql::store_error)?;
                 Ok(done.rows_affected())
+            }
+
+            async fn count_hit(
+                &self,
+                key: &str,
+                window_start: ::authx_core::Timestamp,
+                now: ::authx_core::Timestamp,
+            ) -> ::authx_core::store::StoreResult<u32> {
+                let row = ::sqlx::query($crate::sql::COUNT_HIT)
+                    .bind(key)
+                    .bind(now.0)
+                    .bind(window_start.0)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::sql::store_error)?;
+                Ok($crate::sql::failure_count_from_row(&row)?.failures)
             }
         }
 

@@ -380,7 +380,10 @@ impl OAuthService {
                     let verification_uri = self.device_verification_uri();
                     let verification_uri_complete =
                         format!("{verification_uri}?user_code={}", user_code.display());
-                    tracing::info!(target: "authx::audit", event = "device_authorization", client_id = %client.id);
+                    self.audit().record(
+                        crate::audit::AuditEvent::success("device_authorization")
+                            .client(&client.id),
+                    );
                     return Ok(DeviceAuthorization {
                         device_code,
                         user_code,
@@ -453,7 +456,15 @@ impl OAuthService {
                 .await?
         };
         if done {
-            tracing::info!(target: "authx::audit", event = if approve { "device_approved" } else { "device_denied" }, client_id = %pending.client.id, user_id = %user);
+            self.audit().record(
+                crate::audit::AuditEvent::success(if approve {
+                    "device_approved"
+                } else {
+                    "device_denied"
+                })
+                .client(&pending.client.id)
+                .user(user),
+            );
         }
         Ok(done)
     }
@@ -482,7 +493,9 @@ impl OAuthService {
             return Err(OAuthError::InvalidGrant("invalid device code"));
         };
         if grant.client_id != client.id {
-            tracing::warn!(target: "authx::audit", event = "device_code_wrong_client", client_id = %client.id);
+            self.audit().record(
+                crate::audit::AuditEvent::failure("device_code_wrong_client").client(&client.id),
+            );
             return Err(OAuthError::InvalidGrant(
                 "the device code was issued to another client",
             ));
@@ -490,7 +503,9 @@ impl OAuthService {
         let now = self.clock().now();
         match grant.status {
             DeviceStatus::Redeemed => {
-                tracing::warn!(target: "authx::audit", event = "device_code_reuse", client_id = %client.id);
+                self.audit().record(
+                    crate::audit::AuditEvent::failure("device_code_reuse").client(&client.id),
+                );
                 return Err(OAuthError::InvalidGrant("the device code was already used"));
             }
             DeviceStatus::Denied => return Err(DevicePollError::AccessDenied.into()),
@@ -541,7 +556,11 @@ impl OAuthService {
         };
         let Some(user) = user else {
             devices.deny_device_grant(&hash, None, now).await?;
-            tracing::warn!(target: "authx::audit", event = "device_grant_refused", client_id = %client.id, user_id = %user_id);
+            self.audit().record(
+                crate::audit::AuditEvent::failure("device_grant_refused")
+                    .client(&client.id)
+                    .user(user_id),
+            );
             return Err(OAuthError::InvalidGrant("the user cannot receive tokens"));
         };
         let family_id = crate::secret::random_id();
@@ -586,7 +605,13 @@ impl OAuthService {
                 refresh.as_ref().map(|r| r.expose().to_owned()),
             )
             .await?;
-        tracing::info!(target: "authx::audit", event = "token_issued", grant = "device_code", client_id = %client.id, user_id = %user.id);
+        self.audit().record(
+            crate::audit::AuditEvent::success("token_issued")
+                .client(&client.id)
+                .user(&user.id)
+                .with("grant", "device_code")
+                .with("family_id", &family.id),
+        );
         Ok(resp)
     }
 

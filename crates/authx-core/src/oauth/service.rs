@@ -258,6 +258,7 @@ pub struct OAuthService {
     successor_key: [u8; 32],
     ring: RwLock<Arc<KeyRing>>,
     observer: std::sync::OnceLock<Arc<dyn super::GrantObserver>>,
+    audit: crate::audit::Audit,
 }
 
 impl OAuthService {
@@ -275,7 +276,9 @@ impl OAuthService {
         let encryptor = KeyEncryptor::new(key_encryption_key)
             .map_err(|e| OAuthError::Internal(e.to_string()))?;
         let successor_key = hmac_bytes(key_encryption_key, b"authx refresh successor v1");
+        let audit = crate::audit::Audit::log_only(Arc::clone(&clock));
         Ok(Self {
+            audit,
             stores,
             events,
             clock,
@@ -285,6 +288,19 @@ impl OAuthService {
             ring: RwLock::new(Arc::new(KeyRing::default())),
             observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records audit events with `audit` (by default they are only logged).
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit recorder in use.
+    #[must_use]
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     /// Sets the observer told about revoked grants (once).
@@ -402,7 +418,11 @@ impl OAuthService {
                         .keys
                         .set_key_state(&k.kid, KeyState::Active, Some(now), None)
                         .await?;
-                    tracing::info!(target: "authx::audit", event = "key_created", kid = %k.kid, alg = alg.as_str());
+                    self.audit.record(
+                        crate::audit::AuditEvent::success("key_created")
+                            .with("kid", &k.kid)
+                            .with("alg", alg.as_str()),
+                    );
                 }
                 continue;
             }
@@ -422,7 +442,11 @@ impl OAuthService {
                         )
                         .await?;
                 }
-                tracing::info!(target: "authx::audit", event = "key_activated", kid = %next.kid, alg = alg.as_str());
+                self.audit.record(
+                    crate::audit::AuditEvent::success("key_activated")
+                        .with("kid", &next.kid)
+                        .with("alg", alg.as_str()),
+                );
             } else if let (Some(every), Some(current)) = (
                 self.config.rotation.rotate_every_secs,
                 active.iter().max_by_key(|k| k.activated_at),
@@ -438,7 +462,8 @@ impl OAuthService {
         for k in &keys {
             if k.state == KeyState::Retired && k.remove_after.is_some_and(|t| t <= now) {
                 self.stores.keys.delete_key(&k.kid).await?;
-                tracing::info!(target: "authx::audit", event = "key_removed", kid = %k.kid);
+                self.audit
+                    .record(crate::audit::AuditEvent::success("key_removed").with("kid", &k.kid));
             }
         }
         self.reload_keys().await
@@ -452,7 +477,11 @@ impl OAuthService {
         let k = keys::generate(alg, &self.encryptor, self.clock.now())
             .map_err(|e| OAuthError::Internal(e.to_string()))?;
         self.stores.keys.insert_key(&k).await?;
-        tracing::info!(target: "authx::audit", event = "key_published", kid = %k.kid, alg = alg.as_str());
+        self.audit.record(
+            crate::audit::AuditEvent::success("key_published")
+                .with("kid", &k.kid)
+                .with("alg", alg.as_str()),
+        );
         Ok(k.kid)
     }
 
@@ -557,7 +586,8 @@ impl OAuthService {
                     .throttle
                     .record_failure(&key, now, policy.reset_after_secs)
                     .await?;
-                tracing::info!(target: "authx::audit", event = "client_auth_failed", client_id = %id.escape_debug());
+                self.audit
+                    .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
                 Err(OAuthError::InvalidClient)
             }
         }
@@ -664,7 +694,11 @@ impl OAuthService {
             None,
             None,
         )?;
-        tracing::info!(target: "authx::audit", event = "token_issued", grant = "client_credentials", client_id = %client.id);
+        self.audit.record(
+            crate::audit::AuditEvent::success("token_issued")
+                .client(&client.id)
+                .with("grant", "client_credentials"),
+        );
         Ok(TokenResponse {
             access_token,
             expires_in,
@@ -933,7 +967,12 @@ impl OAuthService {
                 granted_at: self.clock.now(),
             })
             .await?;
-        tracing::info!(target: "authx::audit", event = "consent_granted", user_id = %user, client_id = %req.client.id);
+        self.audit.record(
+            crate::audit::AuditEvent::success("consent_granted")
+                .user(user)
+                .client(&req.client.id)
+                .with("scope", scope.to_param()),
+        );
         Ok(())
     }
 
@@ -1009,7 +1048,8 @@ impl OAuthService {
                         self.revoke_family(&f).await?;
                     }
                 }
-                tracing::warn!(target: "authx::audit", event = "code_reuse", client_id = %client.id);
+                self.audit
+                    .record(crate::audit::AuditEvent::failure("code_reuse").client(&client.id));
                 return Err(OAuthError::InvalidGrant("authorization code already used"));
             }
             CodeRedemption::Unknown => {
@@ -1029,7 +1069,11 @@ impl OAuthService {
             ));
         }
         if !pkce::verify(verifier, &record.code_challenge) {
-            tracing::info!(target: "authx::audit", event = "pkce_failed", client_id = %client.id);
+            self.audit.record(
+                crate::audit::AuditEvent::failure("pkce_failed")
+                    .client(&client.id)
+                    .user(&record.user_id),
+            );
             return Err(OAuthError::InvalidGrant("PKCE verification failed"));
         }
         let user = self.active_user(&record.user_id).await?;
@@ -1068,7 +1112,13 @@ impl OAuthService {
                 refresh.as_ref().map(|r| r.expose().to_owned()),
             )
             .await?;
-        tracing::info!(target: "authx::audit", event = "token_issued", grant = "authorization_code", client_id = %client.id, user_id = %user.id);
+        self.audit.record(
+            crate::audit::AuditEvent::success("token_issued")
+                .client(&client.id)
+                .user(&user.id)
+                .with("grant", "authorization_code")
+                .with("family_id", &family.id),
+        );
         Ok(resp)
     }
 
@@ -1199,7 +1249,12 @@ impl OAuthService {
             );
             if !(within_grace && successor_unused && self.config.refresh_grace_secs > 0) {
                 self.revoke_family(&family).await?;
-                tracing::warn!(target: "authx::audit", event = "refresh_token_reuse", client_id = %client.id, user_id = %user.id, family_id = %family.id);
+                self.audit.record(
+                    crate::audit::AuditEvent::failure("refresh_token_reuse")
+                        .client(&client.id)
+                        .user(&user.id)
+                        .with("family_id", &family.id),
+                );
                 return Err(OAuthError::InvalidGrant(
                     "refresh token already used; the grant was revoked",
                 ));
@@ -1214,7 +1269,13 @@ impl OAuthService {
                 Some(successor.expose().to_owned()),
             )
             .await?;
-        tracing::info!(target: "authx::audit", event = "token_issued", grant = "refresh_token", client_id = %client.id, user_id = %user.id);
+        self.audit.record(
+            crate::audit::AuditEvent::success("token_issued")
+                .client(&client.id)
+                .user(&user.id)
+                .with("grant", "refresh_token")
+                .with("family_id", &family.id),
+        );
         Ok(resp)
     }
 
@@ -1273,7 +1334,12 @@ impl OAuthService {
             if let Some(o) = self.observer.get() {
                 o.grant_revoked(&family.id);
             }
-            tracing::info!(target: "authx::audit", event = "family_revoked", family_id = %family.id, user_id = %family.user_id);
+            self.audit.record(
+                crate::audit::AuditEvent::success("family_revoked")
+                    .client(&family.client_id)
+                    .user(&family.user_id)
+                    .with("family_id", &family.id),
+            );
         }
         Ok(())
     }
@@ -1441,7 +1507,12 @@ impl OAuthService {
                         expires_at: c.exp,
                     })
                     .await?;
-                tracing::info!(target: "authx::audit", event = "access_token_revoked", client_id = %caller.id);
+                self.audit.record(
+                    crate::audit::AuditEvent::success("access_token_revoked")
+                        .client(&caller.id)
+                        .user(&c.sub)
+                        .with("jti", &c.jti),
+                );
             }
         }
         Ok(())
@@ -1580,7 +1651,8 @@ impl OAuthService {
         client.secret_hash = secret.as_ref().map(ClientSecret::hash);
         client.created_at = self.clock.now();
         self.stores.clients.put_client(&client).await?;
-        tracing::info!(target: "authx::audit", event = "client_registered", client_id = %client.id);
+        self.audit
+            .record(crate::audit::AuditEvent::success("client_registered").client(&client.id));
         Ok((client, secret.map(|s| s.expose().to_owned())))
     }
 

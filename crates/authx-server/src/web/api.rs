@@ -38,6 +38,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/sessions/{id}", delete(session_delete))
         .route("/api/v1/password", post(password_post))
         .route("/api/v1/admin/users", get(admin_users_get))
+        .route("/api/v1/admin/audit", get(admin_audit_get))
         .route(
             "/api/v1/admin/users/{id}/disable",
             post(admin_user_disable_post),
@@ -180,7 +181,12 @@ fn require_csrf(headers: &HeaderMap, current: &CurrentSession) -> Result<(), Api
     if authx_core::csrf::matches(&expected, presented) {
         Ok(())
     } else {
-        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad token");
+        let mut event =
+            authx_core::audit::AuditEvent::failure("csrf_rejected").with("reason", "bad token");
+        if let Some(a) = &current.auth {
+            event = event.user(&a.user.id);
+        }
+        authx_core::audit::record_current(event);
         Err(ApiError::csrf())
     }
 }
@@ -378,6 +384,103 @@ fn require_admin(current: &CurrentSession) -> Result<&Authenticated, ApiError> {
     }
 }
 
+/// Records an administrator's action (the subject is the administrator; `target` what it
+/// acted on), before the action runs.
+fn admin_action(state: &AppState, admin: &Authenticated, action: &str, target: &str) {
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("admin_action")
+            .user(&admin.user.id)
+            .with("action", action)
+            .with("target", target)
+            .with("via", "api"),
+    );
+}
+
+/// `GET /api/v1/admin/audit` parameters.
+#[derive(Deserialize)]
+struct AuditParams {
+    /// A user id or email address.
+    user: Option<String>,
+    kind: Option<String>,
+    /// Unix seconds.
+    since: Option<i64>,
+    /// Only events after this id, oldest first (for following).
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Most audit events one call returns.
+const MAX_AUDIT_PAGE: u32 = 1_000;
+
+async fn admin_audit_get(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    params: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&current)?;
+    let axum::extract::Query(p) = params.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "use user, kind, since (Unix seconds), after (an event id) and limit",
+        )
+    })?;
+    let user_id = match p.user {
+        Some(u) => Some(resolve_user(&state, &u).await?),
+        None => None,
+    };
+    let q = authx_core::audit::AuditQuery {
+        user_id,
+        kind: p.kind,
+        since: p.since.map(authx_core::Timestamp),
+        after_id: p.after,
+        limit: p.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
+    };
+    let events = state
+        .audit_store
+        .list_audit(&q)
+        .await
+        .map_err(authx_core::auth::AuthError::from)?;
+    Ok(Json(
+        json!({"events": events.iter().map(audit_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// A user id, or the id of the user with that email address (unknown addresses match nothing).
+async fn resolve_user(state: &AppState, user: &str) -> Result<String, ApiError> {
+    if !user.contains('@') {
+        return Ok(user.to_owned());
+    }
+    let Ok(email) = authx_core::user::canonical_email(user) else {
+        return Ok(String::new());
+    };
+    let found = state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email(&email)
+        .await
+        .map_err(authx_core::auth::AuthError::from)?;
+    Ok(found.map(|u| u.id.0).unwrap_or_default())
+}
+
+/// The public view of an audit event.
+#[must_use]
+pub fn audit_json(e: &authx_core::audit::AuditRecord) -> Value {
+    json!({
+        "id": e.id,
+        "at": rfc3339(e.at),
+        "kind": e.kind,
+        "outcome": e.outcome,
+        "request_id": e.request_id,
+        "client_id": e.client_id,
+        "user_id": e.user_id,
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+        "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+    })
+}
+
 async fn admin_users_get(
     State(state): State<AppState>,
     current: CurrentSession,
@@ -401,8 +504,9 @@ async fn admin_user_disable_post(
     current: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
+    let admin = require_admin(&current)?;
     require_csrf(&headers, &current)?;
+    admin_action(&state, admin, "disable_user", &id);
     state.auth.disable_user(&UserId(id)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -413,8 +517,9 @@ async fn admin_user_enable_post(
     current: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
+    let admin = require_admin(&current)?;
     require_csrf(&headers, &current)?;
+    admin_action(&state, admin, "enable_user", &id);
     state.auth.enable_user(&UserId(id)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -578,8 +683,9 @@ async fn admin_clients_post(
     current: CurrentSession,
     JsonBody(spec): JsonBody<ClientSpec>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
+    let admin = require_admin(&current)?;
     require_csrf(&headers, &current)?;
+    admin_action(&state, admin, "register_client", &spec.id);
     let (client, confidential) = spec
         .into_client()
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m))?;
@@ -618,8 +724,9 @@ async fn admin_client_delete(
     current: CurrentSession,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
+    let admin = require_admin(&current)?;
     require_csrf(&headers, &current)?;
+    admin_action(&state, admin, "delete_client", &id);
     if state
         .oauth
         .stores()
@@ -628,6 +735,11 @@ async fn admin_client_delete(
         .await
         .map_err(|e| oauth_api_error(e.into()))?
     {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::success("client_deleted")
+                .client(&id)
+                .user(&admin.user.id),
+        );
         Ok(empty(StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::new(
@@ -651,8 +763,9 @@ async fn admin_resources_post(
     current: CurrentSession,
     JsonBody(spec): JsonBody<ResourceSpec>,
 ) -> Result<Response, ApiError> {
-    require_admin(&current)?;
+    let admin = require_admin(&current)?;
     require_csrf(&headers, &current)?;
+    admin_action(&state, admin, "register_resource", &spec.id);
     let r = register_resource(&state, spec.id, spec.scopes).await?;
     Ok((StatusCode::CREATED, Json(json!({"resource": r}))).into_response())
 }
@@ -695,6 +808,11 @@ pub async fn register_resource(
         .put_resource(&r)
         .await
         .map_err(|e| oauth_api_error(e.into()))?;
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("resource_registered")
+            .with("resource", &r.id)
+            .with("scope", r.scopes.join(" ")),
+    );
     Ok(r)
 }
 
@@ -776,6 +894,11 @@ async fn consent_delete(
         .await
         .map_err(|e| oauth_api_error(e.into()))?
     {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::success("consent_revoked")
+                .user(&auth.user.id)
+                .client(&client_id),
+        );
         Ok(empty(StatusCode::NO_CONTENT))
     } else {
         Err(ApiError::new(

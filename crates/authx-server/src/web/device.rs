@@ -232,7 +232,12 @@ async fn lookup(
         }
     }
     if let Some(w) = wait {
-        tracing::info!(target: "authx::audit", event = "device_code_throttled", ip = current.ctx.ip.as_deref().unwrap_or("-"));
+        state
+            .auth
+            .audit()
+            .record(authx_core::audit::AuditEvent::failure(
+                "device_code_throttled",
+            ));
         return Ok(Lookup::Throttled(w));
     }
     match state.oauth.pending_device(input).await? {
@@ -241,7 +246,10 @@ async fn lookup(
             for (key, _) in &keys {
                 throttle.record_failure(key, now, ENTRY_WINDOW_SECS).await?;
             }
-            tracing::info!(target: "authx::audit", event = "device_code_miss", ip = current.ctx.ip.as_deref().unwrap_or("-"));
+            state
+                .auth
+                .audit()
+                .record(authx_core::audit::AuditEvent::failure("device_code_miss"));
             Ok(Lookup::Miss)
         }
     }
@@ -297,7 +305,11 @@ async fn device_post(
         .get("csrf_token")
         .is_some_and(|t| csrf::matches(&csrf, t))
     {
-        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "device token");
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::failure("csrf_rejected")
+                .user(&auth.user.id)
+                .with("reason", "device token"),
+        );
         return html(
             StatusCode::FORBIDDEN,
             "Request refused",

@@ -53,15 +53,21 @@ pub fn client_context(parts: &Parts, state: &AppState) -> ClientContext {
     }
 }
 
+/// The nearest hop that is not a trusted proxy, read from the right of `X-Forwarded-For` (the
+/// hops a proxy appended); everything to its left was written by the client and is ignored.
 fn forwarded_client(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut hops: Vec<&str> = Vec::new();
     for v in parts.headers.get_all("x-forwarded-for") {
-        let s = v.to_str().ok()?;
-        for hop in s.split(',') {
-            hops.push(hop.trim().parse().ok()?);
+        hops.extend(v.to_str().ok()?.split(','));
+    }
+    for hop in hops.into_iter().rev() {
+        // An unreadable hop ends the trusted chain: nothing beyond it is believed.
+        let ip: IpAddr = hop.trim().parse().ok()?;
+        if !trusted.contains(&ip) {
+            return Some(ip);
         }
     }
-    hops.into_iter().rev().find(|ip| !trusted.contains(ip))
+    None
 }
 
 /// The session a request carries, resolved once. Anonymous when the cookie is absent,

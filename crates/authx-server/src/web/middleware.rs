@@ -18,8 +18,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use authx_core::ratelimit::RateLimit;
+
 use super::error::ApiError;
-use crate::config::origin_of;
+use super::extract::client_context;
+use crate::config::{RateLimits, origin_of};
 use crate::html;
 use crate::state::AppState;
 
@@ -143,15 +146,48 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 /// failing that the `Referer`, must match a trusted origin exactly; a request with neither is
 /// refused. The synchronizer token (layer three) is checked by each handler.
 pub async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if *req.method() == Method::OPTIONS {
+        audit_preflight(&state, &req);
+        return next.run(req).await;
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
     match verdict(&state, &req) {
         Ok(()) => next.run(req).await,
         Err(reason) => {
-            tracing::info!(target: "authx::audit", event = "csrf_rejected", reason, path = %req.uri().path());
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("csrf_rejected")
+                    .with("reason", reason)
+                    .with("path", req.uri().path()),
+            );
             forbidden(req.uri().path(), reason)
         }
+    }
+}
+
+/// A CORS preflight from an origin that is not allowed gets no CORS headers (the browser then
+/// refuses the call); it is recorded as a CORS rejection.
+fn audit_preflight(state: &AppState, req: &Request) {
+    let headers = req.headers();
+    if !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        return;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return;
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    if !state
+        .config
+        .cors_allowed_origins
+        .iter()
+        .any(|o| *o == origin)
+    {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::failure("cors_rejected")
+                .with("origin", &origin)
+                .with("path", req.uri().path()),
+        );
     }
 }
 
@@ -212,4 +248,152 @@ fn forbidden(path: &str, reason: &str) -> Response {
 #[must_use]
 pub fn empty(status: StatusCode) -> Response {
     (status, Body::empty()).into_response()
+}
+
+/// The rate-limit class of a request, if its endpoint is limited (SECURITY.md #73).
+fn rate_class(
+    limits: &RateLimits,
+    method: &Method,
+    path: &str,
+    has_query: bool,
+) -> Option<(&'static str, RateLimit)> {
+    let post = *method == Method::POST;
+    Some(match path {
+        "/api/v1/auth/sign-in" | "/login" if post => ("sign_in", limits.sign_in),
+        "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
+        "/oauth2/token" if post => ("token", limits.token),
+        "/oauth2/introspect" if post => ("introspect", limits.introspect),
+        "/oauth2/revoke" if post => ("revoke", limits.revoke),
+        "/oauth2/device_authorization" if post => {
+            ("device_authorization", limits.device_authorization)
+        }
+        // A code arrives in a POST, or in the query of the complete verification URI.
+        "/device" if post || has_query => ("device_verification", limits.device_verification),
+        _ => return None,
+    })
+}
+
+/// Request rate limits per client address on the endpoints that take credentials or codes.
+/// The address is the TCP peer, or the nearest untrusted `X-Forwarded-For` hop when the peer
+/// is a configured trusted proxy (see [`client_context`]), so a client cannot pick its own key.
+/// Runs before the body is read: a refused request costs one counter update.
+pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some((class, limit)) = rate_class(
+        &state.config.rate_limits,
+        req.method(),
+        req.uri().path(),
+        req.uri().query().is_some(),
+    ) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let ctx = client_context(&parts, &state);
+    let req = Request::from_parts(parts, body);
+    let who = rate_key(ctx.ip.as_deref());
+    match state.limiter.check(class, &who, limit).await {
+        Ok(None) => next.run(req).await,
+        Ok(Some(retry_after)) => {
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("rate_limited")
+                    .with("class", class)
+                    .with("key", &who),
+            );
+            state.metrics.rate_limited(class);
+            too_many_requests(req.uri().path(), retry_after)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limit store unavailable");
+            unavailable(req.uri().path())
+        }
+    }
+}
+
+/// Whose allowance a request spends: the IPv4 address, or the /64 of an IPv6 address (one
+/// subscriber usually holds a whole /64 and could otherwise rotate through it).
+fn rate_key(ip: Option<&str>) -> String {
+    match ip.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(v4) => v4.to_string(),
+        None => "-".to_owned(),
+    }
+}
+
+/// `429` in the dialect of the endpoint: RFC 6749 JSON, the JSON API's shape, or a page.
+fn too_many_requests(path: &str, retry_after: i64) -> Response {
+    let message = format!("too many requests; try again in {retry_after} seconds");
+    let mut res = if path.starts_with("/oauth2/") {
+        // `slow_down` (RFC 8628 §3.5, registered for the token endpoint) tells any client to
+        // wait before its next request.
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"error": "slow_down", "error_description": message})),
+        )
+            .into_response()
+    } else if path.starts_with("/api/") {
+        return ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
+        .into_response();
+    } else {
+        let body = html::page(
+            "Too many requests",
+            "<h1>Too many requests</h1><p class=\"error\">Too many requests came from your \
+             network. Wait a minute and try again.</p>",
+        );
+        (StatusCode::TOO_MANY_REQUESTS, Html(body)).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// `503` when the counters cannot be reached: fail closed, like authentication.
+fn unavailable(path: &str) -> Response {
+    if path.starts_with("/api/") {
+        return ApiError::unavailable().into_response();
+    }
+    let mut res = if path.starts_with("/oauth2/") {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the server could not complete the request"
+            })),
+        )
+            .into_response()
+    } else {
+        let body = html::page(
+            "Unavailable",
+            "<h1>Temporarily unavailable</h1><p class=\"error\">Try again in a moment.</p>",
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, Html(body)).into_response()
+    };
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+/// Makes the request's id, client address and user agent the context of every audit event
+/// recorded while it is served.
+pub async fn audit_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctx = client_context(&parts, &state);
+    let request_id = parts
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let req = Request::from_parts(parts, body);
+    let audit_ctx = authx_core::audit::RequestContext {
+        request_id,
+        ip: ctx.ip,
+        user_agent: ctx.user_agent,
+        recorder: Some(state.auth.audit().clone()),
+    };
+    authx_core::audit::in_request(audit_ctx, next.run(req)).await
 }

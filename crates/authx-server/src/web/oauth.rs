@@ -491,11 +491,17 @@ fn client_redirect(
 
 fn authorize_failure(state: &AppState, e: AuthorizeError, status: StatusCode) -> Response {
     match e {
-        AuthorizeError::Page(msg) => error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in request cannot be completed",
-            &msg,
-        ),
+        AuthorizeError::Page(msg) => {
+            // An unknown client or a redirect URI that is not registered: never redirected.
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("redirect_rejected").with("reason", &msg),
+            );
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request cannot be completed",
+                &msg,
+            )
+        }
         AuthorizeError::Redirect {
             error,
             description,
@@ -718,7 +724,11 @@ async fn consent_post(
         .csrf_token()
         .is_some_and(|t| form.get("csrf_token").is_some_and(|p| csrf::matches(&t, p)));
     if !token_ok {
-        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "consent token");
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::failure("csrf_rejected")
+                .user(&auth.user.id)
+                .with("reason", "consent token"),
+        );
         return error_page(
             StatusCode::FORBIDDEN,
             "Request refused",
@@ -747,7 +757,11 @@ async fn consent_post(
             issue_and_redirect(&state, &req, auth, StatusCode::SEE_OTHER).await
         }
         _ => {
-            tracing::info!(target: "authx::audit", event = "consent_denied", client_id = %req.client.id, user_id = %auth.user.id);
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("consent_denied")
+                    .client(&req.client.id)
+                    .user(&auth.user.id),
+            );
             redirect_error(&state, &req, "access_denied", StatusCode::SEE_OTHER)
         }
     }

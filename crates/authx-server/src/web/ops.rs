@@ -37,6 +37,9 @@ async fn metrics_get(State(state): State<AppState>) -> Response {
     if let Ok(n) = state.auth.live_session_count().await {
         state.metrics.set_live_sessions(n);
     }
+    state
+        .metrics
+        .set_audit_unstored(state.auth.audit().unstored());
     (
         [(
             header::CONTENT_TYPE,

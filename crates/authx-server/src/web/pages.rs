@@ -210,7 +210,11 @@ async fn login_post(
     let return_to = safe_return_to(form.return_to.as_deref());
     let sign_up = state.config.auth.sign_up_enabled;
     if !pre_token_ok(&current, &form.csrf_token) {
-        tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad form token", path = "/login");
+        authx_core::audit::record_current(
+            authx_core::audit::AuditEvent::failure("csrf_rejected")
+                .with("reason", "bad form token")
+                .with("path", "/login"),
+        );
         let (token, fresh) = pre_session(&current);
         let html = login_page(
             &token,
@@ -457,7 +461,9 @@ fn form_token_ok(current: &CurrentSession, presented: &str) -> bool {
 }
 
 fn csrf_refused() -> Response {
-    tracing::info!(target: "authx::audit", event = "csrf_rejected", reason = "bad form token");
+    authx_core::audit::record_current(
+        authx_core::audit::AuditEvent::failure("csrf_rejected").with("reason", "bad form token"),
+    );
     let html = page(
         "Request refused",
         "<h1>Request refused</h1><p class=\"error\">This form expired or did not come from this site. \
@@ -765,7 +771,16 @@ async fn account_consent_withdraw_post(
         .delete_consent(&auth.user.id, &client_id)
         .await
     {
-        Ok(_) => Redirect::to("/account?done=withdrawn").into_response(),
+        Ok(removed) => {
+            if removed {
+                state.auth.audit().record(
+                    authx_core::audit::AuditEvent::success("consent_revoked")
+                        .user(&auth.user.id)
+                        .client(&client_id),
+                );
+            }
+            Redirect::to("/account?done=withdrawn").into_response()
+        }
         Err(e) => error_page(&AuthError::Store(e)),
     }
 }

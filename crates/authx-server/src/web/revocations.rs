@@ -80,7 +80,10 @@ async fn feed(
     match state.oauth.stores().clients.resource(&client.id).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            tracing::info!(target: "authx::audit", event = "revocation_feed_refused", client_id = %client.id);
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("revocation_feed_refused")
+                    .client(&client.id),
+            );
             return (
                 StatusCode::FORBIDDEN,
                 Json(json!({
@@ -118,7 +121,12 @@ async fn feed(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/event-stream"));
-    tracing::info!(target: "authx::audit", event = "revocation_feed_opened", client_id = %client.id, after, stream = wants_stream);
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("revocation_feed_opened")
+            .client(&client.id)
+            .with("after", after)
+            .with("stream", wants_stream),
+    );
     if wants_stream {
         stream(state, after)
     } else {

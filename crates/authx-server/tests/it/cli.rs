@@ -254,3 +254,138 @@ async fn kill_9_during_sign_ins_loses_no_answered_session() {
         assert!(!log.contains(token), "a session token reached the log");
     }
 }
+
+#[test]
+fn audit_lists_filters_and_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    for email in ["a@example.com", "b@example.com"] {
+        let out = authx(
+            dir.path(),
+            &["user", "add", "--email", email],
+            Some(&format!("{PASSWORD}\n")),
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert!(
+        authx(
+            dir.path(),
+            &["user", "disable", "--email", "b@example.com"],
+            None
+        )
+        .status
+        .success()
+    );
+    let json_lines = |args: &[&str]| -> Vec<Value> {
+        let out = authx(dir.path(), args, None);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let kinds = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Every command's events were stored before it exited.
+    let all = json_lines(&["audit", "--json"]);
+    let all_kinds = kinds(&all);
+    assert!(
+        all_kinds.contains(&"key_created".to_owned()),
+        "{all_kinds:?}"
+    );
+    assert_eq!(all_kinds.iter().filter(|k| *k == "user_created").count(), 2);
+    assert_eq!(
+        kinds(&json_lines(&["audit", "--json", "--user", "b@example.com"])),
+        ["user_created", "user_disabled"]
+    );
+    assert_eq!(
+        json_lines(&["audit", "--json", "--kind", "user_created"]).len(),
+        2
+    );
+    assert_eq!(
+        kinds(&json_lines(&["audit", "--json", "--limit", "1"])),
+        ["user_disabled"]
+    );
+    assert_eq!(
+        json_lines(&["audit", "--json", "--since", "1h"]).len(),
+        all.len()
+    );
+    assert!(json_lines(&["audit", "--json", "--since", "9999999999"]).is_empty());
+    let text = authx(dir.path(), &["audit", "--kind", "user_disabled"], None);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("event=user_disabled outcome=success"),
+        "{text}"
+    );
+    assert!(
+        authx(
+            dir.path(),
+            &[
+                "resource",
+                "add",
+                "--id",
+                "https://api.example.com",
+                "--scope",
+                "read"
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    let registered = json_lines(&["audit", "--json", "--kind", "resource_registered"]);
+    assert_eq!(registered.len(), 1);
+    assert_eq!(
+        registered[0]["detail"]["resource"],
+        "https://api.example.com"
+    );
+    let bad = authx(dir.path(), &["audit", "--since", "yesterday"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+
+    // --follow prints events stored after it started.
+    let mut follower = Command::new(BIN)
+        .args(["audit", "--follow", "--json", "--kind", "user_enabled"])
+        .current_dir(dir.path())
+        .env_remove("AUTHX_DATABASE_URL")
+        .env_remove("AUTHX_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the follower time to read what exists, then add an event.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(rx.try_recv().is_err(), "nothing matched before");
+    assert!(
+        authx(
+            dir.path(),
+            &["user", "enable", "--email", "b@example.com"],
+            None
+        )
+        .status
+        .success()
+    );
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the follower printed nothing")
+        .unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["kind"], "user_enabled");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}

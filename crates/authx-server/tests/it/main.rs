@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod audit;
 mod browser;
 mod browser_device;
 mod browser_oidc;
@@ -16,8 +17,10 @@ mod csrf;
 mod device;
 mod hostile;
 mod interop;
+mod limits;
 mod oidc;
 mod ops;
+mod purge;
 mod scale;
 mod sessions;
 mod throttle;

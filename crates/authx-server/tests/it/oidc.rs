@@ -8,10 +8,10 @@ use authx_testkit::{PASSWORD, TestServer};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-const REDIRECT: &str = "https://app.example.com/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const REDIRECT: &str = "https://app.example.com/cb";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-fn client(id: &str, grants: &[GrantType], first_party: bool) -> Client {
+pub(crate) fn client(id: &str, grants: &[GrantType], first_party: bool) -> Client {
     Client {
         id: id.into(),
         name: format!("{id} app"),
@@ -96,11 +96,11 @@ fn authorize_url(op: &Op, client_id: &str, scope: &str, extra: &str) -> String {
     )
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn query_param(location: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(location: &str, name: &str) -> Option<String> {
     let q = location.split_once('?')?.1;
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)

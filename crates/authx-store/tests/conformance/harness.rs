@@ -22,6 +22,7 @@ pub(crate) struct Stores {
     clients: Option<Arc<dyn ClientStore>>,
     keys: Option<Arc<dyn KeyStore>>,
     grants: Option<Arc<dyn GrantStore>>,
+    audit: Option<Arc<dyn authx_core::audit::AuditStore>>,
     /// The database URL the SQL stores were opened with.
     url: Option<String>,
 }
@@ -53,6 +54,10 @@ impl Stores {
 
     pub(crate) fn grants(&self) -> Arc<dyn GrantStore> {
         self.grants.clone().expect("backend has no grant store")
+    }
+
+    pub(crate) fn audit(&self) -> Arc<dyn authx_core::audit::AuditStore> {
+        self.audit.clone().expect("backend has no audit store")
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -205,6 +210,7 @@ pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
         clients: Some(backend.clients),
         keys: Some(backend.keys),
         grants: Some(backend.grants),
+        audit: Some(backend.audit),
         url: Some(url),
     };
     Some((stores, Cleanup::TempDir(dir)))
@@ -249,6 +255,7 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         clients: Some(backend.clients),
         keys: Some(backend.keys),
         grants: Some(backend.grants),
+        audit: Some(backend.audit),
         url: Some(schema_url),
     };
     Some((stores, Cleanup::PgSchema { admin, schema }))
@@ -272,6 +279,7 @@ pub(crate) async fn redis(test: &'static str) -> Fixture {
         clients: None,
         keys: None,
         grants: None,
+        audit: None,
         url: None,
     };
     Some((stores, Cleanup::RedisPrefix { url, prefix }))

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod audit;
 mod clients;
 mod grants;
 mod harness;
@@ -65,7 +66,11 @@ macro_rules! database_tests {
             throttle::clear_failures_forgets,
             throttle::purge_failures_removes_old_counters,
             throttle::parallel_failures_all_count,
+            throttle::count_hit_counts_per_fixed_window,
+            throttle::parallel_hits_all_count,
             throttle::health_ping_answers,
+            audit::audit_appends_in_order_and_filters,
+            audit::audit_purge_removes_only_old_events,
             migrations::reconnecting_applies_nothing,
             migrations::modified_migration_is_refused,
             migrations::newer_schema_is_refused,

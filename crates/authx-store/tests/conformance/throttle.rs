@@ -142,3 +142,50 @@ pub(crate) async fn parallel_failures_all_count(s: Stores) {
 pub(crate) async fn health_ping_answers(s: Stores) {
     s.health().ping().await.unwrap();
 }
+
+pub(crate) async fn count_hit_counts_per_fixed_window(s: Stores) {
+    let t = s.throttle();
+    // Window [600, 660): three hits, at different moments inside it.
+    for (n, at) in [(1, 600), (2, 630), (3, 659)] {
+        assert_eq!(
+            t.count_hit("rate:token:ip", Timestamp(600), Timestamp(at))
+                .await
+                .unwrap(),
+            n
+        );
+    }
+    // The next window starts over, however recent the last hit was.
+    assert_eq!(
+        t.count_hit("rate:token:ip", Timestamp(660), Timestamp(660))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        t.count_hit("rate:revoke:ip", Timestamp(660), Timestamp(661))
+            .await
+            .unwrap(),
+        1
+    );
+    // Idle counters go with the failure counters.
+    assert_eq!(t.purge_failures(Timestamp(10_000)).await.unwrap(), 2);
+}
+
+pub(crate) async fn parallel_hits_all_count(s: Stores) {
+    const N: u32 = 50;
+    let calls: Vec<_> = (0..N)
+        .map(|_| {
+            let t = s.throttle();
+            tokio::spawn(async move {
+                t.count_hit("rate:token:1.2.3.4", Timestamp(60), Timestamp(61))
+                    .await
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for call in calls {
+        seen.push(call.await.unwrap().unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+}

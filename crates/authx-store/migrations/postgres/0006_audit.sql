@@ -1,0 +1,20 @@
+-- The audit trail (SECURITY.md #66): one row per security event, identifiers only (#67).
+-- Rows are append-only; the maintenance loop deletes those older than the retention.
+
+CREATE TABLE audit_events (
+    id          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          BIGINT  NOT NULL,
+    kind        TEXT    NOT NULL,
+    outcome     TEXT    NOT NULL,
+    request_id  TEXT,
+    client_id   TEXT,
+    user_id     TEXT,
+    ip          TEXT,
+    user_agent  TEXT,
+    -- Further fields as a JSON object.
+    detail      TEXT    NOT NULL DEFAULT '{}'
+);
+
+CREATE INDEX audit_events_at ON audit_events (at);
+CREATE INDEX audit_events_user_id ON audit_events (user_id, id);
+CREATE INDEX audit_events_kind ON audit_events (kind, id);
