@@ -333,9 +333,14 @@ impl World {
     }
 
     async fn revoke(&self, token: &str) {
+        self.revoke_at(&self.issuer, token).await;
+    }
+
+    /// Revokes at `base`: the issuer (through the proxy) or an instance directly.
+    async fn revoke_at(&self, base: &str, token: &str) {
         let res = self
             .http
-            .post(format!("{}/oauth2/revoke", self.issuer))
+            .post(format!("{base}/oauth2/revoke"))
             .header("authorization", basic("app", &self.app_secret))
             .form(&[("token", token)])
             .send()
@@ -617,17 +622,8 @@ async fn a_guard_that_was_cut_off_misses_no_event_and_fails_closed_meanwhile() {
 
     w.proxy.cut();
     // Revocations while the guard cannot hear them, made on the server directly.
-    let direct = &w.server.url;
     for t in &tokens[..3] {
-        let res = w
-            .http
-            .post(format!("{direct}/oauth2/revoke"))
-            .header("authorization", basic("app", &w.app_secret))
-            .form(&[("token", t.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        w.revoke_at(&w.server.url, t).await;
     }
     // Past the staleness bound, the guard refuses everything rather than trust old news.
     let start = Instant::now();
@@ -677,26 +673,12 @@ async fn a_stale_guard_can_fall_back_to_introspection() {
     w.proxy.cut();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!guard.is_fresh());
-    w.revoke_direct(&a).await;
+    w.revoke_at(&w.server.url, &a).await;
     w.proxy.restore();
     // Whether the guard learns it from introspection or from the resumed feed, `a` is refused
     // and `b` accepted: never a 503 in this mode.
     assert_eq!(rs_status(&rs, "/whoami", &a).await, 401);
     assert_eq!(rs_status(&rs, "/whoami", &b).await, 200);
-}
-
-impl World {
-    async fn revoke_direct(&self, token: &str) {
-        let res = self
-            .http
-            .post(format!("{}/oauth2/revoke", self.server.url))
-            .header("authorization", basic("app", &self.app_secret))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-    }
 }
 
 #[tokio::test]
@@ -1093,15 +1075,7 @@ async fn revocations_on_any_instance_reach_the_guard() {
     assert_eq!(rs_status(&rs, "/whoami", &at2).await, 200);
 
     // Revoked on the other instance: the guard, subscribed to the first, hears it.
-    let res = w
-        .http
-        .post(format!("{}/oauth2/revoke", other.url))
-        .header("authorization", basic("app", &w.app_secret))
-        .form(&[("token", rt.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    w.revoke_at(&other.url, &rt).await;
     let took = until_refused(&rs, &at).await;
     println!("GUARD_CROSS_INSTANCE_REFUSAL {took:?}");
     // Signing out on the other instance ends the session's remaining grant too.
