@@ -18,6 +18,7 @@ pub mod auth;
 pub mod clock;
 pub mod csrf;
 pub mod events;
+pub mod federation;
 pub mod oauth;
 pub mod password;
 pub mod secret;

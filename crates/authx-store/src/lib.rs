@@ -43,6 +43,7 @@ use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
 mod device_sql;
 mod events;
+mod federation_sql;
 mod migrations;
 mod oauth_sql;
 mod postgres;
@@ -73,6 +74,8 @@ pub struct Backend {
     pub grants: Arc<dyn GrantStore>,
     /// Device authorization grants (RFC 8628).
     pub devices: Arc<dyn authx_core::oauth::device::DeviceStore>,
+    /// Upstream sign-in transactions and federation links.
+    pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -311,7 +314,8 @@ where
         + ClientStore
         + KeyStore
         + GrantStore
-        + authx_core::oauth::device::DeviceStore,
+        + authx_core::oauth::device::DeviceStore
+        + authx_core::federation::FederationStore,
 {
     Backend {
         accounts: store.clone(),
@@ -321,6 +325,7 @@ where
         keys: store.clone(),
         grants: store.clone(),
         devices: store.clone(),
+        federation: store.clone(),
         health: store,
         kind,
     }

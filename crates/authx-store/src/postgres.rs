@@ -26,6 +26,7 @@ impl PgStore {
 impl_sql_stores!(PgStore);
 impl_oauth_stores!(PgStore);
 crate::device_sql::impl_device_store!(PgStore);
+crate::federation_sql::impl_federation_store!(PgStore);
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

@@ -32,6 +32,7 @@ impl SqliteStore {
 impl_sql_stores!(SqliteStore);
 impl_oauth_stores!(SqliteStore);
 crate::device_sql::impl_device_store!(SqliteStore);
+crate::federation_sql::impl_federation_store!(SqliteStore);
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {
