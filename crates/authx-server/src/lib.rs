@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod cookies;
+pub mod federation;
 pub mod html;
 pub mod login;
 pub mod metrics;
@@ -97,7 +98,10 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .with_grants(Arc::clone(&backend.grants))
         .with_grant_observer(observer);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
+    let upstreams = federation::Upstreams::new(&config.federation);
     Ok(AppState::new(Inner {
+        upstreams,
+        federation: Arc::clone(&backend.federation),
         auth,
         oauth,
         config,
@@ -273,6 +277,15 @@ async fn purge_loop(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        match state
+            .federation
+            .purge_federation(state.auth.clock().now())
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired federation records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "federation purge failed"),
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct Inner {
     pub health: Arc<dyn Health>,
     /// The revocation event bus.
     pub bus: Arc<dyn EventBus>,
+    /// Upstream identity providers and their cached metadata and keys.
+    pub upstreams: crate::federation::Upstreams,
+    /// Upstream sign-in transactions and federation links.
+    pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }

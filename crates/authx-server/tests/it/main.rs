@@ -10,10 +10,12 @@
 
 mod browser;
 mod browser_device;
+mod browser_federation;
 mod browser_oidc;
 mod cli;
 mod csrf;
 mod device;
+mod federation;
 mod hostile;
 mod interop;
 mod oidc;
