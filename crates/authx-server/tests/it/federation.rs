@@ -308,6 +308,12 @@ pub struct FakeConfig {
     pub raw_id_token: Option<String>,
     /// What the token endpoint received.
     pub token_requests: Vec<String>,
+    /// How often the key set was fetched.
+    pub jwks_fetches: usize,
+    /// The `jwks_uri` its discovery document states (default: its own `/jwks`).
+    pub jwks_uri: Option<String>,
+    /// The token endpoint answers 400 with this error code.
+    pub token_error: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -339,6 +345,9 @@ impl Fake {
                 evil_signer: None,
                 raw_id_token: None,
                 token_requests: Vec::new(),
+                jwks_fetches: 0,
+                jwks_uri: None,
+                token_error: None,
             })),
             signer: Arc::new(test_signer(None)),
         };
@@ -385,14 +394,18 @@ async fn fake_discovery(State(f): State<Fake>) -> Response {
         "issuer": c.discovery_issuer.clone().unwrap_or_else(|| f.url.clone()),
         "authorization_endpoint": format!("{}/authorize", f.url),
         "token_endpoint": format!("{}/token", f.url),
-        "jwks_uri": format!("{}/jwks", f.url),
+        "jwks_uri": c.jwks_uri.clone().unwrap_or_else(|| format!("{}/jwks", f.url)),
         "authorization_response_iss_parameter_supported": c.iss_supported,
     }))
     .into_response()
 }
 
 async fn fake_jwks(State(f): State<Fake>) -> Response {
-    let redirect = f.config.lock().unwrap().jwks_redirect.clone();
+    let redirect = {
+        let mut c = f.config.lock().unwrap();
+        c.jwks_fetches += 1;
+        c.jwks_redirect.clone()
+    };
     if let Some(to) = redirect {
         return (
             axum::http::StatusCode::FOUND,
@@ -406,6 +419,13 @@ async fn fake_jwks(State(f): State<Fake>) -> Response {
 async fn fake_token(State(f): State<Fake>, body: String) -> Response {
     let mut c = f.config.lock().unwrap();
     c.token_requests.push(body);
+    if let Some(error) = c.token_error {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": error})),
+        )
+            .into_response();
+    }
     let access_token = "fake-access-token";
     let id_token = match &c.raw_id_token {
         Some(t) => t.clone(),
@@ -843,6 +863,24 @@ async fn outbound_calls_never_follow_redirects_and_check_the_issuer() {
     let body = assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 0).await;
     assert!(body.contains("redirects are not followed"), "{body}");
 
+    // A key set named by discovery at a link-local address is never fetched.
+    let (fake, local) = fake_setup(true).await;
+    fake.set(|c| c.jwks_uri = Some("http://169.254.169.254/latest/meta-data/".into()));
+    let res = local
+        .get(&format!("/federation/{PROVIDER}/start"), None)
+        .await
+        .unwrap();
+    let body = assert_refused(&local, res, 0).await;
+    assert!(body.contains("not an allowed https URL"), "{body}");
+
+    // The token endpoint's refusal is shown, not a 500.
+    let (fake, local) = fake_setup(true).await;
+    fake.set(|c| c.token_error = Some("invalid_grant"));
+    let a = begin(&local, &fake).await;
+    let url = callback_url(&local, &a.state, Some(&fake.url));
+    let body = assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 0).await;
+    assert!(body.contains("invalid_grant"), "{body}");
+
     let (fake, local) = fake_setup(true).await;
     fake.set(|c| c.discovery_issuer = Some("https://other-idp.example".into()));
     let res = local
@@ -916,4 +954,32 @@ async fn the_only_link_of_an_account_without_password_stays() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+}
+
+/// SECURITY.md #52: tokens naming unknown keys cause at most one key-set fetch a minute.
+#[tokio::test]
+async fn unknown_kids_refetch_the_key_set_at_most_once_a_minute() {
+    let (fake, local) = fake_setup(true).await;
+    let a = begin(&local, &fake).await;
+    let url = callback_url(&local, &a.state, Some(&fake.url));
+    assert_eq!(callback(&local, &url, &[&a.binding]).await.status(), 303);
+    assert_eq!(fake.config.lock().unwrap().jwks_fetches, 1);
+
+    let stranger = Arc::new(test_signer(None));
+    fake.set(|c| c.evil_signer = Some(stranger));
+    for _ in 0..5 {
+        let a = begin(&local, &fake).await;
+        let url = callback_url(&local, &a.state, Some(&fake.url));
+        assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 1).await;
+    }
+    assert_eq!(
+        fake.config.lock().unwrap().jwks_fetches,
+        2,
+        "one refetch for the first unknown kid, none for the rest of the minute"
+    );
+    local.clock.advance(61);
+    let a = begin(&local, &fake).await;
+    let url = callback_url(&local, &a.state, Some(&fake.url));
+    assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 1).await;
+    assert_eq!(fake.config.lock().unwrap().jwks_fetches, 3);
 }
