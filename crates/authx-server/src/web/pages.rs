@@ -593,15 +593,11 @@ async fn account_page(
          <tbody>{rows}</tbody></table>\
          <form id=\"revoke-others\" method=\"post\" action=\"/account/sessions/revoke-others\">{csrf}\
          <button type=\"submit\" class=\"danger\">Sign out every other session</button></form>\
-         {apps}{links}\
-         <h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
-         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-         <p class=\"muted\">Changing your password signs out every other session.</p>\
-         <button type=\"submit\">Change password</button></form>",
+         {apps}{links}{password}",
         error = error_block(error),
         email = esc(&auth.user.email),
         csrf = csrf_field(&token),
+        password = password_section(&auth.user, &token, min),
     );
     (status, Html(page("Your account", &body))).into_response()
 }
@@ -693,6 +689,24 @@ async fn account_password_post(
         }
         Err(e) => error_page(&e),
     }
+}
+
+/// The password form, or, for an account created through an identity provider (it has no
+/// password to change), a line saying how it signs in.
+fn password_section(user: &authx_core::user::User, token: &str, min: usize) -> String {
+    if !authx_core::federation::has_password(user) {
+        return "<h2>Password</h2><p class=\"muted\" id=\"no-password\">This account has no password: \
+                it signs in through its identity provider.</p>"
+            .to_owned();
+    }
+    format!(
+        "<h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
+         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+         <p class=\"muted\">Changing your password signs out every other session.</p>\
+         <button type=\"submit\">Change password</button></form>",
+        csrf = csrf_field(token),
+    )
 }
 
 /// The account page's section on upstream identity providers linked to the account.

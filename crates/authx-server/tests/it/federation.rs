@@ -232,11 +232,13 @@ async fn sign_in_through_a_second_authx_ends_in_a_local_session() {
     assert_eq!(who["user"]["email"], "ada@corp.example");
     assert_eq!(user_count(&local).await, 1);
 
-    // The account page lists the link.
+    // The account page lists the link, and offers no password form: there is no password.
     let page = local.get("/account", Some(&cookie)).await.unwrap();
     let html = page.text().await.unwrap();
     assert!(html.contains("id=\"links\""), "{html}");
     assert!(html.contains("Corp SSO"));
+    assert!(html.contains("id=\"no-password\""));
+    assert!(!html.contains("id=\"password\""));
 
     // Replaying the callback is refused and creates nothing.
     let replay = callback(&local, &back, &[&binding]).await;
