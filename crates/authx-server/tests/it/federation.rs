@@ -985,3 +985,33 @@ async fn unknown_kids_refetch_the_key_set_at_most_once_a_minute() {
     assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 1).await;
     assert_eq!(fake.config.lock().unwrap().jwks_fetches, 3);
 }
+
+/// A disabled account stays out whichever way it comes, and `return_to` stays on this site.
+#[tokio::test]
+async fn disabled_accounts_are_refused_and_return_to_stays_local() {
+    let (fake, local) = fake_setup(true).await;
+    let (authorize, binding) = start(&local, "//evil.example/phish").await;
+    let nonce = param(&authorize, "nonce").unwrap();
+    fake.set(|c| c.nonce = nonce);
+    let state = param(&authorize, "state").unwrap();
+    let url = callback_url(&local, &state, Some(&fake.url));
+    let res = callback(&local, &url, &[&binding]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/account", "an off-site return_to was kept");
+    let cookie = session_cookie(&res).unwrap();
+    let user: authx_core::user::UserId =
+        serde_json::from_value(me(&local, &cookie).await["user"]["id"].clone()).unwrap();
+
+    local
+        .running()
+        .unwrap()
+        .state
+        .auth
+        .disable_user(&user)
+        .await
+        .unwrap();
+    let a = begin(&local, &fake).await;
+    let url = callback_url(&local, &a.state, Some(&fake.url));
+    let body = assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 1).await;
+    assert!(body.contains("disabled"), "{body}");
+}
