@@ -411,6 +411,32 @@ impl AuthService {
         self.start_session(user, ctx, "password").await
     }
 
+    /// Signs in a user who authenticated elsewhere (an upstream identity provider), with the
+    /// same rules as a password sign-in: a disabled account is refused, whatever session came
+    /// with the request is ended (session fixation), a fresh session is issued and the
+    /// per-user cap applies.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidCredentials`] for a missing or disabled account; storage failures.
+    pub async fn sign_in_verified(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        previous: Option<&SessionToken>,
+        method: &str,
+    ) -> Result<SignedIn, AuthError> {
+        let user = match self.stores.accounts.user_by_id(user).await? {
+            Some(u) if u.status == UserStatus::Active => u,
+            _ => return Err(AuthError::InvalidCredentials),
+        };
+        // Session-fixation mitigation: whatever session came with the request is ended.
+        if let Some(prev) = previous {
+            self.end_session_by_hash(&prev.hash(), "session_replaced")
+                .await?;
+        }
+        self.start_session(user, ctx, method).await
+    }
+
     /// Starts a session for a user who has just authenticated.
     ///
     /// # Errors

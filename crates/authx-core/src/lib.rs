@@ -19,6 +19,7 @@ pub mod auth;
 pub mod clock;
 pub mod csrf;
 pub mod events;
+pub mod federation;
 pub mod oauth;
 pub mod password;
 pub mod ratelimit;

@@ -17,6 +17,10 @@ pub struct CookieNames {
     pub session: &'static str,
     /// The pre-session (sign-in form CSRF) cookie's name.
     pub pre_session: &'static str,
+    /// The cookie binding upstream sign-ins to the browser that started them.
+    pub federation_binding: &'static str,
+    /// The cookie naming a pending federation link.
+    pub federation_link: &'static str,
     secure: bool,
 }
 
@@ -29,12 +33,16 @@ impl CookieNames {
             Self {
                 session: "__Host-authx_session",
                 pre_session: "__Host-authx_csrf",
+                federation_binding: "__Host-authx_federation",
+                federation_link: "__Host-authx_federation_link",
                 secure,
             }
         } else {
             Self {
                 session: "authx_session",
                 pre_session: "authx_csrf",
+                federation_binding: "authx_federation",
+                federation_link: "authx_federation_link",
                 secure,
             }
         }
@@ -62,6 +70,24 @@ impl CookieNames {
     #[must_use]
     pub fn clear_pre_session(&self) -> String {
         self.build(self.pre_session, "", 0)
+    }
+
+    /// `Set-Cookie` for the federation browser binding.
+    #[must_use]
+    pub fn set_federation_binding(&self, value: &str, max_age: i64) -> String {
+        self.build(self.federation_binding, value, max_age)
+    }
+
+    /// `Set-Cookie` for a pending federation link.
+    #[must_use]
+    pub fn set_federation_link(&self, value: &str, max_age: i64) -> String {
+        self.build(self.federation_link, value, max_age)
+    }
+
+    /// `Set-Cookie` that removes the pending-link cookie.
+    #[must_use]
+    pub fn clear_federation_link(&self) -> String {
+        self.build(self.federation_link, "", 0)
     }
 
     fn build(&self, name: &str, value: &str, max_age: i64) -> String {

@@ -58,7 +58,9 @@ main{max-width:44rem;margin:3rem auto;padding:2rem;background:#fff;border-radius
 h1{margin-top:0;font-size:1.5rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
 input[type=email],input[type=password],input[type=text]{width:100%;padding:.55rem;border:1px solid #b8bfcc;border-radius:6px;font:inherit}\
 button{margin-top:1rem;padding:.55rem 1.1rem;border:0;border-radius:6px;background:#2b59c3;color:#fff;font:inherit;cursor:pointer}\
-button.secondary{background:#e4e7ee;color:#1d2330}button.danger{background:#b3261e}\
+button.secondary{background:#e4e7ee;color:#1d2330}\
+a.button{display:inline-block;margin-top:.5rem;padding:.55rem 1.1rem;border-radius:6px;background:#2b59c3;color:#fff;text-decoration:none}\
+a.button.secondary{background:#e4e7ee;color:#1d2330}button.danger{background:#b3261e}\
 .error{background:#fde8e7;color:#8c1d18;padding:.6rem .8rem;border-radius:6px}\
 .notice{background:#e6f4ea;color:#1e5631;padding:.6rem .8rem;border-radius:6px}\
 table{width:100%;border-collapse:collapse;margin:1rem 0}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #e4e7ee;font-size:.9rem}\

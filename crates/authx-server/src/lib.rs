@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod cookies;
+pub mod federation;
 pub mod html;
 pub mod login;
 pub mod metrics;
@@ -132,7 +133,10 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .with_grant_observer(observer)
         .with_audit(audit);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
+    let upstreams = federation::Upstreams::new(&config.federation);
     Ok(AppState::new(Inner {
+        upstreams,
+        federation: Arc::clone(&backend.federation),
         auth,
         oauth,
         config,
@@ -318,20 +322,27 @@ pub struct Purged {
     pub audit_events: u64,
     /// Revocation events whose tokens have all expired.
     pub revocation_events: u64,
+    /// Expired federation transactions and pending links.
+    pub federation: u64,
 }
 
 impl Purged {
     /// All rows deleted.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.sessions_and_counters + self.grants + self.audit_events + self.revocation_events
+        self.sessions_and_counters
+            + self.grants
+            + self.audit_events
+            + self.revocation_events
+            + self.federation
     }
 }
 
 /// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
 /// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
 /// families, tokens, device grants and revoked token ids, revocation events whose tokens have
-/// expired, and audit events older than `audit.retention_days`. Each part runs even when another fails.
+/// expired, expired federation transactions, and audit events older than
+/// `audit.retention_days`. Each part runs even when another fails.
 ///
 /// # Errors
 /// The first failure, after every part has been tried.
@@ -346,6 +357,16 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
         Ok(n) => purged.grants = n,
         Err(e) => {
             first_error.get_or_insert(anyhow::anyhow!("grants: {e}"));
+        }
+    }
+    match state
+        .federation
+        .purge_federation(state.auth.clock().now())
+        .await
+    {
+        Ok(n) => purged.federation = n,
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("federation records: {e}"));
         }
     }
     let cutoff = state

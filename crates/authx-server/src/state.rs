@@ -35,6 +35,10 @@ pub struct Inner {
     pub audit_store: Arc<dyn authx_core::audit::AuditStore>,
     /// Request rate limits (shared through the store when several instances run).
     pub limiter: authx_core::ratelimit::RateLimiter,
+    /// Upstream identity providers and their cached metadata and keys.
+    pub upstreams: crate::federation::Upstreams,
+    /// Upstream sign-in transactions and federation links.
+    pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// The bus above, seen as the durable log behind the revocation feed.

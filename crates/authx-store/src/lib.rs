@@ -44,6 +44,7 @@ use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 mod audit_sql;
 mod device_sql;
 mod events;
+mod federation_sql;
 mod migrations;
 mod oauth_sql;
 mod postgres;
@@ -79,6 +80,8 @@ pub struct Backend {
     pub revocations: Arc<dyn authx_core::events::RevocationLog>,
     /// The audit trail.
     pub audit: Arc<dyn authx_core::audit::AuditStore>,
+    /// Upstream sign-in transactions and federation links.
+    pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -319,7 +322,8 @@ where
         + GrantStore
         + authx_core::oauth::device::DeviceStore
         + authx_core::events::RevocationLog
-        + authx_core::audit::AuditStore,
+        + authx_core::audit::AuditStore
+        + authx_core::federation::FederationStore,
 {
     Backend {
         accounts: store.clone(),
@@ -331,6 +335,7 @@ where
         devices: store.clone(),
         revocations: store.clone(),
         audit: store.clone(),
+        federation: store.clone(),
         health: store,
         kind,
     }

@@ -28,6 +28,7 @@ impl_oauth_stores!(PgStore);
 crate::device_sql::impl_device_store!(PgStore);
 crate::revocation_sql::impl_revocation_log!(PgStore);
 crate::audit_sql::impl_audit_store!(PgStore);
+crate::federation_sql::impl_federation_store!(PgStore);
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

@@ -34,6 +34,7 @@ impl_oauth_stores!(SqliteStore);
 crate::device_sql::impl_device_store!(SqliteStore);
 crate::revocation_sql::impl_revocation_log!(SqliteStore);
 crate::audit_sql::impl_audit_store!(SqliteStore);
+crate::federation_sql::impl_federation_store!(SqliteStore);
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {

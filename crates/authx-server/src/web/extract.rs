@@ -83,6 +83,10 @@ pub struct CurrentSession {
     pub ctx: ClientContext,
     /// The well-formed pre-session token, if any.
     pub pre: Option<PreSessionToken>,
+    /// The well-formed federation browser-binding cookie, if any.
+    pub federation_binding: Option<authx_core::federation::BrowserBinding>,
+    /// The well-formed pending-link cookie, if any.
+    pub federation_link: Option<authx_core::federation::LinkToken>,
 }
 
 impl CurrentSession {
@@ -108,6 +112,10 @@ impl FromRequestParts<AppState> for CurrentSession {
             cookie_value(&parts.headers, state.cookies.session).and_then(SessionToken::parse);
         let pre = cookie_value(&parts.headers, state.cookies.pre_session)
             .and_then(PreSessionToken::parse);
+        let federation_binding = cookie_value(&parts.headers, state.cookies.federation_binding)
+            .and_then(authx_core::federation::BrowserBinding::parse);
+        let federation_link = cookie_value(&parts.headers, state.cookies.federation_link)
+            .and_then(authx_core::federation::LinkToken::parse);
         let auth = match &token {
             Some(t) => state
                 .auth
@@ -121,6 +129,8 @@ impl FromRequestParts<AppState> for CurrentSession {
             token,
             ctx,
             pre,
+            federation_binding,
+            federation_link,
         })
     }
 }

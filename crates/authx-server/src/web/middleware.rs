@@ -259,7 +259,11 @@ fn rate_class(
 ) -> Option<(&'static str, RateLimit)> {
     let post = *method == Method::POST;
     Some(match path {
-        "/api/v1/auth/sign-in" | "/login" if post => ("sign_in", limits.sign_in),
+        "/api/v1/auth/sign-in" | "/login" | "/federation/link" if post => {
+            ("sign_in", limits.sign_in)
+        }
+        // Each start stores a transaction: counted with sign-ins.
+        p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
         "/oauth2/token" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),

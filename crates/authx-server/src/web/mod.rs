@@ -4,6 +4,7 @@ pub mod api;
 pub mod device;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod middleware;
 pub mod oauth;
 pub mod ops;
@@ -21,6 +22,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router())
         .merge(oauth::browser_router())
         .merge(device::browser_router())
+        .merge(federation::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::origin_check,

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
             "/account/consents/{client_id}/withdraw",
             post(account_consent_withdraw_post),
         )
+        .route("/account/links/{id}/remove", post(account_link_remove_post))
         .route("/assets/authx.css", get(css_get))
 }
 
@@ -78,7 +79,7 @@ async fn css_get() -> Response {
 }
 
 /// A local path to return to after sign-in: absolute path, not protocol-relative, no controls.
-fn safe_return_to(raw: Option<&str>) -> String {
+pub(crate) fn safe_return_to(raw: Option<&str>) -> String {
     match raw {
         Some(p)
             if p.starts_with('/')
@@ -99,7 +100,7 @@ struct ReturnTo {
 }
 
 /// The sign-in and sign-up forms' token, minting a pre-session cookie when needed.
-fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
+pub(crate) fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
     match &current.pre {
         Some(p) => (csrf::token_for_pre_session(p), None),
         None => {
@@ -109,7 +110,7 @@ fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
     }
 }
 
-fn with_pre_cookie(
+pub(crate) fn with_pre_cookie(
     state: &AppState,
     mut res: Response,
     fresh: Option<PreSessionToken>,
@@ -129,6 +130,7 @@ fn login_page(
     email: &str,
     error: Option<&str>,
     sign_up: bool,
+    federation: &str,
 ) -> String {
     let signup_link = if sign_up {
         "<p class=\"muted\">No account? <a href=\"/signup\">Create one</a>.</p>"
@@ -142,11 +144,12 @@ fn login_page(
              <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>{}",
+             <button type=\"submit\">Sign in</button></form>{}{}",
             error_block(error),
             csrf_field(token),
             esc(return_to),
             esc(email),
+            federation,
             signup_link,
         ),
     )
@@ -178,6 +181,7 @@ async fn login_get(
         "",
         None,
         state.config.auth.sign_up_enabled,
+        &super::federation::buttons(&state, &return_to),
     );
     with_login_csp(with_pre_cookie(&state, Html(html).into_response(), fresh))
 }
@@ -191,7 +195,7 @@ struct LoginForm {
     return_to: Option<String>,
 }
 
-fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
+pub(crate) fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
     current
         .pre
         .as_ref()
@@ -222,6 +226,7 @@ async fn login_post(
             &form.email,
             Some("This form expired. Please sign in again."),
             sign_up,
+            &super::federation::buttons(&state, &return_to),
         );
         return with_login_csp(with_pre_cookie(
             &state,
@@ -250,6 +255,7 @@ async fn login_post(
                 &form.email,
                 Some(&e.to_string()),
                 sign_up,
+                &super::federation::buttons(&state, &return_to),
             );
             let mut res = (status, Html(html)).into_response();
             set_retry_after(&mut res, retry);
@@ -258,7 +264,7 @@ async fn login_post(
     }
 }
 
-fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
+pub(crate) fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
     let max_age = signed
         .session
         .absolute_expires_at
@@ -273,12 +279,12 @@ fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response
     res
 }
 
-fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
+pub(crate) fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
     let (status, _, retry) = super::error::classify(e);
     (status, retry)
 }
 
-fn set_retry_after(res: &mut Response, retry: Option<i64>) {
+pub(crate) fn set_retry_after(res: &mut Response, retry: Option<i64>) {
     if let Some(secs) = retry {
         if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -286,7 +292,7 @@ fn set_retry_after(res: &mut Response, retry: Option<i64>) {
     }
 }
 
-fn bad_form(e: ApiError) -> Response {
+pub(crate) fn bad_form(e: ApiError) -> Response {
     let html = page(
         "Bad request",
         &format!("<h1>Bad request</h1>{}", error_block(Some(&e.message))),
@@ -530,6 +536,7 @@ async fn account_get(
         Some("revoked") => Some("The session was signed out."),
         Some("others") => Some("Every other session was signed out."),
         Some("withdrawn") => Some("The application will ask for your permission again."),
+        Some("unlinked") => Some("The identity provider was unlinked from your account."),
         _ => None,
     };
     account_page(&state, &current, notice, None, StatusCode::OK).await
@@ -577,6 +584,10 @@ async fn account_page(
             )));
         }
     };
+    let links = match linked_providers(state, &auth.user.id, &token).await {
+        Ok(html) => html,
+        Err(e) => return error_page(&AuthError::Store(e)),
+    };
     let notice = notice
         .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
         .unwrap_or_default();
@@ -588,15 +599,11 @@ async fn account_page(
          <tbody>{rows}</tbody></table>\
          <form id=\"revoke-others\" method=\"post\" action=\"/account/sessions/revoke-others\">{csrf}\
          <button type=\"submit\" class=\"danger\">Sign out every other session</button></form>\
-         {apps}\
-         <h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
-         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-         <p class=\"muted\">Changing your password signs out every other session.</p>\
-         <button type=\"submit\">Change password</button></form>",
+         {apps}{links}{password}",
         error = error_block(error),
         email = esc(&auth.user.email),
         csrf = csrf_field(&token),
+        password = password_section(&auth.user, &token, min),
     );
     (status, Html(page("Your account", &body))).into_response()
 }
@@ -687,6 +694,97 @@ async fn account_password_post(
             res
         }
         Err(e) => error_page(&e),
+    }
+}
+
+/// The password form, or, for an account created through an identity provider (it has no
+/// password to change), a line saying how it signs in.
+fn password_section(user: &authx_core::user::User, token: &str, min: usize) -> String {
+    if !authx_core::federation::has_password(user) {
+        return "<h2>Password</h2><p class=\"muted\" id=\"no-password\">This account has no password: \
+                it signs in through its identity provider.</p>"
+            .to_owned();
+    }
+    format!(
+        "<h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
+         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+         <p class=\"muted\">Changing your password signs out every other session.</p>\
+         <button type=\"submit\">Change password</button></form>",
+        csrf = csrf_field(token),
+    )
+}
+
+/// The account page's section on upstream identity providers linked to the account.
+async fn linked_providers(
+    state: &AppState,
+    user: &authx_core::user::UserId,
+    token: &str,
+) -> Result<String, authx_core::StoreError> {
+    let links = state.federation.user_links(user).await?;
+    if links.is_empty() {
+        return Ok(String::new());
+    }
+    let mut html = String::from(
+        "<h2>Sign-in providers</h2><table id=\"links\"><thead><tr><th>Provider</th><th>Account there</th><th>Linked</th><th></th></tr></thead><tbody>",
+    );
+    for l in &links {
+        let provider = state
+            .upstreams
+            .provider(&l.provider)
+            .map_or_else(|| l.provider.clone(), |p| p.display_name.clone());
+        html.push_str(&format!(
+            "<tr class=\"link\" data-id=\"{id}\"><td>{provider}</td><td>{who}</td><td>{since}</td>\
+             <td><form class=\"inline\" method=\"post\" action=\"/account/links/{id}/remove\">{csrf}\
+             <button type=\"submit\" class=\"secondary\">Unlink</button></form></td></tr>",
+            id = esc(&l.id),
+            provider = esc(&provider),
+            who = esc(l.email.as_deref().unwrap_or(&l.subject)),
+            since = esc(&rfc3339(l.created_at)),
+            csrf = csrf_field(token),
+        ));
+    }
+    html.push_str("</tbody></table>");
+    Ok(html)
+}
+
+async fn account_link_remove_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    Path(id): Path<String>,
+    form: Result<FormBody<CsrfOnly>, ApiError>,
+) -> Response {
+    let (auth, _) = match account_form(&current, form) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    // An account without a password signs in only through its links: the last one stays, or
+    // the account could never be entered again.
+    if !authx_core::federation::has_password(&auth.user) {
+        match state.federation.user_links(&auth.user.id).await {
+            Ok(links) if links.len() <= 1 && links.iter().any(|l| l.id == id) => {
+                return account_page(
+                    &state,
+                    &current,
+                    None,
+                    Some("This is the only way to sign in to this account, so it cannot be unlinked."),
+                    StatusCode::CONFLICT,
+                )
+                .await;
+            }
+            Ok(_) => {}
+            Err(e) => return error_page(&AuthError::Store(e)),
+        }
+    }
+    match state.federation.delete_link(&auth.user.id, &id).await {
+        Ok(true) => {
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::success("federation_unlinked").user(&auth.user.id),
+            );
+            Redirect::to("/account?done=unlinked").into_response()
+        }
+        Ok(false) => Redirect::to("/account").into_response(),
+        Err(e) => error_page(&AuthError::Store(e)),
     }
 }
 

@@ -11,10 +11,12 @@
 mod audit;
 mod browser;
 mod browser_device;
+mod browser_federation;
 mod browser_oidc;
 mod cli;
 mod csrf;
 mod device;
+mod federation;
 mod hostile;
 mod interop;
 mod limits;

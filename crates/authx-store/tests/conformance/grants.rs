@@ -786,7 +786,7 @@ pub(crate) async fn concurrent_revocations_report_each_family_once(s: Stores) {
 }
 
 /// Deletes a user with a connection of its own: the stores have no such call.
-async fn delete_user_row(url: &str, user: &UserId) {
+pub(crate) async fn delete_user_row(url: &str, user: &UserId) {
     const SQL: &str = "DELETE FROM users WHERE id = $1";
     match authx_store::BackendKind::from_url(url).unwrap() {
         authx_store::BackendKind::Sqlite => {

@@ -127,6 +127,7 @@ mod redis {
     session_tests!(crate::harness::redis);
 }
 
-// After the macros above, which it uses.
+// After the macros above, which they use.
 mod device;
+mod federation;
 mod revocations;
