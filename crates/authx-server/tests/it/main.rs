@@ -15,6 +15,7 @@ mod cli;
 mod csrf;
 mod device;
 mod hostile;
+mod hostile_oidc;
 mod interop;
 mod oidc;
 mod ops;
