@@ -137,6 +137,9 @@ signed={
  'other_issuer': (0, H('ES256'), C(iss='https://evil.example')),
  'unknown_claim': (0, H('ES256'), C(admin=True)),
  'jwk_in_header': (0, H('ES256',jwk={"kty":"EC"}), C()),
+ 'exp_i64_max': (0, H('ES256'), C(exp=2**63-1)),
+ 'iat_i64_min': (0, H('ES256'), C(iat=-2**63)),
+ 'exp_i64_min': (1, H('EdDSA'), C(exp=-2**63)),
 }
 for n,(a,h,c) in signed.items(): w('jwt_verify', 'signed_'+n, b'\x01'+bytes([a])+h+b'\xff'+c)
 dup=b'{"iss":"https://evil.example","iss":"https://id.example.com","sub":"u","aud":"a","exp":%d,"iat":%d,"jti":"j","client_id":"c"}'%(now+900,now)

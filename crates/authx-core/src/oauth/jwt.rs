@@ -161,7 +161,8 @@ pub fn verify_access_token(
     v.set_issuer(&[issuer]);
     let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &verifier.key, &v).ok()?;
     let c = data.claims;
-    if c.exp + leeway <= now.secs() || c.iat - leeway > now.secs() {
+    // Saturating: the claims are signed, but a far-future `exp` must not overflow the check.
+    if c.exp.saturating_add(leeway) <= now.secs() || c.iat.saturating_sub(leeway) > now.secs() {
         return None;
     }
     Some(c)
@@ -431,6 +432,29 @@ mod tests {
             parts[2]
         );
         assert!(verify_access_token(&relabelled, &es, issuer, Timestamp(1000), 0).is_none());
+    }
+
+    /// Signed claims at the ends of the `i64` range are judged, never overflow (a panic here
+    /// would be a 500 in a debug build).
+    #[test]
+    fn extreme_times_do_not_overflow_the_checks() {
+        let r = ring(SigningAlg::Es256);
+        let signer = r.signer(SigningAlg::Es256).unwrap();
+        let verify = |c: &AccessTokenClaims| {
+            let t = sign(&signer, ACCESS_TOKEN_TYP, c).unwrap();
+            verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 60)
+        };
+        let mut far = claims(1000);
+        far.exp = i64::MAX;
+        assert_eq!(verify(&far), Some(far.clone()));
+        far.iat = i64::MIN;
+        assert_eq!(verify(&far), Some(far.clone()));
+        let mut past = claims(1000);
+        past.exp = i64::MIN;
+        assert_eq!(verify(&past), None);
+        let mut future = claims(1000);
+        future.iat = i64::MAX;
+        assert_eq!(verify(&future), None);
     }
 
     #[test]
