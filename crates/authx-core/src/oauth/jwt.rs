@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::keys::{KeyError, KeyRing, Signer, SigningAlg};
+use super::keys::{KeyError, KeyRing, Signer, SigningAlg, Verifier};
 use crate::Timestamp;
 
 /// Longest token the verifier looks at (SECURITY.md #50).
@@ -161,10 +161,29 @@ pub fn verify_access_token(
     v.set_issuer(&[issuer]);
     let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &verifier.key, &v).ok()?;
     let c = data.claims;
-    if c.exp + leeway <= now.secs() || c.iat - leeway > now.secs() {
+    // Saturating: the claims are signed, but a far-future `exp` must not overflow the check.
+    if c.exp.saturating_add(leeway) <= now.secs() || c.iat.saturating_sub(leeway) > now.secs() {
         return None;
     }
     Some(c)
+}
+
+/// Whether `signature` (the base64url third segment of a compact JWS) is a valid signature of
+/// `signing_input` under `verifier`'s key and its one algorithm.
+///
+/// This is the signature primitive that [`verify_access_token`] reaches through
+/// `jsonwebtoken::decode` (the crate's `crypto::verify`, with the algorithm taken from the key);
+/// it is public so that signature test vectors (Wycheproof) and fuzzing can drive it with
+/// arbitrary messages, which a JWT's signing input cannot carry.
+#[must_use]
+pub fn signature_valid(verifier: &Verifier, signing_input: &[u8], signature: &str) -> bool {
+    jsonwebtoken::crypto::verify(
+        signature,
+        signing_input,
+        &verifier.key,
+        verifier.alg.jwt_algorithm(),
+    )
+    .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -267,6 +286,175 @@ mod tests {
                 "{t:.80}"
             );
         }
+    }
+
+    /// The order n of the P-256 group, big-endian.
+    const P256_N: [u8; 32] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        0xFF, 0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63,
+        0x25, 0x51,
+    ];
+    /// The order L of the Ed25519 group, little-endian.
+    const ED25519_L: [u8; 32] = [
+        0xED, 0xD3, 0xF5, 0x5C, 0x1A, 0x63, 0x12, 0x58, 0xD6, 0x9C, 0xF7, 0xA2, 0xDE, 0xF9, 0xDE,
+        0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x10,
+    ];
+
+    /// `a - b` for big-endian 256-bit numbers with `a >= b`.
+    fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut d = i16::from(a[i]) - i16::from(b[i]) - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            out[i] = u8::try_from(d).unwrap();
+        }
+        out
+    }
+
+    /// `a + b` for little-endian 256-bit numbers (the carry out is dropped).
+    fn add_le(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 32];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let s = u16::from(a[i]) + u16::from(b[i]) + carry;
+            out[i] = u8::try_from(s & 0xff).unwrap();
+            carry = s >> 8;
+        }
+        out
+    }
+
+    /// The ASN.1 DER form of an ECDSA signature, which JWS does not use (RFC 7518 §3.4).
+    fn der(r: &[u8], s: &[u8]) -> Vec<u8> {
+        let int = |x: &[u8]| {
+            let mut v: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+            if v.first().is_none_or(|b| *b >= 0x80) {
+                v.insert(0, 0);
+            }
+            let mut out = vec![0x02, u8::try_from(v.len()).unwrap()];
+            out.extend(v);
+            out
+        };
+        let body = [int(r), int(s)].concat();
+        let mut out = vec![0x30, u8::try_from(body.len()).unwrap()];
+        out.extend(body);
+        out
+    }
+
+    /// SECURITY.md §2 #3: malformed ES256 and Ed25519 signatures on an otherwise good token.
+    #[test]
+    fn hostile_signatures_are_refused_through_the_access_token_path() {
+        let issuer = "https://id.example.com";
+        let r = ring(SigningAlg::Es256);
+        let good = sign(
+            &r.signer(SigningAlg::Es256).unwrap(),
+            ACCESS_TOKEN_TYP,
+            &claims(1000),
+        )
+        .unwrap();
+        let (input, sig_b64) = good.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
+        let (sr, ss) = sig.split_at(32);
+        let with = |s: &[u8]| format!("{input}.{}", URL_SAFE_NO_PAD.encode(s));
+        let verify = |t: &str| verify_access_token(t, &r, issuer, Timestamp(1000), 0);
+        assert_eq!(verify(&good), Some(claims(1000)));
+        let n = P256_N.as_slice();
+        for (what, bad) in [
+            ("r = s = 0 (CVE-2022-21449)", vec![0u8; 64]),
+            ("r = s = n", [n, n].concat()),
+            ("r = n", [n, ss].concat()),
+            ("s = 0", [sr, &[0u8; 32]].concat()),
+            ("r and s swapped", [ss, sr].concat()),
+            ("one byte short", sig[..63].to_vec()),
+            ("one byte long", [sig.as_slice(), &[0]].concat()),
+            ("empty", vec![]),
+            ("DER instead of P1363", der(sr, ss)),
+        ] {
+            assert_eq!(verify(&with(&bad)), None, "{what}");
+            let v = r
+                .verifier(r.signer(SigningAlg::Es256).unwrap().kid())
+                .unwrap();
+            assert!(
+                !signature_valid(v, input.as_bytes(), &URL_SAFE_NO_PAD.encode(&bad)),
+                "{what}"
+            );
+        }
+        // (r, n - s) is the same signature spelled differently: ECDSA (FIPS 186-5) and the
+        // Wycheproof P1363 vectors accept it. It yields exactly the signed claims and forges
+        // nothing; revocation and replay checks key on `jti`, never on the token's bytes.
+        let high_s = [sr, &sub_be(n, ss)].concat();
+        assert_eq!(verify(&with(&high_s)), Some(claims(1000)));
+
+        let r = ring(SigningAlg::EdDsa);
+        let good = sign(
+            &r.signer(SigningAlg::EdDsa).unwrap(),
+            ACCESS_TOKEN_TYP,
+            &claims(1000),
+        )
+        .unwrap();
+        let (input, sig_b64) = good.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
+        let with = |s: &[u8]| format!("{input}.{}", URL_SAFE_NO_PAD.encode(s));
+        let verify = |t: &str| verify_access_token(t, &r, issuer, Timestamp(1000), 0);
+        assert_eq!(verify(&good), Some(claims(1000)));
+        for (what, bad) in [
+            ("all zero", vec![0u8; 64]),
+            (
+                "S + L (non-canonical, malleated)",
+                [&sig[..32], &add_le(&sig[32..], &ED25519_L)].concat(),
+            ),
+            ("one byte short", sig[..63].to_vec()),
+            ("one byte long", [sig.as_slice(), &[0]].concat()),
+        ] {
+            assert_eq!(verify(&with(&bad)), None, "{what}");
+        }
+        // An ES256 key's token relabelled EdDSA, or the reverse, names an algorithm the key
+        // does not have.
+        let es = ring(SigningAlg::Es256);
+        let es_token = sign(
+            &es.signer(SigningAlg::Es256).unwrap(),
+            ACCESS_TOKEN_TYP,
+            &claims(1000),
+        )
+        .unwrap();
+        let parts: Vec<&str> = es_token.split('.').collect();
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        header["alg"] = "EdDSA".into();
+        let relabelled = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            parts[1],
+            parts[2]
+        );
+        assert!(verify_access_token(&relabelled, &es, issuer, Timestamp(1000), 0).is_none());
+    }
+
+    /// Signed claims at the ends of the `i64` range are judged, never overflow (a panic here
+    /// would be a 500 in a debug build).
+    #[test]
+    fn extreme_times_do_not_overflow_the_checks() {
+        let r = ring(SigningAlg::Es256);
+        let signer = r.signer(SigningAlg::Es256).unwrap();
+        let verify = |c: &AccessTokenClaims| {
+            let t = sign(&signer, ACCESS_TOKEN_TYP, c).unwrap();
+            verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 60)
+        };
+        let mut far = claims(1000);
+        far.exp = i64::MAX;
+        assert_eq!(verify(&far), Some(far.clone()));
+        far.iat = i64::MIN;
+        assert_eq!(verify(&far), Some(far.clone()));
+        let mut past = claims(1000);
+        past.exp = i64::MIN;
+        assert_eq!(verify(&past), None);
+        let mut future = claims(1000);
+        future.iat = i64::MAX;
+        assert_eq!(verify(&future), None);
     }
 
     #[test]

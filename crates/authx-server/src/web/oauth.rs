@@ -71,13 +71,19 @@ fn cacheable(mut res: Response) -> Response {
 }
 
 /// Form or query pairs with repeats reported (RFC 6749 §3.1): empty values count as absent.
-pub(super) struct Params {
+///
+/// Public so that the fuzz targets (`fuzz/`) can drive the decoder with hostile input.
+#[derive(Debug)]
+pub struct Params {
     map: HashMap<String, String>,
     repeated: Vec<String>,
 }
 
 impl Params {
-    pub(super) fn parse(raw: &[u8]) -> Self {
+    /// Decodes `application/x-www-form-urlencoded` pairs (a body or a query string). A name
+    /// that appears twice with a non-empty value is reported by [`Params::repeated`].
+    #[must_use]
+    pub fn parse(raw: &[u8]) -> Self {
         let mut map = HashMap::new();
         let mut repeated = Vec::new();
         for (k, v) in form_urlencoded::parse(raw) {
@@ -91,8 +97,16 @@ impl Params {
         Self { map, repeated }
     }
 
-    pub(super) fn get(&self, k: &str) -> Option<&str> {
+    /// The non-empty value of `k` (the last one when it was repeated).
+    #[must_use]
+    pub fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str)
+    }
+
+    /// Names that appeared more than once with a non-empty value, in order of their repeat.
+    #[must_use]
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
     }
 
     fn owned(&self, k: &str) -> Option<String> {
@@ -158,9 +172,15 @@ fn invalid_request(msg: &str) -> Response {
     oauth_error(&OAuthError::InvalidRequest(msg.to_owned()), false)
 }
 
-/// Reads a form-encoded endpoint request and the client's credentials.
+/// Reads a form-encoded endpoint request and the client's credentials: the content type, no
+/// repeated or oversized parameter, no credentials in the query string, and exactly one client
+/// authentication method (`client_secret_basic` or the body). The `bool` tells whether Basic was
+/// used. Public so that the fuzz targets (`fuzz/`) can drive it.
+///
+/// # Errors
+/// The finished `400`, `401` or `415` response.
 #[allow(clippy::result_large_err)] // The error is the finished response.
-pub(super) fn read_form(
+pub fn read_form(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],

@@ -18,6 +18,7 @@ mod csrf;
 mod device;
 mod federation;
 mod hostile;
+mod hostile_oidc;
 mod interop;
 mod limits;
 mod oidc;
