@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization as _;
 
@@ -136,6 +137,42 @@ pub struct PasswordHasher {
     slots: Arc<Semaphore>,
     wait: Duration,
     dummy: Arc<String>,
+    arena: Arc<Arena>,
+}
+
+/// Argon2 working memory kept between hashes, at most one buffer per hashing slot. Without it
+/// every hash allocates its 19 MiB afresh, and the allocator of each blocking thread keeps what
+/// it freed: a sign-in flood then holds hundreds of MiB (BENCHMARKS.md). The buffer is fully
+/// overwritten by each hash before it is read.
+#[derive(Default)]
+struct Arena {
+    buffers: std::sync::Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+    /// Buffers larger than this (from verifying an old, costlier hash) are not kept.
+    max_blocks: usize,
+}
+
+impl Arena {
+    fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let mut buf = self
+            .buffers
+            .lock()
+            .ok()
+            .and_then(|mut b| b.pop())
+            .unwrap_or_default();
+        if buf.len() < blocks {
+            buf.resize(blocks, Block::new());
+        }
+        let r = f(&mut buf[..blocks]);
+        if buf.len() <= self.max_blocks {
+            if let Ok(mut b) = self.buffers.lock() {
+                if b.len() < self.keep {
+                    b.push(buf);
+                }
+            }
+        }
+        r
+    }
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -157,17 +194,24 @@ impl PasswordHasher {
                 "argon2id parameters below m=19456 KiB, t=2, p=1".to_owned(),
             ));
         }
-        let argon = argon(params)?;
+        let slots = slots.max(1);
+        let arena = Arc::new(Arena {
+            buffers: std::sync::Mutex::new(Vec::new()),
+            keep: slots,
+            max_blocks: argon_params(params)?.block_count(),
+        });
         // A real hash to verify against for unknown users, so their timing matches.
         let dummy = hash_blocking(
-            &argon,
+            params,
             &crate::secret::b64url(&crate::secret::random_bytes::<16>()),
+            &arena,
         )?;
         Ok(Self {
             params,
-            slots: Arc::new(Semaphore::new(slots.max(1))),
+            slots: Arc::new(Semaphore::new(slots)),
             wait,
             dummy: Arc::new(dummy),
+            arena,
         })
     }
 
@@ -184,7 +228,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let password = normalize(password);
         let params = self.params;
-        self.run(move || hash_blocking(&argon(params)?, &password))
+        let arena = Arc::clone(&self.arena);
+        self.run(move || hash_blocking(params, &password, &arena))
             .await
     }
 
@@ -201,7 +246,8 @@ impl PasswordHasher {
         let password = normalize(password);
         let phc = phc.to_owned();
         let current = self.params;
-        self.run(move || verify_blocking(&phc, &password, current))
+        let arena = Arc::clone(&self.arena);
+        self.run(move || verify_blocking(&phc, &password, current, &arena))
             .await
     }
 
@@ -213,7 +259,8 @@ impl PasswordHasher {
     pub async fn verify_dummy(&self) -> Result<(), HashError> {
         let dummy = Arc::clone(&self.dummy);
         let current = self.params;
-        self.run(move || verify_blocking(&dummy, "not the password", current).map(|_| ()))
+        let arena = Arc::clone(&self.arena);
+        self.run(move || verify_blocking(&dummy, "not the password", current, &arena).map(|_| ()))
             .await
     }
 
@@ -235,39 +282,94 @@ impl PasswordHasher {
     }
 }
 
-fn argon(p: HashParams) -> Result<Argon2<'static>, HashError> {
-    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
-        .map_err(|e| HashError::Internal(e.to_string()))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-fn hash_blocking(argon: &Argon2<'_>, password: &str) -> Result<String, HashError> {
-    let salt = SaltString::encode_b64(&crate::secret::random_bytes::<16>())
-        .map_err(|e| HashError::Internal(e.to_string()))?;
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+fn argon_params(p: HashParams) -> Result<Params, HashError> {
+    Params::new(p.memory_kib, p.iterations, p.parallelism, None)
         .map_err(|e| HashError::Internal(e.to_string()))
 }
 
-fn verify_blocking(phc: &str, password: &str, current: HashParams) -> Result<Verified, HashError> {
-    // A stored value that does not parse is treated as a mismatch, never a panic.
+/// Argon2id of `password` with `salt` (raw bytes) and `params` into an output of `len` bytes,
+/// in memory from the arena.
+fn argon2id(
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    len: usize,
+    arena: &Arena,
+) -> Result<Output, HashError> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    arena
+        .with(params.block_count(), |memory| {
+            Output::init_with(len, |out| {
+                argon
+                    .hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
+                    .map_err(Into::into)
+            })
+        })
+        .map_err(|e| HashError::Internal(e.to_string()))
+}
+
+fn hash_blocking(params: HashParams, password: &str, arena: &Arena) -> Result<String, HashError> {
+    let params = argon_params(params)?;
+    let salt = SaltString::encode_b64(&crate::secret::random_bytes::<16>())
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let mut raw = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut raw)
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let output = argon2id(
+        &params,
+        password,
+        salt_bytes,
+        Params::DEFAULT_OUTPUT_LEN,
+        arena,
+    )?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| HashError::Internal(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+fn verify_blocking(
+    phc: &str,
+    password: &str,
+    current: HashParams,
+    arena: &Arena,
+) -> Result<Verified, HashError> {
+    // A stored value that does not parse, or is not Argon2id v19, is a mismatch, never a panic.
     let Ok(parsed) = PasswordHash::new(phc) else {
         return Ok(Verified::Mismatch);
     };
-    let Ok(stored_params) = Params::try_from(&parsed) else {
+    let version_ok = parsed
+        .version
+        .is_none_or(|v| v == u32::from(Version::V0x13));
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         return Ok(Verified::Mismatch);
     };
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, stored_params.clone());
-    match argon.verify_password(password.as_bytes(), &parsed) {
-        Ok(()) => {
-            let needs_rehash = parsed.algorithm.as_str() != "argon2id"
-                || stored_params.m_cost() != current.memory_kib
-                || stored_params.t_cost() != current.iterations
-                || stored_params.p_cost() != current.parallelism;
-            Ok(Verified::Match { needs_rehash })
-        }
-        Err(_) => Ok(Verified::Mismatch),
+    if parsed.algorithm != Algorithm::Argon2id.ident() || !version_ok {
+        return Ok(Verified::Mismatch);
+    }
+    let Ok(stored) = Params::try_from(&parsed) else {
+        return Ok(Verified::Mismatch);
+    };
+    let mut raw = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut raw) else {
+        return Ok(Verified::Mismatch);
+    };
+    let Ok(computed) = argon2id(&stored, password, salt_bytes, expected.len(), arena) else {
+        return Ok(Verified::Mismatch);
+    };
+    if bool::from(computed.as_bytes().ct_eq(expected.as_bytes())) {
+        let needs_rehash = stored.m_cost() != current.memory_kib
+            || stored.t_cost() != current.iterations
+            || stored.p_cost() != current.parallelism;
+        Ok(Verified::Match { needs_rehash })
+    } else {
+        Ok(Verified::Mismatch)
     }
 }
 
@@ -327,6 +429,52 @@ mod tests {
         assert_eq!(h.verify(&phc, &other).await.unwrap(), Verified::Mismatch);
         assert_eq!(h.verify("garbage", &pw).await.unwrap(), Verified::Mismatch);
         h.verify_dummy().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher(HashParams::default());
+        let params = argon_params(HashParams::default()).unwrap();
+        let lib = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = lib
+            .hash_password(b"a long enough password", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify(&theirs, "a long enough password").await.unwrap(),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            h.verify(&theirs, "a long enough passworD").await.unwrap(),
+            Verified::Mismatch
+        );
+        let ours = h.hash("a long enough password").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            lib.verify_password(b"a long enough password", &parsed)
+                .is_ok()
+        );
+        assert!(
+            lib.verify_password(b"a long enough passworD", &parsed)
+                .is_err()
+        );
+        // Other Argon2 variants and versions are never accepted.
+        let argon2i = ours.replacen("$argon2id$", "$argon2i$", 1);
+        assert_eq!(
+            h.verify(&argon2i, "a long enough password").await.unwrap(),
+            Verified::Mismatch
+        );
+        let v16 = ours.replacen("$v=19$", "$v=16$", 1);
+        assert_eq!(
+            h.verify(&v16, "a long enough password").await.unwrap(),
+            Verified::Mismatch
+        );
+        // The arena holds at most one buffer per slot.
+        assert!(h.arena.buffers.lock().unwrap().len() <= 2);
     }
 
     #[tokio::test]
