@@ -200,11 +200,12 @@ impl PasswordHasher {
             keep: slots,
             max_blocks: argon_params(params)?.block_count(),
         });
-        // A real hash to verify against for unknown users, so their timing matches.
+        // A real hash to verify against for unknown users, so their timing matches. Its memory
+        // is not kept: an idle server holds no Argon2 buffer until the first sign-in.
         let dummy = hash_blocking(
             params,
             &crate::secret::b64url(&crate::secret::random_bytes::<16>()),
-            &arena,
+            &Arena::default(),
         )?;
         Ok(Self {
             params,

@@ -1,7 +1,7 @@
 //! Local verification of authx access tokens (RFC 9068) against the issuer's JWKS.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use authx_core::oauth::keys::{Verifier, verifier_from_jwk};
@@ -113,7 +113,7 @@ pub enum TokenDefect {
 /// The issuer's published keys, refreshed on an unknown key id at most once a minute.
 pub(crate) struct KeySet {
     jwks_uri: String,
-    keys: RwLock<HashMap<String, Verifier>>,
+    keys: RwLock<HashMap<String, Arc<Verifier>>>,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -126,7 +126,7 @@ impl KeySet {
         }
     }
 
-    fn get(&self, kid: &str) -> Option<Verifier> {
+    fn get(&self, kid: &str) -> Option<Arc<Verifier>> {
         self.keys.read().ok()?.get(kid).cloned()
     }
 
@@ -153,7 +153,7 @@ impl KeySet {
                 continue;
             };
             if let Some(v) = verifier_from_jwk(jwk) {
-                keys.insert(kid.to_owned(), v);
+                keys.insert(kid.to_owned(), Arc::new(v));
             }
         }
         let n = keys.len();
@@ -167,7 +167,7 @@ impl KeySet {
 
     /// The key for `kid`, fetching the JWKS again if it is unknown and the last fetch is more
     /// than [`JWKS_REFETCH_INTERVAL`] ago.
-    async fn key(&self, kid: &str, http: &Http) -> Option<Verifier> {
+    async fn key(&self, kid: &str, http: &Http) -> Option<Arc<Verifier>> {
         if let Some(v) = self.get(kid) {
             return Some(v);
         }

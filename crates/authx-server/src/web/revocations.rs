@@ -226,9 +226,8 @@ async fn produce(
         sent: BTreeSet::new(),
         gap_since: None,
     };
-    // Catch-up: a first read where every number is settled (the events are older than this
-    // connection), then the marker.
-    let mut first = true;
+    // Catch-up, then the marker. Numbers missing at the start (purged, or still committing)
+    // hold the position back like any other gap.
     loop {
         let Ok(batch) = read(&state, &cursor).await else {
             return;
@@ -236,11 +235,6 @@ async fn produce(
         let full = batch.len() >= PAGE as usize;
         for e in &batch {
             if cursor.record(e.seq) {
-                if first && e.seq > cursor.position {
-                    // Numbers missing before the first event were purged or never used.
-                    cursor.position = e.seq - 1;
-                }
-                first = false;
                 cursor.advance(Instant::now());
                 if !send(&tx, e, cursor.position).await {
                     return;
