@@ -100,8 +100,8 @@ async fn connect_once(s: &Arc<Shared>, client_id: &str, secret: &str) -> Result<
 }
 
 fn handle(s: &Shared, msg: Message) {
-    match msg.event.as_str() {
-        "revocation" => match serde_json::from_str::<LoggedEvent>(&msg.data) {
+    if msg.event == "revocation" {
+        match serde_json::from_str::<LoggedEvent>(&msg.data) {
             Ok(e) => {
                 if let Ok(mut d) = s.deny.write() {
                     d.apply(&e);
@@ -112,23 +112,23 @@ fn handle(s: &Shared, msg: Message) {
             Err(err) => {
                 tracing::error!(error = %err, "unreadable revocation event (is the issuer newer than this guard?); skipped");
             }
-        },
-        "caught_up" => {
-            if let Ok(mut f) = s.feed.lock() {
-                f.caught_up_once = true;
-                f.connected = true;
-            }
-            s.caught_up.notify_waiters();
         }
-        _ => {}
     }
-    if let Some(id) = msg.id.and_then(|i| i.parse::<i64>().ok()) {
-        if let Ok(mut f) = s.feed.lock() {
+    let caught_up = msg.event == "caught_up";
+    if let Ok(mut f) = s.feed.lock() {
+        if let Some(id) = msg.id.as_deref().and_then(|i| i.parse::<i64>().ok()) {
             f.position = f.position.max(id);
-            if msg.event == "revocation" {
-                f.applied += 1;
-            }
         }
+        if msg.event == "revocation" {
+            f.applied += 1;
+        }
+        if caught_up {
+            f.caught_up_once = true;
+            f.connected = true;
+        }
+    }
+    if caught_up {
+        s.caught_up.notify_waiters();
     }
 }
 

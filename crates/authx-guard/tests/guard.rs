@@ -233,6 +233,13 @@ impl World {
         Guard::start(self.config()).await.unwrap()
     }
 
+    /// A guard that stops trusting a feed silent for a second, then does `then`.
+    async fn stale_after_a_second(&self, then: WhenStale) -> Guard {
+        Guard::start(self.config().when_stale(Duration::from_secs(1), then))
+            .await
+            .unwrap()
+    }
+
     /// Signs in over the JSON API; returns the cookie.
     async fn sign_in(&self) -> String {
         let res = self
@@ -604,12 +611,7 @@ async fn revocation_reaches_the_resource_server_within_milliseconds() {
 #[tokio::test]
 async fn a_guard_that_was_cut_off_misses_no_event_and_fails_closed_meanwhile() {
     let w = World::start().await;
-    let guard = Guard::start(
-        w.config()
-            .when_stale(Duration::from_secs(1), WhenStale::FailClosed),
-    )
-    .await
-    .unwrap();
+    let guard = w.stale_after_a_second(WhenStale::FailClosed).await;
     let rs = resource_server(&guard).await;
     let cookie = w.sign_in().await;
     let mut tokens = Vec::new();
@@ -658,12 +660,7 @@ async fn a_guard_that_was_cut_off_misses_no_event_and_fails_closed_meanwhile() {
 #[tokio::test]
 async fn a_stale_guard_can_fall_back_to_introspection() {
     let w = World::start().await;
-    let guard = Guard::start(
-        w.config()
-            .when_stale(Duration::from_secs(1), WhenStale::Introspect),
-    )
-    .await
-    .unwrap();
+    let guard = w.stale_after_a_second(WhenStale::Introspect).await;
     let rs = resource_server(&guard).await;
     let cookie = w.sign_in().await;
     let (a, _, _) = w.code_flow(&cookie, "read").await;

@@ -228,28 +228,9 @@ async fn produce(
     };
     // Catch-up, then the marker. Numbers missing at the start (purged, or still committing)
     // hold the position back like any other gap.
-    loop {
-        let Ok(batch) = read(&state, &cursor).await else {
-            return;
-        };
-        let full = batch.len() >= PAGE as usize;
-        for e in &batch {
-            if cursor.record(e.seq) {
-                cursor.advance(Instant::now());
-                if !send(&tx, e, cursor.position).await {
-                    return;
-                }
-            }
-        }
-        if !full {
-            break;
-        }
-    }
-    let marker = Event::default()
-        .event("caught_up")
-        .id(cursor.position.to_string())
-        .data(json!({"position": cursor.position}).to_string());
-    if tx.send(marker).await.is_err() {
+    if !drain(&state, &mut cursor, &tx).await
+        || tx.send(marker("caught_up", cursor.position)).await.is_err()
+    {
         return;
     }
     loop {
@@ -271,40 +252,53 @@ async fn produce(
         if *closing.borrow() {
             return;
         }
-        let Ok(batch) = read(&state, &cursor).await else {
-            return;
-        };
-        for e in &batch {
-            if cursor.record(e.seq) {
-                cursor.advance(Instant::now());
-                if !send(&tx, e, cursor.position).await {
-                    return;
-                }
-            }
-        }
         let before = cursor.position;
+        if !drain(&state, &mut cursor, &tx).await {
+            return;
+        }
         cursor.advance(Instant::now());
-        if cursor.position != before {
-            // The position moved past a gap with nothing new to send: tell the guard.
-            let moved = Event::default()
-                .event("position")
-                .id(cursor.position.to_string())
-                .data(json!({"position": cursor.position}).to_string());
-            if tx.send(moved).await.is_err() {
-                return;
-            }
+        // The position moved past a gap with nothing new to send: tell the guard.
+        if cursor.position != before && tx.send(marker("position", cursor.position)).await.is_err()
+        {
+            return;
         }
     }
 }
 
-async fn read(state: &AppState, cursor: &Cursor) -> Result<Vec<LoggedEvent>, ()> {
+/// Sends every event after the position that was not sent yet. Reads start at the position
+/// (a number behind a gap may have committed since) and page on from the last number read, so
+/// a full page of already-sent events never stalls the stream. `false` when the stream is over.
+async fn drain(state: &AppState, cursor: &mut Cursor, tx: &mpsc::Sender<Event>) -> bool {
+    let mut from = cursor.position;
+    loop {
+        let Ok(batch) = read(state, from).await else {
+            return false;
+        };
+        for e in &batch {
+            if cursor.record(e.seq) {
+                cursor.advance(Instant::now());
+                if !send(tx, e, cursor.position).await {
+                    return false;
+                }
+            }
+        }
+        match batch.last() {
+            Some(last) if batch.len() >= PAGE as usize => from = last.seq,
+            _ => return true,
+        }
+    }
+}
+
+fn marker(name: &'static str, position: i64) -> Event {
+    Event::default()
+        .event(name)
+        .id(position.to_string())
+        .data(json!({ "position": position }).to_string())
+}
+
+async fn read(state: &AppState, after: i64) -> Result<Vec<LoggedEvent>, ()> {
     let now = state.oauth.now();
-    match state
-        .revocations
-        .log()
-        .events_after(cursor.position, now, PAGE)
-        .await
-    {
+    match state.revocations.log().events_after(after, now, PAGE).await {
         Ok(v) => Ok(v),
         Err(e) => {
             // The guard reconnects and resumes; its staleness clock decides meanwhile.
