@@ -151,6 +151,25 @@ pub trait RevocationLog: Send + Sync + 'static {
     async fn purge_events(&self, now: crate::Timestamp) -> crate::store::StoreResult<u64>;
 }
 
+/// Counts the revocations this process has published or received. A cache of anything a
+/// revocation could end stamps each entry with the count it was filled at and serves it only
+/// while the count is unchanged, so it needs no knowledge of which event concerns which entry.
+#[derive(Debug, Default)]
+pub struct RevocationGeneration(std::sync::atomic::AtomicU64);
+
+impl RevocationGeneration {
+    /// The current count.
+    #[must_use]
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts one more revocation (or a gap in the events received).
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// An [`EventBus`] that first writes each event to a [`RevocationLog`], so the revocation feed
 /// can replay it to a guard that was away, then delivers it like the bus it wraps.
 pub struct DurableBus {
@@ -158,6 +177,7 @@ pub struct DurableBus {
     inner: std::sync::Arc<dyn EventBus>,
     clock: std::sync::Arc<dyn crate::Clock>,
     retention_secs: std::sync::atomic::AtomicI64,
+    generation: std::sync::Arc<RevocationGeneration>,
 }
 
 impl std::fmt::Debug for DurableBus {
@@ -183,7 +203,15 @@ impl DurableBus {
             inner,
             clock,
             retention_secs: std::sync::atomic::AtomicI64::new(retention_secs),
+            generation: std::sync::Arc::default(),
         }
+    }
+
+    /// Bumped at the start of every publish: before the caller's response, after the store
+    /// change the event reports.
+    #[must_use]
+    pub fn generation(&self) -> &std::sync::Arc<RevocationGeneration> {
+        &self.generation
     }
 
     /// How long an event without its own expiry is kept.
@@ -210,6 +238,9 @@ impl DurableBus {
 #[async_trait]
 impl EventBus for DurableBus {
     async fn publish(&self, event: &RevocationEvent) -> Result<(), crate::StoreError> {
+        // First of all: even if the log or the transport fails below, the revocation itself is
+        // already in the store and no cached copy may outlive it.
+        self.generation.bump();
         let now = self.clock.now();
         let retention = now.plus(self.retention_secs());
         let expires_at = match event {

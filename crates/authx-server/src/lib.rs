@@ -22,8 +22,9 @@ use anyhow::Context as _;
 use authx_core::Clock;
 use authx_core::auth::{AuthService, Stores};
 use authx_core::events::{DurableBus, EventBus, InProcessBus};
+use authx_core::oauth::store::ClientStore;
 use authx_core::password::PasswordHasher;
-use authx_core::store::Health;
+use authx_core::store::{Health, ThrottleStore};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -76,10 +77,25 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         session_cache = policy.cache_capacity > 0,
         "storage ready"
     );
+    // A single instance is the only writer of its database: clients, resources and failure
+    // counters are read from memory (authx_core::cache). Several instances read the store.
+    let (clients, throttle): (Arc<dyn ClientStore>, Arc<dyn ThrottleStore>) =
+        if shared.multi_instance {
+            (Arc::clone(&backend.clients), Arc::clone(&backend.throttle))
+        } else {
+            (
+                Arc::new(authx_core::cache::CachedClients::new(Arc::clone(
+                    &backend.clients,
+                ))),
+                Arc::new(authx_core::cache::CachedThrottle::new(Arc::clone(
+                    &backend.throttle,
+                ))),
+            )
+        };
     let stores = Stores {
         accounts: Arc::clone(&backend.accounts),
         sessions: Arc::clone(&shared.sessions),
-        throttle: Arc::clone(&backend.throttle),
+        throttle: Arc::clone(&throttle),
     };
     // Every revocation is written to the durable log before it travels, so a resource server's
     // guard that was away replays it from the revocation feed.
@@ -101,12 +117,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     };
     let limiter = authx_core::ratelimit::RateLimiter::new(counter, Arc::clone(&clock));
     let oauth_stores = authx_core::oauth::service::OAuthStores {
-        clients: Arc::clone(&backend.clients),
+        clients,
         keys: Arc::clone(&backend.keys),
         grants: Arc::clone(&backend.grants),
         accounts: Arc::clone(&backend.accounts),
         sessions: Arc::clone(&shared.sessions),
-        throttle: Arc::clone(&backend.throttle),
+        throttle,
         devices: Arc::clone(&backend.devices),
     };
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
@@ -117,6 +133,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         Arc::clone(&bus),
         Arc::clone(&clock),
         audit.clone(),
+        // Tokens found active are kept only where every revocation is heard of at once.
+        (!shared.multi_instance).then(|| Arc::clone(revocations.generation())),
     )
     .await?;
     revocations.set_retention_secs(
@@ -402,8 +420,12 @@ async fn event_loop(state: AppState) {
     let mut rx = state.bus.subscribe();
     loop {
         match rx.recv().await {
-            Ok(event) => state.auth.apply_remote_event(&event),
+            Ok(event) => {
+                state.revocations.generation().bump();
+                state.auth.apply_remote_event(&event);
+            }
             Err(broadcast::error::RecvError::Lagged(n)) => {
+                state.revocations.generation().bump();
                 tracing::warn!(
                     missed = n,
                     "revocation events were missed; dropping the session cache"

@@ -22,6 +22,7 @@ pub async fn build(
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     audit: authx_core::audit::Audit,
+    token_cache: Option<Arc<authx_core::events::RevocationGeneration>>,
 ) -> anyhow::Result<OAuthService> {
     let kek = key_encryption_key(config)?;
     let mut oc = OAuthConfig::new(&config.issuer);
@@ -32,9 +33,12 @@ pub async fn build(
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,
     };
-    let service = OAuthService::new(stores, bus, clock, oc, &kek)
+    let mut service = OAuthService::new(stores, bus, clock, oc, &kek)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_audit(audit);
+    if let Some(generation) = token_cache {
+        service = service.with_token_cache(generation);
+    }
     service
         .ensure_keys()
         .await

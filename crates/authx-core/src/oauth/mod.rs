@@ -11,6 +11,7 @@ pub mod pkce;
 pub mod scope;
 pub mod service;
 pub mod store;
+pub mod token_cache;
 
 /// Told about every grant that ends (revocation, reuse detection, a session or password change),
 /// for example to send OIDC back-channel logout tokens. Calls must return at once.

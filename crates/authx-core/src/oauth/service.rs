@@ -259,6 +259,7 @@ pub struct OAuthService {
     ring: RwLock<Arc<KeyRing>>,
     observer: std::sync::OnceLock<Arc<dyn super::GrantObserver>>,
     audit: crate::audit::Audit,
+    token_cache: Option<super::token_cache::TokenCache>,
 }
 
 impl OAuthService {
@@ -287,7 +288,20 @@ impl OAuthService {
             successor_key,
             ring: RwLock::new(Arc::new(KeyRing::default())),
             observer: std::sync::OnceLock::new(),
+            token_cache: None,
         })
+    }
+
+    /// Keeps access tokens found active in memory (see [`super::token_cache`]). Only for a
+    /// server that hears of every revocation at once, through `generation`: the single
+    /// instance, whose bus bumps it before each publish returns.
+    #[must_use]
+    pub fn with_token_cache(
+        mut self,
+        generation: Arc<crate::events::RevocationGeneration>,
+    ) -> Self {
+        self.token_cache = Some(super::token_cache::TokenCache::new(generation));
+        self
     }
 
     /// Records audit events with `audit` (by default they are only logged).
@@ -381,6 +395,10 @@ impl OAuthService {
             .ring
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+        // A key may have gone: nothing verified with the old ring is served from memory.
+        if let Some(cache) = &self.token_cache {
+            cache.invalidate();
+        }
         Ok(())
     }
 
@@ -1355,6 +1373,30 @@ impl OAuthService {
         token: &str,
     ) -> Result<Option<AccessTokenClaims>, OAuthError> {
         let now = self.clock.now();
+        let Some(cache) = &self.token_cache else {
+            return self.check_access_token(token, now).await;
+        };
+        if token.len() > jwt::MAX_JWT_LEN {
+            return Ok(None);
+        }
+        let hash = TokenHash::of(token.as_bytes());
+        if let Some(c) = cache.get(&hash, now) {
+            return Ok(Some(c));
+        }
+        let generation = cache.generation();
+        let claims = self.check_access_token(token, now).await?;
+        if let Some(c) = claims.as_ref().filter(|c| c.sid.is_none()) {
+            let expires = c.exp.saturating_add(self.config.leeway_secs);
+            cache.put(hash, c, generation, now, expires);
+        }
+        Ok(claims)
+    }
+
+    async fn check_access_token(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
         let mut claims = jwt::verify_access_token(
             token,
             &self.ring(),

@@ -851,6 +851,8 @@ async fn password_change_and_disable_revoke_tokens() {
         t["access_token"].as_str().unwrap().to_owned(),
         t["refresh_token"].as_str().unwrap().to_owned(),
     );
+    // Introspected once, so that a server keeping active tokens in memory has it there.
+    assert_eq!(introspect(&op, &at).await["active"], true);
     op.server.clock.advance(1);
     let res = op
         .server
@@ -1196,10 +1198,49 @@ async fn introspection_and_revocation() {
     .json()
     .await
     .unwrap();
+    assert_eq!(
+        introspect(&op, cc["access_token"].as_str().unwrap()).await["active"],
+        true
+    );
     op.server.clock.advance(900 + 31);
     assert_eq!(
         introspect(&op, cc["access_token"].as_str().unwrap()).await,
         json!({"active": false})
+    );
+}
+
+#[tokio::test]
+async fn a_removed_resource_or_client_is_refused_from_the_next_request() {
+    let op = op().await;
+    let cc = |resource: Option<&'static str>| {
+        let mut form = vec![("grant_type", "client_credentials"), ("scope", "read")];
+        form.extend(resource.map(|r| ("resource", r)));
+        let op = &op;
+        async move { token(op, &form).await }
+    };
+    // Used once, so that a server keeping clients and resources in memory has both there.
+    assert_eq!(cc(Some("https://api.example.com")).await.status(), 200);
+    let stores = op.server.running().unwrap().state.oauth.stores().clone();
+    assert!(
+        stores
+            .clients
+            .delete_resource("https://api.example.com")
+            .await
+            .unwrap()
+    );
+    let res = cc(Some("https://api.example.com")).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_target"
+    );
+
+    assert!(stores.clients.delete_client("app").await.unwrap());
+    let res = cc(None).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
     );
 }
 

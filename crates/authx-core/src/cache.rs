@@ -1,0 +1,445 @@
+//! Read-through caches in front of the stores, for a server that is the only writer of its
+//! database (the single-instance SQLite deployment).
+//!
+//! Every token, introspection and revocation request authenticates a client and reads its
+//! failure counter, and most read a resource: rows that change a few times a year, or (the
+//! counter) only when this very process writes them. Reading them from memory saves the
+//! database round trips that dominate those requests (BENCHMARKS.md).
+//!
+//! # Consistency
+//! - Writes go through the decorator, which forgets the entry after the store has it. An
+//!   epoch stops a read that began before a write from putting the old row back afterwards, so
+//!   a change made through this process holds from the very next request.
+//! - Changes made behind this process's back (the `authx` CLI run against the same file while
+//!   the server runs) are seen within [`TTL`]: no entry is older than that.
+//! - Only rows that exist are cached for clients and resources, so unknown ids sent by anyone
+//!   cannot fill memory; failure counters are cached either way (most keys have none). Each
+//!   cache is bounded: when full it starts over.
+//! - With several instances nothing here is used: any instance may write, and only the shared
+//!   store knows (`docs/scaling-out.md`).
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::Timestamp;
+use crate::oauth::client::{Client, Resource};
+use crate::oauth::store::ClientStore;
+use crate::store::{FailureCount, StoreResult, ThrottleStore};
+
+/// The longest an entry is served before the store is asked again.
+pub const TTL: Duration = Duration::from_secs(5);
+
+/// Clients and resources kept.
+const CLIENT_CAPACITY: usize = 1024;
+/// Failure counters kept.
+const THROTTLE_CAPACITY: usize = 10_000;
+
+/// A bounded map whose entries expire after [`TTL`], with an epoch against stale fills.
+struct Memo<K, V> {
+    capacity: usize,
+    inner: Mutex<MemoInner<K, V>>,
+}
+
+struct MemoInner<K, V> {
+    epoch: u64,
+    map: HashMap<K, (V, Instant)>,
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(MemoInner {
+                epoch: 0,
+                map: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoInner<K, V>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh entry, or `None` and the epoch a fill must still match.
+    fn get<Q>(&self, key: &Q) -> Result<V, u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = self.lock();
+        match inner.map.get(key) {
+            Some((v, filled)) if filled.elapsed() < TTL => Ok(v.clone()),
+            _ => Err(inner.epoch),
+        }
+    }
+
+    fn fill(&self, key: K, value: V, epoch: u64) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.map.len() >= self.capacity {
+            // Expired entries go first; if that frees nothing, start over.
+            inner.map.retain(|_, (_, filled)| filled.elapsed() < TTL);
+            if inner.map.len() >= self.capacity {
+                inner.map.clear();
+            }
+        }
+        inner.map.insert(key, (value, Instant::now()));
+    }
+
+    fn forget<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.remove(key);
+    }
+
+    fn clear(&self) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.clear();
+    }
+}
+
+/// A [`ClientStore`] that serves clients and resources from memory (see the module docs).
+pub struct CachedClients {
+    inner: Arc<dyn ClientStore>,
+    clients: Memo<String, Client>,
+    resources: Memo<String, Resource>,
+}
+
+impl CachedClients {
+    /// Caches reads of `inner`.
+    #[must_use]
+    pub fn new(inner: Arc<dyn ClientStore>) -> Self {
+        Self {
+            inner,
+            clients: Memo::new(CLIENT_CAPACITY),
+            resources: Memo::new(CLIENT_CAPACITY),
+        }
+    }
+}
+
+#[async_trait]
+impl ClientStore for CachedClients {
+    async fn put_client(&self, client: &Client) -> StoreResult<()> {
+        let r = self.inner.put_client(client).await;
+        self.clients.forget(client.id.as_str());
+        r
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
+        let epoch = match self.clients.get(id) {
+            Ok(c) => return Ok(Some(c)),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.client(id).await?;
+        if let Some(c) = &found {
+            self.clients.fill(id.to_owned(), c.clone(), epoch);
+        }
+        Ok(found)
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        self.inner.list_clients().await
+    }
+
+    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+        let r = self.inner.delete_client(id).await;
+        self.clients.forget(id);
+        r
+    }
+
+    async fn put_resource(&self, resource: &Resource) -> StoreResult<()> {
+        let r = self.inner.put_resource(resource).await;
+        self.resources.forget(resource.id.as_str());
+        r
+    }
+
+    async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
+        let epoch = match self.resources.get(id) {
+            Ok(r) => return Ok(Some(r)),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.resource(id).await?;
+        if let Some(r) = &found {
+            self.resources.fill(id.to_owned(), r.clone(), epoch);
+        }
+        Ok(found)
+    }
+
+    async fn list_resources(&self) -> StoreResult<Vec<Resource>> {
+        self.inner.list_resources().await
+    }
+
+    async fn delete_resource(&self, id: &str) -> StoreResult<bool> {
+        let r = self.inner.delete_resource(id).await;
+        self.resources.forget(id);
+        r
+    }
+}
+
+/// A [`ThrottleStore`] that serves failure counters from memory (see the module docs). Rate
+/// limit hits always go to the store.
+pub struct CachedThrottle {
+    inner: Arc<dyn ThrottleStore>,
+    counters: Memo<String, Option<FailureCount>>,
+}
+
+impl CachedThrottle {
+    /// Caches reads of `inner`.
+    #[must_use]
+    pub fn new(inner: Arc<dyn ThrottleStore>) -> Self {
+        Self {
+            inner,
+            counters: Memo::new(THROTTLE_CAPACITY),
+        }
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for CachedThrottle {
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        reset_after_secs: i64,
+    ) -> StoreResult<FailureCount> {
+        // Parallel failures may return in any order: the next read asks the store.
+        let r = self.inner.record_failure(key, now, reset_after_secs).await;
+        self.counters.forget(key);
+        r
+    }
+
+    async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
+        let epoch = match self.counters.get(key) {
+            Ok(c) => return Ok(c),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.failures(key).await?;
+        self.counters.fill(key.to_owned(), found, epoch);
+        Ok(found)
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        let r = self.inner.clear_failures(key).await;
+        self.counters.forget(key);
+        r
+    }
+
+    async fn purge_failures(&self, before: Timestamp) -> StoreResult<u64> {
+        let r = self.inner.purge_failures(before).await;
+        self.counters.clear();
+        r
+    }
+
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        self.inner.count_hit(key, window_start, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A store that counts its reads.
+    #[derive(Default)]
+    struct Counting {
+        reads: AtomicUsize,
+        resources: Mutex<HashMap<String, Resource>>,
+        counters: Mutex<HashMap<String, FailureCount>>,
+    }
+
+    impl Counting {
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl ClientStore for Counting {
+        async fn put_client(&self, _: &Client) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn client(&self, _: &str) -> StoreResult<Option<Client>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+        async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+            Ok(Vec::new())
+        }
+        async fn delete_client(&self, _: &str) -> StoreResult<bool> {
+            Ok(false)
+        }
+        async fn put_resource(&self, r: &Resource) -> StoreResult<()> {
+            self.resources
+                .lock()
+                .unwrap()
+                .insert(r.id.clone(), r.clone());
+            Ok(())
+        }
+        async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.resources.lock().unwrap().get(id).cloned())
+        }
+        async fn list_resources(&self) -> StoreResult<Vec<Resource>> {
+            Ok(self.resources.lock().unwrap().values().cloned().collect())
+        }
+        async fn delete_resource(&self, id: &str) -> StoreResult<bool> {
+            Ok(self.resources.lock().unwrap().remove(id).is_some())
+        }
+    }
+
+    #[async_trait]
+    impl ThrottleStore for Counting {
+        async fn record_failure(
+            &self,
+            key: &str,
+            now: Timestamp,
+            _: i64,
+        ) -> StoreResult<FailureCount> {
+            let mut m = self.counters.lock().unwrap();
+            let c = m.entry(key.to_owned()).or_insert(FailureCount {
+                failures: 0,
+                last_failure_at: now,
+            });
+            c.failures += 1;
+            c.last_failure_at = now;
+            Ok(*c)
+        }
+        async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.counters.lock().unwrap().get(key).copied())
+        }
+        async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+            self.counters.lock().unwrap().remove(key);
+            Ok(())
+        }
+        async fn purge_failures(&self, _: Timestamp) -> StoreResult<u64> {
+            let mut m = self.counters.lock().unwrap();
+            let n = m.len() as u64;
+            m.clear();
+            Ok(n)
+        }
+        async fn count_hit(&self, _: &str, _: Timestamp, _: Timestamp) -> StoreResult<u32> {
+            Ok(1)
+        }
+    }
+
+    fn api(id: &str, scope: &str) -> Resource {
+        Resource {
+            id: id.into(),
+            scopes: vec![scope.into()],
+            created_at: Timestamp(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn resources_are_read_once_and_writes_through_the_cache_hold_at_once() {
+        let store = Arc::new(Counting::default());
+        let cache = CachedClients::new(store.clone());
+        cache.put_resource(&api("urn:api", "read")).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                cache.resource("urn:api").await.unwrap().unwrap().scopes,
+                ["read"]
+            );
+        }
+        assert_eq!(store.reads(), 1, "served from memory after the first read");
+
+        assert!(cache.delete_resource("urn:api").await.unwrap());
+        assert_eq!(
+            cache.resource("urn:api").await.unwrap(),
+            None,
+            "deleted means gone"
+        );
+        cache.put_resource(&api("urn:api", "write")).await.unwrap();
+        assert_eq!(
+            cache.resource("urn:api").await.unwrap().unwrap().scopes,
+            ["write"],
+            "a new registration replaces the cached one"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_never_cached() {
+        let store = Arc::new(Counting::default());
+        let cache = CachedClients::new(store.clone());
+        for i in 0..5 {
+            assert_eq!(cache.client("nobody").await.unwrap(), None);
+            assert_eq!(cache.resource(&format!("urn:x{i}")).await.unwrap(), None);
+        }
+        assert_eq!(store.reads(), 10, "every unknown id goes to the store");
+        assert!(cache.resources.lock().map.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_that_began_before_a_write_cannot_put_the_old_row_back() {
+        let store = Arc::new(Counting::default());
+        let cache = CachedClients::new(store.clone());
+        store.put_resource(&api("urn:api", "read")).await.unwrap();
+        // A read misses and notes the epoch; a deletion lands before the read fills.
+        let Err(epoch) = cache.resources.get("urn:api") else {
+            panic!("empty cache");
+        };
+        let old = store.resource("urn:api").await.unwrap().unwrap();
+        cache.delete_resource("urn:api").await.unwrap();
+        cache.resources.fill("urn:api".into(), old, epoch);
+        assert_eq!(cache.resource("urn:api").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn failure_counters_are_cached_and_every_failure_is_seen() {
+        let store = Arc::new(Counting::default());
+        let cache = CachedThrottle::new(store.clone());
+        let now = Timestamp(100);
+        assert_eq!(cache.failures("client:a").await.unwrap(), None);
+        assert_eq!(cache.failures("client:a").await.unwrap(), None);
+        assert_eq!(store.reads(), 1, "no counter is cached too");
+        for n in 1..=3 {
+            cache.record_failure("client:a", now, 60).await.unwrap();
+            assert_eq!(
+                cache
+                    .failures("client:a")
+                    .await
+                    .unwrap()
+                    .map(|c| c.failures),
+                Some(n),
+                "failure {n} counts at once"
+            );
+        }
+        cache.clear_failures("client:a").await.unwrap();
+        assert_eq!(cache.failures("client:a").await.unwrap(), None);
+        cache.record_failure("client:b", now, 60).await.unwrap();
+        assert!(cache.failures("client:b").await.unwrap().is_some());
+        cache.purge_failures(Timestamp(200)).await.unwrap();
+        assert_eq!(cache.failures("client:b").await.unwrap(), None, "purged");
+    }
+
+    #[test]
+    fn a_full_cache_stays_bounded() {
+        let memo: Memo<u32, u32> = Memo::new(8);
+        for i in 0..100 {
+            let epoch = memo.get(&i).unwrap_err();
+            memo.fill(i, i, epoch);
+            assert!(memo.lock().map.len() <= 8);
+        }
+        assert_eq!(memo.get(&99), Ok(99));
+    }
+}
