@@ -501,24 +501,22 @@ impl AuthService {
         &self,
         token: &SessionToken,
         ctx: &ClientContext,
-    ) -> Result<Option<Authenticated>, AuthError> {
+    ) -> Result<Option<Arc<Authenticated>>, AuthError> {
         let hash = token.hash();
         let now = self.clock.now();
-        let use_cache = self.events.is_connected();
-        if use_cache {
-            // Events may have been lost since the cache was filled: start it over.
-            self.cache.sync_bus_epoch(self.events.epoch());
-        }
-        let mut cached = if use_cache {
-            self.cache.get(&hash)
+        let use_cache = self.cache.enabled() && self.events.is_connected();
+        // One lock: drop the cache if events may have been lost since it was filled, then
+        // look the hash up and note the epoch a fresh entry must still match.
+        let (mut cached, epoch) = if use_cache {
+            self.cache.lookup(&hash, self.events.epoch())
         } else {
-            None
+            (None, 0)
         };
         // A cached copy may be behind a touch made on another instance: re-read before refusing.
         if cached.as_ref().is_some_and(|a| !a.session.is_live(now)) {
             cached = None;
         }
-        let epoch = self.cache.epoch();
+        let mut changed = cached.is_none();
         let mut auth = match cached {
             Some(a) => a,
             None => {
@@ -532,7 +530,7 @@ impl AuthService {
                 let Some(user) = self.stores.accounts.user_by_id(&session.user_id).await? else {
                     return Ok(None);
                 };
-                Authenticated { user, session }
+                Arc::new(Authenticated { user, session })
             }
         };
         if !auth.session.is_live(now) || auth.user.status != UserStatus::Active {
@@ -569,14 +567,17 @@ impl AuthService {
                 self.cache.remove(&hash);
                 return Ok(None);
             }
-            auth.session.last_seen_at = now;
-            auth.session.idle_expires_at = idle;
+            let a = Arc::make_mut(&mut auth);
+            a.session.last_seen_at = now;
+            a.session.idle_expires_at = idle;
             if ctx.ip.is_some() {
-                auth.session.ip.clone_from(&ctx.ip);
+                a.session.ip.clone_from(&ctx.ip);
             }
+            changed = true;
         }
-        if use_cache {
-            self.cache.put_if_epoch(hash, auth.clone(), epoch);
+        // A hit that changed nothing is already in the cache as it is.
+        if use_cache && changed {
+            self.cache.put_if_epoch(hash, Arc::clone(&auth), epoch);
         }
         Ok(Some(auth))
     }
@@ -926,7 +927,7 @@ struct SessionCache {
 struct CacheInner {
     epoch: u64,
     bus_epoch: u64,
-    map: HashMap<TokenHash, Authenticated>,
+    map: HashMap<TokenHash, Arc<Authenticated>>,
 }
 
 impl SessionCache {
@@ -941,18 +942,23 @@ impl SessionCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, hash: &TokenHash) -> Option<Authenticated> {
-        if self.capacity == 0 {
-            return None;
+    fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// The entry for `hash`, if any, and the epoch to pass to [`Self::put_if_epoch`]; first
+    /// drops everything when the bus reports a new epoch (events may have been lost).
+    fn lookup(&self, hash: &TokenHash, bus_epoch: u64) -> (Option<Arc<Authenticated>>, u64) {
+        let mut inner = self.lock();
+        if inner.bus_epoch != bus_epoch {
+            inner.bus_epoch = bus_epoch;
+            inner.epoch += 1;
+            inner.map.clear();
         }
-        self.lock().map.get(hash).cloned()
+        (inner.map.get(hash).cloned(), inner.epoch)
     }
 
-    fn epoch(&self) -> u64 {
-        self.lock().epoch
-    }
-
-    fn put_if_epoch(&self, hash: TokenHash, auth: Authenticated, epoch: u64) {
+    fn put_if_epoch(&self, hash: TokenHash, auth: Arc<Authenticated>, epoch: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -965,15 +971,6 @@ impl SessionCache {
             inner.map.clear();
         }
         inner.map.insert(hash, auth);
-    }
-
-    fn sync_bus_epoch(&self, bus_epoch: u64) {
-        let mut inner = self.lock();
-        if inner.bus_epoch != bus_epoch {
-            inner.bus_epoch = bus_epoch;
-            inner.epoch += 1;
-            inner.map.clear();
-        }
     }
 
     fn remove(&self, hash: &TokenHash) {

@@ -76,7 +76,7 @@ fn forwarded_client(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
 #[derive(Debug)]
 pub struct CurrentSession {
     /// The identity, when the session is valid.
-    pub auth: Option<Authenticated>,
+    pub auth: Option<std::sync::Arc<Authenticated>>,
     /// The well-formed token the request presented, valid or not.
     pub token: Option<SessionToken>,
     /// Where the request came from.
