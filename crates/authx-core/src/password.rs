@@ -200,13 +200,11 @@ impl PasswordHasher {
             keep: slots,
             max_blocks: argon_params(params)?.block_count(),
         });
-        // A real hash to verify against for unknown users, so their timing matches. Its memory
-        // is not kept: an idle server holds no Argon2 buffer until the first sign-in.
-        let dummy = hash_blocking(
-            params,
-            &crate::secret::b64url(&crate::secret::random_bytes::<16>()),
-            &Arena::default(),
-        )?;
+        // A hash to verify against for unknown users, so their timing matches: verifying
+        // computes Argon2id with the stored parameters and salt whatever the stored output is,
+        // so random output bytes cost exactly what a real hash costs, and match no password.
+        // Nothing is computed (or allocated) at start-up: an idle server holds no Argon2 buffer.
+        let dummy = dummy_phc(params)?;
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
@@ -309,22 +307,42 @@ fn argon2id(
         .map_err(|e| HashError::Internal(e.to_string()))
 }
 
+/// A PHC string with `params`, a random salt and a random output: the cost of a real hash to
+/// verify, and no password's hash.
+fn dummy_phc(params: HashParams) -> Result<String, HashError> {
+    phc_string(params, |_, _| {
+        Output::new(&crate::secret::random_bytes::<{ Params::DEFAULT_OUTPUT_LEN }>())
+            .map_err(|e| HashError::Internal(e.to_string()))
+    })
+}
+
 fn hash_blocking(params: HashParams, password: &str, arena: &Arena) -> Result<String, HashError> {
+    phc_string(params, |params, salt| {
+        let mut raw = [0u8; 64];
+        let salt_bytes = salt
+            .as_salt()
+            .decode_b64(&mut raw)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        argon2id(
+            params,
+            password,
+            salt_bytes,
+            Params::DEFAULT_OUTPUT_LEN,
+            arena,
+        )
+    })
+}
+
+/// An Argon2id v19 PHC string with `params`, a fresh random salt, and the output `output`
+/// makes from them.
+fn phc_string(
+    params: HashParams,
+    output: impl FnOnce(&Params, &SaltString) -> Result<Output, HashError>,
+) -> Result<String, HashError> {
     let params = argon_params(params)?;
     let salt = SaltString::encode_b64(&crate::secret::random_bytes::<16>())
         .map_err(|e| HashError::Internal(e.to_string()))?;
-    let mut raw = [0u8; 64];
-    let salt_bytes = salt
-        .as_salt()
-        .decode_b64(&mut raw)
-        .map_err(|e| HashError::Internal(e.to_string()))?;
-    let output = argon2id(
-        &params,
-        password,
-        salt_bytes,
-        Params::DEFAULT_OUTPUT_LEN,
-        arena,
-    )?;
+    let output = output(&params, &salt)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -430,6 +448,32 @@ mod tests {
         assert_eq!(h.verify(&phc, &other).await.unwrap(), Verified::Mismatch);
         assert_eq!(h.verify("garbage", &pw).await.unwrap(), Verified::Mismatch);
         h.verify_dummy().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_has_the_shape_and_cost_of_a_real_one() {
+        let params = HashParams::default();
+        let h = hasher(params);
+        let real = h.hash("a long enough password").await.unwrap();
+        let (dummy, real) = (
+            PasswordHash::new(&h.dummy).unwrap(),
+            PasswordHash::new(&real).unwrap(),
+        );
+        // Same algorithm, version, parameters and lengths: verifying costs the same.
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(
+            dummy.salt.unwrap().as_str().len(),
+            real.salt.unwrap().as_str().len()
+        );
+        assert_eq!(dummy.hash.unwrap().len(), real.hash.unwrap().len());
+        assert_ne!(dummy.hash, real.hash);
+        // And it is no password's hash.
+        for pw in ["", "not the password", "a long enough password"] {
+            assert_eq!(h.verify(&h.dummy, pw).await.unwrap(), Verified::Mismatch);
+        }
+        assert_ne!(hasher(params).dummy, h.dummy, "a fresh salt each start");
     }
 
     #[tokio::test]

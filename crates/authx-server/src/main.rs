@@ -11,6 +11,9 @@ use authx_core::SystemClock;
 use authx_core::auth::AuthError;
 use authx_server::config::{Config, LogFormat, Overrides};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "authx",
