@@ -15,9 +15,10 @@ macro_rules! audit_columns {
     };
 }
 
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events \
-     (at, kind, outcome, request_id, client_id, user_id, ip, user_agent, detail) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const INSERT_AUDIT_ROWS: &str = "INSERT INTO audit_events \
+     (at, kind, outcome, request_id, client_id, user_id, ip, user_agent, detail) ";
+/// Rows per INSERT: 9 parameters each stays far below SQLite's and PostgreSQL's limits.
+pub(crate) const ROWS_PER_INSERT: usize = 256;
 // Optional filters are NULL when absent. The newest first (reversed by the caller), or after
 // an id oldest first for following.
 pub(crate) const LIST_AUDIT_NEWEST: &str = concat!(
@@ -66,18 +67,28 @@ macro_rules! impl_audit_store {
                 &self,
                 events: &[::authx_core::audit::AuditRecord],
             ) -> ::authx_core::store::StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
-                for e in events {
-                    ::sqlx::query($crate::audit_sql::INSERT_AUDIT)
-                        .bind(e.at.0)
-                        .bind(&e.kind)
-                        .bind(&e.outcome)
-                        .bind(e.request_id.as_deref())
-                        .bind(e.client_id.as_deref())
-                        .bind(e.user_id.as_deref())
-                        .bind(e.ip.as_deref())
-                        .bind(e.user_agent.as_deref())
-                        .bind(&e.detail)
+                // One multi-row INSERT per chunk: a busy server records thousands of events a
+                // second, and a statement per event costs a round trip each.
+                for chunk in events.chunks($crate::audit_sql::ROWS_PER_INSERT) {
+                    let mut insert =
+                        ::sqlx::QueryBuilder::new($crate::audit_sql::INSERT_AUDIT_ROWS);
+                    insert.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.at.0)
+                            .push_bind(&e.kind)
+                            .push_bind(&e.outcome)
+                            .push_bind(e.request_id.as_deref())
+                            .push_bind(e.client_id.as_deref())
+                            .push_bind(e.user_id.as_deref())
+                            .push_bind(e.ip.as_deref())
+                            .push_bind(e.user_agent.as_deref())
+                            .push_bind(&e.detail);
+                    });
+                    insert
+                        .build()
                         .execute(&mut *tx)
                         .await
                         .map_err($crate::sql::store_error)?;
