@@ -156,26 +156,37 @@ impl AuditRecord {
     /// characters, quotes and backslashes escaped, so the line can never be split or extended.
     #[must_use]
     pub fn to_line(&self) -> String {
-        let mut out = format!(
+        Line(self).to_string()
+    }
+}
+
+/// [`AuditRecord::to_line`], written only when displayed.
+struct Line<'a>(&'a AuditRecord);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        write!(
+            f,
             "event={} outcome={}",
-            escape(&self.kind),
-            escape(&self.outcome)
-        );
+            r.kind.escape_debug(),
+            r.outcome.escape_debug()
+        )?;
         for (k, v) in [
-            ("request_id", &self.request_id),
-            ("client_id", &self.client_id),
-            ("user_id", &self.user_id),
-            ("ip", &self.ip),
-            ("user_agent", &self.user_agent),
+            ("request_id", &r.request_id),
+            ("client_id", &r.client_id),
+            ("user_id", &r.user_id),
+            ("ip", &r.ip),
+            ("user_agent", &r.user_agent),
         ] {
             if let Some(v) = v {
-                out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+                write!(f, " {k}=\"{}\"", v.escape_debug())?;
             }
         }
-        if self.detail != "{}" {
-            out.push_str(&format!(" detail={}", escape(&self.detail)));
+        if r.detail != "{}" {
+            write!(f, " detail={}", r.detail.escape_debug())?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -309,7 +320,8 @@ impl Audit {
             user_agent: ctx.user_agent.map(|s| clip(&s)),
             detail: serde_json::Value::Object(event.detail).to_string(),
         };
-        let line = record.to_line();
+        // Formatted only if the line is logged at all.
+        let line = Line(&record);
         match event.outcome {
             Outcome::Success => tracing::info!(target: "authx::audit", "{line}"),
             Outcome::Failure => tracing::warn!(target: "authx::audit", "{line}"),
