@@ -966,9 +966,9 @@ impl SessionCache {
         if inner.epoch != epoch {
             return;
         }
-        if inner.map.len() >= self.capacity && !inner.map.contains_key(&hash) {
-            // Simple bound: start over rather than track recency on the hot path.
-            inner.map.clear();
+        if !inner.map.contains_key(&hash) {
+            // Random eviction: no recency to track on the hot path.
+            crate::cache::make_room(&mut inner.map, self.capacity);
         }
         inner.map.insert(hash, auth);
     }

@@ -39,6 +39,24 @@ const CLIENT_CAPACITY: usize = 1024;
 /// Failure counters kept.
 const THROTTLE_CAPACITY: usize = 10_000;
 
+/// When `map` holds `capacity` entries or more, drops an arbitrary eighth of them: the order
+/// of a `HashMap` is seeded at random per process, so this is random eviction, which keeps most
+/// of a hot set without tracking recency on every hit (and, unlike starting over, never drops
+/// all of it at once).
+pub(crate) fn make_room<K, V>(map: &mut HashMap<K, V>, capacity: usize) {
+    if map.len() < capacity {
+        return;
+    }
+    let mut drop = (map.len() / 8).max(map.len() + 1 - capacity);
+    map.retain(|_, _| {
+        if drop == 0 {
+            return true;
+        }
+        drop -= 1;
+        false
+    });
+}
+
 /// A bounded map whose entries expire after [`TTL`], with an epoch against stale fills.
 struct Memo<K, V> {
     capacity: usize,
@@ -84,11 +102,9 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
             return;
         }
         if inner.map.len() >= self.capacity {
-            // Expired entries go first; if that frees nothing, start over.
+            // Expired entries go first; if that frees nothing, an arbitrary eighth.
             inner.map.retain(|_, (_, filled)| filled.elapsed() < TTL);
-            if inner.map.len() >= self.capacity {
-                inner.map.clear();
-            }
+            make_room(&mut inner.map, self.capacity);
         }
         inner.map.insert(key, (value, Instant::now()));
     }
@@ -441,5 +457,17 @@ mod tests {
             assert!(memo.lock().map.len() <= 8);
         }
         assert_eq!(memo.get(&99), Ok(99));
+    }
+
+    #[test]
+    fn making_room_drops_an_eighth_not_everything() {
+        let mut map: HashMap<u32, ()> = (0..800).map(|i| (i, ())).collect();
+        make_room(&mut map, 800);
+        assert_eq!(map.len(), 700);
+        make_room(&mut map, 800);
+        assert_eq!(map.len(), 700, "below capacity: untouched");
+        let mut tiny: HashMap<u32, ()> = (0..3).map(|i| (i, ())).collect();
+        make_room(&mut tiny, 3);
+        assert_eq!(tiny.len(), 2, "at least one goes");
     }
 }

@@ -81,9 +81,7 @@ impl TokenCache {
         }
         if map.len() >= CAPACITY {
             map.retain(|_, e| e.generation == current && now.secs() < e.until);
-            if map.len() >= CAPACITY {
-                map.clear();
-            }
+            crate::cache::make_room(&mut map, CAPACITY);
         }
         map.insert(
             hash,
