@@ -4,6 +4,9 @@
 #   bench/load.sh                      # every scenario, 10 s each
 #   DURATION=30 bench/load.sh          # longer runs
 #   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6)
+#   SCENARIOS=SOAK bench/load.sh       # S1 spread over 100,000 sessions plus S4, for 10 minutes,
+#                                      # with the server's RSS sampled every 30 s (not in the
+#                                      # default set)
 #
 # S6 runs the example resource server (authx-guard, JWT mode, subscribed to the revocation
 # feed) on PORT+1 and loads GET /whoami with a bearer token; its line shows that process's RSS.
@@ -17,7 +20,8 @@
 # Settings (environment): DURATION seconds per scenario (10), THREADS wrk threads (2), CONNS
 # connections for S0-S3 (32), SIGNIN_CONNS for S5 (8), REFRESH_CONNS for S4 (16), FLOOD_CONNS
 # sign-in connections during S1F (16), PORT (18080), AUTHX_LOG server log filter (info),
-# SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory.
+# SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory;
+# SOAK_SECS (600), SOAK_SESSIONS (100000) and SOAK_SAMPLE seconds between RSS samples (30).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -29,6 +33,9 @@ FLOOD_CONNS=${FLOOD_CONNS:-16}
 PORT=${PORT:-18080}
 SQLITE_SYNC=${SQLITE_SYNC:-full}
 SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F S6"}
+SOAK_SECS=${SOAK_SECS:-600}
+SOAK_SESSIONS=${SOAK_SESSIONS:-100000}
+SOAK_SAMPLE=${SOAK_SAMPLE:-30}
 export AUTHX_LOG=${AUTHX_LOG:-info}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -163,14 +170,25 @@ new_refresh_token() {
     -d "grant_type=authorization_code&code=$code&redirect_uri=$REDIRECT&code_verifier=$verifier" |
     json_field refresh_token
 }
-if [[ " $SCENARIOS " == *" S4 "* ]]; then
-  command -v openssl >/dev/null || die "openssl is required for S4 (PKCE challenge)"
-  : >"$WORK/refresh_tokens"
+# new_grants FILE: writes the first refresh token of REFRESH_CONNS * 2 new grants to FILE.
+new_grants() {
+  : >"$1"
   for _ in $(seq $((REFRESH_CONNS * 2))); do
     rt=$(new_refresh_token)
     [ -n "$rt" ] || die "code exchange gave no refresh token"
-    printf '%s\n' "$rt" >>"$WORK/refresh_tokens"
+    printf '%s\n' "$rt" >>"$1"
   done
+}
+if [[ " $SCENARIOS " == *" S4 "* || " $SCENARIOS " == *" SOAK "* ]]; then
+  command -v openssl >/dev/null || die "openssl is required for S4 (PKCE challenge)"
+  new_grants "$WORK/refresh_tokens"
+  # SOAK rotates grants of its own: S4 leaves its tokens consumed.
+  [[ " $SCENARIOS " == *" SOAK "* ]] && new_grants "$WORK/soak_refresh_tokens"
+fi
+if [[ " $SCENARIOS " == *" SOAK "* ]]; then
+  command -v python3 >/dev/null || die "python3 is required for SOAK (adds the sessions)"
+  say "adding $SOAK_SESSIONS sessions"
+  python3 "$HERE/sessions.py" "$WORK/authx.db" "$EMAIL" "$SOAK_SESSIONS" >"$WORK/session_tokens"
 fi
 
 # --- running -----------------------------------------------------------------------------------
@@ -258,6 +276,25 @@ scenario() {
           "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
         kill "$RS_PID" 2>/dev/null || true
         RS_PID= ;;
+    SOAK)
+        local samples=() t=0
+        REFRESH_TOKENS=$WORK/soak_refresh_tokens WRK_AUTH=$APP_AUTH \
+          wrk_run SOAK-S4 "$REFRESH_CONNS" "$SOAK_SECS" refresh.lua "$BASE/oauth2/token" &
+        BG_PIDS+=($!)
+        SESSION_TOKENS=$WORK/session_tokens \
+          wrk_run SOAK-S1 "$CONNS" "$SOAK_SECS" sessions.lua "$BASE/api/v1/me" &
+        BG_PIDS+=($!)
+        while [ "$t" -le "$SOAK_SECS" ]; do
+          samples+=("$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")")
+          sleep "$SOAK_SAMPLE"
+          t=$((t + SOAK_SAMPLE))
+        done
+        wait "${BG_PIDS[-1]}" "${BG_PIDS[-2]}" || true
+        local peak
+        peak=$(peak_rss_mb)
+        print_row SOAK SOAK-S1 "S1 over $SOAK_SESSIONS sessions, ${SOAK_SECS} s (c=$CONNS)" "$peak"
+        print_row "" SOAK-S4 "  with S4 alongside (c=$REFRESH_CONNS)" "$peak"
+        printf 'SOAK RSS every %s s (MB): %s\n' "$SOAK_SAMPLE" "${samples[*]}" ;;
     *) die "unknown scenario $id" ;;
   esac
 }
