@@ -41,7 +41,7 @@ fn runtime() -> Runtime {
         .expect("runtime")
 }
 
-/// A user and a confidential client `app`, for the grants.
+/// A user, and the confidential client `app` unless it exists, for the grants.
 async fn fixtures(b: &Backend) -> UserId {
     let user = User {
         id: UserId::generate(),
@@ -69,7 +69,9 @@ async fn fixtures(b: &Backend) -> UserId {
         refresh_idle_secs: 86_400,
         created_at: Timestamp(1_000),
     };
-    b.clients.put_client(&client).await.expect("client");
+    if b.clients.client("app").await.expect("client").is_none() {
+        b.clients.put_client(&client).await.expect("client");
+    }
     user.id
 }
 
