@@ -24,6 +24,7 @@ use authx_core::Timestamp;
 use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
+use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,29 +156,41 @@ impl Outcome {
     }
 }
 
-/// The batch in one `BEGIN IMMEDIATE` transaction: every outcome once committed, or the
-/// error that rolled it all back.
+/// The batch in one `BEGIN IMMEDIATE` transaction on a connection from the pool: every
+/// outcome once committed, or the error that rolled it all back.
 async fn apply(pool: &SqlitePool, batch: &[Rotation]) -> StoreResult<Vec<Outcome>> {
+    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let applied = in_transaction(&mut conn, batch).await;
+    if applied.is_err() {
+        // Dropping the transaction queued its rollback; the connection runs commands in order,
+        // so once the ping is answered the rollback has run. If it failed (SQLite may end a
+        // transaction by itself on a full disk or an I/O error, and the driver then still
+        // counts it as open), the connection would refuse every later `BEGIN IMMEDIATE`: it is
+        // closed instead of going back to the pool.
+        let _ = conn.ping().await;
+        if conn.is_in_transaction() {
+            conn.close_on_drop();
+        }
+    }
+    applied
+}
+
+async fn in_transaction(
+    conn: &mut SqliteConnection,
+    batch: &[Rotation],
+) -> StoreResult<Vec<Outcome>> {
     // IMMEDIATE takes the write lock at once (waiting on the busy timeout for another
     // connection's write), so no statement below can fail for want of it.
-    let mut tx = pool
+    let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(store_error)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for rotation in batch {
-        match rotate_one(&mut tx, rotation).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                // The error is what the callers need; a failed rollback changes nothing for
-                // them (SQLite undoes an unfinished transaction in any case), and dropping the
-                // transaction rolls back too.
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        }
+        // On an error, dropping `tx` rolls the whole batch back.
+        outcomes.push(rotate_one(&mut tx, rotation).await?);
     }
-    // A failed commit leaves the transaction open; dropping it rolls back.
+    // A failed commit leaves the transaction open, and dropping it rolls back.
     tx.commit().await.map_err(store_error)?;
     Ok(outcomes)
 }
@@ -248,9 +261,12 @@ mod tests {
     use crate::sqlite::{MIGRATOR, SqliteStore, open};
 
     async fn memory_store() -> SqliteStore {
-        let pool = open("sqlite::memory:", &ConnectOptions::default())
-            .await
-            .unwrap();
+        store_at("sqlite::memory:", &ConnectOptions::default()).await
+    }
+
+    /// A store over `url` with a user `u1` and a client `app`.
+    async fn store_at(url: &str, opts: &ConnectOptions) -> SqliteStore {
+        let pool = open(url, opts).await.unwrap();
         crate::migrations::apply(&pool, &MIGRATOR).await.unwrap();
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, status, is_admin, created_at, \
@@ -455,6 +471,61 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(consumed_at(&store, &a).await, Some(Some(Timestamp(3))));
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_batch_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("full.db").display());
+        // One connection, so that the page limit below is the writer's too.
+        let opts = ConnectOptions {
+            max_connections: 1,
+            sqlite_synchronous_full: false,
+            ..ConnectOptions::default()
+        };
+        let store = store_at(&url, &opts).await;
+        let mut olds = Vec::new();
+        for _ in 0..MAX_BATCH {
+            olds.push(family(&store).await);
+        }
+        let news: Vec<_> = olds.iter().map(|t| token(&t.family_id, 2)).collect();
+        // The file may not grow: a batch that needs a new page fails with SQLITE_FULL.
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        let pairs: Vec<_> = olds.iter().zip(&news).collect();
+        let answers = commit_batch(&store, &pairs).await;
+        for answer in &answers {
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(_))),
+                "{answer:?}"
+            );
+        }
+        sqlx::query("PRAGMA max_page_count = 4294967294")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        for (old, new) in olds.iter().zip(&news) {
+            assert_eq!(consumed_at(&store, old).await, Some(None));
+            assert_eq!(consumed_at(&store, new).await, None);
+        }
+
+        // With room again, the same rotations go through, and so does the writer.
+        let answers = commit_batch(&store, &pairs).await;
+        assert!(answers.iter().all(|a| matches!(a, Ok(true))), "{answers:?}");
+        let (old, new) = (&olds[0], token(&olds[0].family_id, 3));
+        assert!(
+            !store
+                .rotate_refresh(&old.hash, &new, Timestamp(3))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
