@@ -10,6 +10,10 @@
 //! that only matches an unconsumed token, in the transaction that inserts its successor. Both
 //! transactions begin with their write, so SQLite takes the write lock (waiting on the busy
 //! timeout) before it reads anything, and PostgreSQL re-checks the condition on the locked row.
+//!
+//! On SQLite, refresh-token rotations do not take a transaction each: one writer task runs
+//! every rotation queued at the time in one transaction, the same statements in order, and
+//! commits them with one `fsync` (`crate::sqlite::rotation`).
 
 use authx_core::Timestamp;
 use authx_core::oauth::client::{Client, GrantType, Resource};
@@ -435,8 +439,50 @@ where
 
 /// Implements `ClientStore`, `KeyStore` and `GrantStore` for `$store`, a struct with a
 /// `pool: sqlx::Pool<$db>` field.
+///
+/// `impl_oauth_stores!(Store)` rotates each refresh token in a transaction of its own on the
+/// pool. `impl_oauth_stores!(Store, rotate_refresh through field)` hands every rotation to
+/// `self.field.rotate(old, new, now)` instead, which must keep the same promise (SQLite's
+/// group commit, `crate::sqlite::rotation`).
 macro_rules! impl_oauth_stores {
+    (@rotate (transaction), $this:ident, $old:ident, $new:ident, $now:ident) => {{
+        // The transaction's first statement writes, so a concurrent rotation of the same token
+        // waits for it (the row lock on PostgreSQL, the write lock on SQLite), then finds the
+        // token consumed.
+        let mut tx = $this.pool.begin().await.map_err($crate::sql::store_error)?;
+        let consumed = ::sqlx::query($crate::oauth_sql::CONSUME_TOKEN)
+            .bind($now.0)
+            .bind($old.to_hex())
+            .bind(&$new.family_id)
+            .execute(&mut *tx)
+            .await
+            .map_err($crate::sql::store_error)?;
+        if consumed.rows_affected() == 0 {
+            tx.rollback().await.map_err($crate::sql::store_error)?;
+            return Ok(false);
+        }
+        ::sqlx::query($crate::oauth_sql::INSERT_TOKEN)
+            .bind($new.hash.to_hex())
+            .bind(&$new.family_id)
+            .bind($new.issued_at.0)
+            .bind($new.idle_expires_at.0)
+            .bind($new.consumed_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await
+            .map_err($crate::sql::store_error)?;
+        tx.commit().await.map_err($crate::sql::store_error)?;
+        Ok(true)
+    }};
+    (@rotate (through $field:ident), $this:ident, $old:ident, $new:ident, $now:ident) => {
+        $this.$field.rotate($old, $new, $now).await
+    };
     ($store:ty) => {
+        $crate::oauth_sql::impl_oauth_stores!(@impl $store, (transaction));
+    };
+    ($store:ty, rotate_refresh through $field:ident) => {
+        $crate::oauth_sql::impl_oauth_stores!(@impl $store, (through $field));
+    };
+    (@impl $store:ty, $rotate:tt) => {
         #[::async_trait::async_trait]
         impl ::authx_core::oauth::store::ClientStore for $store {
             async fn put_client(
@@ -759,31 +805,7 @@ macro_rules! impl_oauth_stores {
                 new: &::authx_core::oauth::grant::RefreshToken,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                // The transaction's first statement writes, so SQLite takes the write lock
-                // before reading: concurrent rotations queue on it instead of failing.
-                let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
-                let consumed = ::sqlx::query($crate::oauth_sql::CONSUME_TOKEN)
-                    .bind(now.0)
-                    .bind(old.to_hex())
-                    .bind(&new.family_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::store_error)?;
-                if consumed.rows_affected() == 0 {
-                    tx.rollback().await.map_err($crate::sql::store_error)?;
-                    return Ok(false);
-                }
-                ::sqlx::query($crate::oauth_sql::INSERT_TOKEN)
-                    .bind(new.hash.to_hex())
-                    .bind(&new.family_id)
-                    .bind(new.issued_at.0)
-                    .bind(new.idle_expires_at.0)
-                    .bind(new.consumed_at.map(|t| t.0))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::store_error)?;
-                tx.commit().await.map_err($crate::sql::store_error)?;
-                Ok(true)
+                $crate::oauth_sql::impl_oauth_stores!(@rotate $rotate, self, old, new, now)
             }
 
             async fn revoke_family(

@@ -1,4 +1,5 @@
-//! The SQLite backend: one database file in WAL mode, a small pool.
+//! The SQLite backend: one database file in WAL mode, a small pool, and one writer task that
+//! commits refresh-token rotations in groups ([`rotation`]).
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use crate::oauth_sql::impl_oauth_stores;
 use crate::sql::impl_sql_stores;
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
+mod rotation;
+
 /// The SQLite schema, embedded at build time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -21,16 +24,22 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Every store over one SQLite pool.
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    /// Refresh-token rotations, committed in groups by one task.
+    rotations: rotation::Writer,
 }
 
 impl SqliteStore {
+    /// The stores over `pool`, with the rotation writer started on the current Tokio runtime.
     pub(crate) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            rotations: rotation::Writer::spawn(pool.clone()),
+            pool,
+        }
     }
 }
 
 impl_sql_stores!(SqliteStore);
-impl_oauth_stores!(SqliteStore);
+impl_oauth_stores!(SqliteStore, rotate_refresh through rotations);
 crate::device_sql::impl_device_store!(SqliteStore);
 crate::revocation_sql::impl_revocation_log!(SqliteStore);
 crate::audit_sql::impl_audit_store!(SqliteStore);

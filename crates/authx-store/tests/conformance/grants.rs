@@ -402,6 +402,145 @@ pub(crate) async fn concurrent_rotations_one_wins(s: Stores) {
     assert_eq!(t.consumed_at, Some(Timestamp(2_000)));
 }
 
+pub(crate) async fn concurrent_rotations_of_distinct_tokens_all_land(s: Stores) {
+    let user = setup(&s).await;
+    let g = s.grants();
+    // More rotations than a SQLite group commit takes at once.
+    let mut first = Vec::new();
+    for i in 0..300 {
+        let fam = family(&format!("fam-{i}"), "app", &user, 1_000, FAR);
+        let t0 = token(&fam.id, 1_000, FAR);
+        g.create_family(&fam, Some(&t0)).await.unwrap();
+        first.push(t0);
+    }
+    let second: Vec<_> = first
+        .iter()
+        .map(|t| token(&t.family_id, 2_000, FAR))
+        .collect();
+    let third: Vec<_> = first
+        .iter()
+        .map(|t| token(&t.family_id, 3_000, FAR))
+        .collect();
+
+    let rotate_all = |pairs: Vec<(TokenHash, RefreshToken)>, at: i64| {
+        let tasks: Vec<_> = pairs
+            .into_iter()
+            .map(|(old, new)| {
+                let g = g.clone();
+                tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(at)).await })
+            })
+            .collect();
+        async move {
+            let mut won = Vec::new();
+            for t in tasks {
+                won.push(t.await.unwrap().unwrap());
+            }
+            won
+        }
+    };
+
+    let won = rotate_all(
+        first.iter().map(|t| t.hash).zip(second.clone()).collect(),
+        2_000,
+    )
+    .await;
+    assert!(won.iter().all(|w| *w), "{won:?}");
+    for (old, new) in first.iter().zip(&second) {
+        let (t, _) = g.refresh_token(&old.hash).await.unwrap().unwrap();
+        assert_eq!(t.consumed_at, Some(Timestamp(2_000)));
+        let (t, f) = g.refresh_token(&new.hash).await.unwrap().unwrap();
+        assert_eq!((t, f.id), (new.clone(), old.family_id.clone()));
+    }
+
+    // The successors rotate in turn, while every first token is presented again, interleaved:
+    // each successor wins, each replay loses, and the replays write nothing.
+    let replays: Vec<_> = first
+        .iter()
+        .map(|t| token(&t.family_id, 3_000, FAR))
+        .collect();
+    let mut pairs = Vec::new();
+    for i in 0..first.len() {
+        pairs.push((second[i].hash, third[i].clone()));
+        pairs.push((first[i].hash, replays[i].clone()));
+    }
+    let won = rotate_all(pairs, 3_000).await;
+    for (i, w) in won.iter().enumerate() {
+        assert_eq!(*w, i % 2 == 0, "rotation {i}");
+    }
+    for i in 0..first.len() {
+        let (t, _) = g.refresh_token(&second[i].hash).await.unwrap().unwrap();
+        assert_eq!(t.consumed_at, Some(Timestamp(3_000)));
+        assert_eq!(
+            g.refresh_token(&third[i].hash)
+                .await
+                .unwrap()
+                .map(|(t, _)| t),
+            Some(third[i].clone())
+        );
+        assert_eq!(g.refresh_token(&replays[i].hash).await.unwrap(), None);
+        let (t, _) = g.refresh_token(&first[i].hash).await.unwrap().unwrap();
+        assert_eq!(t.consumed_at, Some(Timestamp(2_000)));
+    }
+}
+
+pub(crate) async fn a_taken_successor_fails_only_its_own_rotation(s: Stores) {
+    let user = setup(&s).await;
+    let g = s.grants();
+    let mut olds = Vec::new();
+    for i in 0..40 {
+        let fam = family(&format!("fam-{i}"), "app", &user, 1_000, FAR);
+        let t0 = token(&fam.id, 1_000, FAR);
+        g.create_family(&fam, Some(&t0)).await.unwrap();
+        olds.push(t0);
+    }
+    let mut news: Vec<_> = olds
+        .iter()
+        .map(|t| token(&t.family_id, 2_000, FAR))
+        .collect();
+    // The successor of token 20 would take the hash of token 7, which stays a live token.
+    news[20].hash = olds[7].hash;
+
+    let tasks: Vec<_> = olds
+        .iter()
+        .zip(news.clone())
+        .map(|(old, new)| {
+            let (g, old) = (g.clone(), old.hash);
+            tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(2_000)).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let outcome = t.await.unwrap();
+        if i == 20 {
+            assert!(matches!(outcome, Err(StoreError::Conflict)), "{outcome:?}");
+        } else {
+            assert!(outcome.unwrap(), "rotation {i}");
+        }
+    }
+    for (i, (old, new)) in olds.iter().zip(&news).enumerate() {
+        let (t, f) = g.refresh_token(&old.hash).await.unwrap().unwrap();
+        // Token 7 keeps its own row (consumed by its own rotation); token 20 is untouched.
+        assert_eq!(f.id, old.family_id);
+        let expected = if i == 20 {
+            None
+        } else {
+            Some(Timestamp(2_000))
+        };
+        assert_eq!(t.consumed_at, expected, "token {i}");
+        if i != 20 {
+            let (t, _) = g.refresh_token(&new.hash).await.unwrap().unwrap();
+            assert_eq!(t, new.clone());
+        }
+    }
+
+    // Token 20 is still good for a proper successor.
+    let next = token(&olds[20].family_id, 3_000, FAR);
+    assert!(
+        g.rotate_refresh(&olds[20].hash, &next, Timestamp(3_000))
+            .await
+            .unwrap()
+    );
+}
+
 pub(crate) async fn revoke_family_keeps_the_first_revocation(s: Stores) {
     let user = setup(&s).await;
     let g = s.grants();

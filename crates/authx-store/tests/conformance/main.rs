@@ -99,6 +99,8 @@ macro_rules! oauth_tests {
             grants::duplicate_family_or_token_conflicts_atomically,
             grants::rotation_consumes_a_token_once,
             grants::concurrent_rotations_one_wins,
+            grants::concurrent_rotations_of_distinct_tokens_all_land,
+            grants::a_taken_successor_fails_only_its_own_rotation,
             grants::revoke_family_keeps_the_first_revocation,
             grants::revoke_user_and_session_families,
             grants::list_user_families_live_newest_first,
