@@ -131,6 +131,7 @@ pub struct CachedClients {
     inner: Arc<dyn ClientStore>,
     clients: Memo<String, Client>,
     resources: Memo<String, Resource>,
+    generation: Option<Arc<crate::events::RevocationGeneration>>,
 }
 
 impl CachedClients {
@@ -141,7 +142,16 @@ impl CachedClients {
             inner,
             clients: Memo::new(CLIENT_CAPACITY),
             resources: Memo::new(CLIENT_CAPACITY),
+            generation: None,
         }
+    }
+
+    /// Bumps `generation` when a client is deleted: its grants go with it, without a
+    /// revocation event, so access tokens kept in memory must be checked again.
+    #[must_use]
+    pub fn with_generation(mut self, generation: Arc<crate::events::RevocationGeneration>) -> Self {
+        self.generation = Some(generation);
+        self
     }
 }
 
@@ -172,6 +182,9 @@ impl ClientStore for CachedClients {
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_client(id).await;
         self.clients.forget(id);
+        if let Some(g) = &self.generation {
+            g.bump();
+        }
         r
     }
 

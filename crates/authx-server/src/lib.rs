@@ -77,6 +77,15 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         session_cache = policy.cache_capacity > 0,
         "storage ready"
     );
+    // Every revocation is written to the durable log before it travels, so a resource server's
+    // guard that was away replays it from the revocation feed.
+    let revocations = Arc::new(DurableBus::new(
+        Arc::clone(&backend.revocations),
+        shared.bus,
+        Arc::clone(&clock),
+        MIN_EVENT_RETENTION_SECS,
+    ));
+    let bus: Arc<dyn EventBus> = revocations.clone();
     // A single instance is the only writer of its database: clients, resources and failure
     // counters are read from memory (authx_core::cache). Several instances read the store.
     let (clients, throttle): (Arc<dyn ClientStore>, Arc<dyn ThrottleStore>) =
@@ -84,9 +93,10 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             (Arc::clone(&backend.clients), Arc::clone(&backend.throttle))
         } else {
             (
-                Arc::new(authx_core::cache::CachedClients::new(Arc::clone(
-                    &backend.clients,
-                ))),
+                Arc::new(
+                    authx_core::cache::CachedClients::new(Arc::clone(&backend.clients))
+                        .with_generation(Arc::clone(revocations.generation())),
+                ),
                 Arc::new(authx_core::cache::CachedThrottle::new(Arc::clone(
                     &backend.throttle,
                 ))),
@@ -97,15 +107,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         sessions: Arc::clone(&shared.sessions),
         throttle: Arc::clone(&throttle),
     };
-    // Every revocation is written to the durable log before it travels, so a resource server's
-    // guard that was away replays it from the revocation feed.
-    let revocations = Arc::new(DurableBus::new(
-        Arc::clone(&backend.revocations),
-        shared.bus,
-        Arc::clone(&clock),
-        MIN_EVENT_RETENTION_SECS,
-    ));
-    let bus: Arc<dyn EventBus> = revocations.clone();
     // Several instances count each client's requests together in the store (one atomic
     // upsert); a single instance counts them in memory, which costs no database write.
     let counter: Arc<dyn authx_core::ratelimit::RateCounter> = if shared.multi_instance {

@@ -1385,7 +1385,12 @@ impl OAuthService {
         }
         let generation = cache.generation();
         let claims = self.check_access_token(token, now).await?;
-        if let Some(c) = claims.as_ref().filter(|c| c.sid.is_none()) {
+        // Not a token minted from a browser session (a `sid` without a family): the session
+        // can idle out, which publishes nothing. A family's tokens die with the family only.
+        if let Some(c) = claims
+            .as_ref()
+            .filter(|c| c.fid.is_some() || c.sid.is_none())
+        {
             let expires = c.exp.saturating_add(self.config.leeway_secs);
             cache.put(hash, c, generation, now, expires);
         }

@@ -5,7 +5,9 @@
 //! An entry is served only while nothing has been revoked since it was filled (any revocation
 //! published or received bumps the [`RevocationGeneration`], which makes every entry stale), for
 //! at most [`TTL_SECS`], and never past the token's own expiry. Tokens minted from a browser
-//! session are not kept: the session can end by idling out, which publishes nothing.
+//! session (a `sid` and no family) are not kept: the session can end by idling out, which
+//! publishes nothing. A grant's tokens are checked against their family alone, which ends only
+//! by revocation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1220,6 +1220,18 @@ async fn a_removed_resource_or_client_is_refused_from_the_next_request() {
     };
     // Used once, so that a server keeping clients and resources in memory has both there.
     assert_eq!(cc(Some("https://api.example.com")).await.status(), 200);
+    // A user's access token, checked once so that it is kept in memory too.
+    let c = code(&op, "openid read").await;
+    let t: Value = exchange(&op, &c).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let userinfo = || {
+        op.server
+            .client
+            .get(format!("{}/oauth2/userinfo", op.server.url))
+            .bearer_auth(&at)
+            .send()
+    };
+    assert_eq!(userinfo().await.unwrap().status(), 200);
     let stores = op.server.running().unwrap().state.oauth.stores().clone();
     assert!(
         stores
@@ -1242,6 +1254,8 @@ async fn a_removed_resource_or_client_is_refused_from_the_next_request() {
         res.json::<Value>().await.unwrap()["error"],
         "invalid_client"
     );
+    // Its grants went with it: the user's access token is dead from the next request.
+    assert_eq!(userinfo().await.unwrap().status(), 401);
 }
 
 #[tokio::test]
