@@ -285,7 +285,10 @@ scenario() {
           wrk_run SOAK-S1 "$CONNS" "$SOAK_SECS" sessions.lua "$BASE/api/v1/me" &
         BG_PIDS+=($!)
         while [ "$t" -le "$SOAK_SECS" ]; do
-          samples+=("$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")")
+          # total (anonymous / file-backed / shared memory, the last being SQLite's WAL index)
+          samples+=("$(awk '/^VmRSS/ { t = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 }
+            /^RssShmem/ { s = $2 } END { printf "%.1f(%.1f/%.1f/%.1f)", t / 1024, a / 1024, f / 1024, s / 1024 }' \
+            "/proc/$SERVER_PID/status")")
           sleep "$SOAK_SAMPLE"
           t=$((t + SOAK_SAMPLE))
         done
@@ -294,7 +297,8 @@ scenario() {
         peak=$(peak_rss_mb)
         print_row SOAK SOAK-S1 "S1 over $SOAK_SESSIONS sessions, ${SOAK_SECS} s (c=$CONNS)" "$peak"
         print_row "" SOAK-S4 "  with S4 alongside (c=$REFRESH_CONNS)" "$peak"
-        printf 'SOAK RSS every %s s (MB): %s\n' "$SOAK_SAMPLE" "${samples[*]}" ;;
+        printf 'SOAK RSS every %s s, MB total(anon/file/shmem): %s\n' "$SOAK_SAMPLE" "${samples[*]}"
+        printf 'SOAK database after: %s\n' "$(du -sh "$WORK"/authx.db* | tr '\n' ' ')" ;;
     *) die "unknown scenario $id" ;;
   esac
 }
