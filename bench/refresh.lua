@@ -5,27 +5,13 @@
 -- least as many grants as it has connections (load.sh creates two per connection). A failed
 -- rotation drops its grant; an empty pool shows up as errors.
 dofile(os.getenv("AUTHX_BENCH_DIR") .. "/report.lua")
-
-local next_id = 0
-function setup(thread)
-  thread:set("thread_id", next_id)
-  next_id = next_id + 1
-end
+dofile(os.getenv("AUTHX_BENCH_DIR") .. "/shares.lua")
 
 local pool = {}
 local auth
 
 function init(args)
-  local threads = tonumber(os.getenv("WRK_THREADS") or "1")
-  local i = 0
-  for line in io.lines(os.getenv("REFRESH_TOKENS")) do
-    if line ~= "" then
-      if i % threads == thread_id then
-        pool[#pool + 1] = line
-      end
-      i = i + 1
-    end
-  end
+  pool = thread_share(os.getenv("REFRESH_TOKENS"))
   auth = os.getenv("WRK_AUTH")
 end
 

@@ -190,12 +190,6 @@ impl std::fmt::Display for Line<'_> {
     }
 }
 
-/// Escapes control characters (CR, LF, ...), quotes and backslashes.
-#[must_use]
-pub fn escape(s: &str) -> String {
-    s.escape_debug().to_string()
-}
-
 fn clip(s: &str) -> String {
     s.chars().take(MAX_FIELD_CHARS).collect()
 }

@@ -126,11 +126,36 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
     }
 }
 
+impl<V: Clone> Memo<String, V> {
+    /// The fresh entry for `key`, or what `load` reads from the store, kept if `keep` says so.
+    /// (`load` is called only on a miss: a store call allocates its future.)
+    async fn read_through<F>(
+        &self,
+        key: &str,
+        load: impl FnOnce() -> F,
+        keep: fn(&V) -> bool,
+    ) -> StoreResult<V>
+    where
+        F: std::future::Future<Output = StoreResult<V>>,
+    {
+        let epoch = match self.get(key) {
+            Ok(v) => return Ok(v),
+            Err(epoch) => epoch,
+        };
+        let found = load().await?;
+        if keep(&found) {
+            self.fill(key.to_owned(), found.clone(), epoch);
+        }
+        Ok(found)
+    }
+}
+
 /// A [`ClientStore`] that serves clients and resources from memory (see the module docs).
 pub struct CachedClients {
     inner: Arc<dyn ClientStore>,
-    clients: Memo<String, Client>,
-    resources: Memo<String, Resource>,
+    // Only rows that exist are kept (`Some`).
+    clients: Memo<String, Option<Client>>,
+    resources: Memo<String, Option<Resource>>,
     generation: Option<Arc<crate::events::RevocationGeneration>>,
 }
 
@@ -164,15 +189,9 @@ impl ClientStore for CachedClients {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let epoch = match self.clients.get(id) {
-            Ok(c) => return Ok(Some(c)),
-            Err(epoch) => epoch,
-        };
-        let found = self.inner.client(id).await?;
-        if let Some(c) = &found {
-            self.clients.fill(id.to_owned(), c.clone(), epoch);
-        }
-        Ok(found)
+        self.clients
+            .read_through(id, || self.inner.client(id), Option::is_some)
+            .await
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
@@ -195,15 +214,9 @@ impl ClientStore for CachedClients {
     }
 
     async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
-        let epoch = match self.resources.get(id) {
-            Ok(r) => return Ok(Some(r)),
-            Err(epoch) => epoch,
-        };
-        let found = self.inner.resource(id).await?;
-        if let Some(r) = &found {
-            self.resources.fill(id.to_owned(), r.clone(), epoch);
-        }
-        Ok(found)
+        self.resources
+            .read_through(id, || self.inner.resource(id), Option::is_some)
+            .await
     }
 
     async fn list_resources(&self) -> StoreResult<Vec<Resource>> {
@@ -250,13 +263,10 @@ impl ThrottleStore for CachedThrottle {
     }
 
     async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
-        let epoch = match self.counters.get(key) {
-            Ok(c) => return Ok(c),
-            Err(epoch) => epoch,
-        };
-        let found = self.inner.failures(key).await?;
-        self.counters.fill(key.to_owned(), found, epoch);
-        Ok(found)
+        // No counter is kept too: most keys have none.
+        self.counters
+            .read_through(key, || self.inner.failures(key), |_| true)
+            .await
     }
 
     async fn clear_failures(&self, key: &str) -> StoreResult<()> {
@@ -427,7 +437,7 @@ mod tests {
         let Err(epoch) = cache.resources.get("urn:api") else {
             panic!("empty cache");
         };
-        let old = store.resource("urn:api").await.unwrap().unwrap();
+        let old = store.resource("urn:api").await.unwrap();
         cache.delete_resource("urn:api").await.unwrap();
         cache.resources.fill("urn:api".into(), old, epoch);
         assert_eq!(cache.resource("urn:api").await.unwrap(), None);
