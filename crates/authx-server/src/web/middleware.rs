@@ -42,6 +42,7 @@ impl MakeRequestId for RandomRequestId {
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Wraps the router in the layers every route gets (the last added runs first).
 pub fn apply_common(router: Router<AppState>, state: &AppState) -> Router<AppState> {
@@ -143,8 +144,9 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 
 /// CSRF layers one and two for every state-changing request to the browser-facing routes
 /// (SECURITY.md #11, #12): a cross-site `Sec-Fetch-Site` is refused, then the `Origin` header, or
-/// failing that the `Referer`, must match a trusted origin exactly; a request with neither is
-/// refused. The synchronizer token (layer three) is checked by each handler.
+/// failing that the `Referer`, must match a trusted origin exactly; a request with neither, or
+/// with any of these headers repeated, is refused. The synchronizer token (layer three) is
+/// checked by each handler.
 pub async fn origin_check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if *req.method() == Method::OPTIONS {
         audit_preflight(&state, &req);
@@ -193,7 +195,18 @@ fn audit_preflight(state: &AppState, req: &Request) {
 
 fn verdict(state: &AppState, req: &Request) -> Result<(), &'static str> {
     let headers = req.headers();
-    match headers.get("sec-fetch-site").map(HeaderValue::as_bytes) {
+    // A browser sends each of these once. Two values are ambiguous (which one would a proxy or
+    // another check believe?), so the request is refused, like a repeated session cookie.
+    for (name, reason) in [
+        (header::ORIGIN, "repeated Origin"),
+        (header::REFERER, "repeated Referer"),
+        (SEC_FETCH_SITE, "repeated Sec-Fetch-Site"),
+    ] {
+        if headers.get_all(&name).iter().nth(1).is_some() {
+            return Err(reason);
+        }
+    }
+    match headers.get(&SEC_FETCH_SITE).map(HeaderValue::as_bytes) {
         Some(v) if v.eq_ignore_ascii_case(b"cross-site") => return Err("cross-site request"),
         // Fetch Metadata is set by the browser itself and cannot be forged by a page. Pages
         // here send `Referrer-Policy: no-referrer`, under which browsers serialize the Origin of

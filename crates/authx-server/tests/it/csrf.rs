@@ -327,3 +327,80 @@ async fn no_cors_unless_configured_then_an_exact_list() {
     }
     let _ = json!({});
 }
+
+/// Sends `head` (request line and headers, each ending in CRLF) and an empty body on a raw
+/// connection, so that repeated headers reach the server exactly as written; returns the status.
+async fn raw_post_status(server: &TestServer, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = server.url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let raw = format!("{head}Host: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 14 item 16: two `Origin` headers (or two `Referer`, or two `Sec-Fetch-Site`) are
+/// refused whichever comes first, as a repeated session cookie is.
+#[tokio::test]
+async fn repeated_origin_headers_are_refused() {
+    let (server, cookie) = signed_in("twice@example.com").await;
+    let token = server.csrf_token(&cookie).await.unwrap();
+    let origin = server.origin().to_owned();
+    let evil = "https://evil.example";
+    let start = format!(
+        "POST /api/v1/sessions/revoke-others HTTP/1.1\r\nCookie: {cookie}\r\nX-CSRF-Token: {token}\r\n"
+    );
+    let cases = [
+        (
+            "trusted Origin first",
+            format!("Origin: {origin}\r\nOrigin: {evil}\r\n"),
+        ),
+        (
+            "foreign Origin first",
+            format!("Origin: {evil}\r\nOrigin: {origin}\r\n"),
+        ),
+        (
+            "the same trusted Origin twice",
+            format!("Origin: {origin}\r\nOrigin: {origin}\r\n"),
+        ),
+        (
+            "two Referers",
+            format!("Referer: {origin}/account\r\nReferer: {evil}/\r\n"),
+        ),
+        (
+            "two Sec-Fetch-Site",
+            format!(
+                "Origin: {origin}\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Site: cross-site\r\n"
+            ),
+        ),
+    ];
+    for (name, headers) in &cases {
+        assert_eq!(
+            raw_post_status(&server, &format!("{start}{headers}")).await,
+            403,
+            "{name}"
+        );
+    }
+    // The same raw request with one trusted Origin passes: only the repeat was refused.
+    assert_eq!(
+        raw_post_status(&server, &format!("{start}Origin: {origin}\r\n")).await,
+        200
+    );
+    // A cookie-less JSON sign-in is refused the same way.
+    let sign_in = "POST /api/v1/auth/sign-in HTTP/1.1\r\nContent-Type: application/json\r\n";
+    assert_eq!(
+        raw_post_status(
+            &server,
+            &format!("{sign_in}Origin: {origin}\r\nOrigin: {evil}\r\n")
+        )
+        .await,
+        403
+    );
+    assert_eq!(me_status(&server, &cookie).await, 200);
+}
