@@ -232,7 +232,9 @@ impl PasswordHasher {
             .await
     }
 
-    /// Verifies a password against a PHC string.
+    /// Verifies a password against a PHC string. A stored value that is no usable Argon2id
+    /// hash (the `!federated` marker, a damaged row) is a mismatch after the same work as a
+    /// real verification.
     ///
     /// # Errors
     /// [`HashError::Busy`] when no slot frees up in time.
@@ -245,8 +247,9 @@ impl PasswordHasher {
         let password = normalize(password);
         let phc = phc.to_owned();
         let current = self.params;
+        let dummy = Arc::clone(&self.dummy);
         let arena = Arc::clone(&self.arena);
-        self.run(move || verify_blocking(&phc, &password, current, &arena))
+        self.run(move || verify_blocking(&phc, &password, current, &dummy, &arena))
             .await
     }
 
@@ -259,8 +262,10 @@ impl PasswordHasher {
         let dummy = Arc::clone(&self.dummy);
         let current = self.params;
         let arena = Arc::clone(&self.arena);
-        self.run(move || verify_blocking(&dummy, "not the password", current, &arena).map(|_| ()))
-            .await
+        self.run(move || {
+            verify_blocking(&dummy, "not the password", current, &dummy, &arena).map(|_| ())
+        })
+        .await
     }
 
     async fn run<T: Send + 'static>(
@@ -353,39 +358,68 @@ fn phc_string(
     Ok(phc.to_string())
 }
 
+/// The parts of a stored Argon2id v19 PHC string that verification needs.
+struct StoredHash {
+    params: Params,
+    salt: Vec<u8>,
+    expected: Output,
+}
+
+impl StoredHash {
+    /// `None` for anything that is not a usable Argon2id v19 hash: a value that does not
+    /// parse, another algorithm or version, or the `!federated` marker of accounts without a
+    /// password.
+    fn parse(phc: &str) -> Option<Self> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let version_ok = parsed
+            .version
+            .is_none_or(|v| v == u32::from(Version::V0x13));
+        if parsed.algorithm != Algorithm::Argon2id.ident() || !version_ok {
+            return None;
+        }
+        let (salt, expected) = (parsed.salt?, parsed.hash?);
+        let params = Params::try_from(&parsed).ok()?;
+        let mut raw = [0u8; 64];
+        let salt = salt.decode_b64(&mut raw).ok()?.to_vec();
+        Some(Self {
+            params,
+            salt,
+            expected,
+        })
+    }
+}
+
 fn verify_blocking(
     phc: &str,
     password: &str,
     current: HashParams,
+    dummy: &str,
     arena: &Arena,
 ) -> Result<Verified, HashError> {
-    // A stored value that does not parse, or is not Argon2id v19, is a mismatch, never a panic.
-    let Ok(parsed) = PasswordHash::new(phc) else {
+    // A stored value that is no usable hash never matches, but it costs one verification of
+    // the dummy hash all the same: an account without a password (federated-only) or with a
+    // damaged row must answer as slowly as a wrong password (SECURITY.md #19).
+    let (stored, usable) = match StoredHash::parse(phc) {
+        Some(s) => (s, true),
+        None => (
+            StoredHash::parse(dummy)
+                .ok_or_else(|| HashError::Internal("the dummy hash does not parse".to_owned()))?,
+            false,
+        ),
+    };
+    let Ok(computed) = argon2id(
+        &stored.params,
+        password,
+        &stored.salt,
+        stored.expected.len(),
+        arena,
+    ) else {
         return Ok(Verified::Mismatch);
     };
-    let version_ok = parsed
-        .version
-        .is_none_or(|v| v == u32::from(Version::V0x13));
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-        return Ok(Verified::Mismatch);
-    };
-    if parsed.algorithm != Algorithm::Argon2id.ident() || !version_ok {
-        return Ok(Verified::Mismatch);
-    }
-    let Ok(stored) = Params::try_from(&parsed) else {
-        return Ok(Verified::Mismatch);
-    };
-    let mut raw = [0u8; 64];
-    let Ok(salt_bytes) = salt.decode_b64(&mut raw) else {
-        return Ok(Verified::Mismatch);
-    };
-    let Ok(computed) = argon2id(&stored, password, salt_bytes, expected.len(), arena) else {
-        return Ok(Verified::Mismatch);
-    };
-    if bool::from(computed.as_bytes().ct_eq(expected.as_bytes())) {
-        let needs_rehash = stored.m_cost() != current.memory_kib
-            || stored.t_cost() != current.iterations
-            || stored.p_cost() != current.parallelism;
+    if usable && bool::from(computed.as_bytes().ct_eq(stored.expected.as_bytes())) {
+        let needs_rehash = stored.params.m_cost() != current.memory_kib
+            || stored.params.t_cost() != current.iterations
+            || stored.params.p_cost() != current.parallelism;
         Ok(Verified::Match { needs_rehash })
     } else {
         Ok(Verified::Mismatch)
@@ -448,6 +482,29 @@ mod tests {
         assert_eq!(h.verify(&phc, &other).await.unwrap(), Verified::Mismatch);
         assert_eq!(h.verify("garbage", &pw).await.unwrap(), Verified::Mismatch);
         h.verify_dummy().await.unwrap();
+    }
+
+    /// Issue 14 item 7: a stored value that is no hash (`!federated`, garbage, another
+    /// algorithm) still runs one Argon2id computation, which takes a buffer from the arena.
+    #[tokio::test]
+    async fn unusable_stored_values_cost_a_full_verification() {
+        for stored in [
+            "!federated",
+            "garbage",
+            "",
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        ] {
+            let h = hasher(HashParams::default());
+            assert_eq!(
+                h.verify(stored, "a long enough password").await.unwrap(),
+                Verified::Mismatch
+            );
+            assert_eq!(
+                h.arena.buffers.lock().unwrap().len(),
+                1,
+                "no Argon2id computation for {stored:?}"
+            );
+        }
     }
 
     #[tokio::test]
