@@ -548,6 +548,12 @@ pub enum Refusal {
         "an account with this email address already exists here and cannot be linked automatically; ask an administrator"
     )]
     CannotProveControl,
+    /// No account matches, and the upstream does not say the email address is verified, so
+    /// no account is created for it.
+    #[error(
+        "your identity provider did not verify your email address, so no account can be created for it here"
+    )]
+    UnverifiedEmailSignUp,
     /// No account matches and this provider may not create accounts.
     #[error(
         "there is no account here for this identity, and this identity provider is not allowed to create accounts"
@@ -604,6 +610,11 @@ pub async fn resolve(
     }
     if !allow_sign_up {
         return Ok(Resolution::Refused(Refusal::SignUpNotAllowed));
+    }
+    // An address the upstream did not verify may belong to someone else: an account created
+    // for it would keep its real owner from signing up or linking. Nothing is created.
+    if !id.email_verified {
+        return Ok(Resolution::Refused(Refusal::UnverifiedEmailSignUp));
     }
     let user = User {
         id: UserId::generate(),

@@ -458,6 +458,7 @@ fn refusal_reason(r: Refusal) -> &'static str {
         Refusal::EmailNotVerified => "email not verified for an existing account",
         Refusal::CannotProveControl => "existing account without password",
         Refusal::SignUpNotAllowed => "sign-up not allowed",
+        Refusal::UnverifiedEmailSignUp => "email not verified for a new account",
     }
 }
 

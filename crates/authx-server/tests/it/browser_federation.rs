@@ -15,7 +15,7 @@ use authx_testkit::browser::Browser;
 use authx_testkit::browser::fantoccini::{Client, Locator};
 use authx_testkit::{PASSWORD, TestServer};
 
-use crate::federation::{PROVIDER, local_server, register_rp};
+use crate::federation::{PROVIDER, linked_account, local_server, register_rp};
 
 const EMAIL: &str = "grace@corp.example";
 const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,11 +53,14 @@ async fn sign_in_with_the_company_provider_in_a_browser() {
     })
     .await
     .unwrap();
-    upstream.create_user(EMAIL, PASSWORD).await.unwrap();
+    let upstream_user = upstream.create_user(EMAIL, PASSWORD).await.unwrap();
     let upstream_issuer = upstream.url.replace("127.0.0.1", "localhost");
     let secret = authx_core::secret::b64url(&authx_core::secret::random_bytes::<32>());
     let local = local_server(&upstream_issuer, &secret, true).await;
     register_rp(&upstream, &local, &secret).await;
+    // authx upstreams never verify emails, so only an identity already linked to a local
+    // account signs in through one (a stranger's address creates nothing: it::federation).
+    linked_account(&local, &upstream_issuer, &upstream_user.id.0, EMAIL).await;
 
     let client = &browser.client;
     client.goto(&format!("{}/login", local.url)).await.unwrap();

@@ -177,10 +177,51 @@ async fn me(local: &TestServer, cookie: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// A local account without a password, linked to the upstream identity `(issuer, subject)` as
+/// an earlier sign-in with a verified email (or an administrator) would have left it.
+pub async fn linked_account(
+    local: &TestServer,
+    issuer: &str,
+    subject: &str,
+    email: &str,
+) -> authx_core::user::UserId {
+    let state = &local.running().unwrap().state;
+    let now = authx_core::Clock::now(&local.clock);
+    let user = authx_core::user::User {
+        id: authx_core::user::UserId::generate(),
+        email: email.into(),
+        password_hash: authx_core::federation::NO_PASSWORD.into(),
+        status: authx_core::user::UserStatus::Active,
+        is_admin: false,
+        created_at: now,
+        password_changed_at: now,
+    };
+    state
+        .auth
+        .stores()
+        .accounts
+        .create_user(&user)
+        .await
+        .unwrap();
+    let identity = authx_core::federation::UpstreamIdentity {
+        provider: PROVIDER.into(),
+        issuer: issuer.into(),
+        subject: subject.into(),
+        email: Some(email.into()),
+        email_verified: true,
+    };
+    state
+        .federation
+        .create_link(&authx_core::federation::new_link(&identity, &user.id, now))
+        .await
+        .unwrap();
+    user.id
+}
+
 #[tokio::test]
 async fn sign_in_through_a_second_authx_ends_in_a_local_session() {
     let upstream = TestServer::start().await.unwrap();
-    upstream
+    let ada_upstream = upstream
         .create_user("ada@corp.example", PASSWORD)
         .await
         .unwrap();
@@ -219,6 +260,36 @@ async fn sign_in_through_a_second_authx_ends_in_a_local_session() {
     assert!(back.starts_with(&format!("{}/federation/{PROVIDER}/callback?", local.url)));
     assert_eq!(param(&back, "iss").as_deref(), Some(upstream.url.as_str()));
 
+    // Issue 14 item 14: authx does not verify emails (its ID tokens say `email_verified:
+    // false`), so although sign-up is allowed, the stranger's address creates nothing.
+    let res = callback(&local, &back, &[&binding]).await;
+    assert_eq!(res.status(), 403);
+    assert!(session_cookie(&res).is_none());
+    let body = res.text().await.unwrap();
+    assert!(body.contains("did not verify your email address"), "{body}");
+    assert_eq!(user_count(&local).await, 0, "an account was created");
+    assert!(
+        local
+            .running()
+            .unwrap()
+            .state
+            .federation
+            .link(&upstream.url, &ada_upstream.id.0)
+            .await
+            .unwrap()
+            .is_none(),
+        "a link was made"
+    );
+    // An identity already linked to a local account signs in through the upstream.
+    linked_account(
+        &local,
+        &upstream.url,
+        &ada_upstream.id.0,
+        "ada@corp.example",
+    )
+    .await;
+    let (authorize, binding) = start(&local, "/account?from=sso").await;
+    let back = authorize_upstream(&upstream, &authorize, &upstream_cookie).await;
     let res = callback(&local, &back, &[&binding]).await;
     assert_eq!(
         res.status(),
@@ -284,6 +355,65 @@ async fn sign_in_through_a_second_authx_ends_in_a_local_session() {
     assert_eq!(res.status(), 403);
     assert!(session_cookie(&res).is_none());
     assert!(res.text().await.unwrap().contains("already exists"));
+
+    local.stop().await;
+    upstream.stop().await;
+}
+
+/// Issue 14 item 14: with `allow_sign_up`, an upstream identity whose email is not verified
+/// (a second authx never verifies emails) is refused with a page that says so, and creates
+/// neither an account, nor a link, nor a session; the address stays free for its owner.
+#[tokio::test]
+async fn an_unverified_upstream_email_creates_no_account() {
+    let upstream = TestServer::start().await.unwrap();
+    let dora = upstream
+        .create_user("dora@corp.example", PASSWORD)
+        .await
+        .unwrap();
+    let secret = b64url(&random_bytes::<32>());
+    let local = local_server(&upstream.url, &secret, true).await;
+    register_rp(&upstream, &local, &secret).await;
+    let upstream_cookie = upstream
+        .sign_in("dora@corp.example", PASSWORD)
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        let (authorize, binding) = start(&local, "/account").await;
+        let back = authorize_upstream(&upstream, &authorize, &upstream_cookie).await;
+        let res = callback(&local, &back, &[&binding]).await;
+        assert_eq!(res.status(), 403);
+        assert!(cookie_named(&res, "authx_federation_link").is_none());
+        let body = assert_refused(&local, res, 0).await;
+        assert!(body.contains("did not verify your email address"), "{body}");
+        assert!(body.contains("Corp SSO"), "{body}");
+    }
+    let state = &local.running().unwrap().state;
+    assert!(
+        state
+            .federation
+            .link(&upstream.url, &dora.id.0)
+            .await
+            .unwrap()
+            .is_none(),
+        "a link was made"
+    );
+
+    // The address is still free: its owner signs up with it.
+    let res = local
+        .client
+        .post(format!("{}/api/v1/auth/sign-up", local.url))
+        .header("origin", local.origin())
+        .json(&json!({"email": "dora@corp.example", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        201,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
 
     local.stop().await;
     upstream.stop().await;
