@@ -178,7 +178,7 @@ fn invalid_request(msg: &str) -> Response {
 /// used. Public so that the fuzz targets (`fuzz/`) can drive it.
 ///
 /// # Errors
-/// The finished `400`, `401` or `415` response.
+/// The finished `400` or `401` response (RFC 6749 §5.2).
 #[allow(clippy::result_large_err)] // The error is the finished response.
 pub fn read_form(
     headers: &HeaderMap,
@@ -195,9 +195,9 @@ pub fn read_form(
             })
         });
     if !form_type {
-        return Err(oauth_status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/x-www-form-urlencoded",
+        // RFC 6749 §5.2: a malformed request is `400 invalid_request`, whatever is wrong with it.
+        return Err(invalid_request(
+            "the body must be application/x-www-form-urlencoded",
         ));
     }
     let p = Params::parse(body);
@@ -240,14 +240,6 @@ pub fn read_form(
         (None, None, _) => return Err(oauth_error(&OAuthError::InvalidClient, false)),
     };
     Ok((p, auth.0, auth.1))
-}
-
-fn oauth_status(status: StatusCode, msg: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": "invalid_request", "error_description": msg})),
-    )
-        .into_response()
 }
 
 /// `client_secret_basic`: base64 of the form-encoded id and secret joined by `:` (RFC 6749 §2.3.1).

@@ -973,7 +973,12 @@ async fn token_endpoint_refuses_hostile_requests() {
         .send()
         .await
         .unwrap();
-    assert_eq!(json_body.status(), 415);
+    // RFC 6749 §5.2: 400 invalid_request, not 415 (issue 14 item 15).
+    assert_eq!(json_body.status(), 400);
+    assert_eq!(
+        json_body.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
     // Repeated parameters.
     let dup = op
         .server
@@ -1785,4 +1790,55 @@ async fn signing_out_everywhere_else_ends_every_application_grant() {
         introspect(&op, t["access_token"].as_str().unwrap()).await["active"],
         false
     );
+}
+
+/// Issue 14 item 15: every endpoint that takes a form (token, introspection, revocation, device
+/// authorization) answers a body of another type with RFC 6749 §5.2's `400 invalid_request`
+/// JSON, not `415`.
+#[tokio::test]
+async fn form_endpoints_answer_400_invalid_request_to_other_bodies() {
+    let op = op().await;
+    let bodies: [(Option<&str>, &str); 4] = [
+        (
+            Some("application/json"),
+            r#"{"grant_type":"client_credentials","token":"x"}"#,
+        ),
+        (Some("text/plain"), "grant_type=client_credentials&token=x"),
+        (Some("multipart/form-data; boundary=x"), "--x--"),
+        (None, "grant_type=client_credentials&token=x"),
+    ];
+    for path in [
+        "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/oauth2/device_authorization",
+    ] {
+        for (content_type, body) in bodies {
+            let mut req = op
+                .server
+                .client
+                .post(format!("{}{path}", op.server.url))
+                .basic_auth("app", Some(&op.secret))
+                .body(body);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 400, "{path} with {content_type:?}");
+            assert!(
+                res.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"),
+                "{path}"
+            );
+            assert_eq!(res.headers()["cache-control"], "no-store", "{path}");
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(
+                v["error"], "invalid_request",
+                "{path} with {content_type:?}"
+            );
+            assert!(v["error_description"].is_string());
+        }
+    }
 }
