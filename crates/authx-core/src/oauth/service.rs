@@ -1703,14 +1703,18 @@ impl OAuthService {
         Ok((client, secret.map(|s| s.expose().to_owned())))
     }
 
-    /// The client (`aud`) of an ID token this server signed, expired or not: the
-    /// `id_token_hint` of RP-initiated logout.
+    /// The claims of an ID token this server signed, expired or not: the `id_token_hint` of
+    /// RP-initiated logout. Only an ID token (`typ: JWT`) of this issuer passes; access and
+    /// logout tokens do not.
     #[must_use]
-    pub fn id_token_hint_audience(&self, token: &str) -> Option<String> {
+    pub fn id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
         if token.len() > jwt::MAX_JWT_LEN {
             return None;
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some("JWT") {
+            return None;
+        }
         let ring = self.ring();
         let verifier = ring.verifier(header.kid.as_deref()?)?;
         if header.alg != verifier.alg.jwt_algorithm() {
@@ -1722,7 +1726,7 @@ impl OAuthService {
         v.required_spec_claims.clear();
         v.set_issuer(&[&self.config.issuer]);
         let data = jsonwebtoken::decode::<IdTokenClaims>(token, &verifier.key, &v).ok()?;
-        Some(data.claims.aud)
+        Some(data.claims)
     }
 
     /// Deletes expired codes, families, tokens and revoked ids.

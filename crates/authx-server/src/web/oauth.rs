@@ -788,17 +788,29 @@ async fn logout_get(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = Params::parse(q.unwrap_or_default().as_bytes());
-    let target = match logout_target(&state, &p).await {
+    let hint = p
+        .get("id_token_hint")
+        .and_then(|h| state.oauth.id_token_hint(h));
+    let target = match logout_target(&state, &p, hint.as_ref()).await {
         Ok(t) => t,
         Err(res) => return res,
     };
-    let Some(token) = current.csrf_token() else {
+    let (Some(auth), Some(token)) = (&current.auth, current.csrf_token()) else {
         // Not signed in: nothing to end; go back if the target is registered.
         return match target {
             Some(t) => Redirect::to(&t).into_response(),
             None => Html(page("Signed out", "<h1>You are signed out</h1>")).into_response(),
         };
     };
+    // An ID token this server issued for this very session, to the application asking, shows
+    // that the request comes from that application (OpenID Connect RP-Initiated Logout §2):
+    // no confirmation. Anything else (no hint, another session's, another client's) asks.
+    if hint
+        .as_ref()
+        .is_some_and(|h| hint_is_for_session(h, auth, p.get("client_id")))
+    {
+        return end_session_and_leave(&state, &current, target).await;
+    }
     let hidden = format!(
         "<input type=\"hidden\" name=\"request\" value=\"{}\">",
         esc(&p
@@ -813,7 +825,30 @@ async fn logout_get(
          <form id=\"logout\" method=\"post\" action=\"/oauth2/logout\">{}{hidden}<button type=\"submit\">Sign out</button></form>",
         csrf_field(&token)
     );
-    Html(page("Sign out", &body)).into_response()
+    let mut res = Html(page("Sign out", &body)).into_response();
+    // The POST ends in a redirect to the application, and browsers apply `form-action` to
+    // that redirect too: the policy must allow the target's origin, as the consent page does.
+    if let Some(origin) = target.as_deref().and_then(crate::config::origin_of) {
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    res
+}
+
+/// Whether a verified `id_token_hint` was issued for the session `auth` (its `sid` and `sub`)
+/// and, when the request names a client, to that client.
+fn hint_is_for_session(
+    hint: &authx_core::oauth::jwt::IdTokenClaims,
+    auth: &authx_core::auth::Authenticated,
+    client_id: Option<&str>,
+) -> bool {
+    hint.sid.as_deref() == Some(auth.session.id.0.as_str())
+        && hint.sub == auth.user.id.0
+        && client_id.is_none_or(|c| c == hint.aud)
 }
 
 fn urlencode(s: &str) -> String {
@@ -823,13 +858,17 @@ fn urlencode(s: &str) -> String {
 /// Where to send the browser after logout: a registered post-logout URI of the client named
 /// by `client_id` (or the `aud` of a valid `id_token_hint`), with `state`.
 #[allow(clippy::result_large_err)] // The error is the finished response.
-async fn logout_target(state: &AppState, p: &Params) -> Result<Option<String>, Response> {
+async fn logout_target(
+    state: &AppState,
+    p: &Params,
+    hint: Option<&authx_core::oauth::jwt::IdTokenClaims>,
+) -> Result<Option<String>, Response> {
     let Some(uri) = p.get("post_logout_redirect_uri") else {
         return Ok(None);
     };
-    let client_id = match (p.get("client_id"), p.get("id_token_hint")) {
+    let client_id = match (p.get("client_id"), hint) {
         (Some(id), _) => Some(id.to_owned()),
-        (None, Some(hint)) => state.oauth.id_token_hint_audience(hint),
+        (None, Some(hint)) => Some(hint.aud.clone()),
         (None, None) => None,
     };
     let client = match client_id {
@@ -883,10 +922,23 @@ async fn logout_post(
         );
     }
     let p = Params::parse(form.get("request").unwrap_or_default().as_bytes());
-    let target = match logout_target(&state, &p).await {
+    let hint = p
+        .get("id_token_hint")
+        .and_then(|h| state.oauth.id_token_hint(h));
+    let target = match logout_target(&state, &p, hint.as_ref()).await {
         Ok(t) => t,
         Err(res) => return res,
     };
+    end_session_and_leave(&state, &current, target).await
+}
+
+/// Ends the session the request carries and sends the browser to `target` (303), or shows
+/// that it is signed out.
+async fn end_session_and_leave(
+    state: &AppState,
+    current: &CurrentSession,
+    target: Option<String>,
+) -> Response {
     if let Some(t) = &current.token {
         if let Err(e) = state.auth.sign_out(t).await {
             tracing::warn!(error = %e, "logout failed");

@@ -54,6 +54,16 @@ impl Callback {
         Ok(Callback { url, seen })
     }
 
+    /// `http://127.0.0.1:PORT/bye`, the registered post-logout redirect URI.
+    fn bye_url(&self) -> String {
+        format!("{}/bye", self.url.trim_end_matches("/cb"))
+    }
+
+    /// Whether a request with this exact target (path and query) reached the client.
+    fn saw_target(&self, target: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|t| t == target)
+    }
+
     /// Whether a request for `/cb` with these query parameters reached the client.
     fn saw(&self, query: &str) -> bool {
         self.seen
@@ -112,7 +122,7 @@ async fn setup() -> anyhow::Result<Option<Setup>> {
         name: CLIENT_NAME.into(),
         secret_hash: None,
         redirect_uris: vec![callback.url.clone()],
-        post_logout_redirect_uris: Vec::new(),
+        post_logout_redirect_uris: vec![callback.bye_url()],
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: vec!["openid".into(), "email".into()],
@@ -393,6 +403,139 @@ async fn authorize_sign_in_consent_deny_sends_access_denied() {
         .unwrap();
     wait_for_server_path(&s, "/oauth2/authorize").await.unwrap();
     client.find(Locator::Css("form#consent")).await.unwrap();
+
+    let Setup {
+        server, browser, ..
+    } = s;
+    browser.close().await.unwrap();
+    server.stop().await;
+}
+
+/// The client exchanges a code for tokens; returns the ID token.
+async fn exchange_for_id_token(s: &Setup, code: &str) -> String {
+    let res = s
+        .server
+        .client
+        .post(format!("{}/oauth2/token", s.server.url))
+        .basic_auth(CLIENT_ID, Some(&s.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", s.callback.url.as_str()),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    tokens["id_token"].as_str().expect("no ID token").to_owned()
+}
+
+/// The RP-initiated logout request the client sends the browser to.
+fn logout_url(s: &Setup, state: &str, id_token_hint: Option<&str>) -> String {
+    let mut url = format!(
+        "{}/oauth2/logout?client_id={CLIENT_ID}&post_logout_redirect_uri={}&state={}",
+        s.server.url,
+        urlencode(&s.callback.bye_url()),
+        urlencode(state),
+    );
+    if let Some(hint) = id_token_hint {
+        url.push_str(&format!("&id_token_hint={}", urlencode(hint)));
+    }
+    url
+}
+
+async fn wait_for_bye(s: &Setup) -> anyhow::Result<String> {
+    let bye = s.callback.bye_url();
+    wait_for(&s.browser.client, &bye, |u| {
+        u.starts_with(&format!("{bye}?"))
+    })
+    .await
+}
+
+/// After logout the browser has no session: a new authorization request asks it to sign in.
+async fn assert_signed_out(s: &Setup, state: &str) {
+    s.browser
+        .client
+        .goto(&authorize_url(s, state, "n-out"))
+        .await
+        .unwrap();
+    wait_for_server_path(s, "/login").await.unwrap();
+}
+
+/// Issue 14 item 5: RP-initiated logout in Chromium, with the application on another origin (the
+/// callback's port). Without an `id_token_hint` the user confirms on a page whose POST ends in a
+/// redirect to the application, which the page's CSP `form-action` must allow (Chromium applies
+/// it to the redirect); with a hint of the current session the browser goes straight back.
+/// `state` comes back both times.
+#[tokio::test]
+async fn rp_initiated_logout_returns_to_the_application_on_another_origin() {
+    let Some(s) = setup().await.unwrap() else {
+        return;
+    };
+    let client = &s.browser.client;
+
+    // Signed in and consented; the application got its code.
+    reach_consent(&s, "login-1", "n-1").await.unwrap();
+    client
+        .find(Locator::Css("form#consent #allow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_callback(&s).await.unwrap();
+
+    // 1. No hint: a confirmation page, then back to the application with `state`.
+    let state = "bye one/1";
+    client.goto(&logout_url(&s, state, None)).await.unwrap();
+    wait_for_server_path(&s, "/oauth2/logout").await.unwrap();
+    client
+        .find(Locator::Css("form#logout [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = wait_for_bye(&s).await.unwrap();
+    assert_eq!(param(&back, "state").as_deref(), Some(state));
+    assert!(
+        s.callback
+            .saw_target(&format!("/bye?state={}", urlencode(state))),
+        "the application's page was not requested"
+    );
+    assert_signed_out(&s, "after-1").await;
+
+    // Sign in again; the consent is remembered, so the browser goes straight to the client.
+    let form = client.form(Locator::Css("form#login")).await.unwrap();
+    form.set_by_name("email", EMAIL).await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    client
+        .find(Locator::Css("form#login [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = wait_for_callback(&s).await.unwrap();
+    assert_eq!(param(&back, "state").as_deref(), Some("after-1"));
+    let code = param(&back, "code").expect("no code");
+    let id_token = exchange_for_id_token(&s, &code).await;
+
+    // 2. The ID token of this session as the hint: no confirmation, straight back.
+    let state = "bye two/2";
+    client
+        .goto(&logout_url(&s, state, Some(&id_token)))
+        .await
+        .unwrap();
+    let back = wait_for_bye(&s).await.unwrap();
+    assert_eq!(param(&back, "state").as_deref(), Some(state));
+    assert!(
+        s.callback
+            .saw_target(&format!("/bye?state={}", urlencode(state)))
+    );
+    assert_signed_out(&s, "after-2").await;
 
     let Setup {
         server, browser, ..

@@ -1842,3 +1842,187 @@ async fn form_endpoints_answer_400_invalid_request_to_other_bodies() {
         }
     }
 }
+
+/// An ID token of `app` for the session behind `cookie` (authorization code flow).
+async fn id_token_for(op: &Op, cookie: &str) -> String {
+    let res = op
+        .server
+        .client
+        .get(authorize_url(op, "app", "openid", ""))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    let code = query_param(&loc, "code").unwrap();
+    let t: Value = exchange(op, &code).await.json().await.unwrap();
+    t["id_token"].as_str().unwrap().to_owned()
+}
+
+async fn logout_get(op: &Op, cookie: &str, query: &[(&str, &str)]) -> reqwest::Response {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    op.server
+        .client
+        .get(format!("{}/oauth2/logout?{q}", op.server.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me_status(op: &Op, cookie: &str) -> u16 {
+    op.server
+        .get("/api/v1/me", Some(cookie))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Issue 14 item 5: an `id_token_hint` issued for the current session to the asking client ends
+/// the session without a confirmation page (still only to a registered URI, `state` kept); a
+/// hint of another session, of another client, or one not signed by this server asks first.
+/// The confirmation page's CSP lets its form's redirect reach the application's origin.
+#[tokio::test]
+async fn logout_with_a_hint_of_this_session_skips_the_confirmation() {
+    let op = op().await;
+    let state = &op.server.running().unwrap().state;
+    let mut other = client("other", &[GrantType::AuthorizationCode], true);
+    other.post_logout_redirect_uris = vec!["https://other.example.com/bye".into()];
+    state.oauth.register_client(other, true).await.unwrap();
+    let second = op
+        .server
+        .sign_in("kate@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let hint_first = id_token_for(&op, &op.cookie).await;
+    let hint_second = id_token_for(&op, &second).await;
+    assert_ne!(claims(&hint_first).1["sid"], claims(&hint_second).1["sid"]);
+    let bye = "https://app.example.com/bye";
+
+    // Another session's ID token (same user, same client): confirmation, nothing ended.
+    let forged = {
+        let mut parts: Vec<&str> = hint_first.split('.').collect();
+        let sig = parts[2].chars().rev().collect::<String>();
+        parts[2] = &sig;
+        parts.join(".")
+    };
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "another session's hint",
+            vec![
+                ("id_token_hint", &hint_second),
+                ("post_logout_redirect_uri", bye),
+                ("state", "s1"),
+            ],
+        ),
+        (
+            "another session's hint, with client_id",
+            vec![
+                ("client_id", "app"),
+                ("id_token_hint", &hint_second),
+                ("post_logout_redirect_uri", bye),
+            ],
+        ),
+        (
+            "a hint for another client than the one asking",
+            vec![
+                ("client_id", "other"),
+                ("id_token_hint", &hint_first),
+                ("post_logout_redirect_uri", "https://other.example.com/bye"),
+            ],
+        ),
+        (
+            "a hint with a broken signature",
+            vec![
+                ("client_id", "app"),
+                ("id_token_hint", &forged),
+                ("post_logout_redirect_uri", bye),
+            ],
+        ),
+        (
+            "no hint",
+            vec![("client_id", "app"), ("post_logout_redirect_uri", bye)],
+        ),
+    ];
+    for (name, query) in &cases {
+        let res = logout_get(&op, &op.cookie, query).await;
+        assert_eq!(res.status(), 200, "{name}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let origin = if name.contains("another client") {
+            "https://other.example.com"
+        } else {
+            "https://app.example.com"
+        };
+        assert!(
+            csp.contains(&format!("form-action 'self' {origin};")),
+            "{name}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{name}: {csp}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("id=\"logout\""),
+            "{name}: no confirmation form"
+        );
+        assert_eq!(me_status(&op, &op.cookie).await, 200, "{name}: signed out");
+    }
+    // A hint never makes an unregistered address acceptable.
+    let res = logout_get(
+        &op,
+        &op.cookie,
+        &[
+            ("id_token_hint", &hint_first),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(me_status(&op, &op.cookie).await, 200);
+
+    // This session's own hint: signed out at once, back to the application with `state`.
+    let res = logout_get(
+        &op,
+        &op.cookie,
+        &[
+            ("id_token_hint", &hint_first),
+            ("post_logout_redirect_uri", bye),
+            ("state", "s 2"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        "https://app.example.com/bye?state=s+2"
+    );
+    assert!(
+        authx_testkit::set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("authx_session=;")),
+        "the session cookie is cleared"
+    );
+    assert_eq!(me_status(&op, &op.cookie).await, 401);
+    assert_eq!(
+        me_status(&op, &second).await,
+        200,
+        "only this session ended"
+    );
+
+    // Without a return address the hint still skips the question; a signed-out page follows.
+    let res = logout_get(
+        &op,
+        &second,
+        &[("client_id", "app"), ("id_token_hint", &hint_second)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("You are signed out"));
+    assert_eq!(me_status(&op, &second).await, 401);
+}
