@@ -260,6 +260,23 @@ pub struct OAuthService {
     observer: std::sync::OnceLock<Arc<dyn super::GrantObserver>>,
     audit: crate::audit::Audit,
     token_cache: Option<super::token_cache::TokenCache>,
+    /// Serializes key reloads (single flight) and remembers what the ring was built from.
+    key_reload: tokio::sync::Mutex<KeyReload>,
+    /// Reloads caused by an unknown `kid`, for tests and operators.
+    unknown_kid_reloads: std::sync::atomic::AtomicU64,
+}
+
+/// The shortest time between two key reloads caused by an unknown `kid` (by the injected
+/// clock): tokens with made-up kids, which anyone can send to `/oauth2/userinfo`, cost no more
+/// than one reload a minute. The scheduled reload does not wait for this.
+pub const UNKNOWN_KID_RELOAD_SECS: i64 = 60;
+
+/// What the current key ring was built from, and when an unknown `kid` last reloaded it.
+#[derive(Default)]
+struct KeyReload {
+    /// `(kid, state, activated_at)` of every stored key, sorted by kid.
+    built_from: Option<Vec<(String, KeyState, Option<Timestamp>)>>,
+    last_unknown_kid: Option<Timestamp>,
 }
 
 impl OAuthService {
@@ -289,6 +306,8 @@ impl OAuthService {
             ring: RwLock::new(Arc::new(KeyRing::default())),
             observer: std::sync::OnceLock::new(),
             token_cache: None,
+            key_reload: tokio::sync::Mutex::new(KeyReload::default()),
+            unknown_kid_reloads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -383,23 +402,74 @@ impl OAuthService {
         )
     }
 
-    /// Reloads the key ring from the store.
+    /// Reloads the key ring from the store (keys other instances created, promoted or removed).
+    /// The keys are decrypted and the ring replaced only when the stored set differs from the
+    /// one the ring was built from; the token cache is flushed only when a key came or went.
     ///
     /// # Errors
     /// Storage failures or an undecryptable key.
     pub async fn reload_keys(&self) -> Result<(), OAuthError> {
+        let mut reload = self.key_reload.lock().await;
+        self.reload_keys_locked(&mut reload).await
+    }
+
+    async fn reload_keys_locked(&self, reload: &mut KeyReload) -> Result<(), OAuthError> {
         let keys = self.stores.keys.list_keys().await?;
+        let mut built_from: Vec<_> = keys
+            .iter()
+            .map(|k| (k.kid.clone(), k.state, k.activated_at))
+            .collect();
+        built_from.sort_by(|a, b| a.0.cmp(&b.0));
+        if reload.built_from.as_ref() == Some(&built_from) {
+            return Ok(());
+        }
         let ring = KeyRing::load(&keys, &self.encryptor)
             .map_err(|e| OAuthError::Internal(e.to_string()))?;
+        let same_kids = reload.built_from.as_ref().is_some_and(|old| {
+            old.len() == built_from.len() && old.iter().zip(&built_from).all(|(a, b)| a.0 == b.0)
+        });
         *self
             .ring
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+        reload.built_from = Some(built_from);
         // A key may have gone: nothing verified with the old ring is served from memory.
-        if let Some(cache) = &self.token_cache {
-            cache.invalidate();
+        if !same_kids {
+            if let Some(cache) = &self.token_cache {
+                cache.invalidate();
+            }
         }
         Ok(())
+    }
+
+    /// A token named `kid`, which the ring does not hold: perhaps a key another instance has
+    /// just activated. Reloads at most once per [`UNKNOWN_KID_RELOAD_SECS`] and one caller at a
+    /// time; a caller that waited for another's reload finds the kid, or the minute unspent,
+    /// and reloads nothing. Returns whether the ring now holds `kid`.
+    async fn reload_for_unknown_kid(&self, kid: &str) -> Result<bool, OAuthError> {
+        let mut reload = self.key_reload.lock().await;
+        if self.ring().verifier(kid).is_some() {
+            return Ok(true);
+        }
+        let now = self.clock.now();
+        if reload
+            .last_unknown_kid
+            .is_some_and(|t| now.since(t) < UNKNOWN_KID_RELOAD_SECS)
+        {
+            return Ok(false);
+        }
+        reload.last_unknown_kid = Some(now);
+        self.unknown_kid_reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reload_keys_locked(&mut reload).await?;
+        Ok(self.ring().verifier(kid).is_some())
+    }
+
+    /// How many key reloads unknown `kid`s have caused since start.
+    #[must_use]
+    pub fn unknown_kid_reloads(&self) -> u64 {
+        self.unknown_kid_reloads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes sure an active key exists for every algorithm, promotes published keys whose
@@ -1409,16 +1479,20 @@ impl OAuthService {
             now,
             self.config.leeway_secs,
         );
-        if claims.is_none() && self.has_unknown_kid(token) {
-            // A key another instance just activated: reload once and try again.
-            self.reload_keys().await?;
-            claims = jwt::verify_access_token(
-                token,
-                &self.ring(),
-                &self.config.issuer,
-                now,
-                self.config.leeway_secs,
-            );
+        if claims.is_none() {
+            if let Some(kid) = self.unknown_kid(token) {
+                // Perhaps a key another instance just activated: reload (rate-limited) and,
+                // if the key arrived, try again.
+                if self.reload_for_unknown_kid(&kid).await? {
+                    claims = jwt::verify_access_token(
+                        token,
+                        &self.ring(),
+                        &self.config.issuer,
+                        now,
+                        self.config.leeway_secs,
+                    );
+                }
+            }
         }
         let Some(c) = claims else { return Ok(None) };
         if self.stores.grants.is_jti_revoked(&c.jti).await? {
@@ -1457,12 +1531,15 @@ impl OAuthService {
         Ok(Some(c))
     }
 
-    fn has_unknown_kid(&self, token: &str) -> bool {
-        token.len() <= jwt::MAX_JWT_LEN
-            && jsonwebtoken::decode_header(token)
-                .ok()
-                .and_then(|h| h.kid)
-                .is_some_and(|kid| kid.len() <= 64 && self.ring().verifier(&kid).is_none())
+    /// The `kid` of a token's header when the ring does not hold it.
+    fn unknown_kid(&self, token: &str) -> Option<String> {
+        if token.len() > jwt::MAX_JWT_LEN {
+            return None;
+        }
+        jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|h| h.kid)
+            .filter(|kid| kid.len() <= 64 && self.ring().verifier(kid).is_none())
     }
 
     /// Introspection (RFC 7662): `{"active": false}` alike for unknown, expired, revoked,

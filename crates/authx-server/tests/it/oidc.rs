@@ -2026,3 +2026,153 @@ async fn logout_with_a_hint_of_this_session_skips_the_confirmation() {
     assert!(res.text().await.unwrap().contains("You are signed out"));
     assert_eq!(me_status(&op, &second).await, 401);
 }
+
+/// A compact JWS whose header names `kid` (the signature is never looked at: the kid is unknown).
+fn token_with_kid(kid: &str) -> String {
+    let b64 = |v: Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+    };
+    format!(
+        "{}.{}.{}",
+        b64(json!({"alg": "ES256", "typ": "at+jwt", "kid": kid})),
+        b64(json!({"sub": "nobody"})),
+        "c2lnbmF0dXJl"
+    )
+}
+
+async fn userinfo_status(op: &Op, token: &str) -> u16 {
+    op.server
+        .client
+        .get(format!("{}/oauth2/userinfo", op.server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Issue 14 item 8: bearer tokens with unknown `kid`s, sent at once to the unauthenticated and
+/// unlimited userinfo endpoint, reload the keys at most once a minute (one reload for all of
+/// them), and a reload that finds the same keys neither rebuilds the ring nor flushes the token
+/// cache. A key that another instance really activated is still picked up: by the scheduled
+/// reload, or by the first token naming it once the minute has passed.
+#[tokio::test]
+async fn unknown_kids_reload_the_keys_at_most_once_a_minute() {
+    use authx_core::oauth::keys::{KeyEncryptor, KeyState, Signer, generate};
+    const KEK: [u8; 32] = [7; 32];
+    let op = op_with(|f| {
+        f.oauth = Some(authx_server::config::OAuthFile {
+            key_encryption_key: Some(base64::engine::general_purpose::STANDARD.encode(KEK)),
+            ..authx_server::config::OAuthFile::default()
+        });
+    })
+    .await;
+    let state = &op.server.running().unwrap().state;
+    let generation = || state.revocations.generation().current();
+    let reloads = || state.oauth.unknown_kid_reloads();
+
+    // A token found active is kept in the token cache.
+    let cc: Value = token(
+        &op,
+        &[("grant_type", "client_credentials"), ("scope", "read")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let cached = cc["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(&op, &cached).await["active"], true);
+    let (gen_before, reloads_before) = (generation(), reloads());
+
+    // 200 requests at once, each with a made-up kid.
+    let answers = futures_util::future::join_all((0..200).map(|i| {
+        let t = token_with_kid(&format!("made-up-{i}"));
+        let op = &op;
+        async move { userinfo_status(op, &t).await }
+    }))
+    .await;
+    assert!(answers.iter().all(|s| *s == 401), "{answers:?}");
+    for i in 0..20 {
+        assert_eq!(
+            userinfo_status(&op, &token_with_kid(&format!("later-{i}"))).await,
+            401
+        );
+    }
+    assert!(
+        reloads() - reloads_before <= 1,
+        "{} reloads for unknown kids within a minute",
+        reloads() - reloads_before
+    );
+    assert_eq!(generation(), gen_before, "the token cache was flushed");
+    // The scheduled reload finds the same keys: no flush either.
+    state.oauth.ensure_keys().await.unwrap();
+    assert_eq!(
+        generation(),
+        gen_before,
+        "an unchanged key set flushed the cache"
+    );
+    assert_eq!(introspect(&op, &cached).await["active"], true);
+
+    // Another instance activates a key of its own and signs with it.
+    let kate = state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email("kate@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let enc = KeyEncryptor::new(&KEK).unwrap();
+    let keys = state.oauth.stores().keys.clone();
+    let activate = |alg| {
+        let enc = &enc;
+        let keys = keys.clone();
+        let clock = op.server.clock.clone();
+        async move {
+            let now = authx_core::Clock::now(&clock);
+            let k = generate(alg, enc, now).unwrap();
+            keys.insert_key(&k).await.unwrap();
+            keys.set_key_state(&k.kid, KeyState::Active, Some(now), None)
+                .await
+                .unwrap();
+            let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
+            Signer::from_pkcs8(alg, &k.kid, &pkcs8).unwrap()
+        }
+    };
+    let user_token = |signer: &Signer| {
+        let now = authx_core::Clock::now(&op.server.clock).secs();
+        authx_core::oauth::jwt::sign(
+            signer,
+            "at+jwt",
+            &json!({
+                "iss": op.server.url, "sub": kate.id, "aud": op.server.url, "exp": now + 300,
+                "iat": now, "jti": format!("jti-{}", signer.kid()), "client_id": "app",
+                "scope": "openid",
+            }),
+        )
+        .unwrap()
+    };
+    let fresh = activate(SigningAlg::EdDsa).await;
+    let fresh_token = user_token(&fresh);
+    // Within the minute its kid is one more unknown kid.
+    assert_eq!(userinfo_status(&op, &fresh_token).await, 401);
+    assert!(reloads() - reloads_before <= 1);
+    // A minute later the first token that names it reloads the keys once, and it verifies.
+    op.server.clock.advance(61);
+    let before = reloads();
+    assert_eq!(userinfo_status(&op, &fresh_token).await, 200);
+    assert_eq!(reloads(), before + 1);
+    assert_ne!(generation(), gen_before, "a new key set flushes the cache");
+    assert_eq!(
+        userinfo_status(&op, &token_with_kid("made-up-again")).await,
+        401
+    );
+    assert_eq!(reloads(), before + 1, "the minute starts again");
+
+    // The scheduled reload picks up the next one without any unknown-kid reload.
+    let next = activate(SigningAlg::Es256).await;
+    state.oauth.ensure_keys().await.unwrap();
+    assert_eq!(userinfo_status(&op, &user_token(&next)).await, 200);
+    assert_eq!(reloads(), before + 1);
+}
