@@ -104,11 +104,17 @@ mod tests {
             find(&["a=1; authx_session=xyz; b=2"], S),
             CookieLookup::Once("xyz")
         );
-        assert_eq!(find(&[" authx_session = \"xyz\" "], S), CookieLookup::Once("xyz"));
+        assert_eq!(
+            find(&[" authx_session = \"xyz\" "], S),
+            CookieLookup::Once("xyz")
+        );
         assert_eq!(find(&["other=1", "x"], S), CookieLookup::Absent);
         assert_eq!(find(&[], S), CookieLookup::Absent);
         // A name is matched whole, not as a prefix or suffix.
-        assert_eq!(find(&["xauthx_session=1; authx_sessions=2"], S), CookieLookup::Absent);
+        assert_eq!(
+            find(&["xauthx_session=1; authx_sessions=2"], S),
+            CookieLookup::Absent
+        );
     }
 
     #[test]

@@ -162,7 +162,11 @@ impl Guard {
     ///
     /// # Errors
     /// The refusal to send.
-    pub async fn identify(&self, method: &Method, headers: &HeaderMap) -> Result<Identity, Refusal> {
+    pub async fn identify(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
         let mut auths = headers.get_all(header::AUTHORIZATION).iter();
         match (auths.next(), auths.next()) {
             (Some(_), Some(_)) => Err(Refusal::BadRequest),

@@ -186,7 +186,13 @@ mod tests {
         let c = |m: &Method, h: &HeaderMap| check_csrf(&trusted, m, h);
         let post = Method::POST;
         assert!(c(&Method::GET, &headers(&[])).is_ok());
-        assert!(c(&Method::HEAD, &headers(&[("origin", "https://evil.example")])).is_ok());
+        assert!(
+            c(
+                &Method::HEAD,
+                &headers(&[("origin", "https://evil.example")])
+            )
+            .is_ok()
+        );
         assert!(c(&post, &headers(&[("origin", "https://app.example.com")])).is_ok());
         assert!(c(&post, &headers(&[("origin", "HTTPS://APP.example.com")])).is_ok());
         assert!(c(&post, &headers(&[("x-csrf-token", "1")])).is_ok());
@@ -208,7 +214,11 @@ mod tests {
             assert_eq!(c(&m, &headers(&[])), Err(Refusal::CrossSite));
         }
         assert_eq!(
-            check_csrf(&[], &post, &headers(&[("origin", "https://app.example.com")])),
+            check_csrf(
+                &[],
+                &post,
+                &headers(&[("origin", "https://app.example.com")])
+            ),
             Err(Refusal::CrossSite)
         );
     }

@@ -73,7 +73,8 @@ impl FeedScript {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("last-event-id").then(|| v.trim().to_owned())
+                k.eq_ignore_ascii_case("last-event-id")
+                    .then(|| v.trim().to_owned())
             })
             .unwrap_or_default();
         self.resumed_from.lock().unwrap().push(after.clone());
@@ -882,14 +883,26 @@ async fn session_cookies_get_only_granted_scopes_and_need_a_same_site_origin_to_
     let post = reqwest::Method::POST;
 
     // No scope by default: a route that needs one needs a token.
-    assert_eq!(with_cookie(&rs, get.clone(), "/whoami", cookies, &[]).await, 200);
-    assert_eq!(with_cookie(&rs, get.clone(), "/write", cookies, &[]).await, 403);
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/whoami", cookies, &[]).await,
+        200
+    );
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/write", cookies, &[]).await,
+        403
+    );
 
     // Unsafe methods: a trusted Origin, or no Origin and the custom header.
     let trusted = [("origin", "https://app.example.com")];
-    assert_eq!(with_cookie(&rs, post.clone(), "/whoami", cookies, &trusted).await, 200);
+    assert_eq!(
+        with_cookie(&rs, post.clone(), "/whoami", cookies, &trusted).await,
+        200
+    );
     let header_only = [("x-csrf-token", "anything")];
-    assert_eq!(with_cookie(&rs, post.clone(), "/whoami", cookies, &header_only).await, 200);
+    assert_eq!(
+        with_cookie(&rs, post.clone(), "/whoami", cookies, &header_only).await,
+        200
+    );
     for (name, extra) in [
         ("a plain cross-site form", vec![]),
         ("another site", vec![("origin", "https://evil.example")]),
@@ -913,7 +926,7 @@ async fn session_cookies_get_only_granted_scopes_and_need_a_same_site_origin_to_
         );
     }
     // A bearer token is not an ambient credential: no Origin rule for it.
-    let (at, _, _) = w.code_flow(&cookie.to_str().unwrap().to_owned(), "read").await;
+    let (at, _, _) = w.code_flow(cookie.to_str().unwrap(), "read").await;
     let res = reqwest::Client::new()
         .post(format!("{rs}/whoami"))
         .bearer_auth(&at)
@@ -925,8 +938,14 @@ async fn session_cookies_get_only_granted_scopes_and_need_a_same_site_origin_to_
 
     // Scopes granted to sessions by configuration.
     let rs = session_guard(&w, |c| c.grant_scopes(["write"])).await;
-    assert_eq!(with_cookie(&rs, get.clone(), "/write", cookies, &[]).await, 200);
-    assert_eq!(with_cookie(&rs, post, "/write", cookies, &header_only).await, 200);
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/write", cookies, &[]).await,
+        200
+    );
+    assert_eq!(
+        with_cookie(&rs, post, "/write", cookies, &header_only).await,
+        200
+    );
 }
 
 /// Issue 14 item 17: the guard reads the session cookie with the server's rules
@@ -964,7 +983,10 @@ async fn the_guard_reads_session_cookies_with_the_servers_rules() {
     assert_eq!(status(vec![huge]).await, 400);
     // Both spellings of the cookie at once count as a repeat.
     assert_eq!(
-        status(vec![hv(&format!("authx_session={value}; __Host-authx_session={value}"))]).await,
+        status(vec![hv(&format!(
+            "authx_session={value}; __Host-authx_session={value}"
+        ))])
+        .await,
         400
     );
 }
@@ -1452,7 +1474,10 @@ async fn concurrent_unknown_kids_share_one_jwks_fetch() {
     let statuses = concurrently(unknown).await;
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
     let fetched = jwks_fetches(&w).await - before;
-    assert!(fetched <= 1, "{fetched} JWKS fetches for 50 concurrent unknown kids");
+    assert!(
+        fetched <= 1,
+        "{fetched} JWKS fetches for 50 concurrent unknown kids"
+    );
 }
 
 /// A `LoggedEvent` as the feed sends it.
@@ -1537,7 +1562,11 @@ async fn an_unreadable_revocation_event_makes_the_guard_stale_instead_of_skipped
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        feed.resumed_from.lock().unwrap().iter().all(|p| p.is_empty() || p == "1"),
+        feed.resumed_from
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.is_empty() || p == "1"),
         "{:?}",
         feed.resumed_from.lock().unwrap()
     );
@@ -1545,9 +1574,7 @@ async fn an_unreadable_revocation_event_makes_the_guard_stale_instead_of_skipped
 
     // Configured to introspect when stale: the issuer answers for each token meanwhile, and
     // the deny-set still refuses what the readable events named.
-    let introspecting = w
-        .stale_after_a_second(WhenStale::Introspect)
-        .await;
+    let introspecting = w.stale_after_a_second(WhenStale::Introspect).await;
     assert!(!introspecting.is_fresh());
     let rs = resource_server(&introspecting).await;
     assert_eq!(rs_status(&rs, "/whoami", &at).await, 200);

@@ -4,8 +4,8 @@
 //! Values are only ever accepted in the exact shape authx issues. When a request carries the
 //! same cookie name twice (cookie tossing from a sibling domain), neither value is used.
 
-use axum::http::{HeaderMap, HeaderValue};
 use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, HeaderValue};
 
 /// Cookie names and attributes for this server.
 #[derive(Debug, Clone)]

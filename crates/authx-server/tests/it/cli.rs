@@ -411,7 +411,11 @@ async fn client_remove_publishes_a_client_revocation() {
         ],
         None,
     );
-    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
     let remove = authx(dir.path(), &["client", "remove", "--id", "worker"], None);
     assert!(
         remove.status.success(),
