@@ -12,7 +12,9 @@
 use std::sync::OnceLock;
 
 use authx_core::Timestamp;
-use authx_core::oauth::jwt::{ACCESS_TOKEN_TYP, MAX_JWT_LEN, signature_valid, verify_access_token};
+use authx_core::oauth::jwt::{
+    MAX_JWT_LEN, is_access_token_typ, signature_valid, verify_access_token,
+};
 use authx_core::oauth::keys::{KeyEncryptor, KeyRing, KeyState, SigningAlg, generate};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -72,9 +74,7 @@ fn signed(alg_pick: u8, header: &[u8], claims: &[u8]) {
     assert!(token.len() <= MAX_JWT_LEN);
     let h = jsonwebtoken::decode_header(&token).expect("a verified header decodes");
     assert!(
-        h.typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)),
+        h.typ.as_deref().is_some_and(is_access_token_typ),
         "typ {:?}",
         h.typ
     );

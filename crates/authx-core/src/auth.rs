@@ -997,7 +997,10 @@ impl SessionCache {
                     .map
                     .retain(|_, a| &a.user.id != user_id || Some(&a.session.id) == kept.as_ref());
             }
-            RevocationEvent::FamilyRevoked { .. } | RevocationEvent::AccessTokenRevoked { .. } => {}
+            // Sessions hold no grant or client: nothing cached here is tied to these.
+            RevocationEvent::FamilyRevoked { .. }
+            | RevocationEvent::AccessTokenRevoked { .. }
+            | RevocationEvent::ClientRevoked { .. } => {}
             RevocationEvent::UserDisabled { user_id } => {
                 inner.map.retain(|_, a| &a.user.id != user_id);
             }

@@ -51,18 +51,26 @@ pub enum RevocationEvent {
         /// Its expiry: the event matters until then.
         expires_at: i64,
     },
+    /// A client was deleted: every access token issued to it (RFC 9068 `client_id`) up to the
+    /// event is dead. Its refresh families went with it; its client-credentials tokens have no
+    /// family, so this event is what reaches them.
+    ClientRevoked {
+        /// The client's id.
+        client_id: String,
+    },
 }
 
 impl RevocationEvent {
-    /// The user the event concerns.
+    /// The user the event concerns, if it concerns one (a deleted client concerns no user).
     #[must_use]
-    pub fn user_id(&self) -> &UserId {
+    pub fn user_id(&self) -> Option<&UserId> {
         match self {
             Self::SessionEnded { user_id, .. }
             | Self::UserSessionsEnded { user_id, .. }
             | Self::UserDisabled { user_id }
             | Self::FamilyRevoked { user_id, .. }
-            | Self::AccessTokenRevoked { user_id, .. } => user_id,
+            | Self::AccessTokenRevoked { user_id, .. } => Some(user_id),
+            Self::ClientRevoked { .. } => None,
         }
     }
 }
@@ -248,7 +256,13 @@ impl EventBus for DurableBus {
             RevocationEvent::AccessTokenRevoked { expires_at, .. } => {
                 crate::Timestamp(expires_at.saturating_add(120))
             }
-            _ => retention,
+            // A deleted client's tokens, like a user's, live at most the longest token
+            // lifetime, which the retention covers.
+            RevocationEvent::SessionEnded { .. }
+            | RevocationEvent::UserSessionsEnded { .. }
+            | RevocationEvent::UserDisabled { .. }
+            | RevocationEvent::FamilyRevoked { .. }
+            | RevocationEvent::ClientRevoked { .. } => retention,
         };
         self.log.append_event(event, now, expires_at).await?;
         self.inner.publish(event).await

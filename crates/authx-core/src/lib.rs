@@ -18,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod clock;
+pub mod cookie;
 pub mod csrf;
 pub mod events;
 pub mod federation;

@@ -57,10 +57,7 @@ async fn whoami(identity: Identity) -> Json<serde_json::Value> {
             "scope": c.scopes().collect::<Vec<_>>(),
             "exp": c.exp,
         })),
-        Identity::Session {
-            user_id,
-            session_id: _,
-        } => Json(json!({"sub": user_id})),
+        Identity::Session { user_id, .. } => Json(json!({"sub": user_id})),
     }
 }
 

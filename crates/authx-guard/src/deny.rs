@@ -16,12 +16,18 @@ pub(crate) struct DenySet {
     families: HashMap<String, i64>,
     /// Per subject: tokens issued at or before `.0` are dead; the entry lasts until `.1`.
     subjects: HashMap<String, (i64, i64)>,
+    /// Per deleted client: tokens issued to it at or before `.0` are dead; until `.1`.
+    clients: HashMap<String, (i64, i64)>,
 }
 
 impl DenySet {
     /// How many entries are held.
     pub(crate) fn len(&self) -> usize {
-        self.jtis.len() + self.sessions.len() + self.families.len() + self.subjects.len()
+        self.jtis.len()
+            + self.sessions.len()
+            + self.families.len()
+            + self.subjects.len()
+            + self.clients.len()
     }
 
     /// Records an event.
@@ -56,16 +62,16 @@ impl DenySet {
                 keep(&mut self.families, family_id);
             }
             RevocationEvent::AccessTokenRevoked { jti, .. } => keep(&mut self.jtis, jti),
+            RevocationEvent::ClientRevoked { client_id } => {
+                // Everything issued to the deleted client up to the event; a client registered
+                // later under the same id issues new tokens.
+                not_before(&mut self.clients, client_id, e.at, until);
+            }
         }
     }
 
     fn deny_subject(&mut self, sub: &str, issued_up_to: i64, until: i64) {
-        let slot = self
-            .subjects
-            .entry(sub.to_owned())
-            .or_insert((issued_up_to, until));
-        slot.0 = slot.0.max(issued_up_to);
-        slot.1 = slot.1.max(until);
+        not_before(&mut self.subjects, sub, issued_up_to, until);
     }
 
     /// Whether the token is dead.
@@ -81,6 +87,10 @@ impl DenySet {
                 .subjects
                 .get(&c.sub)
                 .is_some_and(|(upto, _)| c.iat <= *upto)
+            || self
+                .clients
+                .get(&c.client_id)
+                .is_some_and(|(upto, _)| c.iat <= *upto)
     }
 
     /// Whether a browser session is dead.
@@ -94,7 +104,16 @@ impl DenySet {
         self.sessions.retain(|_, until| *until > now);
         self.families.retain(|_, until| *until > now);
         self.subjects.retain(|_, (_, until)| *until > now);
+        self.clients.retain(|_, (_, until)| *until > now);
     }
+}
+
+/// Records in `map` that what `key` names and was issued at or before `issued_up_to` is dead,
+/// until `until`; a later event for the same key only widens the entry.
+fn not_before(map: &mut HashMap<String, (i64, i64)>, key: &str, issued_up_to: i64, until: i64) {
+    let slot = map.entry(key.to_owned()).or_insert((issued_up_to, until));
+    slot.0 = slot.0.max(issued_up_to);
+    slot.1 = slot.1.max(until);
 }
 
 #[cfg(test)]
@@ -158,6 +177,9 @@ mod tests {
                 ended: vec![],
             },
             RevocationEvent::UserDisabled { user_id: u.clone() },
+            RevocationEvent::ClientRevoked {
+                client_id: "app".into(),
+            },
         ];
         for e in cases {
             let mut d = DenySet::default();
@@ -197,6 +219,29 @@ mod tests {
         assert!(!d.denies(&later));
         later.iat = 1_000;
         assert!(d.denies(&later));
+    }
+
+    #[test]
+    fn a_deleted_client_kills_what_it_was_issued_before_the_event_only() {
+        let mut d = DenySet::default();
+        d.apply(&logged(
+            1_000,
+            RevocationEvent::ClientRevoked {
+                client_id: "app".into(),
+            },
+        ));
+        let mut c = claims();
+        c.sid = None;
+        c.fid = None;
+        assert!(d.denies(&c), "issued before the deletion");
+        c.iat = 1_001;
+        assert!(!d.denies(&c), "a client registered again under the id");
+        c.iat = 900;
+        c.client_id = "other".into();
+        assert!(!d.denies(&c), "another client");
+        assert_eq!(d.len(), 1);
+        d.prune(1_900);
+        assert_eq!(d.len(), 0);
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! It reconnects after any failure and resumes with `Last-Event-ID`, so no event is missed; the
 //! issuer replays whatever happened meanwhile. Every byte received counts as contact, and the
 //! issuer sends a comment every few seconds, so a silent connection is a dead one.
+//!
+//! An event this guard cannot read (an event kind from a newer issuer, or a malformed one) is
+//! never stepped over: the resume position stays before it and the guard counts as stale (so
+//! it refuses with `503` or introspects, as configured) until a connection replays past that
+//! point without such an event. Readable events after it are still applied.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +23,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest line accepted from the feed.
 const MAX_LINE: usize = 64 * 1024;
+/// How long a connection that met an unreadable event is kept before reconnecting to see
+/// whether the event is still there (it leaves the log once every token it concerns expired).
+const BLOCKED_RETRY: Duration = Duration::from_secs(60);
 
 /// Where the subscriber stands, shared with request handling.
 #[derive(Debug, Default)]
@@ -32,6 +40,8 @@ pub(crate) struct FeedState {
     pub(crate) connected: bool,
     /// How many events were applied.
     pub(crate) applied: u64,
+    /// An event after `position` could not be read: the deny-set may lack it.
+    pub(crate) blocked: bool,
 }
 
 /// Runs until the guard is dropped.
@@ -84,6 +94,10 @@ async fn connect_once(s: &Arc<Shared>, client_id: &str, secret: &str) -> Result<
         return Err(format!("the issuer answered {status}"));
     }
     let mut parser = Parser::default();
+    let started = Instant::now();
+    // Whether this connection met an event it could not read: from then on it applies what it
+    // can but no longer moves the resume position.
+    let mut blocked = false;
     loop {
         let chunk = tokio::time::timeout(IDLE_LIMIT, res.chunk())
             .await
@@ -94,37 +108,69 @@ async fn connect_once(s: &Arc<Shared>, client_id: &str, secret: &str) -> Result<
             f.last_contact = Some(Instant::now());
         }
         for msg in parser.push(&chunk)? {
-            handle(s, msg);
+            handle(s, msg, &mut blocked);
+        }
+        if blocked && started.elapsed() >= BLOCKED_RETRY {
+            return Err("reconnecting to retry an unreadable revocation event".into());
         }
     }
 }
 
-fn handle(s: &Shared, msg: Message) {
-    if msg.event == "revocation" {
-        match serde_json::from_str::<LoggedEvent>(&msg.data) {
+/// Applies one message. An unreadable event sets `blocked` (for this connection) and the
+/// guard's `blocked` flag instead of being stepped over.
+fn handle(s: &Shared, msg: Message, blocked: &mut bool) {
+    let mut applied = false;
+    match msg.event.as_str() {
+        "revocation" => match serde_json::from_str::<LoggedEvent>(&msg.data) {
             Ok(e) => {
                 if let Ok(mut d) = s.deny.write() {
                     d.apply(&e);
                 }
                 s.on_event();
+                applied = true;
                 tracing::debug!(seq = e.seq, "revocation applied");
             }
             Err(err) => {
-                tracing::error!(error = %err, "unreadable revocation event (is the issuer newer than this guard?); skipped");
+                tracing::error!(
+                    error = %err,
+                    id = msg.id.as_deref().unwrap_or_default(),
+                    "unreadable revocation event (is the issuer newer than this guard?); \
+                     the guard stays stale until it can read it"
+                );
+                *blocked = true;
             }
+        },
+        "caught_up" | "position" => {}
+        // A kind of message this guard does not know that moves the position may carry a
+        // revocation: never step over it.
+        other if msg.id.is_some() => {
+            tracing::error!(
+                event = other,
+                "unknown revocation feed message (is the issuer newer than this guard?); \
+                 the guard stays stale until it can read it"
+            );
+            *blocked = true;
         }
+        _ => {}
     }
     let caught_up = msg.event == "caught_up";
     if let Ok(mut f) = s.feed.lock() {
-        if let Some(id) = msg.id.as_deref().and_then(|i| i.parse::<i64>().ok()) {
+        if *blocked {
+            f.blocked = true;
+        } else if let Some(id) = msg.id.as_deref().and_then(|i| i.parse::<i64>().ok()) {
             f.position = f.position.max(id);
         }
-        if msg.event == "revocation" {
+        if applied {
             f.applied += 1;
         }
         if caught_up {
             f.caught_up_once = true;
             f.connected = true;
+            // A replay from the resume position that met nothing unreadable: whatever blocked
+            // an earlier connection is gone (expired from the log).
+            if !*blocked {
+                f.blocked = false;
+            }
         }
     }
     if caught_up {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -26,6 +26,9 @@ pub enum Refusal {
     InsufficientScope(String),
     /// The guard cannot currently tell whether tokens were revoked: `503`.
     Unavailable,
+    /// A session-cookie request with an unsafe method that may come from another site (no
+    /// trusted `Origin`, no `X-CSRF-Token`): `403 csrf_failed`.
+    CrossSite,
 }
 
 impl IntoResponse for Refusal {
@@ -50,6 +53,11 @@ impl IntoResponse for Refusal {
                 StatusCode::FORBIDDEN,
                 format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
                 json!({"error": "insufficient_scope", "error_description": format!("this needs scope {scope}"), "scope": scope}),
+            ),
+            Self::CrossSite => (
+                StatusCode::FORBIDDEN,
+                String::new(),
+                json!({"error": "csrf_failed", "error_description": "a cross-site request cannot use the session cookie"}),
             ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -135,7 +143,7 @@ where
         let guard = self.guard.clone();
         let scopes = Arc::clone(&self.scopes);
         Box::pin(async move {
-            let identity = match guard.identify(req.headers()).await {
+            let identity = match guard.identify(req.method(), req.headers()).await {
                 Ok(i) => i,
                 Err(r) => return Ok(r.into_response()),
             };
@@ -149,12 +157,16 @@ where
 }
 
 impl Guard {
-    /// Checks a request's credentials: a bearer token, or  the session
-    /// cookie.
+    /// Checks a request's credentials: a bearer token, or (with [`crate::GuardConfig::sessions`])
+    /// the session cookie, for which `method` decides whether the CSRF rules apply.
     ///
     /// # Errors
     /// The refusal to send.
-    pub async fn identify(&self, headers: &HeaderMap) -> Result<Identity, Refusal> {
+    pub async fn identify(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
         let mut auths = headers.get_all(header::AUTHORIZATION).iter();
         match (auths.next(), auths.next()) {
             (Some(_), Some(_)) => Err(Refusal::BadRequest),
@@ -170,11 +182,15 @@ impl Guard {
                 }
                 self.check_bearer(token).await.map(Identity::Token)
             }
-            (None, _) => self.identify_session(headers).await,
+            (None, _) => self.identify_session(method, headers).await,
         }
     }
 
-    async fn identify_session(&self, headers: &HeaderMap) -> Result<Identity, Refusal> {
+    async fn identify_session(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
         match &self.shared().config.sessions {
             Some(check) => {
                 let denied = |sid: &str| {
@@ -183,7 +199,7 @@ impl Guard {
                         .read()
                         .map_or(true, |d| d.denies_session(sid))
                 };
-                check.identify(headers, denied).await
+                check.identify(method, headers, denied).await
             }
             None => Err(Refusal::Missing),
         }

@@ -21,14 +21,18 @@
 //!
 //! How a request is checked:
 //! - **JWT** (the default): the `Authorization: Bearer` token is verified locally against the
-//!   issuer's JWKS (keys cached; an unknown `kid` refetches at most once a minute), with the
-//!   algorithm taken from the key and never from the token, `typ: at+jwt` (an ID token is not an
-//!   access token), `iss`, `aud`, `exp`/`nbf`/`iat` with a leeway, and claims of the right JSON
-//!   types. Then the deny-set built from the revocation feed is consulted.
+//!   issuer's JWKS (keys cached; an unknown `kid` refetches at most once a minute, and
+//!   concurrent requests share one fetch), with the algorithm taken from the key and never from
+//!   the token, `typ: at+jwt` (an ID token is not an access token), `iss`, `aud`,
+//!   `exp`/`nbf`/`iat` with a leeway, and claims of the right JSON types (the same token rules
+//!   as the issuer's, from `authx_core::oauth::jwt`). Then the deny-set built from the
+//!   revocation feed is consulted.
 //! - **Introspection** (RFC 7662): the issuer is asked, and the answer cached until the token
 //!   expires or for [`GuardConfig::introspection_cache`], whichever is sooner.
 //! - **Session**: the `authx_session` cookie is hashed and looked up in the shared session
-//!   store ([`GuardConfig::sessions`]), for services on the same site as authx.
+//!   store ([`GuardConfig::sessions`]), for services on the same site as authx. Requests with
+//!   unsafe methods need a trusted `Origin` (or, without one, an `X-CSRF-Token` header), and a
+//!   session holds only the scopes the [`SessionCheck`] grants (none by default).
 //!
 //! The revocation feed: with [`GuardConfig::credentials`], the guard subscribes to the issuer's
 //! `/api/v1/revocations` and keeps a bounded deny-set (token ids, sessions, refresh families,
@@ -103,6 +107,9 @@ pub struct GuardConfig {
     pub startup_wait: Duration,
     /// Check authx browser sessions against the shared store.
     pub sessions: Option<SessionCheck>,
+    /// The least time between two JWKS fetches caused by unknown key ids (default
+    /// [`JWKS_REFETCH_INTERVAL`], at least 1 s).
+    pub jwks_refetch_interval: Duration,
 }
 
 impl GuardConfig {
@@ -122,6 +129,7 @@ impl GuardConfig {
             http_timeout: Duration::from_secs(5),
             startup_wait: Duration::from_secs(5),
             sessions: None,
+            jwks_refetch_interval: JWKS_REFETCH_INTERVAL,
         }
     }
 
@@ -154,6 +162,15 @@ impl GuardConfig {
         self
     }
 
+    /// The least time between two JWKS fetches caused by unknown key ids (at least 1 s). A
+    /// token signed with a key the issuer has just started using waits at most this long to
+    /// be accepted; a lower value lets unknown key ids cause more fetches at the issuer.
+    #[must_use]
+    pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refetch_interval = interval.max(Duration::from_secs(1));
+        self
+    }
+
     /// Clock leeway (capped at 60 s).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
@@ -178,12 +195,14 @@ pub enum GuardError {
 pub enum Identity {
     /// A bearer access token.
     Token(Claims),
-    /// An authx browser session .
+    /// An authx browser session.
     Session {
         /// The user.
         user_id: String,
         /// The session.
         session_id: String,
+        /// The scopes the guard grants to sessions ([`SessionCheck::grant_scopes`]).
+        scopes: Vec<String>,
     },
 }
 
@@ -197,13 +216,14 @@ impl Identity {
         }
     }
 
-    /// Whether `scope` is granted. A browser session holds every scope of its user: scopes
-    /// limit what an application may do, and here the user is acting directly.
+    /// Whether `scope` is granted: by the token, or, for a browser session, by the guard's
+    /// configuration ([`SessionCheck::grant_scopes`]; none by default, so a route that requires
+    /// a scope needs a token).
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         match self {
             Self::Token(c) => c.has_scope(scope),
-            Self::Session { .. } => true,
+            Self::Session { scopes, .. } => scopes.iter().any(|s| s == scope),
         }
     }
 }
@@ -295,7 +315,10 @@ impl Guard {
         let jwks_uri = endpoint("jwks_uri")?
             .ok_or_else(|| GuardError::Issuer("discovery has no jwks_uri".into()))?;
         let introspection_endpoint = endpoint("introspection_endpoint")?;
-        let keys = verify::KeySet::new(jwks_uri);
+        let keys = verify::KeySet::new(
+            jwks_uri,
+            config.jwks_refetch_interval.max(Duration::from_secs(1)),
+        );
         keys.fetch(&http).await?;
         let shared = Arc::new(Shared {
             feed_url: format!("{issuer}/api/v1/revocations"),
@@ -334,8 +357,8 @@ impl Guard {
     }
 
     /// Whether the deny-set is trustworthy now: the feed caught up at least once, spoke within
-    /// the staleness bound, and the deny-set is within its size bound. Always `true` without
-    /// credentials (no feed is expected).
+    /// the staleness bound, sent no event this guard could not read, and the deny-set is within
+    /// its size bound. Always `true` without credentials (no feed is expected).
     #[must_use]
     pub fn is_fresh(&self) -> bool {
         if self.shared.config.credentials.is_none() {
@@ -343,6 +366,7 @@ impl Guard {
         }
         let feed_ok = self.shared.feed.lock().is_ok_and(|f| {
             f.caught_up_once
+                && !f.blocked
                 && f.last_contact
                     .is_some_and(|t| t.elapsed() <= self.shared.config.staleness)
         });

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use authx_core::oauth::jwt;
 use authx_core::oauth::keys::{Verifier, verifier_from_jwk};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -11,7 +12,7 @@ use serde_json::Value;
 use crate::http::Http;
 
 /// Longest token looked at; anything longer is refused unread.
-pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+pub const MAX_TOKEN_LEN: usize = jwt::MAX_JWT_LEN;
 /// The least time between two JWKS fetches caused by unknown key ids.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -110,17 +111,21 @@ pub enum TokenDefect {
     Revoked,
 }
 
-/// The issuer's published keys, refreshed on an unknown key id at most once a minute.
+/// The issuer's published keys, refreshed on an unknown key id at most once per refetch
+/// interval ([`JWKS_REFETCH_INTERVAL`] unless configured), one fetch at a time.
 pub(crate) struct KeySet {
     jwks_uri: String,
+    refetch_interval: Duration,
     keys: RwLock<HashMap<String, Arc<Verifier>>>,
+    /// When the last fetch ended; held for the whole of a fetch, so fetches never overlap.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl KeySet {
-    pub(crate) fn new(jwks_uri: String) -> Self {
+    pub(crate) fn new(jwks_uri: String, refetch_interval: Duration) -> Self {
         Self {
             jwks_uri,
+            refetch_interval,
             keys: RwLock::new(HashMap::new()),
             last_fetch: tokio::sync::Mutex::new(None),
         }
@@ -133,6 +138,15 @@ impl KeySet {
     /// Fetches the JWKS now.
     pub(crate) async fn fetch(&self, http: &Http) -> Result<usize, crate::GuardError> {
         let mut last = self.last_fetch.lock().await;
+        self.fetch_locked(&mut last, http).await
+    }
+
+    /// Fetches the JWKS while the caller holds `last_fetch`.
+    async fn fetch_locked(
+        &self,
+        last: &mut Option<Instant>,
+        http: &Http,
+    ) -> Result<usize, crate::GuardError> {
         let set: Value = http.get_json(&self.jwks_uri).await?;
         let mut keys = HashMap::new();
         for jwk in set
@@ -165,30 +179,36 @@ impl KeySet {
         Ok(n)
     }
 
-    /// The key for `kid`, fetching the JWKS again if it is unknown and the last fetch is more
-    /// than [`JWKS_REFETCH_INTERVAL`] ago.
+    /// The key for `kid`, fetching the JWKS again if it is unknown and the last fetch ended at
+    /// least the refetch interval ago.
+    ///
+    /// Single flight: the check and the fetch happen under one lock, and the key is looked up
+    /// again once the lock is held, so requests that arrive while a fetch is under way wait
+    /// for it and use its result instead of fetching again.
     async fn key(&self, kid: &str, http: &Http) -> Option<Arc<Verifier>> {
         if let Some(v) = self.get(kid) {
             return Some(v);
         }
-        let due = {
-            let last = self.last_fetch.lock().await;
-            last.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_INTERVAL)
-        };
-        if due {
-            if let Err(e) = self.fetch(http).await {
-                tracing::warn!(error = %e, "cannot refresh the issuer's JWKS");
-                // Count the failed attempt too, so unknown kids cannot hammer the issuer.
-                *self.last_fetch.lock().await = Some(Instant::now());
-            }
-            return self.get(kid);
+        let mut last = self.last_fetch.lock().await;
+        if let Some(v) = self.get(kid) {
+            return Some(v);
         }
-        None
+        if last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
+            return None;
+        }
+        if let Err(e) = self.fetch_locked(&mut last, http).await {
+            tracing::warn!(error = %e, "cannot refresh the issuer's JWKS");
+            // Count the failed attempt too, so unknown kids cannot hammer the issuer.
+            *last = Some(Instant::now());
+        }
+        drop(last);
+        self.get(kid)
     }
 }
 
-/// Verifies a compact JWS access token: signature under the published key named by `kid` and
-/// that key's algorithm only, `typ: at+jwt`, issuer, audience, and times with `leeway`.
+/// Verifies a compact JWS access token with the rules of `authx_core::oauth::jwt` (shape,
+/// `typ: at+jwt`, the published key named by `kid` and that key's algorithm only, the
+/// signature, the issuer), then the claims, audience and times with `leeway`.
 pub(crate) async fn verify_jwt(
     token: &str,
     keys: &KeySet,
@@ -198,39 +218,27 @@ pub(crate) async fn verify_jwt(
     now: i64,
     leeway: i64,
 ) -> Result<Claims, TokenDefect> {
-    if token.len() > MAX_TOKEN_LEN
-        || !token.is_ascii()
-        || token.bytes().filter(|b| *b == b'.').count() != 2
-    {
-        return Err(TokenDefect::Malformed);
-    }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenDefect::Malformed)?;
-    let typ_ok = header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if !typ_ok {
-        return Err(TokenDefect::WrongType);
-    }
-    // `jwk`, `jku`, `x5u` and `x5c` in the header are never looked at: keys come from the JWKS.
-    let kid = header.kid.as_deref().ok_or(TokenDefect::UnknownKey)?;
-    if kid.is_empty() || kid.len() > 256 {
-        return Err(TokenDefect::UnknownKey);
-    }
-    let verifier = keys.key(kid, http).await.ok_or(TokenDefect::UnknownKey)?;
-    if header.alg != verifier.alg.jwt_algorithm() {
-        return Err(TokenDefect::WrongAlgorithm);
-    }
-    let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    v.set_issuer(&[issuer]);
-    let c = jsonwebtoken::decode::<Claims>(token, &verifier.key, &v)
-        .map_err(|_| TokenDefect::Invalid)?
-        .claims;
+    let header = jwt::access_token_header(token).map_err(TokenDefect::from)?;
+    let verifier = keys
+        .key(&header.kid, http)
+        .await
+        .ok_or(TokenDefect::UnknownKey)?;
+    let c: Claims =
+        jwt::decode_verified(token, &header, &verifier, issuer).map_err(TokenDefect::from)?;
     check_claims(&c, issuer, audience, now, leeway)?;
     Ok(c)
+}
+
+impl From<jwt::JwsDefect> for TokenDefect {
+    fn from(d: jwt::JwsDefect) -> Self {
+        match d {
+            jwt::JwsDefect::Malformed => Self::Malformed,
+            jwt::JwsDefect::WrongType => Self::WrongType,
+            jwt::JwsDefect::UnknownKey => Self::UnknownKey,
+            jwt::JwsDefect::WrongAlgorithm => Self::WrongAlgorithm,
+            jwt::JwsDefect::Invalid => Self::Invalid,
+        }
+    }
 }
 
 /// The checks that do not need the signature: issuer, times, audience, required values.

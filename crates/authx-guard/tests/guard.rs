@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use authx_core::oauth::client::{Client, GrantType};
-use authx_core::oauth::keys::SigningAlg;
+use authx_core::oauth::keys::{KeyState, SigningAlg};
 use authx_core::oauth::pkce;
 use authx_guard::{Guard, GuardConfig, Identity, Mode, SessionCheck, WhenStale};
 use authx_testkit::services::SharedServices;
@@ -35,6 +35,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 type Customize = dyn Fn(&mut authx_server::config::FileConfig) + Send + Sync;
 
 /// A TCP proxy that can be cut (every connection dropped, new ones refused) and restored.
+/// With a [`FeedScript`], it answers the revocation feed itself and passes everything else on.
 struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
@@ -42,8 +43,91 @@ struct Proxy {
     _accept: JoinHandle<()>,
 }
 
+/// A revocation feed played by the proxy instead of the issuer: a malformed peer, or an issuer
+/// newer than the guard, which the real server cannot be made to act as.
+#[derive(Default)]
+struct FeedScript {
+    /// The messages every connection gets after the events before its `Last-Event-ID`:
+    /// `(id, SSE text)`.
+    events: Mutex<Vec<(i64, String)>>,
+    /// Each feed request's `Last-Event-ID` (empty when absent).
+    resumed_from: Mutex<Vec<String>>,
+    /// Rung when an event is added.
+    added: tokio::sync::Notify,
+}
+
+impl FeedScript {
+    fn push(&self, id: i64, event: &str, data: &str) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((id, format!("event: {event}\nid: {id}\ndata: {data}\n\n")));
+        self.added.notify_waiters();
+    }
+
+    /// Serves one feed request whose head has been read: the events after its position, a
+    /// `caught_up` marker, then new events as they are added, with a comment every 200 ms.
+    async fn serve(&self, head: &str, mut inbound: TcpStream) {
+        use tokio::io::AsyncWriteExt as _;
+        let after = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("last-event-id")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        self.resumed_from.lock().unwrap().push(after.clone());
+        let after: i64 = after.parse().unwrap_or(0);
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                    cache-control: no-store\r\nconnection: close\r\n\r\n";
+        if inbound.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut sent = 0;
+        let mut caught_up = false;
+        loop {
+            let added = self.added.notified();
+            let batch: Vec<(i64, String)> = self.events.lock().unwrap()[sent..].to_vec();
+            sent += batch.len();
+            let mut out = String::new();
+            let mut last = after;
+            for (id, text) in batch {
+                if id > after {
+                    out.push_str(&text);
+                    last = last.max(id);
+                }
+            }
+            if !caught_up {
+                out.push_str(&format!("event: caught_up\nid: {last}\ndata: {{}}\n\n"));
+                caught_up = true;
+            }
+            out.push_str(": keep-alive\n\n");
+            if inbound.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), added).await;
+        }
+    }
+}
+
+/// Reads an HTTP request head (up to the blank line), at most 16 KiB.
+async fn read_head(inbound: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = inbound.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
+}
+
 impl Proxy {
-    async fn start(upstream: Arc<OnceLock<SocketAddr>>) -> Self {
+    async fn start(upstream: Arc<OnceLock<SocketAddr>>, feed: Option<Arc<FeedScript>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
@@ -61,9 +145,28 @@ impl Proxy {
                 let Some(up) = upstream.get().copied() else {
                     continue;
                 };
+                let feed = feed.clone();
                 let task = tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt as _;
+                    let mut first = Vec::new();
+                    if let Some(feed) = feed {
+                        // A connection's first request decides: the feed is played here, all
+                        // else goes to the issuer (the guard's feed has a client of its own).
+                        let Some(head) = read_head(&mut inbound).await else {
+                            return;
+                        };
+                        let text = String::from_utf8_lossy(&head).into_owned();
+                        if text.starts_with("GET /api/v1/revocations") {
+                            feed.serve(&text, inbound).await;
+                            return;
+                        }
+                        first = head;
+                    }
                     if let Ok(mut outbound) = TcpStream::connect(up).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if outbound.write_all(&first).await.is_ok() {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
                     }
                 });
                 let mut all = cs.lock().unwrap();
@@ -142,14 +245,18 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        Self::start_on(None).await.0
+        Self::start_on(None, None).await.0
     }
 
     /// With `shared`, the server is one of two instances on a fresh PostgreSQL schema and Redis
-    /// prefix; the second (not behind the proxy) is returned too.
-    async fn start_on(shared: Option<&SharedServices>) -> (Self, Option<TestServer>) {
+    /// prefix; the second (not behind the proxy) is returned too. With `feed`, the proxy plays
+    /// the revocation feed.
+    async fn start_on(
+        shared: Option<&SharedServices>,
+        feed: Option<Arc<FeedScript>>,
+    ) -> (Self, Option<TestServer>) {
         let upstream = Arc::new(OnceLock::new());
-        let proxy = Proxy::start(Arc::clone(&upstream)).await;
+        let proxy = Proxy::start(Arc::clone(&upstream), feed).await;
         let issuer = proxy.url();
         let configure = |extra: Option<&SharedServices>| {
             let i = issuer.clone();
@@ -357,8 +464,8 @@ impl World {
     }
 }
 
-/// A resource server on 127.0.0.1:0 guarded by `guard`: `/whoami` for any valid token,
-/// `/write` for tokens with scope `write`.
+/// A resource server on 127.0.0.1:0 guarded by `guard`: `/whoami` (GET and POST) for any valid
+/// token, `/write` for tokens with scope `write`.
 async fn resource_server(guard: &Guard) -> String {
     async fn whoami(i: Identity) -> axum::Json<Value> {
         axum::Json(match i {
@@ -367,11 +474,11 @@ async fn resource_server(guard: &Guard) -> String {
         })
     }
     let app = Router::new()
-        .route("/whoami", get(whoami))
+        .route("/whoami", get(whoami).post(whoami))
         .route_layer(guard.layer())
         .merge(
             Router::new()
-                .route("/write", get(whoami))
+                .route("/write", get(whoami).post(whoami))
                 .route_layer(guard.layer().require_scope("write")),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -693,9 +800,8 @@ async fn introspection_mode_checks_with_the_issuer() {
     until_refused(&rs, &at).await;
 }
 
-#[tokio::test]
-async fn session_cookies_are_checked_against_the_shared_store() {
-    let w = World::start().await;
+/// A resource server guarded by sessions from `w`'s database, checked by `check(stores)`.
+async fn session_guard(w: &World, check: impl Fn(SessionCheck) -> SessionCheck) -> String {
     let backend = authx_store::connect(
         &format!("sqlite://{}", w.server.db_path().display()),
         &authx_store::ConnectOptions::default(),
@@ -704,11 +810,35 @@ async fn session_cookies_are_checked_against_the_shared_store() {
     .unwrap();
     let guard = Guard::start(
         w.config()
-            .sessions(SessionCheck::new(backend.sessions, backend.accounts)),
+            .sessions(check(SessionCheck::new(backend.sessions, backend.accounts))),
     )
     .await
     .unwrap();
-    let rs = resource_server(&guard).await;
+    resource_server(&guard).await
+}
+
+/// Sends `cookie` (with extra headers) to the resource server; returns the status.
+async fn with_cookie(
+    rs: &str,
+    method: reqwest::Method,
+    path: &str,
+    cookies: &[reqwest::header::HeaderValue],
+    extra: &[(&str, &str)],
+) -> u16 {
+    let mut req = reqwest::Client::new().request(method, format!("{rs}{path}"));
+    for c in cookies {
+        req = req.header("cookie", c.clone());
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn session_cookies_are_checked_against_the_shared_store() {
+    let w = World::start().await;
+    let rs = session_guard(&w, |c| c).await;
     let cookie = w.sign_in().await;
     let get = |c: String| {
         let rs = rs.clone();
@@ -724,8 +854,7 @@ async fn session_cookies_are_checked_against_the_shared_store() {
     let res = get(cookie.clone()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["session"], true);
-    // A session may not use routes that need an application scope? It may: the user acts
-    // directly. But a forged, a duplicated and an ended session are refused.
+    // A forged, a duplicated and an ended session are refused.
     let forged = format!("authx_session={}", "A".repeat(43));
     assert_eq!(get(forged).await.status(), 401);
     assert_eq!(get(format!("{cookie}; {cookie}")).await.status(), 400);
@@ -740,6 +869,126 @@ async fn session_cookies_are_checked_against_the_shared_store() {
         204
     );
     assert_eq!(get(cookie).await.status(), 401);
+}
+
+/// Issue 14 item 12: a session is an ambient credential, so it holds no scope unless the guard
+/// grants it, and an unsafe request needs a trusted `Origin` or the custom CSRF header.
+#[tokio::test]
+async fn session_cookies_get_only_granted_scopes_and_need_a_same_site_origin_to_write() {
+    let w = World::start().await;
+    let cookie = reqwest::header::HeaderValue::from_str(&w.sign_in().await).unwrap();
+    let cookies = std::slice::from_ref(&cookie);
+    let rs = session_guard(&w, |c| c.allow_origin("https://app.example.com")).await;
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+
+    // No scope by default: a route that needs one needs a token.
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/whoami", cookies, &[]).await,
+        200
+    );
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/write", cookies, &[]).await,
+        403
+    );
+
+    // Unsafe methods: a trusted Origin, or no Origin and the custom header.
+    let trusted = [("origin", "https://app.example.com")];
+    assert_eq!(
+        with_cookie(&rs, post.clone(), "/whoami", cookies, &trusted).await,
+        200
+    );
+    let header_only = [("x-csrf-token", "anything")];
+    assert_eq!(
+        with_cookie(&rs, post.clone(), "/whoami", cookies, &header_only).await,
+        200
+    );
+    for (name, extra) in [
+        ("a plain cross-site form", vec![]),
+        ("another site", vec![("origin", "https://evil.example")]),
+        ("an opaque origin", vec![("origin", "null")]),
+        (
+            "another site with the header",
+            vec![("origin", "https://evil.example"), ("x-csrf-token", "x")],
+        ),
+        (
+            "two origins",
+            vec![
+                ("origin", "https://app.example.com"),
+                ("origin", "https://evil.example"),
+            ],
+        ),
+    ] {
+        assert_eq!(
+            with_cookie(&rs, post.clone(), "/whoami", cookies, &extra).await,
+            403,
+            "{name}"
+        );
+    }
+    // A bearer token is not an ambient credential: no Origin rule for it.
+    let (at, _, _) = w.code_flow(cookie.to_str().unwrap(), "read").await;
+    let res = reqwest::Client::new()
+        .post(format!("{rs}/whoami"))
+        .bearer_auth(&at)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Scopes granted to sessions by configuration.
+    let rs = session_guard(&w, |c| c.grant_scopes(["write"])).await;
+    assert_eq!(
+        with_cookie(&rs, get.clone(), "/write", cookies, &[]).await,
+        200
+    );
+    assert_eq!(
+        with_cookie(&rs, post, "/write", cookies, &header_only).await,
+        200
+    );
+}
+
+/// Issue 14 item 17: the guard reads the session cookie with the server's rules
+/// (`authx_core::cookie`): quotes trimmed, headers that are not visible ASCII skipped, an
+/// oversized header refused.
+#[tokio::test]
+async fn the_guard_reads_session_cookies_with_the_servers_rules() {
+    let w = World::start().await;
+    let rs = session_guard(&w, |c| c).await;
+    let cookie = w.sign_in().await;
+    let (name, value) = cookie.split_once('=').unwrap();
+    let hv = |s: &str| reqwest::header::HeaderValue::from_str(s).unwrap();
+    let get = reqwest::Method::GET;
+    let status = |cookies: Vec<reqwest::header::HeaderValue>| {
+        let (rs, get) = (rs.clone(), get.clone());
+        async move { with_cookie(&rs, get, "/whoami", &cookies, &[]).await }
+    };
+    // The server accepts a quoted value (RFC 6265 §4.1.1 allows DQUOTEs around it).
+    let quoted = hv(&format!("{name}=\"{value}\""));
+    let at_server = w
+        .http
+        .get(format!("{}/api/v1/me", w.issuer))
+        .header("cookie", quoted.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(at_server, 200);
+    assert_eq!(status(vec![quoted]).await, 200);
+    // A header with a non-ASCII byte is skipped, not a reason to refuse the request.
+    let binary = reqwest::header::HeaderValue::from_bytes(b"theme=caf\xe9").unwrap();
+    assert_eq!(status(vec![binary, hv(&cookie)]).await, 200);
+    // An oversized header is hostile: the cookie in it is not used.
+    let huge = hv(&format!("{cookie}; filler={}", "x".repeat(9 * 1024)));
+    assert_eq!(status(vec![huge]).await, 400);
+    // Both spellings of the cookie at once count as a repeat.
+    assert_eq!(
+        status(vec![hv(&format!(
+            "authx_session={value}; __Host-authx_session={value}"
+        ))])
+        .await,
+        400
+    );
 }
 
 /// Builds a JWT from raw JSON parts and a raw signature.
@@ -1061,7 +1310,7 @@ async fn revocations_on_any_instance_reach_the_guard() {
     else {
         return;
     };
-    let (w, other) = World::start_on(Some(&services)).await;
+    let (w, other) = World::start_on(Some(&services), None).await;
     let other = other.unwrap();
     let guard = w.guard().await;
     let rs = resource_server(&guard).await;
@@ -1101,4 +1350,235 @@ async fn revocations_on_any_instance_reach_the_guard() {
     other.stop().await;
     w.server.stop().await;
     services.cleanup().await;
+}
+
+/// Issue 14 item 4: deleting a client (admin JSON API) publishes a client-level revocation,
+/// and the guard refuses its client-credentials tokens at once; other clients' tokens pass.
+#[tokio::test]
+async fn deleting_a_client_reaches_the_resource_server() {
+    let w = World::start().await;
+    let guard = w.guard().await;
+    let rs = resource_server(&guard).await;
+    let doomed = client_credentials(&w, "other", &w.other_secret, Some(API)).await;
+    let kept = client_credentials(&w, "app", &w.app_secret, Some(API)).await;
+    assert_eq!(rs_status(&rs, "/whoami", &doomed).await, 200);
+
+    w.server
+        .running()
+        .unwrap()
+        .state
+        .auth
+        .create_user("admin@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let res = w
+        .http
+        .post(format!("{}/api/v1/auth/sign-in", w.issuer))
+        .header("origin", &w.issuer)
+        .json(&json!({"email": "admin@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let admin = session_cookie(&res).unwrap();
+    assert_eq!(
+        w.call(
+            reqwest::Method::DELETE,
+            "/api/v1/admin/clients/other",
+            &admin,
+            json!({})
+        )
+        .await,
+        204
+    );
+    let took = until_refused(&rs, &doomed).await;
+    println!("GUARD_CLIENT_DELETION_REFUSAL {took:?}");
+    assert_eq!(rs_status(&rs, "/whoami", &kept).await, 200);
+}
+
+/// Issue 14 item 9: requests that arrive together with a key the guard has not seen share one
+/// JWKS fetch: a newly rotated key, then fresh unknown kids, 50 concurrent requests each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unknown_kids_share_one_jwks_fetch() {
+    let w = World::start().await;
+    let guard = Guard::start(w.config().jwks_refetch_interval(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let rs = resource_server(&guard).await;
+    let state = &w.server.running().unwrap().state;
+    let before_rotation = client_credentials(&w, "app", &w.app_secret, Some(API)).await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(
+        &b64.decode(before_rotation.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let alg = SigningAlg::parse(header["alg"].as_str().unwrap()).unwrap();
+
+    // The issuer starts signing with a key published after the guard read the JWKS.
+    let kid = state.oauth.publish_next_key(alg).await.unwrap();
+    let later = state.oauth.now().plus(1);
+    state
+        .oauth
+        .stores()
+        .keys
+        .set_key_state(&kid, KeyState::Active, Some(later), None)
+        .await
+        .unwrap();
+    state.oauth.reload_keys().await.unwrap();
+    let rotated = client_credentials(&w, "app", &w.app_secret, Some(API)).await;
+    let rotated_kid: Value =
+        serde_json::from_slice(&b64.decode(rotated.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(rotated_kid["kid"], kid.as_str());
+
+    let concurrently = |tokens: Vec<String>| {
+        let rs = rs.clone();
+        async move {
+            let start = tokio::sync::Barrier::new(tokens.len());
+            let start = Arc::new(start);
+            let tasks: Vec<_> = tokens
+                .into_iter()
+                .map(|t| {
+                    let (rs, start) = (rs.clone(), Arc::clone(&start));
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        rs_status(&rs, "/whoami", &t).await
+                    })
+                })
+                .collect();
+            let mut statuses = Vec::new();
+            for t in tasks {
+                statuses.push(t.await.unwrap());
+            }
+            statuses
+        }
+    };
+
+    // Past the refetch interval since the guard's start-up fetch.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = jwks_fetches(&w).await;
+    let statuses = concurrently(vec![rotated.clone(); 50]).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let fetched = jwks_fetches(&w).await - before;
+    assert_eq!(fetched, 1, "{fetched} JWKS fetches for one new key");
+
+    // Fresh unknown kids, once the interval has passed again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let parts: Vec<&str> = rotated.split('.').collect();
+    let unknown: Vec<String> = (0..50)
+        .map(|n| {
+            let h = json!({"alg": header["alg"], "typ": "at+jwt", "kid": format!("unknown-{n}")});
+            format!("{}.{}.{}", b64.encode(h.to_string()), parts[1], parts[2])
+        })
+        .collect();
+    let before = jwks_fetches(&w).await;
+    let statuses = concurrently(unknown).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let fetched = jwks_fetches(&w).await - before;
+    assert!(
+        fetched <= 1,
+        "{fetched} JWKS fetches for 50 concurrent unknown kids"
+    );
+}
+
+/// A `LoggedEvent` as the feed sends it.
+fn logged_event(seq: i64, event: Value) -> String {
+    let now = authx_core::Clock::now(&authx_core::SystemClock).secs();
+    json!({"seq": seq, "at": now, "expires_at": now + 3_600, "event": event}).to_string()
+}
+
+/// Issue 14 item 10: an event the guard cannot read is never stepped over. The guard goes stale
+/// (503, or introspection when so configured), resumes from before the event, and still applies
+/// the readable events that follow it.
+#[tokio::test]
+async fn an_unreadable_revocation_event_makes_the_guard_stale_instead_of_skipped() {
+    let feed = Arc::new(FeedScript::default());
+    let (w, _) = World::start_on(None, Some(Arc::clone(&feed))).await;
+    feed.push(
+        1,
+        "revocation",
+        &logged_event(
+            1,
+            json!({"kind": "access_token_revoked", "jti": "gone", "user_id": "u", "expires_at": 4_000_000_000_i64}),
+        ),
+    );
+    let guard = w.guard().await;
+    assert!(guard.is_fresh());
+    assert_eq!(guard.feed_position(), (1, 1));
+    let rs = resource_server(&guard).await;
+    let cookie = w.sign_in().await;
+    let (at, _, _) = w.code_flow(&cookie, "read").await;
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 200);
+
+    // An event kind from a newer issuer, then one this guard reads, naming a live token.
+    let (doomed, _, _) = w.code_flow(&cookie, "read").await;
+    let doomed_jti = {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let c: Value =
+            serde_json::from_slice(&b64.decode(doomed.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        c["jti"].as_str().unwrap().to_owned()
+    };
+    feed.push(
+        2,
+        "revocation",
+        &logged_event(2, json!({"kind": "tenant_suspended", "tenant": "t1"})),
+    );
+    feed.push(
+        3,
+        "revocation",
+        &logged_event(
+            3,
+            json!({"kind": "access_token_revoked", "jti": doomed_jti, "user_id": "u", "expires_at": 4_000_000_000_i64}),
+        ),
+    );
+    let start = Instant::now();
+    while rs_status(&rs, "/whoami", &at).await != 503 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the guard stepped over an event it cannot read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!guard.is_fresh());
+    while guard.feed_position().1 < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the readable event after the unreadable one was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        guard.feed_position().0,
+        1,
+        "the resume position stays before the unreadable event"
+    );
+
+    // A reconnect resumes from before the event, which is still unreadable: still stale.
+    w.proxy.cut();
+    w.proxy.restore();
+    let start = Instant::now();
+    while feed.resumed_from.lock().unwrap().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        feed.resumed_from
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| p.is_empty() || p == "1"),
+        "{:?}",
+        feed.resumed_from.lock().unwrap()
+    );
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 503);
+
+    // Configured to introspect when stale: the issuer answers for each token meanwhile, and
+    // the deny-set still refuses what the readable events named.
+    let introspecting = w.stale_after_a_second(WhenStale::Introspect).await;
+    assert!(!introspecting.is_fresh());
+    let rs = resource_server(&introspecting).await;
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 200);
+    assert_eq!(rs_status(&rs, "/whoami", &doomed).await, 401);
+    w.revoke(&at).await;
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 401);
 }

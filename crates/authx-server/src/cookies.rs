@@ -4,11 +4,8 @@
 //! Values are only ever accepted in the exact shape authx issues. When a request carries the
 //! same cookie name twice (cookie tossing from a sibling domain), neither value is used.
 
-use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
-
-/// Longest `Cookie` header value considered; longer ones are ignored as hostile.
-const MAX_COOKIE_HEADER: usize = 8 * 1024;
+use axum::http::{HeaderMap, HeaderValue};
 
 /// Cookie names and attributes for this server.
 #[derive(Debug, Clone)]
@@ -96,34 +93,20 @@ impl CookieNames {
     }
 }
 
-/// The single value of cookie `name`, or `None` when it is absent, repeated or oversized.
+/// The single value of cookie `name`, or `None` when it is absent, repeated or oversized (the
+/// rules of [`authx_core::cookie::find_cookie`]).
 #[must_use]
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        if text.len() > MAX_COOKIE_HEADER {
-            return None;
-        }
-        for pair in text.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            if k.trim() == name {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(v.trim().trim_matches('"'));
-            }
-        }
-    }
-    found
+    authx_core::cookie::find_cookie(
+        headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+        &[name],
+    )
+    .value()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -575,7 +575,8 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             Ok(())
         }
         ClientCommand::Remove { id } => {
-            if clients.delete_client(&id).await? {
+            // Through the provider, so the revocation event reaches guards via the log.
+            if state.oauth.delete_client(&id).await? {
                 state.auth.audit().record(
                     authx_core::audit::AuditEvent::success("client_deleted")
                         .client(&id)

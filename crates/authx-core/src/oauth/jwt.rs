@@ -125,9 +125,100 @@ pub fn at_hash(access_token: &str, alg: SigningAlg) -> String {
     }
 }
 
-/// Verifies an access token authx issued: size, `typ: at+jwt`, a known `kid` whose algorithm
-/// equals the header's, the signature, the issuer, `exp` and `iat` against `now` with `leeway`
-/// seconds, and claims of the right JSON types. Header `jwk`, `jku`, `x5u` and `x5c` are ignored.
+/// Whether `typ` names an access token: `at+jwt`, or its full media type `application/at+jwt`
+/// (RFC 9068 §4), in any case.
+#[must_use]
+pub fn is_access_token_typ(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// Why a compact JWS was refused before its claims were looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwsDefect {
+    /// Not a compact JWS of sane size, or a header that does not decode.
+    #[error("not a compact JWS of sane size")]
+    Malformed,
+    /// Not `typ: at+jwt` (an ID token, for example).
+    #[error("not an access token (typ)")]
+    WrongType,
+    /// No `kid`, or one of absurd length.
+    #[error("no usable key id")]
+    UnknownKey,
+    /// The header's `alg` differs from the key's own algorithm.
+    #[error("alg differs from the key's algorithm")]
+    WrongAlgorithm,
+    /// A bad signature, another issuer, or claims of the wrong shape.
+    #[error("signature, issuer or claims invalid")]
+    Invalid,
+}
+
+/// The parts of an access token's header that choose how it is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenHeader {
+    /// The algorithm the token claims; it must equal the key's own.
+    pub alg: jsonwebtoken::Algorithm,
+    /// The key id, to look up in the issuer's keys.
+    pub kid: String,
+}
+
+/// Checks the shape of an access token and reads its header: at most [`MAX_JWT_LEN`] ASCII
+/// bytes in three segments, `typ` per [`is_access_token_typ`], and a `kid` of 1-256 bytes.
+/// Header `jwk`, `jku`, `x5u` and `x5c` are never looked at: keys come from the issuer.
+///
+/// # Errors
+/// What is wrong with the token.
+pub fn access_token_header(token: &str) -> Result<AccessTokenHeader, JwsDefect> {
+    if token.len() > MAX_JWT_LEN
+        || !token.is_ascii()
+        || token.bytes().filter(|b| *b == b'.').count() != 2
+    {
+        return Err(JwsDefect::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwsDefect::Malformed)?;
+    if !header.typ.as_deref().is_some_and(is_access_token_typ) {
+        return Err(JwsDefect::WrongType);
+    }
+    match header.kid {
+        Some(kid) if !kid.is_empty() && kid.len() <= 256 => Ok(AccessTokenHeader {
+            alg: header.alg,
+            kid,
+        }),
+        _ => Err(JwsDefect::UnknownKey),
+    }
+}
+
+/// Verifies the signature of `token` under `verifier`'s key and that key's one algorithm (a
+/// header naming another is refused), requires `iss` to equal `issuer`, and decodes the claims
+/// as `T` (serde decides which JSON types are right). Times and audience are left to the
+/// caller, who checks them against its own clock and audience rules.
+///
+/// # Errors
+/// [`JwsDefect::WrongAlgorithm`], or [`JwsDefect::Invalid`] for a bad signature, another issuer
+/// or claims that do not decode.
+pub fn decode_verified<T: serde::de::DeserializeOwned>(
+    token: &str,
+    header: &AccessTokenHeader,
+    verifier: &Verifier,
+    issuer: &str,
+) -> Result<T, JwsDefect> {
+    if header.alg != verifier.alg.jwt_algorithm() {
+        return Err(JwsDefect::WrongAlgorithm);
+    }
+    let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
+    // Times are checked by the caller against its clock; the audience by its own rules.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    v.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<T>(token, &verifier.key, &v)
+        .map(|d| d.claims)
+        .map_err(|_| JwsDefect::Invalid)
+}
+
+/// Verifies an access token authx issued: shape and header ([`access_token_header`]), a known
+/// `kid`, the signature under that key's algorithm and the issuer ([`decode_verified`]), `exp`
+/// and `iat` against `now` with `leeway` seconds, and claims of the right JSON types.
 /// Revocation and audience are the caller's to check.
 #[must_use]
 pub fn verify_access_token(
@@ -137,30 +228,9 @@ pub fn verify_access_token(
     now: Timestamp,
     leeway: i64,
 ) -> Option<AccessTokenClaims> {
-    if token.len() > MAX_JWT_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
-        return None;
-    }
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
-    {
-        return None;
-    }
-    let verifier = ring.verifier(header.kid.as_deref()?)?;
-    if header.alg != verifier.alg.jwt_algorithm() {
-        return None;
-    }
-    let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
-    // Time is checked below against the injected clock.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    v.set_issuer(&[issuer]);
-    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &verifier.key, &v).ok()?;
-    let c = data.claims;
+    let header = access_token_header(token).ok()?;
+    let verifier = ring.verifier(&header.kid)?;
+    let c: AccessTokenClaims = decode_verified(token, &header, verifier, issuer).ok()?;
     // Saturating: the claims are signed, but a far-future `exp` must not overflow the check.
     if c.exp.saturating_add(leeway) <= now.secs() || c.iat.saturating_sub(leeway) > now.secs() {
         return None;

@@ -1433,8 +1433,8 @@ impl OAuthService {
     }
 
     /// Checks an access token for use at this server: signature and claims, then that nothing
-    /// revoked it (its `jti`, its family, its session for session-minted tokens, a later
-    /// password change, a disabled user).
+    /// revoked it (its `jti`, its family, its session for session-minted tokens, its client for
+    /// client-credentials tokens, a later password change, a disabled user).
     ///
     /// # Errors
     /// Storage failures (the caller fails closed).
@@ -1514,6 +1514,16 @@ impl OAuthService {
                 .any(|s| &s.id.0 == sid);
             if !alive {
                 return Ok(None);
+            }
+        } else {
+            // Client credentials: no family or session to die with, so the client itself must
+            // still exist, and be the one the token was issued to rather than a client
+            // registered later under the same id (within the clock leeway).
+            match self.stores.clients.client(&c.client_id).await? {
+                Some(client)
+                    if c.iat.saturating_add(self.config.leeway_secs)
+                        >= client.created_at.secs() => {}
+                _ => return Ok(None),
             }
         }
         if !c.sub.starts_with("client:") {
@@ -1778,6 +1788,25 @@ impl OAuthService {
         self.audit
             .record(crate::audit::AuditEvent::success("client_registered").client(&client.id));
         Ok((client, secret.map(|s| s.expose().to_owned())))
+    }
+
+    /// Deletes a client with everything issued to it, and publishes
+    /// [`RevocationEvent::ClientRevoked`] so that caches and resource-server guards refuse its
+    /// access tokens at once. Returns whether the client existed.
+    ///
+    /// # Errors
+    /// Storage failures, or an event that could not be published (the client is gone by then,
+    /// and this server refuses its tokens, but guards may not have heard).
+    pub async fn delete_client(&self, id: &str) -> Result<bool, OAuthError> {
+        if !self.stores.clients.delete_client(id).await? {
+            return Ok(false);
+        }
+        self.events
+            .publish(&RevocationEvent::ClientRevoked {
+                client_id: id.to_owned(),
+            })
+            .await?;
+        Ok(true)
     }
 
     /// The claims of an ID token this server signed, expired or not: the `id_token_hint` of

@@ -777,11 +777,9 @@ async fn admin_client_delete(
     admin_action(&state, admin, "delete_client", &id);
     if state
         .oauth
-        .stores()
-        .clients
         .delete_client(&id)
         .await
-        .map_err(|e| oauth_api_error(e.into()))?
+        .map_err(oauth_api_error)?
     {
         state.auth.audit().record(
             authx_core::audit::AuditEvent::success("client_deleted")

@@ -389,3 +389,54 @@ fn audit_lists_filters_and_follows() {
     follower.kill().unwrap();
     follower.wait().unwrap();
 }
+
+/// Issue 14 item 4: `authx client remove` publishes the client-level revocation through the
+/// durable log, which the revocation feed replays to guards (even from another process).
+#[tokio::test]
+async fn client_remove_publishes_a_client_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = authx(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "worker",
+            "--name",
+            "Worker",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "read",
+        ],
+        None,
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let remove = authx(dir.path(), &["client", "remove", "--id", "worker"], None);
+    assert!(
+        remove.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remove.stderr)
+    );
+    let backend = authx_store::connect(
+        &format!("sqlite://{}", dir.path().join("authx.db").display()),
+        &authx_store::ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let events = backend
+        .revocations
+        .events_after(0, authx_core::Timestamp(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| &e.event).collect::<Vec<_>>(),
+        [&authx_core::events::RevocationEvent::ClientRevoked {
+            client_id: "worker".into()
+        }]
+    );
+}

@@ -1263,6 +1263,114 @@ async fn a_removed_resource_or_client_is_refused_from_the_next_request() {
     assert_eq!(userinfo().await.unwrap().status(), 401);
 }
 
+/// Issue 14 item 4: a deleted client's client-credentials access tokens die with it
+/// (introspection says inactive, also from the token cache), the deletion is published on the
+/// revocation feed as a client-level event, and a client registered later under the same id
+/// does not bring the old tokens back.
+#[tokio::test]
+async fn deleting_a_client_ends_its_client_credentials_tokens() {
+    const API: &str = "https://api.example.com";
+    let op = op().await;
+    let state = &op.server.running().unwrap().state;
+    let register = |id: &'static str| async move {
+        state
+            .oauth
+            .register_client(client(id, &[GrantType::ClientCredentials], false), true)
+            .await
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    // The API as a client under its resource id: it introspects its tokens and reads the feed.
+    let api_secret = register(API).await;
+    let worker_secret = register("worker").await;
+    let res = op
+        .server
+        .client
+        .post(format!("{}/oauth2/token", op.server.url))
+        .basic_auth("worker", Some(&worker_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "read"),
+            ("resource", API),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let at = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let as_api = |path: &'static str| {
+        op.server
+            .client
+            .post(format!("{}{path}", op.server.url))
+            .basic_auth(urlencode(API), Some(urlencode(&api_secret)))
+    };
+    let introspect = || async {
+        as_api("/oauth2/introspect")
+            .form(&[("token", at.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // Twice: the second answer comes from the token cache of a single instance.
+    assert_eq!(introspect().await["active"], true);
+    assert_eq!(introspect().await["client_id"], "worker");
+
+    state
+        .auth
+        .create_user("admin@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let cookie = op
+        .server
+        .sign_in("admin@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let res = op
+        .server
+        .send_json(
+            reqwest::Method::DELETE,
+            "/api/v1/admin/clients/worker",
+            &cookie,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(introspect().await, json!({"active": false}));
+
+    // Guards hear of it: a client-level event on the feed.
+    let feed: Value = op
+        .server
+        .client
+        .get(format!("{}/api/v1/revocations?after=0", op.server.url))
+        .basic_auth(urlencode(API), Some(urlencode(&api_secret)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = feed["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == json!({"kind": "client_revoked", "client_id": "worker"})),
+        "{feed}"
+    );
+
+    // A client registered later under the same id is another client.
+    op.server.clock.advance(120);
+    register("worker").await;
+    assert_eq!(introspect().await, json!({"active": false}));
+}
+
 #[tokio::test]
 async fn session_mints_a_short_lived_token_that_dies_with_it() {
     let op = op().await;
