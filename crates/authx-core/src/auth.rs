@@ -32,7 +32,7 @@ pub enum AuthError {
     #[error("the email or password is incorrect")]
     InvalidCredentials,
     /// Too many failures; try again after the given number of seconds.
-    #[error("too many attempts; try again in {retry_after_secs} seconds")]
+    #[error("too many attempts; try again in {}", crate::plural::count(*.retry_after_secs, "second", "seconds"))]
     Throttled {
         /// Seconds until the next attempt is allowed.
         retry_after_secs: i64,

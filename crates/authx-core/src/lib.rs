@@ -24,6 +24,7 @@ pub mod events;
 pub mod federation;
 pub mod oauth;
 pub mod password;
+pub mod plural;
 pub mod ratelimit;
 pub mod secret;
 pub mod session;

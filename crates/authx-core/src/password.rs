@@ -37,7 +37,7 @@ impl Default for PasswordPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRejected {
     /// Shorter than the policy's minimum.
-    #[error("use at least {0} characters")]
+    #[error("use at least {}", crate::plural::count(*.0 as u64, "character", "characters"))]
     TooShort(usize),
     /// Longer than [`MAX_PASSWORD_BYTES`].
     #[error("use at most {MAX_PASSWORD_BYTES} bytes")]

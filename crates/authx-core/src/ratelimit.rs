@@ -32,6 +32,27 @@ impl RateLimit {
     }
 }
 
+/// The network a client address stands for in a limit: an IPv4 address itself, or the
+/// `/prefix` of an IPv6 address (one subscriber usually holds a /64 and rotates through it
+/// freely; a site often holds a /48). `-` when the address is unknown or unreadable.
+#[must_use]
+pub fn network_key(ip: Option<&str>, v6_prefix: u8) -> String {
+    match ip.and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let prefix = v6_prefix.min(128);
+            let bits = u128::from(v6);
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - u32::from(prefix)))
+            };
+            format!("{}/{prefix}", std::net::Ipv6Addr::from(masked))
+        }
+        Some(v4) => v4.to_string(),
+        None => "-".to_owned(),
+    }
+}
+
 /// Counts requests per key and window.
 #[async_trait]
 pub trait RateCounter: Send + Sync + 'static {
@@ -123,6 +144,26 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_group_ipv6_by_prefix() {
+        assert_eq!(network_key(Some("192.0.2.7"), 64), "192.0.2.7");
+        assert_eq!(
+            network_key(Some("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            network_key(Some("2001:db8:1:2:aaaa::1"), 48),
+            "2001:db8:1::/48"
+        );
+        assert_eq!(
+            network_key(Some("2001:db8:1:2:ffff::9"), 64),
+            network_key(Some("2001:db8:1:2::1"), 64)
+        );
+        assert_eq!(network_key(Some("::1"), 128), "::1/128");
+        assert_eq!(network_key(None, 64), "-");
+        assert_eq!(network_key(Some("not an address"), 64), "-");
+    }
     use crate::ManualClock;
 
     #[tokio::test]

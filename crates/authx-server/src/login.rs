@@ -50,8 +50,8 @@ impl Prompt {
             s.push_str(&format!("Or open this link, which carries the code: {c}\n"));
         }
         s.push_str(&format!(
-            "The code expires in {} minutes. Waiting for approval...\n",
-            self.expires_in.div_ceil(60)
+            "The code expires in {}. Waiting for approval...\n",
+            authx_core::plural::count(self.expires_in.div_ceil(60), "minute", "minutes")
         ));
         s
     }
@@ -151,6 +151,21 @@ fn with_client<'a>(
     }
 }
 
+/// A form-encoded body (RFC 6749 §3.2 / RFC 8628 §3.1), also when it is empty: a confidential
+/// client asking for its default scopes sends no field at all, and a server may refuse a form
+/// content type without a body, so the empty form goes out as one with `Content-Length: 0`.
+fn form_body(req: reqwest::RequestBuilder, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    req.header(
+        reqwest::header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded",
+    )
+    .header(reqwest::header::CONTENT_LENGTH, body.len())
+    .body(body)
+}
+
 fn error_of(v: &Value) -> String {
     let code = v["error"].as_str().unwrap_or("unknown_error");
     match v["error_description"].as_str() {
@@ -181,8 +196,7 @@ where
         form.push(("scope", s.as_str()));
     }
     let req = with_client(http.post(&device_endpoint), opts, &mut form);
-    let res = req
-        .form(&form)
+    let res = form_body(req, &form)
         .send()
         .await
         .context("device authorization request failed")?;
@@ -229,7 +243,7 @@ where
             ("device_code", device_code.as_str()),
         ];
         let req = with_client(http.post(&token_endpoint), opts, &mut form);
-        let res = match req.form(&form).send().await {
+        let res = match form_body(req, &form).send().await {
             Ok(r) => r,
             // A network hiccup: try again at the next interval.
             Err(e) if e.is_timeout() || e.is_connect() => continue,
@@ -248,6 +262,35 @@ where
             _ => bail!("the server refused: {}", error_of(&v)),
         }
     }
+}
+
+/// Checks, before a flow starts, that [`save_tokens`] will be able to write `path`: an
+/// existing file is opened for writing (not truncated), a missing one is created and removed
+/// again. Finding out after the approval would spend the device code for nothing.
+///
+/// # Errors
+/// The file cannot be opened or created for writing.
+pub fn check_save_path(path: &Path) -> anyhow::Result<()> {
+    let cannot = || format!("cannot write {}", path.display());
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(cannot)?;
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    drop(opts.open(path).with_context(cannot)?);
+    std::fs::remove_file(path).with_context(cannot)
 }
 
 /// Writes the tokens to `path`, readable and writable by the owner only (0600 on Unix).

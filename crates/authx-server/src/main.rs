@@ -277,7 +277,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => authx_server::run(config, Arc::new(SystemClock)).await,
         Command::Migrate => {
             let n = authx_store::migrate(&config.database_url, &config.store).await?;
-            println!("applied {n} migration(s)");
+            println!(
+                "applied {}",
+                authx_core::plural::count(n as u64, "migration", "migrations")
+            );
             Ok(())
         }
         Command::User(cmd) => user_command(config, cmd).await,
@@ -664,11 +667,21 @@ async fn login_command(args: LoginArgs) -> anyhow::Result<()> {
         client_secret: args.client_secret,
         scope: (!args.scopes.is_empty()).then(|| args.scopes.join(" ")),
     };
+    // A path that cannot be written is refused before the device code is spent.
+    if let Some(path) = &args.save {
+        authx_server::login::check_save_path(path)?;
+    }
     let tokens =
         authx_server::login::run(&opts, |p| eprint!("{}", p.message()), tokio::time::sleep).await?;
     match args.save {
         Some(path) => {
-            authx_server::login::save_tokens(&path, &tokens)?;
+            if let Err(e) = authx_server::login::save_tokens(&path, &tokens) {
+                // The approval is spent: print the tokens rather than lose them.
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                return Err(e.context(
+                    "signed in, but the tokens could not be saved; they are printed above",
+                ));
+            }
             eprintln!("Signed in. Tokens saved to {}", path.display());
         }
         None => println!("{}", serde_json::to_string_pretty(&tokens)?),

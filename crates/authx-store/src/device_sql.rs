@@ -19,14 +19,14 @@ macro_rules! device_columns {
     () => {
         "device_code_hash, user_code, client_id, scope, resource, status, user_id, session_id, \
          auth_time, decided_at, family_id, interval_secs, polls, last_poll_at, created_at, \
-         expires_at"
+         expires_at, last_poll_ms, slow_down_gap_ms"
     };
 }
 
 pub(crate) const INSERT_DEVICE: &str = concat!(
     "INSERT INTO device_grants (",
     device_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 );
 pub(crate) const DEVICE_BY_HASH: &str = concat!(
     "SELECT ",
@@ -48,8 +48,8 @@ pub(crate) const REDEEM_DEVICE: &str = "UPDATE device_grants SET status = 'redee
      family_id = $1 \
      WHERE device_code_hash = $2 AND status = 'approved' AND expires_at > $3";
 pub(crate) const RECORD_POLL: &str = "UPDATE device_grants SET polls = polls + 1, \
-     interval_secs = $1, last_poll_at = $2 \
-     WHERE device_code_hash = $3 AND polls = $4";
+     interval_secs = $1, last_poll_at = $2, last_poll_ms = $3, slow_down_gap_ms = $4 \
+     WHERE device_code_hash = $5 AND polls = $6";
 pub(crate) const PURGE_DEVICES: &str = "DELETE FROM device_grants WHERE expires_at <= $1";
 
 fn opt_timestamp<R>(row: &R, name: &str) -> StoreResult<Option<Timestamp>>
@@ -90,6 +90,8 @@ where
         interval_secs: col(row, "interval_secs")?,
         polls: col(row, "polls")?,
         last_poll_at: opt_timestamp(row, "last_poll_at")?,
+        last_poll_ms: col(row, "last_poll_ms")?,
+        slow_down_gap_ms: col(row, "slow_down_gap_ms")?,
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
     })
@@ -121,6 +123,8 @@ macro_rules! impl_device_store {
                     .bind(g.last_poll_at.map(|t| t.0))
                     .bind(g.created_at.0)
                     .bind(g.expires_at.0)
+                    .bind(g.last_poll_ms)
+                    .bind(g.slow_down_gap_ms)
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
@@ -210,15 +214,15 @@ macro_rules! impl_device_store {
             async fn record_device_poll(
                 &self,
                 hash: &::authx_core::secret::TokenHash,
-                seen_polls: i64,
-                interval_secs: i64,
-                now: ::authx_core::Timestamp,
+                poll: &::authx_core::oauth::device::DevicePoll,
             ) -> ::authx_core::store::StoreResult<bool> {
                 let done = ::sqlx::query($crate::device_sql::RECORD_POLL)
-                    .bind(interval_secs)
-                    .bind(now.0)
+                    .bind(poll.interval_secs)
+                    .bind(poll.at().0)
+                    .bind(poll.at_ms)
+                    .bind(poll.slow_down_gap_ms)
                     .bind(hash.to_hex())
-                    .bind(seen_polls)
+                    .bind(poll.seen_polls)
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;

@@ -47,6 +47,11 @@ pub const DEVICE_POLL_INTERVAL_SECS: i64 = 5;
 pub const SLOW_DOWN_STEP_SECS: i64 = 5;
 /// The interval never grows beyond this.
 const MAX_POLL_INTERVAL_SECS: i64 = 60;
+/// How much sooner than its interval a poll may arrive without `slow_down`: timers, scheduling
+/// and the network shift a client's requests by a few milliseconds either way, so one that
+/// waits the interval it was told is measured a little short (RFC 8628 §3.5 asks the client to
+/// wait, not the server to count to the millisecond).
+pub const POLL_TOLERANCE_MS: i64 = 500;
 
 /// A user code in canonical form: 8 upper-case letters of [`USER_CODE_ALPHABET`].
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -182,10 +187,76 @@ pub struct DeviceGrant {
     pub polls: i64,
     /// When the last poll was recorded.
     pub last_poll_at: Option<Timestamp>,
+    /// The same in milliseconds since the epoch (`None` for polls recorded before the column
+    /// existed; [`DeviceGrant::last_poll_millis`] then falls back to `last_poll_at`).
+    pub last_poll_ms: Option<i64>,
+    /// The gap in milliseconds that earned the last `slow_down`, while the device has not yet
+    /// polled on time since.
+    pub slow_down_gap_ms: Option<i64>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it expires.
     pub expires_at: Timestamp,
+}
+
+impl DeviceGrant {
+    /// The last recorded poll in milliseconds since the epoch.
+    #[must_use]
+    pub fn last_poll_millis(&self) -> Option<i64> {
+        self.last_poll_ms
+            .or_else(|| self.last_poll_at.map(|t| t.0.saturating_mul(1000)))
+    }
+}
+
+/// A poll to record (RFC 8628 §3.5 pacing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePoll {
+    /// The poll count read with the grant: the poll is recorded only if it is still current.
+    pub seen_polls: i64,
+    /// The interval the device is told from now on.
+    pub interval_secs: i64,
+    /// When the poll arrived, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The gap that earned a `slow_down` now, or `None` for a poll on time.
+    pub slow_down_gap_ms: Option<i64>,
+}
+
+impl DevicePoll {
+    /// When the poll arrived, in whole seconds.
+    #[must_use]
+    pub fn at(&self) -> Timestamp {
+        Timestamp(self.at_ms.div_euclid(1000))
+    }
+}
+
+/// The pacing decision for a poll (RFC 8628 §3.5): `(slow_down, interval, slow_down_gap_ms)`.
+///
+/// A poll no sooner than the interval (less [`POLL_TOLERANCE_MS`]) after the previous one is on
+/// time. A sooner one gets `slow_down`; the interval grows by [`SLOW_DOWN_STEP_SECS`] unless
+/// the device already slowed down by that step since the previous `slow_down`, as the RFC
+/// asks of it: such a device was told the interval it is converging to, and growing the
+/// interval again would keep it one step behind for good.
+#[must_use]
+pub fn pace_poll(grant: &DeviceGrant, now_ms: i64) -> (bool, i64, Option<i64>) {
+    let Some(gap) = grant
+        .last_poll_millis()
+        .map(|last| now_ms.saturating_sub(last))
+    else {
+        return (false, grant.interval_secs, None);
+    };
+    let interval_ms = grant.interval_secs.saturating_mul(1000);
+    if gap >= interval_ms - POLL_TOLERANCE_MS {
+        return (false, grant.interval_secs, None);
+    }
+    let obeyed = grant.slow_down_gap_ms.is_some_and(|prev| {
+        gap >= prev.saturating_add(SLOW_DOWN_STEP_SECS * 1000) - POLL_TOLERANCE_MS
+    });
+    let interval = if obeyed {
+        grant.interval_secs
+    } else {
+        (grant.interval_secs + SLOW_DOWN_STEP_SECS).min(MAX_POLL_INTERVAL_SECS)
+    };
+    (true, interval, Some(gap))
 }
 
 /// Storage of device grants. Each state change is one atomic compare-and-set.
@@ -224,15 +295,10 @@ pub trait DeviceStore: Send + Sync + 'static {
         family_id: &str,
         now: Timestamp,
     ) -> StoreResult<bool>;
-    /// Records a poll only if `seen_polls` polls were recorded so far, setting the interval.
-    /// Returns whether it did (false: another poll came in between).
-    async fn record_device_poll(
-        &self,
-        hash: &TokenHash,
-        seen_polls: i64,
-        interval_secs: i64,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    /// Records a poll only if `poll.seen_polls` polls were recorded so far, setting the
+    /// interval, the poll time (seconds and milliseconds) and the `slow_down` gap. Returns
+    /// whether it did (false: another poll came in between).
+    async fn record_device_poll(&self, hash: &TokenHash, poll: &DevicePoll) -> StoreResult<bool>;
     /// Deletes grants that expired before `now`; returns how many.
     async fn purge_device_grants(&self, now: Timestamp) -> StoreResult<u64>;
 }
@@ -372,6 +438,8 @@ impl OAuthService {
                 interval_secs: DEVICE_POLL_INTERVAL_SECS,
                 polls: 0,
                 last_poll_at: None,
+                last_poll_ms: None,
+                slow_down_gap_ms: None,
                 created_at: now,
                 expires_at: now.plus(DEVICE_CODE_TTL_SECS),
             };
@@ -500,7 +568,8 @@ impl OAuthService {
                 "the device code was issued to another client",
             ));
         }
-        let now = self.clock().now();
+        let now_ms = self.clock().now_millis();
+        let now = Timestamp(now_ms.div_euclid(1000));
         match grant.status {
             DeviceStatus::Redeemed => {
                 self.audit().record(
@@ -514,19 +583,16 @@ impl OAuthService {
         if now >= grant.expires_at {
             return Err(DevicePollError::ExpiredToken.into());
         }
-        // Pacing: a poll sooner than the interval after the previous one slows the device
-        // down for good. A poll that loses the race with another one counts as too fast.
-        let too_fast = grant
-            .last_poll_at
-            .is_some_and(|t| now.since(t) < grant.interval_secs);
-        let interval = if too_fast {
-            (grant.interval_secs + SLOW_DOWN_STEP_SECS).min(MAX_POLL_INTERVAL_SECS)
-        } else {
-            grant.interval_secs
+        // Pacing, in milliseconds (see `pace_poll`). A poll that loses the race with another
+        // one counts as too fast.
+        let (too_fast, interval, slow_down_gap_ms) = pace_poll(&grant, now_ms);
+        let poll = DevicePoll {
+            seen_polls: grant.polls,
+            interval_secs: interval,
+            at_ms: now_ms,
+            slow_down_gap_ms,
         };
-        let recorded = devices
-            .record_device_poll(&hash, grant.polls, interval, now)
-            .await?;
+        let recorded = devices.record_device_poll(&hash, &poll).await?;
         if too_fast || !recorded {
             return Err(DevicePollError::SlowDown.into());
         }
@@ -713,6 +779,65 @@ mod tests {
         assert_eq!(c.expose().len(), 43);
         assert!(DeviceCode::parse(c.expose()).is_some());
         assert!(DeviceCode::parse("short").is_none());
+    }
+
+    fn polled(interval_secs: i64, last_ms: i64, slow_down_gap_ms: Option<i64>) -> DeviceGrant {
+        DeviceGrant {
+            device_code_hash: TokenHash::of(b"x"),
+            user_code: "BCDFGHJK".into(),
+            client_id: "tv".into(),
+            scope: String::new(),
+            resource: None,
+            status: DeviceStatus::Pending,
+            user_id: None,
+            session_id: None,
+            auth_time: None,
+            decided_at: None,
+            family_id: None,
+            interval_secs,
+            polls: 1,
+            last_poll_at: Some(Timestamp(last_ms.div_euclid(1000))),
+            last_poll_ms: Some(last_ms),
+            slow_down_gap_ms,
+            created_at: Timestamp(0),
+            expires_at: Timestamp(600),
+        }
+    }
+
+    #[test]
+    fn pacing_measures_milliseconds_and_converges() {
+        // The first poll is never early.
+        let mut first = polled(5, 0, None);
+        first.last_poll_at = None;
+        first.last_poll_ms = None;
+        assert_eq!(pace_poll(&first, 10), (false, 5, None));
+        // Exactly the interval, or slightly less, is on time: 5.0 s after x.999 is not "4 s".
+        assert_eq!(pace_poll(&polled(5, 999, None), 5_999), (false, 5, None));
+        assert_eq!(pace_poll(&polled(5, 999, None), 5_600), (false, 5, None));
+        // Early: slow_down and 5 s more.
+        assert_eq!(
+            pace_poll(&polled(5, 0, None), 1_000),
+            (true, 10, Some(1_000))
+        );
+        // Slowed down by 5 s since then but still short: slow_down, the interval stays.
+        assert_eq!(
+            pace_poll(&polled(10, 0, Some(1_000)), 6_000),
+            (true, 10, Some(6_000))
+        );
+        // Not slowed down by 5 s: the interval grows.
+        assert_eq!(
+            pace_poll(&polled(10, 0, Some(1_000)), 2_000),
+            (true, 15, Some(2_000))
+        );
+        // Capped.
+        assert_eq!(
+            pace_poll(&polled(60, 0, None), 1_000),
+            (true, 60, Some(1_000))
+        );
+        // Rows polled before the millisecond column fall back to seconds.
+        let mut legacy = polled(5, 3_000, None);
+        legacy.last_poll_ms = None;
+        assert_eq!(pace_poll(&legacy, 8_000), (false, 5, None));
     }
 
     #[test]

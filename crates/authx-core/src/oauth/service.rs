@@ -635,20 +635,47 @@ impl OAuthService {
         })
     }
 
-    /// Authenticates the client of a token, introspection or revocation request.
+    /// Authenticates the client of a token, introspection or revocation request. `source` is
+    /// the request's client address ([`crate::session::ClientContext::ip`]).
+    ///
+    /// # Security
+    /// Failures are counted only where a secret can be guessed: a wrong secret for a
+    /// confidential client, per (client, source network) (the address, or the /64 of an IPv6
+    /// one). Naming a client is not authenticating as it, so a failure is never counted for the
+    /// client alone: whoever can name a client could otherwise lock every user of it out. A
+    /// public client has no secret to guess; a secret sent for it, an unknown client id or a
+    /// missing secret are `invalid_client` and cost nothing.
     ///
     /// # Errors
     /// [`OAuthError::InvalidClient`] for an unknown client, a wrong or missing secret, or a
-    /// secret sent by a public client; [`OAuthError::Throttled`] after repeated failures.
-    pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, OAuthError> {
+    /// secret sent by a public client; [`OAuthError::Throttled`] after repeated wrong secrets
+    /// for this client from this network.
+    pub async fn authenticate_client(
+        &self,
+        auth: &ClientAuth,
+        source: Option<&str>,
+    ) -> Result<Client, OAuthError> {
         let id = match auth {
             ClientAuth::Secret { id, .. } | ClientAuth::Public { id } => id,
         };
         if id.is_empty() || id.len() > 255 {
             return Err(OAuthError::InvalidClient);
         }
+        let client = self.stores.clients.client(id).await?;
+        let (client, secret) = match (client, auth) {
+            (Some(c), ClientAuth::Secret { secret, .. }) if c.secret_hash.is_some() => (c, secret),
+            (Some(c), ClientAuth::Public { .. }) if c.secret_hash.is_none() => return Ok(c),
+            _ => {
+                self.audit
+                    .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
+                return Err(OAuthError::InvalidClient);
+            }
+        };
         let now = self.clock.now();
-        let key = format!("client:{id}");
+        let key = format!(
+            "client:{id}:net:{}",
+            crate::ratelimit::network_key(source, 64)
+        );
         let policy = &self.config.client_throttle;
         if let Some(wait) = policy.retry_after(
             self.stores.throttle.failures(&key).await?,
@@ -659,26 +686,19 @@ impl OAuthService {
                 retry_after_secs: wait,
             });
         }
-        let client = self.stores.clients.client(id).await?;
-        let ok = match (&client, auth) {
-            (Some(c), ClientAuth::Secret { secret, .. }) => c
-                .secret_hash
-                .is_some_and(|h| h.ct_eq(&TokenHash::of(secret.as_bytes()))),
-            (Some(c), ClientAuth::Public { .. }) => c.secret_hash.is_none(),
-            (None, _) => false,
-        };
-        match client {
-            Some(c) if ok => Ok(c),
-            _ => {
-                self.stores
-                    .throttle
-                    .record_failure(&key, now, policy.reset_after_secs)
-                    .await?;
-                self.audit
-                    .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
-                Err(OAuthError::InvalidClient)
-            }
+        if client
+            .secret_hash
+            .is_some_and(|h| h.ct_eq(&TokenHash::of(secret.as_bytes())))
+        {
+            return Ok(client);
         }
+        self.stores
+            .throttle
+            .record_failure(&key, now, policy.reset_after_secs)
+            .await?;
+        self.audit
+            .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
+        Err(OAuthError::InvalidClient)
     }
 
     /// Resolves the audience: the requested resource (which must be registered and allowed),

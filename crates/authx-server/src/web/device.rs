@@ -4,9 +4,11 @@
 //! # Security
 //! - The page needs a signed-in session; approve and deny are CSRF-protected POSTs behind the
 //!   origin check. Opening the complete verification URI only shows the request.
-//! - User-code lookups are rate-limited per session, per client address and globally, counted
-//!   on every miss and checked before every lookup (SECURITY.md #57): the sixth miss in the
-//!   window gets 429.
+//! - User-code lookups are rate-limited per session, per account and per network (an IPv4
+//!   address, an IPv6 /64 and, at a higher limit, its /48), counted on every miss and checked
+//!   before every lookup (SECURITY.md #57): the sixth miss in the window gets 429. A global
+//!   backstop counts every miss too, but past it entry is slowed down, not refused: a backstop
+//!   that refuses would let one attacker with enough networks stop device sign-in for everyone.
 //! - The confirmation page names the client and its scopes and warns that approving hands a
 //!   device access to the account (remote phishing, RFC 8628 §5.4).
 
@@ -23,8 +25,9 @@ use authx_core::oauth::OAuthError;
 use authx_core::oauth::client::Client;
 use authx_core::oauth::device::{PendingDevice, UserCode};
 use authx_core::oauth::service::TokenResponse;
+use authx_core::ratelimit::network_key;
 
-use super::extract::CurrentSession;
+use super::extract::{CurrentSession, SourceAddr};
 use super::oauth::{Params, oauth_error, read_form};
 use crate::html::{csrf_field, error_block, esc, page};
 use crate::state::AppState;
@@ -32,13 +35,20 @@ use crate::state::AppState;
 /// The grant type of RFC 8628 §3.4.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-/// Misses allowed per session, and per client address, in one window.
+/// Misses allowed per session in one window.
 pub const ENTRY_MISSES_PER_SESSION: u32 = 5;
-/// Misses allowed per client address in one window.
+/// Misses allowed per account (all its sessions) in one window.
+pub const ENTRY_MISSES_PER_ACCOUNT: u32 = 10;
+/// Misses allowed per network in one window: an IPv4 address or an IPv6 /64 (one subscriber
+/// holds a whole /64 and can rotate through it).
 pub const ENTRY_MISSES_PER_IP: u32 = 5;
-/// Misses allowed across the whole server in one window: with 20^8 codes this bounds what a
-/// distributed guesser can find while codes live.
+/// Misses allowed per IPv6 /48 (a site's allocation: 65,536 /64s) in one window.
+pub const ENTRY_MISSES_PER_48: u32 = 20;
+/// Misses across the whole server in one window past which every lookup is slowed down by
+/// [`ENTRY_BACKSTOP_DELAY`].
 pub const ENTRY_MISSES_GLOBAL: u32 = 1_000;
+/// How long each lookup waits while the global backstop is exceeded.
+pub const ENTRY_BACKSTOP_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The window: a counter idle for this long starts again.
 pub const ENTRY_WINDOW_SECS: i64 = 900;
 
@@ -57,6 +67,7 @@ pub fn machine_router() -> Router<AppState> {
 
 async fn authorization_post(
     State(state): State<AppState>,
+    source: SourceAddr,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -65,7 +76,11 @@ async fn authorization_post(
         Ok(v) => v,
         Err(res) => return res,
     };
-    let client = match state.oauth.authenticate_client(&auth).await {
+    let client = match state
+        .oauth
+        .authenticate_client(&auth, source.as_deref())
+        .await
+    {
         Ok(c) => c,
         Err(e) => return oauth_error(&e, basic),
     };
@@ -191,19 +206,31 @@ fn confirm_page(pending: &PendingDevice, csrf: &str, email: &str) -> Response {
     html(StatusCode::OK, "Connect a device", &body)
 }
 
-/// The throttle keys of a lookup: per session, per client address, global.
+/// The global backstop's counter.
+const GLOBAL_KEY: &str = "device_entry:global";
+
+/// The refusing throttle keys of a lookup: per session, per account, per network (address or
+/// /64, and /48).
 fn entry_keys(current: &CurrentSession) -> Vec<(String, u32)> {
-    let mut keys = Vec::with_capacity(3);
+    let mut keys = Vec::with_capacity(4);
     if let Some(a) = &current.auth {
         keys.push((
             format!("device_entry:session:{}", a.session.id.0),
             ENTRY_MISSES_PER_SESSION,
         ));
+        keys.push((
+            format!("device_entry:user:{}", a.user.id.0),
+            ENTRY_MISSES_PER_ACCOUNT,
+        ));
     }
-    if let Some(ip) = &current.ctx.ip {
-        keys.push((format!("device_entry:ip:{ip}"), ENTRY_MISSES_PER_IP));
+    if let Some(ip) = current.ctx.ip.as_deref() {
+        let net = network_key(Some(ip), 64);
+        keys.push((format!("device_entry:ip:{net}"), ENTRY_MISSES_PER_IP));
+        if ip.contains(':') {
+            let site = network_key(Some(ip), 48);
+            keys.push((format!("device_entry:ip:{site}"), ENTRY_MISSES_PER_48));
+        }
     }
-    keys.push(("device_entry:global".to_owned(), ENTRY_MISSES_GLOBAL));
     keys
 }
 
@@ -223,6 +250,17 @@ async fn lookup(
     let now: Timestamp = state.auth.clock().now();
     let keys = entry_keys(current);
     let mut wait = None;
+    if throttle.failures(GLOBAL_KEY).await?.is_some_and(|c| {
+        c.failures >= ENTRY_MISSES_GLOBAL && now.since(c.last_failure_at) < ENTRY_WINDOW_SECS
+    }) {
+        state
+            .auth
+            .audit()
+            .record(authx_core::audit::AuditEvent::failure(
+                "device_code_backstop_delay",
+            ));
+        tokio::time::sleep(ENTRY_BACKSTOP_DELAY).await;
+    }
     for (key, limit) in &keys {
         if let Some(c) = throttle.failures(key).await? {
             let elapsed = now.since(c.last_failure_at);
@@ -243,7 +281,7 @@ async fn lookup(
     match state.oauth.pending_device(input).await? {
         Some(p) => Ok(Lookup::Found(Box::new(p))),
         None => {
-            for (key, _) in &keys {
+            for key in keys.iter().map(|(k, _)| k.as_str()).chain([GLOBAL_KEY]) {
                 throttle.record_failure(key, now, ENTRY_WINDOW_SECS).await?;
             }
             state

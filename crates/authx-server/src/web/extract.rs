@@ -30,13 +30,7 @@ const MAX_USER_AGENT: usize = 256;
 /// anyone else is ignored, so rotating it never escapes a rate limit.
 #[must_use]
 pub fn client_context(parts: &Parts, state: &AppState) -> ClientContext {
-    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-    let ip = match peer {
-        Some(p) if state.config.trusted_proxies.contains(&p) => {
-            Some(forwarded_client(parts, &state.config.trusted_proxies).unwrap_or(p))
-        }
-        other => other,
-    };
+    let ip = client_ip(parts, state);
     let user_agent = parts
         .headers
         .get(USER_AGENT)
@@ -50,6 +44,41 @@ pub fn client_context(parts: &Parts, state: &AppState) -> ClientContext {
     ClientContext {
         ip: ip.map(|i| i.to_string()),
         user_agent,
+    }
+}
+
+/// The client's address alone, by the rule of [`client_context`].
+fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    match peer {
+        Some(p) if state.config.trusted_proxies.contains(&p) => {
+            Some(forwarded_client(parts, &state.config.trusted_proxies).unwrap_or(p))
+        }
+        other => other,
+    }
+}
+
+/// The client address of a request (see [`client_context`]), for handlers that key limits by
+/// where a request came from but need nothing else of it.
+#[derive(Debug, Clone)]
+pub struct SourceAddr(pub Option<String>);
+
+impl SourceAddr {
+    /// The address, as [`ClientContext::ip`] holds it.
+    #[must_use]
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl FromRequestParts<AppState> for SourceAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(parts, state).map(|i| i.to_string())))
     }
 }
 

@@ -340,7 +340,10 @@ fn rate_key(ip: Option<&str>) -> String {
 
 /// `429` in the dialect of the endpoint: RFC 6749 JSON, the JSON API's shape, or a page.
 fn too_many_requests(path: &str, retry_after: i64) -> Response {
-    let message = format!("too many requests; try again in {retry_after} seconds");
+    let message = format!(
+        "too many requests; try again in {}",
+        authx_core::plural::count(retry_after, "second", "seconds")
+    );
     let mut res = if path.starts_with("/oauth2/") {
         // `slow_down` (RFC 8628 §3.5, registered for the token endpoint) tells any client to
         // wait before its next request.

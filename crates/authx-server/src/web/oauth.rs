@@ -22,7 +22,7 @@ use authx_core::oauth::OAuthError;
 use authx_core::oauth::service::{AuthorizeError, AuthorizeParams, AuthorizeRequest, ClientAuth};
 use authx_core::{StoreError, csrf};
 
-use super::extract::CurrentSession;
+use super::extract::{CurrentSession, SourceAddr};
 use crate::html::{csrf_field, error_block, esc, page};
 use crate::state::AppState;
 
@@ -265,6 +265,7 @@ pub(super) fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
 
 async fn token_post(
     State(state): State<AppState>,
+    source: SourceAddr,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -273,7 +274,11 @@ async fn token_post(
         Ok(v) => v,
         Err(res) => return res,
     };
-    let client = match state.oauth.authenticate_client(&auth).await {
+    let client = match state
+        .oauth
+        .authenticate_client(&auth, source.as_deref())
+        .await
+    {
         Ok(c) => c,
         Err(e) => return oauth_error(&e, basic),
     };
@@ -365,6 +370,7 @@ fn refresh_cookie(state: &AppState, token: &str, max_age: i64) -> String {
 
 async fn introspect_post(
     State(state): State<AppState>,
+    source: SourceAddr,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -377,7 +383,11 @@ async fn introspect_post(
     if matches!(auth, ClientAuth::Public { .. }) {
         return oauth_error(&OAuthError::InvalidClient, basic);
     }
-    let client = match state.oauth.authenticate_client(&auth).await {
+    let client = match state
+        .oauth
+        .authenticate_client(&auth, source.as_deref())
+        .await
+    {
         Ok(c) => c,
         Err(e) => return oauth_error(&e, basic),
     };
@@ -392,6 +402,7 @@ async fn introspect_post(
 
 async fn revoke_post(
     State(state): State<AppState>,
+    source: SourceAddr,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -400,7 +411,11 @@ async fn revoke_post(
         Ok(v) => v,
         Err(res) => return res,
     };
-    let client = match state.oauth.authenticate_client(&auth).await {
+    let client = match state
+        .oauth
+        .authenticate_client(&auth, source.as_deref())
+        .await
+    {
         Ok(c) => c,
         Err(e) => return oauth_error(&e, basic),
     };

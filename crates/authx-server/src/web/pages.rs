@@ -307,12 +307,13 @@ fn signup_page(token: &str, email: &str, error: Option<&str>, min: usize) -> Str
             "<h1>Create an account</h1>{}<form id=\"signup\" method=\"post\" action=\"/signup\">{}\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-             <p class=\"muted\">At least {min} characters. A passphrase of several words works well.</p>\
+             <p class=\"muted\">At least {min_text}. A passphrase of several words works well.</p>\
              <button type=\"submit\">Create account</button></form>\
              <p class=\"muted\">Already registered? <a href=\"/login\">Sign in</a>.</p>",
             error_block(error),
             csrf_field(token),
             esc(email),
+            min_text = authx_core::plural::count(min as u64, "character", "characters"),
         ),
     )
 }

@@ -36,6 +36,7 @@ use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
 use authx_core::oauth::service::ClientAuth;
 
+use super::extract::SourceAddr;
 use super::oauth::{oauth_error, parse_basic};
 use crate::state::AppState;
 
@@ -63,6 +64,7 @@ struct FeedQuery {
 
 async fn feed(
     State(state): State<AppState>,
+    source: SourceAddr,
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Response {
@@ -71,7 +73,7 @@ async fn feed(
     };
     let client = match state
         .oauth
-        .authenticate_client(&ClientAuth::Secret { id, secret })
+        .authenticate_client(&ClientAuth::Secret { id, secret }, source.as_deref())
         .await
     {
         Ok(c) => c,

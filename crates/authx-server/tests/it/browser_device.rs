@@ -66,7 +66,12 @@ async fn device_asks(server: &TestServer) -> Value {
 }
 
 async fn device_polls(server: &TestServer, device_code: &str) -> (u16, Value) {
-    server.clock.advance(5);
+    device_polls_after(server, device_code, 5_000).await
+}
+
+/// A poll `wait_ms` milliseconds (on the server's clock) after the previous request.
+async fn device_polls_after(server: &TestServer, device_code: &str, wait_ms: i64) -> (u16, Value) {
+    server.clock.advance_millis(wait_ms);
     let res = server
         .client
         .post(format!("{}/oauth2/token", server.url))
@@ -239,6 +244,58 @@ async fn a_device_denied_in_the_browser_gets_access_denied() {
     wait_for(client, "#device-denied").await.unwrap();
     let (status, v) = device_polls(&server, device_code).await;
     assert_eq!((status, v["error"].as_str()), (400, Some("access_denied")));
+
+    browser.close().await.unwrap();
+    server.stop().await;
+}
+
+/// Issue 14 item 6: a device that polled early once (a retry) and then follows RFC 8628 §3.5
+/// (wait the interval, 5 s more after each `slow_down`) gets its tokens once the person
+/// approves in the browser, without a second `slow_down`.
+#[tokio::test]
+async fn a_device_that_polled_early_once_gets_its_tokens_after_approval_in_the_browser() {
+    let Some((server, browser)) = server_and_browser().await.unwrap() else {
+        return;
+    };
+    let client = &browser.client;
+    let asked = device_asks(&server).await;
+    let device_code = asked["device_code"].as_str().unwrap();
+    let mut interval_ms = asked["interval"].as_i64().unwrap() * 1000;
+    // Requests never land on whole seconds.
+    server.clock.advance_millis(370);
+    let (status, v) = device_polls_after(&server, device_code, interval_ms).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    let (status, v) = device_polls_after(&server, device_code, 900).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("slow_down")));
+    interval_ms += 5_000;
+
+    client
+        .goto(asked["verification_uri_complete"].as_str().unwrap())
+        .await
+        .unwrap();
+    sign_in_here(client, &server).await.unwrap();
+    wait_for(client, "form#device-decision").await.unwrap();
+    // Still waiting: the device polls at its new interval, arriving a little early.
+    let (status, v) = device_polls_after(&server, device_code, interval_ms - 200).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    client
+        .find(Locator::Css("button#approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(client, "#device-done").await.unwrap();
+
+    let (status, tokens) = device_polls_after(&server, device_code, interval_ms - 150).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["access_token"].is_string());
 
     browser.close().await.unwrap();
     server.stop().await;

@@ -440,3 +440,227 @@ async fn client_remove_publishes_a_client_revocation() {
         }]
     );
 }
+
+/// A stand-in provider for `authx login`, as strict as node-oidc-provider about form bodies:
+/// it answers metadata, device authorization and token requests, and records every request.
+struct FakeProvider {
+    url: String,
+    /// Each request's head (lower-cased) and body.
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeProvider {
+    /// Starts on a free port; `on_device` runs when a device authorization request arrives.
+    fn start(on_device: impl Fn() + Send + 'static) -> Self {
+        use std::io::{BufRead as _, BufReader, Read as _};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, issuer) = (std::sync::Arc::clone(&requests), url.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                let mut body = vec![0; length.unwrap_or(0)];
+                reader.read_exact(&mut body).unwrap();
+                let body = String::from_utf8(body).unwrap();
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                log.lock().unwrap().push((head.clone(), body));
+                let form = head.contains("content-type: application/x-www-form-urlencoded");
+                let (status, reply) = match path.as_str() {
+                    "/.well-known/oauth-authorization-server" => (
+                        200,
+                        json!({
+                            "issuer": issuer,
+                            "device_authorization_endpoint": format!("{issuer}/device"),
+                            "token_endpoint": format!("{issuer}/token"),
+                        }),
+                    ),
+                    // node-oidc-provider's rule: a form content type needs a form body.
+                    "/device" | "/token" if !form || length.is_none() => (
+                        400,
+                        json!({
+                            "error": "invalid_request",
+                            "error_description": "only application/x-www-form-urlencoded \
+                                content-type bodies are supported",
+                        }),
+                    ),
+                    "/device" => {
+                        on_device();
+                        (
+                            200,
+                            json!({
+                                "device_code": "device-code-1",
+                                "user_code": "BCDF-GHJK",
+                                "verification_uri": format!("{issuer}/activate"),
+                                "expires_in": 60,
+                                "interval": 1,
+                            }),
+                        )
+                    }
+                    "/token" => (
+                        200,
+                        json!({"access_token": "access-token-1", "token_type": "Bearer"}),
+                    ),
+                    _ => (404, json!({"error": "not_found"})),
+                };
+                let reply = reply.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        Self { url, requests }
+    }
+
+    /// The requests to `path`.
+    fn requests_to(&self, path: &str) -> Vec<(String, String)> {
+        let prefix = format!("post {path} ");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(head, _)| head.starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Issue 14 item 18: a confidential client without `--scope` sends an empty form, and sends
+/// it well-formed (`Content-Length: 0`), which strict providers require.
+#[test]
+fn login_sends_an_empty_form_with_a_content_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = FakeProvider::start(|| {});
+    let out = authx(
+        dir.path(),
+        &[
+            "login",
+            "--issuer",
+            &provider.url,
+            "--client-id",
+            "box",
+            "--client-secret",
+            "s3cret",
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Issue 14 item 20: one minute is not "1 minutes".
+    assert!(stderr.contains("The code expires in 1 minute."), "{stderr}");
+    let device = provider.requests_to("/device");
+    assert_eq!(device.len(), 1);
+    let (head, body) = &device[0];
+    assert!(
+        head.contains("content-type: application/x-www-form-urlencoded"),
+        "{head}"
+    );
+    assert!(head.contains("content-length: 0\r\n"), "{head}");
+    assert!(head.contains("authorization: basic "), "{head}");
+    assert_eq!(body, "");
+    let tokens: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tokens["access_token"], "access-token-1");
+}
+
+/// Issue 14 item 19: `--save` to a path that cannot be written is refused before anything is
+/// asked of the provider, so no device code is spent for nothing.
+#[test]
+fn login_refuses_an_unwritable_save_path_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = FakeProvider::start(|| {});
+    let missing = dir.path().join("no-such-dir").join("tokens.json");
+    for target in [missing.as_path(), dir.path()] {
+        let out = authx(
+            dir.path(),
+            &[
+                "login",
+                "--issuer",
+                &provider.url,
+                "--client-id",
+                "tv",
+                "--save",
+                target.to_str().unwrap(),
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("cannot write"), "{stderr}");
+        assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
+    }
+    assert!(
+        provider.requests.lock().unwrap().is_empty(),
+        "the provider was asked before the path was checked"
+    );
+    // The check leaves nothing behind.
+    let ok = dir.path().join("tokens.json");
+    let out = authx(
+        dir.path(),
+        &[
+            "login",
+            "--issuer",
+            &provider.url,
+            "--client-id",
+            "tv",
+            "--save",
+            ok.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&ok).unwrap()).unwrap();
+    assert_eq!(saved["access_token"], "access-token-1");
+}
+
+/// Issue 14 item 19: when saving fails after the approval (here the directory disappears
+/// meanwhile), the tokens are printed rather than lost.
+#[test]
+fn login_prints_the_tokens_when_saving_fails_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let doomed = sub.clone();
+    let provider = FakeProvider::start(move || {
+        let _ = std::fs::remove_dir_all(&doomed);
+    });
+    let path = sub.join("tokens.json");
+    let out = authx(
+        dir.path(),
+        &[
+            "login",
+            "--issuer",
+            &provider.url,
+            "--client-id",
+            "tv",
+            "--save",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be saved"), "{stderr}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["access_token"], "access-token-1");
+}

@@ -38,7 +38,14 @@ struct Tv {
 /// A server with public device clients `tv` and `other`, a confidential one `box`, a client
 /// `web` without the grant, and a signed-in user.
 async fn tv() -> Tv {
-    let server = TestServer::start().await.unwrap();
+    tv_with(|_| {}).await
+}
+
+/// [`tv`] on a server whose configuration `customize` adjusts.
+async fn tv_with(
+    customize: impl Fn(&mut authx_server::config::FileConfig) + Send + Sync + 'static,
+) -> Tv {
+    let server = TestServer::start_with(customize).await.unwrap();
     let oauth = &server.running().unwrap().state.oauth;
     let device = [GrantType::DeviceCode, GrantType::RefreshToken];
     oauth
@@ -296,6 +303,102 @@ async fn polling_too_fast_slows_the_device_down() {
     expect_error(&t, &device_code, "authorization_pending").await;
     wait(&t, 20);
     expect_error(&t, &device_code, "authorization_pending").await;
+}
+
+/// Polls `wait_ms` milliseconds (on the injected clock) after the previous request.
+async fn poll_after(t: &Tv, device_code: &str, wait_ms: i64) -> (u16, Value) {
+    t.server.clock.advance_millis(wait_ms);
+    poll(t, device_code).await
+}
+
+/// A device client that follows RFC 8628 §3.5 to the letter: it waits its interval before
+/// each poll, adds 5 s to it after each `slow_down`, and stops at tokens or a final error. Its
+/// requests arrive a little early or late (`jitter`, in ms: timers, scheduling, the network).
+/// The user approves before poll number `approve_at`. Returns the tokens and how many
+/// `slow_down`s it got.
+async fn rfc8628_client(
+    t: &Tv,
+    device_code: &str,
+    user_code: &str,
+    mut interval_ms: i64,
+    approve_at: usize,
+) -> (Value, usize) {
+    let jitter = [-150, 120, -240, 80, -200, 0, 150, -100];
+    let mut slow_downs = 0;
+    for (i, j) in jitter.iter().cycle().take(40).enumerate() {
+        if i == approve_at {
+            assert_eq!(decide(t, user_code, "approve").await.status(), 200);
+        }
+        let (status, v) = poll_after(t, device_code, interval_ms + j).await;
+        match (status, v["error"].as_str()) {
+            (200, _) => return (v, slow_downs),
+            (400, Some("authorization_pending")) => {}
+            (400, Some("slow_down")) => {
+                slow_downs += 1;
+                interval_ms += 5_000;
+            }
+            other => panic!("poll {i}: {other:?} {v}"),
+        }
+    }
+    panic!("no tokens after 40 polls, {slow_downs} slow_down, interval {interval_ms} ms");
+}
+
+/// Issue 14 item 6: a device that polled early once (a retry, a second process) and then
+/// obeys gets exactly one `slow_down`, then its tokens. Whole-second pacing measured a wait of
+/// 9.85 s across second boundaries as 9 s and added 5 s on every `slow_down`, so such a device
+/// stayed one step behind the server for good.
+#[tokio::test]
+async fn a_device_that_polls_early_once_then_obeys_gets_one_slow_down() {
+    let t = tv().await;
+    let (device_code, user_code) = start(&t).await;
+    // Not on a whole second, as real requests are not.
+    t.server.clock.advance_millis(1_050);
+    let (status, v) = poll(&t, &device_code).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    // A retry one second later: slow_down, and the device now waits 10 s.
+    let (status, v) = poll_after(&t, &device_code, 1_000).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("slow_down")));
+    let (tokens, slow_downs) = rfc8628_client(&t, &device_code, &user_code, 10_000, 3).await;
+    assert_eq!(slow_downs, 0, "an obeying device got slow_down");
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+
+    // A device that keeps its own (shorter) rhythm but adds 5 s per slow_down as told
+    // converges too: the interval grows only while the device does not slow down.
+    let (device_code, user_code) = start(&t).await;
+    t.server.clock.advance_millis(300);
+    let (status, _) = poll(&t, &device_code).await;
+    assert_eq!(status, 400);
+    let (tokens, slow_downs) = rfc8628_client(&t, &device_code, &user_code, 2_000, 4).await;
+    assert!(slow_downs <= 2, "{slow_downs} slow_downs");
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+}
+
+/// Issue 14 item 6: a device that ignores `slow_down` keeps getting it, and its interval
+/// grows, even after approval.
+#[tokio::test]
+async fn a_device_that_keeps_polling_early_keeps_getting_slow_down() {
+    let t = tv().await;
+    let (device_code, user_code) = start(&t).await;
+    expect_error(&t, &device_code, "authorization_pending").await;
+    for i in 0..15 {
+        if i == 5 {
+            assert_eq!(decide(&t, &user_code, "approve").await.status(), 200);
+        }
+        let (status, v) = poll_after(&t, &device_code, 4_000).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("slow_down")),
+            "poll {i}"
+        );
+    }
+    // It waited 4 s, never more: the interval reached its ceiling of 60 s.
+    let (status, v) = poll_after(&t, &device_code, 55_000).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("slow_down")));
+    let (status, v) = poll_after(&t, &device_code, 60_000).await;
+    assert_eq!(status, 200, "{v}");
 }
 
 #[tokio::test]
@@ -693,6 +796,108 @@ async fn wrong_codes_are_rate_limited_per_session_and_address() {
     let (device_code, user_code) = start(&t).await;
     let res = page_post(&t, &t.cookie, &[("user_code", user_code.as_str())]).await;
     assert_eq!(res.status(), 200);
+    assert_eq!(decide(&t, &user_code, "approve").await.status(), 200);
+    let (status, _) = poll(&t, &device_code).await;
+    assert_eq!(status, 200);
+}
+
+/// [`tv`] behind a trusted proxy on 127.0.0.1, so each request names its client address in
+/// `X-Forwarded-For`, with request rate limits out of the way.
+async fn tv_behind_proxy() -> Tv {
+    tv_with(|f| {
+        f.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+        f.rate_limit = Some(authx_server::config::RateLimitFile {
+            device_verification: Some(10_000),
+            ..authx_server::config::RateLimitFile::default()
+        });
+    })
+    .await
+}
+
+/// A code typed on the verification page by `cookie`'s session from address `from`.
+async fn enter_from(t: &Tv, cookie: &str, from: &str, user_code: &str) -> reqwest::Response {
+    let csrf = t.server.csrf_token(cookie).await.unwrap();
+    t.server
+        .client
+        .post(format!("{}/device", t.server.url))
+        .header("origin", t.server.origin())
+        .header("cookie", cookie)
+        .header("x-forwarded-for", from)
+        .form(&[("csrf_token", csrf.as_str()), ("user_code", user_code)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 14 item 13: one subscriber holds a whole IPv6 /64 and used to get five misses per
+/// address in it; a site holds a /48. Both are counted as one network.
+#[tokio::test]
+async fn ipv6_addresses_in_one_network_share_the_entry_limit() {
+    let t = tv_behind_proxy().await;
+    let (_, user_code) = start(&t).await;
+    for who in ["a", "b", "c"] {
+        let email = format!("{who}@example.com");
+        t.server.create_user(&email, PASSWORD).await.unwrap();
+    }
+    // Five misses, each from a fresh address of one /64.
+    let a1 = t.server.sign_in("a@example.com", PASSWORD).await.unwrap();
+    for i in 1..=5 {
+        let res = enter_from(&t, &a1, &format!("2001:db8:1:1::{i}"), "BBBB-BBBB").await;
+        assert_eq!(res.status(), 400, "miss {i}");
+    }
+    // The /64 is spent, whatever address and session come next, even with the right code.
+    let a2 = t.server.sign_in("a@example.com", PASSWORD).await.unwrap();
+    let res = enter_from(&t, &a2, "2001:db8:1:1:ffff::6", &user_code).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // The rest of the /48 is counted at a higher limit: three more /64s of five misses each.
+    let b1 = t.server.sign_in("b@example.com", PASSWORD).await.unwrap();
+    let b2 = t.server.sign_in("b@example.com", PASSWORD).await.unwrap();
+    for (net, cookie) in [(2, &a2), (3, &b1), (4, &b2)] {
+        for i in 1..=5 {
+            let from = format!("2001:db8:1:{net}::{i}");
+            let res = enter_from(&t, cookie, &from, "BBBB-BBBB").await;
+            assert_eq!(res.status(), 400, "miss {i} from /64 number {net}");
+        }
+    }
+    let c1 = t.server.sign_in("c@example.com", PASSWORD).await.unwrap();
+    let res = enter_from(&t, &c1, "2001:db8:1:99::1", &user_code).await;
+    assert_eq!(res.status(), 429, "the /48 is spent");
+    // Other networks are not affected.
+    for from in ["2001:db8:2:1::1", "198.51.100.20"] {
+        let res = enter_from(&t, &t.cookie, from, &user_code).await;
+        assert_eq!(res.status(), 200, "from {from}");
+    }
+}
+
+/// Issue 14 item 13: past the global backstop, entry is slowed down, not refused: one attacker
+/// with enough networks used to stop device sign-in for everyone.
+#[tokio::test]
+async fn the_global_backstop_slows_entry_down_but_serves_a_fresh_user() {
+    use authx_server::web::device::{ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL, ENTRY_WINDOW_SECS};
+
+    let t = tv_behind_proxy().await;
+    let (device_code, user_code) = start(&t).await;
+    // The misses of a distributed guesser, many networks of a few misses each.
+    let throttle = &t.server.running().unwrap().state.oauth.stores().throttle;
+    let now = authx_core::Clock::now(&t.server.clock);
+    for _ in 0..ENTRY_MISSES_GLOBAL {
+        throttle
+            .record_failure("device_entry:global", now, ENTRY_WINDOW_SECS)
+            .await
+            .unwrap();
+    }
+    let began = std::time::Instant::now();
+    let res = enter_from(&t, &t.cookie, "192.0.2.200", &user_code).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "a fresh user from another network is served"
+    );
+    assert!(
+        began.elapsed() >= ENTRY_BACKSTOP_DELAY,
+        "served without the backstop's delay"
+    );
     assert_eq!(decide(&t, &user_code, "approve").await.status(), 200);
     let (status, _) = poll(&t, &device_code).await;
     assert_eq!(status, 200);

@@ -161,3 +161,132 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         "rotating X-Forwarded-For escaped the per-IP limit"
     );
 }
+
+/// A public client `spa` and a confidential client `svc` (returned: its secret) on a server
+/// behind a trusted proxy, so each request can name its client address in `X-Forwarded-For`,
+/// with request rate limits high enough that every request reaches client authentication.
+async fn clients_behind_proxy() -> (TestServer, String) {
+    use authx_core::Timestamp;
+    use authx_core::oauth::client::{Client, GrantType};
+    use authx_core::oauth::keys::SigningAlg;
+    use authx_server::config::RateLimitFile;
+
+    let server = TestServer::start_with(|f| {
+        f.trusted_proxies = Some(vec!["127.0.0.1".into()]);
+        f.rate_limit = Some(RateLimitFile {
+            token: Some(10_000),
+            revoke: Some(10_000),
+            introspect: Some(10_000),
+            ..RateLimitFile::default()
+        });
+    })
+    .await
+    .unwrap();
+    let client = |id: &str| Client {
+        id: id.into(),
+        name: id.into(),
+        secret_hash: None,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        grant_types: vec![GrantType::RefreshToken, GrantType::DeviceCode],
+        scopes: vec!["openid".into()],
+        first_party: false,
+        id_token_alg: SigningAlg::Rs256,
+        access_token_ttl_secs: 900,
+        refresh_token_ttl_secs: 86_400,
+        refresh_idle_secs: 86_400,
+        created_at: Timestamp(0),
+    };
+    let oauth = &server.running().unwrap().state.oauth;
+    oauth.register_client(client("spa"), false).await.unwrap();
+    let (_, secret) = oauth.register_client(client("svc"), true).await.unwrap();
+    (server, secret.unwrap())
+}
+
+/// A revocation request (RFC 7009) from `from`: any authenticated client gets 200 for a token
+/// it does not know, so 200 means the client authenticated.
+async fn revoke_as(
+    server: &TestServer,
+    from: &str,
+    client_id: &str,
+    secret: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("token", "not-a-token"), ("client_id", client_id)];
+    if let Some(s) = secret {
+        form.push(("client_secret", s));
+    }
+    server
+        .client
+        .post(format!("{}/oauth2/revoke", server.url))
+        .header("x-forwarded-for", from)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 14 item 2: naming a client is not authenticating as it. Failures used to be counted
+/// per client id, so 20 bad requests naming a client locked every user of it out.
+#[tokio::test]
+async fn nobody_can_lock_a_client_out_by_naming_it() {
+    let (server, secret) = clients_behind_proxy().await;
+
+    // A public client has no secret to guess: made-up secrets cost nothing, from any address.
+    for i in 0..120 {
+        let from = format!("203.0.113.{}", i % 3);
+        let res = revoke_as(&server, &from, "spa", Some("made-up")).await;
+        assert_eq!(res.status(), 401, "request {i}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_client");
+    }
+    for from in ["198.51.100.7", "203.0.113.0"] {
+        assert_eq!(
+            revoke_as(&server, from, "spa", None).await.status(),
+            200,
+            "the public client works from {from}"
+        );
+    }
+
+    // Wrong secrets for the confidential client from one network (an IPv6 /64 rotating its
+    // addresses) throttle that network only.
+    let mut throttled = false;
+    for i in 0..120 {
+        let from = format!("2001:db8:77:1::{:x}", i + 1);
+        let res = revoke_as(&server, &from, "svc", Some("wrong secret")).await;
+        match res.status().as_u16() {
+            401 => assert!(!throttled, "request {i}: throttled, then let through"),
+            429 => {
+                assert!(res.headers().contains_key("retry-after"));
+                throttled = true;
+            }
+            other => panic!("request {i}: {other}"),
+        }
+    }
+    assert!(throttled, "the attacker's network was never throttled");
+    // The attacker's network stays throttled, even with the right secret...
+    assert_eq!(
+        revoke_as(&server, "2001:db8:77:1::ffff", "svc", Some(&secret))
+            .await
+            .status(),
+        429
+    );
+    // ...while the client's legitimate users elsewhere are not affected.
+    for from in ["198.51.100.7", "2001:db8:77:2::1"] {
+        assert_eq!(
+            revoke_as(&server, from, "svc", Some(&secret))
+                .await
+                .status(),
+            200,
+            "the confidential client works from {from}"
+        );
+    }
+    // Another day, the attacker's counter has expired.
+    server.clock.advance(86_400);
+    assert_eq!(
+        revoke_as(&server, "2001:db8:77:1::1", "svc", Some(&secret))
+            .await
+            .status(),
+        200
+    );
+}

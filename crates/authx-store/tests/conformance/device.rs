@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use authx_core::Timestamp;
-use authx_core::oauth::device::{DeviceGrant, DeviceStatus, DeviceStore, UserCode};
+use authx_core::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore, UserCode};
 use authx_core::secret::{TokenHash, random_id};
 use authx_core::session::SessionId;
 use authx_core::store::StoreError;
@@ -66,6 +66,8 @@ fn grant(expires_at: i64) -> DeviceGrant {
         interval_secs: 5,
         polls: 0,
         last_poll_at: None,
+        last_poll_ms: None,
+        slow_down_gap_ms: None,
         created_at: Timestamp(1_000),
         expires_at: Timestamp(expires_at),
     }
@@ -273,6 +275,15 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
     assert_eq!(wins, 1);
 }
 
+fn poll(seen_polls: i64, interval_secs: i64, at_ms: i64, gap: Option<i64>) -> DevicePoll {
+    DevicePoll {
+        seen_polls,
+        interval_secs,
+        at_ms,
+        slow_down_gap_ms: gap,
+    }
+}
+
 pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
     let (d, _) = setup(&s).await;
     let g = grant(1_600);
@@ -282,7 +293,7 @@ pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
     for _ in 0..10 {
         let d = Arc::clone(&d);
         tasks.push(tokio::spawn(async move {
-            d.record_device_poll(&h, 0, 10, Timestamp(1_100))
+            d.record_device_poll(&h, &poll(0, 10, 1_100_250, Some(750)))
                 .await
                 .unwrap()
         }));
@@ -298,17 +309,25 @@ pub(crate) async fn concurrent_polls_one_recorded(s: Stores) {
     assert_eq!(got.polls, 1);
     assert_eq!(got.interval_secs, 10);
     assert_eq!(got.last_poll_at, Some(Timestamp(1_100)));
+    // The millisecond time and the slow_down gap round-trip.
+    assert_eq!(got.last_poll_ms, Some(1_100_250));
+    assert_eq!(got.slow_down_gap_ms, Some(750));
     assert!(
-        d.record_device_poll(&h, 1, 10, Timestamp(1_110))
+        d.record_device_poll(&h, &poll(1, 10, 1_110_000, None))
             .await
             .unwrap()
     );
     assert!(
-        !d.record_device_poll(&h, 1, 15, Timestamp(1_111))
+        !d.record_device_poll(&h, &poll(1, 15, 1_111_000, Some(1_000)))
             .await
             .unwrap()
     );
-    assert_eq!(d.device_grant(&h).await.unwrap().unwrap().polls, 2);
+    let got = d.device_grant(&h).await.unwrap().unwrap();
+    assert_eq!(got.polls, 2);
+    assert_eq!(
+        (got.last_poll_ms, got.slow_down_gap_ms),
+        (Some(1_110_000), None)
+    );
 }
 
 pub(crate) async fn purge_removes_only_expired_grants(s: Stores) {
