@@ -150,6 +150,43 @@ async fn codes_die_with_their_sign_in(server: &TestServer, db: &str) {
     assert_eq!(code_rows(db, &code).await, 0, "sign-out left the code");
     refused(server, &secret, &code, "sign-out").await;
 
+    // One session revoked from another.
+    let phone = server.sign_in(EMAIL, PASSWORD).await.unwrap();
+    let code = authorize(server, &phone).await;
+    let laptop = server.sign_in(EMAIL, PASSWORD).await.unwrap();
+    let listed: Value = server
+        .get("/api/v1/sessions", Some(&phone))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phone_id = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = server
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{phone_id}"),
+            &laptop,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        code_rows(db, &code).await,
+        0,
+        "revoking the session left the code"
+    );
+    refused(server, &secret, &code, "session revoked").await;
+
     // "Sign out everywhere else" from another session; that session's own code survives.
     let phone = server.sign_in(EMAIL, PASSWORD).await.unwrap();
     let laptop = server.sign_in(EMAIL, PASSWORD).await.unwrap();
