@@ -382,7 +382,7 @@ pub(crate) async fn a_users_unredeemed_approvals_are_withdrawn(s: Stores) {
     assert_eq!(d.deny_user_device_grants(&user).await.unwrap(), 1);
     let status = |g: &DeviceGrant| {
         let d = Arc::clone(&d);
-        let hash = g.device_code_hash.clone();
+        let hash = g.device_code_hash;
         async move { d.device_grant(&hash).await.unwrap().unwrap().status }
     };
     assert_eq!(status(&approved).await, DeviceStatus::Denied);
