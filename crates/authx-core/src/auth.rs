@@ -549,8 +549,19 @@ impl AuthService {
         if !auth.session.is_live(now) || auth.user.status != UserStatus::Active {
             self.cache.remove(&hash);
             if !auth.session.is_live(now) {
-                // The session is over: the codes it minted must not outlive it.
-                self.end_codes(CodeScope::Session(&auth.session.id)).await?;
+                // The session is over: its row goes now (so a cookie presented again costs no
+                // write) and the codes it minted with it. Its refresh families stay, as they do
+                // when the purge removes an expired session.
+                let s = &auth.session;
+                if self
+                    .stores
+                    .sessions
+                    .delete_session(&s.user_id, &s.id)
+                    .await?
+                    .is_some()
+                {
+                    self.end_codes(CodeScope::Session(&s.id)).await?;
+                }
             }
             return Ok(None);
         }
