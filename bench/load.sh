@@ -114,10 +114,10 @@ say "creating fixtures in $WORK"
 printf '%s\n' "$PASSWORD" | "$BIN" user add --email "$EMAIL" >/dev/null 2>"$WORK/cli.log"
 "$BIN" resource add --id "$API" --scope read >/dev/null 2>>"$WORK/cli.log"
 WORKER_SECRET=$("$BIN" client add --id bench-worker --name Worker --grant client_credentials \
-  --scope read 2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')
+  --scope read --resource "$API" 2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')
 APP_SECRET=$("$BIN" client add --id bench-app --name App --first-party --redirect-uri "$REDIRECT" \
-  --grant authorization_code --grant refresh_token --scope read 2>>"$WORK/cli.log" |
-  sed -n 's/^client_secret: //p')
+  --grant authorization_code --grant refresh_token --scope read --resource "$API" \
+  2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')
 # The API's own client: it opens the revocation feed for the guard in S6.
 API_SECRET=$("$BIN" client add --id "$API" --name "Bench API" --grant client_credentials \
   --scope read 2>>"$WORK/cli.log" | sed -n 's/^client_secret: //p')

@@ -182,6 +182,7 @@ pub struct AuthService {
     policy: AuthPolicy,
     cache: SessionCache,
     grants: Option<Arc<dyn GrantStore>>,
+    devices: Option<Arc<dyn crate::oauth::device::DeviceStore>>,
     observer: Option<Arc<dyn crate::oauth::GrantObserver>>,
     audit: Audit,
 }
@@ -207,6 +208,7 @@ impl AuthService {
             policy,
             cache,
             grants: None,
+            devices: None,
             observer: None,
         }
     }
@@ -236,6 +238,17 @@ impl AuthService {
     #[must_use]
     pub fn with_grants(mut self, grants: Arc<dyn GrantStore>) -> Self {
         self.grants = Some(grants);
+        self
+    }
+
+    /// Lets a password change, a disable and "sign out everywhere else" withdraw the device
+    /// approvals of the user that no device has redeemed yet.
+    #[must_use]
+    pub fn with_device_grants(
+        mut self,
+        devices: Arc<dyn crate::oauth::device::DeviceStore>,
+    ) -> Self {
+        self.devices = Some(devices);
         self
     }
 
@@ -535,6 +548,21 @@ impl AuthService {
         };
         if !auth.session.is_live(now) || auth.user.status != UserStatus::Active {
             self.cache.remove(&hash);
+            if !auth.session.is_live(now) {
+                // The session is over: its row goes now (so a cookie presented again costs no
+                // write) and the codes it minted with it. Its refresh families stay, as they do
+                // when the purge removes an expired session.
+                let s = &auth.session;
+                if self
+                    .stores
+                    .sessions
+                    .delete_session(&s.user_id, &s.id)
+                    .await?
+                    .is_some()
+                {
+                    self.end_codes(CodeScope::Session(&s.id)).await?;
+                }
+            }
             return Ok(None);
         }
         if self.policy.session.bind_user_agent && auth.session.user_agent != ctx.user_agent {
@@ -631,6 +659,7 @@ impl AuthService {
         // Signing out everywhere else ends every application grant of the user too (devices
         // and apps included); they sign in again through this session if the user wants.
         self.revoke_families(FamilyScope::User(user)).await?;
+        self.end_codes(CodeScope::UserExcept(user, keep)).await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.clone(),
             kept: keep.cloned(),
@@ -701,6 +730,8 @@ impl AuthService {
             .delete_user_sessions(&user.id, None)
             .await?;
         self.revoke_families(FamilyScope::User(&user.id)).await?;
+        self.end_codes(CodeScope::UserExcept(&user.id, None))
+            .await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.id.clone(),
             kept: None,
@@ -733,6 +764,7 @@ impl AuthService {
         }
         self.stores.sessions.delete_user_sessions(id, None).await?;
         self.revoke_families(FamilyScope::User(id)).await?;
+        self.end_codes(CodeScope::UserExcept(id, None)).await?;
         self.emit(RevocationEvent::UserDisabled {
             user_id: id.clone(),
         })
@@ -867,6 +899,7 @@ impl AuthService {
             .is_some();
         if ended {
             self.revoke_families(FamilyScope::Session(user, id)).await?;
+            self.end_codes(CodeScope::Session(id)).await?;
             self.emit(RevocationEvent::SessionEnded {
                 session_id: id.clone(),
                 user_id: user.clone(),
@@ -903,12 +936,41 @@ impl AuthService {
         Ok(())
     }
 
+    /// Deletes the unredeemed authorization codes of ended sessions, and for a whole user the
+    /// device approvals no device has redeemed yet, so nothing minted by a sign-in that is over
+    /// can be exchanged for tokens later. (Redemption checks the session as well; this removes
+    /// what can no longer be used.)
+    async fn end_codes(&self, scope: CodeScope<'_>) -> Result<(), AuthError> {
+        let Some(grants) = &self.grants else {
+            return Ok(());
+        };
+        match scope {
+            CodeScope::Session(session) => {
+                grants.delete_session_codes(session).await?;
+            }
+            CodeScope::UserExcept(user, keep) => {
+                grants.delete_user_codes(user, keep).await?;
+                if let Some(devices) = &self.devices {
+                    devices.deny_user_device_grants(user).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn emit(&self, event: RevocationEvent) -> Result<(), AuthError> {
         // Local cache first, synchronously: the response that follows must already hold here.
         self.cache.invalidate(&event);
         self.events.publish(&event).await?;
         Ok(())
     }
+}
+
+enum CodeScope<'a> {
+    /// The codes of one ended session.
+    Session(&'a SessionId),
+    /// Every code of the user except those of a kept session, and the user's device approvals.
+    UserExcept(&'a UserId, Option<&'a SessionId>),
 }
 
 enum FamilyScope<'a> {

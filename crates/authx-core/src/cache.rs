@@ -226,6 +226,8 @@ impl ClientStore for CachedClients {
     async fn delete_resource(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_resource(id).await;
         self.resources.forget(id);
+        // The resource left the lists of the clients that had it.
+        self.clients.clear();
         r
     }
 }

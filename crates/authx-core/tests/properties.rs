@@ -25,6 +25,7 @@ fn client(uris: &[String], public: bool) -> Client {
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode],
         scopes: vec![],
+        resources: vec![],
         first_party: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

@@ -222,6 +222,7 @@ fn client(id: &str, grants: &[GrantType]) -> Client {
             "write".into(),
             "offline_access".into(),
         ],
+        resources: vec![API.into(), BILLING.into()],
         first_party: true,
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,

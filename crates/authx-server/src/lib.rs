@@ -149,6 +149,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     oauth.set_observer(observer.clone());
     let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
         .with_grants(Arc::clone(&backend.grants))
+        .with_device_grants(Arc::clone(&backend.devices))
         .with_grant_observer(observer)
         .with_audit(audit);
     let cookies = cookies::CookieNames::new(config.cookie_secure);

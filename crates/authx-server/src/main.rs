@@ -115,6 +115,10 @@ enum ClientCommand {
         /// Allowed scope (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// API (resource id) the client may get access tokens for (repeatable); it must be
+        /// registered already. Without it the client gets tokens for no API.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
         /// Public client (no secret; PKCE only).
         #[arg(long)]
         public: bool,
@@ -505,6 +509,7 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             redirect_uris,
             grants,
             scopes,
+            resources,
             public,
             first_party,
             post_logout_redirect_uris,
@@ -518,6 +523,7 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
                 redirect_uris,
                 grant_types: grants,
                 scopes,
+                resources,
                 public,
                 first_party,
                 post_logout_redirect_uris,

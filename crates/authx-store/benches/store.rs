@@ -62,6 +62,7 @@ async fn fixtures(b: &Backend) -> UserId {
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: vec!["read".into()],
+        resources: vec![],
         first_party: true,
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,

@@ -44,6 +44,10 @@ pub(crate) const APPROVE_DEVICE: &str = "UPDATE device_grants SET status = 'appr
 pub(crate) const DENY_DEVICE: &str = "UPDATE device_grants SET status = 'denied', \
      user_id = COALESCE(user_id, $1), decided_at = COALESCE(decided_at, $2) \
      WHERE device_code_hash = $3 AND status IN ('pending', 'approved')";
+// The approvals a user gave that no device has redeemed yet (a password change or a disable
+// withdraws them).
+pub(crate) const DENY_USER_DEVICES: &str = "UPDATE device_grants SET status = 'denied' \
+     WHERE user_id = $1 AND status = 'approved'";
 pub(crate) const REDEEM_DEVICE: &str = "UPDATE device_grants SET status = 'redeemed', \
      family_id = $1 \
      WHERE device_code_hash = $2 AND status = 'approved' AND expires_at > $3";
@@ -193,6 +197,18 @@ macro_rules! impl_device_store {
                     .await
                     .map_err($crate::sql::store_error)?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn deny_user_device_grants(
+                &self,
+                user: &::authx_core::user::UserId,
+            ) -> ::authx_core::store::StoreResult<u64> {
+                let done = ::sqlx::query($crate::device_sql::DENY_USER_DEVICES)
+                    .bind(&user.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::store_error)?;
+                Ok(done.rows_affected())
             }
 
             async fn redeem_device_grant(

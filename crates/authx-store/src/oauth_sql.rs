@@ -119,6 +119,7 @@ where
         backchannel_logout_uri: col(row, "backchannel_logout_uri")?,
         grant_types,
         scopes: list(row, "scopes")?,
+        resources: list(row, "resources")?,
         first_party: col(row, "first_party")?,
         id_token_alg,
         access_token_ttl_secs: col(row, "access_token_ttl_secs")?,
@@ -244,6 +245,8 @@ where
     Ok(Consent {
         user_id: UserId(col(row, "user_id")?),
         client_id: col(row, "client_id")?,
+        // Stored as '' for a consent that covers no API (the column is part of the key).
+        resource: Some(col::<R, String>(row, "resource")?).filter(|r| !r.is_empty()),
         scope: col(row, "scope")?,
         granted_at: timestamp(row, "granted_at")?,
     })
@@ -254,7 +257,8 @@ macro_rules! client_columns {
     () => {
         "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
          backchannel_logout_uri, grant_types, scopes, first_party, id_token_alg, \
-         access_token_ttl_secs, refresh_token_ttl_secs, refresh_idle_secs, created_at"
+         access_token_ttl_secs, refresh_token_ttl_secs, refresh_idle_secs, created_at, \
+         resources"
     };
 }
 
@@ -285,7 +289,7 @@ macro_rules! family_columns {
 pub(crate) const INSERT_CLIENT: &str = concat!(
     "INSERT INTO oauth_clients (",
     client_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 pub(crate) const CLIENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -307,6 +311,12 @@ pub(crate) const RESOURCE_BY_ID: &str =
 pub(crate) const LIST_RESOURCES: &str =
     "SELECT id, scopes, created_at FROM oauth_resources ORDER BY id";
 pub(crate) const DELETE_RESOURCE: &str = "DELETE FROM oauth_resources WHERE id = $1";
+// The clients whose list may name a resource (a substring match on the JSON text; the exact
+// test is made on the decoded list).
+pub(crate) const CLIENTS_NAMING_RESOURCE: &str =
+    "SELECT id, resources FROM oauth_clients WHERE resources LIKE $1";
+pub(crate) const SET_CLIENT_RESOURCES: &str =
+    "UPDATE oauth_clients SET resources = $1 WHERE id = $2";
 
 pub(crate) const LIST_KEYS: &str = concat!(
     "SELECT ",
@@ -337,6 +347,13 @@ pub(crate) const REDEEM_CODE: &str = concat!(
      WHERE code_hash = $3 AND redeemed_at IS NULL AND expires_at > $1 RETURNING ",
     code_columns!()
 );
+// The codes of an ended session (or user) can no longer be redeemed; redeemed ones stay for
+// replay detection (their family is revoked with the session).
+pub(crate) const DELETE_SESSION_CODES: &str =
+    "DELETE FROM auth_codes WHERE session_id = $1 AND redeemed_at IS NULL";
+// Session ids are never empty, so a missing `keep` ($2) spares nothing.
+pub(crate) const DELETE_USER_CODES: &str = "DELETE FROM auth_codes \
+     WHERE user_id = $1 AND redeemed_at IS NULL AND session_id <> COALESCE($2, '')";
 pub(crate) const CODE_REDEMPTION: &str =
     "SELECT redeemed_at, family_id FROM auth_codes WHERE code_hash = $1";
 
@@ -379,16 +396,17 @@ pub(crate) const LIST_USER_FAMILIES: &str = concat!(
      ORDER BY created_at DESC, id DESC"
 );
 
-pub(crate) const CONSENT: &str = "SELECT user_id, client_id, scope, granted_at FROM consents \
-     WHERE user_id = $1 AND client_id = $2";
+// Consents are kept per (user, client, resource); `resource` is '' for none.
+pub(crate) const CONSENT: &str = "SELECT user_id, client_id, resource, scope, granted_at \
+     FROM consents WHERE user_id = $1 AND client_id = $2 AND resource = $3";
 pub(crate) const PUT_CONSENT: &str = "INSERT INTO consents \
-     (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (user_id, client_id) DO UPDATE SET \
+     (user_id, client_id, resource, scope, granted_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (user_id, client_id, resource) DO UPDATE SET \
        scope = excluded.scope, granted_at = excluded.granted_at";
 pub(crate) const DELETE_CONSENT: &str =
     "DELETE FROM consents WHERE user_id = $1 AND client_id = $2";
-pub(crate) const LIST_CONSENTS: &str = "SELECT user_id, client_id, scope, granted_at \
-     FROM consents WHERE user_id = $1 ORDER BY client_id";
+pub(crate) const LIST_CONSENTS: &str = "SELECT user_id, client_id, resource, scope, granted_at \
+     FROM consents WHERE user_id = $1 ORDER BY client_id, resource";
 
 // Revoking again keeps the later expiry, so the id is remembered as long as any token with it
 // can be valid.
@@ -508,6 +526,7 @@ macro_rules! impl_oauth_stores {
                     .bind(client.refresh_token_ttl_secs)
                     .bind(client.refresh_idle_secs)
                     .bind(client.created_at.0)
+                    .bind($crate::oauth_sql::json_list(&client.resources))
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
@@ -589,11 +608,46 @@ macro_rules! impl_oauth_stores {
             }
 
             async fn delete_resource(&self, id: &str) -> ::authx_core::store::StoreResult<bool> {
+                use ::sqlx::Row as _;
+                // The resource leaves every client's list in the same transaction, so an API
+                // registered again under the same id is granted to nobody until an
+                // administrator says so.
+                let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
                 let done = ::sqlx::query($crate::oauth_sql::DELETE_RESOURCE)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err($crate::sql::store_error)?;
+                // The id as the JSON text holds it. `%`, `_` and `\` (PostgreSQL's escape
+                // character) become `_`, which matches them among others.
+                let quoted = ::serde_json::Value::String(id.to_owned()).to_string();
+                let pattern = format!("%{}%", quoted.replace(['%', '_', '\\'], "_"));
+                let rows = ::sqlx::query($crate::oauth_sql::CLIENTS_NAMING_RESOURCE)
+                    .bind(pattern)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err($crate::sql::store_error)?;
+                for row in rows {
+                    let client: String = row.try_get("id").map_err($crate::sql::store_error)?;
+                    let text: String =
+                        row.try_get("resources").map_err($crate::sql::store_error)?;
+                    let list: Vec<String> = ::serde_json::from_str(&text).map_err(|_| {
+                        ::authx_core::store::StoreError::Corrupt(
+                            "resources is not a JSON list of strings".into(),
+                        )
+                    })?;
+                    if list.iter().any(|r| r == id) {
+                        ::sqlx::query($crate::oauth_sql::SET_CLIENT_RESOURCES)
+                            .bind($crate::oauth_sql::json_list(
+                                list.iter().filter(|r| r.as_str() != id),
+                            ))
+                            .bind(&client)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err($crate::sql::store_error)?;
+                    }
+                }
+                tx.commit().await.map_err($crate::sql::store_error)?;
                 Ok(done.rows_affected() > 0)
             }
         }
@@ -725,6 +779,32 @@ macro_rules! impl_oauth_stores {
                 Ok(CodeRedemption::AlreadyRedeemed {
                     family_id: row.try_get("family_id").map_err($crate::sql::store_error)?,
                 })
+            }
+
+            async fn delete_session_codes(
+                &self,
+                session: &::authx_core::session::SessionId,
+            ) -> ::authx_core::store::StoreResult<u64> {
+                let done = ::sqlx::query($crate::oauth_sql::DELETE_SESSION_CODES)
+                    .bind(&session.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::store_error)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn delete_user_codes(
+                &self,
+                user: &::authx_core::user::UserId,
+                keep: Option<&::authx_core::session::SessionId>,
+            ) -> ::authx_core::store::StoreResult<u64> {
+                let done = ::sqlx::query($crate::oauth_sql::DELETE_USER_CODES)
+                    .bind(&user.0)
+                    .bind(keep.map(|k| k.0.as_str()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::store_error)?;
+                Ok(done.rows_affected())
             }
 
             async fn create_family(
@@ -871,10 +951,12 @@ macro_rules! impl_oauth_stores {
                 &self,
                 user: &::authx_core::user::UserId,
                 client_id: &str,
+                resource: Option<&str>,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::grant::Consent>> {
                 ::sqlx::query($crate::oauth_sql::CONSENT)
                     .bind(&user.0)
                     .bind(client_id)
+                    .bind(resource.unwrap_or_default())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
@@ -889,6 +971,7 @@ macro_rules! impl_oauth_stores {
                 ::sqlx::query($crate::oauth_sql::PUT_CONSENT)
                     .bind(&consent.user_id.0)
                     .bind(&consent.client_id)
+                    .bind(consent.resource.as_deref().unwrap_or_default())
                     .bind(&consent.scope)
                     .bind(consent.granted_at.0)
                     .execute(&self.pool)

@@ -68,6 +68,9 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// Allowed scopes.
     pub scopes: Vec<String>,
+    /// The APIs (resource ids, RFC 8707) this client may get access tokens for; any other
+    /// audience is `invalid_target`.
+    pub resources: Vec<String>,
     /// First-party clients skip the consent page.
     pub first_party: bool,
     /// ID token signing algorithm.
@@ -93,6 +96,12 @@ impl Client {
     #[must_use]
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// Whether the client may get access tokens for the API `resource` (RFC 8707).
+    #[must_use]
+    pub fn may_target(&self, resource: &str) -> bool {
+        self.resources.iter().any(|r| r == resource)
     }
 
     /// Whether `presented` exactly matches a registered redirect URI (RFC 9700 §4.1.3). The
@@ -230,6 +239,7 @@ mod tests {
             backchannel_logout_uri: None,
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec![],
+            resources: vec![],
             first_party: false,
             id_token_alg: SigningAlg::Rs256,
             access_token_ttl_secs: 900,

@@ -287,6 +287,9 @@ pub trait DeviceStore: Send + Sync + 'static {
         user: Option<&UserId>,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Denies every grant `user` approved that no device has redeemed yet (their password
+    /// changed or they were disabled); returns how many.
+    async fn deny_user_device_grants(&self, user: &UserId) -> StoreResult<u64>;
     /// Marks an approved, unexpired grant redeemed with `family_id`. Returns whether it did;
     /// of concurrent calls exactly one wins.
     async fn redeem_device_grant(
@@ -414,7 +417,7 @@ impl OAuthService {
             None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
         };
         Self::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (_, res) = self.audience(resource, &requested).await?;
+        let (_, res) = self.audience(client, resource, &requested).await?;
         let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let now = self.clock().now();
         // A user-code collision with a live grant is possible but rare: try a few fresh codes.
@@ -523,6 +526,22 @@ impl OAuthService {
                 .deny_device_grant(hash, Some(user), now)
                 .await?
         };
+        if done && approve {
+            // A password change, a disable or a sign-out everywhere else that ran while this
+            // approval was being written withdrew the user's approvals before this one existed:
+            // an approval counts only if its session and user are still good afterwards.
+            let active = matches!(
+                self.stores().accounts.user_by_id(user).await?,
+                Some(u) if u.status == UserStatus::Active
+            );
+            if !active || !self.session_is_live(user, session, now).await? {
+                self.stores()
+                    .devices
+                    .deny_device_grant(hash, None, now)
+                    .await?;
+                return Ok(false);
+            }
+        }
         if done {
             self.audit().record(
                 crate::audit::AuditEvent::success(if approve {
@@ -629,6 +648,15 @@ impl OAuthService {
             );
             return Err(OAuthError::InvalidGrant("the user cannot receive tokens"));
         };
+        if grant
+            .resource
+            .as_deref()
+            .is_some_and(|r| !client.may_target(r))
+        {
+            return Err(OAuthError::InvalidTarget(
+                "the client may no longer request tokens for this resource".into(),
+            ));
+        }
         let family_id = crate::secret::random_id();
         if !devices.redeem_device_grant(&hash, &family_id, now).await? {
             // Another poll won the race.

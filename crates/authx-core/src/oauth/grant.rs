@@ -98,13 +98,16 @@ pub struct RefreshToken {
     pub consumed_at: Option<Timestamp>,
 }
 
-/// A user's remembered consent for a client.
+/// A user's remembered consent for a client and one API (or none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consent {
     /// The user.
     pub user_id: UserId,
     /// The client.
     pub client_id: String,
+    /// The API the consent covers (`None`: OpenID Connect scopes only, the issuer). A consent
+    /// for one API never covers another.
+    pub resource: Option<String>,
     /// Consented scopes, space-delimited.
     pub scope: String,
     /// When.

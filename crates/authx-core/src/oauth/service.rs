@@ -701,11 +701,14 @@ impl OAuthService {
         Err(OAuthError::InvalidClient)
     }
 
-    /// Resolves the audience: the requested resource (which must be registered and allowed),
-    /// or, for scopes that all belong to one API, that API; OIDC-only requests get the issuer
-    /// (the userinfo endpoint).
+    /// Resolves the audience for `client`: the requested resource, which must be registered
+    /// and one the client may use (RFC 8707 §2), or, for scopes that all belong to exactly one
+    /// of the client's APIs, that API; OIDC-only requests get the issuer (the userinfo
+    /// endpoint). Anything else is `invalid_target`, also when the scopes belong to an API the
+    /// client may not use.
     pub(crate) async fn audience(
         &self,
+        client: &Client,
         resource: Option<&str>,
         scope: &Scopes,
     ) -> Result<(String, Option<Resource>), OAuthError> {
@@ -716,6 +719,11 @@ impl OAuthService {
                 .resource(r)
                 .await?
                 .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+            if !client.may_target(&res.id) {
+                return Err(OAuthError::InvalidTarget(
+                    "the client may not request tokens for this resource".into(),
+                ));
+            }
             return Ok((res.id.clone(), Some(res)));
         }
         let api_scopes = scope.minus(&Scopes::from_list(OIDC_SCOPES));
@@ -723,12 +731,18 @@ impl OAuthService {
             return Ok((self.config.issuer.clone(), None));
         }
         let resources = self.stores.clients.list_resources().await?;
-        let mut matching = resources.into_iter().filter(|r| {
-            api_scopes.is_subset(&Scopes::from_list(r.scopes.iter().map(String::as_str)))
-        });
+        let mut matching = resources
+            .into_iter()
+            .filter(|r| {
+                api_scopes.is_subset(&Scopes::from_list(r.scopes.iter().map(String::as_str)))
+            })
+            .filter(|r| client.may_target(&r.id));
         match (matching.next(), matching.next()) {
             (Some(r), None) => Ok((r.id.clone(), Some(r))),
-            _ => Err(OAuthError::InvalidTarget(
+            (None, _) => Err(OAuthError::InvalidTarget(
+                "the scopes belong to no resource this client may request tokens for".into(),
+            )),
+            (Some(_), Some(_)) => Err(OAuthError::InvalidTarget(
                 "name the API with the resource parameter".into(),
             )),
         }
@@ -791,7 +805,7 @@ impl OAuthService {
         let requested = requested.minus(&Scopes::from_list(OIDC_SCOPES));
         // Scopes the client may not have are refused before anything else is looked at.
         Self::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (aud, res) = self.audience(resource, &requested).await?;
+        let (aud, res) = self.audience(client, resource, &requested).await?;
         let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let (access_token, expires_in) = self.issue_access_token(
             client,
@@ -1007,7 +1021,7 @@ impl OAuthService {
         if let Err(e) = Self::grant_scope(&client, Some(&scopes.to_param()), None) {
             return Err(fail("invalid_scope", &e.to_string()));
         }
-        let res = match self.audience(p.resource.as_deref(), &scopes).await {
+        let res = match self.audience(&client, p.resource.as_deref(), &scopes).await {
             Ok((_, r)) => r,
             Err(OAuthError::InvalidTarget(m)) => return Err(fail("invalid_target", &m)),
             Err(OAuthError::Store(e)) => return Err(AuthorizeError::Store(e)),
@@ -1030,7 +1044,8 @@ impl OAuthService {
         })
     }
 
-    /// Whether the user has already consented to at least these scopes for this client.
+    /// Whether the user has already consented to at least these scopes for this client and
+    /// this API.
     ///
     /// # Errors
     /// Storage failures.
@@ -1042,8 +1057,14 @@ impl OAuthService {
         if req.client.first_party {
             return Ok(true);
         }
+        // Remembered per (client, API): a consent for one API never covers another.
         Ok(
-            match self.stores.grants.consent(user, &req.client.id).await? {
+            match self
+                .stores
+                .grants
+                .consent(user, &req.client.id, req.resource.as_deref())
+                .await?
+            {
                 Some(c) => {
                     Scopes::parse(&c.scope).is_some_and(|granted| req.scope.is_subset(&granted))
                 }
@@ -1052,7 +1073,8 @@ impl OAuthService {
         )
     }
 
-    /// Records the user's consent to the request's scopes (merged with earlier ones).
+    /// Records the user's consent to the request's scopes for its API (merged with earlier
+    /// consents for the same client and API).
     ///
     /// # Errors
     /// Storage failures.
@@ -1061,7 +1083,11 @@ impl OAuthService {
         user: &UserId,
         req: &AuthorizeRequest,
     ) -> Result<(), OAuthError> {
-        let earlier = self.stores.grants.consent(user, &req.client.id).await?;
+        let earlier = self
+            .stores
+            .grants
+            .consent(user, &req.client.id, req.resource.as_deref())
+            .await?;
         let mut scope = req.scope.clone();
         if let Some(prev) = earlier.and_then(|c| Scopes::parse(&c.scope)) {
             scope = Scopes::from_list(scope.iter().chain(prev.iter()).collect::<Vec<_>>());
@@ -1071,6 +1097,7 @@ impl OAuthService {
             .put_consent(&Consent {
                 user_id: user.clone(),
                 client_id: req.client.id.clone(),
+                resource: req.resource.clone(),
                 scope: scope.to_param(),
                 granted_at: self.clock.now(),
             })
@@ -1079,6 +1106,7 @@ impl OAuthService {
             crate::audit::AuditEvent::success("consent_granted")
                 .user(user)
                 .client(&req.client.id)
+                .with("resource", req.resource.as_deref().unwrap_or("-"))
                 .with("scope", scope.to_param()),
         );
         Ok(())
@@ -1185,6 +1213,33 @@ impl OAuthService {
             return Err(OAuthError::InvalidGrant("PKCE verification failed"));
         }
         let user = self.active_user(&record.user_id).await?;
+        // The code stands on the sign-in that made it: once that session has ended (sign-out,
+        // revocation, expiry, a password change or a disable, which end every session), or the
+        // user authenticated before the last password change, the code is worth nothing. The
+        // session store is asked, not the code row: sessions may live in Redis.
+        if record.auth_time < user.password_changed_at
+            || !self
+                .session_is_live(&user.id, &record.session_id, now)
+                .await?
+        {
+            self.audit.record(
+                crate::audit::AuditEvent::failure("code_session_ended")
+                    .client(&client.id)
+                    .user(&user.id),
+            );
+            return Err(OAuthError::InvalidGrant(
+                "the sign-in that authorized the code has ended",
+            ));
+        }
+        if record
+            .resource
+            .as_deref()
+            .is_some_and(|r| !client.may_target(r))
+        {
+            return Err(OAuthError::InvalidTarget(
+                "the client may no longer request tokens for this resource".into(),
+            ));
+        }
         let family = RefreshFamily {
             id: family_id,
             client_id: client.id.clone(),
@@ -1239,7 +1294,11 @@ impl OAuthService {
         refresh: Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = Scopes::parse(&family.scope).unwrap_or_default();
-        let (aud, _) = self.audience(family.resource.as_deref(), &scope).await?;
+        // Checked at every issue (code, refresh, device): a resource deleted since the grant was
+        // made, or no longer allowed to the client, gets nothing more.
+        let (aud, _) = self
+            .audience(client, family.resource.as_deref(), &scope)
+            .await?;
         let (access_token, expires_in) = self.issue_access_token(
             client,
             &user.id.0,
@@ -1306,14 +1365,29 @@ impl OAuthService {
                 "the refresh token was revoked or has expired",
             ));
         }
-        if let Some(s) = scope {
-            let asked = Scopes::parse(s)
-                .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?;
-            if !asked.is_subset(&Scopes::parse(&family.scope).unwrap_or_default()) {
-                return Err(OAuthError::InvalidScope(
-                    "a refresh cannot widen the scope".into(),
-                ));
+        // RFC 6749 §6: a narrower `scope` gets exactly that subset in this access token (and
+        // ID token); the grant itself, and so the next refresh token, keeps the original scope.
+        let narrowed = match scope {
+            Some(s) => {
+                let asked = Scopes::parse(s)
+                    .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?;
+                if !asked.is_subset(&Scopes::parse(&family.scope).unwrap_or_default()) {
+                    return Err(OAuthError::InvalidScope(
+                        "a refresh cannot widen the scope".into(),
+                    ));
+                }
+                Some(asked)
             }
+            None => None,
+        };
+        if family
+            .resource
+            .as_deref()
+            .is_some_and(|r| !client.may_target(r))
+        {
+            return Err(OAuthError::InvalidTarget(
+                "the client may no longer request tokens for this resource".into(),
+            ));
         }
         let user = match self.active_user(&family.user_id).await {
             Ok(u) => u,
@@ -1368,11 +1442,18 @@ impl OAuthService {
                 ));
             }
         }
+        let issued = match narrowed {
+            Some(asked) => RefreshFamily {
+                scope: asked.to_param(),
+                ..family.clone()
+            },
+            None => family.clone(),
+        };
         let resp = self
             .family_tokens(
                 client,
                 &user,
-                &family,
+                &issued,
                 None,
                 Some(successor.expose().to_owned()),
             )
@@ -1526,12 +1607,8 @@ impl OAuthService {
         } else if let Some(sid) = &c.sid {
             // Minted from a browser session: dies with it.
             let alive = self
-                .stores
-                .sessions
-                .list_user_sessions(&UserId(c.sub.clone()), now)
-                .await?
-                .iter()
-                .any(|s| &s.id.0 == sid);
+                .session_is_live(&UserId(c.sub.clone()), &SessionId(sid.clone()), now)
+                .await?;
             if !alive {
                 return Ok(None);
             }
@@ -1559,6 +1636,23 @@ impl OAuthService {
             }
         }
         Ok(Some(c))
+    }
+
+    /// Whether the browser session `id` of `user` is live at `now`, as the session store (SQL
+    /// or Redis) sees it.
+    pub(crate) async fn session_is_live(
+        &self,
+        user: &UserId,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<bool, OAuthError> {
+        Ok(self
+            .stores
+            .sessions
+            .list_user_sessions(user, now)
+            .await?
+            .iter()
+            .any(|s| &s.id == id))
     }
 
     /// The `kid` of a token's header when the ring does not hold it.
@@ -1704,7 +1798,8 @@ impl OAuthService {
     /// hybrid): the token dies with the session.
     ///
     /// # Errors
-    /// `invalid_target` for an unknown resource, `invalid_scope` for scopes the API does not offer.
+    /// `invalid_target` for an unknown resource or one that no first-party client may use,
+    /// `invalid_scope` for scopes the API does not offer.
     pub async fn session_token(
         &self,
         user: &User,
@@ -1719,6 +1814,20 @@ impl OAuthService {
             .resource(resource)
             .await?
             .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+        // The browser session stands for the first-party applications: it may mint tokens only
+        // for an API that some first-party client may use.
+        let first_party_api = self
+            .stores
+            .clients
+            .list_clients()
+            .await?
+            .iter()
+            .any(|c| c.first_party && c.may_target(&res.id));
+        if !first_party_api {
+            return Err(OAuthError::InvalidTarget(
+                "no first-party application may request tokens for this resource".into(),
+            ));
+        }
         let offered = Scopes::from_list(res.scopes.iter().map(String::as_str));
         let granted = match scope {
             Some(s) => {
@@ -1742,6 +1851,7 @@ impl OAuthService {
             backchannel_logout_uri: None,
             grant_types: vec![],
             scopes: vec![],
+            resources: vec![res.id.clone()],
             first_party: true,
             id_token_alg: SigningAlg::Rs256,
             access_token_ttl_secs: ttl_secs,
@@ -1795,6 +1905,13 @@ impl OAuthService {
         {
             super::client::validate_redirect_uri(uri)
                 .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?;
+        }
+        for r in &client.resources {
+            if self.stores.clients.resource(r).await?.is_none() {
+                return Err(OAuthError::InvalidRequest(format!(
+                    "unknown resource {r:?}: register the API first"
+                )));
+            }
         }
         if client.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
             return Err(OAuthError::InvalidRequest(

@@ -67,6 +67,12 @@ pub trait GrantStore: Send + Sync + 'static {
         family_id: &str,
         now: Timestamp,
     ) -> StoreResult<CodeRedemption>;
+    /// Deletes the unredeemed codes a browser session minted (the session ended); returns how
+    /// many. Redeemed codes stay until they expire, so a replay is still recognised.
+    async fn delete_session_codes(&self, session: &SessionId) -> StoreResult<u64>;
+    /// Deletes every unredeemed code of `user` except those minted by the session `keep`;
+    /// returns how many.
+    async fn delete_user_codes(&self, user: &UserId, keep: Option<&SessionId>) -> StoreResult<u64>;
 
     /// Creates a family and, optionally, its first refresh token, together.
     async fn create_family(
@@ -108,11 +114,17 @@ pub trait GrantStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Vec<RefreshFamily>>;
 
-    /// The user's consent for a client.
-    async fn consent(&self, user: &UserId, client_id: &str) -> StoreResult<Option<Consent>>;
-    /// Records (or replaces) a consent.
+    /// The user's consent for a client and an API (`None`: no API, OpenID scopes only).
+    async fn consent(
+        &self,
+        user: &UserId,
+        client_id: &str,
+        resource: Option<&str>,
+    ) -> StoreResult<Option<Consent>>;
+    /// Records (or replaces) the consent for its (user, client, resource).
     async fn put_consent(&self, consent: &Consent) -> StoreResult<()>;
-    /// Withdraws a consent. Returns whether there was one.
+    /// Withdraws every consent of the user for a client, whatever the API. Returns whether
+    /// there was one.
     async fn delete_consent(&self, user: &UserId, client_id: &str) -> StoreResult<bool>;
     /// The user's consents.
     async fn list_consents(&self, user: &UserId) -> StoreResult<Vec<Consent>>;

@@ -616,6 +616,9 @@ pub struct ClientSpec {
     /// Allowed scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The APIs (resource ids) the client may get access tokens for; each must be registered.
+    #[serde(default)]
+    pub resources: Vec<String>,
     /// A public client (no secret, PKCE only).
     #[serde(default)]
     pub public: bool,
@@ -675,6 +678,7 @@ impl ClientSpec {
             backchannel_logout_uri: self.backchannel_logout_uri,
             grant_types,
             scopes: self.scopes,
+            resources: self.resources,
             first_party: self.first_party,
             id_token_alg,
             access_token_ttl_secs: access,
@@ -698,6 +702,7 @@ pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scopes": c.scopes,
+        "resources": c.resources,
         "first_party": c.first_party,
         "id_token_alg": c.id_token_alg.as_str(),
         "access_token_ttl_secs": c.access_token_ttl_secs,
@@ -921,7 +926,7 @@ async fn consents_get(
         .map_err(|e| oauth_api_error(e.into()))?;
     let items: Vec<Value> = list
         .iter()
-        .map(|c| json!({"client_id": c.client_id, "scope": c.scope, "granted_at": rfc3339(c.granted_at)}))
+        .map(|c| json!({"client_id": c.client_id, "resource": c.resource, "scope": c.scope, "granted_at": rfc3339(c.granted_at)}))
         .collect();
     Ok(Json(json!({"consents": items})))
 }

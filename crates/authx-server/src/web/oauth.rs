@@ -707,10 +707,17 @@ fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: String) -> Respon
         })
         .collect();
     let redirect_host = crate::config::origin_of(&req.redirect_uri).unwrap_or_default();
+    // The API the access token will be for: a consent names it and covers no other.
+    let api = req.resource.as_deref().map_or_else(String::new, |r| {
+        format!(
+            "<p>It will use your account at the API <code id=\"resource\">{}</code>.</p>",
+            esc(r)
+        )
+    });
     let body = format!(
         "<h1>Allow <span id=\"client-name\">{name}</span>?</h1>\
          <p><strong>{name}</strong> (<code>{id}</code>) asks to access your account. It will be able to:</p>\
-         <ul id=\"scopes\">{scopes}</ul>\
+         <ul id=\"scopes\">{scopes}</ul>{api}\
          <p class=\"muted\">You will be sent back to {host}. You can withdraw this permission later from your account page.</p>\
          <form id=\"consent\" method=\"post\" action=\"/consent\">{csrf}\
          <input type=\"hidden\" name=\"request\" value=\"{raw}\">\

@@ -818,13 +818,14 @@ async fn applications(
         html.push_str("</tbody></table>");
     }
     if !consents.is_empty() {
-        html.push_str("<table id=\"consents\"><thead><tr><th>Allowed application</th><th>Scopes</th><th></th></tr></thead><tbody>");
+        html.push_str("<table id=\"consents\"><thead><tr><th>Allowed application</th><th>API</th><th>Scopes</th><th></th></tr></thead><tbody>");
         for c in &consents {
             html.push_str(&format!(
-                "<tr class=\"consent\"><td>{client}</td><td><code>{scope}</code></td>\
+                "<tr class=\"consent\"><td>{client}</td><td>{api}</td><td><code>{scope}</code></td>\
                  <td><form class=\"inline\" method=\"post\" action=\"/account/consents/{client}/withdraw\">{csrf}\
                  <button type=\"submit\" class=\"secondary\">Withdraw</button></form></td></tr>",
                 client = esc(&c.client_id),
+                api = esc(c.resource.as_deref().unwrap_or("-")),
                 scope = esc(&c.scope),
                 csrf = csrf_field(token),
             ));

@@ -183,6 +183,14 @@ async fn a_scenario_leaves_the_expected_trail() {
 async fn token_events_name_client_user_and_family_but_no_token() {
     let server = TestServer::start().await.unwrap();
     let state = &server.running().unwrap().state;
+    // The API first: the client is registered with it.
+    authx_server::web::api::register_resource(
+        state,
+        "https://api.example.com".into(),
+        vec!["read".into()],
+    )
+    .await
+    .unwrap();
     let (_, secret) = state
         .oauth
         .register_client(
@@ -196,13 +204,6 @@ async fn token_events_name_client_user_and_family_but_no_token() {
         .await
         .unwrap();
     let secret = secret.unwrap();
-    authx_server::web::api::register_resource(
-        state,
-        "https://api.example.com".into(),
-        vec!["read".into()],
-    )
-    .await
-    .unwrap();
     let res = server
         .client
         .post(format!("{}/oauth2/token", server.url))

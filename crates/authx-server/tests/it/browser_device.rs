@@ -38,6 +38,7 @@ async fn server_and_browser() -> anyhow::Result<Option<(TestServer, Browser)>> {
                 backchannel_logout_uri: None,
                 grant_types: vec![GrantType::DeviceCode, GrantType::RefreshToken],
                 scopes: vec!["openid".into(), "email".into()],
+                resources: vec![],
                 first_party: false,
                 id_token_alg: SigningAlg::Rs256,
                 access_token_ttl_secs: 900,

@@ -126,6 +126,7 @@ async fn setup() -> anyhow::Result<Option<Setup>> {
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: vec!["openid".into(), "email".into()],
+        resources: vec![],
         first_party: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

@@ -664,3 +664,75 @@ fn login_prints_the_tokens_when_saving_fails_late() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["access_token"], "access-token-1");
 }
+
+/// Issue 14 item 3: `client add --resource` (repeatable) grants registered APIs; an unknown
+/// one is refused before anything is stored.
+#[test]
+fn client_add_grants_the_apis_named_with_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["https://api.example.com", "urn:example:billing"] {
+        let out = authx(
+            dir.path(),
+            &["resource", "add", "--id", id, "--scope", "read"],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = authx(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "worker",
+            "--name",
+            "Worker",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "read",
+            "--resource",
+            "https://api.example.com",
+            "--resource",
+            "urn:example:billing",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["resources"],
+        json!(["https://api.example.com", "urn:example:billing"])
+    );
+    let out = authx(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "typo",
+            "--name",
+            "Typo",
+            "--resource",
+            "urn:nope",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown resource"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = authx(dir.path(), &["client", "list", "--json"], None);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("typo"));
+}

@@ -20,6 +20,7 @@ fn client(id: &str, grants: &[GrantType]) -> Client {
         backchannel_logout_uri: None,
         grant_types: grants.to_vec(),
         scopes: vec!["openid".into(), "email".into(), "offline_access".into()],
+        resources: vec![],
         first_party: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
@@ -588,8 +589,9 @@ async fn a_user_disabled_or_locked_after_approval_gets_nothing() {
         .unwrap()
         .unwrap();
     state.auth.disable_user(&user.id).await.unwrap();
-    let (status, v) = poll(&t, &device_code).await;
-    assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")));
+    // The disable withdrew the approval: the device is told so, and re-enabling the account
+    // brings nothing back.
+    expect_error(&t, &device_code, "access_denied").await;
     state.auth.enable_user(&user.id).await.unwrap();
     wait(&t, 5);
     expect_error(&t, &device_code, "access_denied").await;
@@ -633,8 +635,9 @@ async fn password_change_ends_device_tokens_and_pending_approvals() {
         .await
         .unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    // The approval no device had redeemed yet was withdrawn by the password change.
     let (status, v) = poll(&t, &pending_code).await;
-    assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!((status, v["error"].as_str()), (400, Some("access_denied")));
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ pub async fn register_rp(upstream: &TestServer, local: &TestServer, secret: &str
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode],
         scopes: vec!["openid".into(), "email".into()],
+        resources: vec![],
         first_party: true,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

@@ -29,6 +29,7 @@ fn client(id: &str, redirect: &str, grants: &[GrantType]) -> Client {
         backchannel_logout_uri: None,
         grant_types: grants.to_vec(),
         scopes: vec!["openid".into(), "email".into(), "read".into()],
+        resources: vec!["https://api.example.com".into()],
         first_party: true,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

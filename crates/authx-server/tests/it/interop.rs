@@ -55,6 +55,7 @@ fn client(id: &str, redirect: &str, grants: &[GrantType]) -> Client {
             "read".into(),
             "write".into(),
         ],
+        resources: vec![API.into()],
         first_party: true,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
@@ -636,4 +637,53 @@ async fn id_tokens_signed_with_es256_and_eddsa_verify_in_the_library() {
             "{id}: an RS256-only verifier accepted {alg:?}"
         );
     }
+}
+
+/// Issue 14 item 11: a standard client asking a refresh for fewer scopes gets exactly those
+/// (RFC 6749 §6); the grant keeps its original scope for the next refresh.
+#[tokio::test]
+async fn a_refresh_for_fewer_scopes_gets_exactly_those() {
+    let p = Provider::start().await;
+    let rp = p.rp();
+    let (code, verifier, _) = p.code(&rp, RP_REDIRECT, &["email"]).await;
+    let tokens = rp
+        .exchange_code(code)
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&p.http)
+        .await
+        .unwrap_or_else(|e| panic!("code exchange failed: {}", chain(&e)));
+    let refresh = tokens.refresh_token().expect("no refresh token").clone();
+    let narrowed = rp
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .add_scope(Scope::new("openid".into()))
+        .request_async(&p.http)
+        .await
+        .unwrap_or_else(|e| panic!("refresh failed: {}", chain(&e)));
+    let scopes: Vec<String> = narrowed
+        .scopes()
+        .expect("the response names the scope")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(scopes, ["openid"]);
+    let at = p.introspect(narrowed.access_token().secret()).await;
+    assert_eq!(at["scope"], "openid");
+    // The next refresh without `scope` gets the whole grant back.
+    let next = narrowed.refresh_token().expect("no new refresh token");
+    let full = rp
+        .exchange_refresh_token(next)
+        .unwrap()
+        .request_async(&p.http)
+        .await
+        .unwrap_or_else(|e| panic!("refresh failed: {}", chain(&e)));
+    let mut scopes: Vec<String> = full
+        .scopes()
+        .expect("the response names the scope")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    scopes.sort();
+    assert_eq!(scopes, ["email", "openid"]);
 }

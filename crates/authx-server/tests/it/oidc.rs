@@ -26,6 +26,7 @@ pub(crate) fn client(id: &str, grants: &[GrantType], first_party: bool) -> Clien
             "read".into(),
             "write".into(),
         ],
+        resources: vec!["https://api.example.com".into()],
         first_party,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

@@ -191,6 +191,7 @@ async fn clients_behind_proxy() -> (TestServer, String) {
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::RefreshToken, GrantType::DeviceCode],
         scopes: vec!["openid".into()],
+        resources: vec![],
         first_party: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,

@@ -39,6 +39,7 @@ pub(crate) fn client(id: &str) -> Client {
             "email".into(),
             "quote\"and\\slash".into(),
         ],
+        resources: vec!["urn:example:b".into(), "https://a.example.com/api".into()],
         first_party: true,
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,
@@ -57,6 +58,7 @@ pub(crate) fn public_client(id: &str) -> Client {
         backchannel_logout_uri: None,
         grant_types: vec![GrantType::AuthorizationCode],
         scopes: vec![],
+        resources: vec![],
         first_party: false,
         id_token_alg: SigningAlg::Rs256,
         ..client(id)
@@ -161,7 +163,7 @@ pub(crate) async fn delete_client_removes_everything_issued_to_it(s: Stores) {
     );
     assert_eq!(g.family(&fam.id).await.unwrap(), None);
     assert_eq!(g.refresh_token(&tok.hash).await.unwrap(), None);
-    assert_eq!(g.consent(&user, "doomed").await.unwrap(), None);
+    assert_eq!(g.consent(&user, "doomed", None).await.unwrap(), None);
 
     // The other client's grants are untouched.
     let (cd, fam, tok) = &issued[1];
@@ -246,4 +248,43 @@ pub(crate) async fn resources_round_trip_and_conflict(s: Stores) {
     assert!(!c.delete_resource(&orders.id).await.unwrap());
     assert_eq!(c.resource(&orders.id).await.unwrap(), None);
     assert_eq!(c.list_resources().await.unwrap(), vec![empty, billing]);
+}
+
+pub(crate) async fn deleting_a_resource_takes_it_from_every_client(s: Stores) {
+    let c = s.clients();
+    let orders = resource("https://api.example.com/orders", 1_000);
+    // An id with characters that are wildcards to LIKE and escaped in JSON.
+    let odd = resource("urn:x:100%_\"q\"", 1_000);
+    let billing = resource("urn:example:billing", 1_000);
+    for r in [&orders, &odd, &billing] {
+        c.put_resource(r).await.unwrap();
+    }
+    let both = Client {
+        resources: vec![orders.id.clone(), odd.id.clone(), billing.id.clone()],
+        ..client("both")
+    };
+    let one = Client {
+        resources: vec![billing.id.clone()],
+        ..client("one")
+    };
+    c.put_client(&both).await.unwrap();
+    c.put_client(&one).await.unwrap();
+    assert_eq!(c.client("both").await.unwrap(), Some(both.clone()));
+
+    assert!(c.delete_resource(&orders.id).await.unwrap());
+    assert!(c.delete_resource(&odd.id).await.unwrap());
+    assert_eq!(
+        c.client("both").await.unwrap().unwrap().resources,
+        vec![billing.id.clone()]
+    );
+    assert_eq!(c.client("one").await.unwrap(), Some(one));
+    // Registered again under the same id, it is granted to nobody.
+    c.put_resource(&orders).await.unwrap();
+    assert!(
+        !c.client("both")
+            .await
+            .unwrap()
+            .unwrap()
+            .may_target(&orders.id)
+    );
 }

@@ -22,6 +22,7 @@ mod sqlite {
         device::concurrent_polls_one_recorded,
         device::purge_removes_only_expired_grants,
         device::deleting_the_client_removes_its_grants,
+        device::a_users_unredeemed_approvals_are_withdrawn,
     );
 }
 
@@ -34,6 +35,7 @@ mod postgres {
         device::concurrent_polls_one_recorded,
         device::purge_removes_only_expired_grants,
         device::deleting_the_client_removes_its_grants,
+        device::a_users_unredeemed_approvals_are_withdrawn,
     );
 }
 
@@ -365,4 +367,50 @@ pub(crate) async fn deleting_the_client_removes_its_grants(s: Stores) {
     .unwrap();
     assert!(s.clients().delete_client("tv").await.unwrap());
     assert_eq!(d.device_grant(&g.device_code_hash).await.unwrap(), None);
+}
+
+/// Issue 14 item 1: a password change or a disable withdraws the approvals the user gave that
+/// no device has redeemed; pending, redeemed and other users' grants are untouched.
+pub(crate) async fn a_users_unredeemed_approvals_are_withdrawn(s: Stores) {
+    let (d, user) = setup(&s).await;
+    let other = s.user().await;
+    let session = SessionId::generate();
+    let (approved, redeemed, pending, theirs) =
+        (grant(1_600), grant(1_600), grant(1_600), grant(1_600));
+    for g in [&approved, &redeemed, &pending, &theirs] {
+        d.put_device_grant(g).await.unwrap();
+    }
+    for (g, u) in [(&approved, &user), (&redeemed, &user), (&theirs, &other)] {
+        assert!(
+            d.approve_device_grant(
+                &g.device_code_hash,
+                u,
+                &session,
+                Timestamp(1_000),
+                Timestamp(1_010)
+            )
+            .await
+            .unwrap()
+        );
+    }
+    assert!(
+        d.redeem_device_grant(&redeemed.device_code_hash, "fam", Timestamp(1_020))
+            .await
+            .unwrap()
+    );
+    assert_eq!(d.deny_user_device_grants(&user).await.unwrap(), 1);
+    let status = |g: &DeviceGrant| {
+        let d = Arc::clone(&d);
+        let hash = g.device_code_hash;
+        async move { d.device_grant(&hash).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(&approved).await, DeviceStatus::Denied);
+    assert_eq!(status(&redeemed).await, DeviceStatus::Redeemed);
+    assert_eq!(status(&pending).await, DeviceStatus::Pending);
+    assert_eq!(status(&theirs).await, DeviceStatus::Approved);
+    assert!(
+        !d.redeem_device_grant(&approved.device_code_hash, "f", Timestamp(1_030))
+            .await
+            .unwrap()
+    );
 }

@@ -72,6 +72,7 @@ pub(crate) fn consent(user: &UserId, client_id: &str, at: i64) -> Consent {
     Consent {
         user_id: user.clone(),
         client_id: client_id.to_owned(),
+        resource: None,
         scope: "openid profile".into(),
         granted_at: Timestamp(at),
     }
@@ -86,6 +87,73 @@ async fn setup(s: &Stores) -> UserId {
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
+}
+
+/// Issue 14 item 1: the unredeemed codes of an ended session, or of a user whose sessions all
+/// ended, are deleted; redeemed ones stay so a replay is still recognised.
+pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
+    let user = setup(&s).await;
+    let other = s.user().await;
+    let g = s.grants();
+    let (a, b) = (SessionId::generate(), SessionId::generate());
+    let of = |session: &SessionId, user: &UserId| AuthCode {
+        session_id: session.clone(),
+        ..code("app", user, FAR)
+    };
+    let (a1, a2, b1) = (of(&a, &user), of(&a, &user), of(&b, &user));
+    let theirs = of(&SessionId::generate(), &other);
+    for c in [&a1, &a2, &b1, &theirs] {
+        g.put_code(c).await.unwrap();
+    }
+    // a1 was redeemed before the session ended.
+    assert!(matches!(
+        g.redeem_code(&a1.code_hash, "fam-a1", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert_eq!(g.delete_session_codes(&a).await.unwrap(), 1);
+    assert_eq!(
+        g.redeem_code(&a2.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Unknown
+    );
+    assert_eq!(
+        g.redeem_code(&a1.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::AlreadyRedeemed {
+            family_id: Some("fam-a1".into())
+        }
+    );
+
+    // Every code of the user except the kept session's, and nobody else's.
+    let (b2, c1) = (of(&b, &user), of(&SessionId::generate(), &user));
+    g.put_code(&b2).await.unwrap();
+    g.put_code(&c1).await.unwrap();
+    assert_eq!(g.delete_user_codes(&user, Some(&b)).await.unwrap(), 1);
+    assert_eq!(
+        g.redeem_code(&c1.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Unknown
+    );
+    assert_eq!(g.delete_user_codes(&user, None).await.unwrap(), 2);
+    for gone in [&b1, &b2] {
+        assert_eq!(
+            g.redeem_code(&gone.code_hash, "f", Timestamp(1_000))
+                .await
+                .unwrap(),
+            CodeRedemption::Unknown
+        );
+    }
+    assert!(matches!(
+        g.redeem_code(&theirs.code_hash, "f", Timestamp(1_000))
+            .await
+            .unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
 }
 
 pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
@@ -705,10 +773,10 @@ pub(crate) async fn consents_upsert_list_and_delete(s: Stores) {
     s.clients().put_client(&client("beta")).await.unwrap();
     let g = s.grants();
 
-    assert_eq!(g.consent(&user, "app").await.unwrap(), None);
+    assert_eq!(g.consent(&user, "app", None).await.unwrap(), None);
     let first = consent(&user, "app", 1_000);
     g.put_consent(&first).await.unwrap();
-    assert_eq!(g.consent(&user, "app").await.unwrap(), Some(first));
+    assert_eq!(g.consent(&user, "app", None).await.unwrap(), Some(first));
 
     // Recording again replaces.
     let wider = Consent {
@@ -716,7 +784,10 @@ pub(crate) async fn consents_upsert_list_and_delete(s: Stores) {
         ..consent(&user, "app", 2_000)
     };
     g.put_consent(&wider).await.unwrap();
-    assert_eq!(g.consent(&user, "app").await.unwrap(), Some(wider.clone()));
+    assert_eq!(
+        g.consent(&user, "app", None).await.unwrap(),
+        Some(wider.clone())
+    );
 
     let beta = consent(&user, "beta", 1_500);
     g.put_consent(&beta).await.unwrap();
@@ -730,13 +801,51 @@ pub(crate) async fn consents_upsert_list_and_delete(s: Stores) {
         g.list_consents(&other_user).await.unwrap(),
         vec![theirs.clone()]
     );
-    assert_eq!(g.consent(&user, "missing").await.unwrap(), None);
+    assert_eq!(g.consent(&user, "missing", None).await.unwrap(), None);
 
+    // A consent for an API is kept apart from the one without, and from another API's.
+    let api = Consent {
+        resource: Some("https://api.example.com".into()),
+        scope: "read".into(),
+        ..consent(&user, "app", 2_100)
+    };
+    g.put_consent(&api).await.unwrap();
+    assert_eq!(
+        g.consent(&user, "app", Some("https://api.example.com"))
+            .await
+            .unwrap(),
+        Some(api.clone())
+    );
+    assert_eq!(
+        g.consent(&user, "app", Some("https://other.example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        g.consent(&user, "app", None).await.unwrap(),
+        Some(wider.clone())
+    );
+    assert_eq!(
+        g.list_consents(&user).await.unwrap(),
+        vec![wider.clone(), api, beta.clone()]
+    );
+
+    // Withdrawing a client's consent withdraws it for every API.
     assert!(g.delete_consent(&user, "app").await.unwrap());
     assert!(!g.delete_consent(&user, "app").await.unwrap());
-    assert_eq!(g.consent(&user, "app").await.unwrap(), None);
+    assert_eq!(
+        g.consent(&user, "app", Some("https://api.example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(g.consent(&user, "app", None).await.unwrap(), None);
     assert_eq!(g.list_consents(&user).await.unwrap(), vec![beta]);
-    assert_eq!(g.consent(&other_user, "app").await.unwrap(), Some(theirs));
+    assert_eq!(
+        g.consent(&other_user, "app", None).await.unwrap(),
+        Some(theirs)
+    );
 }
 
 pub(crate) async fn revoked_jtis_are_remembered_until_expiry(s: Stores) {

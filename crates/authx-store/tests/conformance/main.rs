@@ -74,6 +74,7 @@ macro_rules! database_tests {
             migrations::reconnecting_applies_nothing,
             migrations::modified_migration_is_refused,
             migrations::newer_schema_is_refused,
+            migrations::upgrade_grants_existing_clients_every_api,
         );
     };
 }
@@ -88,12 +89,14 @@ macro_rules! oauth_tests {
             clients::delete_client_removes_everything_issued_to_it,
             clients::grants_need_an_existing_client_and_user,
             clients::resources_round_trip_and_conflict,
+            clients::deleting_a_resource_takes_it_from_every_client,
             keys::keys_round_trip_oldest_first,
             keys::duplicate_kid_conflicts,
             keys::set_key_state_keeps_times_not_given,
             keys::delete_key,
             grants::codes_round_trip_and_redeem_once,
             grants::expired_or_unknown_codes_are_unknown,
+            grants::codes_of_ended_sessions_and_users_are_deleted,
             grants::concurrent_redemptions_one_wins,
             grants::families_and_tokens_round_trip,
             grants::duplicate_family_or_token_conflicts_atomically,
