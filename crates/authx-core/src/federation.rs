@@ -2,8 +2,10 @@
 //!
 //! This module holds what must be right and needs no network: the one-time transaction of an
 //! upstream sign-in, validation of the upstream ID token (OIDC Core §3.1.3.7), the link between
-//! an upstream identity and a local account, and the store that keeps them. Fetching metadata,
-//! keys and tokens is the server's job.
+//! an upstream identity and a local account, and the store that keeps them. [`flow`] is the
+//! relying party's whole decision, from the authorization request to a local session; it
+//! reaches the upstream through the [`UpstreamClient`] port, which the server implements with
+//! its outbound HTTP calls and caches.
 //!
 //! # Security
 //! - A transaction is taken from the store in one step, so a `state` is redeemed at most once,
@@ -26,6 +28,12 @@ use crate::oauth::keys::{SigningAlg, Verifier, verifier_from_jwk};
 use crate::secret::{TokenHash, ct_eq};
 use crate::store::{AccountStore, StoreError, StoreResult};
 use crate::user::{User, UserId, UserStatus, canonical_email};
+
+pub mod flow;
+pub mod upstream;
+
+pub use flow::{Browser, Completed, FederationError, RelyingParty, SignInCounter, Started};
+pub use upstream::{Metadata, Provider, UpstreamClient, UpstreamError, UpstreamTokens};
 
 /// The stored password hash of an account created through federation: it is not a PHC string,
 /// so no password ever verifies against it.

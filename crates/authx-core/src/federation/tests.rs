@@ -9,14 +9,14 @@ const CLIENT: &str = "authx";
 const NONCE: &str = "n-0S6_WzA2Mj";
 const NOW: i64 = 1_700_000_000;
 
-fn signer(alg: SigningAlg) -> Signer {
+pub(super) fn signer(alg: SigningAlg) -> Signer {
     let enc = KeyEncryptor::new(&[9u8; 32]).unwrap();
     let k = generate(alg, &enc, Timestamp(0)).unwrap();
     let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
     Signer::from_pkcs8(alg, &k.kid, &pkcs8).unwrap()
 }
 
-fn keys_of(signers: &[&Signer]) -> UpstreamKeys {
+pub(super) fn keys_of(signers: &[&Signer]) -> UpstreamKeys {
     UpstreamKeys::from_jwks(
         &json!({"keys": signers.iter().map(|s| s.public_jwk()).collect::<Vec<_>>()}),
     )
