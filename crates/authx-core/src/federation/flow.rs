@@ -12,12 +12,13 @@
 //!   issuer (RFC 9207 `iss`; mix-up defence), and validates the ID token fully before any
 //!   account is looked at (SECURITY.md #61-#64). Nothing is signed in on any failure.
 
-use super::upstream::{Metadata, UpstreamClient, UpstreamError, UpstreamTokens};
-use super::{
-    BrowserBinding, Expected, FederationState, FederationStore, IdTokenError, LinkToken,
-    PENDING_LINK_TTL_SECS, PendingLink, Refusal, Resolution, TRANSACTION_TTL_SECS, Transaction,
-    UpstreamIdentity, VerifiedIdToken, new_link, resolve, verify_id_token,
+use super::account::{Refusal, Resolution, UpstreamIdentity, new_link, resolve};
+use super::id_token::{Expected, IdTokenError, VerifiedIdToken, verify_id_token};
+use super::records::{
+    BrowserBinding, FederationState, FederationStore, LinkToken, PENDING_LINK_TTL_SECS,
+    PendingLink, TRANSACTION_TTL_SECS, Transaction,
 };
+use super::upstream::{Metadata, UpstreamClient, UpstreamError, UpstreamTokens};
 use crate::Timestamp;
 use crate::audit::{AuditEvent, record_current};
 use crate::auth::{AuthError, AuthService, SignInOutcome, SignedIn};

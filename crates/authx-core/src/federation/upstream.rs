@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::UpstreamKeys;
+use super::id_token::UpstreamKeys;
 use crate::Timestamp;
 
 /// One configured upstream provider, as the relying party sees it.

@@ -8,8 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::super::tests::{keys_of, signer};
-use super::super::{Provider, UpstreamKeys};
+use super::super::account::NO_PASSWORD;
+use super::super::id_token::UpstreamKeys;
+use super::super::id_token::tests::{keys_of, signer};
+use super::super::upstream::Provider;
 use super::*;
 use crate::auth::{AuthPolicy, AuthService};
 use crate::clock::ManualClock;
@@ -470,12 +472,8 @@ async fn a_link_is_found_by_issuer_and_subject_never_by_email() {
     let rig = Rig::new();
     let rp = rig.rp();
     let upstream = FakeUpstream::new();
-    let linked = rig
-        .user("linked@example.com", super::super::NO_PASSWORD)
-        .await;
-    let other = rig
-        .user("other@example.com", super::super::NO_PASSWORD)
-        .await;
+    let linked = rig.user("linked@example.com", NO_PASSWORD).await;
+    let other = rig.user("other@example.com", NO_PASSWORD).await;
     let identity = UpstreamIdentity {
         provider: "acme".into(),
         issuer: ISS.into(),
