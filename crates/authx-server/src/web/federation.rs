@@ -18,6 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use authx_core::auth::AuthError;
 use authx_core::federation::{
     self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
@@ -116,13 +117,10 @@ fn failed(provider: &str, e: &FederationError) -> Response {
         }
         FederationError::Disabled => forbidden(&e.to_string()),
         FederationError::SignIn(a) => {
-            let (status, retry) = error_status(a);
-            let msg = if status.is_server_error() {
+            let (status, retry, msg) = sign_in_failure(a);
+            if status.is_server_error() {
                 tracing::warn!(error = %a, "federated sign-in failed");
-                UNAVAILABLE.to_owned()
-            } else {
-                a.to_string()
-            };
+            }
             let status = if status == StatusCode::INTERNAL_SERVER_ERROR {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
@@ -137,6 +135,17 @@ fn failed(provider: &str, e: &FederationError) -> Response {
         }
         _ => failure(StatusCode::BAD_REQUEST, "Sign-in refused", &e.to_string()),
     }
+}
+
+/// The status, wait and message of a failed local sign-in; a server failure is not described.
+fn sign_in_failure(e: &AuthError) -> (StatusCode, Option<i64>, String) {
+    let (status, retry) = error_status(e);
+    let msg = if status.is_server_error() {
+        UNAVAILABLE.to_owned()
+    } else {
+        e.to_string()
+    };
+    (status, retry, msg)
 }
 
 async fn start_get(
@@ -253,6 +262,21 @@ fn link_page_again(
     with_pre_cookie(state, (status, Html(html)).into_response(), fresh)
 }
 
+/// A link form whose token does not match this browser's pre-session cookie.
+fn link_form_expired(
+    state: &AppState,
+    current: &CurrentSession,
+    pending: &PendingLink,
+) -> Response {
+    authx_core::audit::record_current(
+        authx_core::audit::AuditEvent::failure("csrf_rejected")
+            .with("reason", "bad form token")
+            .with("path", "/federation/link"),
+    );
+    let msg = "This form expired. Please try again.";
+    link_page_again(state, current, pending, StatusCode::FORBIDDEN, msg)
+}
+
 async fn link_get(State(state): State<AppState>, current: CurrentSession) -> Response {
     let pending = match current_pending(&state, &current).await {
         Ok(p) => p,
@@ -284,13 +308,7 @@ async fn link_post(
         Err(res) => return res,
     };
     if !pre_token_ok(&current, &form.csrf_token) {
-        authx_core::audit::record_current(
-            authx_core::audit::AuditEvent::failure("csrf_rejected")
-                .with("reason", "bad form token")
-                .with("path", "/federation/link"),
-        );
-        let msg = "This form expired. Please try again.";
-        return link_page_again(&state, &current, &pending, StatusCode::FORBIDDEN, msg);
+        return link_form_expired(&state, &current, &pending);
     }
     let linked = relying_party(&state)
         .link(&pending, &form.password, browser(&current))
@@ -302,12 +320,7 @@ async fn link_post(
             res
         }
         Err(FederationError::SignIn(e)) => {
-            let (status, retry) = error_status(&e);
-            let msg = if status.is_server_error() {
-                UNAVAILABLE.to_owned()
-            } else {
-                e.to_string()
-            };
+            let (status, retry, msg) = sign_in_failure(&e);
             let mut res = link_page_again(&state, &current, &pending, status, &msg);
             set_retry_after(&mut res, retry);
             res
