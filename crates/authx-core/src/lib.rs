@@ -22,6 +22,8 @@ pub mod cookie;
 pub mod csrf;
 pub mod events;
 pub mod federation;
+#[cfg(test)]
+mod memory;
 pub mod oauth;
 pub mod password;
 pub mod plural;

@@ -3,15 +3,15 @@
 //! [`start`] runs the real server on a bound listener (port 0 in tests) and returns a handle;
 //! the `authx` binary calls [`run`].
 
+pub mod cli_login;
 pub mod config;
 pub mod cookies;
-pub mod federation;
 pub mod html;
-pub mod login;
 pub mod metrics;
 pub mod provider;
 pub mod serve;
 pub mod state;
+pub mod upstream;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -153,7 +153,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .with_grant_observer(observer)
         .with_audit(audit);
     let cookies = cookies::CookieNames::new(config.cookie_secure);
-    let upstreams = federation::Upstreams::new(&config.federation);
+    let upstreams = upstream::Upstreams::new(&config.federation);
     Ok(AppState::new(Inner {
         upstreams,
         federation: Arc::clone(&backend.federation),

@@ -667,7 +667,7 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn login_command(args: LoginArgs) -> anyhow::Result<()> {
-    let opts = authx_server::login::LoginOptions {
+    let opts = authx_server::cli_login::LoginOptions {
         issuer: args.issuer,
         client_id: args.client_id,
         client_secret: args.client_secret,
@@ -675,13 +675,14 @@ async fn login_command(args: LoginArgs) -> anyhow::Result<()> {
     };
     // A path that cannot be written is refused before the device code is spent.
     if let Some(path) = &args.save {
-        authx_server::login::check_save_path(path)?;
+        authx_server::cli_login::check_save_path(path)?;
     }
     let tokens =
-        authx_server::login::run(&opts, |p| eprint!("{}", p.message()), tokio::time::sleep).await?;
+        authx_server::cli_login::run(&opts, |p| eprint!("{}", p.message()), tokio::time::sleep)
+            .await?;
     match args.save {
         Some(path) => {
-            if let Err(e) = authx_server::login::save_tokens(&path, &tokens) {
+            if let Err(e) = authx_server::cli_login::save_tokens(&path, &tokens) {
                 // The approval is spent: print the tokens rather than lose them.
                 println!("{}", serde_json::to_string_pretty(&tokens)?);
                 return Err(e.context(

@@ -157,3 +157,9 @@ impl Metrics {
         out
     }
 }
+
+impl authx_core::federation::SignInCounter for Metrics {
+    fn count(&self, outcome: authx_core::auth::SignInOutcome) {
+        self.sign_in(outcome);
+    }
+}

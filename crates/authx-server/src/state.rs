@@ -36,7 +36,7 @@ pub struct Inner {
     /// Request rate limits (shared through the store when several instances run).
     pub limiter: authx_core::ratelimit::RateLimiter,
     /// Upstream identity providers and their cached metadata and keys.
-    pub upstreams: crate::federation::Upstreams,
+    pub upstreams: crate::upstream::Upstreams,
     /// Upstream sign-in transactions and federation links.
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).

@@ -2,13 +2,12 @@
 //! `/callback`, and `/federation/link`, where a user proves control of an existing account
 //! before an upstream identity is linked to it.
 //!
+//! Every decision is `authx_core::federation`'s ([`RelyingParty`]); these handlers read the
+//! request, make one call and render the result.
+//!
 //! # Security
-//! - `start` stores a one-time transaction (hash of `state`, `nonce`, PKCE S256 verifier,
-//!   expected issuer, local `return_to`) bound to this browser by an `HttpOnly` cookie.
-//! - `callback` takes the transaction in one step (a replayed `state` finds nothing), checks
-//!   that the browser is the one that started it, that the response comes from the expected
-//!   issuer (RFC 9207 `iss`; mix-up defence), and validates the ID token fully before any
-//!   account is looked at (SECURITY.md #61-#64).
+//! - The checks of the callback (one-time `state`, browser binding, RFC 9207 `iss`, the ID
+//!   token, the account by (issuer, subject)) are made in core (SECURITY.md #61-#64).
 //! - Every failure ends on a readable page with a 4xx or 502 status, never a 500, and no
 //!   session is created.
 
@@ -19,31 +18,20 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use authx_core::auth::{AuthError, SignInOutcome};
+use authx_core::auth::AuthError;
 use authx_core::federation::{
-    self, BrowserBinding, Expected, FederationState, IdTokenError, LinkToken, PendingLink, Refusal,
-    Resolution, Transaction, UpstreamIdentity,
+    self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
-use authx_core::secret::b64url;
 
 use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::{CurrentSession, FormBody};
-use super::pages::{
+use super::signin::{
     bad_form, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     signed_in_redirect, with_pre_cookie,
 };
-use crate::config::UpstreamProvider;
-use crate::federation::UpstreamError;
 use crate::html::{csrf_field, error_block, esc, page};
 use crate::state::AppState;
-
-/// Longest query parameter value read from an upstream's redirect (SECURITY.md #68).
-const MAX_PARAM_LEN: usize = 4096;
-/// Clock skew allowed on the ID token's times.
-const LEEWAY_SECS: i64 = 60;
-/// Oldest acceptable ID token `iat`.
-const MAX_ID_TOKEN_AGE_SECS: i64 = 600;
 
 /// The federation routes (browser-facing: POSTs pass the origin check).
 pub fn router() -> Router<AppState> {
@@ -53,25 +41,20 @@ pub fn router() -> Router<AppState> {
         .route("/federation/link", get(link_get).post(link_post))
 }
 
-/// The sign-in page's buttons, one per configured provider.
-#[must_use]
-pub fn buttons(state: &AppState, return_to: &str) -> String {
-    let providers = state.upstreams.providers();
-    if providers.is_empty() {
-        return String::new();
+fn relying_party(state: &AppState) -> RelyingParty<'_> {
+    RelyingParty {
+        auth: &state.auth,
+        store: state.federation.as_ref(),
+        sign_ins: &state.metrics,
     }
-    let mut html = String::from("<div id=\"federation\"><p class=\"muted\">Or sign in with</p>");
-    let rt: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    for p in providers {
-        html.push_str(&format!(
-            "<a class=\"button secondary federation\" id=\"federation-{name}\" href=\"/federation/{name}/start?return_to={rt}\">{label}</a> ",
-            name = esc(&p.name),
-            rt = esc(&rt),
-            label = esc(&p.display_name),
-        ));
+}
+
+fn browser(current: &CurrentSession) -> Browser<'_> {
+    Browser {
+        ctx: &current.ctx,
+        session: current.token.as_ref(),
+        binding: current.federation_binding.as_ref(),
     }
-    html.push_str("</div>");
-    html
 }
 
 /// A readable failure page.
@@ -87,22 +70,6 @@ fn failure(status: StatusCode, title: &str, msg: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
-fn refused(msg: &str) -> Response {
-    failure(StatusCode::BAD_REQUEST, "Sign-in refused", msg)
-}
-
-fn upstream_failed(p: &UpstreamProvider, e: &UpstreamError) -> Response {
-    tracing::warn!(provider = %p.name, error = %e, "upstream sign-in failed");
-    failure(
-        StatusCode::BAD_GATEWAY,
-        "Sign-in unavailable",
-        &format!(
-            "Signing in with {} did not work: {e}. Try again later.",
-            p.display_name
-        ),
-    )
-}
-
 fn unknown_provider() -> Response {
     failure(
         StatusCode::NOT_FOUND,
@@ -111,31 +78,74 @@ fn unknown_provider() -> Response {
     )
 }
 
-fn audit_refusal(provider: &str, reason: &str) {
-    authx_core::audit::record_current(
-        authx_core::audit::AuditEvent::failure("federation_refused")
-            .with("provider", provider)
-            .with("reason", reason),
-    );
+const UNAVAILABLE: &str = "The service is temporarily unavailable. Try again shortly.";
+
+/// The page for every way an upstream sign-in or a link can stop; `provider` is the display
+/// name of the upstream.
+fn failed(provider: &str, e: &FederationError) -> Response {
+    let forbidden = |msg: &str| failure(StatusCode::FORBIDDEN, "Sign-in refused", msg);
+    match e {
+        FederationError::Upstream(u) => {
+            tracing::warn!(%provider, error = %u, "upstream sign-in failed");
+            failure(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in unavailable",
+                &format!("Signing in with {provider} did not work: {u}. Try again later."),
+            )
+        }
+        FederationError::Store(s) => {
+            tracing::warn!(error = %s, "federation store failed");
+            let status = if matches!(s, authx_core::StoreError::Unavailable(_)) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            failure(status, "Sign-in unavailable", UNAVAILABLE)
+        }
+        FederationError::Denied(code) => failure(
+            StatusCode::BAD_REQUEST,
+            "Sign-in cancelled",
+            &format!("{provider} did not sign you in ({code})."),
+        ),
+        FederationError::IdToken(t) => failure(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in refused",
+            &format!("{provider} sent a sign-in that cannot be trusted: {t}."),
+        ),
+        FederationError::Refused(r) => {
+            forbidden(&format!("Signing in with {provider} is not possible: {r}."))
+        }
+        FederationError::Disabled => forbidden(&e.to_string()),
+        FederationError::SignIn(a) => {
+            let (status, retry, msg) = sign_in_failure(a);
+            if status.is_server_error() {
+                tracing::warn!(error = %a, "federated sign-in failed");
+            }
+            let status = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                status
+            };
+            let mut res = failure(status, "Sign-in failed", &msg);
+            set_retry_after(&mut res, retry);
+            res
+        }
+        FederationError::NoPendingLink => {
+            failure(StatusCode::BAD_REQUEST, "Nothing to link", &e.to_string())
+        }
+        _ => failure(StatusCode::BAD_REQUEST, "Sign-in refused", &e.to_string()),
+    }
 }
 
-fn store_failed(e: &authx_core::StoreError) -> Response {
-    tracing::warn!(error = %e, "federation store failed");
-    let status = if matches!(e, authx_core::StoreError::Unavailable(_)) {
-        StatusCode::SERVICE_UNAVAILABLE
+/// The status, wait and message of a failed local sign-in; a server failure is not described.
+fn sign_in_failure(e: &AuthError) -> (StatusCode, Option<i64>, String) {
+    let (status, retry) = error_status(e);
+    let msg = if status.is_server_error() {
+        UNAVAILABLE.to_owned()
     } else {
-        StatusCode::BAD_GATEWAY
+        e.to_string()
     };
-    failure(
-        status,
-        "Sign-in unavailable",
-        "The service is temporarily unavailable. Try again shortly.",
-    )
-}
-
-#[derive(Default)]
-struct StartQuery {
-    return_to: Option<String>,
+    (status, retry, msg)
 }
 
 async fn start_get(
@@ -144,402 +154,76 @@ async fn start_get(
     current: CurrentSession,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(p) = state.upstreams.provider(&name) else {
+    let Some(upstream) = state.upstreams.client(&name, &state.config.issuer) else {
         return unknown_provider();
     };
-    let q: StartQuery = raw.as_deref().and_then(start_query).unwrap_or_default();
-    let return_to = safe_return_to(q.return_to.as_deref());
-    let now = state.auth.clock().now();
-    let m = match state.upstreams.metadata(&p, now).await {
-        Ok(m) => m,
-        Err(e) => return upstream_failed(&p, &e),
-    };
-    // One cookie binds every upstream sign-in of this browser; a second tab reuses it.
-    let binding = current
-        .federation_binding
-        .unwrap_or_else(BrowserBinding::generate);
-    let st = FederationState::generate();
-    let nonce = b64url(&authx_core::secret::random_bytes::<32>());
-    let verifier = b64url(&authx_core::secret::random_bytes::<32>());
-    let t = Transaction {
-        state_hash: st.hash(),
-        provider: p.name.clone(),
-        issuer: p.issuer.clone(),
-        browser_hash: binding.hash(),
-        nonce: nonce.clone(),
-        pkce_verifier: verifier.clone(),
-        return_to,
-        created_at: now,
-        expires_at: now.plus(federation::TRANSACTION_TTL_SECS),
-    };
-    if let Err(e) = state.federation.put_transaction(&t).await {
-        return store_failed(&e);
-    }
-    let params: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &p.client_id)
-        .append_pair("redirect_uri", &callback_uri(&state, &p))
-        .append_pair("scope", &p.scope)
-        .append_pair("state", st.expose())
-        .append_pair("nonce", &nonce)
-        .append_pair("code_challenge", &authx_core::oauth::pkce::s256(&verifier))
-        .append_pair("code_challenge_method", "S256")
-        .finish();
-    let sep = if m.authorization_endpoint.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let target = format!("{}{sep}{params}", m.authorization_endpoint);
-    let mut res = Redirect::to(&target).into_response();
-    append_cookie(
-        res.headers_mut(),
-        &state
-            .cookies
-            .set_federation_binding(binding.expose(), federation::TRANSACTION_TTL_SECS),
-    );
-    authx_core::audit::record_current(
-        authx_core::audit::AuditEvent::success("federation_started").with("provider", &p.name),
-    );
-    res
-}
-
-fn start_query(raw: &str) -> Option<StartQuery> {
-    let mut q = StartQuery::default();
-    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        if k == "return_to" {
-            if q.return_to.is_some() {
-                return None;
-            }
-            q.return_to = Some(v.into_owned());
+    let return_to = safe_return_to(raw.as_deref().and_then(start_return_to).as_deref());
+    let started = relying_party(&state)
+        .start(&upstream, current.federation_binding, return_to)
+        .await;
+    match started {
+        Ok(s) => {
+            let mut res = Redirect::to(&s.location).into_response();
+            let cookie = state
+                .cookies
+                .set_federation_binding(s.binding.expose(), federation::TRANSACTION_TTL_SECS);
+            append_cookie(res.headers_mut(), &cookie);
+            res
         }
+        Err(e) => failed(&upstream.config().display_name, &e),
     }
-    Some(q)
 }
 
-/// This server's redirect URI at the upstream: one per provider, so a response can only ever
-/// be taken for the provider it was sent to.
-fn callback_uri(state: &AppState, p: &UpstreamProvider) -> String {
-    format!("{}/federation/{}/callback", state.config.issuer, p.name)
-}
-
-/// The callback's parameters; any repeated or oversized one makes the request invalid.
-#[derive(Default)]
-struct CallbackParams {
-    code: Option<String>,
-    state: Option<String>,
-    iss: Option<String>,
-    error: Option<String>,
-}
-
-fn callback_params(raw: Option<&str>) -> Option<CallbackParams> {
-    let mut p = CallbackParams::default();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let slot = match k.as_ref() {
-            "code" => &mut p.code,
-            "state" => &mut p.state,
-            "iss" => &mut p.iss,
-            "error" => &mut p.error,
-            _ => continue,
-        };
-        if slot.is_some() || v.len() > MAX_PARAM_LEN {
-            return None;
-        }
-        *slot = Some(v.into_owned()).filter(|s| !s.is_empty());
+/// `return_to` of the start's query; a repeated one counts as none.
+fn start_return_to(raw: &str) -> Option<String> {
+    let mut values = form_urlencoded::parse(raw.as_bytes()).filter(|(k, _)| k == "return_to");
+    match (values.next(), values.next()) {
+        (Some((_, v)), None) => Some(v.into_owned()),
+        _ => None,
     }
-    Some(p)
 }
 
-#[allow(clippy::too_many_lines)] // One linear list of checks, in the order OIDC gives them.
 async fn callback_get(
     State(state): State<AppState>,
     Path(name): Path<String>,
     current: CurrentSession,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(p) = state.upstreams.provider(&name) else {
+    let Some(upstream) = state.upstreams.client(&name, &state.config.issuer) else {
         return unknown_provider();
     };
-    let Some(q) = callback_params(raw.as_deref()) else {
-        audit_refusal(&p.name, "malformed callback");
-        return refused("The response from the identity provider is malformed.");
-    };
-    // 1. The state: present, issued by this server, not used before, for this provider, in
-    //    time, and started by this very browser.
-    let Some(st) = q.state.as_deref().and_then(FederationState::parse) else {
-        audit_refusal(&p.name, "missing state");
-        return refused(
-            "The response from the identity provider carries no valid state. Start again from the sign-in page.",
-        );
-    };
-    let t = match state.federation.take_transaction(&st.hash()).await {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            audit_refusal(&p.name, "unknown or replayed state");
-            return refused(
-                "This sign-in was already completed or has expired. Start again from the sign-in page.",
-            );
-        }
-        Err(e) => return store_failed(&e),
-    };
-    let now = state.auth.clock().now();
-    if t.provider != p.name || t.issuer != p.issuer {
-        audit_refusal(&p.name, "state of another provider");
-        return refused("This response belongs to a sign-in with another identity provider.");
-    }
-    if now >= t.expires_at {
-        audit_refusal(&p.name, "expired transaction");
-        return refused("This sign-in took too long. Start again from the sign-in page.");
-    }
-    let same_browser = current
-        .federation_binding
-        .as_ref()
-        .is_some_and(|b| b.hash().ct_eq(&t.browser_hash));
-    if !same_browser {
-        audit_refusal(&p.name, "state from another browser");
-        return refused(
-            "This sign-in was started in another browser. Start again from the sign-in page in this browser.",
-        );
-    }
-    let m = match state.upstreams.metadata(&p, now).await {
-        Ok(m) => m,
-        Err(e) => return upstream_failed(&p, &e),
-    };
-    // 2. Mix-up defence (RFC 9207 §2.4): the response names the issuer it came from.
-    match q.iss.as_deref() {
-        Some(iss) if iss == t.issuer => {}
-        Some(_) => {
-            audit_refusal(&p.name, "iss mismatch");
-            return refused(
-                "The response came from another identity provider than the one this sign-in was sent to.",
-            );
-        }
-        None if m.iss_parameter_supported => {
-            audit_refusal(&p.name, "iss missing");
-            return refused("The response from the identity provider does not say who sent it.");
-        }
-        None => {}
-    }
-    if let Some(err) = q.error.as_deref() {
-        let code: String = err
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
-        audit_refusal(&p.name, "upstream error");
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "Sign-in cancelled",
-            &format!("{} did not sign you in ({code}).", p.display_name),
-        );
-    }
-    let Some(code) = q.code.as_deref() else {
-        audit_refusal(&p.name, "missing code");
-        return refused("The response from the identity provider carries no authorization code.");
-    };
-    // 3. The code for tokens, with the PKCE verifier.
-    let tokens = match state
-        .upstreams
-        .exchange_code(&p, &m, code, &callback_uri(&state, &p), &t.pkce_verifier)
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => return upstream_failed(&p, &e),
-    };
-    // 4. The ID token, fully, before anything in it is used.
-    let expected = Expected {
-        issuer: &t.issuer,
-        client_id: &p.client_id,
-        nonce: &t.nonce,
-        access_token: tokens.access_token.as_deref(),
-        now,
-        leeway_secs: LEEWAY_SECS,
-        max_age_secs: MAX_ID_TOKEN_AGE_SECS,
-    };
-    let keys = match state.upstreams.keys(&p, &m, now, false).await {
-        Ok(k) => k,
-        Err(e) => return upstream_failed(&p, &e),
-    };
-    let mut verified = federation::verify_id_token(&tokens.id_token, &keys, &expected);
-    if matches!(verified, Err(IdTokenError::UnknownKey)) {
-        // The upstream may have rotated its keys: look again, at most once a minute.
-        let keys = match state.upstreams.keys(&p, &m, now, true).await {
-            Ok(k) => k,
-            Err(e) => return upstream_failed(&p, &e),
-        };
-        verified = federation::verify_id_token(&tokens.id_token, &keys, &expected);
-    }
-    let token = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            authx_core::audit::record_current(
-                authx_core::audit::AuditEvent::failure("federation_refused")
-                    .with("provider", &p.name)
-                    .with("reason", "invalid id token")
-                    .with("error", e),
-            );
-            return failure(
-                StatusCode::BAD_GATEWAY,
-                "Sign-in refused",
-                &format!(
-                    "{} sent a sign-in that cannot be trusted: {e}.",
-                    p.display_name
-                ),
-            );
-        }
-    };
-    let identity = UpstreamIdentity::from_token(
-        &p.name,
-        &t.issuer,
-        &token,
-        &p.email_claim,
-        &p.email_verified_claim,
-    );
-    // 5. The local account, by (issuer, subject) only.
-    let stores = state.auth.stores();
-    let resolution = match federation::resolve(
-        stores.accounts.as_ref(),
-        state.federation.as_ref(),
-        &identity,
-        p.allow_sign_up,
-        now,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return store_failed(&e),
-    };
-    let user = match resolution {
-        Resolution::Linked(u) | Resolution::Created(u) => u,
-        Resolution::ProveControl(u) => {
-            return start_pending_link(&state, &p, &identity, &u, &t.return_to).await;
-        }
-        Resolution::Refused(r) => {
-            audit_refusal(&p.name, refusal_reason(r));
-            return failure(
-                StatusCode::FORBIDDEN,
-                "Sign-in refused",
-                &format!("Signing in with {} is not possible: {r}.", p.display_name),
-            );
-        }
-    };
-    let result = state
-        .auth
-        .sign_in_verified(
-            &user.id,
-            &current.ctx,
-            current.token.as_ref(),
-            &format!("federated:{}", p.name),
-        )
+    let done = relying_party(&state)
+        .complete(&upstream, browser(&current), raw.as_deref())
         .await;
-    state.metrics.sign_in(SignInOutcome::of(&result));
-    match result {
-        Ok(signed) => {
-            authx_core::audit::record_current(
-                authx_core::audit::AuditEvent::success("federated_sign_in")
-                    .user(&signed.user.id)
-                    .with("provider", &p.name),
-            );
-            signed_in_redirect(&state, &signed, &t.return_to)
+    match done {
+        Ok(Completed::SignedIn { signed, return_to }) => {
+            signed_in_redirect(&state, &signed, &return_to)
         }
-        Err(AuthError::InvalidCredentials) => failure(
-            StatusCode::FORBIDDEN,
-            "Sign-in refused",
-            "This account is disabled.",
-        ),
-        Err(e) => auth_failed(&e),
+        Ok(Completed::ProveControl { token }) => {
+            let mut res = Redirect::to("/federation/link").into_response();
+            let cookie = state
+                .cookies
+                .set_federation_link(token.expose(), federation::PENDING_LINK_TTL_SECS);
+            append_cookie(res.headers_mut(), &cookie);
+            res
+        }
+        Err(e) => failed(&upstream.config().display_name, &e),
     }
 }
 
-fn refusal_reason(r: Refusal) -> &'static str {
-    match r {
-        Refusal::Disabled => "account disabled",
-        Refusal::NoEmail => "no email",
-        Refusal::EmailNotVerified => "email not verified for an existing account",
-        Refusal::CannotProveControl => "existing account without password",
-        Refusal::SignUpNotAllowed => "sign-up not allowed",
-        Refusal::UnverifiedEmailSignUp => "email not verified for a new account",
-    }
-}
-
-fn auth_failed(e: &AuthError) -> Response {
-    let (status, retry) = error_status(e);
-    let msg = if status.is_server_error() {
-        tracing::warn!(error = %e, "federated sign-in failed");
-        "The service is temporarily unavailable. Try again shortly.".to_owned()
-    } else {
-        e.to_string()
-    };
-    let status = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        status
-    };
-    let mut res = failure(status, "Sign-in failed", &msg);
-    set_retry_after(&mut res, retry);
-    res
-}
-
-/// Remembers the upstream identity and asks for the local account's password.
-async fn start_pending_link(
-    state: &AppState,
-    p: &UpstreamProvider,
-    identity: &UpstreamIdentity,
-    user: &authx_core::user::User,
-    return_to: &str,
-) -> Response {
-    let now = state.auth.clock().now();
-    let token = LinkToken::generate();
-    let pending = PendingLink {
-        token_hash: token.hash(),
-        provider: p.name.clone(),
-        issuer: identity.issuer.clone(),
-        subject: identity.subject.clone(),
-        user_id: user.id.clone(),
-        email: user.email.clone(),
-        return_to: return_to.to_owned(),
-        created_at: now,
-        expires_at: now.plus(federation::PENDING_LINK_TTL_SECS),
-    };
-    if let Err(e) = state.federation.put_pending_link(&pending).await {
-        return store_failed(&e);
-    }
-    authx_core::audit::record_current(
-        authx_core::audit::AuditEvent::success("federation_link_pending")
-            .user(&user.id)
-            .with("provider", &p.name),
-    );
-    let mut res = Redirect::to("/federation/link").into_response();
-    append_cookie(
-        res.headers_mut(),
-        &state
-            .cookies
-            .set_federation_link(token.expose(), federation::PENDING_LINK_TTL_SECS),
-    );
-    res
-}
-
-/// The pending link this browser's cookie names, if it is still valid.
+/// The pending link this browser's cookie names, or the page saying there is none.
 async fn current_pending(
     state: &AppState,
     current: &CurrentSession,
-) -> Result<Option<PendingLink>, Response> {
-    let Some(token) = &current.federation_link else {
-        return Ok(None);
-    };
-    match state.federation.pending_link(&token.hash()).await {
-        Ok(Some(p)) if state.auth.clock().now() < p.expires_at => Ok(Some(p)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(store_failed(&e)),
+) -> Result<PendingLink, Response> {
+    match relying_party(state)
+        .pending_link(current.federation_link.as_ref())
+        .await
+    {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(failed("", &FederationError::NoPendingLink)),
+        Err(e) => Err(failed("", &FederationError::Store(e))),
     }
-}
-
-fn no_pending_link() -> Response {
-    failure(
-        StatusCode::BAD_REQUEST,
-        "Nothing to link",
-        "There is no sign-in waiting to be linked, or it has expired. Start again from the sign-in page.",
-    )
 }
 
 fn link_page(state: &AppState, pending: &PendingLink, token: &str, error: Option<&str>) -> String {
@@ -565,10 +249,37 @@ fn link_page(state: &AppState, pending: &PendingLink, token: &str, error: Option
     )
 }
 
+/// The link page again, with a message and a fresh form token.
+fn link_page_again(
+    state: &AppState,
+    current: &CurrentSession,
+    pending: &PendingLink,
+    status: StatusCode,
+    msg: &str,
+) -> Response {
+    let (token, fresh) = pre_session(current);
+    let html = link_page(state, pending, &token, Some(msg));
+    with_pre_cookie(state, (status, Html(html)).into_response(), fresh)
+}
+
+/// A link form whose token does not match this browser's pre-session cookie.
+fn link_form_expired(
+    state: &AppState,
+    current: &CurrentSession,
+    pending: &PendingLink,
+) -> Response {
+    authx_core::audit::record_current(
+        authx_core::audit::AuditEvent::failure("csrf_rejected")
+            .with("reason", "bad form token")
+            .with("path", "/federation/link"),
+    );
+    let msg = "This form expired. Please try again.";
+    link_page_again(state, current, pending, StatusCode::FORBIDDEN, msg)
+}
+
 async fn link_get(State(state): State<AppState>, current: CurrentSession) -> Response {
     let pending = match current_pending(&state, &current).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return no_pending_link(),
+        Ok(p) => p,
         Err(res) => return res,
     };
     let (token, fresh) = pre_session(&current);
@@ -593,96 +304,27 @@ async fn link_post(
         Err(e) => return bad_form(e),
     };
     let pending = match current_pending(&state, &current).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return no_pending_link(),
+        Ok(p) => p,
         Err(res) => return res,
     };
     if !pre_token_ok(&current, &form.csrf_token) {
-        authx_core::audit::record_current(
-            authx_core::audit::AuditEvent::failure("csrf_rejected")
-                .with("reason", "bad form token")
-                .with("path", "/federation/link"),
-        );
-        let (token, fresh) = pre_session(&current);
-        let html = link_page(
-            &state,
-            &pending,
-            &token,
-            Some("This form expired. Please try again."),
-        );
-        return with_pre_cookie(
-            &state,
-            (StatusCode::FORBIDDEN, Html(html)).into_response(),
-            fresh,
-        );
+        return link_form_expired(&state, &current, &pending);
     }
-    // Proof of control: the account's own password, through the ordinary sign-in with its
-    // throttling, and a fresh session.
-    let result = state
-        .auth
-        .sign_in(
-            &pending.email,
-            &form.password,
-            &current.ctx,
-            current.token.as_ref(),
-        )
+    let linked = relying_party(&state)
+        .link(&pending, &form.password, browser(&current))
         .await;
-    state.metrics.sign_in(SignInOutcome::of(&result));
-    let signed = match result {
-        Ok(s) if s.user.id == pending.user_id => s,
-        Ok(s) => {
-            // The address now belongs to another account: link nothing, keep no session.
-            let _ = state.auth.sign_out(&s.token).await;
-            return no_pending_link();
+    match linked {
+        Ok(signed) => {
+            let mut res = signed_in_redirect(&state, &signed, &pending.return_to);
+            append_cookie(res.headers_mut(), &state.cookies.clear_federation_link());
+            res
         }
-        Err(e) => {
-            let (token, fresh) = pre_session(&current);
-            let (status, retry) = error_status(&e);
-            let msg = if status.is_server_error() {
-                "The service is temporarily unavailable. Try again shortly.".to_owned()
-            } else {
-                e.to_string()
-            };
-            let mut res = (
-                status,
-                Html(link_page(&state, &pending, &token, Some(&msg))),
-            )
-                .into_response();
+        Err(FederationError::SignIn(e)) => {
+            let (status, retry, msg) = sign_in_failure(&e);
+            let mut res = link_page_again(&state, &current, &pending, status, &msg);
             set_retry_after(&mut res, retry);
-            return with_pre_cookie(&state, res, fresh);
+            res
         }
-    };
-    let identity = UpstreamIdentity {
-        provider: pending.provider.clone(),
-        issuer: pending.issuer.clone(),
-        subject: pending.subject.clone(),
-        email: Some(pending.email.clone()),
-        email_verified: true,
-    };
-    let linked = match state
-        .federation
-        .delete_pending_link(&pending.token_hash)
-        .await
-    {
-        Ok(true) => {
-            let link = federation::new_link(&identity, &signed.user.id, state.auth.clock().now());
-            match state.federation.create_link(&link).await {
-                Ok(()) => true,
-                Err(authx_core::StoreError::Conflict) => false,
-                Err(e) => return store_failed(&e),
-            }
-        }
-        Ok(false) => false,
-        Err(e) => return store_failed(&e),
-    };
-    if linked {
-        authx_core::audit::record_current(
-            authx_core::audit::AuditEvent::success("federation_linked")
-                .user(&signed.user.id)
-                .with("provider", &pending.provider),
-        );
+        Err(e) => failed(&pending.provider, &e),
     }
-    let mut res = signed_in_redirect(&state, &signed, &pending.return_to);
-    append_cookie(res.headers_mut(), &state.cookies.clear_federation_link());
-    res
 }

@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod revocations;
+pub mod signin;
 
 use axum::Router;
 

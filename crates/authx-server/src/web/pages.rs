@@ -11,15 +11,18 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use authx_core::auth::{AuthError, SignInOutcome, SignedIn};
+use authx_core::auth::{AuthError, SignInOutcome};
 use authx_core::csrf;
-use authx_core::secret::PreSessionToken;
 use authx_core::session::SessionId;
 
 use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::{CurrentSession, FormBody};
 use super::rfc3339;
+use super::signin::{
+    bad_form, buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
+    signed_in_redirect, with_pre_cookie,
+};
 use crate::html::{csrf_field, error_block, esc, page};
 use crate::state::AppState;
 
@@ -78,50 +81,9 @@ async fn css_get() -> Response {
         .into_response()
 }
 
-/// A local path to return to after sign-in: absolute path, not protocol-relative, no controls.
-pub(crate) fn safe_return_to(raw: Option<&str>) -> String {
-    match raw {
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.starts_with("/\\")
-                && p.len() <= 2048
-                && !p.chars().any(|c| c.is_control() || c == '\\') =>
-        {
-            p.to_owned()
-        }
-        _ => "/account".to_owned(),
-    }
-}
-
 #[derive(Deserialize, Default)]
 struct ReturnTo {
     return_to: Option<String>,
-}
-
-/// The sign-in and sign-up forms' token, minting a pre-session cookie when needed.
-pub(crate) fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
-    match &current.pre {
-        Some(p) => (csrf::token_for_pre_session(p), None),
-        None => {
-            let p = PreSessionToken::generate();
-            (csrf::token_for_pre_session(&p), Some(p))
-        }
-    }
-}
-
-pub(crate) fn with_pre_cookie(
-    state: &AppState,
-    mut res: Response,
-    fresh: Option<PreSessionToken>,
-) -> Response {
-    if let Some(p) = fresh {
-        append_cookie(
-            res.headers_mut(),
-            &state.cookies.set_pre_session(p.expose()),
-        );
-    }
-    res
 }
 
 fn login_page(
@@ -181,7 +143,7 @@ async fn login_get(
         "",
         None,
         state.config.auth.sign_up_enabled,
-        &super::federation::buttons(&state, &return_to),
+        &buttons(&state, &return_to),
     );
     with_login_csp(with_pre_cookie(&state, Html(html).into_response(), fresh))
 }
@@ -193,13 +155,6 @@ struct LoginForm {
     #[serde(default)]
     csrf_token: String,
     return_to: Option<String>,
-}
-
-pub(crate) fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
-    current
-        .pre
-        .as_ref()
-        .is_some_and(|p| csrf::matches(&csrf::token_for_pre_session(p), presented))
 }
 
 async fn login_post(
@@ -226,7 +181,7 @@ async fn login_post(
             &form.email,
             Some("This form expired. Please sign in again."),
             sign_up,
-            &super::federation::buttons(&state, &return_to),
+            &buttons(&state, &return_to),
         );
         return with_login_csp(with_pre_cookie(
             &state,
@@ -255,49 +210,13 @@ async fn login_post(
                 &form.email,
                 Some(&e.to_string()),
                 sign_up,
-                &super::federation::buttons(&state, &return_to),
+                &buttons(&state, &return_to),
             );
             let mut res = (status, Html(html)).into_response();
             set_retry_after(&mut res, retry);
             with_login_csp(with_pre_cookie(&state, res, fresh))
         }
     }
-}
-
-pub(crate) fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
-    let max_age = signed
-        .session
-        .absolute_expires_at
-        .since(signed.session.created_at);
-    // 303 so the browser follows with a GET and never re-sends the credentials (RFC 9700 §4.12).
-    let mut res = Redirect::to(to).into_response();
-    append_cookie(
-        res.headers_mut(),
-        &state.cookies.set_session(signed.token.expose(), max_age),
-    );
-    append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
-    res
-}
-
-pub(crate) fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
-    let (status, _, retry) = super::error::classify(e);
-    (status, retry)
-}
-
-pub(crate) fn set_retry_after(res: &mut Response, retry: Option<i64>) {
-    if let Some(secs) = retry {
-        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-}
-
-pub(crate) fn bad_form(e: ApiError) -> Response {
-    let html = page(
-        "Bad request",
-        &format!("<h1>Bad request</h1>{}", error_block(Some(&e.message))),
-    );
-    (e.status, Html(html)).into_response()
 }
 
 fn signup_page(token: &str, email: &str, error: Option<&str>, min: usize) -> String {
@@ -882,26 +801,5 @@ async fn account_consent_withdraw_post(
             Redirect::to("/account?done=withdrawn").into_response()
         }
         Err(e) => error_page(&AuthError::Store(e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_return_to;
-
-    #[test]
-    fn return_to_stays_on_this_site() {
-        assert_eq!(safe_return_to(Some("/account?x=1")), "/account?x=1");
-        for evil in [
-            "//evil.com",
-            "/\\evil.com",
-            "https://evil.com",
-            "javascript:alert(1)",
-            "/a\r\nSet-Cookie: x",
-            "",
-        ] {
-            assert_eq!(safe_return_to(Some(evil)), "/account", "{evil:?}");
-        }
-        assert_eq!(safe_return_to(None), "/account");
     }
 }

@@ -913,7 +913,7 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
     use std::time::Duration;
 
     let t = tv().await;
-    let opts = authx_server::login::LoginOptions {
+    let opts = authx_server::cli_login::LoginOptions {
         issuer: t.server.url.clone(),
         client_id: "tv".into(),
         client_secret: None,
@@ -924,7 +924,7 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
     let calls = Arc::new(AtomicUsize::new(0));
     let slept = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&slept);
-    let login = authx_server::login::run(
+    let login = authx_server::cli_login::run(
         &opts,
         move |p| {
             assert!(p.message().contains(&p.user_code));
@@ -960,7 +960,7 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     std::fs::write(&path, "old").unwrap();
-    authx_server::login::save_tokens(&path, &tokens).unwrap();
+    authx_server::cli_login::save_tokens(&path, &tokens).unwrap();
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(saved, tokens);
     #[cfg(unix)]
@@ -973,7 +973,7 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
     // A denial ends the command with an error.
     let (tx, rx) = tokio::sync::oneshot::channel();
     let clock = t.server.clock.clone();
-    let login = authx_server::login::run(
+    let login = authx_server::cli_login::run(
         &opts,
         move |p| {
             let _ = tx.send(p.clone());
@@ -992,11 +992,11 @@ async fn the_cli_flow_polls_politely_and_saves_tokens_privately() {
     assert!(denied.unwrap_err().to_string().contains("denied"));
 
     // A server without the grant, or plain http elsewhere, is refused up front.
-    let opts = authx_server::login::LoginOptions {
+    let opts = authx_server::cli_login::LoginOptions {
         issuer: "http://id.example.com".into(),
         ..opts
     };
-    let err = authx_server::login::run(&opts, |_| {}, |_| async {})
+    let err = authx_server::cli_login::run(&opts, |_| {}, |_| async {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("https"), "{err}");

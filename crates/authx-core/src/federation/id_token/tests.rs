@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::federation::account::UpstreamIdentity;
 use crate::oauth::jwt::{at_hash, sign};
 use crate::oauth::keys::{KeyEncryptor, Signer, generate};
 
@@ -9,14 +10,14 @@ const CLIENT: &str = "authx";
 const NONCE: &str = "n-0S6_WzA2Mj";
 const NOW: i64 = 1_700_000_000;
 
-fn signer(alg: SigningAlg) -> Signer {
+pub(crate) fn signer(alg: SigningAlg) -> Signer {
     let enc = KeyEncryptor::new(&[9u8; 32]).unwrap();
     let k = generate(alg, &enc, Timestamp(0)).unwrap();
     let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
     Signer::from_pkcs8(alg, &k.kid, &pkcs8).unwrap()
 }
 
-fn keys_of(signers: &[&Signer]) -> UpstreamKeys {
+pub(crate) fn keys_of(signers: &[&Signer]) -> UpstreamKeys {
     UpstreamKeys::from_jwks(
         &json!({"keys": signers.iter().map(|s| s.public_jwk()).collect::<Vec<_>>()}),
     )

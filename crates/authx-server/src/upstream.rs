@@ -1,5 +1,6 @@
 //! Outbound calls to upstream OpenID providers: discovery, JWKS and the token endpoint, with
-//! their caches.
+//! their caches. [`Upstream`] is one provider seen through the federation flow's port,
+//! [`UpstreamClient`].
 //!
 //! # Security
 //! Every call goes only to `https://` URLs (or, with a provider's explicit
@@ -12,8 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use authx_core::Timestamp;
-use authx_core::federation::UpstreamKeys;
+use authx_core::federation::{
+    Metadata, Provider, UpstreamClient, UpstreamError, UpstreamKeys, UpstreamTokens,
+};
 use serde_json::Value;
 
 use crate::config::{TokenEndpointAuth, UpstreamProvider, outbound_url_allowed};
@@ -30,53 +34,6 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 const CACHE_SECS: i64 = 3600;
 /// Least time between two key-set fetches caused by an unknown `kid` (SECURITY.md #52).
 const UNKNOWN_KID_REFETCH_SECS: i64 = 60;
-
-/// Why a call to an upstream failed. Messages are safe to show: they never carry a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// A URL is not allowed by the outbound rule (https only; no redirects).
-    #[error("the identity provider's {0} is not an allowed https URL")]
-    UrlNotAllowed(&'static str),
-    /// The upstream could not be reached in time.
-    #[error("the identity provider could not be reached ({0})")]
-    Unreachable(&'static str),
-    /// The upstream answered with something unusable.
-    #[error("the identity provider sent an unusable {0}")]
-    BadResponse(&'static str),
-    /// The upstream answered with a redirect, which is never followed.
-    #[error("the identity provider redirected its {0}; redirects are not followed")]
-    Redirected(&'static str),
-    /// The discovery document names another issuer.
-    #[error("the identity provider's discovery document names another issuer")]
-    IssuerMismatch,
-    /// The token endpoint refused the code.
-    #[error("the identity provider refused the sign-in ({0})")]
-    TokenRefused(String),
-}
-
-/// The parts of an upstream's discovery document authx uses.
-#[derive(Debug, Clone)]
-pub struct Metadata {
-    /// `issuer`.
-    pub issuer: String,
-    /// `authorization_endpoint`.
-    pub authorization_endpoint: String,
-    /// `token_endpoint`.
-    pub token_endpoint: String,
-    /// `jwks_uri`.
-    pub jwks_uri: String,
-    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3).
-    pub iss_parameter_supported: bool,
-}
-
-/// The token endpoint's answer.
-#[derive(Debug)]
-pub struct UpstreamTokens {
-    /// The ID token (not yet validated).
-    pub id_token: String,
-    /// The access token, for `at_hash`.
-    pub access_token: Option<String>,
-}
 
 #[derive(Default)]
 struct Cached {
@@ -138,6 +95,21 @@ impl Upstreams {
         self.providers.iter().find(|p| p.name == name).cloned()
     }
 
+    /// The provider named `name`, as the federation flow calls it; `issuer` is this server's,
+    /// under which the provider's own redirect URI lies.
+    #[must_use]
+    pub fn client(&self, name: &str, issuer: &str) -> Option<Upstream<'_>> {
+        let provider = self.provider(name)?;
+        // One redirect URI per provider, so a response can only ever be taken for the
+        // provider it was sent to.
+        let redirect_uri = format!("{issuer}/federation/{}/callback", provider.name);
+        Some(Upstream {
+            upstreams: self,
+            provider,
+            redirect_uri,
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -146,7 +118,7 @@ impl Upstreams {
     ///
     /// # Errors
     /// [`UpstreamError`] when it cannot be fetched or does not pass the checks.
-    pub async fn metadata(
+    async fn metadata(
         &self,
         p: &UpstreamProvider,
         now: Timestamp,
@@ -196,7 +168,7 @@ impl Upstreams {
     ///
     /// # Errors
     /// [`UpstreamError`] when the key set cannot be fetched.
-    pub async fn keys(
+    async fn keys(
         &self,
         p: &UpstreamProvider,
         m: &Metadata,
@@ -246,7 +218,7 @@ impl Upstreams {
     /// # Errors
     /// [`UpstreamError`] on any failure, [`UpstreamError::TokenRefused`] with the upstream's
     /// error code when it refuses.
-    pub async fn exchange_code(
+    async fn exchange_code(
         &self,
         p: &UpstreamProvider,
         m: &Metadata,
@@ -350,6 +322,64 @@ impl Upstreams {
         }
         let body = read_capped(res, cap, what).await?;
         serde_json::from_slice(&body).map_err(|_| UpstreamError::BadResponse(what))
+    }
+}
+
+/// One configured provider and the calls to it.
+pub struct Upstream<'a> {
+    upstreams: &'a Upstreams,
+    provider: Arc<UpstreamProvider>,
+    redirect_uri: String,
+}
+
+impl Upstream<'_> {
+    /// The provider's configuration.
+    #[must_use]
+    pub fn config(&self) -> &UpstreamProvider {
+        &self.provider
+    }
+}
+
+#[async_trait]
+impl UpstreamClient for Upstream<'_> {
+    fn provider(&self) -> Provider<'_> {
+        let p = &self.provider;
+        Provider {
+            name: &p.name,
+            issuer: &p.issuer,
+            client_id: &p.client_id,
+            scope: &p.scope,
+            redirect_uri: &self.redirect_uri,
+            allow_sign_up: p.allow_sign_up,
+            email_claim: &p.email_claim,
+            email_verified_claim: &p.email_verified_claim,
+        }
+    }
+
+    async fn metadata(&self, now: Timestamp) -> Result<Arc<Metadata>, UpstreamError> {
+        self.upstreams.metadata(&self.provider, now).await
+    }
+
+    async fn keys(
+        &self,
+        metadata: &Metadata,
+        now: Timestamp,
+        unknown_kid: bool,
+    ) -> Result<Arc<UpstreamKeys>, UpstreamError> {
+        self.upstreams
+            .keys(&self.provider, metadata, now, unknown_kid)
+            .await
+    }
+
+    async fn exchange_code(
+        &self,
+        metadata: &Metadata,
+        code: &str,
+        verifier: &str,
+    ) -> Result<UpstreamTokens, UpstreamError> {
+        self.upstreams
+            .exchange_code(&self.provider, metadata, code, &self.redirect_uri, verifier)
+            .await
     }
 }
 

@@ -1,0 +1,326 @@
+//! An in-memory store for the core's unit tests: accounts, sessions, failure counters and
+//! federation records in one mutex, with the atomicity the store traits promise (a take or a
+//! delete happens once). The SQLite store cannot serve here: as a dev-dependency of core it
+//! would link a second copy of core.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::Timestamp;
+use crate::federation::{FederationStore, Link, PendingLink, Transaction};
+use crate::secret::TokenHash;
+use crate::session::{Session, SessionId};
+use crate::store::{
+    AccountStore, FailureCount, SessionStore, StoreError, StoreResult, ThrottleStore,
+};
+use crate::user::{User, UserId, UserStatus};
+
+#[derive(Default)]
+struct Records {
+    users: Vec<User>,
+    sessions: Vec<Session>,
+    counters: HashMap<String, FailureCount>,
+    transactions: HashMap<TokenHash, Transaction>,
+    links: Vec<Link>,
+    pending: HashMap<TokenHash, PendingLink>,
+}
+
+/// Every record in memory; clones share them.
+#[derive(Clone, Default)]
+pub(crate) struct MemoryStore(Arc<Mutex<Records>>);
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Records> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stores of [`crate::auth::AuthService`], all this one.
+    pub(crate) fn auth_stores(&self) -> crate::auth::Stores {
+        crate::auth::Stores {
+            accounts: Arc::new(self.clone()),
+            sessions: Arc::new(self.clone()),
+            throttle: Arc::new(self.clone()),
+        }
+    }
+
+    /// Every session, live or not.
+    pub(crate) fn all_sessions(&self) -> Vec<Session> {
+        self.lock().sessions.clone()
+    }
+
+    /// Every link.
+    pub(crate) fn all_links(&self) -> Vec<Link> {
+        self.lock().links.clone()
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.users
+            .iter()
+            .any(|u| u.email == user.email || u.id == user.id)
+        {
+            return Err(StoreError::Conflict);
+        }
+        r.users.push(user.clone());
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.iter().find(|u| u.email == email).cloned())
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.iter().find(|u| &u.id == id).cloned())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        Ok(self.lock().users.clone())
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: &UserId,
+        phc: &str,
+        changed_at: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
+            return Ok(false);
+        };
+        phc.clone_into(&mut u.password_hash);
+        if let Some(at) = changed_at {
+            u.password_changed_at = at;
+        }
+        Ok(true)
+    }
+
+    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
+            return Ok(false);
+        };
+        u.status = status;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.sessions
+            .iter()
+            .any(|s| s.id == session.id || s.token_hash == session.token_hash)
+        {
+            return Err(StoreError::Conflict);
+        }
+        r.sessions.push(session.clone());
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
+        Ok(self
+            .lock()
+            .sessions
+            .iter()
+            .find(|s| &s.token_hash == hash)
+            .cloned())
+    }
+
+    async fn touch_session(
+        &self,
+        id: &SessionId,
+        last_seen_at: Timestamp,
+        idle_expires_at: Timestamp,
+        ip: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let Some(s) = r.sessions.iter_mut().find(|s| &s.id == id) else {
+            return Ok(false);
+        };
+        s.last_seen_at = last_seen_at;
+        s.idle_expires_at = idle_expires_at;
+        if let Some(ip) = ip {
+            s.ip = Some(ip.to_owned());
+        }
+        Ok(true)
+    }
+
+    async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<Option<Session>> {
+        let mut r = self.lock();
+        let i = r
+            .sessions
+            .iter()
+            .position(|s| &s.user_id == user && &s.id == id);
+        Ok(i.map(|i| r.sessions.remove(i)))
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+    ) -> StoreResult<Vec<SessionId>> {
+        let mut r = self.lock();
+        let (gone, kept) = std::mem::take(&mut r.sessions)
+            .into_iter()
+            .partition(|s| &s.user_id == user && Some(&s.id) != keep);
+        r.sessions = kept;
+        Ok(gone.into_iter().map(|s: Session| s.id).collect())
+    }
+
+    async fn list_user_sessions(&self, user: &UserId, now: Timestamp) -> StoreResult<Vec<Session>> {
+        let mut live: Vec<Session> = self
+            .lock()
+            .sessions
+            .iter()
+            .filter(|s| &s.user_id == user && s.is_live(now))
+            .cloned()
+            .collect();
+        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(live)
+    }
+
+    async fn count_live_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        let r = self.lock();
+        Ok(r.sessions.iter().filter(|s| s.is_live(now)).count() as u64)
+    }
+
+    async fn purge_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let before = r.sessions.len();
+        r.sessions.retain(|s| s.is_live(now));
+        Ok((before - r.sessions.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryStore {
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        reset_after_secs: i64,
+    ) -> StoreResult<FailureCount> {
+        let mut r = self.lock();
+        let c = r.counters.entry(key.to_owned()).or_insert(FailureCount {
+            failures: 0,
+            last_failure_at: now,
+        });
+        if now.since(c.last_failure_at) > reset_after_secs {
+            c.failures = 0;
+        }
+        c.failures += 1;
+        c.last_failure_at = now;
+        Ok(*c)
+    }
+
+    async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
+        Ok(self.lock().counters.get(key).copied())
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        self.lock().counters.remove(key);
+        Ok(())
+    }
+
+    async fn purge_failures(&self, before: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.counters.len();
+        r.counters.retain(|_, c| c.last_failure_at >= before);
+        Ok((n - r.counters.len()) as u64)
+    }
+
+    async fn count_hit(
+        &self,
+        key: &str,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        let mut r = self.lock();
+        let c = r.counters.entry(key.to_owned()).or_insert(FailureCount {
+            failures: 0,
+            last_failure_at: now,
+        });
+        if c.last_failure_at < window_start {
+            c.failures = 0;
+        }
+        c.failures += 1;
+        c.last_failure_at = now;
+        Ok(c.failures)
+    }
+}
+
+#[async_trait]
+impl FederationStore for MemoryStore {
+    async fn put_transaction(&self, t: &Transaction) -> StoreResult<()> {
+        self.lock().transactions.insert(t.state_hash, t.clone());
+        Ok(())
+    }
+
+    async fn take_transaction(&self, state_hash: &TokenHash) -> StoreResult<Option<Transaction>> {
+        Ok(self.lock().transactions.remove(state_hash))
+    }
+
+    async fn link(&self, issuer: &str, subject: &str) -> StoreResult<Option<Link>> {
+        Ok(self
+            .lock()
+            .links
+            .iter()
+            .find(|l| l.issuer == issuer && l.subject == subject)
+            .cloned())
+    }
+
+    async fn create_link(&self, link: &Link) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.links
+            .iter()
+            .any(|l| l.issuer == link.issuer && l.subject == link.subject)
+        {
+            return Err(StoreError::Conflict);
+        }
+        r.links.push(link.clone());
+        Ok(())
+    }
+
+    async fn user_links(&self, user: &UserId) -> StoreResult<Vec<Link>> {
+        let r = self.lock();
+        Ok(r.links
+            .iter()
+            .filter(|l| &l.user_id == user)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_link(&self, user: &UserId, id: &str) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let before = r.links.len();
+        r.links.retain(|l| !(&l.user_id == user && l.id == id));
+        Ok(r.links.len() < before)
+    }
+
+    async fn put_pending_link(&self, p: &PendingLink) -> StoreResult<()> {
+        self.lock().pending.insert(p.token_hash, p.clone());
+        Ok(())
+    }
+
+    async fn pending_link(&self, token_hash: &TokenHash) -> StoreResult<Option<PendingLink>> {
+        Ok(self.lock().pending.get(token_hash).cloned())
+    }
+
+    async fn delete_pending_link(&self, token_hash: &TokenHash) -> StoreResult<bool> {
+        Ok(self.lock().pending.remove(token_hash).is_some())
+    }
+
+    async fn purge_federation(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let before = r.transactions.len() + r.pending.len();
+        r.transactions.retain(|_, t| t.expires_at > now);
+        r.pending.retain(|_, p| p.expires_at > now);
+        Ok((before - r.transactions.len() - r.pending.len()) as u64)
+    }
+}

@@ -1,0 +1,149 @@
+//! What every way of signing in through a browser shares: the local return path, the
+//! pre-session form token, the redirect that sets the session cookie, the error statuses, and
+//! the buttons of the upstream providers. Used by the sign-in and sign-up pages and by
+//! federation, so neither depends on the other.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use authx_core::auth::{AuthError, SignedIn};
+use authx_core::csrf;
+use authx_core::secret::PreSessionToken;
+
+use super::api::append_cookie;
+use super::error::ApiError;
+use super::extract::CurrentSession;
+use crate::html::{error_block, esc, page};
+use crate::state::AppState;
+
+/// A local path to return to after sign-in: absolute path, not protocol-relative, no controls.
+pub(crate) fn safe_return_to(raw: Option<&str>) -> String {
+    match raw {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && p.len() <= 2048
+                && !p.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            p.to_owned()
+        }
+        _ => "/account".to_owned(),
+    }
+}
+
+/// The sign-in and sign-up forms' token, minting a pre-session cookie when needed.
+pub(crate) fn pre_session(current: &CurrentSession) -> (String, Option<PreSessionToken>) {
+    match &current.pre {
+        Some(p) => (csrf::token_for_pre_session(p), None),
+        None => {
+            let p = PreSessionToken::generate();
+            (csrf::token_for_pre_session(&p), Some(p))
+        }
+    }
+}
+
+/// Sets the pre-session cookie on `res` when [`pre_session`] minted a new one.
+pub(crate) fn with_pre_cookie(
+    state: &AppState,
+    mut res: Response,
+    fresh: Option<PreSessionToken>,
+) -> Response {
+    if let Some(p) = fresh {
+        append_cookie(
+            res.headers_mut(),
+            &state.cookies.set_pre_session(p.expose()),
+        );
+    }
+    res
+}
+
+/// Whether a sign-in form's token matches this browser's pre-session cookie.
+pub(crate) fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
+    current
+        .pre
+        .as_ref()
+        .is_some_and(|p| csrf::matches(&csrf::token_for_pre_session(p), presented))
+}
+
+/// The 303 after a sign-in: the session cookie set, the pre-session cookie cleared.
+pub(crate) fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
+    let max_age = signed
+        .session
+        .absolute_expires_at
+        .since(signed.session.created_at);
+    // 303 so the browser follows with a GET and never re-sends the credentials (RFC 9700 §4.12).
+    let mut res = Redirect::to(to).into_response();
+    append_cookie(
+        res.headers_mut(),
+        &state.cookies.set_session(signed.token.expose(), max_age),
+    );
+    append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
+    res
+}
+
+/// The status and `Retry-After` of a failed sign-in.
+pub(crate) fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
+    let (status, _, retry) = super::error::classify(e);
+    (status, retry)
+}
+
+/// Adds `Retry-After` (at least one second) when there is a wait.
+pub(crate) fn set_retry_after(res: &mut Response, retry: Option<i64>) {
+    if let Some(secs) = retry {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+}
+
+/// The page for a form body that could not be read.
+pub(crate) fn bad_form(e: ApiError) -> Response {
+    let html = page(
+        "Bad request",
+        &format!("<h1>Bad request</h1>{}", error_block(Some(&e.message))),
+    );
+    (e.status, Html(html)).into_response()
+}
+
+/// The sign-in page's buttons, one per configured upstream provider.
+#[must_use]
+pub(crate) fn buttons(state: &AppState, return_to: &str) -> String {
+    let providers = state.upstreams.providers();
+    if providers.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from("<div id=\"federation\"><p class=\"muted\">Or sign in with</p>");
+    let rt: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    for p in providers {
+        html.push_str(&format!(
+            "<a class=\"button secondary federation\" id=\"federation-{name}\" href=\"/federation/{name}/start?return_to={rt}\">{label}</a> ",
+            name = esc(&p.name),
+            rt = esc(&rt),
+            label = esc(&p.display_name),
+        ));
+    }
+    html.push_str("</div>");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_to_stays_on_this_site() {
+        assert_eq!(safe_return_to(Some("/account?x=1")), "/account?x=1");
+        for evil in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "javascript:alert(1)",
+            "/a\r\nSet-Cookie: x",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(evil)), "/account", "{evil:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
+    }
+}
