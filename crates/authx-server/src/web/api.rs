@@ -900,7 +900,7 @@ async fn session_token_post(
             &auth.session.id,
             &req.resource,
             req.scope.as_deref(),
-            300,
+            state.config.oauth.session_token_ttl_secs,
         )
         .await
         .map_err(oauth_api_error)?;
