@@ -85,6 +85,8 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-csrf-token"),
         ])
+        // A cross-origin page may read how long to back off after a 429 or 503.
+        .expose_headers([header::RETRY_AFTER])
         .vary([header::ORIGIN])
 }
 
