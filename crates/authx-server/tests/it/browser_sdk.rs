@@ -20,8 +20,8 @@ use authx_core::session::SessionId;
 use authx_server::config::OAuthFile;
 use authx_testkit::browser::Browser;
 use authx_testkit::browser::fantoccini::Client;
-use authx_testkit::browser::fantoccini::wd::WindowHandle;
 use authx_testkit::browser::fantoccini::Locator;
+use authx_testkit::browser::fantoccini::wd::WindowHandle;
 use authx_testkit::{PASSWORD, TestServer};
 use serde_json::{Value, json};
 
@@ -365,7 +365,11 @@ async fn tabs_share_one_refresh(n: usize) -> anyhow::Result<()> {
     all_signed_out(c, &tabs).await?;
     // The last token was obtained about 3 s ago: its refresh would have come within 6 s.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(spa.token_requests(200).await?, 3, "a refresh after sign-out");
+    assert_eq!(
+        spa.token_requests(200).await?,
+        3,
+        "a refresh after sign-out"
+    );
     assert_eq!(spa.token_requests(401).await?, 0);
     spa.browser.close().await?;
     Ok(())
