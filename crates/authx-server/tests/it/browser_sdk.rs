@@ -464,3 +464,49 @@ async fn cors_lets_the_app_read_retry_after() {
         .map(|v| v.to_str().unwrap().to_ascii_lowercase());
     assert_eq!(exposed.as_deref(), Some("retry-after"));
 }
+
+/// `oauth.session_token_ttl_secs` sets the lifetime of session-minted tokens (it was fixed at
+/// 300 s): `expires_in` and the token's own `exp - iat` both follow it.
+#[tokio::test]
+async fn session_token_lifetime_follows_the_configuration() {
+    let server = TestServer::start_with(|f| {
+        f.oauth = Some(OAuthFile {
+            session_token_ttl_secs: Some(TOKEN_TTL_SECS),
+            ..OAuthFile::default()
+        });
+    })
+    .await
+    .unwrap();
+    authx_server::web::api::register_resource(
+        &server.running().unwrap().state,
+        RESOURCE.into(),
+        vec!["read".into()],
+    )
+    .await
+    .unwrap();
+    server.create_user(EMAIL, PASSWORD).await.unwrap();
+    let cookie = server.sign_in(EMAIL, PASSWORD).await.unwrap();
+    let res = server
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/auth/token",
+            &cookie,
+            Some(json!({"resource": RESOURCE})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["expires_in"], TOKEN_TTL_SECS);
+    let token = body["access_token"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        TOKEN_TTL_SECS
+    );
+}
