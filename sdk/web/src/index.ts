@@ -102,7 +102,7 @@ interface Entry {
 
 type Message =
   | { t: 'token'; k: string; v: string; exp: number; life: number }
-  | { t: 'ask'; k: string }
+  | { t: 'ask'; k?: string }
   | { t: 'out' };
 
 interface TokenJson {
@@ -188,10 +188,13 @@ export function createAuthx(options: AuthxOptions): Authx {
       const m = data as Message;
       if (m.t == 'token') put(m.k, m.v, m.exp, m.life, false);
       else if (m.t == 'ask') {
-        const e = cache.get(m.k);
-        if (fresh(e)) post({ t: 'token', k: m.k, v: e.t, exp: e.exp, life: e.life });
+        cache.forEach((e, k) => {
+          if ((!m.k || m.k == k) && fresh(e)) post({ t: 'token', k, v: e.t, exp: e.exp, life: e.life });
+        });
       } else if (m.t == 'out') signedOut(false);
     };
+    // A new tab asks for every token the others hold, so its first request usually finds one.
+    post({ t: 'ask' });
   }
 
   const fail = async (r: Response) => {
