@@ -13,7 +13,11 @@ export interface TokenRequest {
 
 /** The part of the Web Locks API this module uses (`navigator.locks`). */
 export interface Locks {
-  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+  request<T>(
+    name: string,
+    options: { ifAvailable?: boolean },
+    callback: (lock: unknown) => Promise<T>,
+  ): Promise<T>;
 }
 
 /** The part of `BroadcastChannel` this module uses. */
@@ -158,17 +162,22 @@ export function createAuthx(options: AuthxOptions): Authx {
     }
   };
 
+  /** Sets the refresh timer of a token this page uses, at 70-80 % of its lifetime. */
+  const arm = (k: string, e: Entry) => {
+    const req = active.get(k);
+    if (req && !e.timer) {
+      const at = e.exp - e.life * (1 - REFRESH_AT - REFRESH_JITTER * Math.random());
+      e.timer = setTimeout(() => refresh(k, req), Math.max(0, at - Date.now()));
+    }
+  };
+
   const put = (k: string, t: string, exp: number, life: number, send: boolean) => {
     const old = cache.get(k);
     if (old && old.exp >= exp) return;
     clearTimeout(old?.timer);
     const e: Entry = { t, exp, life };
     cache.set(k, e);
-    const req = active.get(k);
-    if (req) {
-      const at = exp - life + life * (REFRESH_AT + REFRESH_JITTER * Math.random());
-      e.timer = setTimeout(() => get(req).catch(() => {}), Math.max(0, at - Date.now()));
-    }
+    arm(k, e);
     if (send) post({ t: 'token', k, v: t, exp, life });
     wake.get(k)?.();
     setState(true);
@@ -270,15 +279,43 @@ export function createAuthx(options: AuthxOptions): Authx {
     return j.access_token;
   };
 
+  const lockName = (k: string) => 'authx:' + issuer + ':' + k;
+
+  /**
+   * A refresh timer fired. When another tab holds the lock it is refreshing this very token, and
+   * the token it shares resets this tab's timer: this tab does not queue a request behind it,
+   * but looks again in 1-2 s in case that refresh fails.
+   */
+  const refresh = (k: string, req: TokenRequest) => {
+    if (!locks || inflight.has(k)) {
+      get(req).catch(() => {});
+      return;
+    }
+    locks
+      .request(lockName(k), { ifAvailable: true }, async (lock) => {
+        if (!lock) {
+          const e = cache.get(k);
+          if (e && active.has(k)) e.timer = setTimeout(() => refresh(k, req), 1000 + 1000 * Math.random());
+        } else if (!inflight.has(k)) {
+          const p = obtain(k, req);
+          inflight.set(k, p);
+          await p.finally(() => inflight.delete(k));
+        }
+      })
+      .catch(() => {});
+  };
+
   const get = (req: TokenRequest, reject?: string): Promise<string> => {
     const k = keyOf(req);
     active.set(k, req);
     const e = cache.get(k);
+    // A token another tab shared before this one asked for it has no timer yet.
+    if (e) arm(k, e);
     if (fresh(e, reject)) return Promise.resolve(e.t);
     let p = inflight.get(k);
     if (!p) {
       const run = () => obtain(k, req, reject);
-      p = (locks ? locks.request('authx:' + issuer + ':' + k, run) : run()).finally(() =>
+      p = (locks ? locks.request(lockName(k), {}, run) : run()).finally(() =>
         inflight.delete(k),
       );
       inflight.set(k, p);

@@ -31,17 +31,29 @@ async function advance(ms, step = 10) {
   }
 }
 
-/** A Web Locks stand-in: one holder per name at a time, FIFO, shared by all tabs. */
+/**
+ * A Web Locks stand-in: one holder per name at a time, FIFO, shared by all tabs; `ifAvailable`
+ * gets `null` while the lock is held or asked for. `waited` counts requests that had to queue.
+ */
 function fakeLocks() {
   const tails = new Map();
-  return {
-    request(name, cb) {
+  const busy = new Map();
+  const locks = {
+    waited: 0,
+    request(name, options, cb) {
+      if (options.ifAvailable && busy.get(name)) return Promise.resolve().then(() => cb(null));
+      if (busy.get(name)) locks.waited++;
+      busy.set(name, (busy.get(name) ?? 0) + 1);
       const prev = tails.get(name) ?? Promise.resolve();
-      const run = prev.then(() => cb());
-      tails.set(name, run.catch(() => {}));
+      const run = prev.then(() => cb({ name }));
+      tails.set(
+        name,
+        run.catch(() => {}).then(() => busy.set(name, busy.get(name) - 1)),
+      );
       return run;
     },
   };
+  return locks;
 }
 
 /** A BroadcastChannel stand-in: delivers asynchronously to every other member. */
@@ -68,7 +80,7 @@ function fakeBus() {
 }
 
 /** A fake authx: answers from `script` (then 200s), counts token requests, checks CSRF. */
-function fakeServer({ script = [], lifeS = LIFE_S } = {}) {
+function fakeServer({ script = [], lifeS = LIFE_S, delayMs = 0 } = {}) {
   const s = { tokenRequests: [], signedIn: true, issued: 0, csrfFetches: 0, csrf: 'csrf-1', api: [] };
   s.fetch = async (input, init = {}) => {
     const url = String(input);
@@ -81,6 +93,7 @@ function fakeServer({ script = [], lifeS = LIFE_S } = {}) {
       assert.equal(init.method, 'POST');
       assert.equal(init.credentials, 'include');
       s.tokenRequests.push({ at: Date.now(), body: JSON.parse(init.body) });
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
       const scripted = script.shift();
       if (scripted) return scripted();
       if (headers.get('x-csrf-token') !== s.csrf) {
@@ -217,6 +230,32 @@ for (const n of [2, 5]) {
   });
 }
 
+test('a timer firing while another tab refreshes neither queues nor requests; that tab\'s token resets it', async () => {
+  // authx takes 40 s to answer: tab A refreshes at 70 % of the token's lifetime; tab B's timer,
+  // at 80 %, fires meanwhile.
+  const server = fakeServer({ delayMs: 40_000 });
+  const locks = fakeLocks();
+  const [a, b] = tabs(2, server, locks);
+  let i = 0;
+  random.mock.mockImplementation(() => (i++ % 2 ? 0.999 : 0));
+  const p = a.getAccessToken(API);
+  await advance(42_000, 1000);
+  assert.equal(await p, 'tok-1');
+  // B takes the token A shared (and arms its own timer).
+  assert.equal(await b.getAccessToken(API), 'tok-1');
+  const waitedBefore = locks.waited;
+  await advance(300_000, 500);
+  // Exactly one request for the round (A's, at 70 % of tok-1's lifetime), and B never waited
+  // behind A's lock.
+  assert.equal(server.tokenRequests.length, 2);
+  const tok1At = server.tokenRequests[0].at + 40_000;
+  assert.ok(server.tokenRequests[1].at - tok1At < LIFE_S * 710);
+  assert.equal(locks.waited, waitedBefore);
+  assert.equal(await b.getAccessToken(API), 'tok-2');
+  a.close();
+  b.close();
+});
+
 test('a tab opened later takes the token another tab holds', async () => {
   const server = fakeServer();
   const locks = fakeLocks();
@@ -236,8 +275,12 @@ test('a tab opened later takes the token another tab holds', async () => {
   await advance(ASK_MS + 10);
   assert.equal(await q, 'tok-1');
   assert.equal(server.tokenRequests.length, 1);
-  c.close();
+  // With the others closed, the tab that was handed its token keeps it fresh on its own.
   a.close();
+  c.close();
+  await advance(LIFE_S * 1000, 1000);
+  assert.equal(server.tokenRequests.length, 2);
+  assert.equal(await b.getAccessToken(API), 'tok-2');
   b.close();
 });
 
