@@ -271,6 +271,9 @@ pub struct OAuthFile {
     pub key_rotation_days: Option<i64>,
     /// A new key is published this many seconds before it signs (default 3600).
     pub key_publish_ahead_secs: Option<i64>,
+    /// Lifetime of the access tokens a browser session mints at `POST /api/v1/auth/token`, in
+    /// seconds (default 300, between 10 and 3600).
+    pub session_token_ttl_secs: Option<i64>,
 }
 
 /// `[session]`
@@ -373,6 +376,8 @@ pub struct OAuthSettings {
     pub rotate_every_secs: Option<i64>,
     /// Publication lead time of new keys.
     pub publish_ahead_secs: i64,
+    /// Lifetime of session-minted access tokens.
+    pub session_token_ttl_secs: i64,
 }
 
 /// How logs are written.
@@ -424,6 +429,15 @@ pub struct Config {
     /// Upstream identity providers, in configuration order.
     pub federation: Vec<UpstreamProvider>,
 }
+
+/// Lifetime of session-minted access tokens when none is configured.
+pub const DEFAULT_SESSION_TOKEN_TTL_SECS: i64 = 300;
+/// The shortest session-minted token lifetime accepted: shorter ones would have every open page
+/// refresh several times a minute.
+pub const MIN_SESSION_TOKEN_TTL_SECS: i64 = 10;
+/// The longest session-minted token lifetime accepted: the token outlives a revoked session at an
+/// API that does not introspect, so it stays short.
+pub const MAX_SESSION_TOKEN_TTL_SECS: i64 = 3_600;
 
 /// The Redis key prefix when none is configured.
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "authx:";
@@ -708,6 +722,16 @@ impl Config {
         if publish_ahead_secs < 0 {
             return Err(bad("oauth.key_publish_ahead_secs must not be negative"));
         }
+        let session_token_ttl_secs = oa
+            .session_token_ttl_secs
+            .unwrap_or(DEFAULT_SESSION_TOKEN_TTL_SECS);
+        if !(MIN_SESSION_TOKEN_TTL_SECS..=MAX_SESSION_TOKEN_TTL_SECS)
+            .contains(&session_token_ttl_secs)
+        {
+            return Err(bad(format!(
+                "oauth.session_token_ttl_secs must be between {MIN_SESSION_TOKEN_TTL_SECS} and {MAX_SESSION_TOKEN_TTL_SECS}"
+            )));
+        }
         let oauth = OAuthSettings {
             key_encryption_key,
             access_token_alg,
@@ -715,6 +739,7 @@ impl Config {
             code_ttl_secs,
             rotate_every_secs,
             publish_ahead_secs,
+            session_token_ttl_secs,
         };
 
         let rate_limits = RateLimits::from_file(f.rate_limit.unwrap_or_default())?;
@@ -990,6 +1015,14 @@ mod tests {
             ("redis_key_prefix = \"\"", "redis_key_prefix"),
             ("[rate_limit]\nwindow_secs = 0", "rate_limit.window_secs"),
             ("[audit]\nretention_days = 0", "audit.retention_days"),
+            (
+                "[oauth]\nsession_token_ttl_secs = 9",
+                "oauth.session_token_ttl_secs",
+            ),
+            (
+                "[oauth]\nsession_token_ttl_secs = 3601",
+                "oauth.session_token_ttl_secs",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
@@ -998,6 +1031,13 @@ mod tests {
             toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn session_token_lifetime_defaults_to_five_minutes_and_can_be_shortened() {
+        assert_eq!(parse("").unwrap().oauth.session_token_ttl_secs, 300);
+        let c = parse("[oauth]\nsession_token_ttl_secs = 10").unwrap();
+        assert_eq!(c.oauth.session_token_ttl_secs, 10);
     }
 
     #[test]

@@ -85,6 +85,8 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-csrf-token"),
         ])
+        // A cross-origin page may read how long to back off after a 429 or 503.
+        .expose_headers([header::RETRY_AFTER])
         .vary([header::ORIGIN])
 }
 
@@ -905,7 +907,7 @@ async fn session_token_post(
             &auth.session.id,
             &req.resource,
             req.scope.as_deref(),
-            300,
+            state.config.oauth.session_token_ttl_secs,
         )
         .await
         .map_err(oauth_api_error)?;
