@@ -32,6 +32,24 @@ const TOKEN_TTL_SECS: i64 = 10;
 /// How long pages and counters may take to reach what a test waits for.
 const WAIT: Duration = Duration::from_secs(15);
 
+/// Registers the app's API and the first-party application that may use it: a session mints
+/// tokens only for an API that some first-party client may use.
+async fn register_api(server: &TestServer) -> Result<(), String> {
+    use authx_core::oauth::client::GrantType;
+
+    let state = &server.running().map_err(|e| e.to_string())?.state;
+    authx_server::web::api::register_resource(state, RESOURCE.into(), vec!["read".into()])
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let app = crate::oidc::client("spa", &[GrantType::AuthorizationCode], true);
+    state
+        .oauth
+        .register_client(app, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The example page and the built bundle; `None` (after `SKIPPED:`) when the bundle is missing.
 fn spa_files() -> anyhow::Result<Option<(String, String)>> {
     let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sdk/web");
@@ -128,13 +146,9 @@ async fn spa() -> anyhow::Result<Option<Spa>> {
         });
     })
     .await?;
-    authx_server::web::api::register_resource(
-        &server.running()?.state,
-        RESOURCE.into(),
-        vec!["read".into()],
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("registering the API: {e:?}"))?;
+    register_api(&server)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the API: {e}"))?;
     let user = server.create_user(EMAIL, PASSWORD).await?;
 
     // Sign in at authx's own page, as a person would before opening the app.
@@ -477,13 +491,7 @@ async fn session_token_lifetime_follows_the_configuration() {
     })
     .await
     .unwrap();
-    authx_server::web::api::register_resource(
-        &server.running().unwrap().state,
-        RESOURCE.into(),
-        vec!["read".into()],
-    )
-    .await
-    .unwrap();
+    register_api(&server).await.unwrap();
     server.create_user(EMAIL, PASSWORD).await.unwrap();
     let cookie = server.sign_in(EMAIL, PASSWORD).await.unwrap();
     let res = server
