@@ -13,6 +13,9 @@ pub mod service;
 pub mod store;
 pub mod token_cache;
 
+#[cfg(test)]
+mod tests;
+
 /// Told about every grant that ends (revocation, reuse detection, a session or password change),
 /// for example to send OIDC back-channel logout tokens. Calls must return at once.
 pub trait GrantObserver: Send + Sync + 'static {
