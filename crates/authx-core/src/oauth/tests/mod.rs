@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use super::OAuthError;
+use super::authorize::{AuthorizeParams, AuthorizeRequest};
 use super::client::{Client, GrantType, Resource};
 use super::keys::SigningAlg;
 use super::pkce;
-use super::service::{AuthorizeParams, AuthorizeRequest, OAuthConfig, OAuthService, TokenResponse};
+use super::service::OAuthService;
 use super::store::ClientStore;
+use super::types::{OAuthConfig, TokenResponse};
 use crate::Timestamp;
 use crate::clock::{Clock, ManualClock};
 use crate::events::InProcessBus;
