@@ -16,7 +16,7 @@ use super::OAuthError;
 use super::client::Client;
 use super::grant::RefreshFamily;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessTokenClaims, IdTokenClaims};
-use super::keys::{self, KeyEncryptor, KeyRing, KeyState, SigningAlg};
+use super::keys::{self, KeyEncryptor, KeyRing, KeyState, Signer, SigningAlg};
 use super::scope::Scopes;
 use super::store::{ClientStore, KeyStore};
 use super::token_cache::TokenCache;
@@ -150,10 +150,7 @@ impl Issuer {
         family: &RefreshFamily,
     ) -> Result<String, OAuthError> {
         let now = self.clock.now();
-        let signer = self
-            .ring()
-            .signer(client.id_token_alg)
-            .ok_or_else(|| OAuthError::Internal("no active ID-token key".into()))?;
+        let signer = self.id_token_signer(client)?;
         let mut claims = json!({
             "iss": self.config.issuer,
             "sub": family.user_id,
@@ -400,6 +397,8 @@ impl Issuer {
         })
     }
 
+    /// Signs an access token (RFC 9068) for `sub` and `aud`, with the client's lifetime;
+    /// returns it with its lifetime in seconds.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn issue_access_token(
         &self,
@@ -435,6 +434,15 @@ impl Issuer {
         Ok((token, ttl))
     }
 
+    /// The active key of the client's ID-token algorithm.
+    fn id_token_signer(&self, client: &Client) -> Result<Arc<Signer>, OAuthError> {
+        self.ring()
+            .signer(client.id_token_alg)
+            .ok_or_else(|| OAuthError::Internal("no active ID-token key".into()))
+    }
+
+    /// Signs the ID token (OIDC Core §2) of a family's grant, bound to its access token by
+    /// `at_hash`.
     pub(crate) fn issue_id_token(
         &self,
         client: &Client,
@@ -445,10 +453,7 @@ impl Issuer {
         scope: &Scopes,
     ) -> Result<String, OAuthError> {
         let now = self.clock.now();
-        let signer = self
-            .ring()
-            .signer(client.id_token_alg)
-            .ok_or_else(|| OAuthError::Internal("no active ID-token key".into()))?;
+        let signer = self.id_token_signer(client)?;
         let with_email = scope.contains("email");
         let claims = IdTokenClaims {
             iss: self.config.issuer.clone(),
