@@ -1,5 +1,5 @@
-//! An in-memory store for the core's unit tests: accounts, sessions, failure counters and
-//! federation records in one mutex, with the atomicity the store traits promise (a take or a
+//! An in-memory store for the core's unit tests: accounts, sessions, failure counters,
+//! federation records and the provider's clients, keys, grants and device grants in one mutex, with the atomicity the store traits promise (a take or a
 //! delete happens once). The SQLite store cannot serve here: as a dev-dependency of core it
 //! would link a second copy of core.
 
@@ -17,6 +17,8 @@ use crate::store::{
 };
 use crate::user::{User, UserId, UserStatus};
 
+mod oauth;
+
 #[derive(Default)]
 struct Records {
     users: Vec<User>,
@@ -25,6 +27,7 @@ struct Records {
     transactions: HashMap<TokenHash, Transaction>,
     links: Vec<Link>,
     pending: HashMap<TokenHash, PendingLink>,
+    oauth: oauth::OAuthRecords,
 }
 
 /// Every record in memory; clones share them.

@@ -117,7 +117,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         Arc::new(authx_core::ratelimit::LocalCounter::default())
     };
     let limiter = authx_core::ratelimit::RateLimiter::new(counter, Arc::clone(&clock));
-    let oauth_stores = authx_core::oauth::service::OAuthStores {
+    let oauth_stores = authx_core::oauth::types::OAuthStores {
         clients,
         keys: Arc::clone(&backend.keys),
         grants: Arc::clone(&backend.grants),

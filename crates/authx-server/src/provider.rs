@@ -7,7 +7,8 @@ use anyhow::{Context as _, bail};
 use authx_core::Clock;
 use authx_core::events::EventBus;
 use authx_core::oauth::keys::RotationPolicy;
-use authx_core::oauth::service::{OAuthConfig, OAuthService, OAuthStores};
+use authx_core::oauth::service::OAuthService;
+use authx_core::oauth::types::{OAuthConfig, OAuthStores};
 
 use crate::config::Config;
 

@@ -1,17 +1,35 @@
 //! The OAuth 2.0 / OpenID Connect provider: clients and API resources, scopes, PKCE, signing
 //! keys and JWTs, authorization codes, rotating refresh tokens in families, consents, and the
 //! service that runs the grants.
+//!
+//! The domain values (`client`, `grant`, `device`, `scope`, `pkce`, `keys`, `jwt`) and the
+//! storage ports (`store`) stand alone. [`service::OAuthService`] is what the server holds; its
+//! work is split by responsibility: [`issuer`] (keys, discovery, JWKS, signing, its own type),
+//! `clients`, [`authorize`], `token` (one module per grant), `introspect`, `revoke` and
+//! `device_flow`, with what they share in [`types`]. Those modules depend on `service`, never
+//! the other way round.
 
+pub mod authorize;
 pub mod client;
+mod clients;
 pub mod device;
+mod device_flow;
 pub mod grant;
+mod introspect;
+pub mod issuer;
 pub mod jwt;
 pub mod keys;
 pub mod pkce;
+mod revoke;
 pub mod scope;
 pub mod service;
 pub mod store;
+mod token;
 pub mod token_cache;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
 
 /// Told about every grant that ends (revocation, reuse detection, a session or password change),
 /// for example to send OIDC back-channel logout tokens. Calls must return at once.

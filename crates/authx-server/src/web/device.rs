@@ -24,7 +24,7 @@ use authx_core::csrf;
 use authx_core::oauth::OAuthError;
 use authx_core::oauth::client::Client;
 use authx_core::oauth::device::{PendingDevice, UserCode};
-use authx_core::oauth::service::TokenResponse;
+use authx_core::oauth::types::TokenResponse;
 use authx_core::ratelimit::network_key;
 
 use super::extract::{CurrentSession, SourceAddr};

@@ -19,7 +19,8 @@ use base64::Engine as _;
 use serde_json::json;
 
 use authx_core::oauth::OAuthError;
-use authx_core::oauth::service::{AuthorizeError, AuthorizeParams, AuthorizeRequest, ClientAuth};
+use authx_core::oauth::authorize::{AuthorizeError, AuthorizeParams, AuthorizeRequest};
+use authx_core::oauth::types::ClientAuth;
 use authx_core::{StoreError, csrf};
 
 use super::extract::{CurrentSession, SourceAddr};

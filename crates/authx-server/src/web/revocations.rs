@@ -34,7 +34,7 @@ use tokio::sync::{broadcast, mpsc};
 use authx_core::StoreError;
 use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
-use authx_core::oauth::service::ClientAuth;
+use authx_core::oauth::types::ClientAuth;
 
 use super::extract::SourceAddr;
 use super::oauth::{oauth_error, parse_basic};

@@ -1,0 +1,183 @@
+//! Whether an access token is active at this server (signature, then everything that can
+//! revoke it), introspection (RFC 7662) and userinfo (OIDC Core §5.3).
+
+use serde_json::{Value, json};
+
+use super::OAuthError;
+use super::client::Client;
+use super::jwt::{self, AccessTokenClaims};
+use super::scope::Scopes;
+use super::service::OAuthService;
+use super::types::RefreshTokenValue;
+use crate::clock::Timestamp;
+use crate::secret::TokenHash;
+use crate::session::SessionId;
+use crate::user::{UserId, UserStatus};
+
+impl OAuthService {
+    /// Checks an access token for use at this server: signature and claims, then that nothing
+    /// revoked it (its `jti`, its family, its session for session-minted tokens, its client for
+    /// client-credentials tokens, a later password change, a disabled user).
+    ///
+    /// # Errors
+    /// Storage failures (the caller fails closed).
+    pub async fn active_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        let now = self.clock.now();
+        let Some(cache) = self.issuer.token_cache() else {
+            return self.check_access_token(token, now).await;
+        };
+        if token.len() > jwt::MAX_JWT_LEN {
+            return Ok(None);
+        }
+        let hash = TokenHash::of(token.as_bytes());
+        if let Some(c) = cache.get(&hash, now) {
+            return Ok(Some(c));
+        }
+        let generation = cache.generation();
+        let claims = self.check_access_token(token, now).await?;
+        // Not a token minted from a browser session (a `sid` without a family): the session
+        // can idle out, which publishes nothing. A family's tokens die with the family only.
+        if let Some(c) = claims
+            .as_ref()
+            .filter(|c| c.fid.is_some() || c.sid.is_none())
+        {
+            let expires = c.exp.saturating_add(self.config().leeway_secs);
+            cache.put(hash, c, generation, now, expires);
+        }
+        Ok(claims)
+    }
+
+    async fn check_access_token(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        let claims = self.issuer.verify_access_token(token, now).await?;
+        let Some(c) = claims else { return Ok(None) };
+        if self.stores.grants.is_jti_revoked(&c.jti).await? {
+            return Ok(None);
+        }
+        if let Some(fid) = &c.fid {
+            match self.stores.grants.family(fid).await? {
+                Some(f) if f.revoked_at.is_none() => {}
+                _ => return Ok(None),
+            }
+        } else if let Some(sid) = &c.sid {
+            // Minted from a browser session: dies with it.
+            let alive = self
+                .session_is_live(&UserId(c.sub.clone()), &SessionId(sid.clone()), now)
+                .await?;
+            if !alive {
+                return Ok(None);
+            }
+        } else {
+            // Client credentials: no family or session to die with, so the client itself must
+            // still exist, and be the one the token was issued to rather than a client
+            // registered later under the same id (within the clock leeway).
+            match self.stores.clients.client(&c.client_id).await? {
+                Some(client)
+                    if c.iat.saturating_add(self.config().leeway_secs)
+                        >= client.created_at.secs() => {}
+                _ => return Ok(None),
+            }
+        }
+        if !c.sub.starts_with("client:") {
+            match self
+                .stores
+                .accounts
+                .user_by_id(&UserId(c.sub.clone()))
+                .await?
+            {
+                Some(u)
+                    if u.status == UserStatus::Active && c.iat >= u.password_changed_at.secs() => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(c))
+    }
+
+    /// Introspection (RFC 7662): `{"active": false}` alike for unknown, expired, revoked,
+    /// malformed and other clients' tokens.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, OAuthError> {
+        let inactive = json!({"active": false});
+        let now = self.clock.now();
+        if let Some(rt) = RefreshTokenValue::parse(token) {
+            if let Some((r, f)) = self.stores.grants.refresh_token(&rt.hash()).await? {
+                let usable = f.is_live(now) && r.consumed_at.is_none() && now < r.idle_expires_at;
+                if usable && f.client_id == caller.id && self.active_user(&f.user_id).await.is_ok()
+                {
+                    return Ok(json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "client_id": f.client_id,
+                        "sub": f.user_id,
+                        "scope": f.scope,
+                        "iat": r.issued_at.secs(),
+                        "exp": r.idle_expires_at.min(f.expires_at).secs(),
+                        "iss": self.config().issuer,
+                    }));
+                }
+            }
+            return Ok(inactive);
+        }
+        let Some(c) = self.active_access_token(token).await? else {
+            return Ok(inactive);
+        };
+        // Only the client the token was issued to, or the API it is for, may inspect it.
+        if caller.id != c.client_id && caller.id != c.aud {
+            return Ok(inactive);
+        }
+        let mut v = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "aud": c.aud,
+            "iss": c.iss,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": c.jti,
+        });
+        if !c.scope.is_empty() {
+            v["scope"] = Value::String(c.scope);
+        }
+        if let Some(sid) = c.sid {
+            v["sid"] = Value::String(sid);
+        }
+        Ok(v)
+    }
+
+    /// Userinfo (OIDC Core §5.3) for a bearer access token issued with `openid`.
+    ///
+    /// # Errors
+    /// Storage failures. `Ok(None)` for an invalid token.
+    pub async fn userinfo(&self, token: &str) -> Result<Option<Value>, OAuthError> {
+        let Some(c) = self.active_access_token(token).await? else {
+            return Ok(None);
+        };
+        let scope = Scopes::parse(&c.scope).unwrap_or_default();
+        if !scope.contains("openid") || c.sub.starts_with("client:") {
+            return Ok(None);
+        }
+        let Some(user) = self
+            .stores
+            .accounts
+            .user_by_id(&UserId(c.sub.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut v = json!({"sub": user.id});
+        if scope.contains("email") {
+            v["email"] = Value::String(user.email);
+            v["email_verified"] = Value::Bool(false);
+        }
+        Ok(Some(v))
+    }
+}

@@ -1,0 +1,158 @@
+//! Types the provider's parts share: its settings and stores, the secrets it hands out, how a
+//! client authenticates, and the token response.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::device::DeviceStore;
+use super::keys::{RotationPolicy, SigningAlg};
+use super::store::{ClientStore, GrantStore, KeyStore};
+use crate::secret::opaque_secret;
+use crate::store::{AccountStore, SessionStore, ThrottleStore};
+use crate::throttle::ThrottlePolicy;
+
+opaque_secret!(
+    /// A client secret: 256 random bits, shown once at registration, stored as SHA-256.
+    ClientSecret
+);
+opaque_secret!(
+    /// An authorization code (RFC 6749 §4.1.2).
+    AuthorizationCode
+);
+opaque_secret!(
+    /// An opaque refresh token (RFC 6749 §1.5).
+    RefreshTokenValue
+);
+
+/// Scopes that OpenID Connect defines; they need no API resource.
+pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Provider settings.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The issuer URL.
+    pub issuer: String,
+    /// Access-token signing algorithm (default ES256).
+    pub access_token_alg: SigningAlg,
+    /// Authorization code lifetime (default 60 s).
+    pub code_ttl_secs: i64,
+    /// ID token lifetime (default 15 min).
+    pub id_token_ttl_secs: i64,
+    /// Window in which a retry of the immediately previous refresh token gets the same
+    /// successor instead of revoking the family (default 10 s; 0 turns it off).
+    pub refresh_grace_secs: i64,
+    /// Clock skew allowed when verifying tokens.
+    pub leeway_secs: i64,
+    /// Key rotation.
+    pub rotation: RotationPolicy,
+    /// Client-authentication throttling.
+    pub client_throttle: ThrottlePolicy,
+}
+
+impl OAuthConfig {
+    /// Defaults for an issuer.
+    #[must_use]
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            access_token_alg: SigningAlg::Es256,
+            code_ttl_secs: 60,
+            id_token_ttl_secs: 900,
+            refresh_grace_secs: 10,
+            leeway_secs: 30,
+            rotation: RotationPolicy::default(),
+            client_throttle: ThrottlePolicy {
+                account_free_failures: 20,
+                lock_after: 100,
+                ..ThrottlePolicy::default()
+            },
+        }
+    }
+}
+
+/// The stores the provider needs.
+#[derive(Clone)]
+pub struct OAuthStores {
+    /// Clients and resources.
+    pub clients: Arc<dyn ClientStore>,
+    /// Signing keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Codes, families, consents.
+    pub grants: Arc<dyn GrantStore>,
+    /// Accounts.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Browser sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Failure counters.
+    pub throttle: Arc<dyn ThrottleStore>,
+    /// Device authorization grants.
+    pub devices: Arc<dyn DeviceStore>,
+}
+
+/// How a client presented its credentials.
+#[derive(Debug)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        /// `client_id`.
+        id: String,
+        /// `client_secret`.
+        secret: String,
+    },
+    /// A public client: `client_id` only.
+    Public {
+        /// `client_id`.
+        id: String,
+    },
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The JWT access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// A refresh token, when the grant yields one.
+    pub refresh_token: Option<String>,
+    /// An ID token, when `openid` was granted.
+    pub id_token: Option<String>,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+impl TokenResponse {
+    /// The JSON body.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        });
+        if !self.scope.is_empty() {
+            v["scope"] = Value::String(self.scope.clone());
+        }
+        if let Some(rt) = &self.refresh_token {
+            v["refresh_token"] = Value::String(rt.clone());
+        }
+        if let Some(id) = &self.id_token {
+            v["id_token"] = Value::String(id.clone());
+        }
+        v
+    }
+}
+
+/// HMAC-SHA-256 of `msg` under `key` (all zeros for a key HMAC refuses, which it never does).
+pub(crate) fn hmac_bytes(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(msg);
+            mac.finalize().into_bytes().into()
+        }
+        Err(_) => [0; 32],
+    }
+}
