@@ -10,6 +10,38 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 pub(crate) mod account;
+pub(crate) mod device;
+
+/// A requested scope and what it lets an application do, as consent pages list them.
+pub(crate) struct Scope<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) description: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    /// The scopes of a space-separated `scope` value, each described.
+    pub(crate) fn list(scopes: impl IntoIterator<Item = &'a str>) -> Vec<Self> {
+        scopes
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|name| Scope {
+                name,
+                description: describe(name),
+            })
+            .collect()
+    }
+}
+
+/// What a scope lets an application do, in the user's words.
+fn describe(scope: &str) -> &str {
+    match scope {
+        "openid" => "Know who you are (your account id)",
+        "email" => "See your email address",
+        "profile" => "See your basic profile",
+        "offline_access" => "Stay connected when you are not using it",
+        other => other,
+    }
+}
 
 /// The escaper of every `{{ value }}` in the templates (askama.toml): safe in element content
 /// and in quoted attribute values.
