@@ -11,6 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 
 pub(crate) mod account;
 pub(crate) mod device;
+pub(crate) mod federation;
+pub(crate) mod oauth;
 
 /// A requested scope and what it lets an application do, as consent pages list them.
 pub(crate) struct Scope<'a> {
@@ -83,7 +85,7 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 /// What a [`Message`] page says under its heading.
-pub(crate) enum Body<'a> {
+pub(crate) enum Paragraph<'a> {
     /// Nothing.
     None,
     /// A plain paragraph.
@@ -100,13 +102,13 @@ pub(crate) enum Body<'a> {
 pub(crate) struct Message<'a> {
     title: &'a str,
     heading: &'a str,
-    body: Body<'a>,
+    body: Paragraph<'a>,
     back_to_login: bool,
 }
 
 impl<'a> Message<'a> {
     /// A page titled `title` with the heading `heading` and `body` under it.
-    pub(crate) fn new(title: &'a str, heading: &'a str, body: Body<'a>) -> Self {
+    pub(crate) fn new(title: &'a str, heading: &'a str, body: Paragraph<'a>) -> Self {
         Self {
             title,
             heading,
@@ -117,7 +119,7 @@ impl<'a> Message<'a> {
 
     /// An error page whose title is its heading.
     pub(crate) fn error(title: &'a str, msg: &'a str) -> Self {
-        Self::new(title, title, Body::Alert(msg))
+        Self::new(title, title, Paragraph::Alert(msg))
     }
 
     /// Adds a link back to the sign-in page.
@@ -132,59 +134,6 @@ impl<'a> Message<'a> {
     pub(crate) fn response(&self, status: StatusCode) -> Response {
         render(status, self)
     }
-}
-
-// The helpers of the pages not yet rendered from templates.
-
-use std::fmt::Write as _;
-
-/// Escapes text for HTML element content and quoted attribute values.
-#[must_use]
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// A whole page around `body` (already HTML).
-#[must_use]
-pub(crate) fn page(title: &str, body: &str) -> String {
-    let mut s = String::with_capacity(body.len() + 512);
-    let _ = write!(
-        s,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · authx</title><link rel=\"stylesheet\" href=\"/assets/authx.css\"></head>\
-         <body><main>{}</main></body></html>",
-        esc(title),
-        body
-    );
-    s
-}
-
-/// A hidden CSRF field.
-#[must_use]
-pub(crate) fn csrf_field(token: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
-        esc(token)
-    )
-}
-
-/// An error paragraph, or nothing.
-#[must_use]
-pub(crate) fn error_block(msg: Option<&str>) -> String {
-    msg.map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
-        .unwrap_or_default()
 }
 
 /// The stylesheet served at `/assets/authx.css`.

@@ -30,7 +30,7 @@ use authx_core::ratelimit::network_key;
 use super::extract::{CurrentSession, SourceAddr};
 use super::oauth::{Params, oauth_error, read_form};
 use crate::html::device::{Confirm, Denied, Done, Entry};
-use crate::html::{Body, Message, Scope, render};
+use crate::html::{Message, Paragraph, Scope, render};
 use crate::state::AppState;
 
 /// The grant type of RFC 8628 §3.4.
@@ -136,7 +136,7 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
     Message::new(
         "Temporarily unavailable",
         "Temporarily unavailable",
-        Body::Text("Try again in a moment."),
+        Paragraph::Text("Try again in a moment."),
     )
     .response(StatusCode::SERVICE_UNAVAILABLE)
 }

@@ -26,7 +26,7 @@ use super::signin::{
 use crate::html::account::{
     Account, ConsentRow, GrantRow, LinkRow, Login, Logout, Refused, SessionRow, SignUp,
 };
-use crate::html::{Body, Message, render};
+use crate::html::{Message, Paragraph, render};
 use crate::state::AppState;
 
 /// The page routes.
@@ -60,7 +60,7 @@ pub async fn not_found() -> Response {
     Message::new(
         "Not found",
         "Not found",
-        Body::Text("There is no page at this address."),
+        Paragraph::Text("There is no page at this address."),
     )
     .response(StatusCode::NOT_FOUND)
 }
@@ -227,7 +227,7 @@ fn sign_up_disabled() -> Response {
     Message::new(
         "Sign-up disabled",
         "Sign-up is disabled",
-        Body::Text("Ask an administrator for an account."),
+        Paragraph::Text("Ask an administrator for an account."),
     )
     .response(StatusCode::FORBIDDEN)
 }
@@ -387,7 +387,8 @@ fn error_page(e: &AuthError) -> Response {
     } else {
         e.to_string()
     };
-    let mut res = Message::new("Error", "Something went wrong", Body::Alert(&msg)).response(status);
+    let mut res =
+        Message::new("Error", "Something went wrong", Paragraph::Alert(&msg)).response(status);
     set_retry_after(&mut res, retry);
     res
 }
