@@ -1,8 +1,8 @@
 //! Server-rendered pages: templates in `templates/` (embedded in the binary at compile time),
 //! one layout, text escaped by default, no script and no inline style.
 //!
-//! Each page is a struct deriving [`Template`]; handlers fill it from what core returned and
-//! hand it to [`render`]. A template never builds markup from a string: every `{{ value }}` is
+//! Each page is a struct deriving `askama::Template`; handlers fill it from what core returned and
+//! hand it to `render`. A template never builds markup from a string: every `{{ value }}` is
 //! escaped for element content and quoted attribute values.
 
 use askama::Template;
@@ -155,6 +155,29 @@ nav{margin-bottom:1rem}nav a{margin-right:1rem}.muted{color:#5b6475;font-size:.9
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_have_no_inline_script_or_style() {
+        // The pages' CSP (`default-src 'none'; style-src 'self'`) would block either.
+        let page = account::Login {
+            csrf: "t",
+            return_to: "/account",
+            email: "",
+            error: Some("e"),
+            sign_up: true,
+            providers: vec![account::ProviderButton {
+                name: "corp".into(),
+                label: "Corp".into(),
+                return_to: "%2Faccount".into(),
+            }],
+        };
+        let html = page.render().unwrap();
+        for banned in ["<script", "<style", " style=", " onclick=", " onload="] {
+            assert!(!html.contains(banned), "{banned} in {html}");
+        }
+        assert!(html.starts_with("<!doctype html><html lang=\"en\"><head>"));
+        assert!(html.contains("<link rel=\"stylesheet\" href=\"/assets/authx.css\">"));
+    }
 
     #[test]
     fn escapes_markup() {
