@@ -15,7 +15,7 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
@@ -29,7 +29,8 @@ use authx_core::ratelimit::network_key;
 
 use super::extract::{CurrentSession, SourceAddr};
 use super::oauth::{Params, oauth_error, read_form};
-use crate::html::{csrf_field, error_block, esc, page};
+use crate::html::device::{Confirm, Denied, Done, Entry};
+use crate::html::{Message, Paragraph, Scope, render};
 use crate::state::AppState;
 
 /// The grant type of RFC 8628 §3.4.
@@ -130,80 +131,36 @@ fn to_login(code: Option<&UserCode>) -> Response {
     Redirect::to(&format!("/login?return_to={}", urlencode(&back))).into_response()
 }
 
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    (status, Html(page(title, body))).into_response()
-}
-
 fn unavailable(e: &dyn std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "device page: store failure");
-    html(
-        StatusCode::SERVICE_UNAVAILABLE,
+    Message::new(
         "Temporarily unavailable",
-        "<h1>Temporarily unavailable</h1><p>Try again in a moment.</p>",
+        "Temporarily unavailable",
+        Paragraph::Text("Try again in a moment."),
     )
+    .response(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 fn entry_page(status: StatusCode, csrf: &str, prefill: &str, error: Option<&str>) -> Response {
-    let body = format!(
-        "<h1>Connect a device</h1>{error}\
-         <p>Enter the code shown on your device (TV, console, command line).</p>\
-         <form id=\"device-entry\" method=\"post\" action=\"/device\">{csrf}\
-         <label for=\"user_code\">Code</label>\
-         <input id=\"user_code\" name=\"user_code\" type=\"text\" value=\"{prefill}\" \
-         autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" maxlength=\"32\" \
-         placeholder=\"BCDF-GHJK\" required>\
-         <button type=\"submit\">Continue</button></form>",
-        error = error_block(error),
-        csrf = csrf_field(csrf),
-        prefill = esc(prefill),
-    );
-    html(status, "Connect a device", &body)
-}
-
-fn scope_description(scope: &str) -> &str {
-    match scope {
-        "openid" => "Know who you are (your account id)",
-        "email" => "See your email address",
-        "profile" => "See your basic profile",
-        "offline_access" => "Stay connected when you are not using it",
-        other => other,
-    }
+    let page = Entry {
+        csrf,
+        prefill,
+        error,
+    };
+    render(status, &page)
 }
 
 fn confirm_page(pending: &PendingDevice, csrf: &str, email: &str) -> Response {
-    let scopes: String = pending
-        .grant
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            format!(
-                "<li><code>{}</code> — {}</li>",
-                esc(s),
-                esc(scope_description(s))
-            )
-        })
-        .collect();
     let code = pending.user_code.display();
-    let body = format!(
-        "<h1>Connect <span id=\"client-name\">{name}</span>?</h1>\
-         <p class=\"error\" id=\"device-warning\" role=\"alert\"><strong>This gives a device access to your account.</strong> \
-         Continue only if you started this yourself on a device in front of you and it shows the code \
-         <strong id=\"device-code\">{code}</strong>. If someone sent you this code or link, choose Deny.</p>\
-         <p><strong>{name}</strong> (<code>{id}</code>) will be signed in as <strong>{email}</strong> and will be able to:</p>\
-         <ul id=\"scopes\">{scopes}</ul>\
-         <form id=\"device-decision\" method=\"post\" action=\"/device\">{csrf}\
-         <input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
-         <button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Approve</button> \
-         <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">Deny</button></form>\
-         <p class=\"muted\">You can disconnect the device later from your account page.</p>",
-        name = esc(&pending.client.name),
-        id = esc(&pending.client.id),
-        email = esc(email),
-        code = esc(&code),
-        csrf = csrf_field(csrf),
-    );
-    html(StatusCode::OK, "Connect a device", &body)
+    let page = Confirm {
+        csrf,
+        client_name: &pending.client.name,
+        client_id: &pending.client.id,
+        code: &code,
+        email,
+        scopes: Scope::list(pending.grant.scope.split(' ')),
+    };
+    render(StatusCode::OK, &page)
 }
 
 /// The global backstop's counter.
@@ -348,14 +305,11 @@ async fn device_post(
                 .user(&auth.user.id)
                 .with("reason", "device token"),
         );
-        return html(
-            StatusCode::FORBIDDEN,
+        return Message::error(
             "Request refused",
-            &format!(
-                "<h1>Request refused</h1>{}",
-                error_block(Some("This form expired or did not come from this site."))
-            ),
-        );
+            "This form expired or did not come from this site.",
+        )
+        .response(StatusCode::FORBIDDEN);
     }
     let typed = form.get("user_code").unwrap_or_default().to_owned();
     let pending = match lookup(&state, &current, &typed).await {
@@ -390,22 +344,13 @@ async fn device_post(
         )
         .await
     {
-        Ok(true) if approve => html(
+        Ok(true) if approve => render(
             StatusCode::OK,
-            "Device connected",
-            &format!(
-                "<h1 id=\"device-done\">Device connected</h1>\
-                 <p class=\"notice\"><strong>{}</strong> is now signed in. You can return to your device.</p>\
-                 <p><a href=\"/account\">Your account</a></p>",
-                esc(&pending.client.name)
-            ),
+            &Done {
+                client_name: &pending.client.name,
+            },
         ),
-        Ok(true) => html(
-            StatusCode::OK,
-            "Request denied",
-            "<h1 id=\"device-denied\">Request denied</h1>\
-             <p class=\"notice\">The device was not given access.</p>",
-        ),
+        Ok(true) => render(StatusCode::OK, &Denied),
         Ok(false) => entry_page(StatusCode::CONFLICT, &csrf, "", Some(MISS)),
         Err(e) => unavailable(&e),
     }

@@ -14,7 +14,7 @@
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -30,7 +30,8 @@ use super::signin::{
     bad_form, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     signed_in_redirect, with_pre_cookie,
 };
-use crate::html::{csrf_field, error_block, esc, page};
+use crate::html::federation::Link;
+use crate::html::{Message, render};
 use crate::state::AppState;
 
 /// The federation routes (browser-facing: POSTs pass the origin check).
@@ -59,15 +60,7 @@ fn browser(current: &CurrentSession) -> Browser<'_> {
 
 /// A readable failure page.
 fn failure(status: StatusCode, title: &str, msg: &str) -> Response {
-    let html = page(
-        title,
-        &format!(
-            "<h1>{}</h1>{}<p><a href=\"/login\">Back to sign-in</a></p>",
-            esc(title),
-            error_block(Some(msg))
-        ),
-    );
-    (status, Html(html)).into_response()
+    Message::error(title, msg).back_to_login().response(status)
 }
 
 fn unknown_provider() -> Response {
@@ -226,27 +219,24 @@ async fn current_pending(
     }
 }
 
-fn link_page(state: &AppState, pending: &PendingLink, token: &str, error: Option<&str>) -> String {
+fn link_page(
+    state: &AppState,
+    status: StatusCode,
+    pending: &PendingLink,
+    token: &str,
+    error: Option<&str>,
+) -> Response {
     let provider = state
         .upstreams
         .provider(&pending.provider)
         .map_or_else(|| pending.provider.clone(), |p| p.display_name.clone());
-    page(
-        "Link your account",
-        &format!(
-            "<h1>Link your account</h1>{err}<p>An account with the address <strong id=\"link-email\">{email}</strong> \
-             already exists here. To sign in with <strong id=\"link-provider\">{provider}</strong> from now on, prove \
-             that the account is yours by entering its password once.</p>\
-             <form id=\"link\" method=\"post\" action=\"/federation/link\">{csrf}\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Link and sign in</button></form>\
-             <p><a href=\"/login\">Cancel</a></p>",
-            err = error_block(error),
-            email = esc(&pending.email),
-            provider = esc(&provider),
-            csrf = csrf_field(token),
-        ),
-    )
+    let page = Link {
+        csrf: token,
+        email: &pending.email,
+        provider: &provider,
+        error,
+    };
+    render(status, &page)
 }
 
 /// The link page again, with a message and a fresh form token.
@@ -258,8 +248,8 @@ fn link_page_again(
     msg: &str,
 ) -> Response {
     let (token, fresh) = pre_session(current);
-    let html = link_page(state, pending, &token, Some(msg));
-    with_pre_cookie(state, (status, Html(html)).into_response(), fresh)
+    let res = link_page(state, status, pending, &token, Some(msg));
+    with_pre_cookie(state, res, fresh)
 }
 
 /// A link form whose token does not match this browser's pre-session cookie.
@@ -283,8 +273,8 @@ async fn link_get(State(state): State<AppState>, current: CurrentSession) -> Res
         Err(res) => return res,
     };
     let (token, fresh) = pre_session(&current);
-    let html = link_page(&state, &pending, &token, None);
-    with_pre_cookie(&state, Html(html).into_response(), fresh)
+    let res = link_page(&state, StatusCode::OK, &pending, &token, None);
+    with_pre_cookie(&state, res, fresh)
 }
 
 #[derive(Deserialize)]

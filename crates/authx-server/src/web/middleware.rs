@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -23,7 +23,7 @@ use authx_core::ratelimit::RateLimit;
 use super::error::ApiError;
 use super::extract::client_context;
 use crate::config::{RateLimits, origin_of};
-use crate::html;
+use crate::html::{Message, Paragraph};
 use crate::state::AppState;
 
 /// Largest request body accepted anywhere (SECURITY.md #71).
@@ -245,15 +245,16 @@ fn forbidden(path: &str, reason: &str) -> Response {
         )
         .into_response()
     } else {
-        let body = html::page(
-            "Request refused",
-            &format!(
-                "<h1>Request refused</h1><p class=\"error\">This request did not come from a page of this site ({}). \
-                 Go back, reload the page and try again.</p>",
-                html::esc(reason)
-            ),
+        let text = format!(
+            "This request did not come from a page of this site ({reason}). \
+             Go back, reload the page and try again."
         );
-        (StatusCode::FORBIDDEN, Html(body)).into_response()
+        Message::new(
+            "Request refused",
+            "Request refused",
+            Paragraph::Refusal(&text),
+        )
+        .response(StatusCode::FORBIDDEN)
     }
 }
 
@@ -359,12 +360,14 @@ fn too_many_requests(path: &str, retry_after: i64) -> Response {
         }
         .into_response();
     } else {
-        let body = html::page(
+        Message::new(
             "Too many requests",
-            "<h1>Too many requests</h1><p class=\"error\">Too many requests came from your \
-             network. Wait a minute and try again.</p>",
-        );
-        (StatusCode::TOO_MANY_REQUESTS, Html(body)).into_response()
+            "Too many requests",
+            Paragraph::Refusal(
+                "Too many requests came from your network. Wait a minute and try again.",
+            ),
+        )
+        .response(StatusCode::TOO_MANY_REQUESTS)
     };
     if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -387,11 +390,12 @@ fn unavailable(path: &str) -> Response {
         )
             .into_response()
     } else {
-        let body = html::page(
+        Message::new(
             "Unavailable",
-            "<h1>Temporarily unavailable</h1><p class=\"error\">Try again in a moment.</p>",
-        );
-        (StatusCode::SERVICE_UNAVAILABLE, Html(body)).into_response()
+            "Temporarily unavailable",
+            Paragraph::Refusal("Try again in a moment."),
+        )
+        .response(StatusCode::SERVICE_UNAVAILABLE)
     };
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -24,7 +24,8 @@ use authx_core::oauth::types::ClientAuth;
 use authx_core::{StoreError, csrf};
 
 use super::extract::{CurrentSession, SourceAddr};
-use crate::html::{csrf_field, error_block, esc, page};
+use crate::html::oauth::{Consent, EndSession};
+use crate::html::{Message, Paragraph, Scope, render};
 use crate::state::AppState;
 
 /// The routes a browser uses (behind the origin check).
@@ -485,11 +486,12 @@ fn authorize_params(p: &Params) -> AuthorizeParams {
 }
 
 fn error_page(status: StatusCode, title: &str, msg: &str) -> Response {
-    let html = page(
-        title,
-        &format!("<h1>{}</h1>{}", esc(title), error_block(Some(msg))),
-    );
-    (status, Html(html)).into_response()
+    Message::error(title, msg).response(status)
+}
+
+/// The page after a sign-out that has nowhere to return to.
+fn signed_out() -> Response {
+    Message::new("Signed out", "You are signed out", Paragraph::None).response(StatusCode::OK)
 }
 
 /// `redirect_uri` with response parameters appended (RFC 6749 §4.1.2) and `iss` (RFC 9207).
@@ -685,52 +687,19 @@ async fn issue_and_redirect(
     }
 }
 
-fn scope_description(scope: &str) -> &str {
-    match scope {
-        "openid" => "Know who you are (your account id)",
-        "email" => "See your email address",
-        "profile" => "See your basic profile",
-        "offline_access" => "Stay connected when you are not using it",
-        other => other,
-    }
-}
-
 fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: String) -> Response {
-    let scopes: String = req
-        .scope
-        .iter()
-        .map(|s| {
-            format!(
-                "<li><code>{}</code> — {}</li>",
-                esc(s),
-                esc(scope_description(s))
-            )
-        })
-        .collect();
     let redirect_host = crate::config::origin_of(&req.redirect_uri).unwrap_or_default();
-    // The API the access token will be for: a consent names it and covers no other.
-    let api = req.resource.as_deref().map_or_else(String::new, |r| {
-        format!(
-            "<p>It will use your account at the API <code id=\"resource\">{}</code>.</p>",
-            esc(r)
-        )
-    });
-    let body = format!(
-        "<h1>Allow <span id=\"client-name\">{name}</span>?</h1>\
-         <p><strong>{name}</strong> (<code>{id}</code>) asks to access your account. It will be able to:</p>\
-         <ul id=\"scopes\">{scopes}</ul>{api}\
-         <p class=\"muted\">You will be sent back to {host}. You can withdraw this permission later from your account page.</p>\
-         <form id=\"consent\" method=\"post\" action=\"/consent\">{csrf}\
-         <input type=\"hidden\" name=\"request\" value=\"{raw}\">\
-         <button type=\"submit\" name=\"decision\" value=\"allow\" id=\"allow\">Allow</button> \
-         <button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\" class=\"secondary\">Deny</button></form>",
-        name = esc(&req.client.name),
-        id = esc(&req.client.id),
-        host = esc(&redirect_host),
-        csrf = csrf_field(&csrf),
-        raw = esc(raw_query),
-    );
-    let mut res = Html(page("Allow access", &body)).into_response();
+    let page = Consent {
+        csrf: &csrf,
+        client_name: &req.client.name,
+        client_id: &req.client.id,
+        scopes: Scope::list(req.scope.iter()),
+        // The API the access token will be for: a consent names it and covers no other.
+        resource: req.resource.as_deref(),
+        redirect_host: &redirect_host,
+        request: raw_query,
+    };
+    let mut res = render(StatusCode::OK, &page);
     // The consent POST ends in a redirect to the client: CSP form-action must allow its origin.
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
@@ -822,7 +791,7 @@ async fn logout_get(
         // Not signed in: nothing to end; go back if the target is registered.
         return match target {
             Some(t) => Redirect::to(&t).into_response(),
-            None => Html(page("Signed out", "<h1>You are signed out</h1>")).into_response(),
+            None => signed_out(),
         };
     };
     // An ID token this server issued for this very session, to the application asking, shows
@@ -834,21 +803,18 @@ async fn logout_get(
     {
         return end_session_and_leave(&state, &current, target).await;
     }
-    let hidden = format!(
-        "<input type=\"hidden\" name=\"request\" value=\"{}\">",
-        esc(&p
-            .map
-            .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&"))
-    );
-    let body = format!(
-        "<h1>Sign out?</h1><p>An application asked to sign you out of authx.</p>\
-         <form id=\"logout\" method=\"post\" action=\"/oauth2/logout\">{}{hidden}<button type=\"submit\">Sign out</button></form>",
-        csrf_field(&token)
-    );
-    let mut res = Html(page("Sign out", &body)).into_response();
+    // The request again, as a query string, posted back with the confirmation.
+    let request = p
+        .map
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let page = EndSession {
+        csrf: &token,
+        request: &request,
+    };
+    let mut res = render(StatusCode::OK, &page);
     // The POST ends in a redirect to the application, and browsers apply `form-action` to
     // that redirect too: the policy must allow the target's origin, as the consent page does.
     if let Some(origin) = target.as_deref().and_then(crate::config::origin_of) {
@@ -974,7 +940,7 @@ async fn end_session_and_leave(
     }
     let mut res = match target {
         Some(t) => Redirect::to(&t).into_response(),
-        None => Html(page("Signed out", "<h1>You are signed out</h1>")).into_response(),
+        None => signed_out(),
     };
     super::api::append_cookie(res.headers_mut(), &state.cookies.clear_session());
     res

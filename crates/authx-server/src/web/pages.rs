@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -23,7 +23,10 @@ use super::signin::{
     bad_form, buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     signed_in_redirect, with_pre_cookie,
 };
-use crate::html::{csrf_field, error_block, esc, page};
+use crate::html::account::{
+    Account, ConsentRow, GrantRow, LinkRow, Login, Logout, Refused, SessionRow, SignUp,
+};
+use crate::html::{Message, Paragraph, render};
 use crate::state::AppState;
 
 /// The page routes.
@@ -54,14 +57,12 @@ pub fn router() -> Router<AppState> {
 
 /// The fallback: a readable 404.
 pub async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Html(page(
-            "Not found",
-            "<h1>Not found</h1><p>There is no page at this address.</p>",
-        )),
+    Message::new(
+        "Not found",
+        "Not found",
+        Paragraph::Text("There is no page at this address."),
     )
-        .into_response()
+    .response(StatusCode::NOT_FOUND)
 }
 
 async fn css_get() -> Response {
@@ -86,35 +87,24 @@ struct ReturnTo {
     return_to: Option<String>,
 }
 
+/// The sign-in page, with the providers' buttons.
 fn login_page(
+    state: &AppState,
+    status: StatusCode,
     token: &str,
     return_to: &str,
     email: &str,
     error: Option<&str>,
-    sign_up: bool,
-    federation: &str,
-) -> String {
-    let signup_link = if sign_up {
-        "<p class=\"muted\">No account? <a href=\"/signup\">Create one</a>.</p>"
-    } else {
-        ""
+) -> Response {
+    let page = Login {
+        csrf: token,
+        return_to,
+        email,
+        error,
+        sign_up: state.config.auth.sign_up_enabled,
+        providers: buttons(state, return_to),
     };
-    page(
-        "Sign in",
-        &format!(
-            "<h1>Sign in</h1>{}<form id=\"login\" method=\"post\" action=\"/login\">{}\
-             <input type=\"hidden\" name=\"return_to\" value=\"{}\">\
-             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>{}{}",
-            error_block(error),
-            csrf_field(token),
-            esc(return_to),
-            esc(email),
-            federation,
-            signup_link,
-        ),
-    )
+    render(status, &page)
 }
 
 /// The sign-in page may end in a redirect to an application (through `/oauth2/authorize`), whose
@@ -137,15 +127,8 @@ async fn login_get(
 ) -> Response {
     let (token, fresh) = pre_session(&current);
     let return_to = safe_return_to(q.return_to.as_deref());
-    let html = login_page(
-        &token,
-        &return_to,
-        "",
-        None,
-        state.config.auth.sign_up_enabled,
-        &buttons(&state, &return_to),
-    );
-    with_login_csp(with_pre_cookie(&state, Html(html).into_response(), fresh))
+    let res = login_page(&state, StatusCode::OK, &token, &return_to, "", None);
+    with_login_csp(with_pre_cookie(&state, res, fresh))
 }
 
 #[derive(Deserialize)]
@@ -167,7 +150,6 @@ async fn login_post(
         Err(e) => return bad_form(e),
     };
     let return_to = safe_return_to(form.return_to.as_deref());
-    let sign_up = state.config.auth.sign_up_enabled;
     if !pre_token_ok(&current, &form.csrf_token) {
         authx_core::audit::record_current(
             authx_core::audit::AuditEvent::failure("csrf_rejected")
@@ -175,19 +157,15 @@ async fn login_post(
                 .with("path", "/login"),
         );
         let (token, fresh) = pre_session(&current);
-        let html = login_page(
+        let res = login_page(
+            &state,
+            StatusCode::FORBIDDEN,
             &token,
             &return_to,
             &form.email,
             Some("This form expired. Please sign in again."),
-            sign_up,
-            &buttons(&state, &return_to),
         );
-        return with_login_csp(with_pre_cookie(
-            &state,
-            (StatusCode::FORBIDDEN, Html(html)).into_response(),
-            fresh,
-        ));
+        return with_login_csp(with_pre_cookie(&state, res, fresh));
     }
     let result = state
         .auth
@@ -204,37 +182,35 @@ async fn login_post(
         Err(e) => {
             let (token, fresh) = pre_session(&current);
             let (status, retry) = error_status(&e);
-            let html = login_page(
+            let mut res = login_page(
+                &state,
+                status,
                 &token,
                 &return_to,
                 &form.email,
                 Some(&e.to_string()),
-                sign_up,
-                &buttons(&state, &return_to),
             );
-            let mut res = (status, Html(html)).into_response();
             set_retry_after(&mut res, retry);
             with_login_csp(with_pre_cookie(&state, res, fresh))
         }
     }
 }
 
-fn signup_page(token: &str, email: &str, error: Option<&str>, min: usize) -> String {
-    page(
-        "Create account",
-        &format!(
-            "<h1>Create an account</h1>{}<form id=\"signup\" method=\"post\" action=\"/signup\">{}\
-             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\">\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-             <p class=\"muted\">At least {min_text}. A passphrase of several words works well.</p>\
-             <button type=\"submit\">Create account</button></form>\
-             <p class=\"muted\">Already registered? <a href=\"/login\">Sign in</a>.</p>",
-            error_block(error),
-            csrf_field(token),
-            esc(email),
-            min_text = authx_core::plural::count(min as u64, "character", "characters"),
-        ),
-    )
+fn signup_page(
+    status: StatusCode,
+    token: &str,
+    email: &str,
+    error: Option<&str>,
+    min: usize,
+) -> Response {
+    let page = SignUp {
+        csrf: token,
+        email,
+        error,
+        min_chars: min,
+        min_text: authx_core::plural::count(min as u64, "character", "characters"),
+    };
+    render(status, &page)
 }
 
 async fn signup_get(State(state): State<AppState>, current: CurrentSession) -> Response {
@@ -242,16 +218,18 @@ async fn signup_get(State(state): State<AppState>, current: CurrentSession) -> R
         return sign_up_disabled();
     }
     let (token, fresh) = pre_session(&current);
-    let html = signup_page(&token, "", None, state.config.auth.password.min_chars);
-    with_pre_cookie(&state, Html(html).into_response(), fresh)
+    let min = state.config.auth.password.min_chars;
+    let res = signup_page(StatusCode::OK, &token, "", None, min);
+    with_pre_cookie(&state, res, fresh)
 }
 
 fn sign_up_disabled() -> Response {
-    let html = page(
+    Message::new(
         "Sign-up disabled",
-        "<h1>Sign-up is disabled</h1><p>Ask an administrator for an account.</p>",
-    );
-    (StatusCode::FORBIDDEN, Html(html)).into_response()
+        "Sign-up is disabled",
+        Paragraph::Text("Ask an administrator for an account."),
+    )
+    .response(StatusCode::FORBIDDEN)
 }
 
 #[derive(Deserialize)]
@@ -277,17 +255,14 @@ async fn signup_post(
     let min = state.config.auth.password.min_chars;
     if !pre_token_ok(&current, &form.csrf_token) {
         let (token, fresh) = pre_session(&current);
-        let html = signup_page(
+        let res = signup_page(
+            StatusCode::FORBIDDEN,
             &token,
             &form.email,
             Some("This form expired. Please try again."),
             min,
         );
-        return with_pre_cookie(
-            &state,
-            (StatusCode::FORBIDDEN, Html(html)).into_response(),
-            fresh,
-        );
+        return with_pre_cookie(&state, res, fresh);
     }
     match state
         .auth
@@ -298,11 +273,7 @@ async fn signup_post(
         Err(e) => {
             let (token, fresh) = pre_session(&current);
             let (status, retry) = error_status(&e);
-            let mut res = (
-                status,
-                Html(signup_page(&token, &form.email, Some(&e.to_string()), min)),
-            )
-                .into_response();
+            let mut res = signup_page(status, &token, &form.email, Some(&e.to_string()), min);
             set_retry_after(&mut res, retry);
             with_pre_cookie(&state, res, fresh)
         }
@@ -326,15 +297,7 @@ async fn logout_get(current: CurrentSession) -> Response {
         return Redirect::to("/login").into_response();
     };
     // No state change on GET: sign-out is the POST of this form.
-    Html(page(
-        "Sign out",
-        &format!(
-            "<h1>Sign out</h1><p>Sign out of this browser?</p><form id=\"logout\" method=\"post\" action=\"/logout\">{}\
-             <button type=\"submit\">Sign out</button></form><p><a href=\"/account\">Back to your account</a></p>",
-            csrf_field(&token)
-        ),
-    ))
-    .into_response()
+    render(StatusCode::OK, &Logout { csrf: &token })
 }
 
 /// A form carrying the synchronizer token.
@@ -390,12 +353,7 @@ fn csrf_refused() -> Response {
     authx_core::audit::record_current(
         authx_core::audit::AuditEvent::failure("csrf_rejected").with("reason", "bad form token"),
     );
-    let html = page(
-        "Request refused",
-        "<h1>Request refused</h1><p class=\"error\">This form expired or did not come from this site. \
-         <a href=\"/account\">Reload your account page</a> and try again.</p>",
-    );
-    (StatusCode::FORBIDDEN, Html(html)).into_response()
+    render(StatusCode::FORBIDDEN, &Refused)
 }
 
 async fn logout_post(
@@ -429,14 +387,8 @@ fn error_page(e: &AuthError) -> Response {
     } else {
         e.to_string()
     };
-    let mut res = (
-        status,
-        Html(page(
-            "Error",
-            &format!("<h1>Something went wrong</h1>{}", error_block(Some(&msg))),
-        )),
-    )
-        .into_response();
+    let mut res =
+        Message::new("Error", "Something went wrong", Paragraph::Alert(&msg)).response(status);
     set_retry_after(&mut res, retry);
     res
 }
@@ -476,27 +428,22 @@ async fn account_page(
         Ok(s) => s,
         Err(e) => return error_page(&e),
     };
-    let mut rows = String::new();
-    for s in &sessions {
-        let current_class = if s.id == auth.session.id {
-            " current"
-        } else {
-            ""
-        };
-        rows.push_str(&format!(
-            "<tr class=\"session{current_class}\" data-id=\"{id}\"><td>{ua}</td><td>{ip}</td><td>{created}</td><td>{seen}</td>\
-             <td><form class=\"inline revoke\" method=\"post\" action=\"/account/sessions/{id}/revoke\">{csrf}\
-             <button type=\"submit\" class=\"secondary\">Sign out</button></form></td></tr>",
-            id = esc(&s.id.0),
-            ua = esc(s.user_agent.as_deref().unwrap_or("unknown device")),
-            ip = esc(s.ip.as_deref().unwrap_or("-")),
-            created = esc(&rfc3339(s.created_at)),
-            seen = esc(&rfc3339(s.last_seen_at)),
-            csrf = csrf_field(&token),
-        ));
-    }
-    let apps = match applications(state, &auth.user.id, &token).await {
-        Ok(html) => html,
+    let sessions = sessions
+        .iter()
+        .map(|s| SessionRow {
+            id: s.id.0.clone(),
+            device: s
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| "unknown device".to_owned()),
+            ip: s.ip.clone().unwrap_or_else(|| "-".to_owned()),
+            created: rfc3339(s.created_at),
+            seen: rfc3339(s.last_seen_at),
+            current: s.id == auth.session.id,
+        })
+        .collect();
+    let (grants, consents) = match applications(state, &auth.user.id).await {
+        Ok(rows) => rows,
         Err(e) => {
             tracing::warn!(error = %e, "account page: grants unavailable");
             return error_page(&AuthError::Store(authx_core::StoreError::Corrupt(
@@ -504,28 +451,23 @@ async fn account_page(
             )));
         }
     };
-    let links = match linked_providers(state, &auth.user.id, &token).await {
-        Ok(html) => html,
+    let links = match linked_providers(state, &auth.user.id).await {
+        Ok(rows) => rows,
         Err(e) => return error_page(&AuthError::Store(e)),
     };
-    let notice = notice
-        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
-        .unwrap_or_default();
-    let min = state.config.auth.password.min_chars;
-    let body = format!(
-        "<nav><a href=\"/account\">Account</a><a href=\"/logout\">Sign out</a></nav>\
-         <h1>Your account</h1>{notice}{error}<p>Signed in as <strong id=\"email\">{email}</strong></p>\
-         <h2>Sessions</h2><table id=\"sessions\"><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr></thead>\
-         <tbody>{rows}</tbody></table>\
-         <form id=\"revoke-others\" method=\"post\" action=\"/account/sessions/revoke-others\">{csrf}\
-         <button type=\"submit\" class=\"danger\">Sign out every other session</button></form>\
-         {apps}{links}{password}",
-        error = error_block(error),
-        email = esc(&auth.user.email),
-        csrf = csrf_field(&token),
-        password = password_section(&auth.user, &token, min),
-    );
-    (status, Html(page("Your account", &body))).into_response()
+    let page = Account {
+        csrf: &token,
+        email: &auth.user.email,
+        notice,
+        error,
+        sessions,
+        grants,
+        consents,
+        links,
+        has_password: authx_core::federation::has_password(&auth.user),
+        min_chars: state.config.auth.password.min_chars,
+    };
+    render(status, &page)
 }
 
 async fn account_revoke_post(
@@ -617,55 +559,24 @@ async fn account_password_post(
     }
 }
 
-/// The password form, or, for an account created through an identity provider (it has no
-/// password to change), a line saying how it signs in.
-fn password_section(user: &authx_core::user::User, token: &str, min: usize) -> String {
-    if !authx_core::federation::has_password(user) {
-        return "<h2>Password</h2><p class=\"muted\" id=\"no-password\">This account has no password: \
-                it signs in through its identity provider.</p>"
-            .to_owned();
-    }
-    format!(
-        "<h2>Change password</h2><form id=\"password\" method=\"post\" action=\"/account/password\">{csrf}\
-         <label for=\"current_password\">Current password</label><input id=\"current_password\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <label for=\"new_password\">New password</label><input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-         <p class=\"muted\">Changing your password signs out every other session.</p>\
-         <button type=\"submit\">Change password</button></form>",
-        csrf = csrf_field(token),
-    )
-}
-
-/// The account page's section on upstream identity providers linked to the account.
+/// The account page's rows of upstream identity providers linked to the account.
 async fn linked_providers(
     state: &AppState,
     user: &authx_core::user::UserId,
-    token: &str,
-) -> Result<String, authx_core::StoreError> {
+) -> Result<Vec<LinkRow>, authx_core::StoreError> {
     let links = state.federation.user_links(user).await?;
-    if links.is_empty() {
-        return Ok(String::new());
-    }
-    let mut html = String::from(
-        "<h2>Sign-in providers</h2><table id=\"links\"><thead><tr><th>Provider</th><th>Account there</th><th>Linked</th><th></th></tr></thead><tbody>",
-    );
-    for l in &links {
-        let provider = state
-            .upstreams
-            .provider(&l.provider)
-            .map_or_else(|| l.provider.clone(), |p| p.display_name.clone());
-        html.push_str(&format!(
-            "<tr class=\"link\" data-id=\"{id}\"><td>{provider}</td><td>{who}</td><td>{since}</td>\
-             <td><form class=\"inline\" method=\"post\" action=\"/account/links/{id}/remove\">{csrf}\
-             <button type=\"submit\" class=\"secondary\">Unlink</button></form></td></tr>",
-            id = esc(&l.id),
-            provider = esc(&provider),
-            who = esc(l.email.as_deref().unwrap_or(&l.subject)),
-            since = esc(&rfc3339(l.created_at)),
-            csrf = csrf_field(token),
-        ));
-    }
-    html.push_str("</tbody></table>");
-    Ok(html)
+    Ok(links
+        .into_iter()
+        .map(|l| LinkRow {
+            provider: state
+                .upstreams
+                .provider(&l.provider)
+                .map_or_else(|| l.provider.clone(), |p| p.display_name.clone()),
+            who: l.email.unwrap_or(l.subject),
+            since: rfc3339(l.created_at),
+            id: l.id,
+        })
+        .collect())
 }
 
 async fn account_link_remove_post(
@@ -712,46 +623,30 @@ async fn account_link_remove_post(
 async fn applications(
     state: &AppState,
     user: &authx_core::user::UserId,
-    token: &str,
-) -> Result<String, authx_core::oauth::OAuthError> {
+) -> Result<(Vec<GrantRow>, Vec<ConsentRow>), authx_core::oauth::OAuthError> {
     let grants = state.oauth.user_grants(user).await?;
     let consents = state.oauth.stores().grants.list_consents(user).await?;
-    if grants.is_empty() && consents.is_empty() {
-        return Ok(String::new());
-    }
-    let mut html = String::from("<h2>Applications</h2>");
-    if !grants.is_empty() {
-        html.push_str("<table id=\"grants\"><thead><tr><th>Application</th><th>Access</th><th>Since</th><th></th></tr></thead><tbody>");
-        for (f, c) in &grants {
-            html.push_str(&format!(
-                "<tr class=\"grant\" data-id=\"{id}\"><td>{name}</td><td><code>{scope}</code></td><td>{since}</td>\
-                 <td><form class=\"inline\" method=\"post\" action=\"/account/grants/{id}/revoke\">{csrf}\
-                 <button type=\"submit\" class=\"secondary\">Revoke</button></form></td></tr>",
-                id = esc(&f.id),
-                name = esc(c.as_ref().map_or(f.client_id.as_str(), |c| c.name.as_str())),
-                scope = esc(&f.scope),
-                since = esc(&rfc3339(f.created_at)),
-                csrf = csrf_field(token),
-            ));
-        }
-        html.push_str("</tbody></table>");
-    }
-    if !consents.is_empty() {
-        html.push_str("<table id=\"consents\"><thead><tr><th>Allowed application</th><th>API</th><th>Scopes</th><th></th></tr></thead><tbody>");
-        for c in &consents {
-            html.push_str(&format!(
-                "<tr class=\"consent\"><td>{client}</td><td>{api}</td><td><code>{scope}</code></td>\
-                 <td><form class=\"inline\" method=\"post\" action=\"/account/consents/{client}/withdraw\">{csrf}\
-                 <button type=\"submit\" class=\"secondary\">Withdraw</button></form></td></tr>",
-                client = esc(&c.client_id),
-                api = esc(c.resource.as_deref().unwrap_or("-")),
-                scope = esc(&c.scope),
-                csrf = csrf_field(token),
-            ));
-        }
-        html.push_str("</tbody></table>");
-    }
-    Ok(html)
+    let grants = grants
+        .iter()
+        .map(|(f, c)| GrantRow {
+            id: f.id.clone(),
+            name: c
+                .as_ref()
+                .map_or(f.client_id.as_str(), |c| c.name.as_str())
+                .to_owned(),
+            scope: f.scope.clone(),
+            since: rfc3339(f.created_at),
+        })
+        .collect();
+    let consents = consents
+        .into_iter()
+        .map(|c| ConsentRow {
+            client: c.client_id,
+            api: c.resource.unwrap_or_else(|| "-".to_owned()),
+            scope: c.scope,
+        })
+        .collect();
+    Ok((grants, consents))
 }
 
 async fn account_grant_revoke_post(

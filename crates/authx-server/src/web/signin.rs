@@ -4,7 +4,7 @@
 //! federation, so neither depends on the other.
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use authx_core::auth::{AuthError, SignedIn};
 use authx_core::csrf;
@@ -13,7 +13,8 @@ use authx_core::secret::PreSessionToken;
 use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::CurrentSession;
-use crate::html::{error_block, esc, page};
+use crate::html::Message;
+use crate::html::account::ProviderButton;
 use crate::state::AppState;
 
 /// A local path to return to after sign-in: absolute path, not protocol-relative, no controls.
@@ -99,32 +100,23 @@ pub(crate) fn set_retry_after(res: &mut Response, retry: Option<i64>) {
 
 /// The page for a form body that could not be read.
 pub(crate) fn bad_form(e: ApiError) -> Response {
-    let html = page(
-        "Bad request",
-        &format!("<h1>Bad request</h1>{}", error_block(Some(&e.message))),
-    );
-    (e.status, Html(html)).into_response()
+    Message::error("Bad request", &e.message).response(e.status)
 }
 
 /// The sign-in page's buttons, one per configured upstream provider.
 #[must_use]
-pub(crate) fn buttons(state: &AppState, return_to: &str) -> String {
-    let providers = state.upstreams.providers();
-    if providers.is_empty() {
-        return String::new();
-    }
-    let mut html = String::from("<div id=\"federation\"><p class=\"muted\">Or sign in with</p>");
+pub(crate) fn buttons(state: &AppState, return_to: &str) -> Vec<ProviderButton> {
     let rt: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    for p in providers {
-        html.push_str(&format!(
-            "<a class=\"button secondary federation\" id=\"federation-{name}\" href=\"/federation/{name}/start?return_to={rt}\">{label}</a> ",
-            name = esc(&p.name),
-            rt = esc(&rt),
-            label = esc(&p.display_name),
-        ));
-    }
-    html.push_str("</div>");
-    html
+    state
+        .upstreams
+        .providers()
+        .iter()
+        .map(|p| ProviderButton {
+            name: p.name.clone(),
+            label: p.display_name.clone(),
+            return_to: rt.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
