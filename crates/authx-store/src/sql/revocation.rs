@@ -47,10 +47,10 @@ macro_rules! impl_revocation_log {
                 at: ::authx_core::Timestamp,
                 expires_at: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<i64> {
-                let row = ::sqlx::query($crate::revocation_sql::APPEND_EVENT)
+                let row = ::sqlx::query($crate::sql::revocation::APPEND_EVENT)
                     .bind(at.0)
                     .bind(expires_at.0)
-                    .bind($crate::revocation_sql::event_body(event)?)
+                    .bind($crate::sql::revocation::event_body(event)?)
                     .fetch_one(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
@@ -63,7 +63,7 @@ macro_rules! impl_revocation_log {
                 now: ::authx_core::Timestamp,
                 limit: u32,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::events::LoggedEvent>> {
-                ::sqlx::query($crate::revocation_sql::EVENTS_AFTER)
+                ::sqlx::query($crate::sql::revocation::EVENTS_AFTER)
                     .bind(after)
                     .bind(now.0)
                     .bind(i64::from(limit))
@@ -71,7 +71,7 @@ macro_rules! impl_revocation_log {
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::revocation_sql::event_from_row)
+                    .map($crate::sql::revocation::event_from_row)
                     .collect()
             }
 
@@ -79,7 +79,7 @@ macro_rules! impl_revocation_log {
                 &self,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::revocation_sql::PURGE_EVENTS)
+                let done = ::sqlx::query($crate::sql::revocation::PURGE_EVENTS)
                     .bind(now.0)
                     .execute(&self.pool)
                     .await

@@ -110,7 +110,7 @@ macro_rules! impl_device_store {
                 &self,
                 g: &::authx_core::oauth::device::DeviceGrant,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::device_sql::INSERT_DEVICE)
+                ::sqlx::query($crate::sql::device::INSERT_DEVICE)
                     .bind(g.device_code_hash.to_hex())
                     .bind(&g.user_code)
                     .bind(&g.client_id)
@@ -140,12 +140,12 @@ macro_rules! impl_device_store {
                 hash: &::authx_core::secret::TokenHash,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::device::DeviceGrant>>
             {
-                ::sqlx::query($crate::device_sql::DEVICE_BY_HASH)
+                ::sqlx::query($crate::sql::device::DEVICE_BY_HASH)
                     .bind(hash.to_hex())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::device_sql::device_from_row(&row))
+                    .map(|row| $crate::sql::device::device_from_row(&row))
                     .transpose()
             }
 
@@ -154,12 +154,12 @@ macro_rules! impl_device_store {
                 user_code: &str,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::device::DeviceGrant>>
             {
-                ::sqlx::query($crate::device_sql::DEVICE_BY_USER_CODE)
+                ::sqlx::query($crate::sql::device::DEVICE_BY_USER_CODE)
                     .bind(user_code)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::device_sql::device_from_row(&row))
+                    .map(|row| $crate::sql::device::device_from_row(&row))
                     .transpose()
             }
 
@@ -171,7 +171,7 @@ macro_rules! impl_device_store {
                 auth_time: ::authx_core::Timestamp,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::device_sql::APPROVE_DEVICE)
+                let done = ::sqlx::query($crate::sql::device::APPROVE_DEVICE)
                     .bind(&user.0)
                     .bind(&session.0)
                     .bind(auth_time.0)
@@ -189,7 +189,7 @@ macro_rules! impl_device_store {
                 user: Option<&::authx_core::user::UserId>,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::device_sql::DENY_DEVICE)
+                let done = ::sqlx::query($crate::sql::device::DENY_DEVICE)
                     .bind(user.map(|u| u.0.as_str()))
                     .bind(now.0)
                     .bind(hash.to_hex())
@@ -203,7 +203,7 @@ macro_rules! impl_device_store {
                 &self,
                 user: &::authx_core::user::UserId,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::device_sql::DENY_USER_DEVICES)
+                let done = ::sqlx::query($crate::sql::device::DENY_USER_DEVICES)
                     .bind(&user.0)
                     .execute(&self.pool)
                     .await
@@ -217,7 +217,7 @@ macro_rules! impl_device_store {
                 family_id: &str,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::device_sql::REDEEM_DEVICE)
+                let done = ::sqlx::query($crate::sql::device::REDEEM_DEVICE)
                     .bind(family_id)
                     .bind(hash.to_hex())
                     .bind(now.0)
@@ -232,7 +232,7 @@ macro_rules! impl_device_store {
                 hash: &::authx_core::secret::TokenHash,
                 poll: &::authx_core::oauth::device::DevicePoll,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::device_sql::RECORD_POLL)
+                let done = ::sqlx::query($crate::sql::device::RECORD_POLL)
                     .bind(poll.interval_secs)
                     .bind(poll.at().0)
                     .bind(poll.at_ms)
@@ -249,7 +249,7 @@ macro_rules! impl_device_store {
                 &self,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::device_sql::PURGE_DEVICES)
+                let done = ::sqlx::query($crate::sql::device::PURGE_DEVICES)
                     .bind(now.0)
                     .execute(&self.pool)
                     .await

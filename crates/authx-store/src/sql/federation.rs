@@ -118,7 +118,7 @@ macro_rules! impl_federation_store {
                 &self,
                 t: &::authx_core::federation::Transaction,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::federation_sql::INSERT_TRANSACTION)
+                ::sqlx::query($crate::sql::federation::INSERT_TRANSACTION)
                     .bind(t.state_hash.to_hex())
                     .bind(&t.provider)
                     .bind(&t.issuer)
@@ -139,12 +139,12 @@ macro_rules! impl_federation_store {
                 state_hash: &::authx_core::secret::TokenHash,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::federation::Transaction>>
             {
-                ::sqlx::query($crate::federation_sql::TAKE_TRANSACTION)
+                ::sqlx::query($crate::sql::federation::TAKE_TRANSACTION)
                     .bind(state_hash.to_hex())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::federation_sql::transaction_from_row(&row))
+                    .map(|row| $crate::sql::federation::transaction_from_row(&row))
                     .transpose()
             }
 
@@ -155,7 +155,7 @@ macro_rules! impl_federation_store {
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::federation::Link>> {
                 let sql = format!(
                     "{} WHERE issuer = $1 AND subject = $2",
-                    $crate::federation_sql::LINK_COLUMNS
+                    $crate::sql::federation::LINK_COLUMNS
                 );
                 ::sqlx::query(&sql)
                     .bind(issuer)
@@ -163,7 +163,7 @@ macro_rules! impl_federation_store {
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::federation_sql::link_from_row(&row))
+                    .map(|row| $crate::sql::federation::link_from_row(&row))
                     .transpose()
             }
 
@@ -171,7 +171,7 @@ macro_rules! impl_federation_store {
                 &self,
                 l: &::authx_core::federation::Link,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::federation_sql::INSERT_LINK)
+                ::sqlx::query($crate::sql::federation::INSERT_LINK)
                     .bind(&l.id)
                     .bind(&l.issuer)
                     .bind(&l.subject)
@@ -191,7 +191,7 @@ macro_rules! impl_federation_store {
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::federation::Link>> {
                 let sql = format!(
                     "{} WHERE user_id = $1 ORDER BY created_at, id",
-                    $crate::federation_sql::LINK_COLUMNS
+                    $crate::sql::federation::LINK_COLUMNS
                 );
                 ::sqlx::query(&sql)
                     .bind(&user.0)
@@ -199,7 +199,7 @@ macro_rules! impl_federation_store {
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::federation_sql::link_from_row)
+                    .map($crate::sql::federation::link_from_row)
                     .collect()
             }
 
@@ -208,7 +208,7 @@ macro_rules! impl_federation_store {
                 user: &::authx_core::user::UserId,
                 id: &str,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::federation_sql::DELETE_LINK)
+                let done = ::sqlx::query($crate::sql::federation::DELETE_LINK)
                     .bind(&user.0)
                     .bind(id)
                     .execute(&self.pool)
@@ -221,7 +221,7 @@ macro_rules! impl_federation_store {
                 &self,
                 p: &::authx_core::federation::PendingLink,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::federation_sql::INSERT_PENDING)
+                ::sqlx::query($crate::sql::federation::INSERT_PENDING)
                     .bind(p.token_hash.to_hex())
                     .bind(&p.provider)
                     .bind(&p.issuer)
@@ -242,12 +242,12 @@ macro_rules! impl_federation_store {
                 token_hash: &::authx_core::secret::TokenHash,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::federation::PendingLink>>
             {
-                ::sqlx::query($crate::federation_sql::PENDING_BY_HASH)
+                ::sqlx::query($crate::sql::federation::PENDING_BY_HASH)
                     .bind(token_hash.to_hex())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::federation_sql::pending_from_row(&row))
+                    .map(|row| $crate::sql::federation::pending_from_row(&row))
                     .transpose()
             }
 
@@ -255,7 +255,7 @@ macro_rules! impl_federation_store {
                 &self,
                 token_hash: &::authx_core::secret::TokenHash,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::federation_sql::DELETE_PENDING)
+                let done = ::sqlx::query($crate::sql::federation::DELETE_PENDING)
                     .bind(token_hash.to_hex())
                     .execute(&self.pool)
                     .await
@@ -267,12 +267,12 @@ macro_rules! impl_federation_store {
                 &self,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let t = ::sqlx::query($crate::federation_sql::PURGE_TRANSACTIONS)
+                let t = ::sqlx::query($crate::sql::federation::PURGE_TRANSACTIONS)
                     .bind(now.0)
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
-                let p = ::sqlx::query($crate::federation_sql::PURGE_PENDING)
+                let p = ::sqlx::query($crate::sql::federation::PURGE_PENDING)
                     .bind(now.0)
                     .execute(&self.pool)
                     .await

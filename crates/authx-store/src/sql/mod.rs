@@ -12,6 +12,12 @@ use authx_core::store::{FailureCount, StoreError, StoreResult};
 use authx_core::user::{User, UserId, UserStatus};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+pub(crate) mod audit;
+pub(crate) mod device;
+pub(crate) mod federation;
+pub(crate) mod oauth;
+pub(crate) mod revocation;
+
 /// Maps a driver error to the domain: unique violations are conflicts, undecodable values are
 /// corruption, everything else means the database did not answer as it should.
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {

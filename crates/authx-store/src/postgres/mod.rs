@@ -5,7 +5,7 @@ use std::str::FromStr as _;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::oauth_sql::impl_oauth_stores;
+use crate::sql::oauth::impl_oauth_stores;
 use crate::sql::impl_sql_stores;
 use crate::{ConnectError, ConnectOptions};
 
@@ -25,10 +25,10 @@ impl PgStore {
 
 impl_sql_stores!(PgStore);
 impl_oauth_stores!(PgStore);
-crate::device_sql::impl_device_store!(PgStore);
-crate::revocation_sql::impl_revocation_log!(PgStore);
-crate::audit_sql::impl_audit_store!(PgStore);
-crate::federation_sql::impl_federation_store!(PgStore);
+crate::sql::device::impl_device_store!(PgStore);
+crate::sql::revocation::impl_revocation_log!(PgStore);
+crate::sql::audit::impl_audit_store!(PgStore);
+crate::sql::federation::impl_federation_store!(PgStore);
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::oauth_sql::impl_oauth_stores;
+use crate::sql::oauth::impl_oauth_stores;
 use crate::sql::impl_sql_stores;
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
@@ -40,10 +40,10 @@ impl SqliteStore {
 
 impl_sql_stores!(SqliteStore);
 impl_oauth_stores!(SqliteStore, rotate_refresh through rotations);
-crate::device_sql::impl_device_store!(SqliteStore);
-crate::revocation_sql::impl_revocation_log!(SqliteStore);
-crate::audit_sql::impl_audit_store!(SqliteStore);
-crate::federation_sql::impl_federation_store!(SqliteStore);
+crate::sql::device::impl_device_store!(SqliteStore);
+crate::sql::revocation::impl_revocation_log!(SqliteStore);
+crate::sql::audit::impl_audit_store!(SqliteStore);
+crate::sql::federation::impl_federation_store!(SqliteStore);
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {

@@ -468,7 +468,7 @@ macro_rules! impl_oauth_stores {
         // waits for it (the row lock on PostgreSQL, the write lock on SQLite), then finds the
         // token consumed.
         let mut tx = $this.pool.begin().await.map_err($crate::sql::store_error)?;
-        let consumed = ::sqlx::query($crate::oauth_sql::CONSUME_TOKEN)
+        let consumed = ::sqlx::query($crate::sql::oauth::CONSUME_TOKEN)
             .bind($now.0)
             .bind($old.to_hex())
             .bind(&$new.family_id)
@@ -479,7 +479,7 @@ macro_rules! impl_oauth_stores {
             tx.rollback().await.map_err($crate::sql::store_error)?;
             return Ok(false);
         }
-        ::sqlx::query($crate::oauth_sql::INSERT_TOKEN)
+        ::sqlx::query($crate::sql::oauth::INSERT_TOKEN)
             .bind($new.hash.to_hex())
             .bind(&$new.family_id)
             .bind($new.issued_at.0)
@@ -495,10 +495,10 @@ macro_rules! impl_oauth_stores {
         $this.$field.rotate($old, $new, $now).await
     };
     ($store:ty) => {
-        $crate::oauth_sql::impl_oauth_stores!(@impl $store, (transaction));
+        $crate::sql::oauth::impl_oauth_stores!(@impl $store, (transaction));
     };
     ($store:ty, rotate_refresh through $field:ident) => {
-        $crate::oauth_sql::impl_oauth_stores!(@impl $store, (through $field));
+        $crate::sql::oauth::impl_oauth_stores!(@impl $store, (through $field));
     };
     (@impl $store:ty, $rotate:tt) => {
         #[::async_trait::async_trait]
@@ -507,26 +507,26 @@ macro_rules! impl_oauth_stores {
                 &self,
                 client: &::authx_core::oauth::client::Client,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::INSERT_CLIENT)
+                ::sqlx::query($crate::sql::oauth::INSERT_CLIENT)
                     .bind(&client.id)
                     .bind(&client.name)
                     .bind(client.secret_hash.as_ref().map(|h| h.to_hex()))
-                    .bind($crate::oauth_sql::json_list(&client.redirect_uris))
-                    .bind($crate::oauth_sql::json_list(
+                    .bind($crate::sql::oauth::json_list(&client.redirect_uris))
+                    .bind($crate::sql::oauth::json_list(
                         &client.post_logout_redirect_uris,
                     ))
                     .bind(client.backchannel_logout_uri.as_deref())
-                    .bind($crate::oauth_sql::json_list(
+                    .bind($crate::sql::oauth::json_list(
                         client.grant_types.iter().map(|g| g.as_str()),
                     ))
-                    .bind($crate::oauth_sql::json_list(&client.scopes))
+                    .bind($crate::sql::oauth::json_list(&client.scopes))
                     .bind(client.first_party)
                     .bind(client.id_token_alg.as_str())
                     .bind(client.access_token_ttl_secs)
                     .bind(client.refresh_token_ttl_secs)
                     .bind(client.refresh_idle_secs)
                     .bind(client.created_at.0)
-                    .bind($crate::oauth_sql::json_list(&client.resources))
+                    .bind($crate::sql::oauth::json_list(&client.resources))
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
@@ -537,29 +537,29 @@ macro_rules! impl_oauth_stores {
                 &self,
                 id: &str,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::client::Client>> {
-                ::sqlx::query($crate::oauth_sql::CLIENT_BY_ID)
+                ::sqlx::query($crate::sql::oauth::CLIENT_BY_ID)
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::oauth_sql::client_from_row(&row))
+                    .map(|row| $crate::sql::oauth::client_from_row(&row))
                     .transpose()
             }
 
             async fn list_clients(
                 &self,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::oauth::client::Client>> {
-                ::sqlx::query($crate::oauth_sql::LIST_CLIENTS)
+                ::sqlx::query($crate::sql::oauth::LIST_CLIENTS)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::oauth_sql::client_from_row)
+                    .map($crate::sql::oauth::client_from_row)
                     .collect()
             }
 
             async fn delete_client(&self, id: &str) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_CLIENT)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_CLIENT)
                     .bind(id)
                     .execute(&self.pool)
                     .await
@@ -571,9 +571,9 @@ macro_rules! impl_oauth_stores {
                 &self,
                 resource: &::authx_core::oauth::client::Resource,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::INSERT_RESOURCE)
+                ::sqlx::query($crate::sql::oauth::INSERT_RESOURCE)
                     .bind(&resource.id)
-                    .bind($crate::oauth_sql::json_list(&resource.scopes))
+                    .bind($crate::sql::oauth::json_list(&resource.scopes))
                     .bind(resource.created_at.0)
                     .execute(&self.pool)
                     .await
@@ -586,24 +586,24 @@ macro_rules! impl_oauth_stores {
                 id: &str,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::client::Resource>>
             {
-                ::sqlx::query($crate::oauth_sql::RESOURCE_BY_ID)
+                ::sqlx::query($crate::sql::oauth::RESOURCE_BY_ID)
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::oauth_sql::resource_from_row(&row))
+                    .map(|row| $crate::sql::oauth::resource_from_row(&row))
                     .transpose()
             }
 
             async fn list_resources(
                 &self,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::oauth::client::Resource>> {
-                ::sqlx::query($crate::oauth_sql::LIST_RESOURCES)
+                ::sqlx::query($crate::sql::oauth::LIST_RESOURCES)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::oauth_sql::resource_from_row)
+                    .map($crate::sql::oauth::resource_from_row)
                     .collect()
             }
 
@@ -613,7 +613,7 @@ macro_rules! impl_oauth_stores {
                 // registered again under the same id is granted to nobody until an
                 // administrator says so.
                 let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_RESOURCE)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_RESOURCE)
                     .bind(id)
                     .execute(&mut *tx)
                     .await
@@ -622,7 +622,7 @@ macro_rules! impl_oauth_stores {
                 // character) become `_`, which matches them among others.
                 let quoted = ::serde_json::Value::String(id.to_owned()).to_string();
                 let pattern = format!("%{}%", quoted.replace(['%', '_', '\\'], "_"));
-                let rows = ::sqlx::query($crate::oauth_sql::CLIENTS_NAMING_RESOURCE)
+                let rows = ::sqlx::query($crate::sql::oauth::CLIENTS_NAMING_RESOURCE)
                     .bind(pattern)
                     .fetch_all(&mut *tx)
                     .await
@@ -637,8 +637,8 @@ macro_rules! impl_oauth_stores {
                         )
                     })?;
                     if list.iter().any(|r| r == id) {
-                        ::sqlx::query($crate::oauth_sql::SET_CLIENT_RESOURCES)
-                            .bind($crate::oauth_sql::json_list(
+                        ::sqlx::query($crate::sql::oauth::SET_CLIENT_RESOURCES)
+                            .bind($crate::sql::oauth::json_list(
                                 list.iter().filter(|r| r.as_str() != id),
                             ))
                             .bind(&client)
@@ -657,12 +657,12 @@ macro_rules! impl_oauth_stores {
             async fn list_keys(
                 &self,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::oauth::keys::StoredKey>> {
-                ::sqlx::query($crate::oauth_sql::LIST_KEYS)
+                ::sqlx::query($crate::sql::oauth::LIST_KEYS)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::oauth_sql::key_from_row)
+                    .map($crate::sql::oauth::key_from_row)
                     .collect()
             }
 
@@ -670,7 +670,7 @@ macro_rules! impl_oauth_stores {
                 &self,
                 key: &::authx_core::oauth::keys::StoredKey,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::INSERT_KEY)
+                ::sqlx::query($crate::sql::oauth::INSERT_KEY)
                     .bind(&key.kid)
                     .bind(key.alg.as_str())
                     .bind(key.state.as_str())
@@ -692,7 +692,7 @@ macro_rules! impl_oauth_stores {
                 activated_at: Option<::authx_core::Timestamp>,
                 remove_after: Option<::authx_core::Timestamp>,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::oauth_sql::SET_KEY_STATE)
+                let done = ::sqlx::query($crate::sql::oauth::SET_KEY_STATE)
                     .bind(state.as_str())
                     .bind(activated_at.map(|t| t.0))
                     .bind(remove_after.map(|t| t.0))
@@ -704,7 +704,7 @@ macro_rules! impl_oauth_stores {
             }
 
             async fn delete_key(&self, kid: &str) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_KEY)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_KEY)
                     .bind(kid)
                     .execute(&self.pool)
                     .await
@@ -719,7 +719,7 @@ macro_rules! impl_oauth_stores {
                 &self,
                 code: &::authx_core::oauth::grant::AuthCode,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::INSERT_CODE)
+                ::sqlx::query($crate::sql::oauth::INSERT_CODE)
                     .bind(code.code_hash.to_hex())
                     .bind(&code.client_id)
                     .bind(&code.user_id.0)
@@ -747,7 +747,7 @@ macro_rules! impl_oauth_stores {
                 use ::authx_core::oauth::grant::CodeRedemption;
                 use ::sqlx::Row as _;
                 let hex = hash.to_hex();
-                let redeemed = ::sqlx::query($crate::oauth_sql::REDEEM_CODE)
+                let redeemed = ::sqlx::query($crate::sql::oauth::REDEEM_CODE)
                     .bind(now.0)
                     .bind(family_id)
                     .bind(&hex)
@@ -756,12 +756,12 @@ macro_rules! impl_oauth_stores {
                     .map_err($crate::sql::store_error)?;
                 if let Some(row) = redeemed {
                     return Ok(CodeRedemption::Redeemed(Box::new(
-                        $crate::oauth_sql::code_from_row(&row)?,
+                        $crate::sql::oauth::code_from_row(&row)?,
                     )));
                 }
                 // Redemption and its family id are written together and never undone, so what
                 // this reads is what the winning redemption recorded.
-                let Some(row) = ::sqlx::query($crate::oauth_sql::CODE_REDEMPTION)
+                let Some(row) = ::sqlx::query($crate::sql::oauth::CODE_REDEMPTION)
                     .bind(&hex)
                     .fetch_optional(&self.pool)
                     .await
@@ -785,7 +785,7 @@ macro_rules! impl_oauth_stores {
                 &self,
                 session: &::authx_core::session::SessionId,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_SESSION_CODES)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_SESSION_CODES)
                     .bind(&session.0)
                     .execute(&self.pool)
                     .await
@@ -798,7 +798,7 @@ macro_rules! impl_oauth_stores {
                 user: &::authx_core::user::UserId,
                 keep: Option<&::authx_core::session::SessionId>,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_USER_CODES)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_USER_CODES)
                     .bind(&user.0)
                     .bind(keep.map(|k| k.0.as_str()))
                     .execute(&self.pool)
@@ -813,7 +813,7 @@ macro_rules! impl_oauth_stores {
                 first: Option<&::authx_core::oauth::grant::RefreshToken>,
             ) -> ::authx_core::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
-                ::sqlx::query($crate::oauth_sql::INSERT_FAMILY)
+                ::sqlx::query($crate::sql::oauth::INSERT_FAMILY)
                     .bind(&family.id)
                     .bind(&family.client_id)
                     .bind(&family.user_id.0)
@@ -829,7 +829,7 @@ macro_rules! impl_oauth_stores {
                     .map_err($crate::sql::store_error)?;
                 if let Some(token) = first {
                     // The first token belongs to this family, whatever its own field says.
-                    ::sqlx::query($crate::oauth_sql::INSERT_TOKEN)
+                    ::sqlx::query($crate::sql::oauth::INSERT_TOKEN)
                         .bind(token.hash.to_hex())
                         .bind(&family.id)
                         .bind(token.issued_at.0)
@@ -847,12 +847,12 @@ macro_rules! impl_oauth_stores {
                 id: &str,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::grant::RefreshFamily>>
             {
-                ::sqlx::query($crate::oauth_sql::FAMILY_BY_ID)
+                ::sqlx::query($crate::sql::oauth::FAMILY_BY_ID)
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::oauth_sql::family_from_row(&row))
+                    .map(|row| $crate::sql::oauth::family_from_row(&row))
                     .transpose()
             }
 
@@ -865,15 +865,15 @@ macro_rules! impl_oauth_stores {
                     ::authx_core::oauth::grant::RefreshFamily,
                 )>,
             > {
-                ::sqlx::query($crate::oauth_sql::TOKEN_WITH_FAMILY)
+                ::sqlx::query($crate::sql::oauth::TOKEN_WITH_FAMILY)
                     .bind(hash.to_hex())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .map(|row| {
                         Ok((
-                            $crate::oauth_sql::token_from_row(&row)?,
-                            $crate::oauth_sql::family_from_row(&row)?,
+                            $crate::sql::oauth::token_from_row(&row)?,
+                            $crate::sql::oauth::family_from_row(&row)?,
                         ))
                     })
                     .transpose()
@@ -885,7 +885,7 @@ macro_rules! impl_oauth_stores {
                 new: &::authx_core::oauth::grant::RefreshToken,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                $crate::oauth_sql::impl_oauth_stores!(@rotate $rotate, self, old, new, now)
+                $crate::sql::oauth::impl_oauth_stores!(@rotate $rotate, self, old, new, now)
             }
 
             async fn revoke_family(
@@ -893,13 +893,13 @@ macro_rules! impl_oauth_stores {
                 id: &str,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let rows = ::sqlx::query($crate::oauth_sql::REVOKE_FAMILY)
+                let rows = ::sqlx::query($crate::sql::oauth::REVOKE_FAMILY)
                     .bind(now.0)
                     .bind(id)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
-                Ok(!$crate::oauth_sql::live_revoked(&rows, now)?.is_empty())
+                Ok(!$crate::sql::oauth::live_revoked(&rows, now)?.is_empty())
             }
 
             async fn revoke_user_families(
@@ -907,13 +907,13 @@ macro_rules! impl_oauth_stores {
                 user: &::authx_core::user::UserId,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<Vec<String>> {
-                let rows = ::sqlx::query($crate::oauth_sql::REVOKE_USER_FAMILIES)
+                let rows = ::sqlx::query($crate::sql::oauth::REVOKE_USER_FAMILIES)
                     .bind(now.0)
                     .bind(&user.0)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
-                $crate::oauth_sql::live_revoked(&rows, now)
+                $crate::sql::oauth::live_revoked(&rows, now)
             }
 
             async fn revoke_session_families(
@@ -921,13 +921,13 @@ macro_rules! impl_oauth_stores {
                 session: &::authx_core::session::SessionId,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<Vec<String>> {
-                let rows = ::sqlx::query($crate::oauth_sql::REVOKE_SESSION_FAMILIES)
+                let rows = ::sqlx::query($crate::sql::oauth::REVOKE_SESSION_FAMILIES)
                     .bind(now.0)
                     .bind(&session.0)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?;
-                $crate::oauth_sql::live_revoked(&rows, now)
+                $crate::sql::oauth::live_revoked(&rows, now)
             }
 
             async fn list_user_families(
@@ -936,14 +936,14 @@ macro_rules! impl_oauth_stores {
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::oauth::grant::RefreshFamily>>
             {
-                ::sqlx::query($crate::oauth_sql::LIST_USER_FAMILIES)
+                ::sqlx::query($crate::sql::oauth::LIST_USER_FAMILIES)
                     .bind(&user.0)
                     .bind(now.0)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::oauth_sql::family_from_row)
+                    .map($crate::sql::oauth::family_from_row)
                     .collect()
             }
 
@@ -953,14 +953,14 @@ macro_rules! impl_oauth_stores {
                 client_id: &str,
                 resource: Option<&str>,
             ) -> ::authx_core::store::StoreResult<Option<::authx_core::oauth::grant::Consent>> {
-                ::sqlx::query($crate::oauth_sql::CONSENT)
+                ::sqlx::query($crate::sql::oauth::CONSENT)
                     .bind(&user.0)
                     .bind(client_id)
                     .bind(resource.unwrap_or_default())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
-                    .map(|row| $crate::oauth_sql::consent_from_row(&row))
+                    .map(|row| $crate::sql::oauth::consent_from_row(&row))
                     .transpose()
             }
 
@@ -968,7 +968,7 @@ macro_rules! impl_oauth_stores {
                 &self,
                 consent: &::authx_core::oauth::grant::Consent,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::PUT_CONSENT)
+                ::sqlx::query($crate::sql::oauth::PUT_CONSENT)
                     .bind(&consent.user_id.0)
                     .bind(&consent.client_id)
                     .bind(consent.resource.as_deref().unwrap_or_default())
@@ -985,7 +985,7 @@ macro_rules! impl_oauth_stores {
                 user: &::authx_core::user::UserId,
                 client_id: &str,
             ) -> ::authx_core::store::StoreResult<bool> {
-                let done = ::sqlx::query($crate::oauth_sql::DELETE_CONSENT)
+                let done = ::sqlx::query($crate::sql::oauth::DELETE_CONSENT)
                     .bind(&user.0)
                     .bind(client_id)
                     .execute(&self.pool)
@@ -998,13 +998,13 @@ macro_rules! impl_oauth_stores {
                 &self,
                 user: &::authx_core::user::UserId,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::oauth::grant::Consent>> {
-                ::sqlx::query($crate::oauth_sql::LIST_CONSENTS)
+                ::sqlx::query($crate::sql::oauth::LIST_CONSENTS)
                     .bind(&user.0)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::oauth_sql::consent_from_row)
+                    .map($crate::sql::oauth::consent_from_row)
                     .collect()
             }
 
@@ -1013,7 +1013,7 @@ macro_rules! impl_oauth_stores {
                 jti: &str,
                 expires_at: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<()> {
-                ::sqlx::query($crate::oauth_sql::REVOKE_JTI)
+                ::sqlx::query($crate::sql::oauth::REVOKE_JTI)
                     .bind(jti)
                     .bind(expires_at.0)
                     .execute(&self.pool)
@@ -1023,7 +1023,7 @@ macro_rules! impl_oauth_stores {
             }
 
             async fn is_jti_revoked(&self, jti: &str) -> ::authx_core::store::StoreResult<bool> {
-                let row = ::sqlx::query($crate::oauth_sql::JTI_REVOKED)
+                let row = ::sqlx::query($crate::sql::oauth::JTI_REVOKED)
                     .bind(jti)
                     .fetch_optional(&self.pool)
                     .await
@@ -1039,7 +1039,7 @@ macro_rules! impl_oauth_stores {
                 // harmless, and short statements neither hold SQLite's write lock for long nor
                 // lock rows across tables against a concurrent client deletion.
                 let mut purged = 0;
-                for statement in $crate::oauth_sql::PURGE_GRANTS {
+                for statement in $crate::sql::oauth::PURGE_GRANTS {
                     let done = ::sqlx::query(statement)
                         .bind(now.0)
                         .execute(&self.pool)

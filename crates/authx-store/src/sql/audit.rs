@@ -73,9 +73,9 @@ macro_rules! impl_audit_store {
                 let mut tx = self.pool.begin().await.map_err($crate::sql::store_error)?;
                 // One multi-row INSERT per chunk: a busy server records thousands of events a
                 // second, and a statement per event costs a round trip each.
-                for chunk in events.chunks($crate::audit_sql::ROWS_PER_INSERT) {
+                for chunk in events.chunks($crate::sql::audit::ROWS_PER_INSERT) {
                     let mut insert =
-                        ::sqlx::QueryBuilder::new($crate::audit_sql::INSERT_AUDIT_ROWS);
+                        ::sqlx::QueryBuilder::new($crate::sql::audit::INSERT_AUDIT_ROWS);
                     insert.push_values(chunk, |mut row, e| {
                         row.push_bind(e.at.0)
                             .push_bind(&e.kind)
@@ -101,9 +101,9 @@ macro_rules! impl_audit_store {
                 q: &::authx_core::audit::AuditQuery,
             ) -> ::authx_core::store::StoreResult<Vec<::authx_core::audit::AuditRecord>> {
                 let sql = if q.after_id.is_some() {
-                    $crate::audit_sql::LIST_AUDIT_AFTER
+                    $crate::sql::audit::LIST_AUDIT_AFTER
                 } else {
-                    $crate::audit_sql::LIST_AUDIT_NEWEST
+                    $crate::sql::audit::LIST_AUDIT_NEWEST
                 };
                 let mut query = ::sqlx::query(sql)
                     .bind(q.user_id.as_deref())
@@ -118,7 +118,7 @@ macro_rules! impl_audit_store {
                     .await
                     .map_err($crate::sql::store_error)?
                     .iter()
-                    .map($crate::audit_sql::audit_from_row)
+                    .map($crate::sql::audit::audit_from_row)
                     .collect::<::authx_core::store::StoreResult<Vec<_>>>()?;
                 if q.after_id.is_none() {
                     rows.reverse();
@@ -130,7 +130,7 @@ macro_rules! impl_audit_store {
                 &self,
                 before: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<u64> {
-                let done = ::sqlx::query($crate::audit_sql::PURGE_AUDIT)
+                let done = ::sqlx::query($crate::sql::audit::PURGE_AUDIT)
                     .bind(before.0)
                     .execute(&self.pool)
                     .await
