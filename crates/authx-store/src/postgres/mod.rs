@@ -5,26 +5,48 @@ use std::str::FromStr as _;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::sql::oauth::impl_oauth_stores;
-use crate::sql::impl_sql_stores;
+use authx_core::Timestamp;
+use authx_core::oauth::grant::RefreshToken;
+use authx_core::secret::TokenHash;
+use authx_core::store::StoreResult;
+use futures_util::future::BoxFuture;
+use sqlx::Postgres;
+
+use crate::sql::oauth::rotate_in_transaction;
+use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions};
 
 /// The PostgreSQL schema, embedded at build time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Every store over one PostgreSQL pool.
-pub(crate) struct PgStore {
-    pool: PgPool,
-}
+pub(crate) type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl SqlStore<Postgres> {
     pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            rotations: (),
+        }
     }
 }
 
-impl_sql_stores!(PgStore);
-impl_oauth_stores!(PgStore);
+/// Each refresh-token rotation is a transaction of its own: PostgreSQL takes row locks, so
+/// concurrent rotations of different tokens do not wait for each other.
+impl Dialect for Postgres {
+    type Rotations = ();
+
+    fn rotate_refresh<'a>(
+        store: &'a SqlStore<Self>,
+        old: &'a TokenHash,
+        new: &'a RefreshToken,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(rotate_in_transaction(&store.pool, old, new, now))
+    }
+}
+
+crate::sql::oauth::impl_oauth_stores!(PgStore);
 crate::sql::device::impl_device_store!(PgStore);
 crate::sql::revocation::impl_revocation_log!(PgStore);
 crate::sql::audit::impl_audit_store!(PgStore);

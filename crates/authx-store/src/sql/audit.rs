@@ -4,9 +4,8 @@
 use authx_core::Timestamp;
 use authx_core::audit::AuditRecord;
 use authx_core::store::StoreResult;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::sql::col;
+use crate::sql::{SqlRow, col};
 
 /// Columns of `audit_events` that make up an [`AuditRecord`].
 macro_rules! audit_columns {
@@ -36,14 +35,7 @@ pub(crate) const LIST_AUDIT_AFTER: &str = concat!(
 pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
 
 /// Decodes a row selected with the audit columns.
-pub(crate) fn audit_from_row<R>(row: &R) -> StoreResult<AuditRecord>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn audit_from_row<R: SqlRow>(row: &R) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
         id: col(row, "id")?,
         at: Timestamp(col(row, "at")?),

@@ -10,9 +10,8 @@ use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::{StoreError, StoreResult};
 use authx_core::user::UserId;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::sql::col;
+use crate::sql::{SqlRow, col};
 
 /// Columns of `device_grants` that make up a [`DeviceGrant`].
 macro_rules! device_columns {
@@ -56,23 +55,12 @@ pub(crate) const RECORD_POLL: &str = "UPDATE device_grants SET polls = polls + 1
      WHERE device_code_hash = $5 AND polls = $6";
 pub(crate) const PURGE_DEVICES: &str = "DELETE FROM device_grants WHERE expires_at <= $1";
 
-fn opt_timestamp<R>(row: &R, name: &str) -> StoreResult<Option<Timestamp>>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(col::<R, Option<i64>>(row, name)?.map(Timestamp))
+fn opt_timestamp<R: SqlRow>(row: &R, name: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
 }
 
 /// Decodes a row selected with `device_columns!()`.
-pub(crate) fn device_from_row<R>(row: &R) -> StoreResult<DeviceGrant>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn device_from_row<R: SqlRow>(row: &R) -> StoreResult<DeviceGrant> {
     let hex: String = col(row, "device_code_hash")?;
     let device_code_hash = TokenHash::from_hex(&hex)
         .ok_or_else(|| StoreError::Corrupt("device_code_hash is not 64 hex digits".into()))?;
@@ -86,8 +74,8 @@ where
         scope: col(row, "scope")?,
         resource: col(row, "resource")?,
         status,
-        user_id: col::<R, Option<String>>(row, "user_id")?.map(UserId),
-        session_id: col::<R, Option<String>>(row, "session_id")?.map(SessionId),
+        user_id: col::<Option<String>>(row, "user_id")?.map(UserId),
+        session_id: col::<Option<String>>(row, "session_id")?.map(SessionId),
         auth_time: opt_timestamp(row, "auth_time")?,
         decided_at: opt_timestamp(row, "decided_at")?,
         family_id: col(row, "family_id")?,

@@ -9,9 +9,8 @@ use authx_core::federation::{Link, PendingLink, Transaction};
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use authx_core::user::UserId;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::sql::col;
+use crate::sql::{SqlRow, col};
 
 pub(crate) const INSERT_TRANSACTION: &str = "INSERT INTO federation_transactions \
      (state_hash, provider, issuer, browser_hash, nonce, pkce_verifier, return_to, created_at, \
@@ -37,25 +36,14 @@ pub(crate) const PURGE_TRANSACTIONS: &str =
 pub(crate) const PURGE_PENDING: &str =
     "DELETE FROM federation_pending_links WHERE expires_at <= $1";
 
-fn hash_col<R>(row: &R, name: &str) -> StoreResult<TokenHash>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn hash_col<R: SqlRow>(row: &R, name: &str) -> StoreResult<TokenHash> {
     let hex: String = col(row, name)?;
     TokenHash::from_hex(&hex)
         .ok_or_else(|| StoreError::Corrupt(format!("{name} is not 64 hex digits")))
 }
 
 /// Decodes a row of `federation_transactions`.
-pub(crate) fn transaction_from_row<R>(row: &R) -> StoreResult<Transaction>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn transaction_from_row<R: SqlRow>(row: &R) -> StoreResult<Transaction> {
     Ok(Transaction {
         state_hash: hash_col(row, "state_hash")?,
         provider: col(row, "provider")?,
@@ -70,13 +58,7 @@ where
 }
 
 /// Decodes a row of `federation_links`.
-pub(crate) fn link_from_row<R>(row: &R) -> StoreResult<Link>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn link_from_row<R: SqlRow>(row: &R) -> StoreResult<Link> {
     Ok(Link {
         id: col(row, "id")?,
         provider: col(row, "provider")?,
@@ -89,13 +71,7 @@ where
 }
 
 /// Decodes a row of `federation_pending_links`.
-pub(crate) fn pending_from_row<R>(row: &R) -> StoreResult<PendingLink>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn pending_from_row<R: SqlRow>(row: &R) -> StoreResult<PendingLink> {
     Ok(PendingLink {
         token_hash: hash_col(row, "token_hash")?,
         provider: col(row, "provider")?,

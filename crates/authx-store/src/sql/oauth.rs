@@ -23,9 +23,10 @@ use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::{StoreError, StoreResult};
 use authx_core::user::UserId;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::sql::col;
+use sqlx::Pool;
+
+use crate::sql::{Dialect, SqlRow, col, stmt, store_error};
 
 /// A list as stored: a JSON array of strings.
 pub(crate) fn json_list<I, S>(items: I) -> String
@@ -43,24 +44,14 @@ where
 }
 
 /// Reads a list stored by [`json_list`].
-fn list<R>(row: &R, name: &str) -> StoreResult<Vec<String>>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn list<R: SqlRow>(row: &R, name: &str) -> StoreResult<Vec<String>> {
     let text: String = col(row, name)?;
     serde_json::from_str(&text)
         .map_err(|_| StoreError::Corrupt(format!("{name} is not a JSON list of strings")))
 }
 
 /// Reads a token hash stored as hex.
-fn hash<R>(row: &R, name: &str) -> StoreResult<TokenHash>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn hash<R: SqlRow>(row: &R, name: &str) -> StoreResult<TokenHash> {
     let hex: String = col(row, name)?;
     parse_hash(name, &hex)
 }
@@ -70,34 +61,17 @@ fn parse_hash(name: &str, hex: &str) -> StoreResult<TokenHash> {
         .ok_or_else(|| StoreError::Corrupt(format!("{name} is not 64 hex digits")))
 }
 
-fn timestamp<R>(row: &R, name: &str) -> StoreResult<Timestamp>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn timestamp<R: SqlRow>(row: &R, name: &str) -> StoreResult<Timestamp> {
     col(row, name).map(Timestamp)
 }
 
-fn opt_timestamp<R>(row: &R, name: &str) -> StoreResult<Option<Timestamp>>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(col::<R, Option<i64>>(row, name)?.map(Timestamp))
+fn opt_timestamp<R: SqlRow>(row: &R, name: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
 }
 
 /// Decodes a row of `oauth_clients` selected with `client_columns!()`.
-pub(crate) fn client_from_row<R>(row: &R) -> StoreResult<Client>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let secret_hash = col::<R, Option<String>>(row, "secret_hash")?
+pub(crate) fn client_from_row<R: SqlRow>(row: &R) -> StoreResult<Client> {
+    let secret_hash = col::<Option<String>>(row, "secret_hash")?
         .map(|hex| parse_hash("secret_hash", &hex))
         .transpose()?;
     let grant_types = list(row, "grant_types")?
@@ -130,13 +104,7 @@ where
 }
 
 /// Decodes a row of `oauth_resources`.
-pub(crate) fn resource_from_row<R>(row: &R) -> StoreResult<Resource>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn resource_from_row<R: SqlRow>(row: &R) -> StoreResult<Resource> {
     Ok(Resource {
         id: col(row, "id")?,
         scopes: list(row, "scopes")?,
@@ -145,14 +113,7 @@ where
 }
 
 /// Decodes a row of `signing_keys` selected with `key_columns!()`.
-pub(crate) fn key_from_row<R>(row: &R) -> StoreResult<StoredKey>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn key_from_row<R: SqlRow>(row: &R) -> StoreResult<StoredKey> {
     let alg: String = col(row, "alg")?;
     let alg = SigningAlg::parse(&alg)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown signing algorithm {alg:?}")))?;
@@ -172,13 +133,7 @@ where
 }
 
 /// Decodes a row of `auth_codes` selected with `code_columns!()`.
-pub(crate) fn code_from_row<R>(row: &R) -> StoreResult<AuthCode>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn code_from_row<R: SqlRow>(row: &R) -> StoreResult<AuthCode> {
     Ok(AuthCode {
         code_hash: hash(row, "code_hash")?,
         client_id: col(row, "client_id")?,
@@ -196,18 +151,12 @@ where
 }
 
 /// Decodes a row of `refresh_families` selected with `family_columns!()`.
-pub(crate) fn family_from_row<R>(row: &R) -> StoreResult<RefreshFamily>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn family_from_row<R: SqlRow>(row: &R) -> StoreResult<RefreshFamily> {
     Ok(RefreshFamily {
         id: col(row, "id")?,
         client_id: col(row, "client_id")?,
         user_id: UserId(col(row, "user_id")?),
-        session_id: col::<R, Option<String>>(row, "session_id")?.map(SessionId),
+        session_id: col::<Option<String>>(row, "session_id")?.map(SessionId),
         scope: col(row, "scope")?,
         resource: col(row, "resource")?,
         auth_time: timestamp(row, "auth_time")?,
@@ -218,13 +167,7 @@ where
 }
 
 /// Decodes the token half of a [`TOKEN_WITH_FAMILY`] row.
-pub(crate) fn token_from_row<R>(row: &R) -> StoreResult<RefreshToken>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn token_from_row<R: SqlRow>(row: &R) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
         hash: hash(row, "token_hash")?,
         family_id: col(row, "family_id")?,
@@ -235,18 +178,12 @@ where
 }
 
 /// Decodes a row of `consents`.
-pub(crate) fn consent_from_row<R>(row: &R) -> StoreResult<Consent>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn consent_from_row<R: SqlRow>(row: &R) -> StoreResult<Consent> {
     Ok(Consent {
         user_id: UserId(col(row, "user_id")?),
         client_id: col(row, "client_id")?,
         // Stored as '' for a consent that covers no API (the column is part of the key).
-        resource: Some(col::<R, String>(row, "resource")?).filter(|r| !r.is_empty()),
+        resource: Some(col::<String>(row, "resource")?).filter(|r| !r.is_empty()),
         scope: col(row, "scope")?,
         granted_at: timestamp(row, "granted_at")?,
     })
@@ -438,13 +375,7 @@ pub(crate) const PURGE_GRANTS: [&str; 5] = [
 
 /// Ids of the revoked families that were live at `now`, sorted, from rows of `(id,
 /// expires_at)`.
-pub(crate) fn live_revoked<R>(rows: &[R], now: Timestamp) -> StoreResult<Vec<String>>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn live_revoked<R: SqlRow>(rows: &[R], now: Timestamp) -> StoreResult<Vec<String>> {
     let mut ids = Vec::new();
     for row in rows {
         if timestamp(row, "expires_at")? > now {
@@ -455,6 +386,41 @@ where
     Ok(ids)
 }
 
+/// Rotates `old` into `new` in a transaction of its own on `pool`.
+///
+/// The transaction's first statement writes, so a concurrent rotation of the same token waits
+/// for it (the row lock on PostgreSQL, the write lock on SQLite), then finds the token consumed.
+pub(crate) async fn rotate_in_transaction<DB: Dialect>(
+    pool: &Pool<DB>,
+    old: &TokenHash,
+    new: &RefreshToken,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    let old = old.to_hex();
+    let consumed = stmt(CONSUME_TOKEN)
+        .bind(now)
+        .bind(&old)
+        .bind(&new.family_id)
+        .execute_in(&mut tx)
+        .await?;
+    if consumed == 0 {
+        tx.rollback().await.map_err(store_error)?;
+        return Ok(false);
+    }
+    let hash = new.hash.to_hex();
+    stmt(INSERT_TOKEN)
+        .bind(&hash)
+        .bind(&new.family_id)
+        .bind(new.issued_at)
+        .bind(new.idle_expires_at)
+        .bind(new.consumed_at)
+        .execute_in(&mut tx)
+        .await?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(true)
+}
+
 /// Implements `ClientStore`, `KeyStore` and `GrantStore` for `$store`, a struct with a
 /// `pool: sqlx::Pool<$db>` field.
 ///
@@ -463,44 +429,10 @@ where
 /// `self.field.rotate(old, new, now)` instead, which must keep the same promise (SQLite's
 /// group commit, `crate::sqlite::rotation`).
 macro_rules! impl_oauth_stores {
-    (@rotate (transaction), $this:ident, $old:ident, $new:ident, $now:ident) => {{
-        // The transaction's first statement writes, so a concurrent rotation of the same token
-        // waits for it (the row lock on PostgreSQL, the write lock on SQLite), then finds the
-        // token consumed.
-        let mut tx = $this.pool.begin().await.map_err($crate::sql::store_error)?;
-        let consumed = ::sqlx::query($crate::sql::oauth::CONSUME_TOKEN)
-            .bind($now.0)
-            .bind($old.to_hex())
-            .bind(&$new.family_id)
-            .execute(&mut *tx)
-            .await
-            .map_err($crate::sql::store_error)?;
-        if consumed.rows_affected() == 0 {
-            tx.rollback().await.map_err($crate::sql::store_error)?;
-            return Ok(false);
-        }
-        ::sqlx::query($crate::sql::oauth::INSERT_TOKEN)
-            .bind($new.hash.to_hex())
-            .bind(&$new.family_id)
-            .bind($new.issued_at.0)
-            .bind($new.idle_expires_at.0)
-            .bind($new.consumed_at.map(|t| t.0))
-            .execute(&mut *tx)
-            .await
-            .map_err($crate::sql::store_error)?;
-        tx.commit().await.map_err($crate::sql::store_error)?;
-        Ok(true)
-    }};
-    (@rotate (through $field:ident), $this:ident, $old:ident, $new:ident, $now:ident) => {
-        $this.$field.rotate($old, $new, $now).await
-    };
     ($store:ty) => {
-        $crate::sql::oauth::impl_oauth_stores!(@impl $store, (transaction));
+        $crate::sql::oauth::impl_oauth_stores!(@impl $store);
     };
-    ($store:ty, rotate_refresh through $field:ident) => {
-        $crate::sql::oauth::impl_oauth_stores!(@impl $store, (through $field));
-    };
-    (@impl $store:ty, $rotate:tt) => {
+    (@impl $store:ty) => {
         #[::async_trait::async_trait]
         impl ::authx_core::oauth::store::ClientStore for $store {
             async fn put_client(
@@ -885,7 +817,7 @@ macro_rules! impl_oauth_stores {
                 new: &::authx_core::oauth::grant::RefreshToken,
                 now: ::authx_core::Timestamp,
             ) -> ::authx_core::store::StoreResult<bool> {
-                $crate::sql::oauth::impl_oauth_stores!(@rotate $rotate, self, old, new, now)
+                $crate::sql::Dialect::rotate_refresh(self, old, new, now).await
             }
 
             async fn revoke_family(

@@ -2,9 +2,8 @@
 
 use authx_core::events::{LoggedEvent, RevocationEvent};
 use authx_core::store::{StoreError, StoreResult};
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::sql::col;
+use crate::sql::{SqlRow, col};
 
 pub(crate) const APPEND_EVENT: &str =
     "INSERT INTO revocation_events (at, expires_at, body) VALUES ($1, $2, $3) RETURNING seq";
@@ -18,13 +17,7 @@ pub(crate) fn event_body(event: &RevocationEvent) -> StoreResult<String> {
 }
 
 /// Decodes a row of `revocation_events`.
-pub(crate) fn event_from_row<R>(row: &R) -> StoreResult<LoggedEvent>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn event_from_row<R: SqlRow>(row: &R) -> StoreResult<LoggedEvent> {
     let body: String = col(row, "body")?;
     let event = serde_json::from_str(&body)
         .map_err(|e| StoreError::Corrupt(format!("revocation event: {e}")))?;

@@ -9,8 +9,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::sql::oauth::impl_oauth_stores;
-use crate::sql::impl_sql_stores;
+use authx_core::Timestamp;
+use authx_core::oauth::grant::RefreshToken;
+use authx_core::secret::TokenHash;
+use authx_core::store::StoreResult;
+use futures_util::future::BoxFuture;
+use sqlx::Sqlite;
+
+use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
 mod rotation;
@@ -22,13 +28,9 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every store over one SQLite pool.
-pub(crate) struct SqliteStore {
-    pool: SqlitePool,
-    /// Refresh-token rotations, committed in groups by one task.
-    rotations: rotation::Writer,
-}
+pub(crate) type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// The stores over `pool`, with the rotation writer started on the current Tokio runtime.
     pub(crate) fn new(pool: SqlitePool) -> Self {
         Self {
@@ -38,8 +40,21 @@ impl SqliteStore {
     }
 }
 
-impl_sql_stores!(SqliteStore);
-impl_oauth_stores!(SqliteStore, rotate_refresh through rotations);
+/// Refresh-token rotations are committed in groups by one task ([`rotation`]).
+impl Dialect for Sqlite {
+    type Rotations = rotation::Writer;
+
+    fn rotate_refresh<'a>(
+        store: &'a SqlStore<Self>,
+        old: &'a TokenHash,
+        new: &'a RefreshToken,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(store.rotations.rotate(old, new, now))
+    }
+}
+
+crate::sql::oauth::impl_oauth_stores!(SqliteStore);
 crate::sql::device::impl_device_store!(SqliteStore);
 crate::sql::revocation::impl_revocation_log!(SqliteStore);
 crate::sql::audit::impl_audit_store!(SqliteStore);
