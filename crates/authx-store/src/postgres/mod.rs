@@ -12,7 +12,7 @@ use authx_core::store::StoreResult;
 use futures_util::future::BoxFuture;
 use sqlx::Postgres;
 
-use crate::sql::oauth::rotate_in_transaction;
+use crate::sql::grants::rotate_in_transaction;
 use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions};
 
@@ -46,7 +46,6 @@ impl Dialect for Postgres {
     }
 }
 
-crate::sql::oauth::impl_oauth_stores!(PgStore);
 crate::sql::device::impl_device_store!(PgStore);
 crate::sql::revocation::impl_revocation_log!(PgStore);
 crate::sql::audit::impl_audit_store!(PgStore);

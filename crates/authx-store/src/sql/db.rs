@@ -160,6 +160,14 @@ impl<'a> Stmt<'a> {
         let mut conn = acquire(pool).await?;
         DB::fetch_all(&mut conn, self).await.map_err(store_error)
     }
+
+    /// Every row the statement returns, in `tx`.
+    pub(crate) async fn fetch_all_in<DB: SqlDb>(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+    ) -> StoreResult<Vec<DB::Row>> {
+        DB::fetch_all(tx, self).await.map_err(store_error)
+    }
 }
 
 async fn acquire<DB: Database>(pool: &Pool<DB>) -> StoreResult<PoolConnection<DB>> {
@@ -379,4 +387,26 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
 /// A row count as the traits report it (drivers never return negative counts).
 pub(crate) fn count(n: i64) -> StoreResult<u64> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative row count {n}")))
+}
+
+/// Reads a time stored as seconds.
+pub(crate) fn timestamp(row: &impl SqlRow, name: &str) -> StoreResult<Timestamp> {
+    col(row, name).map(Timestamp)
+}
+
+/// Reads a time stored as seconds, or NULL.
+pub(crate) fn opt_timestamp(row: &impl SqlRow, name: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
+}
+
+/// Reads a token hash stored as lower-case hex.
+pub(crate) fn hash(row: &impl SqlRow, name: &str) -> StoreResult<TokenHash> {
+    let hex: String = col(row, name)?;
+    parse_hash(name, &hex)
+}
+
+/// Parses the hex of the token hash in column `name`.
+pub(crate) fn parse_hash(name: &str, hex: &str) -> StoreResult<TokenHash> {
+    TokenHash::from_hex(hex)
+        .ok_or_else(|| StoreError::Corrupt(format!("{name} is not 64 hex digits")))
 }

@@ -10,16 +10,21 @@
 use authx_core::store::{Health, StoreResult};
 
 pub(crate) mod audit;
+mod clients;
 mod db;
 pub(crate) mod device;
 pub(crate) mod federation;
-pub(crate) mod oauth;
+pub(crate) mod grants;
+mod keys;
 pub(crate) mod revocation;
 mod sessions;
 mod throttle;
 mod users;
 
-pub(crate) use db::{Dialect, SqlRow, SqlStore, col, count, stmt, store_error};
+pub(crate) use db::{
+    Dialect, SqlRow, SqlStore, col, count, hash, opt_timestamp, parse_hash, stmt, store_error,
+    timestamp,
+};
 
 #[async_trait::async_trait]
 impl<DB: Dialect> Health for SqlStore<DB> {

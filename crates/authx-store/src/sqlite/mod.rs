@@ -54,7 +54,6 @@ impl Dialect for Sqlite {
     }
 }
 
-crate::sql::oauth::impl_oauth_stores!(SqliteStore);
 crate::sql::device::impl_device_store!(SqliteStore);
 crate::sql::revocation::impl_revocation_log!(SqliteStore);
 crate::sql::audit::impl_audit_store!(SqliteStore);
