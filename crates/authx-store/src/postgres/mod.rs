@@ -2,15 +2,14 @@
 
 use std::str::FromStr as _;
 
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-
 use authx_core::Timestamp;
 use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::StoreResult;
 use futures_util::future::BoxFuture;
 use sqlx::Postgres;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::sql::grants::rotate_in_transaction;
 use crate::sql::{Dialect, SqlStore};
@@ -45,11 +44,6 @@ impl Dialect for Postgres {
         Box::pin(rotate_in_transaction(&store.pool, old, new, now))
     }
 }
-
-crate::sql::device::impl_device_store!(PgStore);
-crate::sql::revocation::impl_revocation_log!(PgStore);
-crate::sql::audit::impl_audit_store!(PgStore);
-crate::sql::federation::impl_federation_store!(PgStore);
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

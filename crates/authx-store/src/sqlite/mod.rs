@@ -4,17 +4,16 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
 use authx_core::Timestamp;
 use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::StoreResult;
 use futures_util::future::BoxFuture;
 use sqlx::Sqlite;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
@@ -53,11 +52,6 @@ impl Dialect for Sqlite {
         Box::pin(store.rotations.rotate(old, new, now))
     }
 }
-
-crate::sql::device::impl_device_store!(SqliteStore);
-crate::sql::revocation::impl_revocation_log!(SqliteStore);
-crate::sql::audit::impl_audit_store!(SqliteStore);
-crate::sql::federation::impl_federation_store!(SqliteStore);
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {
