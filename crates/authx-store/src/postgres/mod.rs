@@ -2,16 +2,10 @@
 
 use std::str::FromStr as _;
 
-use authx_core::Timestamp;
-use authx_core::oauth::grant::RefreshToken;
-use authx_core::secret::TokenHash;
-use authx_core::store::StoreResult;
-use futures_util::future::BoxFuture;
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::sql::grants::rotate_in_transaction;
 use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions};
 
@@ -30,19 +24,10 @@ impl SqlStore<Postgres> {
     }
 }
 
-/// Each refresh-token rotation is a transaction of its own: PostgreSQL takes row locks, so
-/// concurrent rotations of different tokens do not wait for each other.
+/// Each refresh-token rotation is a transaction of its own (the default): PostgreSQL takes
+/// row locks, so concurrent rotations of different tokens do not wait for each other.
 impl Dialect for Postgres {
     type Rotations = ();
-
-    fn rotate_refresh<'a>(
-        store: &'a SqlStore<Self>,
-        old: &'a TokenHash,
-        new: &'a RefreshToken,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(rotate_in_transaction(&store.pool, old, new, now))
-    }
 }
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the

@@ -13,6 +13,8 @@ use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
+
+use super::grants::rotate_in_transaction;
 use sqlx::pool::PoolConnection;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
@@ -30,13 +32,16 @@ pub(crate) trait Dialect: SqlDb {
     /// What a store keeps besides its pool to rotate refresh tokens.
     type Rotations: Send + Sync;
 
-    /// `GrantStore::rotate_refresh` on this backend.
+    /// `GrantStore::rotate_refresh` on this backend: by default, each rotation in a
+    /// transaction of its own ([`rotate_in_transaction`]).
     fn rotate_refresh<'a>(
         store: &'a SqlStore<Self>,
         old: &'a TokenHash,
         new: &'a RefreshToken,
         now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>>;
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(rotate_in_transaction(&store.pool, old, new, now))
+    }
 }
 
 /// A statement parameter: the shared statements bind text, integers, booleans and bytes.

@@ -9,14 +9,14 @@
 
 use authx_core::store::{Health, StoreResult};
 
-pub(crate) mod audit;
+mod audit;
 mod clients;
 mod db;
-pub(crate) mod device;
-pub(crate) mod federation;
+mod device;
+mod federation;
 pub(crate) mod grants;
 mod keys;
-pub(crate) mod revocation;
+mod revocation;
 mod sessions;
 mod throttle;
 mod users;
