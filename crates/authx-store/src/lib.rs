@@ -48,8 +48,9 @@ mod redis;
 mod sql;
 mod sqlite;
 
+pub use self::postgres::events::{PgEventBus, postgres_event_bus};
+pub use self::redis::events::{RedisEventBus, redis_event_bus};
 pub use self::redis::redis_sessions;
-pub use events::{PgEventBus, RedisEventBus, postgres_event_bus, redis_event_bus};
 
 /// The stores of one database, each behind its trait.
 ///

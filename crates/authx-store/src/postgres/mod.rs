@@ -9,6 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions};
 
+pub(crate) mod events;
+
 /// The PostgreSQL schema, embedded at build time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
