@@ -13,12 +13,12 @@ use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
-
-use super::grants::rotate_in_transaction;
 use sqlx::pool::PoolConnection;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
+
+use super::grants::rotate_in_transaction;
 
 /// Every store over one SQL database: the pool, and what the backend adds to rotate refresh
 /// tokens (SQLite's group-commit writer).
