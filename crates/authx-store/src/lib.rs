@@ -41,20 +41,16 @@ use std::time::Duration;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 
-mod audit_sql;
-mod device_sql;
 mod events;
-mod federation_sql;
 mod migrations;
-mod oauth_sql;
 mod postgres;
-mod redis_store;
-mod revocation_sql;
+mod redis;
 mod sql;
 mod sqlite;
 
-pub use events::{PgEventBus, RedisEventBus, postgres_event_bus, redis_event_bus};
-pub use redis_store::redis_sessions;
+pub use self::postgres::events::{PgEventBus, postgres_event_bus};
+pub use self::redis::events::{RedisEventBus, redis_event_bus};
+pub use self::redis::redis_sessions;
 
 /// The stores of one database, each behind its trait.
 ///

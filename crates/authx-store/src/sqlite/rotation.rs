@@ -28,7 +28,7 @@ use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::oauth_sql::CONSUME_TOKEN;
+use crate::sql::grants::CONSUME_TOKEN;
 use crate::sql::store_error;
 
 /// Most rotations committed in one transaction: enough to share an `fsync` widely, few enough

@@ -4,13 +4,18 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use authx_core::Timestamp;
+use authx_core::oauth::grant::RefreshToken;
+use authx_core::secret::TokenHash;
+use authx_core::store::StoreResult;
+use futures_util::future::BoxFuture;
+use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::oauth_sql::impl_oauth_stores;
-use crate::sql::impl_sql_stores;
+use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
 mod rotation;
@@ -22,13 +27,9 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every store over one SQLite pool.
-pub(crate) struct SqliteStore {
-    pool: SqlitePool,
-    /// Refresh-token rotations, committed in groups by one task.
-    rotations: rotation::Writer,
-}
+pub(crate) type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// The stores over `pool`, with the rotation writer started on the current Tokio runtime.
     pub(crate) fn new(pool: SqlitePool) -> Self {
         Self {
@@ -38,12 +39,19 @@ impl SqliteStore {
     }
 }
 
-impl_sql_stores!(SqliteStore);
-impl_oauth_stores!(SqliteStore, rotate_refresh through rotations);
-crate::device_sql::impl_device_store!(SqliteStore);
-crate::revocation_sql::impl_revocation_log!(SqliteStore);
-crate::audit_sql::impl_audit_store!(SqliteStore);
-crate::federation_sql::impl_federation_store!(SqliteStore);
+/// Refresh-token rotations are committed in groups by one task ([`rotation`]).
+impl Dialect for Sqlite {
+    type Rotations = rotation::Writer;
+
+    fn rotate_refresh<'a>(
+        store: &'a SqlStore<Self>,
+        old: &'a TokenHash,
+        new: &'a RefreshToken,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(store.rotations.rotate(old, new, now))
+    }
+}
 
 /// Opens (creating if missing) the SQLite database named by `url`.
 pub(crate) async fn open(url: &str, opts: &ConnectOptions) -> Result<SqlitePool, ConnectError> {

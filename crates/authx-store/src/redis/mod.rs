@@ -36,9 +36,10 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::ConnectError;
+use crate::events::CONNECT_TIMEOUT;
 
-/// How long to wait for a connection to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) mod events;
+
 /// How long to wait for Redis to answer one command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connection attempts after the first before a call fails.
@@ -47,6 +48,27 @@ const RECONNECT_RETRIES: usize = 2;
 const RECONNECT_MAX_DELAY_MS: u64 = 1_000;
 /// Sessions removed per script run when purging, so one purge never blocks Redis for long.
 const PURGE_BATCH: usize = 500;
+
+/// The client for the Redis server at `url`, and a connection of it that reconnects by itself.
+///
+/// It reconnects quickly and gives up soon: a caller waiting on a session lookup or on the
+/// publication of a revocation gets an error within seconds, not after the client's default
+/// backoff of minutes.
+async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), ConnectError> {
+    let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl {
+        source: Box::new(e),
+    })?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_factor(2)
+        .set_max_delay(RECONNECT_MAX_DELAY_MS);
+    let conn = ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|e| ConnectError::unreachable("Redis", e))?;
+    Ok((client, conn))
+}
 
 /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) and
 /// returns a session store keeping its keys under `key_prefix` (for example `authx:`).
@@ -65,20 +87,7 @@ pub async fn redis_sessions(
     url: &str,
     key_prefix: &str,
 ) -> Result<Arc<dyn SessionStore>, ConnectError> {
-    let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl {
-        source: Box::new(e),
-    })?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
-        .set_response_timeout(RESPONSE_TIMEOUT)
-        // Reconnect quickly and give up soon: a caller waiting on a session lookup should get
-        // an error within seconds, not after the client's default backoff of minutes.
-        .set_number_of_retries(RECONNECT_RETRIES)
-        .set_factor(2)
-        .set_max_delay(RECONNECT_MAX_DELAY_MS);
-    let mut conn = ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(|e| ConnectError::unreachable("Redis", e))?;
+    let (_, mut conn) = connect(url).await?;
     let () = redis::cmd("PING")
         .query_async::<String>(&mut conn)
         .await

@@ -2,33 +2,35 @@
 
 use std::str::FromStr as _;
 
+use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::oauth_sql::impl_oauth_stores;
-use crate::sql::impl_sql_stores;
+use crate::sql::{Dialect, SqlStore};
 use crate::{ConnectError, ConnectOptions};
+
+pub(crate) mod events;
 
 /// The PostgreSQL schema, embedded at build time.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Every store over one PostgreSQL pool.
-pub(crate) struct PgStore {
-    pool: PgPool,
-}
+pub(crate) type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl SqlStore<Postgres> {
     pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            rotations: (),
+        }
     }
 }
 
-impl_sql_stores!(PgStore);
-impl_oauth_stores!(PgStore);
-crate::device_sql::impl_device_store!(PgStore);
-crate::revocation_sql::impl_revocation_log!(PgStore);
-crate::audit_sql::impl_audit_store!(PgStore);
-crate::federation_sql::impl_federation_store!(PgStore);
+/// Each refresh-token rotation is a transaction of its own (the default): PostgreSQL takes
+/// row locks, so concurrent rotations of different tokens do not wait for each other.
+impl Dialect for Postgres {
+    type Rotations = ();
+}
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the
 /// connection's `search_path`, which the URL can set with `options=-c search_path=NAME`.

@@ -1,0 +1,203 @@
+//! Revocation events over Redis pub/sub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use authx_core::events::{EventBus, RevocationEvent};
+use authx_core::store::{Health, StoreError, StoreResult};
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{RESPONSE_TIMEOUT, connect};
+use crate::ConnectError;
+use crate::events::{CONNECT_TIMEOUT, Shared, backoff, encode, first_subscription};
+
+/// How often an idle subscription is checked with a `PING`, so a connection that died without
+/// a reset (a silent network partition) is noticed.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a `PING` on the subscription may take before it counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Revocation events over Redis pub/sub, on the channel `{prefix}events`.
+///
+/// Publishing uses a multiplexed connection that reconnects by itself; the subscription uses a
+/// dedicated connection (a subscribed Redis connection can do nothing else), checked with a
+/// `PING` every few seconds. Dropping the bus stops its subscriber task.
+pub struct RedisEventBus {
+    conn: ConnectionManager,
+    channel: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisEventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEventBus")
+            .field("channel", &self.channel)
+            .field("connected", &self.is_connected())
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisEventBus {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Connects to the Redis server at `url` and subscribes to `{key_prefix}events`. Instances that
+/// share a prefix hear each other's events.
+///
+/// # Errors
+/// [`ConnectError::InvalidUrl`] for a URL the client cannot parse and
+/// [`ConnectError::Unreachable`] when Redis does not answer or refuses the subscription.
+///
+/// # Security
+/// Events carry ids only (session and user ids), never a token or a hash. Error messages never
+/// repeat the URL, which may carry a password.
+pub async fn redis_event_bus(
+    url: &str,
+    key_prefix: &str,
+) -> Result<Arc<RedisEventBus>, ConnectError> {
+    // A revocation waits for its publish: it fails within seconds rather than retry for minutes.
+    let (client, conn) = connect(url).await?;
+    let channel = format!("{key_prefix}events");
+    let shared = Shared::new("redis");
+    let (first_tx, first_rx) = oneshot::channel();
+    let task = tokio::spawn(redis_subscriber(
+        client,
+        channel.clone(),
+        Arc::clone(&shared),
+        first_tx,
+    ));
+    let bus = RedisEventBus {
+        conn,
+        channel,
+        shared,
+        task,
+    };
+    // On failure the bus is dropped here, which stops the task.
+    first_subscription(first_rx, "Redis").await?;
+    Ok(Arc::new(bus))
+}
+
+async fn redis_subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
+    let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| timeout_error("connecting"))??;
+    let (mut sink, stream) = pubsub.split();
+    tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel))
+        .await
+        .map_err(|_| timeout_error("subscribing"))??;
+    Ok((sink, stream))
+}
+
+fn timeout_error(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("timed out {what}"),
+    ))
+}
+
+/// The subscriber task: subscribe, relay until the connection fails, back off, repeat.
+async fn redis_subscriber(
+    client: redis::Client,
+    channel: String,
+    shared: Arc<Shared>,
+    first: oneshot::Sender<redis::RedisResult<()>>,
+) {
+    let mut first = Some(first);
+    let mut failures = 0u32;
+    loop {
+        match redis_subscribe(&client, &channel).await {
+            Ok((sink, stream)) => {
+                failures = 0;
+                shared.up(first.is_none());
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                let why = redis_relay(sink, stream, &shared).await;
+                shared.down(&why);
+            }
+            Err(e) => {
+                if let Some(tx) = first.take() {
+                    // Start-up: the caller reports it and refuses to start.
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                shared.retry_log(&e, backoff(failures));
+            }
+        }
+        tokio::time::sleep(backoff(failures)).await;
+        failures = failures.saturating_add(1);
+    }
+}
+
+/// Relays messages until the subscription fails; returns why.
+async fn redis_relay(mut sink: PubSubSink, mut stream: PubSubStream, shared: &Shared) -> String {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => match msg.get_payload::<String>() {
+                    Ok(payload) => shared.deliver(&payload),
+                    Err(e) => tracing::warn!(error = %e, "revocation events: unreadable message"),
+                },
+                None => return "connection closed".to_owned(),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return format!("no answer to PING within {PING_TIMEOUT:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for RedisEventBus {
+    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
+        let payload = encode(event)?;
+        let _receivers: i64 = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.shared.local.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.shared.is_connected()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.shared.epoch()
+    }
+}
+
+#[async_trait]
+impl Health for RedisEventBus {
+    async fn ping(&self) -> StoreResult<()> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+}

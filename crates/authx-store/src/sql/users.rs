@@ -1,0 +1,107 @@
+//! Accounts over SQL.
+
+use authx_core::Timestamp;
+use authx_core::store::{AccountStore, StoreError, StoreResult};
+use authx_core::user::{User, UserId, UserStatus};
+
+use super::{Dialect, SqlRow, SqlStore, col, stmt};
+
+/// Columns of `users` that make up a [`User`].
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, status, is_admin, created_at, password_changed_at"
+    };
+}
+
+const INSERT_USER: &str = "INSERT INTO users \
+     (id, email, password_hash, status, is_admin, created_at, password_changed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const USER_BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+const LIST_USERS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users ORDER BY created_at, id"
+);
+// `changed_at` is NULL for a rehash, which keeps the previous password_changed_at.
+const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, \
+     password_changed_at = COALESCE($2, password_changed_at) WHERE id = $3";
+const SET_STATUS: &str = "UPDATE users SET status = $1 WHERE id = $2";
+
+/// Decodes a row of `users` selected with `user_columns!()`.
+fn user_from_row<R: SqlRow>(row: &R) -> StoreResult<User> {
+    let status: String = col(row, "status")?;
+    let status = UserStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown user status {status:?}")))?;
+    Ok(User {
+        id: UserId(col(row, "id")?),
+        email: col(row, "email")?,
+        password_hash: col(row, "password_hash")?,
+        status,
+        is_admin: col(row, "is_admin")?,
+        created_at: Timestamp(col(row, "created_at")?),
+        password_changed_at: Timestamp(col(row, "password_changed_at")?),
+    })
+}
+
+#[async_trait::async_trait]
+impl<DB: Dialect> AccountStore for SqlStore<DB> {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        stmt(INSERT_USER)
+            .bind(&user.id.0)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(user.status.as_str())
+            .bind(user.is_admin)
+            .bind(user.created_at)
+            .bind(user.password_changed_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = stmt(USER_BY_EMAIL)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        let row = stmt(USER_BY_ID)
+            .bind(&id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = stmt(LIST_USERS).fetch_all(&self.pool).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: &UserId,
+        phc: &str,
+        changed_at: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let changed = stmt(SET_PASSWORD_HASH)
+            .bind(phc)
+            .bind(changed_at)
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool> {
+        let changed = stmt(SET_STATUS)
+            .bind(status.as_str())
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(changed > 0)
+    }
+}
