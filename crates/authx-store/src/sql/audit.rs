@@ -52,8 +52,9 @@ fn audit_from_row<R: SqlRow>(row: &R) -> StoreResult<AuditRecord> {
     })
 }
 
-/// [`INSERT_AUDIT_ROWS`] with the placeholders of `rows` rows: `($1, ..., $9), ($10, ...`.
-fn insert_audit_rows(rows: usize) -> String {
+/// [`INSERT_AUDIT_ROWS`] with the placeholders of `rows` rows, in order, as the dialect writes
+/// them: `($1, ..., $9), ($10, ...` on PostgreSQL, `(?, ..., ?), (?, ...` on SQLite.
+fn insert_audit_rows<DB: Dialect>(rows: usize) -> String {
     let mut sql = String::from(INSERT_AUDIT_ROWS);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -61,8 +62,7 @@ fn insert_audit_rows(rows: usize) -> String {
             if column > 1 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * COLUMNS_PER_ROW + column).to_string());
+            DB::push_placeholder(&mut sql, row * COLUMNS_PER_ROW + column);
         }
         sql.push(')');
     }
@@ -79,7 +79,7 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
         // One multi-row INSERT per chunk: a busy server records thousands of events a second,
         // and a statement per event costs a round trip each.
         for chunk in events.chunks(ROWS_PER_INSERT) {
-            let sql = insert_audit_rows(chunk.len());
+            let sql = insert_audit_rows::<DB>(chunk.len());
             let mut insert = stmt(&sql);
             for e in chunk {
                 insert = insert
@@ -135,11 +135,15 @@ mod tests {
     #[test]
     fn rows_are_numbered_in_order() {
         assert_eq!(
-            insert_audit_rows(2),
+            insert_audit_rows::<sqlx::Postgres>(2),
             format!(
                 "{INSERT_AUDIT_ROWS}($1, $2, $3, $4, $5, $6, $7, $8, $9), \
                  ($10, $11, $12, $13, $14, $15, $16, $17, $18)"
             )
+        );
+        assert_eq!(
+            insert_audit_rows::<sqlx::Sqlite>(2),
+            format!("{INSERT_AUDIT_ROWS}(?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
     }
 }

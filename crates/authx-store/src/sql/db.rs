@@ -42,6 +42,13 @@ pub(crate) trait Dialect: SqlDb {
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(rotate_in_transaction(&store.pool, old, new, now))
     }
+
+    /// Appends the placeholder of the `n`-th parameter (from 1) to a statement built at run
+    /// time: `$n` by default (PostgreSQL; SQLite reads it too).
+    fn push_placeholder(sql: &mut String, n: usize) {
+        sql.push('$');
+        sql.push_str(&n.to_string());
+    }
 }
 
 /// A statement parameter: the shared statements bind text, integers, booleans and bytes.

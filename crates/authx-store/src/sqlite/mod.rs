@@ -51,6 +51,13 @@ impl Dialect for Sqlite {
     ) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(store.rotations.rotate(old, new, now))
     }
+
+    /// A plain `?`: SQLite numbers anonymous parameters in order at no cost, while each named
+    /// `$n` is looked up among the statement's names when it is prepared, which grows with the
+    /// square of their number (an audit batch has up to 2,304).
+    fn push_placeholder(sql: &mut String, _n: usize) {
+        sql.push('?');
+    }
 }
 
 /// Opens (creating if missing) the SQLite database named by `url`.
