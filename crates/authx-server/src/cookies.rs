@@ -4,7 +4,7 @@
 //! Values are only ever accepted in the exact shape authx issues. When a request carries the
 //! same cookie name twice (cookie tossing from a sibling domain), neither value is used.
 
-use axum::http::header::COOKIE;
+use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 
 /// Cookie names and attributes for this server.
@@ -155,5 +155,12 @@ mod tests {
                 .set_session("v", 1)
                 .starts_with("authx_session=v;")
         );
+    }
+}
+
+/// Appends a `Set-Cookie` header with `value`, a cookie built by `CookieNames`.
+pub fn append_cookie(headers: &mut HeaderMap, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.append(SET_COOKIE, v);
     }
 }

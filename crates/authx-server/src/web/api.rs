@@ -20,9 +20,11 @@ use authx_core::session::{Session, SessionId};
 use authx_core::user::{User, UserId};
 
 use super::error::ApiError;
+use super::error::oauth::api_error as oauth_api_error;
 use super::extract::{CurrentSession, JsonBody};
 use super::middleware::empty;
 use super::rfc3339;
+use crate::cookies::append_cookie;
 use crate::state::AppState;
 
 /// The `/api/v1` routes.
@@ -164,13 +166,6 @@ fn signed_in_response(
     // The pre-session cookie and its CSRF token die with sign-in.
     append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
     res
-}
-
-/// Appends a `Set-Cookie` header.
-pub fn append_cookie(headers: &mut HeaderMap, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.append(header::SET_COOKIE, v);
-    }
 }
 
 /// Checks the `X-CSRF-Token` header against the session's token.
@@ -712,24 +707,6 @@ pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
         "refresh_idle_secs": c.refresh_idle_secs,
         "created_at": rfc3339(c.created_at),
     })
-}
-
-fn oauth_api_error(e: authx_core::oauth::OAuthError) -> ApiError {
-    use authx_core::oauth::OAuthError;
-    match e {
-        OAuthError::Store(authx_core::StoreError::Conflict) => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", "that id is taken")
-        }
-        OAuthError::Store(s) => ApiError::from(authx_core::auth::AuthError::Store(s)),
-        OAuthError::Internal(m) => ApiError::internal(&m),
-        OAuthError::InvalidTarget(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_target", m),
-        OAuthError::InvalidScope(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_scope", m),
-        other => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            other.to_string(),
-        ),
-    }
 }
 
 async fn admin_clients_post(

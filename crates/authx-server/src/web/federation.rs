@@ -23,13 +23,13 @@ use authx_core::federation::{
     self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
 
-use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::{CurrentSession, FormBody};
 use super::signin::{
     bad_form, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     signed_in_redirect, with_pre_cookie,
 };
+use crate::cookies::append_cookie;
 use crate::html::federation::Link;
 use crate::html::{Message, render};
 use crate::state::AppState;

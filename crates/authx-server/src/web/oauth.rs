@@ -340,7 +340,7 @@ async fn token_post(
             res.headers_mut()
                 .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             if let Some(c) = cookie {
-                super::api::append_cookie(res.headers_mut(), &c);
+                crate::cookies::append_cookie(res.headers_mut(), &c);
             }
             res
         }
@@ -942,6 +942,6 @@ async fn end_session_and_leave(
         Some(t) => Redirect::to(&t).into_response(),
         None => signed_out(),
     };
-    super::api::append_cookie(res.headers_mut(), &state.cookies.clear_session());
+    crate::cookies::append_cookie(res.headers_mut(), &state.cookies.clear_session());
     res
 }

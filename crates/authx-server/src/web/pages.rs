@@ -15,7 +15,6 @@ use authx_core::auth::{AuthError, SignInOutcome};
 use authx_core::csrf;
 use authx_core::session::SessionId;
 
-use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::{CurrentSession, FormBody};
 use super::rfc3339;
@@ -23,6 +22,7 @@ use super::signin::{
     bad_form, buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     signed_in_redirect, with_pre_cookie,
 };
+use crate::cookies::append_cookie;
 use crate::html::account::{
     Account, ConsentRow, GrantRow, LinkRow, Login, Logout, Refused, SessionRow, SignUp,
 };

@@ -10,9 +10,9 @@ use authx_core::auth::{AuthError, SignedIn};
 use authx_core::csrf;
 use authx_core::secret::PreSessionToken;
 
-use super::api::append_cookie;
 use super::error::ApiError;
 use super::extract::CurrentSession;
+use crate::cookies::append_cookie;
 use crate::html::Message;
 use crate::html::account::ProviderButton;
 use crate::state::AppState;

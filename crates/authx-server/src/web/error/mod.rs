@@ -9,6 +9,8 @@ use serde_json::json;
 use authx_core::StoreError;
 use authx_core::auth::AuthError;
 
+pub mod oauth;
+
 /// An error answer of the JSON API.
 #[derive(Debug)]
 pub struct ApiError {
