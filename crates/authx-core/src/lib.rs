@@ -14,6 +14,7 @@
 //! assert_eq!(SessionToken::parse(token.expose()).unwrap().hash(), hash);
 //! ```
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cache;

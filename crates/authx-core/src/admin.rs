@@ -1,0 +1,465 @@
+//! Administration, shared by the JSON admin API and the `authx` command line: registering and
+//! removing clients and APIs, disabling and enabling users, reading the inventory and the audit
+//! trail. The rules a registration must pass live here once, whoever asks.
+//!
+//! # Audit
+//! An administrator acting through the API leaves an `admin_action` event naming what was done
+//! to what, before the action runs (so a refused or failed action is on record too). The
+//! command line runs with the database's own authority and records only the outcome.
+
+use serde::Deserialize;
+
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
+use crate::auth::{AuthError, AuthService};
+use crate::oauth::OAuthError;
+use crate::oauth::client::{Client, GrantType, Resource};
+use crate::oauth::keys::SigningAlg;
+use crate::oauth::scope::Scopes;
+use crate::oauth::service::OAuthService;
+use crate::user::{User, UserId, canonical_email};
+
+/// Why an administrative action was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request is malformed (a bad lifetime, grant, algorithm or resource id).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A scope of a resource is malformed.
+    #[error("malformed scope")]
+    InvalidScope,
+    /// The thing acted on does not exist.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The account service refused or failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The provider refused or failed.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+}
+
+impl From<crate::StoreError> for AdminError {
+    fn from(e: crate::StoreError) -> Self {
+        Self::Auth(AuthError::Store(e))
+    }
+}
+
+/// Who performs an administrative action.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A signed-in administrator, through the JSON API.
+    Administrator(UserId),
+    /// The `authx` command line, with direct access to the database.
+    CommandLine,
+}
+
+/// A client registration, as the admin API and the CLI take it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientSpec {
+    /// `client_id`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Exact redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Allowed grants (`authorization_code`, `refresh_token`, `client_credentials`).
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// Allowed scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The APIs (resource ids) the client may get access tokens for; each must be registered.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// A public client (no secret, PKCE only).
+    #[serde(default)]
+    pub public: bool,
+    /// Skips the consent page.
+    #[serde(default)]
+    pub first_party: bool,
+    /// Post-logout redirect URIs.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OIDC back-channel logout URI.
+    pub backchannel_logout_uri: Option<String>,
+    /// ID token algorithm (`RS256` default, `ES256`, `EdDSA`).
+    pub id_token_alg: Option<String>,
+    /// Access token lifetime in seconds (default 900, at most 3600).
+    pub access_token_ttl_secs: Option<i64>,
+    /// Refresh family lifetime in seconds (default 30 days).
+    pub refresh_token_ttl_secs: Option<i64>,
+    /// Refresh inactivity expiry in seconds (default 7 days).
+    pub refresh_idle_secs: Option<i64>,
+}
+
+/// Default access-token lifetime of a client.
+const DEFAULT_ACCESS_TTL_SECS: i64 = 900;
+/// Default refresh-family lifetime of a client.
+const DEFAULT_REFRESH_TTL_SECS: i64 = 30 * 86_400;
+/// Default refresh inactivity expiry of a client.
+const DEFAULT_REFRESH_IDLE_SECS: i64 = 7 * 86_400;
+
+impl ClientSpec {
+    /// The client this registration describes (secret and time set at registration), and
+    /// whether it is confidential.
+    ///
+    /// # Errors
+    /// [`AdminError::InvalidRequest`] for an unknown grant or algorithm or a bad lifetime.
+    pub fn into_client(self) -> Result<(Client, bool), AdminError> {
+        let grant_types = if self.grant_types.is_empty() {
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        } else {
+            self.grant_types
+                .iter()
+                .map(|g| {
+                    GrantType::parse(g).ok_or_else(|| invalid(format!("unknown grant type {g:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let id_token_alg = match self.id_token_alg.as_deref() {
+            None => SigningAlg::Rs256,
+            Some(a) => {
+                SigningAlg::parse(a).ok_or_else(|| invalid(format!("unknown algorithm {a:?}")))?
+            }
+        };
+        let access = self
+            .access_token_ttl_secs
+            .unwrap_or(DEFAULT_ACCESS_TTL_SECS);
+        if !(60..=3600).contains(&access) {
+            return Err(invalid("access_token_ttl_secs must be between 60 and 3600"));
+        }
+        let refresh = self
+            .refresh_token_ttl_secs
+            .unwrap_or(DEFAULT_REFRESH_TTL_SECS);
+        let idle = self.refresh_idle_secs.unwrap_or(DEFAULT_REFRESH_IDLE_SECS);
+        if refresh < 60 || idle < 60 {
+            return Err(invalid("refresh lifetimes must be at least 60 seconds"));
+        }
+        let client = Client {
+            id: self.id,
+            name: self.name,
+            secret_hash: None,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            grant_types,
+            scopes: self.scopes,
+            resources: self.resources,
+            first_party: self.first_party,
+            id_token_alg,
+            access_token_ttl_secs: access,
+            refresh_token_ttl_secs: refresh,
+            refresh_idle_secs: idle.min(refresh),
+            created_at: crate::Timestamp(0),
+        };
+        Ok((client, !self.public))
+    }
+}
+
+fn invalid(message: impl Into<String>) -> AdminError {
+    AdminError::InvalidRequest(message.into())
+}
+
+/// Checks an API's registration: an absolute URI or URN of at most 255 characters without
+/// spaces or controls, and well-formed scopes.
+///
+/// # Errors
+/// [`AdminError::InvalidRequest`] for the identifier, [`AdminError::InvalidScope`].
+pub fn check_resource(id: &str, scopes: &[String]) -> Result<(), AdminError> {
+    let absolute = id.contains(':')
+        && id.len() <= 255
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !absolute {
+        return Err(invalid("a resource id is an absolute URI or URN"));
+    }
+    if Scopes::parse(&scopes.join(" ")).is_none() {
+        return Err(AdminError::InvalidScope);
+    }
+    Ok(())
+}
+
+/// The administrative actions, performed by one [`Actor`].
+pub struct Administration<'a> {
+    auth: &'a AuthService,
+    oauth: &'a OAuthService,
+    audit_store: &'a dyn AuditStore,
+    actor: Actor,
+}
+
+impl<'a> Administration<'a> {
+    /// Actions of `actor` on these services.
+    #[must_use]
+    pub fn new(
+        auth: &'a AuthService,
+        oauth: &'a OAuthService,
+        audit_store: &'a dyn AuditStore,
+        actor: Actor,
+    ) -> Self {
+        Self {
+            auth,
+            oauth,
+            audit_store,
+            actor,
+        }
+    }
+
+    /// Records the action about to run (only an administrator's: the command line has no
+    /// account to name).
+    fn action(&self, action: &str, target: &str) {
+        if let Actor::Administrator(admin) = &self.actor {
+            self.auth.audit().record(
+                AuditEvent::success("admin_action")
+                    .user(admin)
+                    .with("action", action)
+                    .with("target", target)
+                    .with("via", "api"),
+            );
+        }
+    }
+
+    /// `event` with who acted.
+    fn by_actor(&self, event: AuditEvent) -> AuditEvent {
+        match &self.actor {
+            Actor::Administrator(admin) => event.user(admin),
+            Actor::CommandLine => event.with("via", "cli"),
+        }
+    }
+
+    /// Every user, oldest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn users(&self) -> Result<Vec<User>, AdminError> {
+        Ok(self.auth.stores().accounts.list_users().await?)
+    }
+
+    /// The user with this email address, `None` when there is none.
+    ///
+    /// # Errors
+    /// [`AdminError::InvalidRequest`] for an address that cannot be anyone's; storage failures.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, AdminError> {
+        let canonical = canonical_email(email).map_err(|e| invalid(e.to_string()))?;
+        Ok(self
+            .auth
+            .stores()
+            .accounts
+            .user_by_email(&canonical)
+            .await?)
+    }
+
+    /// A user id as given, or the id of the user with that email address; an address that
+    /// matches no one gives the empty id, which matches nothing.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn user_filter(&self, user: &str) -> Result<String, AdminError> {
+        if !user.contains('@') {
+            return Ok(user.to_owned());
+        }
+        match self.user_by_email(user).await {
+            Ok(found) => Ok(found.map(|u| u.id.0).unwrap_or_default()),
+            Err(AdminError::InvalidRequest(_)) => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Disables a user and ends everything of theirs.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when there is no such user; storage failures.
+    pub async fn disable_user(&self, id: &UserId) -> Result<(), AdminError> {
+        self.action("disable_user", &id.0);
+        Ok(self.auth.disable_user(id).await?)
+    }
+
+    /// Re-enables a disabled user.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when there is no such user; storage failures.
+    pub async fn enable_user(&self, id: &UserId) -> Result<(), AdminError> {
+        self.action("enable_user", &id.0);
+        Ok(self.auth.enable_user(id).await?)
+    }
+
+    /// The stored audit events matching `query`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, AdminError> {
+        Ok(self.audit_store.list_audit(query).await?)
+    }
+
+    /// Every registered client.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn clients(&self) -> Result<Vec<Client>, AdminError> {
+        Ok(self.oauth.stores().clients.list_clients().await?)
+    }
+
+    /// Registers a client; a confidential client's secret comes back once.
+    ///
+    /// # Errors
+    /// [`AdminError::InvalidRequest`] for a bad registration; the provider's refusals (a taken
+    /// id is a store conflict).
+    pub async fn register_client(
+        &self,
+        spec: ClientSpec,
+    ) -> Result<(Client, Option<String>), AdminError> {
+        self.action("register_client", &spec.id);
+        let (client, confidential) = spec.into_client()?;
+        Ok(self.oauth.register_client(client, confidential).await?)
+    }
+
+    /// Removes a client and everything issued to it (announced to every guard).
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when there is no such client; storage failures.
+    pub async fn delete_client(&self, id: &str) -> Result<(), AdminError> {
+        self.action("delete_client", id);
+        if !self.oauth.delete_client(id).await? {
+            return Err(AdminError::NotFound("no such client"));
+        }
+        self.auth
+            .audit()
+            .record(self.by_actor(AuditEvent::success("client_deleted").client(id)));
+        Ok(())
+    }
+
+    /// Every registered API.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn resources(&self) -> Result<Vec<Resource>, AdminError> {
+        Ok(self.oauth.stores().clients.list_resources().await?)
+    }
+
+    /// Registers an API resource after checking its identifier and scopes.
+    ///
+    /// # Errors
+    /// As [`check_resource`]; a store conflict for a taken identifier.
+    pub async fn register_resource(
+        &self,
+        id: String,
+        scopes: Vec<String>,
+    ) -> Result<Resource, AdminError> {
+        self.action("register_resource", &id);
+        check_resource(&id, &scopes)?;
+        let r = Resource {
+            id,
+            scopes,
+            created_at: self.auth.clock().now(),
+        };
+        self.oauth
+            .stores()
+            .clients
+            .put_resource(&r)
+            .await
+            .map_err(OAuthError::from)?;
+        self.auth.audit().record(
+            AuditEvent::success("resource_registered")
+                .with("resource", &r.id)
+                .with("scope", r.scopes.join(" ")),
+        );
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClientSpec {
+        ClientSpec {
+            id: "app".into(),
+            name: "App".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            grant_types: Vec::new(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            public: false,
+            first_party: false,
+            post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: None,
+            id_token_alg: None,
+            access_token_ttl_secs: None,
+            refresh_token_ttl_secs: None,
+            refresh_idle_secs: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_code_and_refresh_rs256_and_the_usual_lifetimes() {
+        let (c, confidential) = spec().into_client().unwrap();
+        assert!(confidential);
+        assert_eq!(
+            c.grant_types,
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        );
+        assert_eq!(c.id_token_alg, SigningAlg::Rs256);
+        assert_eq!(c.access_token_ttl_secs, 900);
+        assert_eq!(c.refresh_token_ttl_secs, 30 * 86_400);
+        assert_eq!(c.refresh_idle_secs, 7 * 86_400);
+    }
+
+    #[test]
+    fn lifetimes_are_bounded_and_idle_never_exceeds_the_family() {
+        for ttl in [59, 3601] {
+            let s = ClientSpec {
+                access_token_ttl_secs: Some(ttl),
+                ..spec()
+            };
+            assert!(matches!(
+                s.into_client(),
+                Err(AdminError::InvalidRequest(_))
+            ));
+        }
+        let s = ClientSpec {
+            refresh_idle_secs: Some(59),
+            ..spec()
+        };
+        assert!(matches!(
+            s.into_client(),
+            Err(AdminError::InvalidRequest(_))
+        ));
+        let s = ClientSpec {
+            refresh_token_ttl_secs: Some(600),
+            refresh_idle_secs: Some(3600),
+            ..spec()
+        };
+        assert_eq!(s.into_client().unwrap().0.refresh_idle_secs, 600);
+    }
+
+    #[test]
+    fn unknown_grants_and_algorithms_are_named() {
+        let s = ClientSpec {
+            grant_types: vec!["password".into()],
+            ..spec()
+        };
+        let e = s.into_client().unwrap_err().to_string();
+        assert!(e.contains("\"password\""), "{e}");
+        let s = ClientSpec {
+            id_token_alg: Some("HS256".into()),
+            public: true,
+            ..spec()
+        };
+        assert!(s.into_client().unwrap_err().to_string().contains("HS256"));
+    }
+
+    #[test]
+    fn resource_ids_are_absolute_and_scopes_well_formed() {
+        assert!(check_resource("https://api.example", &["read".into()]).is_ok());
+        assert!(check_resource("urn:example:api", &[]).is_ok());
+        for bad in ["api", "https://a b", &format!("urn:{}", "x".repeat(252))] {
+            assert!(matches!(
+                check_resource(bad, &[]),
+                Err(AdminError::InvalidRequest(_))
+            ));
+        }
+        assert!(matches!(
+            check_resource("urn:api", &["bad\"scope".into()]),
+            Err(AdminError::InvalidScope)
+        ));
+    }
+}

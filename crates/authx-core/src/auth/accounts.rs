@@ -1,0 +1,214 @@
+//! Accounts: creation and self-service sign-up, password change, consents withdrawn, and
+//! disabling or enabling a user.
+
+use crate::audit::AuditEvent;
+use crate::events::RevocationEvent;
+use crate::password::{MAX_PASSWORD_BYTES, Verified};
+use crate::session::ClientContext;
+use crate::store::StoreError;
+use crate::user::{User, UserId, UserStatus, canonical_email};
+
+use super::sessions::{CodeScope, FamilyScope};
+use super::{AuthError, AuthService, Authenticated, SignedIn};
+
+impl AuthService {
+    /// Creates an account (administration and sign-up).
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidEmail`], [`AuthError::WeakPassword`], [`AuthError::EmailTaken`].
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<User, AuthError> {
+        let email = canonical_email(email).map_err(|_| AuthError::InvalidEmail)?;
+        self.policy.password.check(password, &email)?;
+        let phc = self.hasher.hash(password).await?;
+        let now = self.clock.now();
+        let user = User {
+            id: UserId::generate(),
+            email,
+            password_hash: phc,
+            status: UserStatus::Active,
+            is_admin,
+            created_at: now,
+            password_changed_at: now,
+        };
+        match self.stores.accounts.create_user(&user).await {
+            Ok(()) => {
+                self.audit.record(
+                    AuditEvent::success("user_created")
+                        .user(&user.id)
+                        .with("admin", is_admin),
+                );
+                Ok(user)
+            }
+            Err(StoreError::Conflict) => Err(AuthError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Self-service sign-up, which also signs the new user in.
+    ///
+    /// # Errors
+    /// As [`AuthService::create_user`], and [`AuthError::SignUpDisabled`].
+    pub async fn sign_up(
+        &self,
+        email: &str,
+        password: &str,
+        ctx: &ClientContext,
+    ) -> Result<SignedIn, AuthError> {
+        if !self.policy.sign_up_enabled {
+            return Err(AuthError::SignUpDisabled);
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AuthError::PasswordTooLong);
+        }
+        let user = self.create_user(email, password, false).await?;
+        self.start_session(user, ctx, "password").await
+    }
+
+    /// Changes the password of the signed-in user: needs the current password, ends every
+    /// session of the user and issues a fresh one for the caller.
+    ///
+    /// # Errors
+    /// [`AuthError::WrongPassword`], [`AuthError::WeakPassword`], [`AuthError::Throttled`].
+    pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        new: &str,
+        ctx: &ClientContext,
+    ) -> Result<SignedIn, AuthError> {
+        let now = self.clock.now();
+        let account_key = format!("account:{}", auth.user.email);
+        let ip_key = ctx.ip.as_deref().map(|ip| format!("ip:{ip}"));
+        if let Err(e) = self
+            .check_throttle(&account_key, ip_key.as_deref(), now)
+            .await
+        {
+            self.audit
+                .record(AuditEvent::failure("password_change_throttled").user(&auth.user.id));
+            return Err(e);
+        }
+        let user = self
+            .stores
+            .accounts
+            .user_by_id(&auth.user.id)
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        if current.len() > MAX_PASSWORD_BYTES
+            || self.hasher.verify(&user.password_hash, current).await? == Verified::Mismatch
+        {
+            self.record_failure(&account_key, ip_key.as_deref(), now, Some(&user))
+                .await?;
+            self.audit.record(
+                AuditEvent::failure("password_change_failed")
+                    .user(&user.id)
+                    .with("reason", "wrong_current_password"),
+            );
+            return Err(AuthError::WrongPassword);
+        }
+        self.policy.password.check(new, &user.email)?;
+        let phc = self.hasher.hash(new).await?;
+        self.stores
+            .accounts
+            .set_password_hash(&user.id, &phc, Some(now))
+            .await?;
+        self.stores.throttle.clear_failures(&account_key).await?;
+        // Every credential that stood on the old password ends, the caller's session too: it is
+        // re-issued below with a new token.
+        let ended = self
+            .stores
+            .sessions
+            .delete_user_sessions(&user.id, None)
+            .await?;
+        self.revoke_families(FamilyScope::User(&user.id)).await?;
+        self.end_codes(CodeScope::UserExcept(&user.id, None))
+            .await?;
+        self.emit(RevocationEvent::UserSessionsEnded {
+            user_id: user.id.clone(),
+            kept: None,
+            ended,
+        })
+        .await?;
+        self.audit
+            .record(AuditEvent::success("password_changed").user(&user.id));
+        let user = User {
+            password_hash: phc,
+            password_changed_at: now,
+            ..user
+        };
+        self.start_session(user, ctx, &auth.session.auth_method)
+            .await
+    }
+
+    /// Withdraws the user's remembered consent for a client (the application asks again);
+    /// returns whether there was one.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn withdraw_consent(
+        &self,
+        user: &UserId,
+        client_id: &str,
+    ) -> Result<bool, AuthError> {
+        let Some(grants) = &self.grants else {
+            return Ok(false);
+        };
+        let removed = grants.delete_consent(user, client_id).await?;
+        if removed {
+            self.audit.record(
+                AuditEvent::success("consent_revoked")
+                    .user(user)
+                    .client(client_id),
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Disables a user and ends everything of theirs.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when there is no such user.
+    pub async fn disable_user(&self, id: &UserId) -> Result<(), AuthError> {
+        if !self
+            .stores
+            .accounts
+            .set_status(id, UserStatus::Disabled)
+            .await?
+        {
+            return Err(AuthError::NotFound);
+        }
+        self.stores.sessions.delete_user_sessions(id, None).await?;
+        self.revoke_families(FamilyScope::User(id)).await?;
+        self.end_codes(CodeScope::UserExcept(id, None)).await?;
+        self.emit(RevocationEvent::UserDisabled {
+            user_id: id.clone(),
+        })
+        .await?;
+        self.audit
+            .record(AuditEvent::success("user_disabled").user(id));
+        Ok(())
+    }
+
+    /// Re-enables a disabled user.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when there is no such user.
+    pub async fn enable_user(&self, id: &UserId) -> Result<(), AuthError> {
+        if self
+            .stores
+            .accounts
+            .set_status(id, UserStatus::Active)
+            .await?
+        {
+            self.audit
+                .record(AuditEvent::success("user_enabled").user(id));
+            Ok(())
+        } else {
+            Err(AuthError::NotFound)
+        }
+    }
+}

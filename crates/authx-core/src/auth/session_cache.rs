@@ -1,0 +1,107 @@
+//! This instance's cache of live sessions, keyed by token hash, so most requests cost no store
+//! read. Every revocation invalidates it before the call returns; events from other instances
+//! invalidate it as they arrive, and a gap in the event bus drops it whole.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::events::RevocationEvent;
+use crate::secret::TokenHash;
+
+use super::Authenticated;
+
+/// A bounded map from token hash to the identity behind it. Invalidation bumps an epoch so that
+/// a lookup that began before a revocation cannot put a stale entry back afterwards.
+pub(super) struct SessionCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    epoch: u64,
+    bus_epoch: u64,
+    map: HashMap<TokenHash, Arc<Authenticated>>,
+}
+
+impl SessionCache {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// The entry for `hash`, if any, and the epoch to pass to [`Self::put_if_epoch`]; first
+    /// drops everything when the bus reports a new epoch (events may have been lost).
+    pub(super) fn lookup(
+        &self,
+        hash: &TokenHash,
+        bus_epoch: u64,
+    ) -> (Option<Arc<Authenticated>>, u64) {
+        let mut inner = self.lock();
+        if inner.bus_epoch != bus_epoch {
+            inner.bus_epoch = bus_epoch;
+            inner.epoch += 1;
+            inner.map.clear();
+        }
+        (inner.map.get(hash).cloned(), inner.epoch)
+    }
+
+    pub(super) fn put_if_epoch(&self, hash: TokenHash, auth: Arc<Authenticated>, epoch: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if !inner.map.contains_key(&hash) {
+            // Random eviction: no recency to track on the hot path.
+            crate::cache::make_room(&mut inner.map, self.capacity);
+        }
+        inner.map.insert(hash, auth);
+    }
+
+    pub(super) fn remove(&self, hash: &TokenHash) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.remove(hash);
+    }
+
+    pub(super) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.clear();
+    }
+
+    pub(super) fn invalidate(&self, event: &RevocationEvent) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        match event {
+            RevocationEvent::SessionEnded { session_id, .. } => {
+                inner.map.retain(|_, a| &a.session.id != session_id);
+            }
+            RevocationEvent::UserSessionsEnded { user_id, kept, .. } => {
+                inner
+                    .map
+                    .retain(|_, a| &a.user.id != user_id || Some(&a.session.id) == kept.as_ref());
+            }
+            // Sessions hold no grant or client: nothing cached here is tied to these.
+            RevocationEvent::FamilyRevoked { .. }
+            | RevocationEvent::AccessTokenRevoked { .. }
+            | RevocationEvent::ClientRevoked { .. } => {}
+            RevocationEvent::UserDisabled { user_id } => {
+                inner.map.retain(|_, a| &a.user.id != user_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! What a sign-in owes and what it proved.
+//!
+//! A sign-in starts with a first factor (a password, an upstream identity provider) and becomes
+//! a [`PendingSignIn`]; each [`Step`] it still owes (later: a second factor, a verified email
+//! address) is taken before the session starts. Today no step is ever owed: [`Step`] has no
+//! variant, so the compiler shows every place a new step must be handled.
+//!
+//! A session remembers how and when its user authenticated: [`Authentication`] reads that back
+//! (`amr` methods and `auth_time`), so a sensitive action can ask whether the sign-in is fresh
+//! enough. It is derived from the session record (`auth_method`, `created_at`), so no schema
+//! holds it twice.
+
+use crate::Timestamp;
+use crate::session::Session;
+use crate::user::User;
+
+/// A way a user proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Email address and password.
+    Password,
+    /// An upstream identity provider, by its configured name.
+    Federated(String),
+    /// A method recorded by another version of authx, kept as stored.
+    Other(String),
+}
+
+/// How several methods are joined in a session's `auth_method`.
+const SEPARATOR: char = '+';
+
+impl AuthMethod {
+    /// The method as a session records it (`password`, `federated:<provider>`).
+    #[must_use]
+    pub fn parse(stored: &str) -> Self {
+        if stored == "password" {
+            return Self::Password;
+        }
+        match stored.strip_prefix("federated:") {
+            Some(provider) => Self::Federated(provider.to_owned()),
+            None => Self::Other(stored.to_owned()),
+        }
+    }
+
+    /// The stored form, the inverse of [`AuthMethod::parse`].
+    #[must_use]
+    pub fn stored(&self) -> String {
+        match self {
+            Self::Password => "password".to_owned(),
+            Self::Federated(p) => format!("federated:{p}"),
+            Self::Other(s) => s.clone(),
+        }
+    }
+
+    /// The RFC 8176 `amr` value: `pwd` for a password, `fed` for a federated sign-in.
+    #[must_use]
+    pub fn amr(&self) -> &str {
+        match self {
+            Self::Password => "pwd",
+            Self::Federated(_) => "fed",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// A step a sign-in may owe before its session starts. None exists yet: later features (a
+/// second factor, the verified-email gate) add theirs here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {}
+
+/// A sign-in whose user is identified but whose session has not started.
+#[derive(Debug)]
+pub struct PendingSignIn {
+    user: User,
+    methods: Vec<AuthMethod>,
+    started_at: Timestamp,
+}
+
+impl PendingSignIn {
+    /// A sign-in of `user`, who has just proved who they are with `method` at `now`.
+    #[must_use]
+    pub fn new(user: User, method: AuthMethod, now: Timestamp) -> Self {
+        Self {
+            user,
+            methods: vec![method],
+            started_at: now,
+        }
+    }
+
+    /// The user signing in.
+    #[must_use]
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// When the first factor was proved.
+    #[must_use]
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
+    /// The methods proved so far, first factor first.
+    #[must_use]
+    pub fn methods(&self) -> &[AuthMethod] {
+        &self.methods
+    }
+
+    /// The next step this sign-in owes, `None` when the session may start.
+    #[must_use]
+    pub fn next_step(&self) -> Option<Step> {
+        None
+    }
+
+    /// Records a further method the user proved (a step taken).
+    pub fn proved(&mut self, method: AuthMethod) {
+        self.methods.push(method);
+    }
+
+    /// The session's `auth_method`: the methods proved, joined with `+`.
+    #[must_use]
+    pub fn stored_methods(&self) -> String {
+        let all: Vec<String> = self.methods.iter().map(AuthMethod::stored).collect();
+        all.join(&SEPARATOR.to_string())
+    }
+
+    /// The user, once no step is owed.
+    pub(super) fn into_user(self) -> User {
+        self.user
+    }
+}
+
+/// How and when the user behind a session authenticated ("signed in with these methods at
+/// this time").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    /// The methods proved, first factor first.
+    pub methods: Vec<AuthMethod>,
+    /// When the user last proved who they are (`auth_time`): the start of the session, which a
+    /// password change re-issues.
+    pub at: Timestamp,
+}
+
+impl Authentication {
+    /// What `session` records of its sign-in.
+    #[must_use]
+    pub fn of(session: &Session) -> Self {
+        Self {
+            methods: session
+                .auth_method
+                .split(SEPARATOR)
+                .map(AuthMethod::parse)
+                .collect(),
+            at: session.created_at,
+        }
+    }
+
+    /// Whether the user authenticated at most `within_secs` seconds before `now`.
+    #[must_use]
+    pub fn is_fresh(&self, now: Timestamp, within_secs: i64) -> bool {
+        now.since(self.at) <= within_secs
+    }
+
+    /// Whether `method` is among those proved.
+    #[must_use]
+    pub fn used(&self, method: &AuthMethod) -> bool {
+        self.methods.contains(method)
+    }
+
+    /// The RFC 8176 `amr` values, in the order proved.
+    #[must_use]
+    pub fn amr(&self) -> Vec<&str> {
+        self.methods.iter().map(AuthMethod::amr).collect()
+    }
+}
