@@ -104,6 +104,31 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     .value()
 }
 
+/// Sets the cookie of a session just issued (living as long as the session may), and with
+/// `sign_in` also clears the pre-session cookie, whose CSRF token dies with sign-in.
+pub fn append_new_session(
+    headers: &mut HeaderMap,
+    names: &CookieNames,
+    signed: &authx_core::auth::SignedIn,
+    sign_in: bool,
+) {
+    let max_age = signed
+        .session
+        .absolute_expires_at
+        .since(signed.session.created_at);
+    append_cookie(headers, &names.set_session(signed.token.expose(), max_age));
+    if sign_in {
+        append_cookie(headers, &names.clear_pre_session());
+    }
+}
+
+/// Appends a `Set-Cookie` header with `value`, a cookie built by `CookieNames`.
+pub fn append_cookie(headers: &mut HeaderMap, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.append(SET_COOKIE, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,12 +180,5 @@ mod tests {
                 .set_session("v", 1)
                 .starts_with("authx_session=v;")
         );
-    }
-}
-
-/// Appends a `Set-Cookie` header with `value`, a cookie built by `CookieNames`.
-pub fn append_cookie(headers: &mut HeaderMap, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.append(SET_COOKIE, v);
     }
 }

@@ -8,8 +8,15 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use authx_core::SystemClock;
+use authx_core::admin::{AdminError, Administration, ClientSpec};
+use authx_core::audit::AuditQuery;
 use authx_core::auth::AuthError;
+use authx_core::user::UserId;
 use authx_server::config::{Config, LogFormat, Overrides};
+use authx_server::state::AppState;
+use authx_server::web::api::{command_line, views};
+use authx_server::web::error::ApiError;
+use authx_server::web::rfc3339;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -100,40 +107,8 @@ struct LoginArgs {
 enum ClientCommand {
     /// Register a client; a confidential client's secret is printed once.
     Add {
-        /// client_id.
-        #[arg(long)]
-        id: String,
-        /// Display name shown on the consent page.
-        #[arg(long)]
-        name: String,
-        /// Exact redirect URI (repeatable).
-        #[arg(long = "redirect-uri")]
-        redirect_uris: Vec<String>,
-        /// Allowed grant (repeatable): authorization_code, refresh_token, client_credentials.
-        #[arg(long = "grant")]
-        grants: Vec<String>,
-        /// Allowed scope (repeatable).
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// API (resource id) the client may get access tokens for (repeatable); it must be
-        /// registered already. Without it the client gets tokens for no API.
-        #[arg(long = "resource")]
-        resources: Vec<String>,
-        /// Public client (no secret; PKCE only).
-        #[arg(long)]
-        public: bool,
-        /// First-party client: skips the consent page.
-        #[arg(long)]
-        first_party: bool,
-        /// Post-logout redirect URI (repeatable).
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// ID token algorithm: RS256 (default), ES256 or EdDSA.
-        #[arg(long)]
-        id_token_alg: Option<String>,
-        /// OIDC back-channel logout URI.
-        #[arg(long)]
-        backchannel_logout_uri: Option<String>,
+        #[command(flatten)]
+        spec: Box<ClientArgs>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -150,6 +125,66 @@ enum ClientCommand {
         #[arg(long)]
         id: String,
     },
+}
+
+/// A client registration from the command line.
+#[derive(Args)]
+struct ClientArgs {
+    /// client_id.
+    #[arg(long)]
+    id: String,
+    /// Display name shown on the consent page.
+    #[arg(long)]
+    name: String,
+    /// Exact redirect URI (repeatable).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Allowed grant (repeatable): authorization_code, refresh_token, client_credentials.
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// Allowed scope (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// API (resource id) the client may get access tokens for (repeatable); it must be
+    /// registered already. Without it the client gets tokens for no API.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Public client (no secret; PKCE only).
+    #[arg(long)]
+    public: bool,
+    /// First-party client: skips the consent page.
+    #[arg(long)]
+    first_party: bool,
+    /// Post-logout redirect URI (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// ID token algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    /// OIDC back-channel logout URI.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+}
+
+impl From<ClientArgs> for ClientSpec {
+    fn from(a: ClientArgs) -> Self {
+        Self {
+            id: a.id,
+            name: a.name,
+            redirect_uris: a.redirect_uris,
+            grant_types: a.grants,
+            scopes: a.scopes,
+            resources: a.resources,
+            public: a.public,
+            first_party: a.first_party,
+            post_logout_redirect_uris: a.post_logout_redirect_uris,
+            id_token_alg: a.id_token_alg,
+            backchannel_logout_uri: a.backchannel_logout_uri,
+            access_token_ttl_secs: None,
+            refresh_token_ttl_secs: None,
+            refresh_idle_secs: None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -323,8 +358,9 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
     use authx_core::Clock as _;
     use std::io::Write as _;
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let run = command_line(&state);
     let user_id = match &args.user {
-        Some(u) if u.contains('@') => Some(find_user(&state, u).await?.0),
+        Some(u) if u.contains('@') => Some(find_user(&run, u).await?.0),
         Some(u) => Some(u.clone()),
         None => None,
     };
@@ -332,7 +368,7 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
         Some(s) => Some(parse_since(s, SystemClock.now())?),
         None => None,
     };
-    let mut query = authx_core::audit::AuditQuery {
+    let mut query = AuditQuery {
         user_id,
         kind: args.kind.clone(),
         since,
@@ -343,21 +379,15 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         for e in events {
             if args.json {
-                writeln!(out, "{}", authx_server::web::api::audit_json(e))?;
+                writeln!(out, "{}", views::audit_json(e))?;
             } else {
-                writeln!(
-                    out,
-                    "{} #{} {}",
-                    authx_server::web::rfc3339(e.at),
-                    e.id,
-                    e.to_line()
-                )?;
+                writeln!(out, "{} #{} {}", rfc3339(e.at), e.id, e.to_line())?;
             }
         }
         out.flush()?;
         Ok(())
     };
-    let events = state.audit_store.list_audit(&query).await?;
+    let events = run.audit(&query).await?;
     print(&events)?;
     if !args.follow {
         return Ok(());
@@ -365,26 +395,37 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
     // Follow from the newest event shown (or the newest stored, when none matched).
     let mut last = match events.last() {
         Some(e) => e.id,
-        None => state
-            .audit_store
-            .list_audit(&authx_core::audit::AuditQuery {
+        None => {
+            let newest = AuditQuery {
                 limit: 1,
                 ..Default::default()
-            })
-            .await?
-            .last()
-            .map_or(0, |e| e.id),
+            };
+            run.audit(&newest).await?.last().map_or(0, |e| e.id)
+        }
     };
     query.limit = 500;
     loop {
         query.after_id = Some(last);
-        let events = state.audit_store.list_audit(&query).await?;
+        let events = run.audit(&query).await?;
         print(&events)?;
         match events.last() {
             Some(e) => last = e.id,
             None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
         }
     }
+}
+
+/// Prints `items` as one pretty JSON array of their views.
+fn print_json<T>(items: &[T], view: impl Fn(&T) -> serde_json::Value) -> anyhow::Result<()> {
+    let list: Vec<_> = items.iter().map(view).collect();
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(())
+}
+
+/// Stores the audit events of a command before the process exits, then gives its result.
+async fn finish(state: &AppState, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    state.auth.audit().flush().await;
+    result
 }
 
 fn init_logging(format: LogFormat) {
@@ -402,31 +443,13 @@ fn init_logging(format: LogFormat) {
 
 async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
-    let auth = &state.auth;
+    let run = command_line(&state);
     let result = match cmd {
-        UserCommand::Add { email, admin } => {
-            let password = read_password()?;
-            match auth.create_user(&email, &password, admin).await {
-                Ok(user) => {
-                    println!("created user {} ({})", user.email, user.id);
-                    Ok(())
-                }
-                Err(
-                    e @ (AuthError::WeakPassword(_)
-                    | AuthError::InvalidEmail
-                    | AuthError::EmailTaken),
-                ) => bail!("{e}"),
-                Err(e) => Err(e).context("cannot create the user"),
-            }
-        }
+        UserCommand::Add { email, admin } => add_user(&state, &email, admin).await,
         UserCommand::List { json } => {
-            let users = auth.stores().accounts.list_users().await?;
+            let users = run.users().await?;
             if json {
-                let list: Vec<_> = users
-                    .iter()
-                    .map(authx_server::web::api::user_json)
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                print_json(&users, views::user_json)?;
             } else {
                 println!("{:<24} {:<9} {:<6} EMAIL", "ID", "STATUS", "ADMIN");
                 for u in users {
@@ -442,37 +465,40 @@ async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
         UserCommand::Disable { email } => {
-            let user = find_user(&state, &email).await?;
-            auth.disable_user(&user).await?;
+            run.disable_user(&find_user(&run, &email).await?).await?;
             println!("disabled {email}; all of their sessions ended");
             Ok(())
         }
         UserCommand::Enable { email } => {
-            let user = find_user(&state, &email).await?;
-            auth.enable_user(&user).await?;
+            run.enable_user(&find_user(&run, &email).await?).await?;
             println!("enabled {email}");
             Ok(())
         }
     };
-    // Audit events of the command are stored before the process exits.
-    state.auth.audit().flush().await;
-    result
+    finish(&state, result).await
 }
 
-async fn find_user(
-    state: &authx_server::state::AppState,
-    email: &str,
-) -> anyhow::Result<authx_core::user::UserId> {
-    let canonical = authx_core::user::canonical_email(email).map_err(|e| anyhow::anyhow!("{e}"))?;
-    match state
-        .auth
-        .stores()
-        .accounts
-        .user_by_email(&canonical)
-        .await?
-    {
+async fn add_user(state: &AppState, email: &str, admin: bool) -> anyhow::Result<()> {
+    let password = read_password()?;
+    match state.auth.create_user(email, &password, admin).await {
+        Ok(user) => {
+            println!("created user {} ({})", user.email, user.id);
+            Ok(())
+        }
+        Err(e @ (AuthError::WeakPassword(_) | AuthError::InvalidEmail | AuthError::EmailTaken)) => {
+            bail!("{e}")
+        }
+        Err(e) => Err(e).context("cannot create the user"),
+    }
+}
+
+async fn find_user(run: &Administration<'_>, email: &str) -> anyhow::Result<UserId> {
+    match run.user_by_email(email).await? {
         Some(u) => Ok(u.id),
-        None => bail!("no user with email {canonical}"),
+        None => {
+            let canonical = authx_core::user::canonical_email(email).unwrap_or_default();
+            bail!("no user with email {canonical}")
+        }
     }
 }
 
@@ -501,69 +527,13 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
-    let clients = &state.oauth.stores().clients;
+    let run = command_line(&state);
     let result = match cmd {
-        ClientCommand::Add {
-            id,
-            name,
-            redirect_uris,
-            grants,
-            scopes,
-            resources,
-            public,
-            first_party,
-            post_logout_redirect_uris,
-            id_token_alg,
-            backchannel_logout_uri,
-            json,
-        } => {
-            let spec = authx_server::web::api::ClientSpec {
-                id,
-                name,
-                redirect_uris,
-                grant_types: grants,
-                scopes,
-                resources,
-                public,
-                first_party,
-                post_logout_redirect_uris,
-                id_token_alg,
-                backchannel_logout_uri,
-                access_token_ttl_secs: None,
-                refresh_token_ttl_secs: None,
-                refresh_idle_secs: None,
-            };
-            let (client, confidential) = spec.into_client().map_err(|m| anyhow::anyhow!(m))?;
-            let (client, secret) = match state.oauth.register_client(client, confidential).await {
-                Ok(v) => v,
-                Err(authx_core::oauth::OAuthError::Store(authx_core::StoreError::Conflict)) => {
-                    bail!("a client with that id already exists")
-                }
-                Err(e) => bail!("{e}"),
-            };
-            if json {
-                let mut v = authx_server::web::api::client_json(&client);
-                if let Some(s) = &secret {
-                    v["client_secret"] = serde_json::Value::String(s.clone());
-                }
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("registered client {}", client.id);
-                if let Some(s) = secret {
-                    println!("client_secret: {s}");
-                    println!("(shown once: only its hash is stored)");
-                }
-            }
-            Ok(())
-        }
+        ClientCommand::Add { spec, json } => add_client(&run, (*spec).into(), json).await,
         ClientCommand::List { json } => {
-            let list = clients.list_clients().await?;
+            let list = run.clients().await?;
             if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(authx_server::web::api::client_json)
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                print_json(&list, views::client_json)?;
             } else {
                 for c in list {
                     let kind = if c.is_confidential() {
@@ -583,46 +553,60 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             }
             Ok(())
         }
-        ClientCommand::Remove { id } => {
-            // Through the provider, so the revocation event reaches guards via the log.
-            if state.oauth.delete_client(&id).await? {
-                state.auth.audit().record(
-                    authx_core::audit::AuditEvent::success("client_deleted")
-                        .client(&id)
-                        .with("via", "cli"),
-                );
+        // Through the provider, so the revocation event reaches guards via the log.
+        ClientCommand::Remove { id } => match run.delete_client(&id).await {
+            Ok(()) => {
                 println!("removed client {id}");
                 Ok(())
-            } else {
-                bail!("no client {id}")
             }
-        }
+            Err(AdminError::NotFound(_)) => bail!("no client {id}"),
+            Err(e) => Err(e.into()),
+        },
     };
-    // Audit events of the command are stored before the process exits.
-    state.auth.audit().flush().await;
-    result
+    finish(&state, result).await
+}
+
+async fn add_client(run: &Administration<'_>, spec: ClientSpec, json: bool) -> anyhow::Result<()> {
+    let (client, secret) = match run.register_client(spec).await {
+        Ok(v) => v,
+        Err(AdminError::OAuth(authx_core::oauth::OAuthError::Store(
+            authx_core::StoreError::Conflict,
+        ))) => bail!("a client with that id already exists"),
+        Err(e) => bail!("{e}"),
+    };
+    if json {
+        let v = views::registered_client_json(&client, secret.as_deref());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("registered client {}", client.id);
+        if let Some(s) = secret {
+            println!("client_secret: {s}");
+            println!("(shown once: only its hash is stored)");
+        }
+    }
+    Ok(())
 }
 
 async fn resource_command(config: Config, cmd: ResourceCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let run = command_line(&state);
     let result = match cmd {
         ResourceCommand::Add { id, scopes } => {
-            let r = authx_server::web::api::register_resource(&state, id, scopes)
+            let r = run
+                .register_resource(id, scopes)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+                .map_err(|e| anyhow::anyhow!(ApiError::from(e).message))?;
             println!("registered resource {} ({})", r.id, r.scopes.join(" "));
             Ok(())
         }
         ResourceCommand::List => {
-            for r in state.oauth.stores().clients.list_resources().await? {
+            for r in run.resources().await? {
                 println!("{:<40} {}", r.id, r.scopes.join(" "));
             }
             Ok(())
         }
     };
-    // Audit events of the command are stored before the process exits.
-    state.auth.audit().flush().await;
-    result
+    finish(&state, result).await
 }
 
 async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -631,11 +615,10 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { json } => {
             let keys = state.oauth.stores().keys.list_keys().await?;
             if json {
-                let v: Vec<_> = keys
-                    .iter()
-                    .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg.as_str(), "state": k.state.as_str(), "created_at": authx_server::web::rfc3339(k.created_at)}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                print_json(
+                    &keys,
+                    |k| serde_json::json!({"kid": k.kid, "alg": k.alg.as_str(), "state": k.state.as_str(), "created_at": rfc3339(k.created_at)}),
+                )?;
             } else {
                 for k in keys {
                     println!(
@@ -643,7 +626,7 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                         k.kid,
                         k.alg.as_str(),
                         k.state.as_str(),
-                        authx_server::web::rfc3339(k.created_at)
+                        rfc3339(k.created_at)
                     );
                 }
             }
@@ -661,9 +644,7 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    // Audit events of the command are stored before the process exits.
-    state.auth.audit().flush().await;
-    result
+    finish(&state, result).await
 }
 
 async fn login_command(args: LoginArgs) -> anyhow::Result<()> {

@@ -3,17 +3,17 @@
 //! the buttons of the upstream providers. Used by the sign-in and sign-up pages and by
 //! federation, so neither depends on the other.
 
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use authx_core::auth::{AuthError, SignedIn};
+use authx_core::auth::{AuthError, SignInOutcome, SignedIn};
 use authx_core::csrf;
 use authx_core::secret::PreSessionToken;
 
 use super::error::ApiError;
+pub(crate) use super::error::auth::status as error_status;
+pub(crate) use super::error::set_retry_after;
 use super::extract::CurrentSession;
-use crate::cookies::append_cookie;
-use crate::html::Message;
+use crate::cookies::{append_cookie, append_new_session};
 use crate::html::account::ProviderButton;
 use crate::state::AppState;
 
@@ -69,38 +69,33 @@ pub(crate) fn pre_token_ok(current: &CurrentSession, presented: &str) -> bool {
 
 /// The 303 after a sign-in: the session cookie set, the pre-session cookie cleared.
 pub(crate) fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) -> Response {
-    let max_age = signed
-        .session
-        .absolute_expires_at
-        .since(signed.session.created_at);
     // 303 so the browser follows with a GET and never re-sends the credentials (RFC 9700 §4.12).
     let mut res = Redirect::to(to).into_response();
-    append_cookie(
-        res.headers_mut(),
-        &state.cookies.set_session(signed.token.expose(), max_age),
-    );
-    append_cookie(res.headers_mut(), &state.cookies.clear_pre_session());
+    append_new_session(res.headers_mut(), &state.cookies, signed, true);
     res
 }
 
-/// The status and `Retry-After` of a failed sign-in.
-pub(crate) fn error_status(e: &AuthError) -> (StatusCode, Option<i64>) {
-    let (status, _, retry) = super::error::classify(e);
-    (status, retry)
-}
-
-/// Adds `Retry-After` (at least one second) when there is a wait.
-pub(crate) fn set_retry_after(res: &mut Response, retry: Option<i64>) {
-    if let Some(secs) = retry {
-        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
+/// A password sign-in of this browser (its previous session ends), counted in the metrics.
+///
+/// # Errors
+/// As [`authx_core::auth::AuthService::sign_in`].
+pub(crate) async fn sign_in(
+    state: &AppState,
+    current: &CurrentSession,
+    email: &str,
+    password: &str,
+) -> Result<SignedIn, AuthError> {
+    let result = state
+        .auth
+        .sign_in(email, password, &current.ctx, current.token.as_ref())
+        .await;
+    state.metrics.sign_in(SignInOutcome::of(&result));
+    result
 }
 
 /// The page for a form body that could not be read.
 pub(crate) fn bad_form(e: ApiError) -> Response {
-    Message::error("Bad request", &e.message).response(e.status)
+    e.into_page()
 }
 
 /// The sign-in page's buttons, one per configured upstream provider.

@@ -1,15 +1,17 @@
-//! The one mapping from failures to HTTP responses for the JSON API: a stable
-//! `{"error": code, "message": text}` body with the right status.
+//! The one mapping from failures to HTTP responses: the JSON API's stable
+//! `{"error": code, "message": text}` body with the right status, and the error pages of the
+//! browser forms. One file per core error type.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use authx_core::StoreError;
-use authx_core::auth::AuthError;
-
+pub mod admin;
+pub mod auth;
 pub mod oauth;
+
+pub use auth::classify;
 
 /// An error answer of the JSON API.
 #[derive(Debug)]
@@ -77,52 +79,19 @@ impl ApiError {
     }
 }
 
-/// Status, code and `Retry-After` for an account-service error.
-#[must_use]
-pub fn classify(e: &AuthError) -> (StatusCode, &'static str, Option<i64>) {
-    match e {
-        AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", None),
-        AuthError::Throttled { retry_after_secs } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            Some(*retry_after_secs),
-        ),
-        AuthError::SignUpDisabled => (StatusCode::FORBIDDEN, "sign_up_disabled", None),
-        AuthError::EmailTaken => (StatusCode::CONFLICT, "email_taken", None),
-        AuthError::InvalidEmail => (StatusCode::BAD_REQUEST, "invalid_email", None),
-        AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password", None),
-        AuthError::PasswordTooLong => (StatusCode::BAD_REQUEST, "password_too_long", None),
-        AuthError::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password", None),
-        AuthError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
-        AuthError::Busy | AuthError::Store(StoreError::Unavailable(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
-        }
-        AuthError::Store(_) | AuthError::Internal(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
-        }
+impl ApiError {
+    /// The error page of a browser form whose body could not be read.
+    #[must_use]
+    pub fn into_page(self) -> Response {
+        crate::html::Message::error("Bad request", &self.message).response(self.status)
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        let (status, code, retry_after) = classify(&e);
-        let message = match &e {
-            AuthError::Store(StoreError::Unavailable(cause)) => {
-                tracing::warn!(error = %cause, "store unavailable");
-                "the service is temporarily unavailable".to_owned()
-            }
-            AuthError::Busy => "the service is temporarily unavailable".to_owned(),
-            AuthError::Store(_) | AuthError::Internal(_) => {
-                tracing::error!(error = %e, "internal error");
-                "internal error".to_owned()
-            }
-            other => other.to_string(),
-        };
-        Self {
-            status,
-            code,
-            message,
-            retry_after,
+/// Adds `Retry-After` (at least one second) when there is a wait.
+pub fn set_retry_after(res: &mut Response, retry: Option<i64>) {
+    if let Some(secs) = retry {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }
 }
@@ -134,11 +103,7 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
+        set_retry_after(&mut res, self.retry_after);
         res
     }
 }

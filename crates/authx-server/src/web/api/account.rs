@@ -1,0 +1,290 @@
+//! The account calls of the JSON API: sign-up, sign-in, sign-out, the CSRF token, me, sessions
+//! and grants, password change, consents and the session's access token.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use authx_core::auth::{AuthError, SignedIn};
+use authx_core::secret::PreSessionToken;
+use authx_core::session::SessionId;
+
+use super::views::{SessionView, UserView, consent_json, grant_json, session_json, user_json};
+use crate::cookies::{append_cookie, append_new_session};
+use crate::state::AppState;
+use crate::web::error::ApiError;
+use crate::web::error::oauth::api_error as oauth_api_error;
+use crate::web::extract::{CurrentSession, JsonBody, SignedInUser, UserAction, check_csrf_header};
+use crate::web::middleware::empty;
+use crate::web::signin::sign_in;
+
+#[derive(Deserialize)]
+pub(super) struct Credentials {
+    email: String,
+    password: String,
+    /// Non-browser clients may ask for the session token in the body, once.
+    #[serde(default)]
+    return_token: bool,
+}
+
+pub(super) async fn sign_up_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let signed = state
+        .auth
+        .sign_up(&body.email, &body.password, &current.ctx)
+        .await?;
+    Ok(signed_in_response(
+        &state,
+        StatusCode::CREATED,
+        &signed,
+        body.return_token,
+    ))
+}
+
+pub(super) async fn sign_in_post(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let signed = sign_in(&state, &current, &body.email, &body.password).await?;
+    Ok(signed_in_response(
+        &state,
+        StatusCode::OK,
+        &signed,
+        body.return_token,
+    ))
+}
+
+/// The user and the new session, its cookie set and the pre-session cookie cleared.
+fn signed_in_response(
+    state: &AppState,
+    status: StatusCode,
+    signed: &SignedIn,
+    return_token: bool,
+) -> Response {
+    let mut body = json!({
+        "user": user_json(&signed.user),
+        "session": session_json(&signed.session, true),
+    });
+    if return_token {
+        body["session_token"] = Value::String(signed.token.expose().to_owned());
+    }
+    let mut res = (status, Json(body)).into_response();
+    append_new_session(res.headers_mut(), &state.cookies, signed, true);
+    res
+}
+
+pub(super) async fn sign_out_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+) -> Result<Response, ApiError> {
+    if current.auth.is_some() {
+        check_csrf_header(&headers, &current)?;
+    }
+    if let Some(token) = &current.token {
+        state.auth.sign_out(token).await?;
+    }
+    let mut res = empty(StatusCode::NO_CONTENT);
+    append_cookie(res.headers_mut(), &state.cookies.clear_session());
+    res.headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    Ok(res)
+}
+
+pub(super) async fn csrf_get(State(state): State<AppState>, current: CurrentSession) -> Response {
+    if let Some(token) = current.csrf_token() {
+        return Json(json!({"csrf_token": token})).into_response();
+    }
+    // Not signed in: bind the token to a pre-session cookie, minted here if there is none.
+    let (pre, fresh) = match current.pre {
+        Some(p) => (p, false),
+        None => (PreSessionToken::generate(), true),
+    };
+    let mut res =
+        Json(json!({"csrf_token": authx_core::csrf::token_for_pre_session(&pre)})).into_response();
+    if fresh {
+        append_cookie(
+            res.headers_mut(),
+            &state.cookies.set_pre_session(pre.expose()),
+        );
+    }
+    res
+}
+
+pub(super) async fn me_get(SignedInUser(auth): SignedInUser) -> Response {
+    // Serialized straight from borrowed views: the most frequent authenticated call builds no
+    // intermediate JSON tree.
+    #[derive(Serialize)]
+    struct Me<'a> {
+        user: UserView<'a>,
+        session: SessionView<'a>,
+    }
+    Json(Me {
+        user: UserView::of(&auth.user),
+        session: SessionView::of(&auth.session, true),
+    })
+    .into_response()
+}
+
+pub(super) async fn sessions_get(
+    State(state): State<AppState>,
+    SignedInUser(auth): SignedInUser,
+) -> Result<Json<Value>, ApiError> {
+    let sessions = state.auth.sessions(&auth.user.id).await?;
+    let mut list: Vec<Value> = sessions
+        .iter()
+        .map(|s| session_json(s, s.id == auth.session.id))
+        .collect();
+    // One inventory: the grants held by applications stand beside the browser sessions.
+    let grants = state
+        .oauth
+        .user_grants(&auth.user.id)
+        .await
+        .map_err(oauth_api_error)?;
+    list.extend(grants.iter().map(|(f, c)| grant_json(f, c.as_ref())));
+    Ok(Json(json!({"sessions": list})))
+}
+
+pub(super) async fn session_delete(
+    State(state): State<AppState>,
+    call: UserAction,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = &call.auth.user.id;
+    match state
+        .auth
+        .revoke_session(user, &SessionId(id.clone()))
+        .await
+    {
+        Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+        // Not a browser session: perhaps an application's grant of this user.
+        Err(AuthError::NotFound) => {
+            let revoked = state
+                .oauth
+                .revoke_user_grant(user, &id)
+                .await
+                .map_err(oauth_api_error)?;
+            if revoked {
+                Ok(empty(StatusCode::NO_CONTENT))
+            } else {
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "not found",
+                ))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn revoke_others_post(
+    State(state): State<AppState>,
+    call: UserAction,
+) -> Result<Json<Value>, ApiError> {
+    let auth = &call.auth;
+    let n = state
+        .auth
+        .revoke_other_sessions(&auth.user.id, Some(&auth.session.id))
+        .await?;
+    Ok(Json(json!({"revoked": n})))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub(super) async fn password_post(
+    State(state): State<AppState>,
+    call: UserAction<JsonBody<PasswordChange>>,
+) -> Result<Response, ApiError> {
+    let JsonBody(body) = &call.body;
+    let signed = state
+        .auth
+        .change_password(
+            &call.auth,
+            &body.current_password,
+            &body.new_password,
+            &call.ctx,
+        )
+        .await?;
+    let mut res = Json(json!({
+        "user": user_json(&signed.user),
+        "session": session_json(&signed.session, true),
+        "csrf_token": authx_core::csrf::token_for_session(&signed.token),
+    }))
+    .into_response();
+    append_new_session(res.headers_mut(), &state.cookies, &signed, false);
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub(super) struct SessionTokenRequest {
+    resource: String,
+    scope: Option<String>,
+}
+
+/// The first-party hybrid: a signed-in browser session mints a short-lived access token for one
+/// of the registered APIs. The token dies with the session.
+pub(super) async fn session_token_post(
+    State(state): State<AppState>,
+    call: UserAction<JsonBody<SessionTokenRequest>>,
+) -> Result<Response, ApiError> {
+    let JsonBody(req) = &call.body;
+    let tokens = state
+        .oauth
+        .session_token(
+            &call.auth.user,
+            &call.auth.session.id,
+            &req.resource,
+            req.scope.as_deref(),
+            state.config.oauth.session_token_ttl_secs,
+        )
+        .await
+        .map_err(oauth_api_error)?;
+    Ok(Json(tokens.to_json()).into_response())
+}
+
+pub(super) async fn consents_get(
+    State(state): State<AppState>,
+    SignedInUser(auth): SignedInUser,
+) -> Result<Json<Value>, ApiError> {
+    let list = state
+        .oauth
+        .stores()
+        .grants
+        .list_consents(&auth.user.id)
+        .await
+        .map_err(|e| oauth_api_error(e.into()))?;
+    let items: Vec<Value> = list.iter().map(consent_json).collect();
+    Ok(Json(json!({"consents": items})))
+}
+
+pub(super) async fn consent_delete(
+    State(state): State<AppState>,
+    call: UserAction,
+    Path(client_id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state
+        .auth
+        .withdraw_consent(&call.auth.user.id, &client_id)
+        .await?
+    {
+        Ok(empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no consent for that client",
+        ))
+    }
+}

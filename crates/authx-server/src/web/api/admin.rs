@@ -1,0 +1,152 @@
+//! The administration calls of the JSON API: users, the audit trail, clients and resources.
+//! Each is one call of [`authx_core::admin::Administration`] as the signed-in administrator.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use authx_core::admin::ClientSpec;
+use authx_core::audit::AuditQuery;
+use authx_core::user::UserId;
+
+use super::views::{audit_json, client_json, user_json};
+use crate::state::AppState;
+use crate::web::error::ApiError;
+use crate::web::extract::{Admin, AdminView, JsonBody};
+use crate::web::middleware::empty;
+
+/// `GET /api/v1/admin/audit` parameters.
+#[derive(Deserialize)]
+pub(super) struct AuditParams {
+    /// A user id or email address.
+    user: Option<String>,
+    kind: Option<String>,
+    /// Unix seconds.
+    since: Option<i64>,
+    /// Only events after this id, oldest first (for following).
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Most audit events one call returns.
+const MAX_AUDIT_PAGE: u32 = 1_000;
+
+pub(super) async fn admin_audit_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "use user, kind, since (Unix seconds), after (an event id) and limit",
+        )
+    })?;
+    let run = admin.run(&state);
+    let user_id = match p.user {
+        Some(u) => Some(run.user_filter(&u).await?),
+        None => None,
+    };
+    let q = AuditQuery {
+        user_id,
+        kind: p.kind,
+        since: p.since.map(authx_core::Timestamp),
+        after_id: p.after,
+        limit: p.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
+    };
+    let events = run.audit(&q).await?;
+    Ok(Json(
+        json!({"events": events.iter().map(audit_json).collect::<Vec<_>>()}),
+    ))
+}
+
+pub(super) async fn admin_users_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    let users = admin.run(&state).users().await?;
+    Ok(Json(
+        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
+}
+
+pub(super) async fn admin_user_disable_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.run(&state).disable_user(&UserId(id)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn admin_user_enable_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.run(&state).enable_user(&UserId(id)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn admin_clients_post(
+    State(state): State<AppState>,
+    admin: Admin<JsonBody<ClientSpec>>,
+) -> Result<Response, ApiError> {
+    let run = admin.run(&state);
+    let JsonBody(spec) = admin.body;
+    let (client, secret) = run.register_client(spec).await?;
+    let mut body = json!({"client": client_json(&client)});
+    if let Some(s) = secret {
+        body["client_secret"] = Value::String(s);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub(super) async fn admin_clients_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    let clients = admin.run(&state).clients().await?;
+    Ok(Json(
+        json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()}),
+    ))
+}
+
+pub(super) async fn admin_client_delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.run(&state).delete_client(&id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResourceSpec {
+    id: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+pub(super) async fn admin_resources_post(
+    State(state): State<AppState>,
+    admin: Admin<JsonBody<ResourceSpec>>,
+) -> Result<Response, ApiError> {
+    let run = admin.run(&state);
+    let JsonBody(spec) = admin.body;
+    let r = run.register_resource(spec.id, spec.scopes).await?;
+    Ok((StatusCode::CREATED, Json(json!({"resource": r}))).into_response())
+}
+
+pub(super) async fn admin_resources_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    let list = admin.run(&state).resources().await?;
+    Ok(Json(json!({"resources": list})))
+}
