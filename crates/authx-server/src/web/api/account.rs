@@ -17,7 +17,9 @@ use crate::cookies::{append_cookie, append_new_session};
 use crate::state::AppState;
 use crate::web::error::ApiError;
 use crate::web::error::oauth::api_error as oauth_api_error;
-use crate::web::extract::{CurrentSession, JsonBody, SignedInUser, UserAction, check_csrf_header};
+use crate::web::extract::{
+    Caller, CurrentSession, JsonBody, SignedInUser, UserAction, check_csrf_header,
+};
 use crate::web::middleware::empty;
 use crate::web::signin::sign_in;
 
@@ -118,7 +120,7 @@ pub(super) async fn csrf_get(State(state): State<AppState>, current: CurrentSess
     res
 }
 
-pub(super) async fn me_get(SignedInUser(auth): SignedInUser) -> Response {
+pub(super) async fn me_get(Caller { auth, .. }: SignedInUser) -> Response {
     // Serialized straight from borrowed views: the most frequent authenticated call builds no
     // intermediate JSON tree.
     #[derive(Serialize)]
@@ -135,7 +137,7 @@ pub(super) async fn me_get(SignedInUser(auth): SignedInUser) -> Response {
 
 pub(super) async fn sessions_get(
     State(state): State<AppState>,
-    SignedInUser(auth): SignedInUser,
+    Caller { auth, .. }: SignedInUser,
 ) -> Result<Json<Value>, ApiError> {
     let sessions = state.auth.sessions(&auth.user.id).await?;
     let mut list: Vec<Value> = sessions
@@ -256,7 +258,7 @@ pub(super) async fn session_token_post(
 
 pub(super) async fn consents_get(
     State(state): State<AppState>,
-    SignedInUser(auth): SignedInUser,
+    Caller { auth, .. }: SignedInUser,
 ) -> Result<Json<Value>, ApiError> {
     let list = state
         .oauth

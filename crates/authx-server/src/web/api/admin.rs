@@ -19,6 +19,14 @@ use crate::web::error::ApiError;
 use crate::web::extract::{Admin, AdminView, JsonBody};
 use crate::web::middleware::empty;
 
+/// `{key: [view of each item]}`, the shape of every admin list.
+fn listed<T>(key: &str, items: &[T], view: impl Fn(&T) -> Value) -> Json<Value> {
+    let list = items.iter().map(view).collect();
+    let mut body = serde_json::Map::new();
+    body.insert(key.to_owned(), Value::Array(list));
+    Json(Value::Object(body))
+}
+
 /// `GET /api/v1/admin/audit` parameters.
 #[derive(Deserialize)]
 pub(super) struct AuditParams {
@@ -59,19 +67,17 @@ pub(super) async fn admin_audit_get(
         after_id: p.after,
         limit: p.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
     };
-    let events = run.audit(&q).await?;
-    Ok(Json(
-        json!({"events": events.iter().map(audit_json).collect::<Vec<_>>()}),
-    ))
+    Ok(listed("events", &run.audit(&q).await?, audit_json))
 }
 
 pub(super) async fn admin_users_get(
     State(state): State<AppState>,
     admin: AdminView,
 ) -> Result<Json<Value>, ApiError> {
-    let users = admin.run(&state).users().await?;
-    Ok(Json(
-        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
+    Ok(listed(
+        "users",
+        &admin.run(&state).users().await?,
+        user_json,
     ))
 }
 
@@ -111,9 +117,10 @@ pub(super) async fn admin_clients_get(
     State(state): State<AppState>,
     admin: AdminView,
 ) -> Result<Json<Value>, ApiError> {
-    let clients = admin.run(&state).clients().await?;
-    Ok(Json(
-        json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()}),
+    Ok(listed(
+        "clients",
+        &admin.run(&state).clients().await?,
+        client_json,
     ))
 }
 

@@ -44,46 +44,13 @@ fn check_csrf(presented: &str, current: &CurrentSession) -> Result<(), ApiError>
     Err(ApiError::csrf())
 }
 
-/// The identity of a signed-in caller, 401 otherwise.
-fn signed_in(current: &CurrentSession) -> Result<Arc<Authenticated>, ApiError> {
-    current.auth.clone().ok_or_else(ApiError::unauthenticated)
-}
-
-/// The identity of a signed-in administrator: 401 without a session, 403 for anyone else.
-fn administrator(current: &CurrentSession) -> Result<Arc<Authenticated>, ApiError> {
-    let auth = signed_in(current)?;
-    if auth.user.is_admin {
-        Ok(auth)
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "administrators only",
-        ))
-    }
-}
-
-/// A signed-in user's read (no CSRF token needed: nothing changes).
+/// A caller of the JSON API who passed the checks `ADMIN` (an administrator, else 403) and
+/// `CSRF` (the `X-CSRF-Token` header matches the session, else 403) on top of being signed in
+/// (else 401); `B` is its JSON body (`JsonBody<T>`), or `()` for none. Handlers name it
+/// through the aliases below.
 #[derive(Debug)]
-pub struct SignedInUser(pub Arc<Authenticated>);
-
-impl FromRequestParts<AppState> for SignedInUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let current = CurrentSession::from_request_parts(parts, state).await?;
-        Ok(Self(signed_in(&current)?))
-    }
-}
-
-/// A signed-in user's state-changing call, with its CSRF token checked; `B` is its JSON body
-/// (`JsonBody<T>`), or `()` for none.
-#[derive(Debug)]
-pub struct UserAction<B = ()> {
-    /// The caller.
+pub struct Caller<const ADMIN: bool, const CSRF: bool, B = ()> {
+    /// The signed-in user.
     pub auth: Arc<Authenticated>,
     /// Where the call came from.
     pub ctx: ClientContext,
@@ -91,19 +58,56 @@ pub struct UserAction<B = ()> {
     pub body: B,
 }
 
-/// An administrator's read (no CSRF token needed: nothing changes).
-#[derive(Debug)]
-pub struct AdminView(pub Arc<Authenticated>);
+/// A signed-in user's read (no CSRF token needed: nothing changes).
+pub type SignedInUser = Caller<false, false>;
+/// A signed-in user's state-changing call.
+pub type UserAction<B = ()> = Caller<false, true, B>;
+/// An administrator's read.
+pub type AdminView = Caller<true, false>;
+/// An administrator's state-changing call; every action through [`Caller::run`] is audited
+/// under the administrator's name.
+pub type Admin<B = ()> = Caller<true, true, B>;
 
-impl AdminView {
+impl<const CSRF: bool, B> Caller<true, CSRF, B> {
     /// The administration as this administrator.
     #[must_use]
     pub fn run<'a>(&self, state: &'a AppState) -> Administration<'a> {
-        administration(state, &self.0)
+        Administration::new(
+            &state.auth,
+            &state.oauth,
+            state.audit_store.as_ref(),
+            Actor::Administrator(self.auth.user.id.clone()),
+        )
     }
 }
 
-impl FromRequestParts<AppState> for AdminView {
+impl<const ADMIN: bool, const CSRF: bool> Caller<ADMIN, CSRF> {
+    /// The checks, once the session is resolved and any body read.
+    fn check<B>(
+        current: CurrentSession,
+        presented: &str,
+        body: B,
+    ) -> Result<Caller<ADMIN, CSRF, B>, ApiError> {
+        let auth = current.auth.clone().ok_or_else(ApiError::unauthenticated)?;
+        if ADMIN && !auth.user.is_admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "administrators only",
+            ));
+        }
+        if CSRF {
+            check_csrf(presented, &current)?;
+        }
+        Ok(Caller {
+            auth,
+            ctx: current.ctx,
+            body,
+        })
+    }
+}
+
+impl<const ADMIN: bool, const CSRF: bool> FromRequestParts<AppState> for Caller<ADMIN, CSRF> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -111,47 +115,23 @@ impl FromRequestParts<AppState> for AdminView {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let current = CurrentSession::from_request_parts(parts, state).await?;
-        Ok(Self(administrator(&current)?))
+        Self::check(current, &header_token(&parts.headers), ())
     }
 }
 
-/// An administrator's state-changing call, with its CSRF token checked; every action through
-/// [`Admin::run`] is audited under the administrator's name. `B` as for [`UserAction`].
-#[derive(Debug)]
-pub struct Admin<B = ()> {
-    /// The administrator.
-    pub auth: Arc<Authenticated>,
-    /// The body.
-    pub body: B,
-}
+impl<const ADMIN: bool, const CSRF: bool, T: DeserializeOwned> FromRequest<AppState>
+    for Caller<ADMIN, CSRF, JsonBody<T>>
+{
+    type Rejection = ApiError;
 
-impl<B> Admin<B> {
-    /// The administration as this administrator.
-    #[must_use]
-    pub fn run<'a>(&self, state: &'a AppState) -> Administration<'a> {
-        administration(state, &self.auth)
+    /// The body is read before the caller is checked, as the API always answered.
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let current = CurrentSession::from_request_parts(&mut parts, state).await?;
+        let presented = header_token(&parts.headers);
+        let body = JsonBody::from_request(Request::from_parts(parts, body), state).await?;
+        Caller::<ADMIN, CSRF>::check(current, &presented, body)
     }
-}
-
-fn administration<'a>(state: &'a AppState, admin: &Authenticated) -> Administration<'a> {
-    Administration::new(
-        &state.auth,
-        &state.oauth,
-        state.audit_store.as_ref(),
-        Actor::Administrator(admin.user.id.clone()),
-    )
-}
-
-/// The session, the CSRF header and the JSON body of a call, the body read last.
-async fn with_body<T: DeserializeOwned>(
-    req: Request,
-    state: &AppState,
-) -> Result<(CurrentSession, String, T), ApiError> {
-    let (mut parts, body) = req.into_parts();
-    let current = CurrentSession::from_request_parts(&mut parts, state).await?;
-    let presented = header_token(&parts.headers);
-    let JsonBody(value) = JsonBody::from_request(Request::from_parts(parts, body), state).await?;
-    Ok((current, presented, value))
 }
 
 fn header_token(headers: &HeaderMap) -> String {
@@ -160,65 +140,4 @@ fn header_token(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
-}
-
-impl FromRequestParts<AppState> for UserAction {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let current = CurrentSession::from_request_parts(parts, state).await?;
-        let auth = signed_in(&current)?;
-        check_csrf_header(&parts.headers, &current)?;
-        Ok(Self {
-            auth,
-            ctx: current.ctx,
-            body: (),
-        })
-    }
-}
-
-impl<T: DeserializeOwned> FromRequest<AppState> for UserAction<JsonBody<T>> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (current, presented, body) = with_body(req, state).await?;
-        let auth = signed_in(&current)?;
-        check_csrf(&presented, &current)?;
-        Ok(Self {
-            auth,
-            ctx: current.ctx,
-            body: JsonBody(body),
-        })
-    }
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let current = CurrentSession::from_request_parts(parts, state).await?;
-        let auth = administrator(&current)?;
-        check_csrf_header(&parts.headers, &current)?;
-        Ok(Self { auth, body: () })
-    }
-}
-
-impl<T: DeserializeOwned> FromRequest<AppState> for Admin<JsonBody<T>> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (current, presented, body) = with_body(req, state).await?;
-        let auth = administrator(&current)?;
-        check_csrf(&presented, &current)?;
-        Ok(Self {
-            auth,
-            body: JsonBody(body),
-        })
-    }
 }

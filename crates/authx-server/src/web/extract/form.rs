@@ -41,11 +41,8 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for CsrfForm<T> {
         let current = CurrentSession::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let form = match FormBody::<T>::from_request(Request::from_parts(parts, body), state).await
-        {
-            Ok(FormBody(f)) => f,
-            Err(e) => return Err(e.into_page()),
-        };
+        let PageForm::<T>(form) =
+            PageForm::from_request(Request::from_parts(parts, body), state).await?;
         let Some(auth) = current.auth.clone() else {
             return Err(to_login("/account"));
         };
@@ -57,6 +54,20 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for CsrfForm<T> {
             current,
             form,
         })
+    }
+}
+
+/// A page's form body; one that cannot be read is answered with an error page.
+pub(crate) struct PageForm<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match FormBody::<T>::from_request(req, state).await {
+            Ok(FormBody(f)) => Ok(Self(f)),
+            Err(e) => Err(e.into_page()),
+        }
     }
 }
 

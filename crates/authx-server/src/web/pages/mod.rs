@@ -12,10 +12,13 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use authx_core::audit::{AuditEvent, record_current};
+use authx_core::auth::AuthError;
 
 use super::error::ApiError;
 use super::error::auth::page as error_page;
-use super::extract::{CurrentSession, FormBody, FormToken, csrf_refused, session_token_ok};
+use super::extract::{
+    CurrentSession, FormBody, FormToken, PageForm, csrf_refused, session_token_ok,
+};
 use super::signin::{
     bad_form, buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
     sign_in, signed_in_redirect, with_pre_cookie,
@@ -98,8 +101,30 @@ const LOGIN_CSP: &str =
 #[derive(Default)]
 struct Again<'a> {
     email: &'a str,
-    error: Option<&'a str>,
+    error: Option<String>,
     retry: Option<i64>,
+}
+
+impl<'a> Again<'a> {
+    /// The form again after its token was refused.
+    fn expired(email: &'a str, error: &str) -> Self {
+        Self {
+            email,
+            error: Some(error.to_owned()),
+            retry: None,
+        }
+    }
+
+    /// The form again after the account service refused it, and the status to answer with.
+    fn failed(email: &'a str, e: &AuthError) -> (StatusCode, Self) {
+        let (status, retry) = error_status(e);
+        let again = Self {
+            email,
+            error: Some(e.to_string()),
+            retry,
+        };
+        (status, again)
+    }
 }
 
 /// The sign-in page, with the providers' buttons, its form token bound to this browser.
@@ -115,7 +140,7 @@ fn login_page(
         csrf: &token,
         return_to,
         email: again.email,
-        error: again.error,
+        error: again.error.as_deref(),
         sign_up: state.config.auth.sign_up_enabled,
         providers: buttons(state, return_to),
     };
@@ -155,12 +180,8 @@ struct LoginForm {
 async fn login_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    form: Result<FormBody<LoginForm>, ApiError>,
+    PageForm(form): PageForm<LoginForm>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
-    };
     let return_to = safe_return_to(form.return_to.as_deref());
     let email = form.email.as_str();
     if !pre_token_ok(&current, &form.csrf_token) {
@@ -169,24 +190,13 @@ async fn login_post(
                 .with("reason", "bad form token")
                 .with("path", "/login"),
         );
-        let error = Some("This form expired. Please sign in again.");
-        let again = Again {
-            email,
-            error,
-            retry: None,
-        };
+        let again = Again::expired(email, "This form expired. Please sign in again.");
         return login_page(&state, &current, StatusCode::FORBIDDEN, &return_to, &again);
     }
     match sign_in(&state, &current, email, &form.password).await {
         Ok(signed) => signed_in_redirect(&state, &signed, &return_to),
         Err(e) => {
-            let (status, retry) = error_status(&e);
-            let error = e.to_string();
-            let again = Again {
-                email,
-                error: Some(&error),
-                retry,
-            };
+            let (status, again) = Again::failed(email, &e);
             login_page(&state, &current, status, &return_to, &again)
         }
     }
@@ -204,7 +214,7 @@ fn signup_page(
     let page = SignUp {
         csrf: &token,
         email: again.email,
-        error: again.error,
+        error: again.error.as_deref(),
         min_chars: min,
         min_text: authx_core::plural::count(min as u64, "character", "characters"),
     };
@@ -251,12 +261,7 @@ async fn signup_post(
     };
     let email = form.email.as_str();
     if !pre_token_ok(&current, &form.csrf_token) {
-        let error = Some("This form expired. Please try again.");
-        let again = Again {
-            email,
-            error,
-            retry: None,
-        };
+        let again = Again::expired(email, "This form expired. Please try again.");
         return signup_page(&state, &current, StatusCode::FORBIDDEN, &again);
     }
     match state
@@ -266,13 +271,7 @@ async fn signup_post(
     {
         Ok(signed) => signed_in_redirect(&state, &signed, "/account"),
         Err(e) => {
-            let (status, retry) = error_status(&e);
-            let error = e.to_string();
-            let again = Again {
-                email,
-                error: Some(&error),
-                retry,
-            };
+            let (status, again) = Again::failed(email, &e);
             signup_page(&state, &current, status, &again)
         }
     }
@@ -302,12 +301,8 @@ impl FormToken for CsrfOnly {
 async fn logout_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    form: Result<FormBody<CsrfOnly>, ApiError>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
-    };
     if current.auth.is_some() && !session_token_ok(&current, &form.csrf_token) {
         return csrf_refused();
     }
