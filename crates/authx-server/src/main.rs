@@ -356,7 +356,6 @@ fn parse_since(text: &str, now: authx_core::Timestamp) -> anyhow::Result<authx_c
 
 async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
     use authx_core::Clock as _;
-    use std::io::Write as _;
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
     let run = command_line(&state);
     let user_id = match &args.user {
@@ -368,32 +367,20 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
         Some(s) => Some(parse_since(s, SystemClock.now())?),
         None => None,
     };
-    let mut query = AuditQuery {
+    let query = AuditQuery {
         user_id,
         kind: args.kind.clone(),
         since,
         after_id: None,
         limit: args.limit.clamp(1, 10_000),
     };
-    let print = |events: &[authx_core::audit::AuditRecord]| -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
-        for e in events {
-            if args.json {
-                writeln!(out, "{}", views::audit_json(e))?;
-            } else {
-                writeln!(out, "{} #{} {}", rfc3339(e.at), e.id, e.to_line())?;
-            }
-        }
-        out.flush()?;
-        Ok(())
-    };
     let events = run.audit(&query).await?;
-    print(&events)?;
+    print_audit(&events, args.json)?;
     if !args.follow {
         return Ok(());
     }
     // Follow from the newest event shown (or the newest stored, when none matched).
-    let mut last = match events.last() {
+    let last = match events.last() {
         Some(e) => e.id,
         None => {
             let newest = AuditQuery {
@@ -403,16 +390,41 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
             run.audit(&newest).await?.last().map_or(0, |e| e.id)
         }
     };
+    follow_audit(&run, query, last, args.json).await
+}
+
+/// Prints the events matching `query` stored after event `last`, as they come, forever.
+async fn follow_audit(
+    run: &Administration<'_>,
+    mut query: AuditQuery,
+    mut last: i64,
+    json: bool,
+) -> anyhow::Result<()> {
     query.limit = 500;
     loop {
         query.after_id = Some(last);
         let events = run.audit(&query).await?;
-        print(&events)?;
+        print_audit(&events, json)?;
         match events.last() {
             Some(e) => last = e.id,
             None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
         }
     }
+}
+
+/// Prints audit events, one a line: JSON objects, or time, id and a readable line.
+fn print_audit(events: &[authx_core::audit::AuditRecord], json: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for e in events {
+        if json {
+            writeln!(out, "{}", views::audit_json(e))?;
+        } else {
+            writeln!(out, "{} #{} {}", rfc3339(e.at), e.id, e.to_line())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Prints `items` as one pretty JSON array of their views.

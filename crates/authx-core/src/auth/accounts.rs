@@ -2,13 +2,14 @@
 //! disabling or enabling a user.
 
 use crate::audit::AuditEvent;
+use crate::clock::Timestamp;
 use crate::events::RevocationEvent;
 use crate::password::{MAX_PASSWORD_BYTES, Verified};
 use crate::session::ClientContext;
 use crate::store::StoreError;
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
-use super::sessions::{CodeScope, FamilyScope};
+use super::throttling::Counters;
 use super::{AuthError, AuthService, Authenticated, SignedIn};
 
 impl AuthService {
@@ -82,51 +83,20 @@ impl AuthService {
         ctx: &ClientContext,
     ) -> Result<SignedIn, AuthError> {
         let now = self.clock.now();
-        let account_key = format!("account:{}", auth.user.email);
-        let ip_key = ctx.ip.as_deref().map(|ip| format!("ip:{ip}"));
-        if let Err(e) = self
-            .check_throttle(&account_key, ip_key.as_deref(), now)
-            .await
-        {
-            self.audit
-                .record(AuditEvent::failure("password_change_throttled").user(&auth.user.id));
-            return Err(e);
-        }
+        let keys = Counters::new(&auth.user.email, ctx);
         let user = self
-            .stores
-            .accounts
-            .user_by_id(&auth.user.id)
-            .await?
-            .ok_or(AuthError::NotFound)?;
-        if current.len() > MAX_PASSWORD_BYTES
-            || self.hasher.verify(&user.password_hash, current).await? == Verified::Mismatch
-        {
-            self.record_failure(&account_key, ip_key.as_deref(), now, Some(&user))
-                .await?;
-            self.audit.record(
-                AuditEvent::failure("password_change_failed")
-                    .user(&user.id)
-                    .with("reason", "wrong_current_password"),
-            );
-            return Err(AuthError::WrongPassword);
-        }
+            .check_current_password(auth, current, &keys, now)
+            .await?;
         self.policy.password.check(new, &user.email)?;
         let phc = self.hasher.hash(new).await?;
         self.stores
             .accounts
             .set_password_hash(&user.id, &phc, Some(now))
             .await?;
-        self.stores.throttle.clear_failures(&account_key).await?;
+        self.clear_failures(&keys).await?;
         // Every credential that stood on the old password ends, the caller's session too: it is
         // re-issued below with a new token.
-        let ended = self
-            .stores
-            .sessions
-            .delete_user_sessions(&user.id, None)
-            .await?;
-        self.revoke_families(FamilyScope::User(&user.id)).await?;
-        self.end_codes(CodeScope::UserExcept(&user.id, None))
-            .await?;
+        let ended = self.end_user_sessions(&user.id, None).await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.id.clone(),
             kept: None,
@@ -142,6 +112,40 @@ impl AuthService {
         };
         self.start_session(user, ctx, &auth.session.auth_method)
             .await
+    }
+
+    /// The stored account of the signed-in user, once `current` proved to be its password;
+    /// throttled like a sign-in, and a wrong one counts as a failure.
+    async fn check_current_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        keys: &Counters,
+        now: Timestamp,
+    ) -> Result<User, AuthError> {
+        if let Err(e) = self.check_throttle(keys, now).await {
+            self.audit
+                .record(AuditEvent::failure("password_change_throttled").user(&auth.user.id));
+            return Err(e);
+        }
+        let user = self
+            .stores
+            .accounts
+            .user_by_id(&auth.user.id)
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        if current.len() > MAX_PASSWORD_BYTES
+            || self.hasher.verify(&user.password_hash, current).await? == Verified::Mismatch
+        {
+            self.record_failure(keys, now, Some(&user)).await?;
+            self.audit.record(
+                AuditEvent::failure("password_change_failed")
+                    .user(&user.id)
+                    .with("reason", "wrong_current_password"),
+            );
+            return Err(AuthError::WrongPassword);
+        }
+        Ok(user)
     }
 
     /// Withdraws the user's remembered consent for a client (the application asks again);
@@ -181,9 +185,7 @@ impl AuthService {
         {
             return Err(AuthError::NotFound);
         }
-        self.stores.sessions.delete_user_sessions(id, None).await?;
-        self.revoke_families(FamilyScope::User(id)).await?;
-        self.end_codes(CodeScope::UserExcept(id, None)).await?;
+        self.end_user_sessions(id, None).await?;
         self.emit(RevocationEvent::UserDisabled {
             user_id: id.clone(),
         })

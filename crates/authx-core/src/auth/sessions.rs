@@ -41,74 +41,18 @@ impl AuthService {
         let mut changed = cached.is_none();
         let mut auth = match cached {
             Some(a) => a,
-            None => {
-                let Some(session) = self.stores.sessions.session_by_hash(&hash).await? else {
-                    return Ok(None);
-                };
-                // The hash was found by lookup; confirm it in constant time all the same.
-                if !session.token_hash.ct_eq(&hash) {
-                    return Ok(None);
-                }
-                let Some(user) = self.stores.accounts.user_by_id(&session.user_id).await? else {
-                    return Ok(None);
-                };
-                Arc::new(Authenticated { user, session })
-            }
+            None => match self.load(&hash).await? {
+                Some(a) => a,
+                None => return Ok(None),
+            },
         };
-        if !auth.session.is_live(now) || auth.user.status != UserStatus::Active {
-            self.cache.remove(&hash);
-            if !auth.session.is_live(now) {
-                // The session is over: its row goes now (so a cookie presented again costs no
-                // write) and the codes it minted with it. Its refresh families stay, as they do
-                // when the purge removes an expired session.
-                let s = &auth.session;
-                if self
-                    .stores
-                    .sessions
-                    .delete_session(&s.user_id, &s.id)
-                    .await?
-                    .is_some()
-                {
-                    self.end_codes(CodeScope::Session(&s.id)).await?;
-                }
-            }
+        if !self.still_valid(&hash, &auth, now, ctx).await? {
             return Ok(None);
-        }
-        if self.policy.session.bind_user_agent && auth.session.user_agent != ctx.user_agent {
-            self.audit.record(
-                AuditEvent::failure("session_user_agent_mismatch")
-                    .user(&auth.user.id)
-                    .with("session_id", &auth.session.id),
-            );
-            return Ok(None);
-        }
-        if auth.session.ip.is_some() && ctx.ip.is_some() && auth.session.ip != ctx.ip {
-            self.audit.record(
-                AuditEvent::success("session_ip_changed")
-                    .user(&auth.user.id)
-                    .with("session_id", &auth.session.id)
-                    .with("previous_ip", auth.session.ip.as_deref().unwrap_or("-")),
-            );
         }
         if now.since(auth.session.last_seen_at) >= self.policy.session.touch_interval_secs {
-            let idle = self
-                .policy
-                .session
-                .idle_deadline(now, auth.session.absolute_expires_at);
-            let alive = self
-                .stores
-                .sessions
-                .touch_session(&auth.session.id, now, idle, ctx.ip.as_deref())
-                .await?;
-            if !alive {
+            if !self.touch(Arc::make_mut(&mut auth), now, ctx).await? {
                 self.cache.remove(&hash);
                 return Ok(None);
-            }
-            let a = Arc::make_mut(&mut auth);
-            a.session.last_seen_at = now;
-            a.session.idle_expires_at = idle;
-            if ctx.ip.is_some() {
-                a.session.ip.clone_from(&ctx.ip);
             }
             changed = true;
         }
@@ -117,6 +61,114 @@ impl AuthService {
             self.cache.put_if_epoch(hash, Arc::clone(&auth), epoch);
         }
         Ok(Some(auth))
+    }
+
+    /// The session stored under `hash` and its user, whether live or not.
+    async fn load(&self, hash: &TokenHash) -> Result<Option<Arc<Authenticated>>, AuthError> {
+        let Some(session) = self.stores.sessions.session_by_hash(hash).await? else {
+            return Ok(None);
+        };
+        // The hash was found by lookup; confirm it in constant time all the same.
+        if !session.token_hash.ct_eq(hash) {
+            return Ok(None);
+        }
+        let Some(user) = self.stores.accounts.user_by_id(&session.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(Authenticated { user, session })))
+    }
+
+    /// Whether a found session may serve this request: live, its user active, and (when the
+    /// policy binds it) from the same user agent. An expired session is deleted here; an
+    /// address change is only audited.
+    async fn still_valid(
+        &self,
+        hash: &TokenHash,
+        auth: &Authenticated,
+        now: Timestamp,
+        ctx: &ClientContext,
+    ) -> Result<bool, AuthError> {
+        let s = &auth.session;
+        if !s.is_live(now) || auth.user.status != UserStatus::Active {
+            self.cache.remove(hash);
+            // The session is over: its row goes now (so a cookie presented again costs no
+            // write) and the codes it minted with it. Its refresh families stay, as they do
+            // when the purge removes an expired session.
+            if !s.is_live(now)
+                && self
+                    .stores
+                    .sessions
+                    .delete_session(&s.user_id, &s.id)
+                    .await?
+                    .is_some()
+            {
+                self.end_codes(CodeScope::Session(&s.id)).await?;
+            }
+            return Ok(false);
+        }
+        if self.policy.session.bind_user_agent && s.user_agent != ctx.user_agent {
+            self.audit.record(
+                AuditEvent::failure("session_user_agent_mismatch")
+                    .user(&auth.user.id)
+                    .with("session_id", &s.id),
+            );
+            return Ok(false);
+        }
+        if s.ip.is_some() && ctx.ip.is_some() && s.ip != ctx.ip {
+            self.audit.record(
+                AuditEvent::success("session_ip_changed")
+                    .user(&auth.user.id)
+                    .with("session_id", &s.id)
+                    .with("previous_ip", s.ip.as_deref().unwrap_or("-")),
+            );
+        }
+        Ok(true)
+    }
+
+    /// Records activity on the session (moving its idle deadline); `false` when the session
+    /// was deleted meanwhile, so a touch racing a revoke never brings it back.
+    async fn touch(
+        &self,
+        auth: &mut Authenticated,
+        now: Timestamp,
+        ctx: &ClientContext,
+    ) -> Result<bool, AuthError> {
+        let idle = self
+            .policy
+            .session
+            .idle_deadline(now, auth.session.absolute_expires_at);
+        let alive = self
+            .stores
+            .sessions
+            .touch_session(&auth.session.id, now, idle, ctx.ip.as_deref())
+            .await?;
+        if alive {
+            auth.session.last_seen_at = now;
+            auth.session.idle_expires_at = idle;
+            if ctx.ip.is_some() {
+                auth.session.ip.clone_from(&ctx.ip);
+            }
+        }
+        Ok(alive)
+    }
+
+    /// Ends every session of `user` except `keep`, with what stood on them: the user's
+    /// refresh-token families (devices and apps included: they sign in again through a live
+    /// session if the user wants), unredeemed codes and device approvals. The caller announces
+    /// the ending on the bus; returns the sessions ended.
+    pub(super) async fn end_user_sessions(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+    ) -> Result<Vec<SessionId>, AuthError> {
+        let ended = self
+            .stores
+            .sessions
+            .delete_user_sessions(user, keep)
+            .await?;
+        self.revoke_families(FamilyScope::User(user)).await?;
+        self.end_codes(CodeScope::UserExcept(user, keep)).await?;
+        Ok(ended)
     }
 
     /// Ends the session behind a cookie value, if there is one.
@@ -160,15 +212,8 @@ impl AuthService {
         user: &UserId,
         keep: Option<&SessionId>,
     ) -> Result<usize, AuthError> {
-        let ended = self
-            .stores
-            .sessions
-            .delete_user_sessions(user, keep)
-            .await?;
-        // Signing out everywhere else ends every application grant of the user too (devices
-        // and apps included); they sign in again through this session if the user wants.
-        self.revoke_families(FamilyScope::User(user)).await?;
-        self.end_codes(CodeScope::UserExcept(user, keep)).await?;
+        // Signing out everywhere else ends every application grant of the user too.
+        let ended = self.end_user_sessions(user, keep).await?;
         self.emit(RevocationEvent::UserSessionsEnded {
             user_id: user.clone(),
             kept: keep.cloned(),

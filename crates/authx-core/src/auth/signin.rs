@@ -7,6 +7,7 @@ use crate::secret::SessionToken;
 use crate::session::{ClientContext, Session, SessionId};
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
+use super::throttling::Counters;
 use super::{AuthError, AuthMethod, AuthService, PendingSignIn, SignedIn};
 
 impl AuthService {
@@ -54,12 +55,8 @@ impl AuthService {
             );
             return Err(AuthError::InvalidCredentials);
         };
-        let account_key = format!("account:{email}");
-        let ip_key = ctx.ip.as_deref().map(|ip| format!("ip:{ip}"));
-        if let Err(e) = self
-            .check_throttle(&account_key, ip_key.as_deref(), now)
-            .await
-        {
+        let keys = Counters::new(&email, ctx);
+        if let Err(e) = self.check_throttle(&keys, now).await {
             self.audit
                 .record(AuditEvent::failure("sign_in_throttled").with("email", &email));
             return Err(e);
@@ -84,13 +81,12 @@ impl AuthService {
                 u
             }
             (user, verified) => {
-                self.record_failure(&account_key, ip_key.as_deref(), now, user.as_ref())
-                    .await?;
+                self.record_failure(&keys, now, user.as_ref()).await?;
                 self.audit.record(refusal(&email, user.as_ref(), verified));
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.stores.throttle.clear_failures(&account_key).await?;
+        self.clear_failures(&keys).await?;
         Ok(PendingSignIn::new(user, AuthMethod::Password, now))
     }
 

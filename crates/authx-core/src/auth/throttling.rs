@@ -3,17 +3,36 @@
 
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
+use crate::session::ClientContext;
 use crate::user::User;
 
 use super::{AuthError, AuthService};
 
+/// The failure counters a password attempt counts against: the account's and, when known,
+/// the client address's.
+pub(super) struct Counters {
+    account: String,
+    ip: Option<String>,
+}
+
+impl Counters {
+    /// The counters of an attempt on the account with canonical address `email` from `ctx`.
+    pub(super) fn new(email: &str, ctx: &ClientContext) -> Self {
+        Self {
+            account: format!("account:{email}"),
+            ip: ctx.ip.as_deref().map(|ip| format!("ip:{ip}")),
+        }
+    }
+}
+
 impl AuthService {
+    /// Refuses an attempt while either counter asks to wait.
     pub(super) async fn check_throttle(
         &self,
-        account_key: &str,
-        ip_key: Option<&str>,
+        keys: &Counters,
         now: Timestamp,
     ) -> Result<(), AuthError> {
+        let (account_key, ip_key) = (keys.account.as_str(), keys.ip.as_deref());
         let t = &self.policy.throttle;
         let account = self.stores.throttle.failures(account_key).await?;
         let mut wait = t.retry_after(account, t.account_free_failures, now);
@@ -27,13 +46,14 @@ impl AuthService {
         }
     }
 
+    /// Counts a failed attempt; the account's counter reaching the lock is audited.
     pub(super) async fn record_failure(
         &self,
-        account_key: &str,
-        ip_key: Option<&str>,
+        keys: &Counters,
         now: Timestamp,
         user: Option<&User>,
     ) -> Result<(), AuthError> {
+        let (account_key, ip_key) = (keys.account.as_str(), keys.ip.as_deref());
         let reset = self.policy.throttle.reset_after_secs;
         let count = self
             .stores
@@ -56,5 +76,10 @@ impl AuthService {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Forgets the account's failures after a correct password (the address's stay).
+    pub(super) async fn clear_failures(&self, keys: &Counters) -> Result<(), AuthError> {
+        Ok(self.stores.throttle.clear_failures(&keys.account).await?)
     }
 }
