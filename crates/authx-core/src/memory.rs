@@ -59,18 +59,26 @@ impl MemoryStore {
     }
 }
 
+/// Adds `item` to `list`, or [`StoreError::Conflict`] when one already there `clash`es with it
+/// (a uniqueness rule of the SQL schema).
+fn insert_unique<T: Clone>(
+    list: &mut Vec<T>,
+    item: &T,
+    clash: impl Fn(&T) -> bool,
+) -> StoreResult<()> {
+    if list.iter().any(clash) {
+        return Err(StoreError::Conflict);
+    }
+    list.push(item.clone());
+    Ok(())
+}
+
 #[async_trait]
 impl AccountStore for MemoryStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.users
-            .iter()
-            .any(|u| u.email == user.email || u.id == user.id)
-        {
-            return Err(StoreError::Conflict);
-        }
-        r.users.push(user.clone());
-        Ok(())
+        insert_unique(&mut self.lock().users, user, |u| {
+            u.email == user.email || u.id == user.id
+        })
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -115,15 +123,9 @@ impl AccountStore for MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.sessions
-            .iter()
-            .any(|s| s.id == session.id || s.token_hash == session.token_hash)
-        {
-            return Err(StoreError::Conflict);
-        }
-        r.sessions.push(session.clone());
-        Ok(())
+        insert_unique(&mut self.lock().sessions, session, |s| {
+            s.id == session.id || s.token_hash == session.token_hash
+        })
     }
 
     async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<Session>> {
@@ -279,15 +281,9 @@ impl FederationStore for MemoryStore {
     }
 
     async fn create_link(&self, link: &Link) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.links
-            .iter()
-            .any(|l| l.issuer == link.issuer && l.subject == link.subject)
-        {
-            return Err(StoreError::Conflict);
-        }
-        r.links.push(link.clone());
-        Ok(())
+        insert_unique(&mut self.lock().links, link, |l| {
+            l.issuer == link.issuer && l.subject == link.subject
+        })
     }
 
     async fn user_links(&self, user: &UserId) -> StoreResult<Vec<Link>> {
