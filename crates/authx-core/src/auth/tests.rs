@@ -425,3 +425,57 @@ fn methods_round_trip_and_join() {
     assert_eq!(pending.stored_methods(), "password+otp");
     assert_eq!(pending.methods().len(), 2);
 }
+
+#[tokio::test]
+async fn sign_up_signs_in_unless_turned_off_or_taken() {
+    let rig = Rig::new().await;
+    let taken = rig.auth.sign_up(EMAIL, PASSWORD, &Rig::ctx()).await;
+    assert!(matches!(taken, Err(AuthError::EmailTaken)));
+    let weak = rig
+        .auth
+        .sign_up("bob@example.com", "short", &Rig::ctx())
+        .await;
+    assert!(matches!(weak, Err(AuthError::WeakPassword(_))));
+    let signed = rig
+        .auth
+        .sign_up("bob@example.com", PASSWORD, &Rig::ctx())
+        .await
+        .unwrap();
+    assert!(rig.live(&signed).await);
+    let closed = Rig::with(|p| p.sign_up_enabled = false).await;
+    let refused = closed
+        .auth
+        .sign_up("bob@example.com", PASSWORD, &Rig::ctx())
+        .await;
+    assert!(matches!(refused, Err(AuthError::SignUpDisabled)));
+}
+
+#[tokio::test]
+async fn the_session_cap_ends_the_oldest() {
+    let rig = Rig::with(|p| p.session.max_per_user = Some(2)).await;
+    let oldest = rig.sign_in().await;
+    rig.clock.advance(1);
+    let middle = rig.sign_in().await;
+    rig.clock.advance(1);
+    let newest = rig.sign_in().await;
+    assert!(!rig.live(&oldest).await);
+    assert!(rig.live(&middle).await);
+    assert!(rig.live(&newest).await);
+}
+
+#[tokio::test]
+async fn a_bound_session_refuses_another_user_agent() {
+    let rig = Rig::with(|p| p.session.bind_user_agent = true).await;
+    let signed = rig.sign_in().await;
+    let elsewhere = ClientContext {
+        user_agent: Some("another browser".into()),
+        ..Rig::ctx()
+    };
+    let auth = rig
+        .auth
+        .authenticate(&signed.token, &elsewhere)
+        .await
+        .unwrap();
+    assert!(auth.is_none());
+    assert!(rig.live(&signed).await, "the session itself stays");
+}
