@@ -31,7 +31,7 @@ impl OAuthService {
         Self::grant_scope(client, Some(&requested.to_param()), None)?;
         let (aud, res) = self.audience(client, resource, &requested).await?;
         let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
-        let (access_token, expires_in) = self.issuer.issue_access_token(
+        let access = self.issuer.issue_access_token(
             client,
             &format!("client:{}", client.id),
             &aud,
@@ -45,12 +45,6 @@ impl OAuthService {
                 .client(&client.id)
                 .with("grant", "client_credentials"),
         );
-        Ok(TokenResponse {
-            access_token,
-            expires_in,
-            refresh_token: None,
-            id_token: None,
-            scope: granted.to_param(),
-        })
+        Ok(TokenResponse::access_only(access, &granted))
     }
 }
