@@ -5,8 +5,8 @@
 //! The domain values (`client`, `grant`, `device`, `scope`, `pkce`, `keys`, `jwt`) and the
 //! storage ports (`store`) stand alone. [`service::OAuthService`] is what the server holds; its
 //! work is split by responsibility: [`issuer`] (keys, discovery, JWKS, signing, its own type),
-//! `clients`, [`authorize`], `token` (one module per grant), `introspect`, `revoke` and
-//! `device_flow`, with what they share in [`types`]. Those modules depend on `service`, never
+//! `clients`, [`authorize`], [`token`] (one module per grant), `introspect`, `revoke`,
+//! [`logout`] and `device_flow`, with what they share in [`types`]. Those modules depend on `service`, never
 //! the other way round.
 
 pub mod authorize;
@@ -19,12 +19,13 @@ mod introspect;
 pub mod issuer;
 pub mod jwt;
 pub mod keys;
+pub mod logout;
 pub mod pkce;
 mod revoke;
 pub mod scope;
 pub mod service;
 pub mod store;
-mod token;
+pub mod token;
 pub mod token_cache;
 pub mod types;
 

@@ -1,11 +1,15 @@
 //! The grants of the token endpoint, one module each, and what they share: the tokens of a
-//! family and the user who may receive them.
+//! family and the user who may receive them. [`TokenRequest`] is the endpoint's request as one
+//! typed value, and `OAuthService::grant` the one entry point that runs it.
 
 mod client_credentials;
 mod code;
 mod device;
 mod refresh;
+mod request;
 mod session;
+
+pub use request::TokenRequest;
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
