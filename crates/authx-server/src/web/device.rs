@@ -28,7 +28,7 @@ pub use authx_core::oauth::device::{
     ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION, ENTRY_WINDOW_SECS,
 };
 
-use super::error::oauth::{csrf_page, device_unavailable_page, oauth_error};
+use super::error::oauth::{csrf_rejected, device_unavailable_page, oauth_error};
 use super::extract::CurrentSession;
 use super::form::{AuthenticatedClient, Params};
 use super::oauth::no_cache_json;
@@ -174,12 +174,7 @@ async fn device_post(
         .get("csrf_token")
         .is_some_and(|t| csrf::matches(&csrf, t))
     {
-        state.auth.audit().record(
-            authx_core::audit::AuditEvent::failure("csrf_rejected")
-                .user(&auth.user.id)
-                .with("reason", "device token"),
-        );
-        return csrf_page();
+        return csrf_rejected(state.auth.audit(), &auth.user.id, "device token");
     }
     let typed = form.get("user_code").unwrap_or_default();
     let pending = match enter(&state, &current, auth, &csrf, typed).await {

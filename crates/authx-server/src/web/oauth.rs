@@ -27,7 +27,7 @@ use authx_core::oauth::token::TokenRequest;
 use authx_core::oauth::types::TokenResponse;
 
 use super::error::oauth::{
-    bearer_error, csrf_page, error_page, invalid_request, oauth_error, refused_page,
+    bearer_error, csrf_page, csrf_rejected, error_page, invalid_request, oauth_error, refused_page,
     unavailable_page,
 };
 use super::extract::CurrentSession;
@@ -362,12 +362,7 @@ async fn consent_post(
         );
     };
     if !csrf_ok(&current, &form) {
-        state.auth.audit().record(
-            authx_core::audit::AuditEvent::failure("csrf_rejected")
-                .user(&auth.user.id)
-                .with("reason", "consent token"),
-        );
-        return csrf_page();
+        return csrf_rejected(state.auth.audit(), &auth.user.id, "consent token");
     }
     let p = Params::parse(form.get("request").unwrap_or_default().as_bytes());
     let allow = form.get("decision") == Some("allow");

@@ -108,6 +108,21 @@ pub(crate) fn refused_page(msg: &str) -> Response {
     error_page(StatusCode::BAD_REQUEST, CANNOT_COMPLETE, msg)
 }
 
+/// `403` for a signed-in user's form whose CSRF token is missing or wrong, recorded as
+/// `csrf_rejected` with `reason`.
+pub(crate) fn csrf_rejected(
+    audit: &authx_core::audit::Audit,
+    user: &authx_core::user::UserId,
+    reason: &str,
+) -> Response {
+    audit.record(
+        authx_core::audit::AuditEvent::failure("csrf_rejected")
+            .user(user)
+            .with("reason", reason),
+    );
+    csrf_page()
+}
+
 /// `403`: a form whose CSRF token is missing or wrong.
 pub(crate) fn csrf_page() -> Response {
     error_page(
