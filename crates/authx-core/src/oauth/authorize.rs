@@ -12,6 +12,7 @@
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
+use super::clients::Clients;
 use super::grant::{AuthCode, Consent};
 use super::pkce;
 use super::scope::Scopes;
@@ -424,16 +425,20 @@ impl OAuthService {
             Scopes::parse(requested).ok_or_else(|| fail("invalid_scope", "malformed scope"))?;
         // Scopes the client may not have are refused first; then the API is resolved once, here,
         // and stored with the code, so no refresh has to infer it again.
-        if let Err(e) = Self::grant_scope(&client, Some(&scopes.to_param()), None) {
+        if let Err(e) = Clients::grant_scope(&client, Some(&scopes.to_param()), None) {
             return Err(fail("invalid_scope", &e.to_string()));
         }
-        let res = match self.audience(&client, p.resource.as_deref(), &scopes).await {
+        let res = match self
+            .clients
+            .audience(&client, p.resource.as_deref(), &scopes)
+            .await
+        {
             Ok((_, r)) => r,
             Err(OAuthError::InvalidTarget(m)) => return Err(fail("invalid_target", &m)),
             Err(OAuthError::Store(e)) => return Err(AuthorizeError::Store(e)),
             Err(e) => return Err(fail("server_error", &e.to_string())),
         };
-        let scope = match Self::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
+        let scope = match Clients::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
             Ok(s) => s,
             Err(e) => return Err(fail("invalid_scope", &e.to_string())),
         };

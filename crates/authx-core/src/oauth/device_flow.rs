@@ -11,6 +11,7 @@
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
+use super::clients::Clients;
 use super::device::{
     DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceAuthorization, DeviceCode, DeviceGrant,
     DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL, ENTRY_MISSES_PER_48,
@@ -126,9 +127,9 @@ impl OAuthService {
                 .ok_or_else(|| OAuthError::InvalidScope("malformed scope".into()))?,
             None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
         };
-        Self::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (_, res) = self.audience(client, resource, &requested).await?;
-        let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
+        Clients::grant_scope(client, Some(&requested.to_param()), None)?;
+        let (_, res) = self.clients.audience(client, resource, &requested).await?;
+        let granted = Clients::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let now = self.clock().now();
         // A user-code collision with a live grant is possible but rare: try a few fresh codes.
         let mut attempt = 0;

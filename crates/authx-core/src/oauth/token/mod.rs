@@ -48,6 +48,7 @@ impl OAuthService {
         // Checked at every issue (code, refresh, device): a resource deleted since the grant was
         // made, or no longer allowed to the client, gets nothing more.
         let (aud, _) = self
+            .clients
             .audience(client, family.resource.as_deref(), &scope)
             .await?;
         let (access_token, expires_in) = self.issuer.issue_access_token(
