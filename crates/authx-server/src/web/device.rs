@@ -12,7 +12,6 @@
 //!   device access to the account (remote phishing, RFC 8628 §5.4).
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -46,21 +45,18 @@ pub fn machine_router() -> Router<AppState> {
     Router::new().route("/oauth2/device_authorization", post(authorization_post))
 }
 
-async fn authorization_post(
-    State(state): State<AppState>,
-    AuthenticatedClient {
-        client,
-        params: p,
-        basic,
-    }: AuthenticatedClient,
-) -> Response {
+async fn authorization_post(State(state): State<AppState>, req: AuthenticatedClient) -> Response {
     match state
         .oauth
-        .device_authorization(&client, p.get("scope"), p.get("resource"))
+        .device_authorization(
+            &req.client,
+            req.params.get("scope"),
+            req.params.get("resource"),
+        )
         .await
     {
         Ok(d) => no_cache_json(d.to_json()),
-        Err(e) => oauth_error(&e, basic),
+        Err(e) => oauth_error(&e, req.basic),
     }
 }
 
@@ -164,9 +160,8 @@ async fn device_get(
 async fn device_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    body: Bytes,
+    form: Params,
 ) -> Response {
-    let form = Params::parse(&body);
     let (Some(auth), Some(csrf)) = (&current.auth, current.csrf_token()) else {
         return to_login(form.get("user_code"));
     };

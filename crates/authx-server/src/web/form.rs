@@ -80,6 +80,19 @@ impl Params {
     }
 }
 
+/// A browser form's body, read as [`Params`] (the CSRF token and the fields are checked by
+/// the handler).
+impl FromRequest<AppState> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self::parse(&body))
+    }
+}
+
 /// Reads a form-encoded endpoint request and the client's credentials: the content type, no
 /// repeated or oversized parameter, no credentials in the query string, and exactly one client
 /// authentication method (`client_secret_basic` or the body). The `bool` tells whether Basic was

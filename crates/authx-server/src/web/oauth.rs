@@ -8,7 +8,6 @@
 //!   query string; a client uses exactly one authentication method (`web::form`).
 //! - Every token response carries `Cache-Control: no-store`.
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -94,24 +93,21 @@ pub(super) fn no_cache_json(body: serde_json::Value) -> Response {
 async fn token_post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    AuthenticatedClient {
-        client,
-        params: p,
-        basic,
-    }: AuthenticatedClient,
+    req: AuthenticatedClient,
 ) -> Response {
-    let delivery = match RefreshDelivery::of(&state, &headers, &client, &p) {
+    let delivery = match RefreshDelivery::of(&state, &headers, &req.client, &req.params) {
         Ok(d) => d,
         Err(res) => return res,
     };
-    let request = match TokenRequest::from_params(|k| p.get(k), delivery.cookie_token.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return oauth_error(&e, basic),
-    };
+    let request =
+        match TokenRequest::from_params(|k| req.params.get(k), delivery.cookie_token.as_deref()) {
+            Ok(r) => r,
+            Err(e) => return oauth_error(&e, req.basic),
+        };
     let policy = &state.auth.policy().throttle;
-    match state.oauth.grant(&client, &request, policy).await {
-        Ok(tokens) => delivery.respond(&state, &client, tokens),
-        Err(e) => oauth_error(&e, basic),
+    match state.oauth.grant(&req.client, &request, policy).await {
+        Ok(tokens) => delivery.respond(&state, &req.client, tokens),
+        Err(e) => oauth_error(&e, req.basic),
     }
 }
 
@@ -196,39 +192,28 @@ fn refresh_cookie(state: &AppState, token: &str, max_age: i64) -> String {
 /// RFC 7662 §2.1: the caller must authenticate; a public client cannot.
 async fn introspect_post(
     State(state): State<AppState>,
-    ConfidentialClient(AuthenticatedClient {
-        client,
-        params: p,
-        basic,
-    }): ConfidentialClient,
+    ConfidentialClient(req): ConfidentialClient,
 ) -> Response {
-    let Some(token) = p.get("token") else {
+    let Some(token) = req.params.get("token") else {
         return invalid_request("token is required");
     };
-    match state.oauth.introspect(&client, token).await {
+    match state.oauth.introspect(&req.client, token).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => oauth_error(&e, basic),
+        Err(e) => oauth_error(&e, req.basic),
     }
 }
 
-async fn revoke_post(
-    State(state): State<AppState>,
-    AuthenticatedClient {
-        client,
-        params: p,
-        basic,
-    }: AuthenticatedClient,
-) -> Response {
-    let Some(token) = p.get("token") else {
+async fn revoke_post(State(state): State<AppState>, req: AuthenticatedClient) -> Response {
+    let Some(token) = req.params.get("token") else {
         return invalid_request("token is required");
     };
     match state
         .oauth
-        .revoke(&client, token, p.get("token_type_hint"))
+        .revoke(&req.client, token, req.params.get("token_type_hint"))
         .await
     {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => oauth_error(&e, basic),
+        Err(e) => oauth_error(&e, req.basic),
     }
 }
 
@@ -320,15 +305,20 @@ async fn authorize_get(
     render_decision(decision, StatusCode::FOUND, &raw, &csrf)
 }
 
-/// Lets a page's form post to `origin` too: a form whose POST ends in a redirect there needs
-/// it, because browsers apply `form-action` to that redirect.
-fn allow_form_action(res: &mut Response, origin: &str) {
+/// Renders `page`, whose form may also post to `origin`: a form whose POST ends in a redirect
+/// there needs it, because browsers apply `form-action` to that redirect.
+fn render_posting_to(page: &impl askama::Template, origin: Option<&str>) -> Response {
+    let mut res = render(StatusCode::OK, page);
+    let Some(origin) = origin else {
+        return res;
+    };
     let csp = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
+    res
 }
 
 fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: &str) -> Response {
@@ -343,17 +333,14 @@ fn consent_page(req: &AuthorizeRequest, raw_query: &str, csrf: &str) -> Response
         redirect_host: &redirect_host,
         request: raw_query,
     };
-    let mut res = render(StatusCode::OK, &page);
-    allow_form_action(&mut res, &redirect_host);
-    res
+    render_posting_to(&page, Some(&redirect_host))
 }
 
 async fn consent_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    body: Bytes,
+    form: Params,
 ) -> Response {
-    let form = Params::parse(&body);
     let Some(auth) = &current.auth else {
         return error_page(
             StatusCode::UNAUTHORIZED,
@@ -427,20 +414,16 @@ fn confirm_logout(p: &Params, csrf: &str, target: Option<&str>) -> Response {
         csrf,
         request: &request,
     };
-    let mut res = render(StatusCode::OK, &page);
     // The POST ends in a redirect to the application: the policy must allow its origin.
-    if let Some(origin) = target.and_then(crate::config::origin_of) {
-        allow_form_action(&mut res, &origin);
-    }
-    res
+    let origin = target.and_then(crate::config::origin_of);
+    render_posting_to(&page, origin.as_deref())
 }
 
 async fn logout_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    body: Bytes,
+    form: Params,
 ) -> Response {
-    let form = Params::parse(&body);
     if current.auth.is_some() && !csrf_ok(&current, &form) {
         return csrf_page();
     }
