@@ -12,7 +12,7 @@ use authx_core::oauth::device::UserCode;
 use authx_core::oauth::pkce;
 use authx_core::oauth::scope::Scopes;
 use authx_core::oauth::types::ClientAuth;
-use authx_server::web::oauth::{Params, read_form};
+use authx_server::web::form::{Params, read_form};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

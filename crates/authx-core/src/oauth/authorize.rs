@@ -1,8 +1,18 @@
 //! The authorization endpoint's rules (OIDC Core §3.1.2): validating a request, consent per
-//! client and API, and issuing the code.
+//! client and API, and issuing the code. [`OAuthService::decide`] and
+//! [`OAuthService::decide_consent`] run the endpoint and the consent form's answer and return an
+//! [`AuthorizeDecision`] that the web layer only renders.
+//!
+//! # Security
+//! - Until the client and redirect URI are validated, errors are pages, never redirects.
+//! - `prompt=none` never shows a page: it redirects `login_required` or `consent_required`.
+//! - `prompt=login` and `max_age` send the user to sign in again, and the sign-in they come
+//!   back with must be newer than the request (`login_after`), so a stale session cannot
+//!   satisfy them by going round the sign-in page.
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
+use super::clients::Clients;
 use super::grant::{AuthCode, Consent};
 use super::pkce;
 use super::scope::Scopes;
@@ -95,9 +105,204 @@ pub struct AuthorizeParams {
     pub response_mode: Option<String>,
     /// `request` or `request_uri` were sent (unsupported).
     pub has_request_object: bool,
+    /// `login_after`: set by this server on the way to a forced sign-in, the time (seconds
+    /// since the epoch) that the sign-in must not be older than.
+    pub login_after: Option<String>,
+    /// Names of parameters that were repeated.
+    pub repeated: Vec<String>,
 }
 
+/// The signed-in browser session an authorization request arrives with.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn<'a> {
+    /// The user.
+    pub user: &'a UserId,
+    /// The session.
+    pub session: &'a SessionId,
+    /// When the user signed in.
+    pub auth_time: Timestamp,
+}
+
+/// What the authorization endpoint does with a request, for the web layer to render.
+#[derive(Debug)]
+pub enum AuthorizeDecision {
+    /// The user must sign in (again) first, then resume `request`: the authorization request's
+    /// query, with `login_after` when the sign-in must be newer than now.
+    Login {
+        /// The query string to resume the authorization request with.
+        request: String,
+    },
+    /// Ask the user's consent to the request.
+    Consent(Box<AuthorizeRequest>),
+    /// Send the browser back to the client: its redirect URI with the code or the error,
+    /// `state` and `iss` (RFC 6749 §4.1.2, RFC 9207).
+    Redirect(String),
+    /// The request cannot be trusted or completed: an error page with this message, never a
+    /// redirect.
+    Refused(String),
+}
+
+/// The message of a request with a repeated parameter that is answered with a page.
+const REPEATED: &str = "A parameter is repeated.";
+
 impl OAuthService {
+    /// The authorization endpoint (OIDC Core §3.1.2): validates the request (`query` is its raw
+    /// query string) and decides, for the browser's session `signed_in`, whether the user must
+    /// sign in, consent, or go back to the client with a code or an error.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn decide(
+        &self,
+        p: &AuthorizeParams,
+        query: &str,
+        signed_in: Option<SignedIn<'_>>,
+    ) -> Result<AuthorizeDecision, OAuthError> {
+        if p.repeated
+            .iter()
+            .any(|k| k == "client_id" || k == "redirect_uri")
+        {
+            return Ok(AuthorizeDecision::Refused(REPEATED.into()));
+        }
+        let req = match self.validate_authorize(p).await {
+            Ok(r) => r,
+            Err(e) => return self.refusal(e),
+        };
+        if let Some(k) = p.repeated.first() {
+            let description = format!("parameter {k} is repeated");
+            return Ok(self.redirect_error(&req, "invalid_request", Some(&description)));
+        }
+        let now = self.clock.now();
+        let login_after: Option<i64> = p.login_after.as_deref().and_then(|v| v.parse().ok());
+        let auth = match signed_in {
+            Some(a) if !needs_login(&req, a.auth_time, login_after, now) => a,
+            _ if req.prompt.none => {
+                return Ok(self.redirect_error(&req, "login_required", None));
+            }
+            _ => {
+                return Ok(AuthorizeDecision::Login {
+                    request: resume_query(query, &req, now),
+                });
+            }
+        };
+        if self.has_consent(auth.user, &req).await? && !req.prompt.consent {
+            return self.code_redirect(&req, auth).await;
+        }
+        if req.prompt.none {
+            return Ok(self.redirect_error(&req, "consent_required", None));
+        }
+        Ok(AuthorizeDecision::Consent(Box::new(req)))
+    }
+
+    /// The consent form's answer: `p` is the authorization request posted back with it
+    /// (validated again: nothing in the form is trusted). Allowing records the consent and
+    /// redirects with a code; anything else redirects `access_denied`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn decide_consent(
+        &self,
+        p: &AuthorizeParams,
+        auth: SignedIn<'_>,
+        allow: bool,
+    ) -> Result<AuthorizeDecision, OAuthError> {
+        if !p.repeated.is_empty() {
+            return Ok(AuthorizeDecision::Refused(REPEATED.into()));
+        }
+        let req = match self.validate_authorize(p).await {
+            Ok(r) => r,
+            Err(e) => return self.refusal(e),
+        };
+        if allow {
+            self.record_consent(auth.user, &req).await?;
+            return self.code_redirect(&req, auth).await;
+        }
+        self.audit.record(
+            crate::audit::AuditEvent::failure("consent_denied")
+                .client(&req.client.id)
+                .user(auth.user),
+        );
+        Ok(self.redirect_error(&req, "access_denied", None))
+    }
+
+    /// A failed validation as a decision: a page for an untrusted client or redirect URI
+    /// (audited), a redirect for the rest.
+    fn refusal(&self, e: AuthorizeError) -> Result<AuthorizeDecision, OAuthError> {
+        match e {
+            AuthorizeError::Page(msg) => {
+                self.audit.record(
+                    crate::audit::AuditEvent::failure("redirect_rejected").with("reason", &msg),
+                );
+                Ok(AuthorizeDecision::Refused(msg))
+            }
+            AuthorizeError::Redirect {
+                error,
+                description,
+                redirect_uri,
+                state,
+            } => Ok(AuthorizeDecision::Redirect(self.client_redirect(
+                &redirect_uri,
+                &[("error", error), ("error_description", &description)],
+                state.as_deref(),
+            ))),
+            AuthorizeError::Store(e) => Err(OAuthError::Store(e)),
+        }
+    }
+
+    /// Issues a code for the request and sends it to the client.
+    async fn code_redirect(
+        &self,
+        req: &AuthorizeRequest,
+        auth: SignedIn<'_>,
+    ) -> Result<AuthorizeDecision, OAuthError> {
+        let code = self
+            .issue_code(req, auth.user, auth.session, auth.auth_time)
+            .await?;
+        Ok(AuthorizeDecision::Redirect(self.client_redirect(
+            &req.redirect_uri,
+            &[("code", &code)],
+            req.state.as_deref(),
+        )))
+    }
+
+    /// An error code (and description) sent to the client of a validated request.
+    fn redirect_error(
+        &self,
+        req: &AuthorizeRequest,
+        error: &str,
+        description: Option<&str>,
+    ) -> AuthorizeDecision {
+        let mut pairs = vec![("error", error)];
+        if let Some(d) = description {
+            pairs.push(("error_description", d));
+        }
+        AuthorizeDecision::Redirect(self.client_redirect(
+            &req.redirect_uri,
+            &pairs,
+            req.state.as_deref(),
+        ))
+    }
+
+    /// `redirect_uri` with response parameters, `state` and `iss` appended (RFC 6749 §4.1.2,
+    /// RFC 9207).
+    fn client_redirect(
+        &self,
+        redirect_uri: &str,
+        pairs: &[(&str, &str)],
+        state: Option<&str>,
+    ) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            ser.append_pair(k, v);
+        }
+        if let Some(s) = state {
+            ser.append_pair("state", s);
+        }
+        ser.append_pair("iss", &self.config().issuer);
+        let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+        format!("{redirect_uri}{sep}{}", ser.finish())
+    }
+
     /// Validates an authorization request. The client and redirect URI are checked first; until
     /// both are trusted, every error is a page, never a redirect (RFC 6749 §4.1.2.1).
     ///
@@ -220,16 +425,20 @@ impl OAuthService {
             Scopes::parse(requested).ok_or_else(|| fail("invalid_scope", "malformed scope"))?;
         // Scopes the client may not have are refused first; then the API is resolved once, here,
         // and stored with the code, so no refresh has to infer it again.
-        if let Err(e) = Self::grant_scope(&client, Some(&scopes.to_param()), None) {
+        if let Err(e) = Clients::grant_scope(&client, Some(&scopes.to_param()), None) {
             return Err(fail("invalid_scope", &e.to_string()));
         }
-        let res = match self.audience(&client, p.resource.as_deref(), &scopes).await {
+        let res = match self
+            .clients
+            .audience(&client, p.resource.as_deref(), &scopes)
+            .await
+        {
             Ok((_, r)) => r,
             Err(OAuthError::InvalidTarget(m)) => return Err(fail("invalid_target", &m)),
             Err(OAuthError::Store(e)) => return Err(AuthorizeError::Store(e)),
             Err(e) => return Err(fail("server_error", &e.to_string())),
         };
-        let scope = match Self::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
+        let scope = match Clients::grant_scope(&client, Some(&scopes.to_param()), res.as_ref()) {
             Ok(s) => s,
             Err(e) => return Err(fail("invalid_scope", &e.to_string())),
         };
@@ -346,4 +555,33 @@ impl OAuthService {
             .await?;
         Ok(code.expose().to_owned())
     }
+}
+
+/// Whether a session that signed in at `auth_time` must sign in again for `req`: older than
+/// `max_age`, or `prompt=login` or a forced sign-in (`login_after`) it does not satisfy yet.
+fn needs_login(
+    req: &AuthorizeRequest,
+    auth_time: Timestamp,
+    login_after: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let too_old = req.max_age.is_some_and(|m| now.since(auth_time) > m);
+    let forced = req.prompt.login && login_after.is_none_or(|t| auth_time.secs() < t);
+    let stale = login_after.is_some_and(|t| auth_time.secs() < t);
+    too_old || forced || stale
+}
+
+/// The request's query to come back with after sign-in; a forced re-authentication must be
+/// newer than `now`.
+fn resume_query(query: &str, req: &AuthorizeRequest, now: Timestamp) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "login_after" {
+            ser.append_pair(&k, &v);
+        }
+    }
+    if req.prompt.login || req.max_age.is_some() {
+        ser.append_pair("login_after", &now.secs().to_string());
+    }
+    ser.finish()
 }

@@ -1,16 +1,58 @@
-//! Clients of the provider: authentication at the token, introspection and revocation
-//! endpoints (with its throttle), registration and deletion, and the rules that turn a
-//! client's request into an audience and a granted scope.
+//! Clients of the provider, [`Clients`]: authentication at the token, introspection and
+//! revocation endpoints (with its throttle), registration and deletion, and the rules that turn
+//! a client's request into an audience and a granted scope. Its own type with its own state,
+//! which `OAuthService` holds.
+
+use std::sync::Arc;
 
 use super::OAuthError;
 use super::client::{Client, GrantType, Resource};
 use super::scope::Scopes;
-use super::service::OAuthService;
-use super::types::{ClientAuth, ClientSecret, OIDC_SCOPES};
-use crate::events::RevocationEvent;
+use super::store::ClientStore;
+use super::types::{ClientAuth, ClientSecret, OAuthConfig, OAuthStores, OIDC_SCOPES};
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::events::{EventBus, RevocationEvent};
 use crate::secret::TokenHash;
+use crate::store::ThrottleStore;
+use crate::throttle::ThrottlePolicy;
 
-impl OAuthService {
+/// The provider's clients: who they are, how they authenticate, what they may ask for.
+pub struct Clients {
+    store: Arc<dyn ClientStore>,
+    throttle: Arc<dyn ThrottleStore>,
+    events: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    audit: Audit,
+    /// The issuer: the audience of OIDC-only requests.
+    issuer: String,
+    /// Throttling of wrong client secrets.
+    policy: ThrottlePolicy,
+}
+
+impl Clients {
+    pub(super) fn new(
+        stores: &OAuthStores,
+        events: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        config: &OAuthConfig,
+        audit: Audit,
+    ) -> Self {
+        Self {
+            store: Arc::clone(&stores.clients),
+            throttle: Arc::clone(&stores.throttle),
+            events,
+            clock,
+            audit,
+            issuer: config.issuer.clone(),
+            policy: config.client_throttle.clone(),
+        }
+    }
+
+    pub(super) fn set_audit(&mut self, audit: Audit) {
+        self.audit = audit;
+    }
+
     /// Authenticates the client of a token, introspection or revocation request. `source` is
     /// the request's client address ([`crate::session::ClientContext::ip`]).
     ///
@@ -26,7 +68,7 @@ impl OAuthService {
     /// [`OAuthError::InvalidClient`] for an unknown client, a wrong or missing secret, or a
     /// secret sent by a public client; [`OAuthError::Throttled`] after repeated wrong secrets
     /// for this client from this network.
-    pub async fn authenticate_client(
+    pub async fn authenticate(
         &self,
         auth: &ClientAuth,
         source: Option<&str>,
@@ -37,7 +79,7 @@ impl OAuthService {
         if id.is_empty() || id.len() > 255 {
             return Err(OAuthError::InvalidClient);
         }
-        let client = self.stores.clients.client(id).await?;
+        let client = self.store.client(id).await?;
         let (client, secret) = match (client, auth) {
             (Some(c), ClientAuth::Secret { secret, .. }) if c.secret_hash.is_some() => (c, secret),
             (Some(c), ClientAuth::Public { .. }) if c.secret_hash.is_none() => return Ok(c),
@@ -52,9 +94,9 @@ impl OAuthService {
             "client:{id}:net:{}",
             crate::ratelimit::network_key(source, 64)
         );
-        let policy = &self.config().client_throttle;
+        let policy = &self.policy;
         if let Some(wait) = policy.retry_after(
-            self.stores.throttle.failures(&key).await?,
+            self.throttle.failures(&key).await?,
             policy.account_free_failures,
             now,
         ) {
@@ -68,8 +110,7 @@ impl OAuthService {
         {
             return Ok(client);
         }
-        self.stores
-            .throttle
+        self.throttle
             .record_failure(&key, now, policy.reset_after_secs)
             .await?;
         self.audit
@@ -82,7 +123,7 @@ impl OAuthService {
     ///
     /// # Errors
     /// `invalid_request` for a bad redirect URI or id; storage failures (`Conflict` for a taken id).
-    pub async fn register_client(
+    pub async fn register(
         &self,
         mut client: Client,
         confidential: bool,
@@ -107,7 +148,7 @@ impl OAuthService {
                 .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?;
         }
         for r in &client.resources {
-            if self.stores.clients.resource(r).await?.is_none() {
+            if self.store.resource(r).await?.is_none() {
                 return Err(OAuthError::InvalidRequest(format!(
                     "unknown resource {r:?}: register the API first"
                 )));
@@ -121,7 +162,7 @@ impl OAuthService {
         let secret = confidential.then(ClientSecret::generate);
         client.secret_hash = secret.as_ref().map(ClientSecret::hash);
         client.created_at = self.clock.now();
-        self.stores.clients.put_client(&client).await?;
+        self.store.put_client(&client).await?;
         self.audit
             .record(crate::audit::AuditEvent::success("client_registered").client(&client.id));
         Ok((client, secret.map(|s| s.expose().to_owned())))
@@ -134,8 +175,8 @@ impl OAuthService {
     /// # Errors
     /// Storage failures, or an event that could not be published (the client is gone by then,
     /// and this server refuses its tokens, but guards may not have heard).
-    pub async fn delete_client(&self, id: &str) -> Result<bool, OAuthError> {
-        if !self.stores.clients.delete_client(id).await? {
+    pub async fn delete(&self, id: &str) -> Result<bool, OAuthError> {
+        if !self.store.delete_client(id).await? {
             return Ok(false);
         }
         self.events
@@ -159,8 +200,7 @@ impl OAuthService {
     ) -> Result<(String, Option<Resource>), OAuthError> {
         if let Some(r) = resource {
             let res = self
-                .stores
-                .clients
+                .store
                 .resource(r)
                 .await?
                 .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
@@ -173,9 +213,9 @@ impl OAuthService {
         }
         let api_scopes = scope.minus(&Scopes::from_list(OIDC_SCOPES));
         if api_scopes.is_empty() {
-            return Ok((self.config().issuer.clone(), None));
+            return Ok((self.issuer.clone(), None));
         }
-        let resources = self.stores.clients.list_resources().await?;
+        let resources = self.store.list_resources().await?;
         let mut matching = resources
             .into_iter()
             .filter(|r| {

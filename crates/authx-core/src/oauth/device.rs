@@ -29,6 +29,9 @@ opaque_secret!(
     DeviceCode
 );
 
+/// The grant type of RFC 8628 §3.4.
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The user-code alphabet: 20 consonants, no vowels, no digits.
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Characters in a user code.
@@ -48,6 +51,23 @@ const MAX_POLL_INTERVAL_SECS: i64 = 60;
 /// waits the interval it was told is measured a little short (RFC 8628 §3.5 asks the client to
 /// wait, not the server to count to the millisecond).
 pub const POLL_TOLERANCE_MS: i64 = 500;
+
+/// Misses of the user-code entry allowed per session in one window.
+pub const ENTRY_MISSES_PER_SESSION: u32 = 5;
+/// Misses allowed per account (all its sessions) in one window.
+pub const ENTRY_MISSES_PER_ACCOUNT: u32 = 10;
+/// Misses allowed per network in one window: an IPv4 address or an IPv6 /64 (one subscriber
+/// holds a whole /64 and can rotate through it).
+pub const ENTRY_MISSES_PER_IP: u32 = 5;
+/// Misses allowed per IPv6 /48 (a site's allocation: 65,536 /64s) in one window.
+pub const ENTRY_MISSES_PER_48: u32 = 20;
+/// Misses across the whole server in one window past which every lookup is slowed down by
+/// [`ENTRY_BACKSTOP_DELAY`].
+pub const ENTRY_MISSES_GLOBAL: u32 = 1_000;
+/// How long each lookup waits while the global backstop is exceeded.
+pub const ENTRY_BACKSTOP_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The window: a counter idle for this long starts again.
+pub const ENTRY_WINDOW_SECS: i64 = 900;
 
 /// A user code in canonical form: 8 upper-case letters of [`USER_CODE_ALPHABET`].
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -196,6 +216,38 @@ pub struct DeviceGrant {
 }
 
 impl DeviceGrant {
+    /// A grant waiting for the user: not decided, never polled, polled every
+    /// [`DEVICE_POLL_INTERVAL_SECS`] at first.
+    #[must_use]
+    pub fn pending(
+        device_code_hash: TokenHash,
+        user_code: String,
+        client_id: String,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Self {
+        Self {
+            device_code_hash,
+            user_code,
+            client_id,
+            scope: String::new(),
+            resource: None,
+            status: DeviceStatus::Pending,
+            user_id: None,
+            session_id: None,
+            auth_time: None,
+            decided_at: None,
+            family_id: None,
+            interval_secs: DEVICE_POLL_INTERVAL_SECS,
+            polls: 0,
+            last_poll_at: None,
+            last_poll_ms: None,
+            slow_down_gap_ms: None,
+            created_at,
+            expires_at,
+        }
+    }
+
     /// The last recorded poll in milliseconds since the epoch.
     #[must_use]
     pub fn last_poll_millis(&self) -> Option<i64> {
@@ -375,6 +427,20 @@ pub struct PendingDevice {
     pub user_code: UserCode,
 }
 
+/// What became of a user code a person typed (see `OAuthService::enter_user_code`).
+#[derive(Debug)]
+pub enum UserCodeEntry {
+    /// A pending request: show it, to approve or deny.
+    Found(Box<PendingDevice>),
+    /// Malformed, unknown, expired or decided; the miss was counted.
+    Miss,
+    /// Too many misses: no lookup was made.
+    Throttled {
+        /// Seconds until the window of the tightest exhausted limit ends.
+        retry_after_secs: i64,
+    },
+}
+
 /// Whether the sign-in throttle holds a lock on this account (the same rule sign-in applies).
 #[must_use]
 pub fn account_locked(
@@ -475,24 +541,18 @@ mod tests {
 
     fn polled(interval_secs: i64, last_ms: i64, slow_down_gap_ms: Option<i64>) -> DeviceGrant {
         DeviceGrant {
-            device_code_hash: TokenHash::of(b"x"),
-            user_code: "BCDFGHJK".into(),
-            client_id: "tv".into(),
-            scope: String::new(),
-            resource: None,
-            status: DeviceStatus::Pending,
-            user_id: None,
-            session_id: None,
-            auth_time: None,
-            decided_at: None,
-            family_id: None,
             interval_secs,
             polls: 1,
             last_poll_at: Some(Timestamp(last_ms.div_euclid(1000))),
             last_poll_ms: Some(last_ms),
             slow_down_gap_ms,
-            created_at: Timestamp(0),
-            expires_at: Timestamp(600),
+            ..DeviceGrant::pending(
+                TokenHash::of(b"x"),
+                "BCDFGHJK".into(),
+                "tv".into(),
+                Timestamp(0),
+                Timestamp(600),
+            )
         }
     }
 

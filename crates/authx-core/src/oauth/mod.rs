@@ -4,14 +4,17 @@
 //!
 //! The domain values (`client`, `grant`, `device`, `scope`, `pkce`, `keys`, `jwt`) and the
 //! storage ports (`store`) stand alone. [`service::OAuthService`] is what the server holds; its
-//! work is split by responsibility: [`issuer`] (keys, discovery, JWKS, signing, its own type),
-//! `clients`, [`authorize`], `token` (one module per grant), `introspect`, `revoke` and
-//! `device_flow`, with what they share in [`types`]. Those modules depend on `service`, never
-//! the other way round.
+//! work is split by responsibility: [`issuer`] (keys, discovery, JWKS, signing) and [`clients`]
+//! (client authentication, registration, audiences and scopes), each its own type with its own
+//! state; then [`authorize`], [`token`] (one module per grant), `introspect`, `revoke`,
+//! [`logout`] and `device_flow`, with what they share in [`types`]. Those modules depend on
+//! `service`, never the other way round. The flows return a decision the web layer only
+//! renders: `AuthorizeDecision`, `TokenRequest` run by `grant`, `UserCodeEntry`,
+//! `LogoutDecision`.
 
 pub mod authorize;
 pub mod client;
-mod clients;
+pub mod clients;
 pub mod device;
 mod device_flow;
 pub mod grant;
@@ -19,12 +22,13 @@ mod introspect;
 pub mod issuer;
 pub mod jwt;
 pub mod keys;
+pub mod logout;
 pub mod pkce;
 mod revoke;
 pub mod scope;
 pub mod service;
 pub mod store;
-mod token;
+pub mod token;
 pub mod token_cache;
 pub mod types;
 

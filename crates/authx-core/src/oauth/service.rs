@@ -3,7 +3,8 @@
 //!
 //! - [`super::issuer`]: signing keys, rotation, discovery and JWKS, the tokens it signs (its
 //!   own type, [`Issuer`], with its own state);
-//! - `oauth::clients`: client authentication, registration and deletion, audiences and scopes;
+//! - [`super::clients`]: client authentication, registration and deletion, audiences and
+//!   scopes (its own type, [`Clients`], with its own state);
 //! - [`super::authorize`]: authorization requests, consent and codes;
 //! - `oauth::token`: the grants of the token endpoint (code, refresh, client credentials,
 //!   device code) and the session-minted token;
@@ -24,12 +25,13 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::client::Client;
+use super::clients::Clients;
 use super::grant::RefreshFamily;
 use super::issuer::Issuer;
 use super::jwt::IdTokenClaims;
 use super::keys::SigningAlg;
 use super::token_cache::TokenCache;
-use super::types::{OAuthConfig, OAuthStores, hmac_bytes};
+use super::types::{ClientAuth, OAuthConfig, OAuthStores, hmac_bytes};
 use super::{GrantObserver, OAuthError};
 use crate::clock::{Clock, Timestamp};
 use crate::events::EventBus;
@@ -43,6 +45,8 @@ pub struct OAuthService {
     pub(super) clock: Arc<dyn Clock>,
     /// Keys, discovery and signing.
     pub(super) issuer: Issuer,
+    /// Client authentication, registration, audiences and scopes.
+    pub(super) clients: Clients,
     /// Derives a refresh token's successor from it, so a retry gets the same one.
     pub(super) successor_key: [u8; 32],
     pub(super) observer: OnceLock<Arc<dyn GrantObserver>>,
@@ -70,12 +74,20 @@ impl OAuthService {
         )?;
         let successor_key = hmac_bytes(key_encryption_key, b"authx refresh successor v1");
         let audit = crate::audit::Audit::log_only(Arc::clone(&clock));
+        let clients = Clients::new(
+            &stores,
+            Arc::clone(&events),
+            Arc::clone(&clock),
+            issuer.config(),
+            audit.clone(),
+        );
         Ok(Self {
             audit,
             stores,
             events,
             clock,
             issuer,
+            clients,
             successor_key,
             observer: OnceLock::new(),
         })
@@ -97,6 +109,7 @@ impl OAuthService {
     #[must_use]
     pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
         self.issuer.set_audit(audit.clone());
+        self.clients.set_audit(audit.clone());
         self.audit = audit;
         self
     }
@@ -173,6 +186,12 @@ impl OAuthService {
         &self.issuer
     }
 
+    /// The clients: authentication, registration, audiences and scopes.
+    #[must_use]
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
     /// See [`Issuer::logout_token`].
     ///
     /// # Errors
@@ -239,5 +258,37 @@ impl OAuthService {
     #[must_use]
     pub fn id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
         self.issuer.id_token_hint(token)
+    }
+
+    /// See [`Clients::authenticate`].
+    ///
+    /// # Errors
+    /// As [`Clients::authenticate`].
+    pub async fn authenticate_client(
+        &self,
+        auth: &ClientAuth,
+        source: Option<&str>,
+    ) -> Result<Client, OAuthError> {
+        self.clients.authenticate(auth, source).await
+    }
+
+    /// See [`Clients::register`].
+    ///
+    /// # Errors
+    /// As [`Clients::register`].
+    pub async fn register_client(
+        &self,
+        client: Client,
+        confidential: bool,
+    ) -> Result<(Client, Option<String>), OAuthError> {
+        self.clients.register(client, confidential).await
+    }
+
+    /// See [`Clients::delete`].
+    ///
+    /// # Errors
+    /// As [`Clients::delete`].
+    pub async fn delete_client(&self, id: &str) -> Result<bool, OAuthError> {
+        self.clients.delete(id).await
     }
 }

@@ -125,6 +125,21 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// An access token alone, with its granted scopes: no refresh token, no ID token.
+    #[must_use]
+    pub(crate) fn access_only(
+        (access_token, expires_in): (String, i64),
+        scope: &super::scope::Scopes,
+    ) -> Self {
+        Self {
+            access_token,
+            expires_in,
+            refresh_token: None,
+            id_token: None,
+            scope: scope.to_param(),
+        }
+    }
+
     /// The JSON body.
     #[must_use]
     pub fn to_json(&self) -> Value {

@@ -5,6 +5,7 @@ pub mod device;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod form;
 pub mod middleware;
 pub mod oauth;
 pub mod ops;

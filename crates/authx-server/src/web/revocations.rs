@@ -36,8 +36,9 @@ use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
 use authx_core::oauth::types::ClientAuth;
 
+use super::error::oauth::oauth_error;
 use super::extract::SourceAddr;
-use super::oauth::{oauth_error, parse_basic};
+use super::form::parse_basic;
 use crate::state::AppState;
 
 /// Most events in one JSON page or one catch-up read.

@@ -1,5 +1,6 @@
 //! The provider's rules against the in-memory store and a manual clock: no network, no
-//! server. One module per rule family: codes, refresh rotation, device pacing, consent.
+//! server. One module per rule family: the authorization decision, codes, refresh rotation,
+//! device pacing, the user-code entry, the token endpoint's dispatch, consent and logout.
 
 use std::sync::Arc;
 
@@ -20,9 +21,13 @@ use crate::session::{Session, SessionId};
 use crate::store::{AccountStore, SessionStore};
 use crate::user::{User, UserId, UserStatus};
 
+mod authorize;
 mod code;
 mod consent;
 mod device;
+mod entry;
+mod grant;
+mod logout;
 mod refresh;
 
 const ISSUER: &str = "https://authx.example";

@@ -2,6 +2,7 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
+use super::super::clients::Clients;
 use super::super::scope::Scopes;
 use super::super::service::OAuthService;
 use super::super::types::{OIDC_SCOPES, TokenResponse};
@@ -28,10 +29,10 @@ impl OAuthService {
         };
         let requested = requested.minus(&Scopes::from_list(OIDC_SCOPES));
         // Scopes the client may not have are refused before anything else is looked at.
-        Self::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (aud, res) = self.audience(client, resource, &requested).await?;
-        let granted = Self::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
-        let (access_token, expires_in) = self.issuer.issue_access_token(
+        Clients::grant_scope(client, Some(&requested.to_param()), None)?;
+        let (aud, res) = self.clients.audience(client, resource, &requested).await?;
+        let granted = Clients::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
+        let access = self.issuer.issue_access_token(
             client,
             &format!("client:{}", client.id),
             &aud,
@@ -45,12 +46,6 @@ impl OAuthService {
                 .client(&client.id)
                 .with("grant", "client_credentials"),
         );
-        Ok(TokenResponse {
-            access_token,
-            expires_in,
-            refresh_token: None,
-            id_token: None,
-            scope: granted.to_param(),
-        })
+        Ok(TokenResponse::access_only(access, &granted))
     }
 }

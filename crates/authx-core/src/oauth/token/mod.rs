@@ -1,11 +1,15 @@
 //! The grants of the token endpoint, one module each, and what they share: the tokens of a
-//! family and the user who may receive them.
+//! family and the user who may receive them. [`TokenRequest`] is the endpoint's request as one
+//! typed value, and `OAuthService::grant` the one entry point that runs it.
 
 mod client_credentials;
 mod code;
 mod device;
 mod refresh;
+mod request;
 mod session;
+
+pub use request::TokenRequest;
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
@@ -44,6 +48,7 @@ impl OAuthService {
         // Checked at every issue (code, refresh, device): a resource deleted since the grant was
         // made, or no longer allowed to the client, gets nothing more.
         let (aud, _) = self
+            .clients
             .audience(client, family.resource.as_deref(), &scope)
             .await?;
         let (access_token, expires_in) = self.issuer.issue_access_token(

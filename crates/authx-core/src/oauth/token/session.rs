@@ -76,7 +76,7 @@ impl OAuthService {
             refresh_idle_secs: 0,
             created_at: Timestamp(0),
         };
-        let (access_token, expires_in) = self.issuer.issue_access_token(
+        let access = self.issuer.issue_access_token(
             &pseudo,
             &user.id.0,
             &res.id,
@@ -85,12 +85,6 @@ impl OAuthService {
             None,
             None,
         )?;
-        Ok(TokenResponse {
-            access_token,
-            expires_in,
-            refresh_token: None,
-            id_token: None,
-            scope: granted.to_param(),
-        })
+        Ok(TokenResponse::access_only(access, &granted))
     }
 }

@@ -1,0 +1,228 @@
+//! The authorization endpoint's decision: sign in first (and again for `prompt=login` and
+//! `max_age`), `prompt=none` never shows a page, consent is asked until it is remembered, and
+//! an untrusted client or redirect URI gets a page, never a redirect.
+
+use super::super::authorize::{AuthorizeDecision, SignedIn};
+use super::*;
+
+/// The parameters of a well-formed request of `client`, and its query string.
+fn params(client: &Client, extra: &[(&str, &str)]) -> (AuthorizeParams, String) {
+    let mut pairs = vec![
+        ("client_id", client.id.clone()),
+        ("redirect_uri", REDIRECT.to_owned()),
+        ("response_type", "code".to_owned()),
+        ("scope", "openid email".to_owned()),
+        ("state", "s".to_owned()),
+        ("code_challenge", challenge()),
+        ("code_challenge_method", "S256".to_owned()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let p = AuthorizeParams {
+        client_id: get("client_id"),
+        redirect_uri: get("redirect_uri"),
+        response_type: get("response_type"),
+        scope: get("scope"),
+        state: get("state"),
+        code_challenge: get("code_challenge"),
+        code_challenge_method: get("code_challenge_method"),
+        prompt: get("prompt"),
+        max_age: get("max_age"),
+        login_after: get("login_after"),
+        ..AuthorizeParams::default()
+    };
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        ser.append_pair(k, v);
+    }
+    (p, ser.finish())
+}
+
+impl Rig {
+    fn signed_in(&self) -> SignedIn<'_> {
+        SignedIn {
+            user: &self.user.id,
+            session: &self.session,
+            auth_time: Timestamp(NOW),
+        }
+    }
+
+    async fn decide(
+        &self,
+        client: &Client,
+        extra: &[(&str, &str)],
+        signed_in: bool,
+    ) -> AuthorizeDecision {
+        let (p, query) = params(client, extra);
+        let session = signed_in.then(|| self.signed_in());
+        self.oauth.decide(&p, &query, session).await.unwrap()
+    }
+}
+
+/// The query parameters of a redirect to the client, or a panic.
+fn redirected(d: AuthorizeDecision) -> Vec<(String, String)> {
+    let AuthorizeDecision::Redirect(to) = d else {
+        panic!("expected a redirect, got {d:?}");
+    };
+    let query = to
+        .strip_prefix(&format!("{REDIRECT}?"))
+        .expect("the registered redirect URI");
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The value of `k` in a redirect's parameters.
+fn param<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// The resumed request of a sign-in decision, or a panic.
+fn login(d: AuthorizeDecision) -> Vec<(String, String)> {
+    let AuthorizeDecision::Login { request } = d else {
+        panic!("expected a sign-in, got {d:?}");
+    };
+    form_urlencoded::parse(request.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signed_out_browser_signs_in_first() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    let resumed = login(rig.decide(&client, &[], false).await);
+    assert_eq!(param(&resumed, "client_id"), Some("web"));
+    assert_eq!(param(&resumed, "state"), Some("s"));
+    // Nothing forces a newer sign-in.
+    assert_eq!(param(&resumed, "login_after"), None);
+
+    // prompt=none never shows a page.
+    let refused = redirected(rig.decide(&client, &[("prompt", "none")], false).await);
+    assert_eq!(param(&refused, "error"), Some("login_required"));
+    assert_eq!(param(&refused, "state"), Some("s"));
+    assert_eq!(param(&refused, "iss"), Some(ISSUER));
+}
+
+#[tokio::test]
+async fn prompt_login_and_max_age_ask_for_a_newer_sign_in() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    let resumed = login(rig.decide(&client, &[("prompt", "login")], true).await);
+    let after = NOW.to_string();
+    assert_eq!(param(&resumed, "login_after"), Some(after.as_str()));
+
+    // Coming back with a sign-in no older than `login_after` is enough.
+    let again = rig
+        .decide(
+            &client,
+            &[("prompt", "login"), ("login_after", &after)],
+            true,
+        )
+        .await;
+    assert!(matches!(again, AuthorizeDecision::Consent(_)), "{again:?}");
+    // A `login_after` the session is older than is not.
+    let later = (NOW + 1).to_string();
+    let stale = rig.decide(&client, &[("login_after", &later)], true).await;
+    assert!(
+        matches!(stale, AuthorizeDecision::Login { .. }),
+        "{stale:?}"
+    );
+
+    // max_age: a sign-in older than it signs in again, with `login_after` now.
+    rig.clock.advance(120);
+    let fresh = rig.decide(&client, &[("max_age", "300")], true).await;
+    assert!(matches!(fresh, AuthorizeDecision::Consent(_)), "{fresh:?}");
+    let resumed = login(rig.decide(&client, &[("max_age", "60")], true).await);
+    let now = (NOW + 120).to_string();
+    assert_eq!(param(&resumed, "login_after"), Some(now.as_str()));
+    let refused = redirected(
+        rig.decide(&client, &[("max_age", "60"), ("prompt", "none")], true)
+            .await,
+    );
+    assert_eq!(param(&refused, "error"), Some("login_required"));
+}
+
+#[tokio::test]
+async fn consent_is_asked_until_it_is_remembered() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    let AuthorizeDecision::Consent(req) = rig.decide(&client, &[], true).await else {
+        panic!("expected the consent page");
+    };
+    assert_eq!(req.client.id, "web");
+    let refused = redirected(rig.decide(&client, &[("prompt", "none")], true).await);
+    assert_eq!(param(&refused, "error"), Some("consent_required"));
+
+    // Allowing redirects with a code and remembers the consent.
+    let (p, _) = params(&client, &[]);
+    let allowed = redirected(
+        rig.oauth
+            .decide_consent(&p, rig.signed_in(), true)
+            .await
+            .unwrap(),
+    );
+    assert!(param(&allowed, "code").is_some());
+    assert_eq!(param(&allowed, "state"), Some("s"));
+    let remembered = redirected(rig.decide(&client, &[], true).await);
+    let code = param(&remembered, "code").expect("a code");
+    assert!(rig.redeem(&client, code).await.is_ok());
+    // prompt=consent asks again.
+    let asked = rig.decide(&client, &[("prompt", "consent")], true).await;
+    assert!(matches!(asked, AuthorizeDecision::Consent(_)), "{asked:?}");
+
+    // Denying redirects access_denied.
+    let denied = redirected(
+        rig.oauth
+            .decide_consent(&p, rig.signed_in(), false)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(param(&denied, "error"), Some("access_denied"));
+    assert_eq!(param(&denied, "code"), None);
+}
+
+#[tokio::test]
+async fn an_untrusted_request_gets_a_page_and_a_bad_one_a_redirect() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    let (mut p, query) = params(&client, &[]);
+    p.client_id = Some("nobody".into());
+    let d = rig.oauth.decide(&p, &query, None).await.unwrap();
+    assert!(matches!(d, AuthorizeDecision::Refused(_)), "{d:?}");
+
+    let (mut p, query) = params(&client, &[]);
+    p.repeated = vec!["redirect_uri".into()];
+    let d = rig.oauth.decide(&p, &query, None).await.unwrap();
+    assert!(matches!(d, AuthorizeDecision::Refused(_)), "{d:?}");
+
+    // Once the client and redirect URI are trusted, errors go back to the client.
+    p.repeated = vec!["scope".into()];
+    let bad = redirected(rig.oauth.decide(&p, &query, None).await.unwrap());
+    assert_eq!(param(&bad, "error"), Some("invalid_request"));
+    assert_eq!(
+        param(&bad, "error_description"),
+        Some("parameter scope is repeated")
+    );
+    let bad = redirected(
+        rig.decide(&client, &[("response_type", "token")], true)
+            .await,
+    );
+    assert_eq!(param(&bad, "error"), Some("unsupported_response_type"));
+
+    // The consent form's request is trusted no more than the first one.
+    let (mut p, _) = params(&client, &[]);
+    p.repeated = vec!["scope".into()];
+    let d = rig
+        .oauth
+        .decide_consent(&p, rig.signed_in(), true)
+        .await
+        .unwrap();
+    assert!(matches!(d, AuthorizeDecision::Refused(_)), "{d:?}");
+}
