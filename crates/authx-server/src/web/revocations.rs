@@ -21,8 +21,9 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,13 +32,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
-use authx_core::StoreError;
 use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
 use authx_core::oauth::types::ClientAuth;
 
+use super::error::feed;
+use super::error::http::extract;
 use super::extract::SourceAddr;
-use super::oauth::{oauth_error, parse_basic};
+use super::oauth::parse_basic;
 use crate::state::AppState;
 
 /// Most events in one JSON page or one catch-up read.
@@ -62,77 +64,85 @@ struct FeedQuery {
     after: Option<String>,
 }
 
-async fn feed(
-    State(state): State<AppState>,
-    source: SourceAddr,
-    headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
-) -> Response {
-    let Some((id, secret)) = headers.get(header::AUTHORIZATION).and_then(parse_basic) else {
-        return oauth_error(&OAuthError::InvalidClient, true);
+/// A request to read the feed, from a client that is a registered API: where to resume and
+/// whether to stream.
+struct FeedRequest {
+    client: String,
+    after: i64,
+    stream: bool,
+}
+
+impl FromRequestParts<AppState> for FeedRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Query(q) = extract::<Query<FeedQuery>>(parts, state).await?;
+        let client = registered_api(state, parts).await?;
+        let position = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or(q.after);
+        let after = match position.as_deref().map(str::trim) {
+            None | Some("") => 0,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 0 => n,
+                _ => return Err(feed::bad_position()),
+            },
+        };
+        let stream = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        Ok(Self {
+            client,
+            after,
+            stream,
+        })
+    }
+}
+
+/// The client that authenticated with HTTP Basic, if it is a registered API.
+async fn registered_api(state: &AppState, parts: &mut Parts) -> Result<String, Response> {
+    let Some((id, secret)) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(parse_basic)
+    else {
+        return Err(feed::client_refused(&OAuthError::InvalidClient));
     };
-    let client = match state
+    let source: SourceAddr = extract(parts, state).await?;
+    let client = state
         .oauth
         .authenticate_client(&ClientAuth::Secret { id, secret }, source.as_deref())
         .await
-    {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, true),
-    };
+        .map_err(|e| feed::client_refused(&e))?;
     match state.oauth.stores().clients.resource(&client.id).await {
-        Ok(Some(_)) => {}
+        Ok(Some(_)) => Ok(client.id),
         Ok(None) => {
             state.auth.audit().record(
                 authx_core::audit::AuditEvent::failure("revocation_feed_refused")
                     .client(&client.id),
             );
-            return (
-                StatusCode::FORBIDDEN,
-                Json(json!({
-                    "error": "access_denied",
-                    "error_description": "only a registered API may read the revocation feed: \
-                        authenticate as the confidential client whose id is the API's id",
-                })),
-            )
-                .into_response();
+            Err(feed::not_an_api())
         }
-        Err(e) => return store_failure(e),
+        Err(e) => Err(feed::store_failure(e)),
     }
-    let position = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.after);
-    let after = match position.as_deref().map(str::trim) {
-        None | Some("") => 0,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => n,
-            _ => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({
-                        "error": "invalid_request",
-                        "error_description": "Last-Event-ID (or after) must be a non-negative integer",
-                    })),
-                )
-                    .into_response();
-            }
-        },
-    };
-    let wants_stream = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/event-stream"));
+}
+
+async fn feed(State(state): State<AppState>, req: FeedRequest) -> Response {
     state.auth.audit().record(
         authx_core::audit::AuditEvent::success("revocation_feed_opened")
-            .client(&client.id)
-            .with("after", after)
-            .with("stream", wants_stream),
+            .client(&req.client)
+            .with("after", req.after)
+            .with("stream", req.stream),
     );
-    if wants_stream {
-        stream(state, after)
+    if req.stream {
+        stream(state, req.after)
     } else {
-        page(&state, after).await
+        page(&state, req.after).await
     }
 }
 
@@ -150,12 +160,8 @@ async fn page(state: &AppState, after: i64) -> Response {
             let next = events.last().map_or(after, |e| e.seq);
             Json(json!({"events": events, "next": next, "more": more})).into_response()
         }
-        Err(e) => store_failure(e),
+        Err(e) => feed::store_failure(e),
     }
-}
-
-fn store_failure(e: StoreError) -> Response {
-    oauth_error(&OAuthError::Store(e), false)
 }
 
 fn stream(state: AppState, after: i64) -> Response {

@@ -9,6 +9,9 @@ use serde_json::json;
 use authx_core::StoreError;
 use authx_core::auth::AuthError;
 
+pub mod federation;
+pub mod feed;
+pub mod http;
 pub mod oauth;
 
 /// An error answer of the JSON API.
