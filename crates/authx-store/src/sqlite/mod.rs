@@ -15,8 +15,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::error::ConnectError;
+use crate::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
 use crate::sql::{Dialect, SqlStore};
-use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
 
 mod rotation;
 
@@ -131,8 +132,8 @@ mod tests {
         let opts = ConnectOptions::default();
         let known = MIGRATOR.iter().count();
         assert!(known > 0);
-        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), known);
-        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), 0);
+        assert_eq!(crate::connect::migrate(&url, &opts).await.unwrap(), known);
+        assert_eq!(crate::connect::migrate(&url, &opts).await.unwrap(), 0);
     }
 
     #[tokio::test]
