@@ -4,11 +4,6 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use authx_core::Timestamp;
-use authx_core::oauth::grant::RefreshToken;
-use authx_core::secret::TokenHash;
-use authx_core::store::StoreResult;
-use futures_util::future::BoxFuture;
 use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -17,7 +12,7 @@ use sqlx::sqlite::{
 
 use crate::error::ConnectError;
 use crate::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
-use crate::sql::{Dialect, SqlStore};
+use crate::sql::{Dialect, Rotated, Rotation, SqlStore};
 
 mod rotation;
 
@@ -44,13 +39,8 @@ impl SqlStore<Sqlite> {
 impl Dialect for Sqlite {
     type Rotations = rotation::Writer;
 
-    fn rotate_refresh<'a>(
-        store: &'a SqlStore<Self>,
-        old: &'a TokenHash,
-        new: &'a RefreshToken,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(store.rotations.rotate(old, new, now))
+    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a> {
+        Box::pin(store.rotations.rotate(r.old, r.new, r.now))
     }
 
     /// A plain `?`: SQLite numbers anonymous parameters in order at no cost, while each named
