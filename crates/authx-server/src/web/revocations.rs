@@ -30,7 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
@@ -241,25 +241,7 @@ async fn produce(
     {
         return;
     }
-    loop {
-        let wait = if cursor.behind_gap() {
-            GAP_POLL
-        } else {
-            POLL_EVERY
-        };
-        tokio::select! {
-            r = wake.recv() => {
-                if matches!(r, Err(broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
-            () = tokio::time::sleep(wait) => {}
-            _ = closing.changed() => return,
-            () = tx.closed() => return,
-        }
-        if *closing.borrow() {
-            return;
-        }
+    while next_read(&mut wake, &mut closing, &tx, cursor.behind_gap()).await {
         let before = cursor.position;
         if !drain(&state, &mut cursor, &tx).await {
             return;
@@ -271,6 +253,29 @@ async fn produce(
             return;
         }
     }
+}
+
+/// Waits until the log is worth reading again: a wake-up from the bus, or the poll interval
+/// (shorter behind a gap). `false` when the stream is over: the server is closing, the guard
+/// went away, or the bus closed.
+async fn next_read(
+    wake: &mut broadcast::Receiver<authx_core::events::RevocationEvent>,
+    closing: &mut watch::Receiver<bool>,
+    tx: &mpsc::Sender<Event>,
+    behind_gap: bool,
+) -> bool {
+    let wait = if behind_gap { GAP_POLL } else { POLL_EVERY };
+    tokio::select! {
+        r = wake.recv() => {
+            if matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                return false;
+            }
+        }
+        () = tokio::time::sleep(wait) => {}
+        _ = closing.changed() => return false,
+        () = tx.closed() => return false,
+    }
+    !*closing.borrow()
 }
 
 /// Sends every event after the position that was not sent yet. Reads start at the position
