@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use authx_core::events::RevocationEvent;
+use authx_core::events::{EventBus, RevocationEvent};
 use authx_core::store::{StoreError, StoreResult};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
@@ -118,6 +118,65 @@ impl Shared {
     }
 }
 
+/// A bus of revocation events between instances: `P` publishes, a `Subscriber` receives.
+/// Dropping it stops the subscriber task.
+pub struct Bus<P> {
+    publisher: P,
+    subscriber: Subscriber,
+}
+
+impl<P: Publish> Bus<P> {
+    /// The bus of `publisher` and `subscriber`, which listens where `publisher` publishes.
+    pub(crate) fn new(publisher: P, subscriber: Subscriber) -> Self {
+        Self {
+            publisher,
+            subscriber,
+        }
+    }
+
+    /// What publishes.
+    pub(crate) fn publisher(&self) -> &P {
+        &self.publisher
+    }
+}
+
+impl<P: Publish> fmt::Debug for Bus<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.subscriber.debug_as(P::BUS, f)
+    }
+}
+
+#[async_trait]
+impl<P: Publish> EventBus for Bus<P> {
+    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
+        self.publisher
+            .publish(self.subscriber.channel(), encode(event)?)
+            .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.subscriber.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.subscriber.is_connected()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.subscriber.epoch()
+    }
+}
+
+/// How one bus sends an event to every instance.
+#[async_trait]
+pub trait Publish: Send + Sync + 'static {
+    /// The bus's name, for its `Debug`.
+    const BUS: &'static str;
+
+    /// Publishes `payload` (an event's JSON) on `channel`.
+    async fn publish(&self, channel: &str, payload: String) -> StoreResult<()>;
+}
+
 /// Why subscribing failed, as the driver said.
 pub(crate) type SubscribeError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -169,27 +228,27 @@ impl Subscriber {
     }
 
     /// The channel the bus publishes on and listens to.
-    pub(crate) fn channel(&self) -> &str {
+    fn channel(&self) -> &str {
         &self.channel
     }
 
     /// A receiver of every event that arrives from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
         self.shared.local.subscribe()
     }
 
     /// Whether the subscription is in place.
-    pub(crate) fn is_connected(&self) -> bool {
+    fn is_connected(&self) -> bool {
         self.shared.is_connected()
     }
 
     /// Moves at every (re)subscription.
-    pub(crate) fn epoch(&self) -> u64 {
+    fn epoch(&self) -> u64 {
         self.shared.epoch()
     }
 
     /// The `Debug` of the bus called `name`: its channel and the subscription's state.
-    pub(crate) fn debug_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn debug_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(name)
             .field("channel", &self.channel)
             .field("connected", &self.is_connected())
@@ -239,7 +298,7 @@ async fn keep_subscribed<T: Transport>(
 }
 
 /// An event as published: its JSON.
-pub(crate) fn encode(event: &RevocationEvent) -> StoreResult<String> {
+fn encode(event: &RevocationEvent) -> StoreResult<String> {
     serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

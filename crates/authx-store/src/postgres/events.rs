@@ -3,26 +3,35 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use authx_core::events::{EventBus, RevocationEvent};
 use authx_core::store::StoreResult;
-use tokio::sync::broadcast;
 
 use crate::error::ConnectError;
-use crate::events::{CONNECT_TIMEOUT, Shared, SubscribeError, Subscriber, Transport, encode};
+use crate::events::{Bus, CONNECT_TIMEOUT, Publish, Shared, SubscribeError, Subscriber, Transport};
 
 /// Revocation events over PostgreSQL `LISTEN`/`NOTIFY`, for several instances sharing one
 /// database without Redis. Uses its own pool of two connections: one listens, one notifies.
 ///
 /// A notification is delivered only to sessions listening when it is sent, like Redis
 /// pub/sub; the same reconnect, epoch and fail-closed rules apply.
-pub struct PgEventBus {
+pub type PgEventBus = Bus<Notify>;
+
+/// Publishing with `pg_notify`.
+pub struct Notify {
     pool: sqlx::PgPool,
-    subscriber: Subscriber,
 }
 
-impl std::fmt::Debug for PgEventBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.subscriber.debug_as("PgEventBus", f)
+#[async_trait]
+impl Publish for Notify {
+    const BUS: &'static str = "PgEventBus";
+
+    async fn publish(&self, channel: &str, payload: String) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(crate::sql::store_error)?;
+        Ok(())
     }
 }
 
@@ -55,7 +64,7 @@ pub async fn postgres_event_bus(url: &str, channel: &str) -> Result<Arc<PgEventB
     };
     let names = ("postgres", "the database");
     let subscriber = Subscriber::start(listen, channel.to_owned(), names).await?;
-    Ok(Arc::new(PgEventBus { pool, subscriber }))
+    Ok(Arc::new(Bus::new(Notify { pool }, subscriber)))
 }
 
 /// Listening on one channel of the database.
@@ -85,30 +94,5 @@ impl Transport for Listen {
                 Err(e) => return e.to_string(),
             }
         }
-    }
-}
-
-#[async_trait]
-impl EventBus for PgEventBus {
-    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(self.subscriber.channel())
-            .bind(encode(event)?)
-            .execute(&self.pool)
-            .await
-            .map_err(crate::sql::store_error)?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
-        self.subscriber.subscribe()
-    }
-
-    fn is_connected(&self) -> bool {
-        self.subscriber.is_connected()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.subscriber.epoch()
     }
 }

@@ -4,15 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use authx_core::events::{EventBus, RevocationEvent};
 use authx_core::store::{Health, StoreError, StoreResult};
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
-use tokio::sync::broadcast;
 
 use super::{RESPONSE_TIMEOUT, connect};
 use crate::error::ConnectError;
-use crate::events::{CONNECT_TIMEOUT, Shared, SubscribeError, Subscriber, Transport, encode};
+use crate::events::{Bus, CONNECT_TIMEOUT, Publish, Shared, SubscribeError, Subscriber, Transport};
 
 /// How often an idle subscription is checked with a `PING`, so a connection that died without
 /// a reset (a silent network partition) is noticed.
@@ -25,14 +23,25 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// Publishing uses a multiplexed connection that reconnects by itself; the subscription uses a
 /// dedicated connection (a subscribed Redis connection can do nothing else), checked with a
 /// `PING` every few seconds. Dropping the bus stops its subscriber task.
-pub struct RedisEventBus {
+pub type RedisEventBus = Bus<Publisher>;
+
+/// Publishing over a multiplexed connection that reconnects by itself.
+pub struct Publisher {
     conn: ConnectionManager,
-    subscriber: Subscriber,
 }
 
-impl std::fmt::Debug for RedisEventBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.subscriber.debug_as("RedisEventBus", f)
+#[async_trait]
+impl Publish for Publisher {
+    const BUS: &'static str = "RedisEventBus";
+
+    async fn publish(&self, channel: &str, payload: String) -> StoreResult<()> {
+        let _receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
     }
 }
 
@@ -58,7 +67,7 @@ pub async fn redis_event_bus(
         channel: channel.clone(),
     };
     let subscriber = Subscriber::start(dedicated, channel, ("redis", "Redis")).await?;
-    Ok(Arc::new(RedisEventBus { conn, subscriber }))
+    Ok(Arc::new(Bus::new(Publisher { conn }, subscriber)))
 }
 
 /// A dedicated connection subscribed to one channel, checked with a `PING` every few seconds.
@@ -120,36 +129,10 @@ async fn redis_relay(mut sink: PubSubSink, mut stream: PubSubStream, shared: &Sh
 }
 
 #[async_trait]
-impl EventBus for RedisEventBus {
-    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
-        let payload = encode(event)?;
-        let _receivers: i64 = redis::cmd("PUBLISH")
-            .arg(self.subscriber.channel())
-            .arg(payload)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
-        self.subscriber.subscribe()
-    }
-
-    fn is_connected(&self) -> bool {
-        self.subscriber.is_connected()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.subscriber.epoch()
-    }
-}
-
-#[async_trait]
 impl Health for RedisEventBus {
     async fn ping(&self) -> StoreResult<()> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.publisher().conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
         Ok(())
