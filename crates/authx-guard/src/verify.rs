@@ -263,3 +263,71 @@ pub(crate) fn check_claims(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn good() -> Value {
+        json!({
+            "iss": "https://id.example.com",
+            "sub": "user",
+            "aud": "https://api.example.com",
+            "exp": 1900,
+            "iat": 1000,
+            "jti": "j",
+            "client_id": "app",
+            "scope": "read",
+        })
+    }
+
+    fn decode(v: &Value) -> Option<Claims> {
+        let c: Claims = serde_json::from_value(v.clone()).ok()?;
+        check_claims(
+            &c,
+            "https://id.example.com",
+            "https://api.example.com",
+            1000,
+            0,
+        )
+        .ok()?;
+        Some(c)
+    }
+
+    /// Claims the guard does not know (RFC 9068 allows them) are ignored, so an issuer can add
+    /// one (`acr`, `cnf`) without older guards refusing its tokens.
+    #[test]
+    fn unknown_claims_are_accepted() {
+        let plain = decode(&good()).unwrap();
+        let mut more = good();
+        more["acr"] = "urn:example:mfa".into();
+        more["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+        assert_eq!(decode(&more), Some(plain));
+    }
+
+    /// The claims the guard knows stay typed and required.
+    #[test]
+    fn known_claims_are_required_and_typed() {
+        for required in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"] {
+            let mut c = good();
+            c.as_object_mut().unwrap().remove(required);
+            assert_eq!(decode(&c), None, "without {required}");
+        }
+        for (claim, wrong) in [
+            ("sub", json!(7)),
+            ("aud", json!([])),
+            ("exp", json!("1900")),
+            ("nbf", json!("900")),
+            ("jti", Value::Null),
+            ("scope", json!(["read"])),
+            ("sid", json!(1)),
+            ("auth_time", json!("1000")),
+        ] {
+            let mut c = good();
+            c[claim] = wrong;
+            assert_eq!(decode(&c), None, "{claim} of the wrong type");
+        }
+    }
+}

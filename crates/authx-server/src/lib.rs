@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authx_core::Clock;
-use authx_core::auth::{AuthService, Stores};
+use authx_core::auth::{AuthPolicy, AuthService, Stores};
 use authx_core::events::{DurableBus, EventBus, InProcessBus};
 use authx_core::oauth::store::ClientStore;
+use authx_core::oauth::types::OAuthStores;
 use authx_core::password::PasswordHasher;
+use authx_core::ratelimit::{LocalCounter, RateCounter, RateLimiter, StoreCounter};
 use authx_core::store::{Health, ThrottleStore};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -48,14 +50,7 @@ const MIN_EVENT_RETENTION_SECS: i64 = 3600;
 /// A clear message when the database or Redis cannot be opened, or the database schema is
 /// newer than this build.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    let backend = authx_store::connect(&config.database_url, &config.store)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open database {}",
-                config::redact_url(&config.database_url)
-            )
-        })?;
+    let backend = open_database(&config).await?;
     let shared = shared_services(&config, &backend).await?;
     let hasher = PasswordHasher::new(
         config.hash_params,
@@ -63,74 +58,23 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         Duration::from_secs(10),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut policy = config.auth.clone();
-    if shared.multi_instance {
-        // Another instance may revoke a session at any moment, and an event about it can
-        // arrive after the client's next request. Only the shared store knows for certain, so
-        // no request is answered from a per-instance copy.
-        policy.cache_capacity = 0;
-    }
-    tracing::info!(
-        database = backend.kind.as_str(),
-        sessions = shared.sessions_in,
-        events = shared.events_over,
-        session_cache = policy.cache_capacity > 0,
-        "storage ready"
-    );
+    let policy = account_policy(&config, &backend, &shared);
     // Every revocation is written to the durable log before it travels, so a resource server's
     // guard that was away replays it from the revocation feed.
     let revocations = Arc::new(DurableBus::new(
         Arc::clone(&backend.revocations),
-        shared.bus,
+        Arc::clone(&shared.bus),
         Arc::clone(&clock),
         MIN_EVENT_RETENTION_SECS,
     ));
     let bus: Arc<dyn EventBus> = revocations.clone();
-    // A single instance is the only writer of its database: clients, resources and failure
-    // counters are read from memory (authx_core::cache). Several instances read the store.
-    let (clients, throttle): (Arc<dyn ClientStore>, Arc<dyn ThrottleStore>) =
-        if shared.multi_instance {
-            (Arc::clone(&backend.clients), Arc::clone(&backend.throttle))
-        } else {
-            (
-                Arc::new(
-                    authx_core::cache::CachedClients::new(Arc::clone(&backend.clients))
-                        .with_generation(Arc::clone(revocations.generation())),
-                ),
-                Arc::new(authx_core::cache::CachedThrottle::new(Arc::clone(
-                    &backend.throttle,
-                ))),
-            )
-        };
-    let stores = Stores {
-        accounts: Arc::clone(&backend.accounts),
-        sessions: Arc::clone(&shared.sessions),
-        throttle: Arc::clone(&throttle),
-    };
-    // Several instances count each client's requests together in the store (one atomic
-    // upsert); a single instance counts them in memory, which costs no database write.
-    let counter: Arc<dyn authx_core::ratelimit::RateCounter> = if shared.multi_instance {
-        Arc::new(authx_core::ratelimit::StoreCounter(Arc::clone(
-            &backend.throttle,
-        )))
-    } else {
-        Arc::new(authx_core::ratelimit::LocalCounter::default())
-    };
-    let limiter = authx_core::ratelimit::RateLimiter::new(counter, Arc::clone(&clock));
-    let oauth_stores = authx_core::oauth::types::OAuthStores {
-        clients,
-        keys: Arc::clone(&backend.keys),
-        grants: Arc::clone(&backend.grants),
-        accounts: Arc::clone(&backend.accounts),
-        sessions: Arc::clone(&shared.sessions),
-        throttle,
-        devices: Arc::clone(&backend.devices),
-    };
+    let reads = ReadPaths::new(&backend, &shared, &revocations);
+    let limiter = rate_limiter(&backend, &shared, &clock);
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
     let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
     let oauth = provider::build(
         &config,
-        oauth_stores,
+        reads.oauth_stores(&backend, &shared),
         Arc::clone(&bus),
         Arc::clone(&clock),
         audit.clone(),
@@ -147,20 +91,24 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     );
     let (observer, backchannel_rx) = provider::backchannel();
     oauth.set_observer(observer.clone());
-    let auth = AuthService::new(stores, Arc::clone(&bus), clock, hasher, policy)
-        .with_grants(Arc::clone(&backend.grants))
-        .with_device_grants(Arc::clone(&backend.devices))
-        .with_grant_observer(observer)
-        .with_audit(audit);
-    let cookies = cookies::CookieNames::new(config.cookie_secure);
-    let upstreams = upstream::Upstreams::new(&config.federation);
+    let auth = AuthService::new(
+        reads.stores(&backend, &shared),
+        Arc::clone(&bus),
+        clock,
+        hasher,
+        policy,
+    )
+    .with_grants(Arc::clone(&backend.grants))
+    .with_device_grants(Arc::clone(&backend.devices))
+    .with_grant_observer(observer)
+    .with_audit(audit);
     Ok(AppState::new(Inner {
-        upstreams,
+        upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
         auth,
         oauth,
+        cookies: cookies::CookieNames::new(config.cookie_secure),
         config,
-        cookies,
         metrics: metrics::Metrics::default(),
         health: shared.health,
         bus,
@@ -170,6 +118,110 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         revocations,
         closing: tokio::sync::watch::Sender::new(false),
     }))
+}
+
+/// The account service's rules, with no per-instance session cache when several instances
+/// share the store; logs where storage lives.
+fn account_policy(
+    config: &Config,
+    backend: &authx_store::Backend,
+    shared: &SharedServices,
+) -> AuthPolicy {
+    let mut policy = config.auth.clone();
+    if shared.multi_instance {
+        // Another instance may revoke a session at any moment, and an event about it can
+        // arrive after the client's next request. Only the shared store knows for certain, so
+        // no request is answered from a per-instance copy.
+        policy.cache_capacity = 0;
+    }
+    tracing::info!(
+        database = backend.kind.as_str(),
+        sessions = shared.sessions_in,
+        events = shared.events_over,
+        session_cache = policy.cache_capacity > 0,
+        "storage ready"
+    );
+    policy
+}
+
+/// Opens the database, applying its migrations.
+async fn open_database(config: &Config) -> anyhow::Result<authx_store::Backend> {
+    authx_store::connect(&config.database_url, &config.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                config::redact_url(&config.database_url)
+            )
+        })
+}
+
+/// Where clients and failure counters are read. A single instance is the only writer of its
+/// database: they are read from memory (authx_core::cache). Several instances read the store.
+struct ReadPaths {
+    clients: Arc<dyn ClientStore>,
+    throttle: Arc<dyn ThrottleStore>,
+}
+
+impl ReadPaths {
+    fn new(
+        backend: &authx_store::Backend,
+        shared: &SharedServices,
+        revocations: &DurableBus,
+    ) -> Self {
+        if shared.multi_instance {
+            return Self {
+                clients: Arc::clone(&backend.clients),
+                throttle: Arc::clone(&backend.throttle),
+            };
+        }
+        Self {
+            clients: Arc::new(
+                authx_core::cache::CachedClients::new(Arc::clone(&backend.clients))
+                    .with_generation(Arc::clone(revocations.generation())),
+            ),
+            throttle: Arc::new(authx_core::cache::CachedThrottle::new(Arc::clone(
+                &backend.throttle,
+            ))),
+        }
+    }
+
+    /// The account service's stores.
+    fn stores(&self, backend: &authx_store::Backend, shared: &SharedServices) -> Stores {
+        Stores {
+            accounts: Arc::clone(&backend.accounts),
+            sessions: Arc::clone(&shared.sessions),
+            throttle: Arc::clone(&self.throttle),
+        }
+    }
+
+    /// The OpenID provider's stores.
+    fn oauth_stores(&self, backend: &authx_store::Backend, shared: &SharedServices) -> OAuthStores {
+        OAuthStores {
+            clients: Arc::clone(&self.clients),
+            keys: Arc::clone(&backend.keys),
+            grants: Arc::clone(&backend.grants),
+            accounts: Arc::clone(&backend.accounts),
+            sessions: Arc::clone(&shared.sessions),
+            throttle: Arc::clone(&self.throttle),
+            devices: Arc::clone(&backend.devices),
+        }
+    }
+}
+
+/// Request rate limits. Several instances count each client's requests together in the store
+/// (one atomic upsert); a single instance counts them in memory, which costs no database write.
+fn rate_limiter(
+    backend: &authx_store::Backend,
+    shared: &SharedServices,
+    clock: &Arc<dyn Clock>,
+) -> RateLimiter {
+    let counter: Arc<dyn RateCounter> = if shared.multi_instance {
+        Arc::new(StoreCounter(Arc::clone(&backend.throttle)))
+    } else {
+        Arc::new(LocalCounter::default())
+    };
+    RateLimiter::new(counter, Arc::clone(clock))
 }
 
 /// The PostgreSQL `NOTIFY` channel of revocation events when there is no Redis.
@@ -190,22 +242,7 @@ async fn shared_services(
     backend: &authx_store::Backend,
 ) -> anyhow::Result<SharedServices> {
     if let Some(url) = &config.redis_url {
-        let redis_context = || format!("cannot use Redis at {}", config::redact_url(url));
-        let sessions = authx_store::redis_sessions(url, &config.redis_key_prefix)
-            .await
-            .with_context(redis_context)?;
-        let bus = authx_store::redis_event_bus(url, &config.redis_key_prefix)
-            .await
-            .with_context(redis_context)?;
-        let redis_health: Arc<dyn Health> = bus.clone();
-        return Ok(SharedServices {
-            sessions,
-            bus,
-            health: authx_store::all_healthy(vec![Arc::clone(&backend.health), redis_health]),
-            multi_instance: true,
-            sessions_in: "redis",
-            events_over: "redis",
-        });
+        return over_redis(config, url, backend).await;
     }
     match backend.kind {
         authx_store::BackendKind::Postgres => {
@@ -217,23 +254,60 @@ async fn shared_services(
                         config::redact_url(&config.database_url)
                     )
                 })?;
-            Ok(SharedServices {
-                sessions: Arc::clone(&backend.sessions),
-                bus,
-                health: Arc::clone(&backend.health),
-                multi_instance: true,
-                sessions_in: "postgres",
-                events_over: "postgres",
-            })
+            Ok(SharedServices::in_database(backend, bus, true, "postgres"))
         }
         authx_store::BackendKind::Sqlite => Ok(SharedServices {
-            sessions: Arc::clone(&backend.sessions),
-            bus: Arc::new(InProcessBus::default()),
-            health: Arc::clone(&backend.health),
-            multi_instance: false,
-            sessions_in: "sqlite",
             events_over: "in-process",
+            ..SharedServices::in_database(
+                backend,
+                Arc::new(InProcessBus::default()),
+                false,
+                "sqlite",
+            )
         }),
+    }
+}
+
+/// Sessions in Redis and events over Redis pub/sub; ready only while Redis answers too.
+async fn over_redis(
+    config: &Config,
+    url: &str,
+    backend: &authx_store::Backend,
+) -> anyhow::Result<SharedServices> {
+    let redis_context = || format!("cannot use Redis at {}", config::redact_url(url));
+    let sessions = authx_store::redis_sessions(url, &config.redis_key_prefix)
+        .await
+        .with_context(redis_context)?;
+    let bus = authx_store::redis_event_bus(url, &config.redis_key_prefix)
+        .await
+        .with_context(redis_context)?;
+    let redis_health: Arc<dyn Health> = bus.clone();
+    Ok(SharedServices {
+        sessions,
+        bus,
+        health: authx_store::all_healthy(vec![Arc::clone(&backend.health), redis_health]),
+        multi_instance: true,
+        sessions_in: "redis",
+        events_over: "redis",
+    })
+}
+
+impl SharedServices {
+    /// Sessions in the database, events over `bus`, named `name` in the start-up log.
+    fn in_database(
+        backend: &authx_store::Backend,
+        bus: Arc<dyn EventBus>,
+        multi_instance: bool,
+        name: &'static str,
+    ) -> Self {
+        Self {
+            sessions: Arc::clone(&backend.sessions),
+            bus,
+            health: Arc::clone(&backend.health),
+            multi_instance,
+            sessions_in: name,
+            events_over: name,
+        }
     }
 }
 
@@ -367,53 +441,53 @@ impl Purged {
 /// # Errors
 /// The first failure, after every part has been tried.
 pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
-    let mut purged = Purged::default();
-    let mut first_error = None;
-    match state.auth.purge_expired().await {
-        Ok(n) => purged.sessions_and_counters = n,
-        Err(e) => first_error = Some(anyhow::anyhow!("sessions and counters: {e}")),
-    }
-    match state.oauth.purge().await {
-        Ok(n) => purged.grants = n,
-        Err(e) => {
-            first_error.get_or_insert(anyhow::anyhow!("grants: {e}"));
-        }
-    }
-    match state
-        .federation
-        .purge_federation(state.auth.clock().now())
-        .await
-    {
-        Ok(n) => purged.federation = n,
-        Err(e) => {
-            first_error.get_or_insert(anyhow::anyhow!("federation records: {e}"));
-        }
-    }
+    let mut tally = Tally::default();
     let cutoff = state
         .auth
         .clock()
         .now()
         .plus(-state.config.audit_retention_secs);
-    match state.audit_store.purge_audit(cutoff).await {
-        Ok(n) => purged.audit_events = n,
-        Err(e) => {
-            first_error.get_or_insert(anyhow::anyhow!("audit events: {e}"));
-        }
-    }
-    match state
-        .revocations
-        .log()
-        .purge_events(state.auth.clock().now())
-        .await
-    {
-        Ok(n) => purged.revocation_events = n,
-        Err(e) => {
-            first_error.get_or_insert(anyhow::anyhow!("revocation events: {e}"));
-        }
-    }
-    match first_error {
+    let purged = Purged {
+        sessions_and_counters: tally
+            .rows("sessions and counters", state.auth.purge_expired().await),
+        grants: tally.rows("grants", state.oauth.purge().await),
+        federation: tally.rows(
+            "federation records",
+            state
+                .federation
+                .purge_federation(state.auth.clock().now())
+                .await,
+        ),
+        audit_events: tally.rows("audit events", state.audit_store.purge_audit(cutoff).await),
+        revocation_events: tally.rows(
+            "revocation events",
+            state
+                .revocations
+                .log()
+                .purge_events(state.auth.clock().now())
+                .await,
+        ),
+    };
+    match tally.first_error {
         Some(e) => Err(e),
         None => Ok(purged),
+    }
+}
+
+/// The first failure among the parts of a purge.
+#[derive(Default)]
+struct Tally {
+    first_error: Option<anyhow::Error>,
+}
+
+impl Tally {
+    /// The rows one part deleted: none if it failed, and its failure kept if it is the first.
+    fn rows<E: std::fmt::Display>(&mut self, part: &str, deleted: Result<u64, E>) -> u64 {
+        deleted.unwrap_or_else(|e| {
+            self.first_error
+                .get_or_insert(anyhow::anyhow!("{part}: {e}"));
+            0
+        })
     }
 }
 

@@ -184,46 +184,64 @@ pub async fn backchannel_loop(
         }
     };
     while let Some(family_id) = rx.recv().await {
-        let stores = state.oauth.stores();
-        let Ok(Some(family)) = stores.grants.family(&family_id).await else {
+        let Some(logout) = logout_for(&state, &family_id).await else {
             continue;
         };
-        let Ok(Some(client)) = stores.clients.client(&family.client_id).await else {
-            continue;
-        };
-        let Some(uri) = client.backchannel_logout_uri.clone() else {
-            continue;
-        };
-        let token = match state.oauth.logout_token(&client, &family) {
-            Ok(t) => t,
+        tokio::spawn(logout.send(http.clone(), state.oauth.audit().clone()));
+    }
+}
+
+/// A logout token on its way to a client's back-channel URI.
+struct BackchannelLogout {
+    uri: String,
+    token: String,
+    client_id: String,
+    family_id: String,
+}
+
+/// The logout of the grant `family_id` ended, if its client registered a back-channel URI.
+async fn logout_for(state: &crate::state::AppState, family_id: &str) -> Option<BackchannelLogout> {
+    let stores = state.oauth.stores();
+    let family = stores.grants.family(family_id).await.ok()??;
+    let client = stores.clients.client(&family.client_id).await.ok()??;
+    let uri = client.backchannel_logout_uri.clone()?;
+    let token = match state.oauth.logout_token(&client, &family) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign a logout token");
+            return None;
+        }
+    };
+    Some(BackchannelLogout {
+        uri,
+        token,
+        client_id: client.id,
+        family_id: family.id,
+    })
+}
+
+impl BackchannelLogout {
+    /// Posts the token once; the outcome is audited or logged, never retried.
+    async fn send(self, http: reqwest::Client, audit: authx_core::audit::Audit) {
+        let sent = http
+            .post(&self.uri)
+            .form(&[("logout_token", self.token)])
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                audit.record(
+                    authx_core::audit::AuditEvent::success("backchannel_logout_sent")
+                        .client(&self.client_id)
+                        .with("family_id", &self.family_id),
+                );
+            }
+            Ok(r) => {
+                tracing::warn!(client_id = %self.client_id, status = r.status().as_u16(), "back-channel logout refused")
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot sign a logout token");
-                continue;
+                tracing::warn!(client_id = %self.client_id, error = %e, "back-channel logout failed")
             }
-        };
-        let http = http.clone();
-        let audit = state.oauth.audit().clone();
-        tokio::spawn(async move {
-            match http
-                .post(&uri)
-                .form(&[("logout_token", token)])
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => {
-                    audit.record(
-                        authx_core::audit::AuditEvent::success("backchannel_logout_sent")
-                            .client(&client.id)
-                            .with("family_id", &family.id),
-                    );
-                }
-                Ok(r) => {
-                    tracing::warn!(client_id = %client.id, status = r.status().as_u16(), "back-channel logout refused")
-                }
-                Err(e) => {
-                    tracing::warn!(client_id = %client.id, error = %e, "back-channel logout failed")
-                }
-            }
-        });
+        }
     }
 }

@@ -233,32 +233,13 @@ impl Upstreams {
         if !outbound_url_allowed(&m.token_endpoint, p.insecure_allow_http_loopback) {
             return Err(UpstreamError::UrlNotAllowed("token_endpoint"));
         }
-        let mut form: Vec<(&str, &str)> = vec![
+        let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
-        let mut req = http.post(&m.token_endpoint);
-        match p.token_auth {
-            TokenEndpointAuth::ClientSecretBasic => {
-                // RFC 6749 §2.3.1: both parts form-encoded before Basic encoding.
-                req = req.basic_auth(
-                    form_encode(&p.client_id),
-                    Some(form_encode(p.client_secret.expose())),
-                );
-            }
-            TokenEndpointAuth::ClientSecretPost => {
-                form.push(("client_id", &p.client_id));
-                form.push(("client_secret", p.client_secret.expose()));
-            }
-        }
-        let res = req
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
+        let res = send_for_json(authenticated(http.post(&m.token_endpoint), p, &form)).await?;
         let status = res.status();
         if status.is_redirection() {
             return Err(UpstreamError::Redirected("token endpoint"));
@@ -267,29 +248,9 @@ impl Upstreams {
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|_| UpstreamError::BadResponse("token response"))?;
         if !status.is_success() {
-            let code: String = doc
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("error")
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
-            return Err(UpstreamError::TokenRefused(code));
+            return Err(UpstreamError::TokenRefused(refusal_code(&doc)));
         }
-        let id_token = doc
-            .get("id_token")
-            .and_then(Value::as_str)
-            .ok_or(UpstreamError::BadResponse("token response (no ID token)"))?
-            .to_owned();
-        let access_token = doc
-            .get("access_token")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Ok(UpstreamTokens {
-            id_token,
-            access_token,
-        })
+        tokens(&doc)
     }
 
     async fn get_json(
@@ -306,12 +267,7 @@ impl Upstreams {
         if !outbound_url_allowed(url, p.insecure_allow_http_loopback) {
             return Err(UpstreamError::UrlNotAllowed(what));
         }
-        let res = http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
+        let res = send_for_json(http.get(url)).await?;
         let status = res.status();
         if status.is_redirection() {
             tracing::warn!(provider = %p.name, what, "upstream redirected; not followed");
@@ -381,6 +337,65 @@ impl UpstreamClient for Upstream<'_> {
             .exchange_code(&self.provider, metadata, code, &self.redirect_uri, verifier)
             .await
     }
+}
+
+/// The token request's `form`, with the client authenticated the way the provider expects.
+fn authenticated(
+    req: reqwest::RequestBuilder,
+    p: &UpstreamProvider,
+    form: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    match p.token_auth {
+        // RFC 6749 §2.3.1: both parts form-encoded before Basic encoding.
+        TokenEndpointAuth::ClientSecretBasic => req
+            .basic_auth(
+                form_encode(&p.client_id),
+                Some(form_encode(p.client_secret.expose())),
+            )
+            .form(form),
+        TokenEndpointAuth::ClientSecretPost => {
+            let mut form = form.to_vec();
+            form.push(("client_id", &p.client_id));
+            form.push(("client_secret", p.client_secret.expose()));
+            req.form(&form)
+        }
+    }
+}
+
+/// The `error` of a refusing token response, cut to a short, plain code.
+fn refusal_code(doc: &Value) -> String {
+    doc.get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("error")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+/// The tokens of a successful token response; an ID token is required.
+fn tokens(doc: &Value) -> Result<UpstreamTokens, UpstreamError> {
+    let id_token = doc
+        .get("id_token")
+        .and_then(Value::as_str)
+        .ok_or(UpstreamError::BadResponse("token response (no ID token)"))?
+        .to_owned();
+    let access_token = doc
+        .get("access_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(UpstreamTokens {
+        id_token,
+        access_token,
+    })
+}
+
+/// Sends `req`, asking for JSON.
+async fn send_for_json(req: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    req.header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| transport_error(&e))
 }
 
 fn transport_error(e: &reqwest::Error) -> UpstreamError {

@@ -12,15 +12,18 @@
 //! each failure. Every successful (re)subscription changes [`EventBus::epoch`], because
 //! events published during the gap are lost: a cache filled before it must start over.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use authx_core::events::RevocationEvent;
+use async_trait::async_trait;
+use authx_core::events::{EventBus, RevocationEvent};
 use authx_core::store::{StoreError, StoreResult};
 use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
 
-use crate::ConnectError;
+use crate::error::ConnectError;
 
 /// How long to wait for a connection to Redis or PostgreSQL.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +36,7 @@ const LOCAL_CAPACITY: usize = 1024;
 
 /// The pause before reconnection attempt `failures` (0 for the first): doubling from
 /// [`BACKOFF_MIN`], never above [`BACKOFF_MAX`].
-pub(crate) fn backoff(failures: u32) -> Duration {
+fn backoff(failures: u32) -> Duration {
     BACKOFF_MIN
         .saturating_mul(2u32.saturating_pow(failures.min(16)))
         .min(BACKOFF_MAX)
@@ -41,7 +44,7 @@ pub(crate) fn backoff(failures: u32) -> Duration {
 
 /// What the subscriber task and the bus handle share.
 pub(crate) struct Shared {
-    pub(crate) local: broadcast::Sender<RevocationEvent>,
+    local: broadcast::Sender<RevocationEvent>,
     connected: AtomicBool,
     epoch: AtomicU64,
     /// `redis` or `postgres`, for logs.
@@ -49,7 +52,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(transport: &'static str) -> Arc<Self> {
+    fn new(transport: &'static str) -> Arc<Self> {
         Arc::new(Self {
             local: broadcast::channel(LOCAL_CAPACITY).0,
             connected: AtomicBool::new(false),
@@ -59,18 +62,18 @@ impl Shared {
     }
 
     /// Whether the subscription is in place.
-    pub(crate) fn is_connected(&self) -> bool {
+    fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
     }
 
     /// Moves at every (re)subscription.
-    pub(crate) fn epoch(&self) -> u64 {
+    fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
 
     /// A subscription is (again) in place. The epoch moves first, so whoever sees
     /// `connected` also sees the new epoch.
-    pub(crate) fn up(&self, reconnected: bool) {
+    fn up(&self, reconnected: bool) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.connected.store(true, Ordering::SeqCst);
         if reconnected {
@@ -81,7 +84,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn down(&self, why: &str) {
+    fn down(&self, why: &str) {
         self.connected.store(false, Ordering::SeqCst);
         tracing::warn!(
             transport = self.transport,
@@ -90,6 +93,7 @@ impl Shared {
         );
     }
 
+    /// Hands an event as published to this instance's subscribers.
     pub(crate) fn deliver(&self, payload: &str) {
         match serde_json::from_str::<RevocationEvent>(payload) {
             // No local subscriber is not an error: nothing is cached then.
@@ -104,7 +108,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn retry_log(&self, e: &dyn std::fmt::Display, delay: Duration) {
+    fn retry_log(&self, e: &dyn std::fmt::Display, delay: Duration) {
         tracing::warn!(
             transport = self.transport,
             error = %e,
@@ -114,28 +118,201 @@ impl Shared {
     }
 }
 
+/// A bus of revocation events between instances: `P` publishes, a `Subscriber` receives.
+/// Dropping it stops the subscriber task.
+pub struct Bus<P> {
+    publisher: P,
+    subscriber: Subscriber,
+}
+
+impl<P: Publish> Bus<P> {
+    /// The bus of `publisher` and `subscriber`, which listens where `publisher` publishes.
+    pub(crate) fn new(publisher: P, subscriber: Subscriber) -> Self {
+        Self {
+            publisher,
+            subscriber,
+        }
+    }
+
+    /// What publishes.
+    pub(crate) fn publisher(&self) -> &P {
+        &self.publisher
+    }
+}
+
+impl<P: Publish> fmt::Debug for Bus<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.subscriber.debug_as(P::BUS, f)
+    }
+}
+
+#[async_trait]
+impl<P: Publish> EventBus for Bus<P> {
+    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
+        self.publisher
+            .publish(self.subscriber.channel(), encode(event)?)
+            .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.subscriber.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.subscriber.is_connected()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.subscriber.epoch()
+    }
+}
+
+/// How one bus sends an event to every instance.
+#[async_trait]
+pub trait Publish: Send + Sync + 'static {
+    /// The bus's name, for its `Debug`.
+    const BUS: &'static str;
+
+    /// Publishes `payload` (an event's JSON) on `channel`.
+    async fn publish(&self, channel: &str, payload: String) -> StoreResult<()>;
+}
+
+/// Why subscribing failed, as the driver said.
+pub(crate) type SubscribeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How one bus receives the events of every instance: subscribing on a dedicated connection,
+/// and relaying what arrives there until the subscription fails.
+#[async_trait]
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// A subscription in place.
+    type Subscription: Send;
+
+    /// Subscribes to the bus's channel.
+    async fn subscribe(&self) -> Result<Self::Subscription, SubscribeError>;
+
+    /// Hands every message of `subscription` to [`Shared::deliver`] until the subscription
+    /// fails; returns why it did.
+    async fn relay(&self, subscription: Self::Subscription, shared: &Shared) -> String;
+}
+
+/// The receiving half of a bus: the background task that keeps the subscription, and the
+/// state it shares with the bus. Dropping it stops the task.
+pub(crate) struct Subscriber {
+    channel: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// Starts the task that keeps `transport` subscribed to `channel`, and returns once the
+    /// first subscription is in place, so no event published after start-up is missed.
+    /// `names` are the transport's for logs (`redis`, `postgres`) and the service's for errors
+    /// (`Redis`, `the database`).
+    pub(crate) async fn start<T: Transport>(
+        transport: T,
+        channel: String,
+        names: (&'static str, &'static str),
+    ) -> Result<Self, ConnectError> {
+        let (name, service) = names;
+        let shared = Shared::new(name);
+        let (first_tx, first_rx) = oneshot::channel();
+        let task = tokio::spawn(keep_subscribed(transport, Arc::clone(&shared), first_tx));
+        let subscriber = Self {
+            channel,
+            shared,
+            task,
+        };
+        // On failure the subscriber is dropped here, which stops the task.
+        first_subscription(first_rx, service).await?;
+        Ok(subscriber)
+    }
+
+    /// The channel the bus publishes on and listens to.
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// A receiver of every event that arrives from now on.
+    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.shared.local.subscribe()
+    }
+
+    /// Whether the subscription is in place.
+    fn is_connected(&self) -> bool {
+        self.shared.is_connected()
+    }
+
+    /// Moves at every (re)subscription.
+    fn epoch(&self) -> u64 {
+        self.shared.epoch()
+    }
+
+    /// The `Debug` of the bus called `name`: its channel and the subscription's state.
+    fn debug_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("channel", &self.channel)
+            .field("connected", &self.is_connected())
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The subscriber task: subscribe, relay until the subscription fails, back off, repeat. A
+/// failure of the first attempt goes to the caller of [`Subscriber::start`] and ends the task.
+async fn keep_subscribed<T: Transport>(
+    transport: T,
+    shared: Arc<Shared>,
+    first: oneshot::Sender<Result<(), SubscribeError>>,
+) {
+    let mut first = Some(first);
+    let mut failures = 0u32;
+    loop {
+        match transport.subscribe().await {
+            Ok(subscription) => {
+                failures = 0;
+                shared.up(first.is_none());
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                let why = transport.relay(subscription, &shared).await;
+                shared.down(&why);
+            }
+            Err(e) => {
+                if let Some(tx) = first.take() {
+                    // Start-up: the caller reports it and refuses to start.
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                shared.retry_log(&e, backoff(failures));
+            }
+        }
+        tokio::time::sleep(backoff(failures)).await;
+        failures = failures.saturating_add(1);
+    }
+}
+
 /// An event as published: its JSON.
-pub(crate) fn encode(event: &RevocationEvent) -> StoreResult<String> {
+fn encode(event: &RevocationEvent) -> StoreResult<String> {
     serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Waits for the subscriber task's first attempt; the bus is returned only once it is
-/// subscribed, so no event published after start-up is missed.
-pub(crate) async fn first_subscription<E>(
-    first: oneshot::Receiver<Result<(), E>>,
+/// Waits for the subscriber task's first attempt.
+async fn first_subscription(
+    first: oneshot::Receiver<Result<(), SubscribeError>>,
     service: &'static str,
-) -> Result<(), ConnectError>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match first.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ConnectError::unreachable(service, e)),
-        Err(_) => Err(ConnectError::unreachable(
-            service,
-            std::io::Error::other("the event subscriber stopped"),
-        )),
-    }
+) -> Result<(), ConnectError> {
+    let source = match first.await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(_) => Box::new(std::io::Error::other("the event subscriber stopped")),
+    };
+    Err(ConnectError::Unreachable { service, source })
 }
 
 #[cfg(test)]

@@ -3,7 +3,21 @@
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::{Database, Pool};
 
-use crate::ConnectError;
+use crate::error::ConnectError;
+
+/// [`apply`], then closes the pool: for a run that only migrates.
+pub(crate) async fn apply_and_close<DB>(
+    pool: Pool<DB>,
+    migrator: &Migrator,
+) -> Result<usize, ConnectError>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let applied = apply(&pool, migrator).await;
+    pool.close().await;
+    applied
+}
 
 /// Applies the pending migrations of `migrator`, returning how many were pending.
 ///

@@ -17,8 +17,12 @@ pub const MAX_JWT_LEN: usize = 8 * 1024;
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// Claims of an access token (RFC 9068 §2.2).
+///
+/// The claims authx knows are strictly typed: a token missing a required one, or holding one of
+/// the wrong JSON type, does not decode. Claims it does not know are ignored, as RFC 9068 §2.2
+/// allows, so a claim that a newer build adds (`acr`, `cnf`) can be rolled out to several
+/// instances one at a time without the older ones refusing the newer ones' tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AccessTokenClaims {
     /// Issuer.
     pub iss: String,
@@ -46,6 +50,17 @@ pub struct AccessTokenClaims {
     /// When the user authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+}
+
+/// What the verifier reads from an access token: its claims, and `nbf` (RFC 7519 §4.1.5), a
+/// registered claim that authx does not issue but that must be a NumericDate, and in the past,
+/// when it is present.
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    #[serde(flatten)]
+    claims: AccessTokenClaims,
+    #[serde(default)]
+    nbf: Option<i64>,
 }
 
 /// Claims of an ID token (OIDC Core §2).
@@ -230,9 +245,14 @@ pub fn verify_access_token(
 ) -> Option<AccessTokenClaims> {
     let header = access_token_header(token).ok()?;
     let verifier = ring.verifier(&header.kid)?;
-    let c: AccessTokenClaims = decode_verified(token, &header, verifier, issuer).ok()?;
+    let VerifiedClaims { claims: c, nbf } =
+        decode_verified(token, &header, verifier, issuer).ok()?;
     // Saturating: the claims are signed, but a far-future `exp` must not overflow the check.
-    if c.exp.saturating_add(leeway) <= now.secs() || c.iat.saturating_sub(leeway) > now.secs() {
+    let now = now.secs();
+    if c.exp.saturating_add(leeway) <= now
+        || c.iat.saturating_sub(leeway) > now
+        || nbf.is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+    {
         return None;
     }
     Some(c)
@@ -268,6 +288,19 @@ mod tests {
         KeyRing::load(&[k], &enc).unwrap()
     }
 
+    /// `claims` signed by `ring`'s key of `alg` as an access token.
+    fn token<T: Serialize>(r: &KeyRing, alg: SigningAlg, claims: &T) -> String {
+        sign(&r.signer(alg).unwrap(), ACCESS_TOKEN_TYP, claims).unwrap()
+    }
+
+    /// A compact JWS of a JSON header, a payload segment and a signature segment.
+    fn jws(header: serde_json::Value, payload: &str, signature: &str) -> String {
+        format!(
+            "{}.{payload}.{signature}",
+            URL_SAFE_NO_PAD.encode(header.to_string())
+        )
+    }
+
     fn claims(now: i64) -> AccessTokenClaims {
         AccessTokenClaims {
             iss: "https://id.example.com".into(),
@@ -288,7 +321,7 @@ mod tests {
     fn round_trip_every_algorithm() {
         for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
             let r = ring(alg);
-            let t = sign(&r.signer(alg).unwrap(), ACCESS_TOKEN_TYP, &claims(1000)).unwrap();
+            let t = token(&r, alg, &claims(1000));
             let c =
                 verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0).unwrap();
             assert_eq!(c, claims(1000));
@@ -303,46 +336,38 @@ mod tests {
     #[test]
     fn hostile_tokens_are_refused() {
         let r = ring(SigningAlg::Es256);
-        let good = sign(
-            &r.signer(SigningAlg::Es256).unwrap(),
-            ACCESS_TOKEN_TYP,
-            &claims(1000),
-        )
-        .unwrap();
+        let good = token(&r, SigningAlg::Es256, &claims(1000));
         let parts: Vec<&str> = good.split('.').collect();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let kid = jsonwebtoken::decode_header(&good).unwrap().kid.unwrap();
+        let (payload, sig) = (parts[1], parts[2]);
         let mut bad = vec![
-            format!(
-                "{}.{}.",
-                enc(serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid})),
-                parts[1]
+            jws(
+                serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid}),
+                payload,
+                "",
+            ),
+            jws(
+                serde_json::json!({"alg":"HS256","typ":"at+jwt","kid":kid}),
+                payload,
+                sig,
+            ),
+            jws(
+                serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid}),
+                payload,
+                sig,
+            ),
+            jws(
+                serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"}),
+                payload,
+                sig,
             ),
             format!(
-                "{}.{}.{}",
-                enc(serde_json::json!({"alg":"HS256","typ":"at+jwt","kid":kid})),
-                parts[1],
-                parts[2]
-            ),
-            format!(
-                "{}.{}.{}",
-                enc(serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid})),
-                parts[1],
-                parts[2]
-            ),
-            format!(
-                "{}.{}.{}",
-                enc(serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"})),
-                parts[1],
-                parts[2]
-            ),
-            format!(
-                "{}.{}.{}",
+                "{}.{}.{sig}",
                 parts[0],
                 enc(
                     serde_json::json!({"iss":"https://id.example.com","exp":"9999999999","iat":1000,"sub":"u","aud":"a","jti":"j","client_id":"c"})
                 ),
-                parts[2]
             ),
             format!("{}.{}.{}", parts[0], parts[1], "A".repeat(86)),
             good.replace('.', ""),
@@ -420,12 +445,7 @@ mod tests {
     fn hostile_signatures_are_refused_through_the_access_token_path() {
         let issuer = "https://id.example.com";
         let r = ring(SigningAlg::Es256);
-        let good = sign(
-            &r.signer(SigningAlg::Es256).unwrap(),
-            ACCESS_TOKEN_TYP,
-            &claims(1000),
-        )
-        .unwrap();
+        let good = token(&r, SigningAlg::Es256, &claims(1000));
         let (input, sig_b64) = good.rsplit_once('.').unwrap();
         let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
         let (sr, ss) = sig.split_at(32);
@@ -460,12 +480,7 @@ mod tests {
         assert_eq!(verify(&with(&high_s)), Some(claims(1000)));
 
         let r = ring(SigningAlg::EdDsa);
-        let good = sign(
-            &r.signer(SigningAlg::EdDsa).unwrap(),
-            ACCESS_TOKEN_TYP,
-            &claims(1000),
-        )
-        .unwrap();
+        let good = token(&r, SigningAlg::EdDsa, &claims(1000));
         let (input, sig_b64) = good.rsplit_once('.').unwrap();
         let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
         let with = |s: &[u8]| format!("{input}.{}", URL_SAFE_NO_PAD.encode(s));
@@ -485,22 +500,12 @@ mod tests {
         // An ES256 key's token relabelled EdDSA, or the reverse, names an algorithm the key
         // does not have.
         let es = ring(SigningAlg::Es256);
-        let es_token = sign(
-            &es.signer(SigningAlg::Es256).unwrap(),
-            ACCESS_TOKEN_TYP,
-            &claims(1000),
-        )
-        .unwrap();
+        let es_token = token(&es, SigningAlg::Es256, &claims(1000));
         let parts: Vec<&str> = es_token.split('.').collect();
         let mut header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         header["alg"] = "EdDSA".into();
-        let relabelled = format!(
-            "{}.{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            parts[1],
-            parts[2]
-        );
+        let relabelled = jws(header, parts[1], parts[2]);
         assert!(verify_access_token(&relabelled, &es, issuer, Timestamp(1000), 0).is_none());
     }
 
@@ -525,6 +530,78 @@ mod tests {
         let mut future = claims(1000);
         future.iat = i64::MAX;
         assert_eq!(verify(&future), None);
+    }
+
+    /// Claims this build does not know (RFC 9068 allows them) are ignored, so a newer
+    /// instance's tokens verify on an older one during a rolling upgrade.
+    #[test]
+    fn unknown_claims_are_accepted() {
+        let r = ring(SigningAlg::Es256);
+        let mut with_more = serde_json::to_value(claims(1000)).unwrap();
+        with_more["acr"] = "urn:example:mfa".into();
+        with_more["cnf"] =
+            serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+        with_more["amr"] = serde_json::json!(["pwd", "otp"]);
+        let t = token(&r, SigningAlg::Es256, &with_more);
+        let verified = verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0);
+        assert_eq!(verified, Some(claims(1000)));
+    }
+
+    /// The claims authx knows stay strictly typed: one missing, or of the wrong JSON type, and
+    /// the token is refused.
+    #[test]
+    fn known_claims_are_required_and_typed() {
+        let r = ring(SigningAlg::Es256);
+        let good = serde_json::to_value(claims(1000)).unwrap();
+        let verify = |c: &serde_json::Value| {
+            let t = token(&r, SigningAlg::Es256, c);
+            verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0)
+        };
+        assert!(verify(&good).is_some());
+        let mut not_before = good.clone();
+        not_before["nbf"] = 900.into();
+        assert!(verify(&not_before).is_some(), "nbf in the past");
+        not_before["nbf"] = 1100.into();
+        assert_eq!(verify(&not_before), None, "nbf in the future");
+        // A claim given twice is refused, not read as either value.
+        let mut twice = serde_json::to_string(&good).unwrap();
+        twice.insert_str(1, r#""sub":"someone-else","#);
+        let signer = r.signer(SigningAlg::Es256).unwrap();
+        let header = jsonwebtoken::decode_header(token(&r, SigningAlg::Es256, &good)).unwrap();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+            URL_SAFE_NO_PAD.encode(&twice)
+        );
+        let sig = URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes()).unwrap());
+        let issuer = "https://id.example.com";
+        let t = format!("{input}.{sig}");
+        assert_eq!(
+            verify_access_token(&t, &r, issuer, Timestamp(1000), 0),
+            None
+        );
+        for required in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"] {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove(required);
+            assert_eq!(verify(&c), None, "without {required}");
+        }
+        for (claim, wrong) in [
+            ("sub", serde_json::json!(7)),
+            ("aud", serde_json::json!(["https://api.example.com"])),
+            ("exp", serde_json::json!("9999999999")),
+            ("iat", serde_json::json!(1000.5)),
+            ("jti", serde_json::Value::Null),
+            ("client_id", serde_json::json!({"id": "app"})),
+            ("scope", serde_json::json!(["read"])),
+            ("sid", serde_json::json!(1)),
+            ("fid", serde_json::json!(true)),
+            ("auth_time", serde_json::json!("1000")),
+            ("nbf", serde_json::json!("0")),
+        ] {
+            let mut c = good.clone();
+            c[claim] = wrong;
+            assert_eq!(verify(&c), None, "{claim} of the wrong type");
+        }
     }
 
     #[test]

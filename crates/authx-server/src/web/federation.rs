@@ -12,26 +12,28 @@
 //!   session is created.
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use authx_core::auth::AuthError;
 use authx_core::federation::{
     self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
 
 use super::error::ApiError;
+use super::error::federation::{failed, sign_in_failure, unknown_provider};
+use super::error::http::extract;
 use super::extract::{CurrentSession, FormBody};
 use super::signin::{
-    bad_form, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
-    signed_in_redirect, with_pre_cookie,
+    bad_form, pre_session, pre_token_ok, safe_return_to, set_retry_after, signed_in_redirect,
+    with_pre_cookie,
 };
 use crate::cookies::append_cookie;
 use crate::html::federation::Link;
-use crate::html::{Message, render};
+use crate::html::render;
 use crate::state::AppState;
 
 /// The federation routes (browser-facing: POSTs pass the origin check).
@@ -58,101 +60,34 @@ fn browser(current: &CurrentSession) -> Browser<'_> {
     }
 }
 
-/// A readable failure page.
-fn failure(status: StatusCode, title: &str, msg: &str) -> Response {
-    Message::error(title, msg).back_to_login().response(status)
+/// What both ends of an upstream sign-in read from the request: the provider's name in the
+/// path, the browser's cookies and the raw query.
+struct Arrival {
+    name: String,
+    current: CurrentSession,
+    query: Option<String>,
 }
 
-fn unknown_provider() -> Response {
-    failure(
-        StatusCode::NOT_FOUND,
-        "Unknown identity provider",
-        "No identity provider of this name is configured here.",
-    )
-}
+impl FromRequestParts<AppState> for Arrival {
+    type Rejection = Response;
 
-const UNAVAILABLE: &str = "The service is temporarily unavailable. Try again shortly.";
-
-/// The page for every way an upstream sign-in or a link can stop; `provider` is the display
-/// name of the upstream.
-fn failed(provider: &str, e: &FederationError) -> Response {
-    let forbidden = |msg: &str| failure(StatusCode::FORBIDDEN, "Sign-in refused", msg);
-    match e {
-        FederationError::Upstream(u) => {
-            tracing::warn!(%provider, error = %u, "upstream sign-in failed");
-            failure(
-                StatusCode::BAD_GATEWAY,
-                "Sign-in unavailable",
-                &format!("Signing in with {provider} did not work: {u}. Try again later."),
-            )
-        }
-        FederationError::Store(s) => {
-            tracing::warn!(error = %s, "federation store failed");
-            let status = if matches!(s, authx_core::StoreError::Unavailable(_)) {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            failure(status, "Sign-in unavailable", UNAVAILABLE)
-        }
-        FederationError::Denied(code) => failure(
-            StatusCode::BAD_REQUEST,
-            "Sign-in cancelled",
-            &format!("{provider} did not sign you in ({code})."),
-        ),
-        FederationError::IdToken(t) => failure(
-            StatusCode::BAD_GATEWAY,
-            "Sign-in refused",
-            &format!("{provider} sent a sign-in that cannot be trusted: {t}."),
-        ),
-        FederationError::Refused(r) => {
-            forbidden(&format!("Signing in with {provider} is not possible: {r}."))
-        }
-        FederationError::Disabled => forbidden(&e.to_string()),
-        FederationError::SignIn(a) => {
-            let (status, retry, msg) = sign_in_failure(a);
-            if status.is_server_error() {
-                tracing::warn!(error = %a, "federated sign-in failed");
-            }
-            let status = if status == StatusCode::INTERNAL_SERVER_ERROR {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                status
-            };
-            let mut res = failure(status, "Sign-in failed", &msg);
-            set_retry_after(&mut res, retry);
-            res
-        }
-        FederationError::NoPendingLink => {
-            failure(StatusCode::BAD_REQUEST, "Nothing to link", &e.to_string())
-        }
-        _ => failure(StatusCode::BAD_REQUEST, "Sign-in refused", &e.to_string()),
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Path(name) = extract::<Path<String>>(parts, state).await?;
+        Ok(Self {
+            name,
+            current: extract(parts, state).await?,
+            query: parts.uri.query().map(str::to_owned),
+        })
     }
 }
 
-/// The status, wait and message of a failed local sign-in; a server failure is not described.
-fn sign_in_failure(e: &AuthError) -> (StatusCode, Option<i64>, String) {
-    let (status, retry) = error_status(e);
-    let msg = if status.is_server_error() {
-        UNAVAILABLE.to_owned()
-    } else {
-        e.to_string()
-    };
-    (status, retry, msg)
-}
-
-async fn start_get(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    current: CurrentSession,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let Some(upstream) = state.upstreams.client(&name, &state.config.issuer) else {
+async fn start_get(State(state): State<AppState>, req: Arrival) -> Response {
+    let Some(upstream) = state.upstreams.client(&req.name, &state.config.issuer) else {
         return unknown_provider();
     };
-    let return_to = safe_return_to(raw.as_deref().and_then(start_return_to).as_deref());
+    let return_to = safe_return_to(req.query.as_deref().and_then(start_return_to).as_deref());
     let started = relying_party(&state)
-        .start(&upstream, current.federation_binding, return_to)
+        .start(&upstream, req.current.federation_binding, return_to)
         .await;
     match started {
         Ok(s) => {
@@ -176,17 +111,12 @@ fn start_return_to(raw: &str) -> Option<String> {
     }
 }
 
-async fn callback_get(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    current: CurrentSession,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let Some(upstream) = state.upstreams.client(&name, &state.config.issuer) else {
+async fn callback_get(State(state): State<AppState>, req: Arrival) -> Response {
+    let Some(upstream) = state.upstreams.client(&req.name, &state.config.issuer) else {
         return unknown_provider();
     };
     let done = relying_party(&state)
-        .complete(&upstream, browser(&current), raw.as_deref())
+        .complete(&upstream, browser(&req.current), req.query.as_deref())
         .await;
     match done {
         Ok(Completed::SignedIn { signed, return_to }) => {

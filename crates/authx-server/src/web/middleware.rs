@@ -20,10 +20,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use authx_core::ratelimit::RateLimit;
 
-use super::error::ApiError;
+use super::error::http::{forbidden, panic_response, too_many_requests, unavailable};
 use super::extract::client_context;
 use crate::config::{RateLimits, origin_of};
-use crate::html::{Message, Paragraph};
 use crate::state::AppState;
 
 /// Largest request body accepted anywhere (SECURITY.md #71).
@@ -80,16 +79,6 @@ fn span(req: &Request) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-}
-
-fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
-    tracing::error!("handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "internal error",
-    )
-    .into_response()
 }
 
 /// Security headers on every response and `Cache-Control: no-store` unless the handler chose
@@ -236,28 +225,6 @@ fn verdict(state: &AppState, req: &Request) -> Result<(), &'static str> {
     Err("missing Origin and Referer")
 }
 
-fn forbidden(path: &str, reason: &str) -> Response {
-    if path.starts_with("/api/") {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "csrf_failed",
-            format!("request refused: {reason}"),
-        )
-        .into_response()
-    } else {
-        let text = format!(
-            "This request did not come from a page of this site ({reason}). \
-             Go back, reload the page and try again."
-        );
-        Message::new(
-            "Request refused",
-            "Request refused",
-            Paragraph::Refusal(&text),
-        )
-        .response(StatusCode::FORBIDDEN)
-    }
-}
-
 /// An empty body, for 204 answers.
 #[must_use]
 pub fn empty(status: StatusCode) -> Response {
@@ -337,69 +304,6 @@ fn rate_key(ip: Option<&str>) -> String {
         Some(v4) => v4.to_string(),
         None => "-".to_owned(),
     }
-}
-
-/// `429` in the dialect of the endpoint: RFC 6749 JSON, the JSON API's shape, or a page.
-fn too_many_requests(path: &str, retry_after: i64) -> Response {
-    let message = format!(
-        "too many requests; try again in {}",
-        authx_core::plural::count(retry_after, "second", "seconds")
-    );
-    let mut res = if path.starts_with("/oauth2/") {
-        // `slow_down` (RFC 8628 §3.5, registered for the token endpoint) tells any client to
-        // wait before its next request.
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({"error": "slow_down", "error_description": message})),
-        )
-            .into_response()
-    } else if path.starts_with("/api/") {
-        return ApiError {
-            retry_after: Some(retry_after),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
-        }
-        .into_response();
-    } else {
-        Message::new(
-            "Too many requests",
-            "Too many requests",
-            Paragraph::Refusal(
-                "Too many requests came from your network. Wait a minute and try again.",
-            ),
-        )
-        .response(StatusCode::TOO_MANY_REQUESTS)
-    };
-    if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
-}
-
-/// `503` when the counters cannot be reached: fail closed, like authentication.
-fn unavailable(path: &str) -> Response {
-    if path.starts_with("/api/") {
-        return ApiError::unavailable().into_response();
-    }
-    let mut res = if path.starts_with("/oauth2/") {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({
-                "error": "temporarily_unavailable",
-                "error_description": "the server could not complete the request"
-            })),
-        )
-            .into_response()
-    } else {
-        Message::new(
-            "Unavailable",
-            "Temporarily unavailable",
-            Paragraph::Refusal("Try again in a moment."),
-        )
-        .response(StatusCode::SERVICE_UNAVAILABLE)
-    };
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    res
 }
 
 /// Makes the request's id, client address and user agent the context of every audit event

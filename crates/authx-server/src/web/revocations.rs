@@ -21,22 +21,23 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use authx_core::StoreError;
 use authx_core::events::LoggedEvent;
 use authx_core::oauth::OAuthError;
 use authx_core::oauth::types::ClientAuth;
 
-use super::error::oauth::oauth_error;
+use super::error::feed;
+use super::error::http::extract;
 use super::extract::SourceAddr;
 use super::form::parse_basic;
 use crate::state::AppState;
@@ -63,77 +64,85 @@ struct FeedQuery {
     after: Option<String>,
 }
 
-async fn feed(
-    State(state): State<AppState>,
-    source: SourceAddr,
-    headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
-) -> Response {
-    let Some((id, secret)) = headers.get(header::AUTHORIZATION).and_then(parse_basic) else {
-        return oauth_error(&OAuthError::InvalidClient, true);
+/// A request to read the feed, from a client that is a registered API: where to resume and
+/// whether to stream.
+struct FeedRequest {
+    client: String,
+    after: i64,
+    stream: bool,
+}
+
+impl FromRequestParts<AppState> for FeedRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Query(q) = extract::<Query<FeedQuery>>(parts, state).await?;
+        let client = registered_api(state, parts).await?;
+        let position = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or(q.after);
+        let after = match position.as_deref().map(str::trim) {
+            None | Some("") => 0,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 0 => n,
+                _ => return Err(feed::bad_position()),
+            },
+        };
+        let stream = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        Ok(Self {
+            client,
+            after,
+            stream,
+        })
+    }
+}
+
+/// The client that authenticated with HTTP Basic, if it is a registered API.
+async fn registered_api(state: &AppState, parts: &mut Parts) -> Result<String, Response> {
+    let Some((id, secret)) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(parse_basic)
+    else {
+        return Err(feed::client_refused(&OAuthError::InvalidClient));
     };
-    let client = match state
+    let source: SourceAddr = extract(parts, state).await?;
+    let client = state
         .oauth
         .authenticate_client(&ClientAuth::Secret { id, secret }, source.as_deref())
         .await
-    {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, true),
-    };
+        .map_err(|e| feed::client_refused(&e))?;
     match state.oauth.stores().clients.resource(&client.id).await {
-        Ok(Some(_)) => {}
+        Ok(Some(_)) => Ok(client.id),
         Ok(None) => {
             state.auth.audit().record(
                 authx_core::audit::AuditEvent::failure("revocation_feed_refused")
                     .client(&client.id),
             );
-            return (
-                StatusCode::FORBIDDEN,
-                Json(json!({
-                    "error": "access_denied",
-                    "error_description": "only a registered API may read the revocation feed: \
-                        authenticate as the confidential client whose id is the API's id",
-                })),
-            )
-                .into_response();
+            Err(feed::not_an_api())
         }
-        Err(e) => return store_failure(e),
+        Err(e) => Err(feed::store_failure(e)),
     }
-    let position = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.after);
-    let after = match position.as_deref().map(str::trim) {
-        None | Some("") => 0,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => n,
-            _ => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({
-                        "error": "invalid_request",
-                        "error_description": "Last-Event-ID (or after) must be a non-negative integer",
-                    })),
-                )
-                    .into_response();
-            }
-        },
-    };
-    let wants_stream = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/event-stream"));
+}
+
+async fn feed(State(state): State<AppState>, req: FeedRequest) -> Response {
     state.auth.audit().record(
         authx_core::audit::AuditEvent::success("revocation_feed_opened")
-            .client(&client.id)
-            .with("after", after)
-            .with("stream", wants_stream),
+            .client(&req.client)
+            .with("after", req.after)
+            .with("stream", req.stream),
     );
-    if wants_stream {
-        stream(state, after)
+    if req.stream {
+        stream(state, req.after)
     } else {
-        page(&state, after).await
+        page(&state, req.after).await
     }
 }
 
@@ -151,12 +160,8 @@ async fn page(state: &AppState, after: i64) -> Response {
             let next = events.last().map_or(after, |e| e.seq);
             Json(json!({"events": events, "next": next, "more": more})).into_response()
         }
-        Err(e) => store_failure(e),
+        Err(e) => feed::store_failure(e),
     }
-}
-
-fn store_failure(e: StoreError) -> Response {
-    oauth_error(&OAuthError::Store(e), false)
 }
 
 fn stream(state: AppState, after: i64) -> Response {
@@ -236,25 +241,7 @@ async fn produce(
     {
         return;
     }
-    loop {
-        let wait = if cursor.behind_gap() {
-            GAP_POLL
-        } else {
-            POLL_EVERY
-        };
-        tokio::select! {
-            r = wake.recv() => {
-                if matches!(r, Err(broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
-            () = tokio::time::sleep(wait) => {}
-            _ = closing.changed() => return,
-            () = tx.closed() => return,
-        }
-        if *closing.borrow() {
-            return;
-        }
+    while next_read(&mut wake, &mut closing, &tx, cursor.behind_gap()).await {
         let before = cursor.position;
         if !drain(&state, &mut cursor, &tx).await {
             return;
@@ -266,6 +253,29 @@ async fn produce(
             return;
         }
     }
+}
+
+/// Waits until the log is worth reading again: a wake-up from the bus, or the poll interval
+/// (shorter behind a gap). `false` when the stream is over: the server is closing, the guard
+/// went away, or the bus closed.
+async fn next_read(
+    wake: &mut broadcast::Receiver<authx_core::events::RevocationEvent>,
+    closing: &mut watch::Receiver<bool>,
+    tx: &mpsc::Sender<Event>,
+    behind_gap: bool,
+) -> bool {
+    let wait = if behind_gap { GAP_POLL } else { POLL_EVERY };
+    tokio::select! {
+        r = wake.recv() => {
+            if matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                return false;
+            }
+        }
+        () = tokio::time::sleep(wait) => {}
+        _ = closing.changed() => return false,
+        () = tx.closed() => return false,
+    }
+    !*closing.borrow()
 }
 
 /// Sends every event after the position that was not sent yet. Reads start at the position

@@ -6,8 +6,9 @@ use sqlx::Postgres;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::error::ConnectError;
+use crate::options::ConnectOptions;
 use crate::sql::{Dialect, SqlStore};
-use crate::{ConnectError, ConnectOptions};
 
 pub(crate) mod events;
 

@@ -4,16 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use authx_core::events::{EventBus, RevocationEvent};
 use authx_core::store::{Health, StoreError, StoreResult};
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
-use tokio::sync::{broadcast, oneshot};
-use tokio::task::JoinHandle;
 
 use super::{RESPONSE_TIMEOUT, connect};
-use crate::ConnectError;
-use crate::events::{CONNECT_TIMEOUT, Shared, backoff, encode, first_subscription};
+use crate::error::ConnectError;
+use crate::events::{Bus, CONNECT_TIMEOUT, Publish, Shared, SubscribeError, Subscriber, Transport};
 
 /// How often an idle subscription is checked with a `PING`, so a connection that died without
 /// a reset (a silent network partition) is noticed.
@@ -26,26 +23,25 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// Publishing uses a multiplexed connection that reconnects by itself; the subscription uses a
 /// dedicated connection (a subscribed Redis connection can do nothing else), checked with a
 /// `PING` every few seconds. Dropping the bus stops its subscriber task.
-pub struct RedisEventBus {
+pub type RedisEventBus = Bus<Publisher>;
+
+/// Publishing over a multiplexed connection that reconnects by itself.
+pub struct Publisher {
     conn: ConnectionManager,
-    channel: String,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
-impl std::fmt::Debug for RedisEventBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisEventBus")
-            .field("channel", &self.channel)
-            .field("connected", &self.is_connected())
-            .field("epoch", &self.epoch())
-            .finish_non_exhaustive()
-    }
-}
+#[async_trait]
+impl Publish for Publisher {
+    const BUS: &'static str = "RedisEventBus";
 
-impl Drop for RedisEventBus {
-    fn drop(&mut self) {
-        self.task.abort();
+    async fn publish(&self, channel: &str, payload: String) -> StoreResult<()> {
+        let _receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
     }
 }
 
@@ -66,37 +62,38 @@ pub async fn redis_event_bus(
     // A revocation waits for its publish: it fails within seconds rather than retry for minutes.
     let (client, conn) = connect(url).await?;
     let channel = format!("{key_prefix}events");
-    let shared = Shared::new("redis");
-    let (first_tx, first_rx) = oneshot::channel();
-    let task = tokio::spawn(redis_subscriber(
+    let dedicated = Dedicated {
         client,
-        channel.clone(),
-        Arc::clone(&shared),
-        first_tx,
-    ));
-    let bus = RedisEventBus {
-        conn,
-        channel,
-        shared,
-        task,
+        channel: channel.clone(),
     };
-    // On failure the bus is dropped here, which stops the task.
-    first_subscription(first_rx, "Redis").await?;
-    Ok(Arc::new(bus))
+    let subscriber = Subscriber::start(dedicated, channel, ("redis", "Redis")).await?;
+    Ok(Arc::new(Bus::new(Publisher { conn }, subscriber)))
 }
 
-async fn redis_subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| timeout_error("connecting"))??;
-    let (mut sink, stream) = pubsub.split();
-    tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel))
-        .await
-        .map_err(|_| timeout_error("subscribing"))??;
-    Ok((sink, stream))
+/// A dedicated connection subscribed to one channel, checked with a `PING` every few seconds.
+struct Dedicated {
+    client: redis::Client,
+    channel: String,
+}
+
+#[async_trait]
+impl Transport for Dedicated {
+    type Subscription = (PubSubSink, PubSubStream);
+
+    async fn subscribe(&self) -> Result<Self::Subscription, SubscribeError> {
+        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| timeout_error("connecting"))??;
+        let (mut sink, stream) = pubsub.split();
+        tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&self.channel))
+            .await
+            .map_err(|_| timeout_error("subscribing"))??;
+        Ok((sink, stream))
+    }
+
+    async fn relay(&self, (sink, stream): Self::Subscription, shared: &Shared) -> String {
+        redis_relay(sink, stream, shared).await
+    }
 }
 
 fn timeout_error(what: &'static str) -> redis::RedisError {
@@ -104,40 +101,6 @@ fn timeout_error(what: &'static str) -> redis::RedisError {
         std::io::ErrorKind::TimedOut,
         format!("timed out {what}"),
     ))
-}
-
-/// The subscriber task: subscribe, relay until the connection fails, back off, repeat.
-async fn redis_subscriber(
-    client: redis::Client,
-    channel: String,
-    shared: Arc<Shared>,
-    first: oneshot::Sender<redis::RedisResult<()>>,
-) {
-    let mut first = Some(first);
-    let mut failures = 0u32;
-    loop {
-        match redis_subscribe(&client, &channel).await {
-            Ok((sink, stream)) => {
-                failures = 0;
-                shared.up(first.is_none());
-                if let Some(tx) = first.take() {
-                    let _ = tx.send(Ok(()));
-                }
-                let why = redis_relay(sink, stream, &shared).await;
-                shared.down(&why);
-            }
-            Err(e) => {
-                if let Some(tx) = first.take() {
-                    // Start-up: the caller reports it and refuses to start.
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                shared.retry_log(&e, backoff(failures));
-            }
-        }
-        tokio::time::sleep(backoff(failures)).await;
-        failures = failures.saturating_add(1);
-    }
 }
 
 /// Relays messages until the subscription fails; returns why.
@@ -166,36 +129,10 @@ async fn redis_relay(mut sink: PubSubSink, mut stream: PubSubStream, shared: &Sh
 }
 
 #[async_trait]
-impl EventBus for RedisEventBus {
-    async fn publish(&self, event: &RevocationEvent) -> StoreResult<()> {
-        let payload = encode(event)?;
-        let _receivers: i64 = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(payload)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
-        self.shared.local.subscribe()
-    }
-
-    fn is_connected(&self) -> bool {
-        self.shared.is_connected()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.shared.epoch()
-    }
-}
-
-#[async_trait]
 impl Health for RedisEventBus {
     async fn ping(&self) -> StoreResult<()> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.publisher().conn.clone())
             .await
             .map_err(StoreError::unavailable)?;
         Ok(())

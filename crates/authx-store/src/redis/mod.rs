@@ -35,7 +35,7 @@ use authx_core::user::UserId;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::ConnectError;
+use crate::error::ConnectError;
 use crate::events::CONNECT_TIMEOUT;
 
 pub(crate) mod events;

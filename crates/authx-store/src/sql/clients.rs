@@ -223,7 +223,7 @@ mod tests {
     use authx_core::secret::TokenHash;
 
     use super::*;
-    use crate::ConnectOptions;
+    use crate::options::ConnectOptions;
     use crate::sqlite::{MIGRATOR, SqliteStore, open};
 
     #[test]

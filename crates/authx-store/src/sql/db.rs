@@ -27,6 +27,17 @@ pub(crate) struct SqlStore<DB: Dialect> {
     pub(crate) rotations: DB::Rotations,
 }
 
+/// One refresh-token rotation: `old` is spent and `new` takes its place, at `now`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rotation<'a> {
+    pub(crate) old: &'a TokenHash,
+    pub(crate) new: &'a RefreshToken,
+    pub(crate) now: Timestamp,
+}
+
+/// Whether a rotation happened (`false`: `old` was not current), once it is durable.
+pub(crate) type Rotated<'a> = BoxFuture<'a, StoreResult<bool>>;
+
 /// What differs between the SQL backends.
 pub(crate) trait Dialect: SqlDb {
     /// What a store keeps besides its pool to rotate refresh tokens.
@@ -34,13 +45,8 @@ pub(crate) trait Dialect: SqlDb {
 
     /// `GrantStore::rotate_refresh` on this backend: by default, each rotation in a
     /// transaction of its own ([`rotate_in_transaction`]).
-    fn rotate_refresh<'a>(
-        store: &'a SqlStore<Self>,
-        old: &'a TokenHash,
-        new: &'a RefreshToken,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(rotate_in_transaction(&store.pool, old, new, now))
+    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a> {
+        Box::pin(rotate_in_transaction(&store.pool, r.old, r.new, r.now))
     }
 
     /// Appends the placeholder of the `n`-th parameter (from 1) to a statement built at run

@@ -20,7 +20,9 @@ use authx_core::store::StoreResult;
 use authx_core::user::UserId;
 use sqlx::Pool;
 
-use super::{Dialect, SqlRow, SqlStore, col, hash, opt_timestamp, stmt, store_error, timestamp};
+use super::{
+    Dialect, Rotation, SqlRow, SqlStore, col, hash, opt_timestamp, stmt, store_error, timestamp,
+};
 
 /// Columns of `auth_codes` that make up an [`AuthCode`].
 macro_rules! code_columns {
@@ -375,7 +377,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         new: &RefreshToken,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        DB::rotate_refresh(self, old, new, now).await
+        DB::rotate_refresh(self, Rotation { old, new, now }).await
     }
 
     async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool> {

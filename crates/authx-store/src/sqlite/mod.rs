@@ -4,19 +4,15 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use authx_core::Timestamp;
-use authx_core::oauth::grant::RefreshToken;
-use authx_core::secret::TokenHash;
-use authx_core::store::StoreResult;
-use futures_util::future::BoxFuture;
 use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::sql::{Dialect, SqlStore};
-use crate::{ConnectError, ConnectOptions, SQLITE_MAX_CONNECTIONS};
+use crate::error::ConnectError;
+use crate::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
+use crate::sql::{Dialect, Rotated, Rotation, SqlStore};
 
 mod rotation;
 
@@ -43,13 +39,8 @@ impl SqlStore<Sqlite> {
 impl Dialect for Sqlite {
     type Rotations = rotation::Writer;
 
-    fn rotate_refresh<'a>(
-        store: &'a SqlStore<Self>,
-        old: &'a TokenHash,
-        new: &'a RefreshToken,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(store.rotations.rotate(old, new, now))
+    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a> {
+        Box::pin(store.rotations.rotate(r.old, r.new, r.now))
     }
 
     /// A plain `?`: SQLite numbers anonymous parameters in order at no cost, while each named
@@ -131,8 +122,8 @@ mod tests {
         let opts = ConnectOptions::default();
         let known = MIGRATOR.iter().count();
         assert!(known > 0);
-        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), known);
-        assert_eq!(crate::migrate(&url, &opts).await.unwrap(), 0);
+        assert_eq!(crate::connect::migrate(&url, &opts).await.unwrap(), known);
+        assert_eq!(crate::connect::migrate(&url, &opts).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -257,7 +257,7 @@ mod tests {
     use authx_core::user::UserId;
 
     use super::*;
-    use crate::ConnectOptions;
+    use crate::options::ConnectOptions;
     use crate::sqlite::{MIGRATOR, SqliteStore, open};
 
     async fn memory_store() -> SqliteStore {

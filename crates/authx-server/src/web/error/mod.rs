@@ -9,6 +9,9 @@ use serde_json::json;
 
 pub mod admin;
 pub mod auth;
+pub mod federation;
+pub mod feed;
+pub mod http;
 pub mod oauth;
 
 pub use auth::classify;
