@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use crate::Timestamp;
 use crate::oauth::client::{Client, Resource};
-use crate::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
+use crate::oauth::device::{DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
 use crate::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
-use crate::oauth::keys::{KeyState, StoredKey};
-use crate::oauth::store::{ClientStore, GrantStore, KeyStore};
+use crate::oauth::keys::StoredKey;
+use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
 use crate::oauth::types::OAuthStores;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
@@ -180,20 +180,14 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        activated_at: Option<Timestamp>,
-        remove_after: Option<Timestamp>,
-    ) -> StoreResult<bool> {
+    async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        let Some(k) = r.oauth.keys.iter_mut().find(|k| k.kid == kid) else {
+        let Some(k) = r.oauth.keys.iter_mut().find(|k| k.kid == change.kid) else {
             return Ok(false);
         };
-        k.state = state;
-        k.activated_at = activated_at.or(k.activated_at);
-        k.remove_after = remove_after.or(k.remove_after);
+        k.state = change.state;
+        k.activated_at = change.activated_at.or(k.activated_at);
+        k.remove_after = change.remove_after.or(k.remove_after);
         Ok(true)
     }
 
@@ -453,22 +447,15 @@ impl DeviceStore for MemoryStore {
             .cloned())
     }
 
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn approve_device_grant(&self, a: DeviceApproval<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        match r.oauth.devices.get_mut(hash) {
-            Some(d) if d.status == DeviceStatus::Pending && d.expires_at > now => {
+        match r.oauth.devices.get_mut(a.hash) {
+            Some(d) if d.status == DeviceStatus::Pending && d.expires_at > a.now => {
                 d.status = DeviceStatus::Approved;
-                d.user_id = Some(user.clone());
-                d.session_id = Some(session.clone());
-                d.auth_time = Some(auth_time);
-                d.decided_at = Some(now);
+                d.user_id = Some(a.user.clone());
+                d.session_id = Some(a.session.clone());
+                d.auth_time = Some(a.auth_time);
+                d.decided_at = Some(a.now);
                 Ok(true)
             }
             _ => Ok(false),

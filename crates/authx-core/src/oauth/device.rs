@@ -307,6 +307,21 @@ pub fn pace_poll(grant: &DeviceGrant, now_ms: i64) -> (bool, i64, Option<i64>) {
     (true, interval, Some(gap))
 }
 
+/// A user's approval of a device grant ([`DeviceStore::approve_device_grant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceApproval<'a> {
+    /// The grant, by device-code hash.
+    pub hash: &'a TokenHash,
+    /// Who approved it.
+    pub user: &'a UserId,
+    /// The browser session they approved it from.
+    pub session: &'a SessionId,
+    /// When that session signed in.
+    pub auth_time: Timestamp,
+    /// When they approved it: the grant must be pending and unexpired then.
+    pub now: Timestamp,
+}
+
 /// Storage of device grants. Each state change is one atomic compare-and-set.
 #[async_trait]
 pub trait DeviceStore: Send + Sync + 'static {
@@ -319,14 +334,7 @@ pub trait DeviceStore: Send + Sync + 'static {
     async fn device_grant_by_user_code(&self, user_code: &str) -> StoreResult<Option<DeviceGrant>>;
     /// Approves a grant that is pending and unexpired at `now`, recording who approved it.
     /// Returns whether it did.
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn approve_device_grant(&self, approval: DeviceApproval<'_>) -> StoreResult<bool>;
     /// Denies a grant that is pending (with the user who denied it) or approved (spent without
     /// tokens). Returns whether it did.
     async fn deny_device_grant(

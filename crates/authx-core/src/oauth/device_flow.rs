@@ -13,10 +13,10 @@ use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::device::{
-    DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceAuthorization, DeviceCode, DeviceGrant,
-    DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL, ENTRY_MISSES_PER_48,
-    ENTRY_MISSES_PER_ACCOUNT, ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION, ENTRY_WINDOW_SECS,
-    PendingDevice, UserCode, UserCodeEntry,
+    DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceApproval, DeviceAuthorization,
+    DeviceCode, DeviceGrant, DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL,
+    ENTRY_MISSES_PER_48, ENTRY_MISSES_PER_ACCOUNT, ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION,
+    ENTRY_WINDOW_SECS, PendingDevice, UserCode, UserCodeEntry,
 };
 use super::scope::Scopes;
 use super::service::OAuthService;
@@ -218,7 +218,13 @@ impl OAuthService {
         let done = if approve {
             self.stores()
                 .devices
-                .approve_device_grant(hash, user, session, auth_time, now)
+                .approve_device_grant(DeviceApproval {
+                    hash,
+                    user,
+                    session,
+                    auth_time,
+                    now,
+                })
                 .await?
         } else {
             self.stores()

@@ -33,6 +33,43 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn delete_resource(&self, id: &str) -> StoreResult<bool>;
 }
 
+/// A move of a signing key to another state ([`KeyStore::set_key_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStateChange<'a> {
+    /// The key.
+    pub kid: &'a str,
+    /// Its new state.
+    pub state: KeyState,
+    /// When it started signing; `None` keeps the stored time.
+    pub activated_at: Option<Timestamp>,
+    /// When it may be deleted; `None` keeps the stored time.
+    pub remove_after: Option<Timestamp>,
+}
+
+impl<'a> KeyStateChange<'a> {
+    /// The key starts signing at `now`.
+    #[must_use]
+    pub fn activate(kid: &'a str, now: Timestamp) -> Self {
+        Self {
+            kid,
+            state: KeyState::Active,
+            activated_at: Some(now),
+            remove_after: None,
+        }
+    }
+
+    /// The key stops signing and may be deleted after `remove_after`.
+    #[must_use]
+    pub fn retire(kid: &'a str, remove_after: Timestamp) -> Self {
+        Self {
+            kid,
+            state: KeyState::Retired,
+            activated_at: None,
+            remove_after: Some(remove_after),
+        }
+    }
+}
+
 /// Signing keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
@@ -42,13 +79,7 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
     /// Moves a key to `state`, setting `activated_at`/`remove_after` when given. Returns whether
     /// the key exists.
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        activated_at: Option<Timestamp>,
-        remove_after: Option<Timestamp>,
-    ) -> StoreResult<bool>;
+    async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool>;
     /// Deletes a key. Returns whether it existed.
     async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
 }

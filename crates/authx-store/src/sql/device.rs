@@ -5,7 +5,9 @@
 //! poll only the poll count it read. Concurrent callers therefore see exactly one winner.
 
 use authx_core::Timestamp;
-use authx_core::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
+use authx_core::oauth::device::{
+    DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
+};
 use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::{StoreError, StoreResult};
@@ -128,20 +130,13 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
         row.as_ref().map(device_from_row).transpose()
     }
 
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn approve_device_grant(&self, approval: DeviceApproval<'_>) -> StoreResult<bool> {
+        let hex = approval.hash.to_hex();
         let changed = stmt(APPROVE_DEVICE)
-            .bind(&user.0)
-            .bind(&session.0)
-            .bind(auth_time)
-            .bind(now)
+            .bind(&approval.user.0)
+            .bind(&approval.session.0)
+            .bind(approval.auth_time)
+            .bind(approval.now)
             .bind(&hex)
             .execute(&self.pool)
             .await?;

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use authx_core::Timestamp;
-use authx_core::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore, UserCode};
+use authx_core::oauth::device::{
+    DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore, UserCode,
+};
 use authx_core::secret::{TokenHash, random_id};
 use authx_core::session::SessionId;
 use authx_core::store::StoreError;
@@ -50,6 +52,22 @@ async fn devices(s: &Stores) -> Arc<dyn DeviceStore> {
 async fn setup(s: &Stores) -> (Arc<dyn DeviceStore>, UserId) {
     s.clients().put_client(&client("tv")).await.unwrap();
     (devices(s).await, s.user().await)
+}
+
+fn approval<'a>(
+    hash: &'a TokenHash,
+    user: &'a UserId,
+    session: &'a SessionId,
+    auth_time: Timestamp,
+    now: Timestamp,
+) -> DeviceApproval<'a> {
+    DeviceApproval {
+        hash,
+        user,
+        session,
+        auth_time,
+        now,
+    }
 }
 
 fn grant(expires_at: i64) -> DeviceGrant {
@@ -126,15 +144,27 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
             .unwrap()
     );
     assert!(
-        d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_010))
-            .await
-            .unwrap()
+        d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_010)
+        ))
+        .await
+        .unwrap()
     );
     // Approved once only.
     assert!(
-        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_011))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_011)
+        ))
+        .await
+        .unwrap()
     );
     let got = d.device_grant(h).await.unwrap().unwrap();
     assert_eq!(got.status, DeviceStatus::Approved);
@@ -178,9 +208,15 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
             .unwrap()
     );
     assert!(
-        !d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_042))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h2,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_042)
+        ))
+        .await
+        .unwrap()
     );
     assert!(
         !d.redeem_device_grant(h2, "f3", Timestamp(1_043))
@@ -196,9 +232,15 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     let g3 = grant(1_600);
     d.put_device_grant(&g3).await.unwrap();
     let h3 = &g3.device_code_hash;
-    d.approve_device_grant(h3, &user, &session, Timestamp(900), Timestamp(1_050))
-        .await
-        .unwrap();
+    d.approve_device_grant(approval(
+        h3,
+        &user,
+        &session,
+        Timestamp(900),
+        Timestamp(1_050),
+    ))
+    .await
+    .unwrap();
     assert!(
         d.deny_device_grant(h3, None, Timestamp(1_060))
             .await
@@ -222,17 +264,29 @@ pub(crate) async fn expired_grants_cannot_be_approved_or_redeemed(s: Stores) {
     d.put_device_grant(&g).await.unwrap();
     let h = &g.device_code_hash;
     assert!(
-        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_600))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_600)
+        ))
+        .await
+        .unwrap()
     );
     let g2 = grant(1_600);
     d.put_device_grant(&g2).await.unwrap();
     let h2 = &g2.device_code_hash;
     assert!(
-        d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_599))
-            .await
-            .unwrap()
+        d.approve_device_grant(approval(
+            h2,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_599)
+        ))
+        .await
+        .unwrap()
     );
     assert!(
         !d.redeem_device_grant(h2, "f", Timestamp(1_600))
@@ -250,13 +304,13 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
     let h = g.device_code_hash;
-    d.approve_device_grant(
+    d.approve_device_grant(approval(
         &h,
         &user,
         &SessionId::generate(),
         Timestamp(900),
         Timestamp(1_010),
-    )
+    ))
     .await
     .unwrap();
     let mut tasks = Vec::new();
@@ -356,13 +410,13 @@ pub(crate) async fn deleting_the_client_removes_its_grants(s: Stores) {
     let (d, user) = setup(&s).await;
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
-    d.approve_device_grant(
+    d.approve_device_grant(approval(
         &g.device_code_hash,
         &user,
         &SessionId::generate(),
         Timestamp(900),
         Timestamp(1_010),
-    )
+    ))
     .await
     .unwrap();
     assert!(s.clients().delete_client("tv").await.unwrap());
@@ -382,13 +436,13 @@ pub(crate) async fn a_users_unredeemed_approvals_are_withdrawn(s: Stores) {
     }
     for (g, u) in [(&approved, &user), (&redeemed, &user), (&theirs, &other)] {
         assert!(
-            d.approve_device_grant(
+            d.approve_device_grant(approval(
                 &g.device_code_hash,
                 u,
                 &session,
                 Timestamp(1_000),
                 Timestamp(1_010)
-            )
+            ))
             .await
             .unwrap()
         );
