@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::MemoryStore;
+use super::{MemoryStore, insert_unique};
 use crate::Timestamp;
 use crate::oauth::client::{Client, Resource};
 use crate::oauth::device::{DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
@@ -91,12 +91,9 @@ impl MemoryStore {
 #[async_trait]
 impl ClientStore for MemoryStore {
     async fn put_client(&self, client: &Client) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.clients.iter().any(|c| c.id == client.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.clients.push(client.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.clients, client, |c| {
+            c.id == client.id
+        })
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
@@ -138,12 +135,9 @@ impl ClientStore for MemoryStore {
     }
 
     async fn put_resource(&self, resource: &Resource) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.resources.iter().any(|x| x.id == resource.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.resources.push(resource.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.resources, resource, |x| {
+            x.id == resource.id
+        })
     }
 
     async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
@@ -172,12 +166,7 @@ impl KeyStore for MemoryStore {
     }
 
     async fn insert_key(&self, key: &StoredKey) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.keys.iter().any(|k| k.kid == key.kid) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.keys.push(key.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.keys, key, |k| k.kid == key.kid)
     }
 
     async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool> {
@@ -257,10 +246,7 @@ impl GrantStore for MemoryStore {
         first: Option<&RefreshToken>,
     ) -> StoreResult<()> {
         let mut r = self.lock();
-        if r.oauth.families.iter().any(|f| f.id == family.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.families.push(family.clone());
+        insert_unique(&mut r.oauth.families, family, |f| f.id == family.id)?;
         if let Some(t) = first {
             r.oauth.tokens.insert(t.hash, t.clone());
         }
