@@ -128,7 +128,11 @@ impl OAuthService {
             None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
         };
         Clients::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (_, res) = self.clients.audience(client, resource, &requested).await?;
+        let (_, res) = self
+            .ctx
+            .clients
+            .audience(client, resource, &requested)
+            .await?;
         let granted = Clients::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let now = self.clock().now();
         // A user-code collision with a live grant is possible but rare: try a few fresh codes.
@@ -240,7 +244,7 @@ impl OAuthService {
                 self.stores().accounts.user_by_id(user).await?,
                 Some(u) if u.status == UserStatus::Active
             );
-            if !active || !self.session_is_live(user, session, now).await? {
+            if !active || !self.ctx.session_is_live(user, session, now).await? {
                 self.stores()
                     .devices
                     .deny_device_grant(hash, None, now)
