@@ -11,8 +11,12 @@ use async_trait::async_trait;
 use super::{MemoryStore, insert_unique};
 use crate::Timestamp;
 use crate::oauth::client::{Client, Resource};
-use crate::oauth::device::{DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
-use crate::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use crate::oauth::device::{
+    DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
+};
+use crate::oauth::grant::{
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken,
+};
 use crate::oauth::keys::StoredKey;
 use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
 use crate::oauth::types::OAuthStores;
@@ -199,12 +203,12 @@ impl GrantStore for MemoryStore {
         Ok(())
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<CodeRedemption> {
+    async fn redeem_code(&self, redemption: Redemption<'_>) -> StoreResult<CodeRedemption> {
+        let Redemption {
+            hash,
+            family_id,
+            now,
+        } = redemption;
         let mut r = self.lock();
         let Some(c) = r.oauth.codes.get_mut(hash) else {
             return Ok(CodeRedemption::Unknown);
@@ -448,12 +452,8 @@ impl DeviceStore for MemoryStore {
         }
     }
 
-    async fn deny_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: Option<&UserId>,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn deny_device_grant(&self, denial: DeviceDenial<'_>) -> StoreResult<bool> {
+        let DeviceDenial { hash, user, now } = denial;
         let mut r = self.lock();
         match r.oauth.devices.get_mut(hash) {
             Some(d) if matches!(d.status, DeviceStatus::Pending | DeviceStatus::Approved) => {
@@ -478,17 +478,12 @@ impl DeviceStore for MemoryStore {
         Ok(n)
     }
 
-    async fn redeem_device_grant(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn redeem_device_grant(&self, redemption: Redemption<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        match r.oauth.devices.get_mut(hash) {
-            Some(d) if d.status == DeviceStatus::Approved && d.expires_at > now => {
+        match r.oauth.devices.get_mut(redemption.hash) {
+            Some(d) if d.status == DeviceStatus::Approved && d.expires_at > redemption.now => {
                 d.status = DeviceStatus::Redeemed;
-                d.family_id = Some(family_id.to_owned());
+                d.family_id = Some(redemption.family_id.to_owned());
                 Ok(true)
             }
             _ => Ok(false),

@@ -14,7 +14,7 @@ use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::device::{
     DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceApproval, DeviceAuthorization,
-    DeviceCode, DeviceGrant, DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL,
+    DeviceCode, DeviceDenial, DeviceGrant, DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL,
     ENTRY_MISSES_PER_48, ENTRY_MISSES_PER_ACCOUNT, ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION,
     ENTRY_WINDOW_SECS, PendingDevice, UserCode, UserCodeEntry,
 };
@@ -233,7 +233,11 @@ impl OAuthService {
         } else {
             self.stores()
                 .devices
-                .deny_device_grant(hash, Some(user), now)
+                .deny_device_grant(DeviceDenial {
+                    hash,
+                    user: Some(user),
+                    now,
+                })
                 .await?
         };
         if done && approve {
@@ -247,7 +251,11 @@ impl OAuthService {
             if !active || !self.ctx.session_is_live(user, session, now).await? {
                 self.stores()
                     .devices
-                    .deny_device_grant(hash, None, now)
+                    .deny_device_grant(DeviceDenial {
+                        hash,
+                        user: None,
+                        now,
+                    })
                     .await?;
                 return Ok(false);
             }

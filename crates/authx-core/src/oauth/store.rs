@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::client::{Client, Resource};
-use super::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use super::grant::{AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken};
 use super::keys::{KeyState, StoredKey};
 use crate::Timestamp;
 use crate::secret::TokenHash;
@@ -92,12 +92,7 @@ pub trait GrantStore: Send + Sync + 'static {
     /// Redeems a code in one atomic step: the first call for a code that is unexpired at
     /// `now` marks it redeemed with `family_id` and returns it; every later call returns
     /// `AlreadyRedeemed` with the family the first one recorded. Expired or unknown: `Unknown`.
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<CodeRedemption>;
+    async fn redeem_code(&self, redemption: Redemption<'_>) -> StoreResult<CodeRedemption>;
     /// Deletes the unredeemed codes a browser session minted (the session ended); returns how
     /// many. Redeemed codes stay until they expire, so a replay is still recognised.
     async fn delete_session_codes(&self, session: &SessionId) -> StoreResult<u64>;

@@ -6,8 +6,9 @@
 
 use authx_core::Timestamp;
 use authx_core::oauth::device::{
-    DeviceApproval, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
+    DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
 };
+use authx_core::oauth::grant::Redemption;
 use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::{StoreError, StoreResult};
@@ -143,16 +144,11 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
         Ok(changed > 0)
     }
 
-    async fn deny_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: Option<&UserId>,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn deny_device_grant(&self, denial: DeviceDenial<'_>) -> StoreResult<bool> {
+        let hex = denial.hash.to_hex();
         let changed = stmt(DENY_DEVICE)
-            .bind(user.map(|u| u.0.as_str()))
-            .bind(now)
+            .bind(denial.user.map(|u| u.0.as_str()))
+            .bind(denial.now)
             .bind(&hex)
             .execute(&self.pool)
             .await?;
@@ -166,17 +162,12 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
             .await
     }
 
-    async fn redeem_device_grant(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn redeem_device_grant(&self, redemption: Redemption<'_>) -> StoreResult<bool> {
+        let hex = redemption.hash.to_hex();
         let changed = stmt(REDEEM_DEVICE)
-            .bind(family_id)
+            .bind(redemption.family_id)
             .bind(&hex)
-            .bind(now)
+            .bind(redemption.now)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)

@@ -8,7 +8,7 @@ use authx_core::store::StoreError;
 use authx_core::user::UserId;
 
 use crate::clients::client;
-use crate::harness::Stores;
+use crate::harness::{Stores, redemption};
 
 /// Far enough ahead that nothing in these tests expires by accident.
 pub(crate) const FAR: i64 = 4_000_000_000;
@@ -107,20 +107,20 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     }
     // a1 was redeemed before the session ended.
     assert!(matches!(
-        g.redeem_code(&a1.code_hash, "fam-a1", Timestamp(1_000))
+        g.redeem_code(redemption(&a1.code_hash, "fam-a1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
     ));
     assert_eq!(g.delete_session_codes(&a).await.unwrap(), 1);
     assert_eq!(
-        g.redeem_code(&a2.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&a2.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
     );
     assert_eq!(
-        g.redeem_code(&a1.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&a1.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::AlreadyRedeemed {
@@ -134,7 +134,7 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     g.put_code(&c1).await.unwrap();
     assert_eq!(g.delete_user_codes(&user, Some(&b)).await.unwrap(), 1);
     assert_eq!(
-        g.redeem_code(&c1.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&c1.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -142,14 +142,14 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     assert_eq!(g.delete_user_codes(&user, None).await.unwrap(), 2);
     for gone in [&b1, &b2] {
         assert_eq!(
-            g.redeem_code(&gone.code_hash, "f", Timestamp(1_000))
+            g.redeem_code(redemption(&gone.code_hash, "f", Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown
         );
     }
     assert!(matches!(
-        g.redeem_code(&theirs.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&theirs.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
@@ -163,7 +163,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     g.put_code(&cd).await.unwrap();
 
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "fam-1", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "fam-1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -174,7 +174,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     // Every later presentation names the family of the first one, even after expiry.
     for (fid, at) in [("fam-2", 1_000), ("fam-3", 1_059), ("fam-4", 5_000)] {
         assert_eq!(
-            g.redeem_code(&cd.code_hash, fid, Timestamp(at))
+            g.redeem_code(redemption(&cd.code_hash, fid, Timestamp(at)))
                 .await
                 .unwrap(),
             CodeRedemption::AlreadyRedeemed {
@@ -191,7 +191,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     };
     g.put_code(&bare).await.unwrap();
     assert_eq!(
-        g.redeem_code(&bare.code_hash, "fam-5", Timestamp(1_000))
+        g.redeem_code(redemption(&bare.code_hash, "fam-5", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -212,7 +212,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     let user = setup(&s).await;
     let g = s.grants();
     assert_eq!(
-        g.redeem_code(&new_hash(), "fam-1", Timestamp(1_000))
+        g.redeem_code(redemption(&new_hash(), "fam-1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -222,7 +222,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     g.put_code(&cd).await.unwrap();
     for at in [1_060, 1_061, 9_999] {
         assert_eq!(
-            g.redeem_code(&cd.code_hash, "fam-1", Timestamp(at))
+            g.redeem_code(redemption(&cd.code_hash, "fam-1", Timestamp(at)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown,
@@ -231,7 +231,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     }
     // Refusing an expired code changed nothing: it was not marked redeemed.
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "fam-2", Timestamp(1_059))
+        g.redeem_code(redemption(&cd.code_hash, "fam-2", Timestamp(1_059)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -253,7 +253,10 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
             let g = g.clone();
             tokio::spawn(async move {
                 let fid = format!("fam-{i}");
-                let outcome = g.redeem_code(&hash, &fid, Timestamp(1_000)).await.unwrap();
+                let outcome = g
+                    .redeem_code(redemption(&hash, &fid, Timestamp(1_000)))
+                    .await
+                    .unwrap();
                 (fid, outcome)
             })
         })
@@ -887,7 +890,7 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     }
     for (c, fid) in [(&expired_redeemed, "x1"), (&redeemed, "x2")] {
         assert!(matches!(
-            g.redeem_code(&c.code_hash, fid, Timestamp(1_000))
+            g.redeem_code(redemption(&c.code_hash, fid, Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Redeemed(_)
@@ -937,20 +940,24 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
 
     for c in [&expired, &expired_redeemed] {
         assert_eq!(
-            g.redeem_code(&c.code_hash, "y", Timestamp(1_000))
+            g.redeem_code(redemption(&c.code_hash, "y", Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown
         );
     }
     assert_eq!(
-        g.redeem_code(&redeemed.code_hash, "y", now).await.unwrap(),
+        g.redeem_code(redemption(&redeemed.code_hash, "y", now))
+            .await
+            .unwrap(),
         CodeRedemption::AlreadyRedeemed {
             family_id: Some("x2".into())
         }
     );
     assert!(matches!(
-        g.redeem_code(&live.code_hash, "y", now).await.unwrap(),
+        g.redeem_code(redemption(&live.code_hash, "y", now))
+            .await
+            .unwrap(),
         CodeRedemption::Redeemed(_)
     ));
 
@@ -1069,7 +1076,7 @@ pub(crate) async fn deleting_a_user_removes_their_grants(s: Stores) {
 
     let (cd, fam, tok) = &issued[0];
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -1080,7 +1087,7 @@ pub(crate) async fn deleting_a_user_removes_their_grants(s: Stores) {
 
     let (cd, fam, tok) = &issued[1];
     assert!(matches!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)

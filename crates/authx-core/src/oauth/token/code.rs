@@ -2,7 +2,7 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
-use super::super::grant::CodeRedemption;
+use super::super::grant::{CodeRedemption, Redemption};
 use super::super::pkce;
 use super::super::types::{AuthorizationCode, TokenResponse};
 use super::Granted;
@@ -38,7 +38,11 @@ impl Tokens<'_> {
             .ctx
             .stores
             .grants
-            .redeem_code(&code.hash(), &family_id, now)
+            .redeem_code(Redemption {
+                hash: &code.hash(),
+                family_id: &family_id,
+                now,
+            })
             .await?
         {
             CodeRedemption::Redeemed(c) => *c,

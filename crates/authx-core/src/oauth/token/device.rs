@@ -4,8 +4,9 @@
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
 use super::super::device::{
-    DeviceCode, DevicePoll, DevicePollError, DeviceStatus, account_locked, pace_poll,
+    DeviceCode, DeviceDenial, DevicePoll, DevicePollError, DeviceStatus, account_locked, pace_poll,
 };
+use super::super::grant::Redemption;
 use super::super::types::TokenResponse;
 use super::Granted;
 use super::Tokens;
@@ -99,7 +100,13 @@ impl Tokens<'_> {
             None => None,
         };
         let Some(user) = user else {
-            devices.deny_device_grant(&hash, None, now).await?;
+            devices
+                .deny_device_grant(DeviceDenial {
+                    hash: &hash,
+                    user: None,
+                    now,
+                })
+                .await?;
             self.ctx.audit.record(
                 crate::audit::AuditEvent::failure("device_grant_refused")
                     .client(&client.id)
@@ -117,7 +124,14 @@ impl Tokens<'_> {
             ));
         }
         let family_id = crate::secret::random_id();
-        if !devices.redeem_device_grant(&hash, &family_id, now).await? {
+        if !devices
+            .redeem_device_grant(Redemption {
+                hash: &hash,
+                family_id: &family_id,
+                now,
+            })
+            .await?
+        {
             // Another poll won the race.
             return Err(OAuthError::InvalidGrant("the device code was already used"));
         }
