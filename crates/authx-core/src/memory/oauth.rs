@@ -15,7 +15,7 @@ use crate::oauth::device::{
     DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
 };
 use crate::oauth::grant::{
-    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken,
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
 };
 use crate::oauth::keys::StoredKey;
 use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
@@ -272,12 +272,8 @@ impl GrantStore for MemoryStore {
         }))
     }
 
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool> {
+        let Rotation { old, new, now } = rotation;
         let mut r = self.lock();
         match r.oauth.tokens.get_mut(old) {
             Some(t) if t.family_id == new.family_id && t.consumed_at.is_none() => {

@@ -125,3 +125,14 @@ pub struct Redemption<'a> {
     /// When it is redeemed.
     pub now: Timestamp,
 }
+
+/// One refresh-token rotation: `old` is spent and `new` takes its place, at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation<'a> {
+    /// The hash of the token presented.
+    pub old: &'a TokenHash,
+    /// Its successor, of the same family.
+    pub new: &'a RefreshToken,
+    /// When.
+    pub now: Timestamp,
+}

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use super::client::{Client, Resource};
-use super::grant::{AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken};
+use super::grant::{
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
+};
 use super::keys::{KeyState, StoredKey};
 use crate::Timestamp;
 use crate::secret::TokenHash;
@@ -116,12 +118,7 @@ pub trait GrantStore: Send + Sync + 'static {
     /// Rotation as one compare-and-set: marks `old` consumed at `now` only if it was not
     /// consumed yet, and in the same transaction inserts `new` (same family). Returns `false`,
     /// changing nothing, when `old` was already consumed or does not exist.
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool>;
     /// Revokes a family (idempotent). Returns whether it was live before.
     async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
     /// Revokes every live family of a user; returns their ids.

@@ -368,13 +368,8 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
             .transpose()
     }
 
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        DB::rotate_refresh(self, Rotation { old, new, now }).await
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool> {
+        DB::rotate_refresh(self, rotation).await
     }
 
     async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool> {

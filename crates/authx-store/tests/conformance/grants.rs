@@ -1,7 +1,9 @@
 //! `GrantStore`: codes, refresh-token families and their tokens, consents, revoked token ids.
 
 use authx_core::Timestamp;
-use authx_core::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use authx_core::oauth::grant::{
+    AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken, Rotation,
+};
 use authx_core::secret::{TokenHash, random_id};
 use authx_core::session::SessionId;
 use authx_core::store::StoreError;
@@ -361,9 +363,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
 
     let t1 = token("fam-a", 2_000, 6_000);
     assert!(
-        g.rotate_refresh(&t0.hash, &t1, Timestamp(2_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &t0.hash,
+            new: &t1,
+            now: Timestamp(2_000)
+        })
+        .await
+        .unwrap()
     );
     let consumed = RefreshToken {
         consumed_at: Some(Timestamp(2_000)),
@@ -381,9 +387,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     // A consumed token cannot be rotated again, and nothing is written.
     let t2 = token("fam-a", 3_000, 7_000);
     assert!(
-        !g.rotate_refresh(&t0.hash, &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &t0.hash,
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), None);
     assert_eq!(
@@ -393,9 +403,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
 
     // Neither can an unknown token.
     assert!(
-        !g.rotate_refresh(&new_hash(), &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &new_hash(),
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), None);
 
@@ -404,9 +418,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     g.create_family(&other, None).await.unwrap();
     let graft = token("fam-b", 3_000, 7_000);
     assert!(
-        !g.rotate_refresh(&t1.hash, &graft, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &graft,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&graft.hash).await.unwrap(), None);
     assert_eq!(
@@ -420,7 +438,12 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
         ..token("fam-a", 3_000, 7_000)
     };
     assert!(matches!(
-        g.rotate_refresh(&t1.hash, &clash, Timestamp(3_000)).await,
+        g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &clash,
+            now: Timestamp(3_000)
+        })
+        .await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(
@@ -429,9 +452,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     );
 
     assert!(
-        g.rotate_refresh(&t1.hash, &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), Some((t2, fam)));
 }
@@ -450,7 +477,14 @@ pub(crate) async fn concurrent_rotations_one_wins(s: Stores) {
         .cloned()
         .map(|child| {
             let g = g.clone();
-            tokio::spawn(async move { g.rotate_refresh(&old, &child, Timestamp(2_000)).await })
+            tokio::spawn(async move {
+                g.rotate_refresh(Rotation {
+                    old: &old,
+                    new: &child,
+                    now: Timestamp(2_000),
+                })
+                .await
+            })
         })
         .collect();
     let mut won = Vec::new();
@@ -498,7 +532,14 @@ pub(crate) async fn concurrent_rotations_of_distinct_tokens_all_land(s: Stores) 
             .into_iter()
             .map(|(old, new)| {
                 let g = g.clone();
-                tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(at)).await })
+                tokio::spawn(async move {
+                    g.rotate_refresh(Rotation {
+                        old: &old,
+                        new: &new,
+                        now: Timestamp(at),
+                    })
+                    .await
+                })
             })
             .collect();
         async move {
@@ -576,7 +617,14 @@ pub(crate) async fn a_taken_successor_fails_only_its_own_rotation(s: Stores) {
         .zip(news.clone())
         .map(|(old, new)| {
             let (g, old) = (g.clone(), old.hash);
-            tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(2_000)).await })
+            tokio::spawn(async move {
+                g.rotate_refresh(Rotation {
+                    old: &old,
+                    new: &new,
+                    now: Timestamp(2_000),
+                })
+                .await
+            })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
@@ -606,9 +654,13 @@ pub(crate) async fn a_taken_successor_fails_only_its_own_rotation(s: Stores) {
     // Token 20 is still good for a proper successor.
     let next = token(&olds[20].family_id, 3_000, FAR);
     assert!(
-        g.rotate_refresh(&olds[20].hash, &next, Timestamp(3_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &olds[20].hash,
+            new: &next,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
 }
 
@@ -903,9 +955,13 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     let e1 = token("ended", 1_100, FAR);
     g.create_family(&ended, Some(&e0)).await.unwrap();
     assert!(
-        g.rotate_refresh(&e0.hash, &e1, Timestamp(1_100))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &e0.hash,
+            new: &e1,
+            now: Timestamp(1_100)
+        })
+        .await
+        .unwrap()
     );
 
     // In a live family, only consumed tokens past their idle expiry go.
@@ -915,14 +971,22 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     let unconsumed_idle = token("live", 1_200, 1_900);
     g.create_family(&fam, Some(&consumed_idle)).await.unwrap();
     assert!(
-        g.rotate_refresh(&consumed_idle.hash, &consumed_fresh, Timestamp(1_100))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &consumed_idle.hash,
+            new: &consumed_fresh,
+            now: Timestamp(1_100)
+        })
+        .await
+        .unwrap()
     );
     assert!(
-        g.rotate_refresh(&consumed_fresh.hash, &unconsumed_idle, Timestamp(1_200))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &consumed_fresh.hash,
+            new: &unconsumed_idle,
+            now: Timestamp(1_200)
+        })
+        .await
+        .unwrap()
     );
 
     // A revoked family stays until its end.

@@ -3,7 +3,7 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
-use super::super::grant::{RefreshFamily, RefreshToken};
+use super::super::grant::{RefreshFamily, RefreshToken, Rotation};
 use super::super::scope::Scopes;
 use super::super::types::{RefreshTokenValue, TokenResponse, hmac_bytes};
 use super::Tokens;
@@ -98,7 +98,11 @@ impl Tokens<'_> {
                 .ctx
                 .stores
                 .grants
-                .rotate_refresh(&presented.hash(), &next, now)
+                .rotate_refresh(Rotation {
+                    old: &presented.hash(),
+                    new: &next,
+                    now,
+                })
                 .await?;
         } else if record.consumed_at.is_none() {
             return Err(OAuthError::InvalidGrant("the refresh token has expired"));
