@@ -13,7 +13,7 @@ use crate::federation::{FederationStore, Link, PendingLink, Transaction};
 use crate::secret::TokenHash;
 use crate::session::{Session, SessionId};
 use crate::store::{
-    AccountStore, FailureCount, SessionStore, StoreError, StoreResult, ThrottleStore,
+    AccountStore, FailureCount, SessionStore, SessionTouch, StoreError, StoreResult, ThrottleStore,
 };
 use crate::user::{User, UserId, UserStatus};
 
@@ -137,20 +137,14 @@ impl SessionStore for MemoryStore {
             .cloned())
     }
 
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        last_seen_at: Timestamp,
-        idle_expires_at: Timestamp,
-        ip: Option<&str>,
-    ) -> StoreResult<bool> {
+    async fn touch_session(&self, touch: SessionTouch<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        let Some(s) = r.sessions.iter_mut().find(|s| &s.id == id) else {
+        let Some(s) = r.sessions.iter_mut().find(|s| &s.id == touch.id) else {
             return Ok(false);
         };
-        s.last_seen_at = last_seen_at;
-        s.idle_expires_at = idle_expires_at;
-        if let Some(ip) = ip {
+        s.last_seen_at = touch.last_seen_at;
+        s.idle_expires_at = touch.idle_expires_at;
+        if let Some(ip) = touch.ip {
             s.ip = Some(ip.to_owned());
         }
         Ok(true)

@@ -56,6 +56,19 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool>;
 }
 
+/// Activity to record on a session ([`SessionStore::touch_session`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTouch<'a> {
+    /// The session.
+    pub id: &'a SessionId,
+    /// When it was last used.
+    pub last_seen_at: Timestamp,
+    /// Its new idle deadline.
+    pub idle_expires_at: Timestamp,
+    /// The client address it was used from; `None` keeps the stored one.
+    pub ip: Option<&'a str>,
+}
+
 /// Browser sessions, looked up by the SHA-256 of the cookie.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
@@ -66,13 +79,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn session_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<Session>>;
     /// Records activity (`ip: None` keeps the stored address). Returns `false` when the session
     /// no longer exists, so a touch racing a revoke never brings the session back.
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        last_seen_at: Timestamp,
-        idle_expires_at: Timestamp,
-        ip: Option<&str>,
-    ) -> StoreResult<bool>;
+    async fn touch_session(&self, touch: SessionTouch<'_>) -> StoreResult<bool>;
     /// Deletes one session of `user` and returns it, or `None` when there was none.
     async fn delete_session(&self, user: &UserId, id: &SessionId) -> StoreResult<Option<Session>>;
     /// Deletes every session of `user` except `keep`, returning the ids deleted.

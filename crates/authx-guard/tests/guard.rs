@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use authx_core::oauth::client::{Client, GrantType};
-use authx_core::oauth::keys::{KeyState, SigningAlg};
+use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::pkce;
+use authx_core::oauth::store::KeyStateChange;
 use authx_guard::{Guard, GuardConfig, Identity, Mode, SessionCheck, WhenStale};
 use authx_testkit::services::SharedServices;
 use authx_testkit::{PASSWORD, TestServer, session_cookie};
@@ -1422,7 +1423,7 @@ async fn concurrent_unknown_kids_share_one_jwks_fetch() {
         .oauth
         .stores()
         .keys
-        .set_key_state(&kid, KeyState::Active, Some(later), None)
+        .set_key_state(KeyStateChange::activate(&kid, later))
         .await
         .unwrap();
     state.oauth.reload_keys().await.unwrap();

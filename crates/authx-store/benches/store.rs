@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use authx_core::auth::{AuthPolicy, AuthService, Stores};
 use authx_core::events::InProcessBus;
 use authx_core::oauth::client::{Client, GrantType};
-use authx_core::oauth::grant::{RefreshFamily, RefreshToken};
+use authx_core::oauth::grant::{RefreshFamily, RefreshToken, Rotation};
 use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::store::GrantStore;
 use authx_core::password::{HashParams, PasswordHasher};
@@ -119,7 +119,11 @@ async fn rotate_n(
     for _ in 0..n {
         let next = token(family);
         let rotated = grants
-            .rotate_refresh(&current, &next, Timestamp(2_000))
+            .rotate_refresh(Rotation {
+                old: &current,
+                new: &next,
+                now: Timestamp(2_000),
+            })
             .await
             .expect("rotation");
         assert!(rotated, "a fresh token rotates");

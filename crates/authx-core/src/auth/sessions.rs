@@ -9,6 +9,7 @@ use crate::clock::Timestamp;
 use crate::events::RevocationEvent;
 use crate::secret::{SessionToken, TokenHash};
 use crate::session::{ClientContext, Session, SessionId};
+use crate::store::SessionTouch;
 use crate::user::{UserId, UserStatus};
 
 use super::{AuthError, AuthService, Authenticated};
@@ -140,7 +141,12 @@ impl AuthService {
         let alive = self
             .stores
             .sessions
-            .touch_session(&auth.session.id, now, idle, ctx.ip.as_deref())
+            .touch_session(SessionTouch {
+                id: &auth.session.id,
+                last_seen_at: now,
+                idle_expires_at: idle,
+                ip: ctx.ip.as_deref(),
+            })
             .await?;
         if alive {
             auth.session.last_seen_at = now;

@@ -8,13 +8,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::MemoryStore;
+use super::{MemoryStore, insert_unique};
 use crate::Timestamp;
 use crate::oauth::client::{Client, Resource};
-use crate::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
-use crate::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
-use crate::oauth::keys::{KeyState, StoredKey};
-use crate::oauth::store::{ClientStore, GrantStore, KeyStore};
+use crate::oauth::device::{
+    DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
+};
+use crate::oauth::grant::{
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
+};
+use crate::oauth::keys::StoredKey;
+use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
 use crate::oauth::types::OAuthStores;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
@@ -91,12 +95,9 @@ impl MemoryStore {
 #[async_trait]
 impl ClientStore for MemoryStore {
     async fn put_client(&self, client: &Client) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.clients.iter().any(|c| c.id == client.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.clients.push(client.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.clients, client, |c| {
+            c.id == client.id
+        })
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
@@ -138,12 +139,9 @@ impl ClientStore for MemoryStore {
     }
 
     async fn put_resource(&self, resource: &Resource) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.resources.iter().any(|x| x.id == resource.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.resources.push(resource.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.resources, resource, |x| {
+            x.id == resource.id
+        })
     }
 
     async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
@@ -172,28 +170,17 @@ impl KeyStore for MemoryStore {
     }
 
     async fn insert_key(&self, key: &StoredKey) -> StoreResult<()> {
-        let mut r = self.lock();
-        if r.oauth.keys.iter().any(|k| k.kid == key.kid) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.keys.push(key.clone());
-        Ok(())
+        insert_unique(&mut self.lock().oauth.keys, key, |k| k.kid == key.kid)
     }
 
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        activated_at: Option<Timestamp>,
-        remove_after: Option<Timestamp>,
-    ) -> StoreResult<bool> {
+    async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        let Some(k) = r.oauth.keys.iter_mut().find(|k| k.kid == kid) else {
+        let Some(k) = r.oauth.keys.iter_mut().find(|k| k.kid == change.kid) else {
             return Ok(false);
         };
-        k.state = state;
-        k.activated_at = activated_at.or(k.activated_at);
-        k.remove_after = remove_after.or(k.remove_after);
+        k.state = change.state;
+        k.activated_at = change.activated_at.or(k.activated_at);
+        k.remove_after = change.remove_after.or(k.remove_after);
         Ok(true)
     }
 
@@ -216,12 +203,12 @@ impl GrantStore for MemoryStore {
         Ok(())
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<CodeRedemption> {
+    async fn redeem_code(&self, redemption: Redemption<'_>) -> StoreResult<CodeRedemption> {
+        let Redemption {
+            hash,
+            family_id,
+            now,
+        } = redemption;
         let mut r = self.lock();
         let Some(c) = r.oauth.codes.get_mut(hash) else {
             return Ok(CodeRedemption::Unknown);
@@ -263,10 +250,7 @@ impl GrantStore for MemoryStore {
         first: Option<&RefreshToken>,
     ) -> StoreResult<()> {
         let mut r = self.lock();
-        if r.oauth.families.iter().any(|f| f.id == family.id) {
-            return Err(StoreError::Conflict);
-        }
-        r.oauth.families.push(family.clone());
+        insert_unique(&mut r.oauth.families, family, |f| f.id == family.id)?;
         if let Some(t) = first {
             r.oauth.tokens.insert(t.hash, t.clone());
         }
@@ -288,12 +272,8 @@ impl GrantStore for MemoryStore {
         }))
     }
 
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool> {
+        let Rotation { old, new, now } = rotation;
         let mut r = self.lock();
         match r.oauth.tokens.get_mut(old) {
             Some(t) if t.family_id == new.family_id && t.consumed_at.is_none() => {
@@ -453,34 +433,23 @@ impl DeviceStore for MemoryStore {
             .cloned())
     }
 
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn approve_device_grant(&self, a: DeviceApproval<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        match r.oauth.devices.get_mut(hash) {
-            Some(d) if d.status == DeviceStatus::Pending && d.expires_at > now => {
+        match r.oauth.devices.get_mut(a.hash) {
+            Some(d) if d.status == DeviceStatus::Pending && d.expires_at > a.now => {
                 d.status = DeviceStatus::Approved;
-                d.user_id = Some(user.clone());
-                d.session_id = Some(session.clone());
-                d.auth_time = Some(auth_time);
-                d.decided_at = Some(now);
+                d.user_id = Some(a.user.clone());
+                d.session_id = Some(a.session.clone());
+                d.auth_time = Some(a.auth_time);
+                d.decided_at = Some(a.now);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    async fn deny_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: Option<&UserId>,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn deny_device_grant(&self, denial: DeviceDenial<'_>) -> StoreResult<bool> {
+        let DeviceDenial { hash, user, now } = denial;
         let mut r = self.lock();
         match r.oauth.devices.get_mut(hash) {
             Some(d) if matches!(d.status, DeviceStatus::Pending | DeviceStatus::Approved) => {
@@ -505,17 +474,12 @@ impl DeviceStore for MemoryStore {
         Ok(n)
     }
 
-    async fn redeem_device_grant(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
+    async fn redeem_device_grant(&self, redemption: Redemption<'_>) -> StoreResult<bool> {
         let mut r = self.lock();
-        match r.oauth.devices.get_mut(hash) {
-            Some(d) if d.status == DeviceStatus::Approved && d.expires_at > now => {
+        match r.oauth.devices.get_mut(redemption.hash) {
+            Some(d) if d.status == DeviceStatus::Approved && d.expires_at > redemption.now => {
                 d.status = DeviceStatus::Redeemed;
-                d.family_id = Some(family_id.to_owned());
+                d.family_id = Some(redemption.family_id.to_owned());
                 Ok(true)
             }
             _ => Ok(false),

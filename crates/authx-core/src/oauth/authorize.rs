@@ -172,7 +172,7 @@ impl OAuthService {
             let description = format!("parameter {k} is repeated");
             return Ok(self.redirect_error(&req, "invalid_request", Some(&description)));
         }
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let login_after: Option<i64> = p.login_after.as_deref().and_then(|v| v.parse().ok());
         let auth = match signed_in {
             Some(a) if !needs_login(&req, a.auth_time, login_after, now) => a,
@@ -217,7 +217,7 @@ impl OAuthService {
             self.record_consent(auth.user, &req).await?;
             return self.code_redirect(&req, auth).await;
         }
-        self.audit.record(
+        self.ctx.audit.record(
             crate::audit::AuditEvent::failure("consent_denied")
                 .client(&req.client.id)
                 .user(auth.user),
@@ -230,7 +230,7 @@ impl OAuthService {
     fn refusal(&self, e: AuthorizeError) -> Result<AuthorizeDecision, OAuthError> {
         match e {
             AuthorizeError::Page(msg) => {
-                self.audit.record(
+                self.ctx.audit.record(
                     crate::audit::AuditEvent::failure("redirect_rejected").with("reason", &msg),
                 );
                 Ok(AuthorizeDecision::Refused(msg))
@@ -318,6 +318,7 @@ impl OAuthService {
             .filter(|s| !s.is_empty() && s.len() <= 255)
             .ok_or_else(|| AuthorizeError::Page("The request names no valid client.".into()))?;
         let client = self
+            .ctx
             .stores
             .clients
             .client(client_id)
@@ -429,6 +430,7 @@ impl OAuthService {
             return Err(fail("invalid_scope", &e.to_string()));
         }
         let res = match self
+            .ctx
             .clients
             .audience(&client, p.resource.as_deref(), &scopes)
             .await
@@ -471,6 +473,7 @@ impl OAuthService {
         // Remembered per (client, API): a consent for one API never covers another.
         Ok(
             match self
+                .ctx
                 .stores
                 .grants
                 .consent(user, &req.client.id, req.resource.as_deref())
@@ -495,6 +498,7 @@ impl OAuthService {
         req: &AuthorizeRequest,
     ) -> Result<(), OAuthError> {
         let earlier = self
+            .ctx
             .stores
             .grants
             .consent(user, &req.client.id, req.resource.as_deref())
@@ -503,17 +507,18 @@ impl OAuthService {
         if let Some(prev) = earlier.and_then(|c| Scopes::parse(&c.scope)) {
             scope = Scopes::from_list(scope.iter().chain(prev.iter()).collect::<Vec<_>>());
         }
-        self.stores
+        self.ctx
+            .stores
             .grants
             .put_consent(&Consent {
                 user_id: user.clone(),
                 client_id: req.client.id.clone(),
                 resource: req.resource.clone(),
                 scope: scope.to_param(),
-                granted_at: self.clock.now(),
+                granted_at: self.ctx.clock.now(),
             })
             .await?;
-        self.audit.record(
+        self.ctx.audit.record(
             crate::audit::AuditEvent::success("consent_granted")
                 .user(user)
                 .client(&req.client.id)
@@ -535,8 +540,9 @@ impl OAuthService {
         auth_time: Timestamp,
     ) -> Result<String, OAuthError> {
         let code = AuthorizationCode::generate();
-        let now = self.clock.now();
-        self.stores
+        let now = self.ctx.clock.now();
+        self.ctx
+            .stores
             .grants
             .put_code(&AuthCode {
                 code_hash: code.hash(),

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::grant::Redemption;
 use crate::Timestamp;
 use crate::secret::{TokenHash, opaque_secret, random_bytes};
 use crate::session::SessionId;
@@ -307,6 +308,32 @@ pub fn pace_poll(grant: &DeviceGrant, now_ms: i64) -> (bool, i64, Option<i64>) {
     (true, interval, Some(gap))
 }
 
+/// A user's approval of a device grant ([`DeviceStore::approve_device_grant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceApproval<'a> {
+    /// The grant, by device-code hash.
+    pub hash: &'a TokenHash,
+    /// Who approved it.
+    pub user: &'a UserId,
+    /// The browser session they approved it from.
+    pub session: &'a SessionId,
+    /// When that session signed in.
+    pub auth_time: Timestamp,
+    /// When they approved it: the grant must be pending and unexpired then.
+    pub now: Timestamp,
+}
+
+/// A denial of a device grant ([`DeviceStore::deny_device_grant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceDenial<'a> {
+    /// The grant, by device-code hash.
+    pub hash: &'a TokenHash,
+    /// The user who denied it; `None` when the server withdrew it.
+    pub user: Option<&'a UserId>,
+    /// When.
+    pub now: Timestamp,
+}
+
 /// Storage of device grants. Each state change is one atomic compare-and-set.
 #[async_trait]
 pub trait DeviceStore: Send + Sync + 'static {
@@ -319,33 +346,16 @@ pub trait DeviceStore: Send + Sync + 'static {
     async fn device_grant_by_user_code(&self, user_code: &str) -> StoreResult<Option<DeviceGrant>>;
     /// Approves a grant that is pending and unexpired at `now`, recording who approved it.
     /// Returns whether it did.
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn approve_device_grant(&self, approval: DeviceApproval<'_>) -> StoreResult<bool>;
     /// Denies a grant that is pending (with the user who denied it) or approved (spent without
     /// tokens). Returns whether it did.
-    async fn deny_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: Option<&UserId>,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn deny_device_grant(&self, denial: DeviceDenial<'_>) -> StoreResult<bool>;
     /// Denies every grant `user` approved that no device has redeemed yet (their password
     /// changed or they were disabled); returns how many.
     async fn deny_user_device_grants(&self, user: &UserId) -> StoreResult<u64>;
     /// Marks an approved, unexpired grant redeemed with `family_id`. Returns whether it did;
     /// of concurrent calls exactly one wins.
-    async fn redeem_device_grant(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn redeem_device_grant(&self, redemption: Redemption<'_>) -> StoreResult<bool>;
     /// Records a poll only if `poll.seen_polls` polls were recorded so far, setting the
     /// interval, the poll time (seconds and milliseconds) and the `slow_down` gap. Returns
     /// whether it did (false: another poll came in between).

@@ -13,10 +13,10 @@ use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::device::{
-    DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceAuthorization, DeviceCode, DeviceGrant,
-    DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL, ENTRY_MISSES_PER_48,
-    ENTRY_MISSES_PER_ACCOUNT, ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION, ENTRY_WINDOW_SECS,
-    PendingDevice, UserCode, UserCodeEntry,
+    DEVICE_CODE_TTL_SECS, DEVICE_POLL_INTERVAL_SECS, DeviceApproval, DeviceAuthorization,
+    DeviceCode, DeviceDenial, DeviceGrant, DeviceStatus, ENTRY_BACKSTOP_DELAY, ENTRY_MISSES_GLOBAL,
+    ENTRY_MISSES_PER_48, ENTRY_MISSES_PER_ACCOUNT, ENTRY_MISSES_PER_IP, ENTRY_MISSES_PER_SESSION,
+    ENTRY_WINDOW_SECS, PendingDevice, UserCode, UserCodeEntry,
 };
 use super::scope::Scopes;
 use super::service::OAuthService;
@@ -128,7 +128,11 @@ impl OAuthService {
             None => Scopes::from_list(client.scopes.iter().map(String::as_str)),
         };
         Clients::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (_, res) = self.clients.audience(client, resource, &requested).await?;
+        let (_, res) = self
+            .ctx
+            .clients
+            .audience(client, resource, &requested)
+            .await?;
         let granted = Clients::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
         let now = self.clock().now();
         // A user-code collision with a live grant is possible but rare: try a few fresh codes.
@@ -218,12 +222,22 @@ impl OAuthService {
         let done = if approve {
             self.stores()
                 .devices
-                .approve_device_grant(hash, user, session, auth_time, now)
+                .approve_device_grant(DeviceApproval {
+                    hash,
+                    user,
+                    session,
+                    auth_time,
+                    now,
+                })
                 .await?
         } else {
             self.stores()
                 .devices
-                .deny_device_grant(hash, Some(user), now)
+                .deny_device_grant(DeviceDenial {
+                    hash,
+                    user: Some(user),
+                    now,
+                })
                 .await?
         };
         if done && approve {
@@ -234,10 +248,14 @@ impl OAuthService {
                 self.stores().accounts.user_by_id(user).await?,
                 Some(u) if u.status == UserStatus::Active
             );
-            if !active || !self.session_is_live(user, session, now).await? {
+            if !active || !self.ctx.session_is_live(user, session, now).await? {
                 self.stores()
                     .devices
-                    .deny_device_grant(hash, None, now)
+                    .deny_device_grant(DeviceDenial {
+                        hash,
+                        user: None,
+                        now,
+                    })
                     .await?;
                 return Ok(false);
             }

@@ -113,3 +113,26 @@ pub struct Consent {
     /// When.
     pub granted_at: Timestamp,
 }
+
+/// A redemption to record, of a code or of a device grant: it succeeds once, for a record that
+/// is still redeemable at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redemption<'a> {
+    /// The code's or the device code's hash.
+    pub hash: &'a TokenHash,
+    /// The family the redemption opens.
+    pub family_id: &'a str,
+    /// When it is redeemed.
+    pub now: Timestamp,
+}
+
+/// One refresh-token rotation: `old` is spent and `new` takes its place, at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation<'a> {
+    /// The hash of the token presented.
+    pub old: &'a TokenHash,
+    /// Its successor, of the same family.
+    pub new: &'a RefreshToken,
+    /// When.
+    pub now: Timestamp,
+}

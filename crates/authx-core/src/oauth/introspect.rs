@@ -5,16 +5,26 @@ use serde_json::{Value, json};
 
 use super::OAuthError;
 use super::client::Client;
+use super::context::Context;
 use super::jwt::{self, AccessTokenClaims};
 use super::scope::Scopes;
-use super::service::OAuthService;
 use super::types::RefreshTokenValue;
 use crate::clock::Timestamp;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
 use crate::user::{UserId, UserStatus};
 
-impl OAuthService {
+/// Whether an access token is active, introspection and userinfo. Borrows the provider's
+/// shared [`Context`]; [`crate::oauth::service::OAuthService::introspection`] hands one out.
+pub struct Introspection<'a> {
+    ctx: &'a Context,
+}
+
+impl<'a> Introspection<'a> {
+    pub(super) fn new(ctx: &'a Context) -> Self {
+        Self { ctx }
+    }
+
     /// Checks an access token for use at this server: signature and claims, then that nothing
     /// revoked it (its `jti`, its family, its session for session-minted tokens, its client for
     /// client-credentials tokens, a later password change, a disabled user).
@@ -25,8 +35,8 @@ impl OAuthService {
         &self,
         token: &str,
     ) -> Result<Option<AccessTokenClaims>, OAuthError> {
-        let now = self.clock.now();
-        let Some(cache) = self.issuer.token_cache() else {
+        let now = self.ctx.clock.now();
+        let Some(cache) = self.ctx.issuer.token_cache() else {
             return self.check_access_token(token, now).await;
         };
         if token.len() > jwt::MAX_JWT_LEN {
@@ -44,7 +54,7 @@ impl OAuthService {
             .as_ref()
             .filter(|c| c.fid.is_some() || c.sid.is_none())
         {
-            let expires = c.exp.saturating_add(self.config().leeway_secs);
+            let expires = c.exp.saturating_add(self.ctx.config().leeway_secs);
             cache.put(hash, c, generation, now, expires);
         }
         Ok(claims)
@@ -55,19 +65,20 @@ impl OAuthService {
         token: &str,
         now: Timestamp,
     ) -> Result<Option<AccessTokenClaims>, OAuthError> {
-        let claims = self.issuer.verify_access_token(token, now).await?;
+        let claims = self.ctx.issuer.verify_access_token(token, now).await?;
         let Some(c) = claims else { return Ok(None) };
-        if self.stores.grants.is_jti_revoked(&c.jti).await? {
+        if self.ctx.stores.grants.is_jti_revoked(&c.jti).await? {
             return Ok(None);
         }
         if let Some(fid) = &c.fid {
-            match self.stores.grants.family(fid).await? {
+            match self.ctx.stores.grants.family(fid).await? {
                 Some(f) if f.revoked_at.is_none() => {}
                 _ => return Ok(None),
             }
         } else if let Some(sid) = &c.sid {
             // Minted from a browser session: dies with it.
             let alive = self
+                .ctx
                 .session_is_live(&UserId(c.sub.clone()), &SessionId(sid.clone()), now)
                 .await?;
             if !alive {
@@ -77,15 +88,16 @@ impl OAuthService {
             // Client credentials: no family or session to die with, so the client itself must
             // still exist, and be the one the token was issued to rather than a client
             // registered later under the same id (within the clock leeway).
-            match self.stores.clients.client(&c.client_id).await? {
+            match self.ctx.stores.clients.client(&c.client_id).await? {
                 Some(client)
-                    if c.iat.saturating_add(self.config().leeway_secs)
+                    if c.iat.saturating_add(self.ctx.config().leeway_secs)
                         >= client.created_at.secs() => {}
                 _ => return Ok(None),
             }
         }
         if !c.sub.starts_with("client:") {
             match self
+                .ctx
                 .stores
                 .accounts
                 .user_by_id(&UserId(c.sub.clone()))
@@ -106,11 +118,13 @@ impl OAuthService {
     /// Storage failures.
     pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Value, OAuthError> {
         let inactive = json!({"active": false});
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         if let Some(rt) = RefreshTokenValue::parse(token) {
-            if let Some((r, f)) = self.stores.grants.refresh_token(&rt.hash()).await? {
+            if let Some((r, f)) = self.ctx.stores.grants.refresh_token(&rt.hash()).await? {
                 let usable = f.is_live(now) && r.consumed_at.is_none() && now < r.idle_expires_at;
-                if usable && f.client_id == caller.id && self.active_user(&f.user_id).await.is_ok()
+                if usable
+                    && f.client_id == caller.id
+                    && self.ctx.active_user(&f.user_id).await.is_ok()
                 {
                     return Ok(json!({
                         "active": true,
@@ -120,7 +134,7 @@ impl OAuthService {
                         "scope": f.scope,
                         "iat": r.issued_at.secs(),
                         "exp": r.idle_expires_at.min(f.expires_at).secs(),
-                        "iss": self.config().issuer,
+                        "iss": self.ctx.config().issuer,
                     }));
                 }
             }
@@ -166,6 +180,7 @@ impl OAuthService {
             return Ok(None);
         }
         let Some(user) = self
+            .ctx
             .stores
             .accounts
             .user_by_id(&UserId(c.sub.clone()))

@@ -18,7 +18,7 @@ use super::grant::RefreshFamily;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessTokenClaims, IdTokenClaims};
 use super::keys::{self, KeyEncryptor, KeyRing, KeyState, Signer, SigningAlg};
 use super::scope::Scopes;
-use super::store::{ClientStore, KeyStore};
+use super::store::{ClientStore, KeyStateChange, KeyStore};
 use super::token_cache::TokenCache;
 use super::types::OAuthConfig;
 use crate::audit::{Audit, AuditEvent};
@@ -274,7 +274,7 @@ impl Issuer {
                         .map_err(|e| OAuthError::Internal(e.to_string()))?;
                     self.keys.insert_key(&k).await?;
                     self.keys
-                        .set_key_state(&k.kid, KeyState::Active, Some(now), None)
+                        .set_key_state(KeyStateChange::activate(&k.kid, now))
                         .await?;
                     self.audit.record(
                         AuditEvent::success("key_created")
@@ -286,16 +286,11 @@ impl Issuer {
             }
             if let Some(next) = ready.iter().max_by_key(|k| k.created_at) {
                 self.keys
-                    .set_key_state(&next.kid, KeyState::Active, Some(now), None)
+                    .set_key_state(KeyStateChange::activate(&next.kid, now))
                     .await?;
                 for old in &active {
                     self.keys
-                        .set_key_state(
-                            &old.kid,
-                            KeyState::Retired,
-                            None,
-                            Some(now.plus(max_token_life)),
-                        )
+                        .set_key_state(KeyStateChange::retire(&old.kid, now.plus(max_token_life)))
                         .await?;
                 }
                 self.audit.record(

@@ -95,7 +95,7 @@ impl OAuthService {
         };
         let client_id = p.client_id.as_deref().or(hint.map(|h| h.aud.as_str()));
         let client = match client_id {
-            Some(id) => self.stores.clients.client(id).await?,
+            Some(id) => self.ctx.stores.clients.client(id).await?,
             None => None,
         };
         if !client.is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == uri)) {

@@ -4,27 +4,31 @@
 //!
 //! The domain values (`client`, `grant`, `device`, `scope`, `pkce`, `keys`, `jwt`) and the
 //! storage ports (`store`) stand alone. [`service::OAuthService`] is what the server holds; its
-//! work is split by responsibility: [`issuer`] (keys, discovery, JWKS, signing) and [`clients`]
-//! (client authentication, registration, audiences and scopes), each its own type with its own
-//! state; then [`authorize`], [`token`] (one module per grant), `introspect`, `revoke`,
-//! [`logout`] and `device_flow`, with what they share in [`types`]. Those modules depend on
-//! `service`, never the other way round. The flows return a decision the web layer only
-//! renders: `AuthorizeDecision`, `TokenRequest` run by `grant`, `UserCodeEntry`,
-//! `LogoutDecision`.
+//! work is split by responsibility into types: [`issuer::Issuer`] (keys, discovery, JWKS,
+//! signing) and [`clients::Clients`] (client authentication, registration, audiences and
+//! scopes), each with its own state; [`token::Tokens`] (the grants, one module each),
+//! [`introspect::Introspection`] (whether a token is active, introspection, userinfo) and
+//! [`revoke::Revocation`] (revocation, the end of a family, the user's grants), which borrow
+//! the state the service shares with them (`context`). [`authorize`], [`logout`] and
+//! `device_flow` are modules of `OAuthService` methods; what they all share is in [`types`].
+//! `service` depends on the parts, and the methods' modules on `service`; no circle. The flows
+//! return a decision the web layer only renders: `AuthorizeDecision`, `TokenRequest` run by
+//! `Tokens::grant`, `UserCodeEntry`, `LogoutDecision`.
 
 pub mod authorize;
 pub mod client;
 pub mod clients;
+mod context;
 pub mod device;
 mod device_flow;
 pub mod grant;
-mod introspect;
+pub mod introspect;
 pub mod issuer;
 pub mod jwt;
 pub mod keys;
 pub mod logout;
 pub mod pkce;
-mod revoke;
+pub mod revoke;
 pub mod scope;
 pub mod service;
 pub mod store;

@@ -6,12 +6,16 @@
 //! - [`super::clients`]: client authentication, registration and deletion, audiences and
 //!   scopes (its own type, [`Clients`], with its own state);
 //! - [`super::authorize`]: authorization requests, consent and codes;
-//! - `oauth::token`: the grants of the token endpoint (code, refresh, client credentials,
-//!   device code) and the session-minted token;
-//! - `oauth::introspect` and `oauth::revoke`: whether a token is active, userinfo,
-//!   revocation and the user's grants;
+//! - [`super::token`]: the grants of the token endpoint (code, refresh, client credentials,
+//!   device code) and the session-minted token (its own type, [`Tokens`]);
+//! - [`super::introspect`]: whether a token is active, introspection and userinfo (its own
+//!   type, [`Introspection`]);
+//! - [`super::revoke`]: revocation, the end of a family and the user's grants (its own type,
+//!   [`Revocation`]);
 //! - `oauth::device_flow`: starting a device authorization and the user's decision;
-//! - [`super::types`]: what they share.
+//! - [`super::types`] and `oauth::context`: what they share. The service owns the shared
+//!   state (stores, event bus, clock, audit, observer, issuer, clients) once, in a `Context`
+//!   that [`Tokens`], [`Introspection`] and [`Revocation`] borrow.
 //!
 //! # Security
 //! - Codes are single-use by one atomic store call; a replayed code revokes what it issued.
@@ -24,33 +28,29 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+use super::OAuthError;
 use super::client::Client;
 use super::clients::Clients;
+use super::context::Context;
 use super::grant::RefreshFamily;
+use super::introspect::Introspection;
 use super::issuer::Issuer;
-use super::jwt::IdTokenClaims;
+use super::jwt::{AccessTokenClaims, IdTokenClaims};
 use super::keys::SigningAlg;
+use super::revoke::Revocation;
+use super::token::Tokens;
 use super::token_cache::TokenCache;
 use super::types::{ClientAuth, OAuthConfig, OAuthStores, hmac_bytes};
-use super::{GrantObserver, OAuthError};
 use crate::clock::{Clock, Timestamp};
 use crate::events::EventBus;
-use crate::session::SessionId;
 use crate::user::UserId;
 
 /// The provider.
 pub struct OAuthService {
-    pub(super) stores: OAuthStores,
-    pub(super) events: Arc<dyn EventBus>,
-    pub(super) clock: Arc<dyn Clock>,
-    /// Keys, discovery and signing.
-    pub(super) issuer: Issuer,
-    /// Client authentication, registration, audiences and scopes.
-    pub(super) clients: Clients,
+    /// What the parts share.
+    pub(super) ctx: Context,
     /// Derives a refresh token's successor from it, so a retry gets the same one.
-    pub(super) successor_key: [u8; 32],
-    pub(super) observer: OnceLock<Arc<dyn GrantObserver>>,
-    pub(super) audit: crate::audit::Audit,
+    successor_key: [u8; 32],
 }
 
 impl OAuthService {
@@ -82,14 +82,16 @@ impl OAuthService {
             audit.clone(),
         );
         Ok(Self {
-            audit,
-            stores,
-            events,
-            clock,
-            issuer,
-            clients,
+            ctx: Context {
+                audit,
+                stores,
+                events,
+                clock,
+                issuer,
+                clients,
+                observer: OnceLock::new(),
+            },
             successor_key,
-            observer: OnceLock::new(),
         })
     }
 
@@ -101,73 +103,56 @@ impl OAuthService {
         mut self,
         generation: Arc<crate::events::RevocationGeneration>,
     ) -> Self {
-        self.issuer.set_token_cache(TokenCache::new(generation));
+        self.ctx.issuer.set_token_cache(TokenCache::new(generation));
         self
     }
 
     /// Records audit events with `audit` (by default they are only logged).
     #[must_use]
     pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
-        self.issuer.set_audit(audit.clone());
-        self.clients.set_audit(audit.clone());
-        self.audit = audit;
+        self.ctx.issuer.set_audit(audit.clone());
+        self.ctx.clients.set_audit(audit.clone());
+        self.ctx.audit = audit;
         self
     }
 
     /// The audit recorder in use.
     #[must_use]
     pub fn audit(&self) -> &crate::audit::Audit {
-        &self.audit
+        &self.ctx.audit
     }
 
     /// Sets the observer told about revoked grants (once).
     pub fn set_observer(&self, observer: Arc<dyn super::GrantObserver>) {
-        let _ = self.observer.set(observer);
+        let _ = self.ctx.observer.set(observer);
     }
 
     /// The observer of revoked grants, if any.
     #[must_use]
     pub fn observer(&self) -> Option<Arc<dyn super::GrantObserver>> {
-        self.observer.get().cloned()
+        self.ctx.observer.get().cloned()
     }
 
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &OAuthConfig {
-        self.issuer.config()
+        self.ctx.config()
     }
 
     /// The stores.
     #[must_use]
     pub fn stores(&self) -> &OAuthStores {
-        &self.stores
+        &self.ctx.stores
     }
 
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+        &self.ctx.clock
     }
 
     /// The current time of the service's clock.
     #[must_use]
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    /// Whether the browser session `id` of `user` is live at `now`, as the session store (SQL
-    /// or Redis) sees it.
-    pub(crate) async fn session_is_live(
-        &self,
-        user: &UserId,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<bool, OAuthError> {
-        Ok(self
-            .stores
-            .sessions
-            .list_user_sessions(user, now)
-            .await?
-            .iter()
-            .any(|s| &s.id == id))
+        self.ctx.clock.now()
     }
 
     /// Deletes expired codes, families, tokens and revoked ids.
@@ -175,21 +160,39 @@ impl OAuthService {
     /// # Errors
     /// Storage failures.
     pub async fn purge(&self) -> Result<u64, OAuthError> {
-        let now = self.clock.now();
-        let grants = self.stores.grants.purge_grants(now).await?;
-        Ok(grants + self.stores.devices.purge_device_grants(now).await?)
+        let now = self.ctx.clock.now();
+        let grants = self.ctx.stores.grants.purge_grants(now).await?;
+        Ok(grants + self.ctx.stores.devices.purge_device_grants(now).await?)
     }
 
     /// The issuer: keys, discovery, signing.
     #[must_use]
     pub fn issuer(&self) -> &Issuer {
-        &self.issuer
+        &self.ctx.issuer
     }
 
     /// The clients: authentication, registration, audiences and scopes.
     #[must_use]
     pub fn clients(&self) -> &Clients {
-        &self.clients
+        &self.ctx.clients
+    }
+
+    /// The token endpoint's grants and the session-minted token.
+    #[must_use]
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens::new(&self.ctx, &self.successor_key)
+    }
+
+    /// Whether access tokens are active; introspection and userinfo.
+    #[must_use]
+    pub fn introspection(&self) -> Introspection<'_> {
+        Introspection::new(&self.ctx)
+    }
+
+    /// Revocation of tokens and families; the user's grants.
+    #[must_use]
+    pub fn revocation(&self) -> Revocation<'_> {
+        Revocation::new(&self.ctx)
     }
 
     /// See [`Issuer::logout_token`].
@@ -201,7 +204,7 @@ impl OAuthService {
         client: &Client,
         family: &RefreshFamily,
     ) -> Result<String, OAuthError> {
-        self.issuer.logout_token(client, family)
+        self.ctx.issuer.logout_token(client, family)
     }
 
     /// See [`Issuer::reload_keys`].
@@ -209,13 +212,13 @@ impl OAuthService {
     /// # Errors
     /// As [`Issuer::reload_keys`].
     pub async fn reload_keys(&self) -> Result<(), OAuthError> {
-        self.issuer.reload_keys().await
+        self.ctx.issuer.reload_keys().await
     }
 
     /// See [`Issuer::unknown_kid_reloads`].
     #[must_use]
     pub fn unknown_kid_reloads(&self) -> u64 {
-        self.issuer.unknown_kid_reloads()
+        self.ctx.issuer.unknown_kid_reloads()
     }
 
     /// See [`Issuer::ensure_keys`].
@@ -223,7 +226,7 @@ impl OAuthService {
     /// # Errors
     /// As [`Issuer::ensure_keys`].
     pub async fn ensure_keys(&self) -> Result<(), OAuthError> {
-        self.issuer.ensure_keys().await
+        self.ctx.issuer.ensure_keys().await
     }
 
     /// See [`Issuer::publish_next_key`].
@@ -231,7 +234,7 @@ impl OAuthService {
     /// # Errors
     /// As [`Issuer::publish_next_key`].
     pub async fn publish_next_key(&self, alg: SigningAlg) -> Result<String, OAuthError> {
-        self.issuer.publish_next_key(alg).await
+        self.ctx.issuer.publish_next_key(alg).await
     }
 
     /// See [`Issuer::max_token_lifetime`].
@@ -239,25 +242,25 @@ impl OAuthService {
     /// # Errors
     /// As [`Issuer::max_token_lifetime`].
     pub async fn max_token_lifetime(&self) -> Result<i64, OAuthError> {
-        self.issuer.max_token_lifetime().await
+        self.ctx.issuer.max_token_lifetime().await
     }
 
     /// See [`Issuer::jwks`].
     #[must_use]
     pub fn jwks(&self) -> Value {
-        self.issuer.jwks()
+        self.ctx.issuer.jwks()
     }
 
     /// See [`Issuer::discovery`].
     #[must_use]
     pub fn discovery(&self) -> Value {
-        self.issuer.discovery()
+        self.ctx.issuer.discovery()
     }
 
     /// See [`Issuer::id_token_hint`].
     #[must_use]
     pub fn id_token_hint(&self, token: &str) -> Option<IdTokenClaims> {
-        self.issuer.id_token_hint(token)
+        self.ctx.issuer.id_token_hint(token)
     }
 
     /// See [`Clients::authenticate`].
@@ -269,7 +272,7 @@ impl OAuthService {
         auth: &ClientAuth,
         source: Option<&str>,
     ) -> Result<Client, OAuthError> {
-        self.clients.authenticate(auth, source).await
+        self.ctx.clients.authenticate(auth, source).await
     }
 
     /// See [`Clients::register`].
@@ -281,7 +284,7 @@ impl OAuthService {
         client: Client,
         confidential: bool,
     ) -> Result<(Client, Option<String>), OAuthError> {
-        self.clients.register(client, confidential).await
+        self.ctx.clients.register(client, confidential).await
     }
 
     /// See [`Clients::delete`].
@@ -289,6 +292,40 @@ impl OAuthService {
     /// # Errors
     /// As [`Clients::delete`].
     pub async fn delete_client(&self, id: &str) -> Result<bool, OAuthError> {
-        self.clients.delete(id).await
+        self.ctx.clients.delete(id).await
+    }
+
+    /// See [`Introspection::active_access_token`].
+    ///
+    /// # Errors
+    /// As [`Introspection::active_access_token`].
+    pub async fn active_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        self.introspection().active_access_token(token).await
+    }
+
+    /// See [`Revocation::user_grants`].
+    ///
+    /// # Errors
+    /// As [`Revocation::user_grants`].
+    pub async fn user_grants(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(RefreshFamily, Option<Client>)>, OAuthError> {
+        self.revocation().user_grants(user).await
+    }
+
+    /// See [`Revocation::revoke_user_grant`].
+    ///
+    /// # Errors
+    /// As [`Revocation::revoke_user_grant`].
+    pub async fn revoke_user_grant(
+        &self,
+        user: &UserId,
+        family_id: &str,
+    ) -> Result<bool, OAuthError> {
+        self.revocation().revoke_user_grant(user, family_id).await
     }
 }

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use super::client::{Client, Resource};
-use super::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use super::grant::{
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
+};
 use super::keys::{KeyState, StoredKey};
 use crate::Timestamp;
 use crate::secret::TokenHash;
@@ -33,6 +35,43 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn delete_resource(&self, id: &str) -> StoreResult<bool>;
 }
 
+/// A move of a signing key to another state ([`KeyStore::set_key_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStateChange<'a> {
+    /// The key.
+    pub kid: &'a str,
+    /// Its new state.
+    pub state: KeyState,
+    /// When it started signing; `None` keeps the stored time.
+    pub activated_at: Option<Timestamp>,
+    /// When it may be deleted; `None` keeps the stored time.
+    pub remove_after: Option<Timestamp>,
+}
+
+impl<'a> KeyStateChange<'a> {
+    /// The key starts signing at `now`.
+    #[must_use]
+    pub fn activate(kid: &'a str, now: Timestamp) -> Self {
+        Self {
+            kid,
+            state: KeyState::Active,
+            activated_at: Some(now),
+            remove_after: None,
+        }
+    }
+
+    /// The key stops signing and may be deleted after `remove_after`.
+    #[must_use]
+    pub fn retire(kid: &'a str, remove_after: Timestamp) -> Self {
+        Self {
+            kid,
+            state: KeyState::Retired,
+            activated_at: None,
+            remove_after: Some(remove_after),
+        }
+    }
+}
+
 /// Signing keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
@@ -42,13 +81,7 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
     /// Moves a key to `state`, setting `activated_at`/`remove_after` when given. Returns whether
     /// the key exists.
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        activated_at: Option<Timestamp>,
-        remove_after: Option<Timestamp>,
-    ) -> StoreResult<bool>;
+    async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool>;
     /// Deletes a key. Returns whether it existed.
     async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
 }
@@ -61,12 +94,7 @@ pub trait GrantStore: Send + Sync + 'static {
     /// Redeems a code in one atomic step: the first call for a code that is unexpired at
     /// `now` marks it redeemed with `family_id` and returns it; every later call returns
     /// `AlreadyRedeemed` with the family the first one recorded. Expired or unknown: `Unknown`.
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<CodeRedemption>;
+    async fn redeem_code(&self, redemption: Redemption<'_>) -> StoreResult<CodeRedemption>;
     /// Deletes the unredeemed codes a browser session minted (the session ended); returns how
     /// many. Redeemed codes stay until they expire, so a replay is still recognised.
     async fn delete_session_codes(&self, session: &SessionId) -> StoreResult<u64>;
@@ -90,12 +118,7 @@ pub trait GrantStore: Send + Sync + 'static {
     /// Rotation as one compare-and-set: marks `old` consumed at `now` only if it was not
     /// consumed yet, and in the same transaction inserts `new` (same family). Returns `false`,
     /// changing nothing, when `old` was already consumed or does not exist.
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool>;
     /// Revokes a family (idempotent). Returns whether it was live before.
     async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
     /// Revokes every live family of a user; returns their ids.

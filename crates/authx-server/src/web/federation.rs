@@ -23,13 +23,11 @@ use authx_core::federation::{
     self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
 
-use super::error::ApiError;
 use super::error::federation::{failed, sign_in_failure, unknown_provider};
 use super::error::http::extract;
-use super::extract::{CurrentSession, FormBody};
+use super::extract::{CurrentSession, PageForm};
 use super::signin::{
-    bad_form, pre_session, pre_token_ok, safe_return_to, set_retry_after, signed_in_redirect,
-    with_pre_cookie,
+    pre_session, pre_token_ok, safe_return_to, set_retry_after, signed_in_redirect, with_pre_cookie,
 };
 use crate::cookies::append_cookie;
 use crate::html::federation::Link;
@@ -217,12 +215,8 @@ struct LinkForm {
 async fn link_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    form: Result<FormBody<LinkForm>, ApiError>,
+    PageForm(form): PageForm<LinkForm>,
 ) -> Response {
-    let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
-    };
     let pending = match current_pending(&state, &current).await {
         Ok(p) => p,
         Err(res) => return res,

@@ -105,7 +105,12 @@ async fn token_post(
             Err(e) => return oauth_error(&e, req.basic),
         };
     let policy = &state.auth.policy().throttle;
-    match state.oauth.grant(&req.client, &request, policy).await {
+    match state
+        .oauth
+        .tokens()
+        .grant(&req.client, &request, policy)
+        .await
+    {
         Ok(tokens) => delivery.respond(&state, &req.client, tokens),
         Err(e) => oauth_error(&e, req.basic),
     }
@@ -197,7 +202,12 @@ async fn introspect_post(
     let Some(token) = req.params.get("token") else {
         return invalid_request("token is required");
     };
-    match state.oauth.introspect(&req.client, token).await {
+    match state
+        .oauth
+        .introspection()
+        .introspect(&req.client, token)
+        .await
+    {
         Ok(v) => Json(v).into_response(),
         Err(e) => oauth_error(&e, req.basic),
     }
@@ -209,6 +219,7 @@ async fn revoke_post(State(state): State<AppState>, req: AuthenticatedClient) ->
     };
     match state
         .oauth
+        .revocation()
         .revoke(&req.client, token, req.params.get("token_type_hint"))
         .await
     {
@@ -227,7 +238,7 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
     let Some(token) = token else {
         return bearer_error(StatusCode::UNAUTHORIZED, None);
     };
-    match state.oauth.userinfo(&token).await {
+    match state.oauth.introspection().userinfo(&token).await {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token")),
         Err(e) => oauth_error(&e, false),

@@ -9,7 +9,6 @@ use authx_core::auth::{AuthError, SignInOutcome, SignedIn};
 use authx_core::csrf;
 use authx_core::secret::PreSessionToken;
 
-use super::error::ApiError;
 pub(crate) use super::error::auth::status as error_status;
 pub(crate) use super::error::set_retry_after;
 use super::extract::CurrentSession;
@@ -91,11 +90,6 @@ pub(crate) async fn sign_in(
         .await;
     state.metrics.sign_in(SignInOutcome::of(&result));
     result
-}
-
-/// The page for a form body that could not be read.
-pub(crate) fn bad_form(e: ApiError) -> Response {
-    e.into_page()
 }
 
 /// The sign-in page's buttons, one per configured upstream provider.

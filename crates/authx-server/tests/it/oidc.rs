@@ -2168,7 +2168,8 @@ async fn userinfo_status(op: &Op, token: &str) -> u16 {
 /// reload, or by the first token naming it once the minute has passed.
 #[tokio::test]
 async fn unknown_kids_reload_the_keys_at_most_once_a_minute() {
-    use authx_core::oauth::keys::{KeyEncryptor, KeyState, Signer, generate};
+    use authx_core::oauth::keys::{KeyEncryptor, Signer, generate};
+    use authx_core::oauth::store::KeyStateChange;
     const KEK: [u8; 32] = [7; 32];
     let op = op_with(|f| {
         f.oauth = Some(authx_server::config::OAuthFile {
@@ -2242,7 +2243,7 @@ async fn unknown_kids_reload_the_keys_at_most_once_a_minute() {
             let now = authx_core::Clock::now(&clock);
             let k = generate(alg, enc, now).unwrap();
             keys.insert_key(&k).await.unwrap();
-            keys.set_key_state(&k.kid, KeyState::Active, Some(now), None)
+            keys.set_key_state(KeyStateChange::activate(&k.kid, now))
                 .await
                 .unwrap();
             let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();

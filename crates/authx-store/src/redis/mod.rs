@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use authx_core::Timestamp;
 use authx_core::secret::TokenHash;
 use authx_core::session::{Session, SessionId};
-use authx_core::store::{SessionStore, StoreError, StoreResult};
+use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult};
 use authx_core::user::UserId;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -426,23 +426,17 @@ impl SessionStore for RedisSessionStore {
         session_from_fields(flat)
     }
 
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        last_seen_at: Timestamp,
-        idle_expires_at: Timestamp,
-        ip: Option<&str>,
-    ) -> StoreResult<bool> {
+    async fn touch_session(&self, touch: SessionTouch<'_>) -> StoreResult<bool> {
         let touched: i64 = self
             .scripts
             .touch
-            .key(self.keys.session(id))
+            .key(self.keys.session(touch.id))
             .key(self.keys.expiry())
-            .arg(&id.0)
-            .arg(last_seen_at.0)
-            .arg(idle_expires_at.0)
-            .arg(if ip.is_some() { "1" } else { "0" })
-            .arg(ip.unwrap_or_default())
+            .arg(&touch.id.0)
+            .arg(touch.last_seen_at.0)
+            .arg(touch.idle_expires_at.0)
+            .arg(if touch.ip.is_some() { "1" } else { "0" })
+            .arg(touch.ip.unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;

@@ -9,7 +9,6 @@
 //! token is rotated.
 
 use authx_core::Timestamp;
-use authx_core::oauth::grant::RefreshToken;
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
@@ -27,13 +26,7 @@ pub(crate) struct SqlStore<DB: Dialect> {
     pub(crate) rotations: DB::Rotations,
 }
 
-/// One refresh-token rotation: `old` is spent and `new` takes its place, at `now`.
-#[derive(Clone, Copy)]
-pub(crate) struct Rotation<'a> {
-    pub(crate) old: &'a TokenHash,
-    pub(crate) new: &'a RefreshToken,
-    pub(crate) now: Timestamp,
-}
+pub(crate) use authx_core::oauth::grant::Rotation;
 
 /// Whether a rotation happened (`false`: `old` was not current), once it is durable.
 pub(crate) type Rotated<'a> = BoxFuture<'a, StoreResult<bool>>;

@@ -5,7 +5,10 @@
 //! poll only the poll count it read. Concurrent callers therefore see exactly one winner.
 
 use authx_core::Timestamp;
-use authx_core::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore};
+use authx_core::oauth::device::{
+    DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore,
+};
+use authx_core::oauth::grant::Redemption;
 use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::{StoreError, StoreResult};
@@ -128,36 +131,24 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
         row.as_ref().map(device_from_row).transpose()
     }
 
-    async fn approve_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn approve_device_grant(&self, approval: DeviceApproval<'_>) -> StoreResult<bool> {
+        let hex = approval.hash.to_hex();
         let changed = stmt(APPROVE_DEVICE)
-            .bind(&user.0)
-            .bind(&session.0)
-            .bind(auth_time)
-            .bind(now)
+            .bind(&approval.user.0)
+            .bind(&approval.session.0)
+            .bind(approval.auth_time)
+            .bind(approval.now)
             .bind(&hex)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)
     }
 
-    async fn deny_device_grant(
-        &self,
-        hash: &TokenHash,
-        user: Option<&UserId>,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn deny_device_grant(&self, denial: DeviceDenial<'_>) -> StoreResult<bool> {
+        let hex = denial.hash.to_hex();
         let changed = stmt(DENY_DEVICE)
-            .bind(user.map(|u| u.0.as_str()))
-            .bind(now)
+            .bind(denial.user.map(|u| u.0.as_str()))
+            .bind(denial.now)
             .bind(&hex)
             .execute(&self.pool)
             .await?;
@@ -171,17 +162,12 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
             .await
     }
 
-    async fn redeem_device_grant(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let hex = hash.to_hex();
+    async fn redeem_device_grant(&self, redemption: Redemption<'_>) -> StoreResult<bool> {
+        let hex = redemption.hash.to_hex();
         let changed = stmt(REDEEM_DEVICE)
-            .bind(family_id)
+            .bind(redemption.family_id)
             .bind(&hex)
-            .bind(now)
+            .bind(redemption.now)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)

@@ -12,7 +12,9 @@
 //! commits them with one `fsync` (`crate::sqlite::rotation`); see [`Dialect::rotate_refresh`].
 
 use authx_core::Timestamp;
-use authx_core::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use authx_core::oauth::grant::{
+    AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken,
+};
 use authx_core::oauth::store::GrantStore;
 use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
@@ -267,16 +269,11 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         Ok(())
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &TokenHash,
-        family_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<CodeRedemption> {
-        let hex = hash.to_hex();
+    async fn redeem_code(&self, redemption: Redemption<'_>) -> StoreResult<CodeRedemption> {
+        let hex = redemption.hash.to_hex();
         let redeemed = stmt(REDEEM_CODE)
-            .bind(now)
-            .bind(family_id)
+            .bind(redemption.now)
+            .bind(redemption.family_id)
             .bind(&hex)
             .fetch_optional(&self.pool)
             .await?;
@@ -371,13 +368,8 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
             .transpose()
     }
 
-    async fn rotate_refresh(
-        &self,
-        old: &TokenHash,
-        new: &RefreshToken,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        DB::rotate_refresh(self, Rotation { old, new, now }).await
+    async fn rotate_refresh(&self, rotation: Rotation<'_>) -> StoreResult<bool> {
+        DB::rotate_refresh(self, rotation).await
     }
 
     async fn revoke_family(&self, id: &str, now: Timestamp) -> StoreResult<bool> {

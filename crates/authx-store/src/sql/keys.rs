@@ -1,8 +1,7 @@
 //! Signing keys over SQL.
 
-use authx_core::Timestamp;
 use authx_core::oauth::keys::{KeyState, SigningAlg, StoredKey};
-use authx_core::oauth::store::KeyStore;
+use authx_core::oauth::store::{KeyStateChange, KeyStore};
 use authx_core::store::{StoreError, StoreResult};
 
 use super::{Dialect, SqlRow, SqlStore, col, opt_timestamp, stmt, timestamp};
@@ -73,18 +72,12 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         Ok(())
     }
 
-    async fn set_key_state(
-        &self,
-        kid: &str,
-        state: KeyState,
-        activated_at: Option<Timestamp>,
-        remove_after: Option<Timestamp>,
-    ) -> StoreResult<bool> {
+    async fn set_key_state(&self, change: KeyStateChange<'_>) -> StoreResult<bool> {
         let changed = stmt(SET_KEY_STATE)
-            .bind(state.as_str())
-            .bind(activated_at)
-            .bind(remove_after)
-            .bind(kid)
+            .bind(change.state.as_str())
+            .bind(change.activated_at)
+            .bind(change.remove_after)
+            .bind(change.kid)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)

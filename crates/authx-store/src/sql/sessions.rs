@@ -4,7 +4,7 @@
 use authx_core::Timestamp;
 use authx_core::secret::TokenHash;
 use authx_core::session::{Session, SessionId};
-use authx_core::store::{SessionStore, StoreError, StoreResult};
+use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult};
 use authx_core::user::UserId;
 
 use super::{Dialect, SqlRow, SqlStore, col, count, stmt};
@@ -93,18 +93,12 @@ impl<DB: Dialect> SessionStore for SqlStore<DB> {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn touch_session(
-        &self,
-        id: &SessionId,
-        last_seen_at: Timestamp,
-        idle_expires_at: Timestamp,
-        ip: Option<&str>,
-    ) -> StoreResult<bool> {
+    async fn touch_session(&self, touch: SessionTouch<'_>) -> StoreResult<bool> {
         let changed = stmt(TOUCH_SESSION)
-            .bind(last_seen_at)
-            .bind(idle_expires_at)
-            .bind(ip)
-            .bind(&id.0)
+            .bind(touch.last_seen_at)
+            .bind(touch.idle_expires_at)
+            .bind(touch.ip)
+            .bind(&touch.id.0)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)

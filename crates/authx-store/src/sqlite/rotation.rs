@@ -251,7 +251,7 @@ struct WriterGone;
 mod tests {
     use std::time::Duration;
 
-    use authx_core::oauth::grant::RefreshFamily;
+    use authx_core::oauth::grant::{self, RefreshFamily};
     use authx_core::oauth::store::GrantStore as _;
     use authx_core::secret::random_id;
     use authx_core::user::UserId;
@@ -418,7 +418,11 @@ mod tests {
         let b1 = token(&b.family_id, 3);
         assert!(
             store
-                .rotate_refresh(&b.hash, &b1, Timestamp(3))
+                .rotate_refresh(grant::Rotation {
+                    old: &b.hash,
+                    new: &b1,
+                    now: Timestamp(3)
+                })
                 .await
                 .unwrap()
         );
@@ -466,7 +470,11 @@ mod tests {
         let a2 = token(&a.family_id, 3);
         assert!(
             store
-                .rotate_refresh(&a.hash, &a2, Timestamp(3))
+                .rotate_refresh(grant::Rotation {
+                    old: &a.hash,
+                    new: &a2,
+                    now: Timestamp(3)
+                })
                 .await
                 .unwrap()
         );
@@ -522,7 +530,11 @@ mod tests {
         let (old, new) = (&olds[0], token(&olds[0].family_id, 3));
         assert!(
             !store
-                .rotate_refresh(&old.hash, &new, Timestamp(3))
+                .rotate_refresh(grant::Rotation {
+                    old: &old.hash,
+                    new: &new,
+                    now: Timestamp(3)
+                })
                 .await
                 .unwrap()
         );
@@ -544,7 +556,13 @@ mod tests {
                 tokio::spawn(async move {
                     // Reads on the same single connection interleave with the batches.
                     store.refresh_token(&old).await.unwrap();
-                    store.rotate_refresh(&old, &new, Timestamp(2)).await
+                    store
+                        .rotate_refresh(grant::Rotation {
+                            old: &old,
+                            new: &new,
+                            now: Timestamp(2),
+                        })
+                        .await
                 })
             })
             .collect();
@@ -612,7 +630,11 @@ mod tests {
             .block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(5),
-                    store.rotate_refresh(&t0.hash, &t1, Timestamp(2)),
+                    store.rotate_refresh(grant::Rotation {
+                        old: &t0.hash,
+                        new: &t1,
+                        now: Timestamp(2),
+                    }),
                 )
                 .await
             })

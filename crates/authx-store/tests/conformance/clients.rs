@@ -8,7 +8,7 @@ use authx_core::secret::TokenHash;
 use authx_core::store::StoreError;
 
 use crate::grants::{FAR, code, consent, family, token};
-use crate::harness::Stores;
+use crate::harness::{Stores, redemption};
 
 /// A confidential client with every optional field set and lists in no sorted order.
 pub(crate) fn client(id: &str) -> Client {
@@ -156,7 +156,7 @@ pub(crate) async fn delete_client_removes_everything_issued_to_it(s: Stores) {
 
     let (cd, fam, tok) = &issued[0];
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -168,7 +168,7 @@ pub(crate) async fn delete_client_removes_everything_issued_to_it(s: Stores) {
     // The other client's grants are untouched.
     let (cd, fam, tok) = &issued[1];
     assert!(matches!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)

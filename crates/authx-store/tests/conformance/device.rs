@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use authx_core::Timestamp;
-use authx_core::oauth::device::{DeviceGrant, DevicePoll, DeviceStatus, DeviceStore, UserCode};
+use authx_core::oauth::device::{
+    DeviceApproval, DeviceDenial, DeviceGrant, DevicePoll, DeviceStatus, DeviceStore, UserCode,
+};
 use authx_core::secret::{TokenHash, random_id};
 use authx_core::session::SessionId;
 use authx_core::store::StoreError;
@@ -11,7 +13,7 @@ use authx_core::user::UserId;
 use authx_store::{ConnectOptions, connect};
 
 use crate::clients::client;
-use crate::harness::Stores;
+use crate::harness::{Stores, redemption};
 
 mod sqlite {
     instantiate!(crate::harness::sqlite;
@@ -52,26 +54,37 @@ async fn setup(s: &Stores) -> (Arc<dyn DeviceStore>, UserId) {
     (devices(s).await, s.user().await)
 }
 
+fn approval<'a>(
+    hash: &'a TokenHash,
+    user: &'a UserId,
+    session: &'a SessionId,
+    auth_time: Timestamp,
+    now: Timestamp,
+) -> DeviceApproval<'a> {
+    DeviceApproval {
+        hash,
+        user,
+        session,
+        auth_time,
+        now,
+    }
+}
+
+fn denial<'a>(hash: &'a TokenHash, user: Option<&'a UserId>, now: Timestamp) -> DeviceDenial<'a> {
+    DeviceDenial { hash, user, now }
+}
+
 fn grant(expires_at: i64) -> DeviceGrant {
     DeviceGrant {
-        device_code_hash: TokenHash::of(random_id().as_bytes()),
-        user_code: UserCode::generate().as_str().to_owned(),
-        client_id: "tv".into(),
         scope: "openid profile".into(),
         resource: Some("https://api.example.com/orders".into()),
-        status: DeviceStatus::Pending,
-        user_id: None,
-        session_id: None,
-        auth_time: None,
-        decided_at: None,
-        family_id: None,
-        interval_secs: 5,
-        polls: 0,
-        last_poll_at: None,
-        last_poll_ms: None,
-        slow_down_gap_ms: None,
-        created_at: Timestamp(1_000),
-        expires_at: Timestamp(expires_at),
+        ..DeviceGrant::pending(
+            TokenHash::of(random_id().as_bytes()),
+            UserCode::generate().as_str().to_owned(),
+            "tv".into(),
+            Timestamp(1_000),
+            Timestamp(expires_at),
+        )
     }
 }
 
@@ -121,20 +134,32 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
 
     // Not approved yet: nothing to redeem.
     assert!(
-        !d.redeem_device_grant(h, "f1", Timestamp(1_010))
+        !d.redeem_device_grant(redemption(h, "f1", Timestamp(1_010)))
             .await
             .unwrap()
     );
     assert!(
-        d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_010))
-            .await
-            .unwrap()
+        d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_010)
+        ))
+        .await
+        .unwrap()
     );
     // Approved once only.
     assert!(
-        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_011))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_011)
+        ))
+        .await
+        .unwrap()
     );
     let got = d.device_grant(h).await.unwrap().unwrap();
     assert_eq!(got.status, DeviceStatus::Approved);
@@ -144,12 +169,12 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     assert_eq!(got.decided_at, Some(Timestamp(1_010)));
 
     assert!(
-        d.redeem_device_grant(h, "f1", Timestamp(1_020))
+        d.redeem_device_grant(redemption(h, "f1", Timestamp(1_020)))
             .await
             .unwrap()
     );
     assert!(
-        !d.redeem_device_grant(h, "f2", Timestamp(1_021))
+        !d.redeem_device_grant(redemption(h, "f2", Timestamp(1_021)))
             .await
             .unwrap()
     );
@@ -158,7 +183,7 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     assert_eq!(got.family_id.as_deref(), Some("f1"));
     // A redeemed grant cannot be denied afterwards.
     assert!(
-        !d.deny_device_grant(h, None, Timestamp(1_030))
+        !d.deny_device_grant(denial(h, None, Timestamp(1_030)))
             .await
             .unwrap()
     );
@@ -168,22 +193,28 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     d.put_device_grant(&g2).await.unwrap();
     let h2 = &g2.device_code_hash;
     assert!(
-        d.deny_device_grant(h2, Some(&user), Timestamp(1_040))
+        d.deny_device_grant(denial(h2, Some(&user), Timestamp(1_040)))
             .await
             .unwrap()
     );
     assert!(
-        !d.deny_device_grant(h2, Some(&user), Timestamp(1_041))
+        !d.deny_device_grant(denial(h2, Some(&user), Timestamp(1_041)))
             .await
             .unwrap()
     );
     assert!(
-        !d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_042))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h2,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_042)
+        ))
+        .await
+        .unwrap()
     );
     assert!(
-        !d.redeem_device_grant(h2, "f3", Timestamp(1_043))
+        !d.redeem_device_grant(redemption(h2, "f3", Timestamp(1_043)))
             .await
             .unwrap()
     );
@@ -196,11 +227,17 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     let g3 = grant(1_600);
     d.put_device_grant(&g3).await.unwrap();
     let h3 = &g3.device_code_hash;
-    d.approve_device_grant(h3, &user, &session, Timestamp(900), Timestamp(1_050))
-        .await
-        .unwrap();
+    d.approve_device_grant(approval(
+        h3,
+        &user,
+        &session,
+        Timestamp(900),
+        Timestamp(1_050),
+    ))
+    .await
+    .unwrap();
     assert!(
-        d.deny_device_grant(h3, None, Timestamp(1_060))
+        d.deny_device_grant(denial(h3, None, Timestamp(1_060)))
             .await
             .unwrap()
     );
@@ -209,7 +246,7 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     assert_eq!(got.user_id.as_ref(), Some(&user));
     assert_eq!(got.decided_at, Some(Timestamp(1_050)));
     assert!(
-        !d.redeem_device_grant(h3, "f4", Timestamp(1_061))
+        !d.redeem_device_grant(redemption(h3, "f4", Timestamp(1_061)))
             .await
             .unwrap()
     );
@@ -222,20 +259,32 @@ pub(crate) async fn expired_grants_cannot_be_approved_or_redeemed(s: Stores) {
     d.put_device_grant(&g).await.unwrap();
     let h = &g.device_code_hash;
     assert!(
-        !d.approve_device_grant(h, &user, &session, Timestamp(900), Timestamp(1_600))
-            .await
-            .unwrap()
+        !d.approve_device_grant(approval(
+            h,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_600)
+        ))
+        .await
+        .unwrap()
     );
     let g2 = grant(1_600);
     d.put_device_grant(&g2).await.unwrap();
     let h2 = &g2.device_code_hash;
     assert!(
-        d.approve_device_grant(h2, &user, &session, Timestamp(900), Timestamp(1_599))
-            .await
-            .unwrap()
+        d.approve_device_grant(approval(
+            h2,
+            &user,
+            &session,
+            Timestamp(900),
+            Timestamp(1_599)
+        ))
+        .await
+        .unwrap()
     );
     assert!(
-        !d.redeem_device_grant(h2, "f", Timestamp(1_600))
+        !d.redeem_device_grant(redemption(h2, "f", Timestamp(1_600)))
             .await
             .unwrap()
     );
@@ -250,20 +299,20 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
     let h = g.device_code_hash;
-    d.approve_device_grant(
+    d.approve_device_grant(approval(
         &h,
         &user,
         &SessionId::generate(),
         Timestamp(900),
         Timestamp(1_010),
-    )
+    ))
     .await
     .unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
         let d = Arc::clone(&d);
         tasks.push(tokio::spawn(async move {
-            d.redeem_device_grant(&h, &format!("f{i}"), Timestamp(1_020))
+            d.redeem_device_grant(redemption(&h, &format!("f{i}"), Timestamp(1_020)))
                 .await
                 .unwrap()
         }));
@@ -356,13 +405,13 @@ pub(crate) async fn deleting_the_client_removes_its_grants(s: Stores) {
     let (d, user) = setup(&s).await;
     let g = grant(1_600);
     d.put_device_grant(&g).await.unwrap();
-    d.approve_device_grant(
+    d.approve_device_grant(approval(
         &g.device_code_hash,
         &user,
         &SessionId::generate(),
         Timestamp(900),
         Timestamp(1_010),
-    )
+    ))
     .await
     .unwrap();
     assert!(s.clients().delete_client("tv").await.unwrap());
@@ -382,21 +431,25 @@ pub(crate) async fn a_users_unredeemed_approvals_are_withdrawn(s: Stores) {
     }
     for (g, u) in [(&approved, &user), (&redeemed, &user), (&theirs, &other)] {
         assert!(
-            d.approve_device_grant(
+            d.approve_device_grant(approval(
                 &g.device_code_hash,
                 u,
                 &session,
                 Timestamp(1_000),
                 Timestamp(1_010)
-            )
+            ))
             .await
             .unwrap()
         );
     }
     assert!(
-        d.redeem_device_grant(&redeemed.device_code_hash, "fam", Timestamp(1_020))
-            .await
-            .unwrap()
+        d.redeem_device_grant(redemption(
+            &redeemed.device_code_hash,
+            "fam",
+            Timestamp(1_020)
+        ))
+        .await
+        .unwrap()
     );
     assert_eq!(d.deny_user_device_grants(&user).await.unwrap(), 1);
     let status = |g: &DeviceGrant| {
@@ -409,8 +462,12 @@ pub(crate) async fn a_users_unredeemed_approvals_are_withdrawn(s: Stores) {
     assert_eq!(status(&pending).await, DeviceStatus::Pending);
     assert_eq!(status(&theirs).await, DeviceStatus::Approved);
     assert!(
-        !d.redeem_device_grant(&approved.device_code_hash, "f", Timestamp(1_030))
-            .await
-            .unwrap()
+        !d.redeem_device_grant(redemption(
+            &approved.device_code_hash,
+            "f",
+            Timestamp(1_030)
+        ))
+        .await
+        .unwrap()
     );
 }

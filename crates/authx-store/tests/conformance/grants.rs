@@ -1,14 +1,16 @@
 //! `GrantStore`: codes, refresh-token families and their tokens, consents, revoked token ids.
 
 use authx_core::Timestamp;
-use authx_core::oauth::grant::{AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken};
+use authx_core::oauth::grant::{
+    AuthCode, CodeRedemption, Consent, RefreshFamily, RefreshToken, Rotation,
+};
 use authx_core::secret::{TokenHash, random_id};
 use authx_core::session::SessionId;
 use authx_core::store::StoreError;
 use authx_core::user::UserId;
 
 use crate::clients::client;
-use crate::harness::Stores;
+use crate::harness::{Stores, redemption};
 
 /// Far enough ahead that nothing in these tests expires by accident.
 pub(crate) const FAR: i64 = 4_000_000_000;
@@ -107,20 +109,20 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     }
     // a1 was redeemed before the session ended.
     assert!(matches!(
-        g.redeem_code(&a1.code_hash, "fam-a1", Timestamp(1_000))
+        g.redeem_code(redemption(&a1.code_hash, "fam-a1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
     ));
     assert_eq!(g.delete_session_codes(&a).await.unwrap(), 1);
     assert_eq!(
-        g.redeem_code(&a2.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&a2.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
     );
     assert_eq!(
-        g.redeem_code(&a1.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&a1.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::AlreadyRedeemed {
@@ -134,7 +136,7 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     g.put_code(&c1).await.unwrap();
     assert_eq!(g.delete_user_codes(&user, Some(&b)).await.unwrap(), 1);
     assert_eq!(
-        g.redeem_code(&c1.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&c1.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -142,14 +144,14 @@ pub(crate) async fn codes_of_ended_sessions_and_users_are_deleted(s: Stores) {
     assert_eq!(g.delete_user_codes(&user, None).await.unwrap(), 2);
     for gone in [&b1, &b2] {
         assert_eq!(
-            g.redeem_code(&gone.code_hash, "f", Timestamp(1_000))
+            g.redeem_code(redemption(&gone.code_hash, "f", Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown
         );
     }
     assert!(matches!(
-        g.redeem_code(&theirs.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&theirs.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
@@ -163,7 +165,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     g.put_code(&cd).await.unwrap();
 
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "fam-1", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "fam-1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -174,7 +176,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     // Every later presentation names the family of the first one, even after expiry.
     for (fid, at) in [("fam-2", 1_000), ("fam-3", 1_059), ("fam-4", 5_000)] {
         assert_eq!(
-            g.redeem_code(&cd.code_hash, fid, Timestamp(at))
+            g.redeem_code(redemption(&cd.code_hash, fid, Timestamp(at)))
                 .await
                 .unwrap(),
             CodeRedemption::AlreadyRedeemed {
@@ -191,7 +193,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     };
     g.put_code(&bare).await.unwrap();
     assert_eq!(
-        g.redeem_code(&bare.code_hash, "fam-5", Timestamp(1_000))
+        g.redeem_code(redemption(&bare.code_hash, "fam-5", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -212,7 +214,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     let user = setup(&s).await;
     let g = s.grants();
     assert_eq!(
-        g.redeem_code(&new_hash(), "fam-1", Timestamp(1_000))
+        g.redeem_code(redemption(&new_hash(), "fam-1", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -222,7 +224,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     g.put_code(&cd).await.unwrap();
     for at in [1_060, 1_061, 9_999] {
         assert_eq!(
-            g.redeem_code(&cd.code_hash, "fam-1", Timestamp(at))
+            g.redeem_code(redemption(&cd.code_hash, "fam-1", Timestamp(at)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown,
@@ -231,7 +233,7 @@ pub(crate) async fn expired_or_unknown_codes_are_unknown(s: Stores) {
     }
     // Refusing an expired code changed nothing: it was not marked redeemed.
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "fam-2", Timestamp(1_059))
+        g.redeem_code(redemption(&cd.code_hash, "fam-2", Timestamp(1_059)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(Box::new(AuthCode {
@@ -253,7 +255,10 @@ pub(crate) async fn concurrent_redemptions_one_wins(s: Stores) {
             let g = g.clone();
             tokio::spawn(async move {
                 let fid = format!("fam-{i}");
-                let outcome = g.redeem_code(&hash, &fid, Timestamp(1_000)).await.unwrap();
+                let outcome = g
+                    .redeem_code(redemption(&hash, &fid, Timestamp(1_000)))
+                    .await
+                    .unwrap();
                 (fid, outcome)
             })
         })
@@ -358,9 +363,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
 
     let t1 = token("fam-a", 2_000, 6_000);
     assert!(
-        g.rotate_refresh(&t0.hash, &t1, Timestamp(2_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &t0.hash,
+            new: &t1,
+            now: Timestamp(2_000)
+        })
+        .await
+        .unwrap()
     );
     let consumed = RefreshToken {
         consumed_at: Some(Timestamp(2_000)),
@@ -378,9 +387,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     // A consumed token cannot be rotated again, and nothing is written.
     let t2 = token("fam-a", 3_000, 7_000);
     assert!(
-        !g.rotate_refresh(&t0.hash, &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &t0.hash,
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), None);
     assert_eq!(
@@ -390,9 +403,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
 
     // Neither can an unknown token.
     assert!(
-        !g.rotate_refresh(&new_hash(), &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &new_hash(),
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), None);
 
@@ -401,9 +418,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     g.create_family(&other, None).await.unwrap();
     let graft = token("fam-b", 3_000, 7_000);
     assert!(
-        !g.rotate_refresh(&t1.hash, &graft, Timestamp(3_000))
-            .await
-            .unwrap()
+        !g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &graft,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&graft.hash).await.unwrap(), None);
     assert_eq!(
@@ -417,7 +438,12 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
         ..token("fam-a", 3_000, 7_000)
     };
     assert!(matches!(
-        g.rotate_refresh(&t1.hash, &clash, Timestamp(3_000)).await,
+        g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &clash,
+            now: Timestamp(3_000)
+        })
+        .await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(
@@ -426,9 +452,13 @@ pub(crate) async fn rotation_consumes_a_token_once(s: Stores) {
     );
 
     assert!(
-        g.rotate_refresh(&t1.hash, &t2, Timestamp(3_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &t1.hash,
+            new: &t2,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
     assert_eq!(g.refresh_token(&t2.hash).await.unwrap(), Some((t2, fam)));
 }
@@ -447,7 +477,14 @@ pub(crate) async fn concurrent_rotations_one_wins(s: Stores) {
         .cloned()
         .map(|child| {
             let g = g.clone();
-            tokio::spawn(async move { g.rotate_refresh(&old, &child, Timestamp(2_000)).await })
+            tokio::spawn(async move {
+                g.rotate_refresh(Rotation {
+                    old: &old,
+                    new: &child,
+                    now: Timestamp(2_000),
+                })
+                .await
+            })
         })
         .collect();
     let mut won = Vec::new();
@@ -495,7 +532,14 @@ pub(crate) async fn concurrent_rotations_of_distinct_tokens_all_land(s: Stores) 
             .into_iter()
             .map(|(old, new)| {
                 let g = g.clone();
-                tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(at)).await })
+                tokio::spawn(async move {
+                    g.rotate_refresh(Rotation {
+                        old: &old,
+                        new: &new,
+                        now: Timestamp(at),
+                    })
+                    .await
+                })
             })
             .collect();
         async move {
@@ -573,7 +617,14 @@ pub(crate) async fn a_taken_successor_fails_only_its_own_rotation(s: Stores) {
         .zip(news.clone())
         .map(|(old, new)| {
             let (g, old) = (g.clone(), old.hash);
-            tokio::spawn(async move { g.rotate_refresh(&old, &new, Timestamp(2_000)).await })
+            tokio::spawn(async move {
+                g.rotate_refresh(Rotation {
+                    old: &old,
+                    new: &new,
+                    now: Timestamp(2_000),
+                })
+                .await
+            })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
@@ -603,9 +654,13 @@ pub(crate) async fn a_taken_successor_fails_only_its_own_rotation(s: Stores) {
     // Token 20 is still good for a proper successor.
     let next = token(&olds[20].family_id, 3_000, FAR);
     assert!(
-        g.rotate_refresh(&olds[20].hash, &next, Timestamp(3_000))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &olds[20].hash,
+            new: &next,
+            now: Timestamp(3_000)
+        })
+        .await
+        .unwrap()
     );
 }
 
@@ -887,7 +942,7 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     }
     for (c, fid) in [(&expired_redeemed, "x1"), (&redeemed, "x2")] {
         assert!(matches!(
-            g.redeem_code(&c.code_hash, fid, Timestamp(1_000))
+            g.redeem_code(redemption(&c.code_hash, fid, Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Redeemed(_)
@@ -900,9 +955,13 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     let e1 = token("ended", 1_100, FAR);
     g.create_family(&ended, Some(&e0)).await.unwrap();
     assert!(
-        g.rotate_refresh(&e0.hash, &e1, Timestamp(1_100))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &e0.hash,
+            new: &e1,
+            now: Timestamp(1_100)
+        })
+        .await
+        .unwrap()
     );
 
     // In a live family, only consumed tokens past their idle expiry go.
@@ -912,14 +971,22 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
     let unconsumed_idle = token("live", 1_200, 1_900);
     g.create_family(&fam, Some(&consumed_idle)).await.unwrap();
     assert!(
-        g.rotate_refresh(&consumed_idle.hash, &consumed_fresh, Timestamp(1_100))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &consumed_idle.hash,
+            new: &consumed_fresh,
+            now: Timestamp(1_100)
+        })
+        .await
+        .unwrap()
     );
     assert!(
-        g.rotate_refresh(&consumed_fresh.hash, &unconsumed_idle, Timestamp(1_200))
-            .await
-            .unwrap()
+        g.rotate_refresh(Rotation {
+            old: &consumed_fresh.hash,
+            new: &unconsumed_idle,
+            now: Timestamp(1_200)
+        })
+        .await
+        .unwrap()
     );
 
     // A revoked family stays until its end.
@@ -937,20 +1004,24 @@ pub(crate) async fn purge_removes_only_dead_grants(s: Stores) {
 
     for c in [&expired, &expired_redeemed] {
         assert_eq!(
-            g.redeem_code(&c.code_hash, "y", Timestamp(1_000))
+            g.redeem_code(redemption(&c.code_hash, "y", Timestamp(1_000)))
                 .await
                 .unwrap(),
             CodeRedemption::Unknown
         );
     }
     assert_eq!(
-        g.redeem_code(&redeemed.code_hash, "y", now).await.unwrap(),
+        g.redeem_code(redemption(&redeemed.code_hash, "y", now))
+            .await
+            .unwrap(),
         CodeRedemption::AlreadyRedeemed {
             family_id: Some("x2".into())
         }
     );
     assert!(matches!(
-        g.redeem_code(&live.code_hash, "y", now).await.unwrap(),
+        g.redeem_code(redemption(&live.code_hash, "y", now))
+            .await
+            .unwrap(),
         CodeRedemption::Redeemed(_)
     ));
 
@@ -1069,7 +1140,7 @@ pub(crate) async fn deleting_a_user_removes_their_grants(s: Stores) {
 
     let (cd, fam, tok) = &issued[0];
     assert_eq!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Unknown
@@ -1080,7 +1151,7 @@ pub(crate) async fn deleting_a_user_removes_their_grants(s: Stores) {
 
     let (cd, fam, tok) = &issued[1];
     assert!(matches!(
-        g.redeem_code(&cd.code_hash, "f", Timestamp(1_000))
+        g.redeem_code(redemption(&cd.code_hash, "f", Timestamp(1_000)))
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)

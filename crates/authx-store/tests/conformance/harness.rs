@@ -5,8 +5,9 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use authx_core::Timestamp;
+use authx_core::oauth::grant::Redemption;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
-use authx_core::secret::{SessionToken, random_id};
+use authx_core::secret::{SessionToken, TokenHash, random_id};
 use authx_core::session::{Session, SessionId};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 use authx_core::user::{User, UserId, UserStatus};
@@ -80,6 +81,19 @@ impl Stores {
 }
 
 /// A user record with the given email, created at `at`.
+/// A redemption of the code or device grant `hash`.
+pub(crate) fn redemption<'a>(
+    hash: &'a TokenHash,
+    family_id: &'a str,
+    now: Timestamp,
+) -> Redemption<'a> {
+    Redemption {
+        hash,
+        family_id,
+        now,
+    }
+}
+
 pub(crate) fn user(email: &str, at: Timestamp) -> User {
     User {
         id: UserId::generate(),

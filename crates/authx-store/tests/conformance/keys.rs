@@ -2,9 +2,24 @@
 
 use authx_core::Timestamp;
 use authx_core::oauth::keys::{KeyState, SigningAlg, StoredKey};
+use authx_core::oauth::store::KeyStateChange;
 use authx_core::store::StoreError;
 
 use crate::harness::Stores;
+
+fn key_state(
+    kid: &str,
+    state: KeyState,
+    activated_at: Option<Timestamp>,
+    remove_after: Option<Timestamp>,
+) -> KeyStateChange<'_> {
+    KeyStateChange {
+        kid,
+        state,
+        activated_at,
+        remove_after,
+    }
+}
 
 fn key(kid: &str, alg: SigningAlg, created: i64) -> StoredKey {
     // Every byte value, so that a text column or an encoding step would show.
@@ -73,9 +88,14 @@ pub(crate) async fn set_key_state_keeps_times_not_given(s: Stores) {
     k.insert_key(&other).await.unwrap();
 
     assert!(
-        k.set_key_state("k1", KeyState::Active, Some(Timestamp(2_000)), None)
-            .await
-            .unwrap()
+        k.set_key_state(key_state(
+            "k1",
+            KeyState::Active,
+            Some(Timestamp(2_000)),
+            None
+        ))
+        .await
+        .unwrap()
     );
     let active = StoredKey {
         state: KeyState::Active,
@@ -88,9 +108,14 @@ pub(crate) async fn set_key_state_keeps_times_not_given(s: Stores) {
     );
 
     assert!(
-        k.set_key_state("k1", KeyState::Retired, None, Some(Timestamp(9_000)))
-            .await
-            .unwrap()
+        k.set_key_state(key_state(
+            "k1",
+            KeyState::Retired,
+            None,
+            Some(Timestamp(9_000))
+        ))
+        .await
+        .unwrap()
     );
     let retired = StoredKey {
         state: KeyState::Retired,
@@ -104,7 +129,7 @@ pub(crate) async fn set_key_state_keeps_times_not_given(s: Stores) {
 
     // A state change alone keeps both times.
     assert!(
-        k.set_key_state("k1", KeyState::Next, None, None)
+        k.set_key_state(key_state("k1", KeyState::Next, None, None))
             .await
             .unwrap()
     );
@@ -120,9 +145,14 @@ pub(crate) async fn set_key_state_keeps_times_not_given(s: Stores) {
     );
 
     assert!(
-        !k.set_key_state("missing", KeyState::Active, Some(Timestamp(1)), None)
-            .await
-            .unwrap()
+        !k.set_key_state(key_state(
+            "missing",
+            KeyState::Active,
+            Some(Timestamp(1)),
+            None
+        ))
+        .await
+        .unwrap()
     );
 }
 

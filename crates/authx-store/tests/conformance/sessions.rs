@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use authx_core::Timestamp;
 use authx_core::secret::SessionToken;
 use authx_core::session::SessionId;
-use authx_core::store::StoreError;
+use authx_core::store::{SessionTouch, StoreError};
 use authx_core::user::UserId;
 
 use crate::harness::{Stores, session};
@@ -13,6 +13,20 @@ use crate::harness::{Stores, session};
 /// Far enough ahead that nothing in these tests expires by accident (and, for Redis, that the
 /// key's time to live stays positive whatever the wall clock says).
 const FAR: i64 = 4_000_000_000;
+
+fn touch<'a>(
+    id: &'a SessionId,
+    last_seen_at: Timestamp,
+    idle_expires_at: Timestamp,
+    ip: Option<&'a str>,
+) -> SessionTouch<'a> {
+    SessionTouch {
+        id,
+        last_seen_at,
+        idle_expires_at,
+        ip,
+    }
+}
 
 pub(crate) async fn create_and_find_by_hash(s: Stores) {
     let user = s.user().await;
@@ -97,12 +111,12 @@ pub(crate) async fn touch_records_activity(s: Stores) {
 
     assert!(
         s.sessions()
-            .touch_session(
+            .touch_session(touch(
                 &original.id,
                 Timestamp(2_000),
                 Timestamp(5_600),
                 Some("198.51.100.7")
-            )
+            ))
             .await
             .unwrap()
     );
@@ -125,7 +139,12 @@ pub(crate) async fn touch_records_activity(s: Stores) {
     // A touch without a known address keeps the one recorded before.
     assert!(
         s.sessions()
-            .touch_session(&original.id, Timestamp(3_000), Timestamp(6_600), None)
+            .touch_session(touch(
+                &original.id,
+                Timestamp(3_000),
+                Timestamp(6_600),
+                None
+            ))
             .await
             .unwrap()
     );
@@ -144,7 +163,12 @@ pub(crate) async fn touch_of_unknown_session_is_false(s: Stores) {
     let user = s.user().await;
     assert!(
         !s.sessions()
-            .touch_session(&SessionId::generate(), Timestamp(2), Timestamp(3), None)
+            .touch_session(touch(
+                &SessionId::generate(),
+                Timestamp(2),
+                Timestamp(3),
+                None
+            ))
             .await
             .unwrap()
     );
@@ -159,12 +183,12 @@ pub(crate) async fn touch_of_unknown_session_is_false(s: Stores) {
         .unwrap();
     assert!(
         !s.sessions()
-            .touch_session(
+            .touch_session(touch(
                 &gone.id,
                 Timestamp(2_000),
                 Timestamp(5_000),
                 Some("192.0.2.9")
-            )
+            ))
             .await
             .unwrap()
     );
@@ -346,7 +370,12 @@ pub(crate) async fn list_shows_live_sessions_newest_first(s: Stores) {
     // A touch that extends the idle deadline keeps a session listed.
     assert!(
         s.sessions()
-            .touch_session(&middle.id, Timestamp(now), Timestamp(now + 100), None)
+            .touch_session(touch(
+                &middle.id,
+                Timestamp(now),
+                Timestamp(now + 100),
+                None
+            ))
             .await
             .unwrap()
     );
@@ -490,7 +519,12 @@ pub(crate) async fn touch_racing_delete_never_resurrects(s: Stores) {
         let id = sess.id.clone();
         let touch = tokio::spawn(async move {
             store
-                .touch_session(&id, Timestamp(2_000), Timestamp(9_000), Some("203.0.113.5"))
+                .touch_session(touch(
+                    &id,
+                    Timestamp(2_000),
+                    Timestamp(9_000),
+                    Some("203.0.113.5"),
+                ))
                 .await
         });
         let store = s.sessions();

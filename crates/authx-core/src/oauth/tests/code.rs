@@ -33,7 +33,7 @@ async fn a_code_is_redeemed_once_and_a_replay_revokes_the_family() {
     assert!(access.is_none());
     let refresh = first.refresh_token.unwrap();
     assert!(matches!(
-        rig.oauth.refresh(&client, &refresh, None).await,
+        rig.oauth.tokens().refresh(&client, &refresh, None).await,
         Err(OAuthError::InvalidGrant(_))
     ));
 }
@@ -47,6 +47,7 @@ async fn a_failed_pkce_or_redirect_check_spends_the_code() {
     let wrong = "x".repeat(43);
     let r = rig
         .oauth
+        .tokens()
         .exchange_code(&client, &code, Some(REDIRECT), Some(&wrong))
         .await;
     assert_eq!(invalid_grant(r), "PKCE verification failed");
@@ -59,6 +60,7 @@ async fn a_failed_pkce_or_redirect_check_spends_the_code() {
     let code = rig.code(&client, "openid").await;
     let r = rig
         .oauth
+        .tokens()
         .exchange_code(&client, &code, Some(REDIRECT), None)
         .await;
     assert_eq!(invalid_grant(r), "PKCE verification failed");
@@ -67,6 +69,7 @@ async fn a_failed_pkce_or_redirect_check_spends_the_code() {
     let code = rig.code(&client, "openid").await;
     let r = rig
         .oauth
+        .tokens()
         .exchange_code(
             &client,
             &code,

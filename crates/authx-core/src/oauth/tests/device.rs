@@ -29,6 +29,7 @@ async fn poll(
     auth: &DeviceAuthorization,
 ) -> Result<TokenResponse, OAuthError> {
     rig.oauth
+        .tokens()
         .device_token(
             client,
             auth.device_code.expose(),

@@ -79,6 +79,7 @@ fn the_request_is_read_by_grant_type() {
 async fn grant_runs_every_grant_type() {
     let rig = Rig::new().await;
     let policy = ThrottlePolicy::default();
+    let grants = rig.oauth.tokens();
     let client = rig
         .client(
             "app",
@@ -96,13 +97,13 @@ async fn grant_runs_every_grant_type() {
         redirect_uri: Some(REDIRECT.into()),
         code_verifier: Some(VERIFIER.into()),
     };
-    let tokens = rig.oauth.grant(&client, &request, &policy).await.unwrap();
+    let tokens = grants.grant(&client, &request, &policy).await.unwrap();
     let refresh_token = tokens.refresh_token.expect("a refresh token");
     let request = TokenRequest::RefreshToken {
         refresh_token,
         scope: Some("openid".into()),
     };
-    let refreshed = rig.oauth.grant(&client, &request, &policy).await.unwrap();
+    let refreshed = grants.grant(&client, &request, &policy).await.unwrap();
     assert_eq!(refreshed.scope, "openid");
 
     // A public client may not use client credentials.
@@ -111,7 +112,7 @@ async fn grant_runs_every_grant_type() {
         resource: None,
     };
     assert!(matches!(
-        rig.oauth.grant(&client, &request, &policy).await,
+        grants.grant(&client, &request, &policy).await,
         Err(OAuthError::UnauthorizedClient)
     ));
 
@@ -125,14 +126,14 @@ async fn grant_runs_every_grant_type() {
         device_code: auth.device_code.expose().to_owned(),
     };
     assert!(matches!(
-        rig.oauth.grant(&client, &request, &policy).await,
+        grants.grant(&client, &request, &policy).await,
         Err(OAuthError::Device(DevicePollError::AuthorizationPending))
     ));
     let request = TokenRequest::DeviceCode {
         device_code: "not-a-device-code".into(),
     };
     assert_eq!(
-        invalid_grant(rig.oauth.grant(&client, &request, &policy).await),
+        invalid_grant(grants.grant(&client, &request, &policy).await),
         "invalid device code"
     );
 }

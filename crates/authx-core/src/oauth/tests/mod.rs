@@ -187,6 +187,7 @@ impl Rig {
     /// Redeems `code` as a well-behaved client does.
     async fn redeem(&self, client: &Client, code: &str) -> Result<TokenResponse, OAuthError> {
         self.oauth
+            .tokens()
             .exchange_code(client, code, Some(REDIRECT), Some(VERIFIER))
             .await
     }

@@ -5,7 +5,7 @@
 use super::*;
 
 async fn refresh(rig: &Rig, client: &Client, token: &str) -> Result<TokenResponse, OAuthError> {
-    rig.oauth.refresh(client, token, None).await
+    rig.oauth.tokens().refresh(client, token, None).await
 }
 
 #[tokio::test]
@@ -143,6 +143,7 @@ async fn a_refresh_may_narrow_the_scope_but_never_widen_it() {
     let r0 = t0.refresh_token.unwrap();
     let narrow = rig
         .oauth
+        .tokens()
         .refresh(&client, &r0, Some("openid"))
         .await
         .unwrap();
@@ -153,6 +154,7 @@ async fn a_refresh_may_narrow_the_scope_but_never_widen_it() {
     assert_eq!(full.scope, "offline_access openid");
     let wide = rig
         .oauth
+        .tokens()
         .refresh(&client, &full.refresh_token.unwrap(), Some("openid email"))
         .await;
     assert!(matches!(wide, Err(OAuthError::InvalidScope(_))));

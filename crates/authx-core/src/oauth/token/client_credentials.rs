@@ -4,10 +4,10 @@ use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
 use super::super::clients::Clients;
 use super::super::scope::Scopes;
-use super::super::service::OAuthService;
 use super::super::types::{OIDC_SCOPES, TokenResponse};
+use super::Tokens;
 
-impl OAuthService {
+impl Tokens<'_> {
     /// The client-credentials grant (RFC 6749 §4.4): confidential clients only, no refresh
     /// token, and a subject namespaced so it can never equal a user's.
     ///
@@ -30,9 +30,13 @@ impl OAuthService {
         let requested = requested.minus(&Scopes::from_list(OIDC_SCOPES));
         // Scopes the client may not have are refused before anything else is looked at.
         Clients::grant_scope(client, Some(&requested.to_param()), None)?;
-        let (aud, res) = self.clients.audience(client, resource, &requested).await?;
+        let (aud, res) = self
+            .ctx
+            .clients
+            .audience(client, resource, &requested)
+            .await?;
         let granted = Clients::grant_scope(client, Some(&requested.to_param()), res.as_ref())?;
-        let access = self.issuer.issue_access_token(
+        let access = self.ctx.issuer.issue_access_token(
             client,
             &format!("client:{}", client.id),
             &aud,
@@ -41,7 +45,7 @@ impl OAuthService {
             None,
             None,
         )?;
-        self.audit.record(
+        self.ctx.audit.record(
             crate::audit::AuditEvent::success("token_issued")
                 .client(&client.id)
                 .with("grant", "client_credentials"),

@@ -2,13 +2,13 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
-use super::super::grant::CodeRedemption;
+use super::super::grant::{CodeRedemption, Redemption};
 use super::super::pkce;
-use super::super::service::OAuthService;
 use super::super::types::{AuthorizationCode, TokenResponse};
 use super::Granted;
+use super::Tokens;
 
-impl OAuthService {
+impl Tokens<'_> {
     /// The authorization-code grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
     ///
     /// # Errors
@@ -32,23 +32,29 @@ impl OAuthService {
         let Some(code) = AuthorizationCode::parse(code) else {
             return Err(OAuthError::InvalidGrant("invalid authorization code"));
         };
-        let now = self.clock.now();
+        let now = self.ctx.clock.now();
         let family_id = crate::secret::random_id();
         let record = match self
+            .ctx
             .stores
             .grants
-            .redeem_code(&code.hash(), &family_id, now)
+            .redeem_code(Redemption {
+                hash: &code.hash(),
+                family_id: &family_id,
+                now,
+            })
             .await?
         {
             CodeRedemption::Redeemed(c) => *c,
             CodeRedemption::AlreadyRedeemed { family_id } => {
                 // A replayed code: whatever the first redemption issued is revoked.
                 if let Some(fid) = family_id {
-                    if let Some(f) = self.stores.grants.family(&fid).await? {
-                        self.revoke_family(&f).await?;
+                    if let Some(f) = self.ctx.stores.grants.family(&fid).await? {
+                        self.revocation().revoke_family(&f).await?;
                     }
                 }
-                self.audit
+                self.ctx
+                    .audit
                     .record(crate::audit::AuditEvent::failure("code_reuse").client(&client.id));
                 return Err(OAuthError::InvalidGrant("authorization code already used"));
             }
@@ -69,24 +75,25 @@ impl OAuthService {
             ));
         }
         if !pkce::verify(verifier, &record.code_challenge) {
-            self.audit.record(
+            self.ctx.audit.record(
                 crate::audit::AuditEvent::failure("pkce_failed")
                     .client(&client.id)
                     .user(&record.user_id),
             );
             return Err(OAuthError::InvalidGrant("PKCE verification failed"));
         }
-        let user = self.active_user(&record.user_id).await?;
+        let user = self.ctx.active_user(&record.user_id).await?;
         // The code stands on the sign-in that made it: once that session has ended (sign-out,
         // revocation, expiry, a password change or a disable, which end every session), or the
         // user authenticated before the last password change, the code is worth nothing. The
         // session store is asked, not the code row: sessions may live in Redis.
         if record.auth_time < user.password_changed_at
             || !self
+                .ctx
                 .session_is_live(&user.id, &record.session_id, now)
                 .await?
         {
-            self.audit.record(
+            self.ctx.audit.record(
                 crate::audit::AuditEvent::failure("code_session_ended")
                     .client(&client.id)
                     .user(&user.id),

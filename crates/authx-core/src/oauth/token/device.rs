@@ -4,16 +4,17 @@
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
 use super::super::device::{
-    DeviceCode, DevicePoll, DevicePollError, DeviceStatus, account_locked, pace_poll,
+    DeviceCode, DeviceDenial, DevicePoll, DevicePollError, DeviceStatus, account_locked, pace_poll,
 };
-use super::super::service::OAuthService;
+use super::super::grant::Redemption;
 use super::super::types::TokenResponse;
 use super::Granted;
+use super::Tokens;
 use crate::Timestamp;
 use crate::throttle::ThrottlePolicy;
 use crate::user::UserStatus;
 
-impl OAuthService {
+impl Tokens<'_> {
     /// The device-code grant at the token endpoint (RFC 8628 §3.4, §3.5). `lock` is the
     /// sign-in throttle policy: a locked account gets nothing.
     ///
@@ -33,23 +34,23 @@ impl OAuthService {
             return Err(OAuthError::InvalidGrant("invalid device code"));
         };
         let hash = code.hash();
-        let devices = &self.stores().devices;
+        let devices = &self.ctx.stores.devices;
         let Some(grant) = devices.device_grant(&hash).await? else {
             return Err(OAuthError::InvalidGrant("invalid device code"));
         };
         if grant.client_id != client.id {
-            self.audit().record(
+            self.ctx.audit.record(
                 crate::audit::AuditEvent::failure("device_code_wrong_client").client(&client.id),
             );
             return Err(OAuthError::InvalidGrant(
                 "the device code was issued to another client",
             ));
         }
-        let now_ms = self.clock().now_millis();
+        let now_ms = self.ctx.clock.now_millis();
         let now = Timestamp(now_ms.div_euclid(1000));
         match grant.status {
             DeviceStatus::Redeemed => {
-                self.audit().record(
+                self.ctx.audit.record(
                     crate::audit::AuditEvent::failure("device_code_reuse").client(&client.id),
                 );
                 return Err(OAuthError::InvalidGrant("the device code was already used"));
@@ -81,14 +82,15 @@ impl OAuthService {
         };
         // The user must still be able to receive tokens: active, not locked, and no password
         // change since the approval. Otherwise the grant is spent without tokens.
-        let user = match self.stores().accounts.user_by_id(user_id).await? {
+        let user = match self.ctx.stores.accounts.user_by_id(user_id).await? {
             Some(u) if u.status == UserStatus::Active => Some(u),
             _ => None,
         };
         let user = match user {
             Some(u) => {
                 let count = self
-                    .stores()
+                    .ctx
+                    .stores
                     .throttle
                     .failures(&format!("account:{}", u.email))
                     .await?;
@@ -98,8 +100,14 @@ impl OAuthService {
             None => None,
         };
         let Some(user) = user else {
-            devices.deny_device_grant(&hash, None, now).await?;
-            self.audit().record(
+            devices
+                .deny_device_grant(DeviceDenial {
+                    hash: &hash,
+                    user: None,
+                    now,
+                })
+                .await?;
+            self.ctx.audit.record(
                 crate::audit::AuditEvent::failure("device_grant_refused")
                     .client(&client.id)
                     .user(user_id),
@@ -116,7 +124,14 @@ impl OAuthService {
             ));
         }
         let family_id = crate::secret::random_id();
-        if !devices.redeem_device_grant(&hash, &family_id, now).await? {
+        if !devices
+            .redeem_device_grant(Redemption {
+                hash: &hash,
+                family_id: &family_id,
+                now,
+            })
+            .await?
+        {
             // Another poll won the race.
             return Err(OAuthError::InvalidGrant("the device code was already used"));
         }

@@ -1,6 +1,7 @@
-//! The grants of the token endpoint, one module each, and what they share: the tokens of a
-//! family and the user who may receive them. [`TokenRequest`] is the endpoint's request as one
-//! typed value, and `OAuthService::grant` the one entry point that runs it.
+//! The grants of the token endpoint as one type, [`Tokens`], one module per grant, and what
+//! they share: the tokens of a family and the family a first grant opens. [`TokenRequest`] is
+//! the endpoint's request as one typed value, and [`Tokens::grant`] the one entry point that
+//! runs it.
 
 mod client_credentials;
 mod code;
@@ -13,13 +14,22 @@ pub use request::TokenRequest;
 
 use super::OAuthError;
 use super::client::{Client, GrantType};
+use super::context::Context;
 use super::grant::{RefreshFamily, RefreshToken};
+use super::revoke::Revocation;
 use super::scope::Scopes;
-use super::service::OAuthService;
 use super::types::{RefreshTokenValue, TokenResponse};
 use crate::clock::Timestamp;
 use crate::session::SessionId;
-use crate::user::{User, UserId, UserStatus};
+use crate::user::User;
+
+/// The token endpoint's grants and the session-minted token. Borrows the provider's shared
+/// [`Context`]; [`crate::oauth::service::OAuthService::tokens`] hands one out.
+pub struct Tokens<'a> {
+    ctx: &'a Context,
+    /// Derives a refresh token's successor from it, so a retry gets the same one.
+    successor_key: &'a [u8; 32],
+}
 
 /// What a first grant (a redeemed code or device code) hands to the family it opens.
 struct Granted {
@@ -35,7 +45,16 @@ struct Granted {
     auth_time: Timestamp,
 }
 
-impl OAuthService {
+impl<'a> Tokens<'a> {
+    pub(super) fn new(ctx: &'a Context, successor_key: &'a [u8; 32]) -> Self {
+        Self { ctx, successor_key }
+    }
+
+    /// Ending a family (reuse of a refresh token, replay of a code) is revocation's.
+    fn revocation(&self) -> Revocation<'a> {
+        Revocation::new(self.ctx)
+    }
+
     pub(crate) async fn family_tokens(
         &self,
         client: &Client,
@@ -48,10 +67,11 @@ impl OAuthService {
         // Checked at every issue (code, refresh, device): a resource deleted since the grant was
         // made, or no longer allowed to the client, gets nothing more.
         let (aud, _) = self
+            .ctx
             .clients
             .audience(client, family.resource.as_deref(), &scope)
             .await?;
-        let (access_token, expires_in) = self.issuer.issue_access_token(
+        let (access_token, expires_in) = self.ctx.issuer.issue_access_token(
             client,
             &user.id.0,
             &aud,
@@ -61,10 +81,14 @@ impl OAuthService {
             Some(family.auth_time),
         )?;
         let id_token = if scope.contains("openid") {
-            Some(
-                self.issuer
-                    .issue_id_token(client, user, family, nonce, &access_token, &scope)?,
-            )
+            Some(self.ctx.issuer.issue_id_token(
+                client,
+                user,
+                family,
+                nonce,
+                &access_token,
+                &scope,
+            )?)
         } else {
             None
         };
@@ -75,13 +99,6 @@ impl OAuthService {
             id_token,
             scope: scope.to_param(),
         })
-    }
-
-    pub(in crate::oauth) async fn active_user(&self, id: &UserId) -> Result<User, OAuthError> {
-        match self.stores.accounts.user_by_id(id).await? {
-            Some(u) if u.status == UserStatus::Active => Ok(u),
-            _ => Err(OAuthError::InvalidGrant("the user cannot receive tokens")),
-        }
     }
 
     /// Opens the family of a first grant: stores it with its first refresh token (when the
@@ -117,7 +134,8 @@ impl OAuthService {
             idle_expires_at: now.plus(client.refresh_idle_secs).min(family.expires_at),
             consumed_at: None,
         });
-        self.stores
+        self.ctx
+            .stores
             .grants
             .create_family(&family, first.as_ref())
             .await?;
@@ -130,7 +148,7 @@ impl OAuthService {
                 refresh.as_ref().map(|r| r.expose().to_owned()),
             )
             .await?;
-        self.audit.record(
+        self.ctx.audit.record(
             crate::audit::AuditEvent::success("token_issued")
                 .client(&client.id)
                 .user(&user.id)

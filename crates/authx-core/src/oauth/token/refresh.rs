@@ -3,15 +3,15 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
-use super::super::grant::{RefreshFamily, RefreshToken};
+use super::super::grant::{RefreshFamily, RefreshToken, Rotation};
 use super::super::scope::Scopes;
-use super::super::service::OAuthService;
 use super::super::types::{RefreshTokenValue, TokenResponse, hmac_bytes};
+use super::Tokens;
 use crate::secret::b64url;
 
-impl OAuthService {
+impl Tokens<'_> {
     fn successor_of(&self, raw: &str) -> Option<RefreshTokenValue> {
-        RefreshTokenValue::parse(&b64url(&hmac_bytes(&self.successor_key, raw.as_bytes())))
+        RefreshTokenValue::parse(&b64url(&hmac_bytes(self.successor_key, raw.as_bytes())))
     }
 
     /// The refresh-token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
@@ -31,8 +31,13 @@ impl OAuthService {
         let Some(presented) = RefreshTokenValue::parse(token) else {
             return Err(OAuthError::InvalidGrant("invalid refresh token"));
         };
-        let now = self.clock.now();
-        let Some((record, family)) = self.stores.grants.refresh_token(&presented.hash()).await?
+        let now = self.ctx.clock.now();
+        let Some((record, family)) = self
+            .ctx
+            .stores
+            .grants
+            .refresh_token(&presented.hash())
+            .await?
         else {
             return Err(OAuthError::InvalidGrant("invalid refresh token"));
         };
@@ -70,10 +75,10 @@ impl OAuthService {
                 "the client may no longer request tokens for this resource".into(),
             ));
         }
-        let user = match self.active_user(&family.user_id).await {
+        let user = match self.ctx.active_user(&family.user_id).await {
             Ok(u) => u,
             Err(e) => {
-                self.revoke_family(&family).await?;
+                self.revocation().revoke_family(&family).await?;
                 return Err(e);
             }
         };
@@ -90,9 +95,14 @@ impl OAuthService {
                 consumed_at: None,
             };
             rotated = self
+                .ctx
                 .stores
                 .grants
-                .rotate_refresh(&presented.hash(), &next, now)
+                .rotate_refresh(Rotation {
+                    old: &presented.hash(),
+                    new: &next,
+                    now,
+                })
                 .await?;
         } else if record.consumed_at.is_none() {
             return Err(OAuthError::InvalidGrant("the refresh token has expired"));
@@ -100,19 +110,25 @@ impl OAuthService {
         if !rotated {
             // Consumed already: an immediate retry of the previous token gets the same successor
             // while that successor is unused; anything else is reuse and ends the family.
-            let consumed_at = match self.stores.grants.refresh_token(&presented.hash()).await? {
+            let consumed_at = match self
+                .ctx
+                .stores
+                .grants
+                .refresh_token(&presented.hash())
+                .await?
+            {
                 Some((r, _)) => r.consumed_at,
                 None => None,
             };
             let within_grace =
-                consumed_at.is_some_and(|t| now.since(t) <= self.config().refresh_grace_secs);
+                consumed_at.is_some_and(|t| now.since(t) <= self.ctx.config().refresh_grace_secs);
             let successor_unused = matches!(
-                self.stores.grants.refresh_token(&successor.hash()).await?,
+                self.ctx.stores.grants.refresh_token(&successor.hash()).await?,
                 Some((r, _)) if r.consumed_at.is_none()
             );
-            if !(within_grace && successor_unused && self.config().refresh_grace_secs > 0) {
-                self.revoke_family(&family).await?;
-                self.audit.record(
+            if !(within_grace && successor_unused && self.ctx.config().refresh_grace_secs > 0) {
+                self.revocation().revoke_family(&family).await?;
+                self.ctx.audit.record(
                     crate::audit::AuditEvent::failure("refresh_token_reuse")
                         .client(&client.id)
                         .user(&user.id)
@@ -139,7 +155,7 @@ impl OAuthService {
                 Some(successor.expose().to_owned()),
             )
             .await?;
-        self.audit.record(
+        self.ctx.audit.record(
             crate::audit::AuditEvent::success("token_issued")
                 .client(&client.id)
                 .user(&user.id)

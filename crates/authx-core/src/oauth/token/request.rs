@@ -4,8 +4,8 @@
 use super::super::OAuthError;
 use super::super::client::Client;
 use super::super::device::GRANT_TYPE as DEVICE_CODE;
-use super::super::service::OAuthService;
 use super::super::types::TokenResponse;
+use super::Tokens;
 use crate::throttle::ThrottlePolicy;
 
 /// A token request, by grant type, with the parameters that grant reads.
@@ -84,7 +84,7 @@ impl TokenRequest {
     }
 }
 
-impl OAuthService {
+impl Tokens<'_> {
     /// The token endpoint: runs `request` for an authenticated `client`. `sign_in` is the
     /// sign-in throttle policy, whose account lock a device-code redemption respects.
     ///

@@ -4,13 +4,13 @@ use super::super::OAuthError;
 use super::super::client::Client;
 use super::super::keys::SigningAlg;
 use super::super::scope::Scopes;
-use super::super::service::OAuthService;
 use super::super::types::TokenResponse;
+use super::Tokens;
 use crate::clock::Timestamp;
 use crate::session::SessionId;
 use crate::user::User;
 
-impl OAuthService {
+impl Tokens<'_> {
     /// Mints a short-lived access token for a signed-in browser session (the first-party
     /// hybrid): the token dies with the session.
     ///
@@ -26,6 +26,7 @@ impl OAuthService {
         ttl_secs: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let res = self
+            .ctx
             .stores
             .clients
             .resource(resource)
@@ -34,6 +35,7 @@ impl OAuthService {
         // The browser session stands for the first-party applications: it may mint tokens only
         // for an API that some first-party client may use.
         let first_party_api = self
+            .ctx
             .stores
             .clients
             .list_clients()
@@ -76,7 +78,7 @@ impl OAuthService {
             refresh_idle_secs: 0,
             created_at: Timestamp(0),
         };
-        let access = self.issuer.issue_access_token(
+        let access = self.ctx.issuer.issue_access_token(
             &pseudo,
             &user.id.0,
             &res.id,

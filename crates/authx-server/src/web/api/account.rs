@@ -244,6 +244,7 @@ pub(super) async fn session_token_post(
     let JsonBody(req) = &call.body;
     let tokens = state
         .oauth
+        .tokens()
         .session_token(
             &call.auth.user,
             &call.auth.session.id,

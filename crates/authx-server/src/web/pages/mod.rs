@@ -14,14 +14,11 @@ use serde::Deserialize;
 use authx_core::audit::{AuditEvent, record_current};
 use authx_core::auth::AuthError;
 
-use super::error::ApiError;
 use super::error::auth::page as error_page;
-use super::extract::{
-    CurrentSession, FormBody, FormToken, PageForm, csrf_refused, session_token_ok,
-};
+use super::extract::{CurrentSession, FormToken, PageForm, csrf_refused, session_token_ok};
 use super::signin::{
-    bad_form, buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after,
-    sign_in, signed_in_redirect, with_pre_cookie,
+    buttons, error_status, pre_session, pre_token_ok, safe_return_to, set_retry_after, sign_in,
+    signed_in_redirect, with_pre_cookie,
 };
 use crate::cookies::append_cookie;
 use crate::html::account::{Login, Logout, SignUp};
@@ -250,14 +247,14 @@ struct SignUpForm {
 async fn signup_post(
     State(state): State<AppState>,
     current: CurrentSession,
-    form: Result<FormBody<SignUpForm>, ApiError>,
+    form: Result<PageForm<SignUpForm>, Response>,
 ) -> Response {
     if !state.config.auth.sign_up_enabled {
         return sign_up_disabled();
     }
     let form = match form {
-        Ok(FormBody(f)) => f,
-        Err(e) => return bad_form(e),
+        Ok(PageForm(f)) => f,
+        Err(res) => return res,
     };
     let email = form.email.as_str();
     if !pre_token_ok(&current, &form.csrf_token) {
