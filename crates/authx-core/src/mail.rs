@@ -669,7 +669,10 @@ mod tests {
         outbox.enqueue(&m).await.unwrap();
         let (report, full) = outbox.deliver_due(&sink).await.unwrap();
         assert_eq!((report.sent, full), (1, false));
-        assert_eq!(sink.got.lock().unwrap().as_slice(), std::slice::from_ref(&m));
+        assert_eq!(
+            sink.got.lock().unwrap().as_slice(),
+            std::slice::from_ref(&m)
+        );
         assert_eq!(
             store.mail_state(&m.id).await.unwrap(),
             Some((MailState::Sent, 1))
