@@ -56,7 +56,8 @@ impl Received {
         let mut i = 0;
         while i < bytes.len() {
             if bytes[i] == b'=' && i + 2 < bytes.len() {
-                if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or_default();
+                if let Ok(b) = u8::from_str_radix(hex, 16) {
                     out.push(b);
                     i += 3;
                     continue;

@@ -69,7 +69,6 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
                 html_body,
             })
         }
-        _ => Err(askama::Error::Custom("no template for this message".into())),
     }
 }
 
