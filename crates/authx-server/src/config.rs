@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub audit: Option<AuditFile>,
     /// Upstream identity providers users may sign in with.
     pub federation: Option<FederationFile>,
+    /// `[email]`: outgoing mail.
+    pub email: Option<crate::mail::settings::EmailFile>,
 }
 
 /// `[audit]`
@@ -428,6 +430,8 @@ pub struct Config {
     pub audit_retention_secs: i64,
     /// Upstream identity providers, in configuration order.
     pub federation: Vec<UpstreamProvider>,
+    /// Outgoing mail.
+    pub email: crate::mail::settings::EmailSettings,
 }
 
 /// Lifetime of session-minted access tokens when none is configured.
@@ -750,8 +754,15 @@ impl Config {
         let audit_retention_secs = retention_days * 86_400;
 
         let federation = federation_providers(f.federation.unwrap_or_default())?;
+        let issuer_host = issuer.split_once("://").map_or("", |(_, r)| r);
+        let email = crate::mail::settings::EmailSettings::from_file(
+            f.email.unwrap_or_default(),
+            issuer_host.split('/').next().unwrap_or_default(),
+        )
+        .map_err(bad)?;
 
         Ok(Self {
+            email,
             oauth,
             rate_limits,
             audit_retention_secs,

@@ -7,6 +7,7 @@ pub mod cli_login;
 pub mod config;
 pub mod cookies;
 pub mod html;
+pub mod mail;
 pub mod metrics;
 pub mod provider;
 pub mod serve;
@@ -102,7 +103,14 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     .with_device_grants(Arc::clone(&backend.devices))
     .with_grant_observer(observer)
     .with_audit(audit);
+    let mail = mail::MailService::new(
+        config.email.clone(),
+        &config.issuer,
+        Arc::clone(&backend.outbox),
+        Arc::clone(auth.clock()),
+    )?;
     Ok(AppState::new(Inner {
+        mail,
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
         auth,
@@ -329,6 +337,20 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// Stops at once, as a crash would: no request finishes, nothing queued is flushed, no
+    /// background task runs another step. For tests of what survives a crash.
+    /// Returns once every task is gone (the listening socket closed).
+    pub async fn abort(self) {
+        self.join.abort();
+        for task in &self.background {
+            task.abort();
+        }
+        let _ = self.join.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, and returns when the server is down.
     pub async fn stop(mut self) {
         self.state.closing.send_replace(true);
@@ -358,6 +380,7 @@ pub fn start_with_state(state: AppState, listener: TcpListener) -> Running {
     let mut background = vec![
         tokio::spawn(event_loop(state.clone())),
         tokio::spawn(provider::maintenance_loop(state.clone())),
+        tokio::spawn(mail_sender(state.clone())),
     ];
     let rx = state.backchannel.lock().ok().and_then(|mut g| g.take());
     if let Some(rx) = rx {
@@ -395,6 +418,12 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    if state.config.email.transport == mail::settings::TransportSettings::Log {
+        tracing::warn!(
+            "email.transport is \"log\": mail is printed in this log, not sent (for development; \
+             configure [email] to send it)"
+        );
+    }
     let running = start_with_state(state, listener);
     tracing::info!(addr = %running.addr, issuer = %running.state.config.issuer, "authx listening");
     serve::shutdown_signal().await;
@@ -418,6 +447,8 @@ pub struct Purged {
     pub revocation_events: u64,
     /// Expired federation transactions and pending links.
     pub federation: u64,
+    /// Sent and failed mails past their retention.
+    pub mail: u64,
 }
 
 impl Purged {
@@ -429,13 +460,14 @@ impl Purged {
             + self.audit_events
             + self.revocation_events
             + self.federation
+            + self.mail
     }
 }
 
 /// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
 /// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
 /// families, tokens, device grants and revoked token ids, revocation events whose tokens have
-/// expired, expired federation transactions, and audit events older than
+/// expired, expired federation transactions, sent and failed mails after a week, and audit events older than
 /// `audit.retention_days`. Each part runs even when another fails.
 ///
 /// # Errors
@@ -459,6 +491,15 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
                 .await,
         ),
         audit_events: tally.rows("audit events", state.audit_store.purge_audit(cutoff).await),
+        mail: tally.rows(
+            "mail",
+            state
+                .mail
+                .outbox()
+                .store()
+                .purge_mail(state.auth.clock().now().plus(-mail::RETENTION_SECS))
+                .await,
+        ),
         revocation_events: tally.rows(
             "revocation events",
             state
@@ -489,6 +530,18 @@ impl Tally {
             0
         })
     }
+}
+
+/// Delivers queued mail until the server stops.
+async fn mail_sender(state: AppState) {
+    state
+        .mail
+        .run_sender(
+            state.auth.audit(),
+            &state.metrics,
+            state.closing.subscribe(),
+        )
+        .await;
 }
 
 /// Applies revocation events from other instances to this instance's cache.

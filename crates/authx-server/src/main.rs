@@ -60,6 +60,19 @@ enum Command {
     Login(LoginArgs),
     /// Show the audit trail, oldest first; `--follow` keeps printing new events.
     Audit(AuditArgs),
+    /// Check the mail settings.
+    #[command(subcommand)]
+    Email(EmailCommand),
+}
+
+#[derive(Subcommand)]
+enum EmailCommand {
+    /// Send a test mail through the configured transport now, and report its answer.
+    Test {
+        /// The recipient.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Args)]
@@ -328,7 +341,25 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys_command(config, cmd).await,
         Command::Login(args) => login_command(args).await,
         Command::Audit(args) => audit_command(config, args).await,
+        Command::Email(EmailCommand::Test { to }) => email_test(&config, &to).await,
     }
+}
+
+/// `authx email test`: one mail straight through the transport (no database, no outbox), so
+/// the operator sees the mail server's own answer.
+async fn email_test(config: &Config, to: &str) -> anyhow::Result<()> {
+    let mail = authx_server::mail::send_direct(
+        &config.email,
+        &config.issuer,
+        to,
+        &authx_core::mail::Message::Test,
+    )
+    .await?;
+    println!(
+        "test mail to {to} accepted (Message-ID {})",
+        mail.message_id
+    );
+    Ok(())
 }
 
 /// `--since`: a duration back from now (`30s`, `15m`, `2h`, `7d`) or Unix seconds.

@@ -40,6 +40,7 @@ pub struct Metrics {
     rate_limited: Family<ClassLabels, Counter>,
     audit_unstored: Gauge,
     live_sessions: Gauge,
+    mail: Family<OutcomeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -61,6 +62,12 @@ impl Default for Metrics {
         let live_sessions = Gauge::default();
         let rate_limited = Family::<ClassLabels, Counter>::default();
         let audit_unstored = Gauge::default();
+        let mail = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mail_deliveries",
+            "Mail delivery attempts by outcome (sent, retried, failed for good, lost_claim)",
+            mail.clone(),
+        );
         registry.register(
             "audit_unstored_events",
             "Audit events written to the log but not to the store since start",
@@ -95,6 +102,7 @@ impl Default for Metrics {
             rate_limited,
             audit_unstored,
             live_sessions,
+            mail,
         }
     }
 }
@@ -136,6 +144,15 @@ impl Metrics {
     pub fn set_audit_unstored(&self, n: u64) {
         self.audit_unstored
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts `n` mail delivery outcomes of one kind (`sent`, `retried`, `failed`, `lost_claim`).
+    pub fn mail_outcome(&self, outcome: &'static str, n: u32) {
+        if n > 0 {
+            self.mail
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(u64::from(n));
+        }
     }
 
     /// Sets the live-session gauge.

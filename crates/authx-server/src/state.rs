@@ -43,6 +43,8 @@ pub struct Inner {
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// The bus above, seen as the durable log behind the revocation feed.
     pub revocations: Arc<authx_core::events::DurableBus>,
+    /// Outgoing mail: the outbox and the sender's transport.
+    pub mail: crate::mail::MailService,
     /// Becomes `true` when the server stops, so long-lived responses (the revocation feed) end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }

@@ -36,6 +36,8 @@ pub struct Backend {
     pub audit: Arc<dyn authx_core::audit::AuditStore>,
     /// Upstream sign-in transactions and federation links.
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
+    /// The outbox of mail waiting to be sent.
+    pub outbox: Arc<dyn authx_core::mail::OutboxStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -169,7 +171,8 @@ where
         + authx_core::oauth::device::DeviceStore
         + authx_core::events::RevocationLog
         + authx_core::audit::AuditStore
-        + authx_core::federation::FederationStore,
+        + authx_core::federation::FederationStore
+        + authx_core::mail::OutboxStore,
 {
     Backend {
         accounts: store.clone(),
@@ -182,6 +185,7 @@ where
         revocations: store.clone(),
         audit: store.clone(),
         federation: store.clone(),
+        outbox: store.clone(),
         health: store,
         kind,
     }

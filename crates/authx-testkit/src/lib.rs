@@ -14,6 +14,7 @@
 
 pub mod browser;
 pub mod services;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,10 +130,27 @@ impl TestServer {
     ///
     /// # Errors
     /// When the server cannot start again.
-    pub async fn restart(mut self) -> anyhow::Result<Self> {
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        self.reboot(false).await
+    }
+
+    /// Kills the server as a crash would (nothing flushed, no graceful shutdown), then starts a
+    /// new one on the same database, port and clock.
+    ///
+    /// # Errors
+    /// When the server cannot start again.
+    pub async fn crash_and_restart(self) -> anyhow::Result<Self> {
+        self.reboot(true).await
+    }
+
+    async fn reboot(mut self, crash: bool) -> anyhow::Result<Self> {
         let running = self.running.take().context("server already stopped")?;
         let port = running.addr.port();
-        running.stop().await;
+        if crash {
+            running.abort().await;
+        } else {
+            running.stop().await;
+        }
         let mut next = Self::boot(
             &self.db_path,
             &self.database_url,

@@ -162,3 +162,91 @@ fn origins_are_exact() {
         "postgres://u:***@h/db"
     );
 }
+
+#[test]
+fn email_defaults_to_the_log_transport() {
+    use crate::mail::settings::TransportSettings;
+    let c = parse("").unwrap();
+    assert_eq!(c.email.transport, TransportSettings::Log);
+    assert_eq!(c.email.from, "no-reply@localhost");
+    assert_eq!(c.email.product_name, "authx");
+    assert_eq!(c.email.retry.max_attempts, 8);
+    let c = parse("issuer = \"https://id.example.com\"").unwrap();
+    assert_eq!(c.email.from, "no-reply@id.example.com");
+}
+
+#[test]
+fn email_smtp_settings_are_read() {
+    use crate::mail::settings::{SmtpTls, TransportSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("smtp-password");
+    std::fs::write(&pw, "s3cret-pw\n").unwrap();
+    let c = parse(&format!(
+        "[email]\ntransport = \"smtp\"\nsmtp_host = \"smtp.example.com\"\nusername = \"authx\"\n\
+         password_file = \"{}\"\nfrom = \"Example <id@example.com>\"\nmax_attempts = 3\n",
+        pw.display()
+    ))
+    .unwrap();
+    let TransportSettings::Smtp(s) = &c.email.transport else {
+        panic!("{:?}", c.email.transport);
+    };
+    assert_eq!(
+        (s.host.as_str(), s.port, s.tls),
+        ("smtp.example.com", 587, SmtpTls::StartTls)
+    );
+    let (user, password) = s.credentials.as_ref().unwrap();
+    assert_eq!((user.as_str(), password.expose()), ("authx", "s3cret-pw"));
+    assert_eq!(c.email.retry.max_attempts, 3);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cret-pw"),
+        "the password is never printed"
+    );
+    let implicit =
+        parse("[email]\ntransport = \"smtp\"\nsmtp_host = \"h\"\ntls = \"implicit\"").unwrap();
+    let TransportSettings::Smtp(s) = &implicit.email.transport else {
+        panic!("not smtp");
+    };
+    assert_eq!(s.port, 465);
+}
+
+#[test]
+fn bad_email_settings_get_clear_messages() {
+    for (text, needle) in [
+        ("[email]\ntransport = \"pigeon\"", "email.transport"),
+        ("[email]\ntransport = \"file\"", "email.directory"),
+        ("[email]\ntransport = \"smtp\"", "email.smtp_host"),
+        (
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"mail.example.com\"\ntls = \"none\"",
+            "only for a server on this machine",
+        ),
+        (
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"h\"\ntls = \"ssl\"",
+            "email.tls",
+        ),
+        (
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"h\"\nusername = \"u\"",
+            "password_env or email.password_file",
+        ),
+        (
+            "[email]\ntransport = \"smtp\"\nsmtp_host = \"h\"\nusername = \"u\"\npassword_env = \"AUTHX_TEST_UNSET_VARIABLE\"",
+            "AUTHX_TEST_UNSET_VARIABLE is not set",
+        ),
+        ("[email]\nfrom = \"not an address\"", "email.from"),
+        ("[email]\nmax_attempts = 0", "email.max_attempts"),
+        (
+            "[email]\nretry_base_secs = 10\nretry_max_secs = 5",
+            "email.retry_base_secs",
+        ),
+        ("[email]\nproduct_name = \"\"", "email.product_name"),
+        ("[email]\nsmpt_host = \"typo\"", "unknown field"),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+    // No clear-text SMTP across the network, but to this machine it is fine.
+    for host in ["127.0.0.1", "localhost", "::1"] {
+        let text = format!("[email]\ntransport = \"smtp\"\nsmtp_host = \"{host}\"\ntls = \"none\"");
+        assert!(parse(&text).is_ok(), "{host}");
+    }
+}

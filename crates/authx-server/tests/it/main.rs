@@ -23,6 +23,7 @@ mod hostile;
 mod hostile_oidc;
 mod interop;
 mod limits;
+mod mail;
 mod oidc;
 mod ops;
 mod purge;

@@ -135,4 +135,5 @@ mod redis {
 // After the macros above, which they use.
 mod device;
 mod federation;
+mod outbox;
 mod revocations;

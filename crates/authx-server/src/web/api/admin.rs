@@ -157,3 +157,28 @@ pub(super) async fn admin_resources_get(
     let list = admin.run(&state).resources().await?;
     Ok(Json(json!({"resources": list})))
 }
+
+/// `POST /api/v1/admin/email/test` body.
+#[derive(Deserialize)]
+pub(super) struct EmailTest {
+    to: String,
+}
+
+/// Queues a test mail through the outbox and answers `202` at once: the mail leaves with the
+/// sender task, as every mail does, so a slow or unreachable mail server never delays this.
+pub(super) async fn admin_email_test_post(
+    State(state): State<AppState>,
+    admin: Admin<JsonBody<EmailTest>>,
+) -> Result<Response, ApiError> {
+    let JsonBody(EmailTest { to }) = admin.body;
+    let id =
+        authx_core::mail::Mailer::send(&state.mail, &to, authx_core::mail::Message::Test).await?;
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("admin_action")
+            .user(&admin.auth.user.id)
+            .with("action", "email_test")
+            .with("target", &id)
+            .with("via", "api"),
+    );
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
+}

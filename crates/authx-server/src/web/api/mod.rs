@@ -22,8 +22,8 @@ use account::{
 };
 use admin::{
     admin_audit_get, admin_client_delete, admin_clients_get, admin_clients_post,
-    admin_resources_get, admin_resources_post, admin_user_disable_post, admin_user_enable_post,
-    admin_users_get,
+    admin_email_test_post, admin_resources_get, admin_resources_post, admin_user_disable_post,
+    admin_user_enable_post, admin_users_get,
 };
 
 /// The `/api/v1` routes.
@@ -40,6 +40,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/password", post(password_post))
         .route("/api/v1/admin/users", get(admin_users_get))
         .route("/api/v1/admin/audit", get(admin_audit_get))
+        .route("/api/v1/admin/email/test", post(admin_email_test_post))
         .route(
             "/api/v1/admin/users/{id}/disable",
             post(admin_user_disable_post),

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod federation;
 pub mod feed;
 pub mod http;
+pub mod mail;
 pub mod oauth;
 
 pub use auth::classify;
