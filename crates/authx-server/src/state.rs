@@ -44,7 +44,7 @@ pub struct Inner {
     /// The bus above, seen as the durable log behind the revocation feed.
     pub revocations: Arc<authx_core::events::DurableBus>,
     /// Outgoing mail: the outbox and the sender's transport.
-    pub mail: crate::mail::MailService,
+    pub mail: Arc<crate::mail::MailService>,
     /// Becomes `true` when the server stops, so long-lived responses (the revocation feed) end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
