@@ -27,6 +27,7 @@ mod mail;
 mod oidc;
 mod ops;
 mod purge;
+mod recovery;
 mod resources;
 mod scale;
 mod sessions;
