@@ -70,7 +70,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     ));
     let bus: Arc<dyn EventBus> = revocations.clone();
     let reads = ReadPaths::new(&backend, &shared, &revocations);
-    let limiter = rate_limiter(&backend, &shared, &clock);
+    let limiter = Arc::new(rate_limiter(&backend, &shared, &clock));
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
     let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
     let oauth = provider::build(
@@ -111,6 +111,10 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     .with_recovery(authx_core::auth::Recovery {
         links: Arc::clone(&backend.links),
         mailer: Arc::clone(&mail) as Arc<dyn authx_core::mail::Mailer>,
+        per_address: Some(authx_core::auth::AddressLimit {
+            limiter: Arc::clone(&limiter),
+            limit: config.rate_limits.password_reset_per_address,
+        }),
     })
     .with_audit(audit);
     Ok(AppState::new(Inner {

@@ -34,7 +34,7 @@ pub struct Inner {
     /// The stored audit trail (recording goes through `auth.audit()`).
     pub audit_store: Arc<dyn authx_core::audit::AuditStore>,
     /// Request rate limits (shared through the store when several instances run).
-    pub limiter: authx_core::ratelimit::RateLimiter,
+    pub limiter: Arc<authx_core::ratelimit::RateLimiter>,
     /// Upstream identity providers and their cached metadata and keys.
     pub upstreams: crate::upstream::Upstreams,
     /// Upstream sign-in transactions and federation links.

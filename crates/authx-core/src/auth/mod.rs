@@ -38,7 +38,7 @@ mod steps;
 mod tests;
 mod throttling;
 
-pub use recovery::Recovery;
+pub use recovery::{AddressLimit, Recovery};
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
 

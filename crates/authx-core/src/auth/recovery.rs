@@ -20,6 +20,8 @@ use crate::federation::has_password;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
 use crate::mail::{Mailer, Message};
 use crate::password::MAX_PASSWORD_BYTES;
+use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::secret::TokenHash;
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::{AuthError, AuthService};
@@ -31,6 +33,17 @@ pub struct Recovery {
     pub links: Arc<dyn LinkTokenStore>,
     /// Where mails go.
     pub mailer: Arc<dyn Mailer>,
+    /// How many reset mails one address may get, whoever asks (`None`: no limit).
+    pub per_address: Option<AddressLimit>,
+}
+
+/// The allowance of reset mails per email address.
+#[derive(Clone)]
+pub struct AddressLimit {
+    /// The counter.
+    pub limiter: Arc<RateLimiter>,
+    /// The allowance.
+    pub limit: RateLimit,
 }
 
 impl AuthService {
@@ -50,7 +63,8 @@ impl AuthService {
     /// Asks for a password reset for `email`. The same `Ok(())` whatever the address: the
     /// owner of an account with a password gets a link valid 30 minutes; an account that signs
     /// in only through another provider gets a mail saying it has no password; an unknown
-    /// address or a disabled account gets nothing.
+    /// address or a disabled account gets nothing. Past the allowance of mails per address,
+    /// the address gets nothing more until the window ends (the answer is the same).
     ///
     /// # Errors
     /// Storage and mail failures only.
@@ -61,6 +75,7 @@ impl AuthService {
         let (token, record) =
             LinkRecord::issue(LinkPurpose::PasswordReset, &UserId(String::new()), now);
         let user = match canonical_email(email) {
+            Ok(e) if !self.address_allowed(recovery, &e).await? => return Ok(()),
             Ok(e) => self.stores.accounts.user_by_email(&e).await?,
             Err(_) => None,
         };
@@ -91,6 +106,25 @@ impl AuthService {
                 .with("mail", kind),
         );
         Ok(())
+    }
+
+    /// Whether `email` may get another reset mail now; counted whether or not it has an
+    /// account, and keyed by its hash, so the counters hold no address.
+    async fn address_allowed(&self, recovery: &Recovery, email: &str) -> Result<bool, AuthError> {
+        let Some(l) = &recovery.per_address else {
+            return Ok(true);
+        };
+        let key = TokenHash::of(email.as_bytes()).to_hex();
+        let refused = l
+            .limiter
+            .check("password_reset_address", &key, l.limit)
+            .await?;
+        if refused.is_some() {
+            self.audit.record(
+                AuditEvent::failure("password_reset_requested").with("reason", "rate_limited"),
+            );
+        }
+        Ok(refused.is_none())
     }
 
     async fn mail(

@@ -71,9 +71,20 @@ impl Rig {
             policy,
         );
         let mails = Arc::new(RecordingMailer::default());
+        let limiter = crate::ratelimit::RateLimiter::new(
+            Arc::new(crate::ratelimit::LocalCounter::default()),
+            Arc::new(clock.clone()),
+        );
         let auth = auth.with_recovery(Recovery {
             links: Arc::new(store.clone()),
             mailer: mails.clone(),
+            per_address: Some(super::AddressLimit {
+                limiter: Arc::new(limiter),
+                limit: crate::ratelimit::RateLimit {
+                    max: 3,
+                    window_secs: 3600,
+                },
+            }),
         });
         let user = auth
             .create_user(EMAIL, PASSWORD, false)
@@ -691,4 +702,26 @@ async fn concurrent_uses_of_one_link_reset_once() {
         wins += usize::from(t.await.unwrap());
     }
     assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn reset_mails_per_address_are_limited_without_a_different_answer() {
+    let rig = Rig::new().await;
+    rig.auth
+        .create_user("eve@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        rig.reset_token(EMAIL).await;
+    }
+    for _ in 0..5 {
+        rig.auth
+            .request_reset("ADA@example.com")
+            .await
+            .expect("same answer");
+    }
+    assert!(rig.mails.take().is_empty(), "nothing past the allowance");
+    rig.reset_token("eve@example.com").await;
+    rig.clock.advance(3600);
+    rig.reset_token(EMAIL).await;
 }

@@ -14,8 +14,17 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// A server that mails through `sink`.
 async fn server_with(sink: &SmtpSink) -> TestServer {
+    limited_server(sink, None).await
+}
+
+/// A server that mails through `sink`, with `[rate_limit]` when given.
+async fn limited_server(
+    sink: &SmtpSink,
+    limits: Option<fn() -> authx_server::config::RateLimitFile>,
+) -> TestServer {
     let port = sink.port();
     TestServer::start_with(move |f: &mut FileConfig| {
+        f.rate_limit = limits.map(|l| l());
         f.email = Some(EmailFile {
             transport: Some("smtp".into()),
             smtp_host: Some("127.0.0.1".into()),
@@ -270,4 +279,78 @@ async fn an_account_without_a_password_is_told_so() {
     let text = got[0].decoded();
     assert!(text.contains("has no password"), "{text}");
     assert!(!text.contains("/reset?token="));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_for_one_address_is_limited_and_others_still_get_mail() {
+    let sink = SmtpSink::start().await.unwrap();
+    let server = limited_server(
+        &sink,
+        Some(|| authx_server::config::RateLimitFile {
+            password_reset_per_address: Some(2),
+            ..Default::default()
+        }),
+    )
+    .await;
+    server
+        .create_user("kate@example.com", PASSWORD)
+        .await
+        .unwrap();
+    server
+        .create_user("bob@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let first = forgot_api(&server, "kate@example.com").await;
+    for _ in 0..9 {
+        assert_eq!(
+            forgot_api(&server, "kate@example.com").await,
+            first,
+            "the same answer"
+        );
+    }
+    forgot_api(&server, "bob@example.com").await;
+    sink.wait_for(3, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = sink.received();
+    let to = |who: &str| got.iter().filter(|m| m.rcpt_to == [who]).count();
+    assert_eq!(
+        (to("kate@example.com"), to("bob@example.com")),
+        (2, 1),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_network_is_refused_with_429() {
+    let sink = SmtpSink::start().await.unwrap();
+    let server = limited_server(
+        &sink,
+        Some(|| authx_server::config::RateLimitFile {
+            password_reset: Some(3),
+            ..Default::default()
+        }),
+    )
+    .await;
+    for i in 0..3 {
+        assert_eq!(
+            forgot_api(&server, &format!("u{i}@example.com")).await.0,
+            202
+        );
+    }
+    let res = server
+        .client
+        .post(format!("{}/api/v1/password/forgot", server.url))
+        .header("origin", server.origin())
+        .json(&json!({ "email": "kate@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // Signing in is a class of its own: not slowed.
+    server
+        .create_user("kate@example.com", PASSWORD)
+        .await
+        .unwrap();
+    server.sign_in("kate@example.com", PASSWORD).await.unwrap();
 }
