@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// A server that mails through `sink`.
-async fn server_with(sink: &SmtpSink) -> TestServer {
+pub(crate) async fn server_with(sink: &SmtpSink) -> TestServer {
     limited_server(sink, None).await
 }
 
@@ -92,7 +92,7 @@ async fn forgot_api(server: &TestServer, email: &str) -> (u16, Value) {
 }
 
 /// The path and query of the reset link in `mail`.
-fn reset_path(mail: &Received) -> String {
+pub(crate) fn reset_path(mail: &Received) -> String {
     let text = mail.decoded();
     let start = text.find("/reset?token=").expect("a reset link");
     text[start..start + "/reset?token=".len() + 43].to_owned()
