@@ -25,19 +25,24 @@ async fn limited_server(
     let port = sink.port();
     TestServer::start_with(move |f: &mut FileConfig| {
         f.rate_limit = limits.map(|l| l());
-        f.email = Some(EmailFile {
-            transport: Some("smtp".into()),
-            smtp_host: Some("127.0.0.1".into()),
-            smtp_port: Some(port),
-            tls: Some("none".into()),
-            from: Some("Example ID <id@example.com>".into()),
-            product_name: Some("Example ID".into()),
-            poll_interval_ms: Some(50),
-            ..EmailFile::default()
-        });
+        mail_to(f, port);
     })
     .await
     .unwrap()
+}
+
+/// `[email]` sending through the sink on `port`.
+pub(crate) fn mail_to(f: &mut FileConfig, port: u16) {
+    f.email = Some(EmailFile {
+        transport: Some("smtp".into()),
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(port),
+        tls: Some("none".into()),
+        from: Some("Example ID <id@example.com>".into()),
+        product_name: Some("Example ID".into()),
+        poll_interval_ms: Some(50),
+        ..EmailFile::default()
+    });
 }
 
 /// The pre-session cookie and the form token of the page at `path`.
@@ -79,7 +84,7 @@ async fn post_form(server: &TestServer, path: &str, fields: &[(&str, &str)]) -> 
 }
 
 /// `POST /api/v1/password/forgot` for `email`: its status and body.
-async fn forgot_api(server: &TestServer, email: &str) -> (u16, Value) {
+pub(crate) async fn forgot_api(server: &TestServer, email: &str) -> (u16, Value) {
     let res = server
         .client
         .post(format!("{}/api/v1/password/forgot", server.url))
@@ -99,7 +104,7 @@ pub(crate) fn reset_path(mail: &Received) -> String {
 }
 
 /// Resets the password with the link `path`.
-async fn reset(server: &TestServer, path: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn reset(server: &TestServer, path: &str, password: &str) -> reqwest::Response {
     let token = path.split("token=").nth(1).unwrap();
     post_form(server, path, &[("token", token), ("password", password)]).await
 }
