@@ -23,6 +23,7 @@ pub mod cookie;
 pub mod csrf;
 pub mod events;
 pub mod federation;
+pub mod links;
 pub mod mail;
 #[cfg(test)]
 mod memory;

@@ -361,10 +361,29 @@ fn tally(kept: bool, done: &mut u32, lost: &mut u32) {
 ///
 /// Not `non_exhaustive` on purpose: the server renders each variant in one `match`, so a
 /// variant added without its templates does not compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Message {
     /// A test of the mail settings, sent by an operator.
     Test,
+    /// A link to set a new password: `token` goes in `{issuer}/reset?token=...`.
+    PasswordReset {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Minutes the link stays valid.
+        valid_minutes: i64,
+    },
+    /// A reset was asked for an account that signs in only through another provider and has
+    /// no password to reset.
+    PasswordResetUnavailable,
+    /// The account's password was changed (a notice, with what to do if it was not the owner).
+    PasswordChanged,
+}
+
+impl std::fmt::Debug for Message {
+    // A variant may hold a single-use token: only the kind is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Message({})", self.kind())
+    }
 }
 
 impl Message {
@@ -373,6 +392,9 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Test => "test",
+            Self::PasswordReset { .. } => "password_reset",
+            Self::PasswordResetUnavailable => "password_reset_unavailable",
+            Self::PasswordChanged => "password_changed",
         }
     }
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::Timestamp;
 use crate::federation::{FederationStore, Link, PendingLink, Transaction};
+use crate::links::{LinkPurpose, LinkRecord, LinkTokenStore};
 use crate::secret::TokenHash;
 use crate::session::{Session, SessionId};
 use crate::store::{
@@ -27,6 +28,7 @@ struct Records {
     transactions: HashMap<TokenHash, Transaction>,
     links: Vec<Link>,
     pending: HashMap<TokenHash, PendingLink>,
+    link_tokens: HashMap<TokenHash, LinkRecord>,
     oauth: oauth::OAuthRecords,
 }
 
@@ -315,5 +317,49 @@ impl FederationStore for MemoryStore {
         r.transactions.retain(|_, t| t.expires_at > now);
         r.pending.retain(|_, p| p.expires_at > now);
         Ok((before - r.transactions.len() - r.pending.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl LinkTokenStore for MemoryStore {
+    async fn insert_link_token(&self, record: &LinkRecord) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.link_tokens.contains_key(&record.hash) {
+            return Err(StoreError::Conflict);
+        }
+        r.link_tokens.insert(record.hash, record.clone());
+        Ok(())
+    }
+
+    async fn take_link_token(
+        &self,
+        hash: &TokenHash,
+        purpose: LinkPurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<LinkRecord>> {
+        let mut r = self.lock();
+        match r.link_tokens.get(hash) {
+            Some(t) if t.purpose == purpose && t.expires_at > now => Ok(r.link_tokens.remove(hash)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_user_link_tokens(
+        &self,
+        user: &UserId,
+        purpose: LinkPurpose,
+    ) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.link_tokens.len();
+        r.link_tokens
+            .retain(|_, t| !(&t.user_id == user && t.purpose == purpose));
+        Ok((n - r.link_tokens.len()) as u64)
+    }
+
+    async fn purge_link_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.link_tokens.len();
+        r.link_tokens.retain(|_, t| t.expires_at > now);
+        Ok((n - r.link_tokens.len()) as u64)
     }
 }

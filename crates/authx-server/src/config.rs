@@ -84,6 +84,11 @@ pub struct RateLimitFile {
     pub device_authorization: Option<u32>,
     /// User-code lookups on the `/device` page.
     pub device_verification: Option<u32>,
+    /// Password reset requests (`POST /forgot`, `/api/v1/password/forgot`).
+    pub password_reset: Option<u32>,
+    /// Reset mails per email address and hour, whoever asks (the requests beyond it are
+    /// answered as usual and send nothing).
+    pub password_reset_per_address: Option<u32>,
 }
 
 /// Validated rate limits, one allowance per endpoint class.
@@ -103,6 +108,10 @@ pub struct RateLimits {
     pub device_authorization: RateLimit,
     /// User-code entry.
     pub device_verification: RateLimit,
+    /// Password reset requests, per client network.
+    pub password_reset: RateLimit,
+    /// Password reset mails, per email address (an hour's window).
+    pub password_reset_per_address: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -122,6 +131,11 @@ impl Default for RateLimits {
             revoke: per_minute(600),
             device_authorization: per_minute(60),
             device_verification: per_minute(120),
+            password_reset: per_minute(30),
+            password_reset_per_address: RateLimit {
+                max: 5,
+                window_secs: 3600,
+            },
         }
     }
 }
@@ -146,6 +160,13 @@ impl RateLimits {
             revoke: pick(f.revoke, d.revoke),
             device_authorization: pick(f.device_authorization, d.device_authorization),
             device_verification: pick(f.device_verification, d.device_verification),
+            password_reset: pick(f.password_reset, d.password_reset),
+            password_reset_per_address: RateLimit {
+                max: f
+                    .password_reset_per_address
+                    .unwrap_or(d.password_reset_per_address.max),
+                ..d.password_reset_per_address
+            },
         })
     }
 }

@@ -70,7 +70,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     ));
     let bus: Arc<dyn EventBus> = revocations.clone();
     let reads = ReadPaths::new(&backend, &shared, &revocations);
-    let limiter = rate_limiter(&backend, &shared, &clock);
+    let limiter = Arc::new(rate_limiter(&backend, &shared, &clock));
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
     let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
     let oauth = provider::build(
@@ -92,6 +92,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     );
     let (observer, backchannel_rx) = provider::backchannel();
     oauth.set_observer(observer.clone());
+    let mail = Arc::new(mail::MailService::new(
+        config.email.clone(),
+        &config.issuer,
+        Arc::clone(&backend.outbox),
+        Arc::clone(&clock),
+    )?);
     let auth = AuthService::new(
         reads.stores(&backend, &shared),
         Arc::clone(&bus),
@@ -102,13 +108,15 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     .with_grants(Arc::clone(&backend.grants))
     .with_device_grants(Arc::clone(&backend.devices))
     .with_grant_observer(observer)
+    .with_recovery(authx_core::auth::Recovery {
+        links: Arc::clone(&backend.links),
+        mailer: Arc::clone(&mail) as Arc<dyn authx_core::mail::Mailer>,
+        per_address: Some(authx_core::auth::AddressLimit {
+            limiter: Arc::clone(&limiter),
+            limit: config.rate_limits.password_reset_per_address,
+        }),
+    })
     .with_audit(audit);
-    let mail = mail::MailService::new(
-        config.email.clone(),
-        &config.issuer,
-        Arc::clone(&backend.outbox),
-        Arc::clone(auth.clock()),
-    )?;
     Ok(AppState::new(Inner {
         mail,
         upstreams: upstream::Upstreams::new(&config.federation),
@@ -449,6 +457,8 @@ pub struct Purged {
     pub federation: u64,
     /// Sent and failed mails past their retention.
     pub mail: u64,
+    /// Expired single-use link tokens.
+    pub link_tokens: u64,
 }
 
 impl Purged {
@@ -461,13 +471,15 @@ impl Purged {
             + self.revocation_events
             + self.federation
             + self.mail
+            + self.link_tokens
     }
 }
 
 /// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
 /// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
 /// families, tokens, device grants and revoked token ids, revocation events whose tokens have
-/// expired, expired federation transactions, sent and failed mails after a week, and audit events older than
+/// expired, expired federation transactions and link tokens, sent and failed mails after a week, and audit
+/// events older than
 /// `audit.retention_days`. Each part runs even when another fails.
 ///
 /// # Errors
@@ -500,6 +512,7 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
                 .purge_mail(state.auth.clock().now().plus(-mail::RETENTION_SECS))
                 .await,
         ),
+        link_tokens: tally.rows("link tokens", state.auth.purge_link_tokens().await),
         revocation_events: tally.rows(
             "revocation events",
             state

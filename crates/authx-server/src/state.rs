@@ -34,7 +34,7 @@ pub struct Inner {
     /// The stored audit trail (recording goes through `auth.audit()`).
     pub audit_store: Arc<dyn authx_core::audit::AuditStore>,
     /// Request rate limits (shared through the store when several instances run).
-    pub limiter: authx_core::ratelimit::RateLimiter,
+    pub limiter: Arc<authx_core::ratelimit::RateLimiter>,
     /// Upstream identity providers and their cached metadata and keys.
     pub upstreams: crate::upstream::Upstreams,
     /// Upstream sign-in transactions and federation links.
@@ -44,7 +44,7 @@ pub struct Inner {
     /// The bus above, seen as the durable log behind the revocation feed.
     pub revocations: Arc<authx_core::events::DurableBus>,
     /// Outgoing mail: the outbox and the sender's transport.
-    pub mail: crate::mail::MailService,
+    pub mail: Arc<crate::mail::MailService>,
     /// Becomes `true` when the server stops, so long-lived responses (the revocation feed) end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }

@@ -38,6 +38,8 @@ pub struct Backend {
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// The outbox of mail waiting to be sent.
     pub outbox: Arc<dyn authx_core::mail::OutboxStore>,
+    /// Single-use link tokens.
+    pub links: Arc<dyn authx_core::links::LinkTokenStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -172,7 +174,8 @@ where
         + authx_core::events::RevocationLog
         + authx_core::audit::AuditStore
         + authx_core::federation::FederationStore
-        + authx_core::mail::OutboxStore,
+        + authx_core::mail::OutboxStore
+        + authx_core::links::LinkTokenStore,
 {
     Backend {
         accounts: store.clone(),
@@ -186,6 +189,7 @@ where
         audit: store.clone(),
         federation: store.clone(),
         outbox: store.clone(),
+        links: store.clone(),
         health: store,
         kind,
     }

@@ -89,20 +89,10 @@ impl AuthService {
             .await?;
         self.policy.password.check(new, &user.email)?;
         let phc = self.hasher.hash(new).await?;
-        self.stores
-            .accounts
-            .set_password_hash(&user.id, &phc, Some(now))
-            .await?;
-        self.clear_failures(&keys).await?;
         // Every credential that stood on the old password ends, the caller's session too: it is
         // re-issued below with a new token.
-        let ended = self.end_user_sessions(&user.id, None).await?;
-        self.emit(RevocationEvent::UserSessionsEnded {
-            user_id: user.id.clone(),
-            kept: None,
-            ended,
-        })
-        .await?;
+        self.replace_password(&user, &phc, now).await?;
+        self.clear_failures(&keys).await?;
         self.audit
             .record(AuditEvent::success("password_changed").user(&user.id));
         let user = User {

@@ -29,6 +29,7 @@ use crate::throttle::ThrottlePolicy;
 use crate::user::User;
 
 mod accounts;
+mod recovery;
 mod session_cache;
 mod sessions;
 mod signin;
@@ -37,6 +38,7 @@ mod steps;
 mod tests;
 mod throttling;
 
+pub use recovery::{AddressLimit, Recovery};
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
 
@@ -70,6 +72,9 @@ pub enum AuthError {
     /// The current password given for a sensitive change is wrong.
     #[error("the current password is incorrect")]
     WrongPassword,
+    /// The link is unknown, used, expired or not for this.
+    #[error("this link is invalid or has expired")]
+    InvalidLink,
     /// No such session or user.
     #[error("not found")]
     NotFound,
@@ -208,6 +213,7 @@ pub struct AuthService {
     devices: Option<Arc<dyn crate::oauth::device::DeviceStore>>,
     observer: Option<Arc<dyn crate::oauth::GrantObserver>>,
     audit: Audit,
+    recovery: Option<Recovery>,
 }
 
 impl AuthService {
@@ -233,6 +239,7 @@ impl AuthService {
             grants: None,
             devices: None,
             observer: None,
+            recovery: None,
         }
     }
 

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    AuthError, AuthMethod, AuthPolicy, AuthService, Authentication, PendingSignIn, SignedIn,
+    AuthError, AuthMethod, AuthPolicy, AuthService, Authentication, PendingSignIn, Recovery,
+    SignedIn,
 };
 use crate::Timestamp;
-use crate::clock::ManualClock;
+use crate::clock::{Clock as _, ManualClock};
 use crate::events::{InProcessBus, RevocationEvent};
+use crate::links::{LinkPurpose, LinkRecord, LinkTokenStore};
+use crate::mail::{MailError, Mailer, Message};
 use crate::memory::MemoryStore;
 use crate::password::{HashParams, PasswordHasher};
 use crate::session::ClientContext;
@@ -27,6 +30,25 @@ struct Rig {
     clock: ManualClock,
     auth: AuthService,
     user: User,
+    mails: Arc<RecordingMailer>,
+}
+
+/// A mailer that keeps what it was asked to send.
+#[derive(Default)]
+struct RecordingMailer(std::sync::Mutex<Vec<(String, Message)>>);
+
+#[async_trait::async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, to: &str, message: Message) -> Result<String, MailError> {
+        self.0.lock().unwrap().push((to.to_owned(), message));
+        Ok(crate::secret::random_id())
+    }
+}
+
+impl RecordingMailer {
+    fn take(&self) -> Vec<(String, Message)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
 }
 
 impl Rig {
@@ -48,6 +70,22 @@ impl Rig {
             hasher,
             policy,
         );
+        let mails = Arc::new(RecordingMailer::default());
+        let limiter = crate::ratelimit::RateLimiter::new(
+            Arc::new(crate::ratelimit::LocalCounter::default()),
+            Arc::new(clock.clone()),
+        );
+        let auth = auth.with_recovery(Recovery {
+            links: Arc::new(store.clone()),
+            mailer: mails.clone(),
+            per_address: Some(super::AddressLimit {
+                limiter: Arc::new(limiter),
+                limit: crate::ratelimit::RateLimit {
+                    max: 3,
+                    window_secs: 3600,
+                },
+            }),
+        });
         let user = auth
             .create_user(EMAIL, PASSWORD, false)
             .await
@@ -57,6 +95,7 @@ impl Rig {
             clock,
             auth,
             user,
+            mails,
         }
     }
 
@@ -478,4 +517,211 @@ async fn a_bound_session_refuses_another_user_agent() {
         .unwrap();
     assert!(auth.is_none());
     assert!(rig.live(&signed).await, "the session itself stays");
+}
+
+impl Rig {
+    /// Asks for a reset of `email` and returns the token of the link mailed to the owner.
+    async fn reset_token(&self, email: &str) -> String {
+        self.auth.request_reset(email).await.unwrap();
+        match self.mails.take().as_slice() {
+            [
+                (
+                    to,
+                    Message::PasswordReset {
+                        token,
+                        valid_minutes: 30,
+                    },
+                ),
+            ] if to == email => token.clone(),
+            other => panic!("expected one reset mail to {email}, got {other:?}"),
+        }
+    }
+}
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+#[tokio::test]
+async fn a_reset_link_sets_the_password_once_and_ends_everything() {
+    let rig = Rig::new().await;
+    let before = rig.sign_in().await;
+    let token = rig.reset_token(EMAIL).await;
+    let user = rig.auth.reset_password(&token, NEW_PASSWORD).await.unwrap();
+    assert_eq!(user.id, rig.user.id);
+    assert!(
+        !rig.live(&before).await,
+        "sessions end with the old password"
+    );
+    assert!(
+        rig.store.all_sessions().is_empty(),
+        "a reset signs nobody in"
+    );
+    assert!(matches!(
+        rig.attempt(PASSWORD).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    rig.attempt(NEW_PASSWORD)
+        .await
+        .expect("the new password works");
+    let mails = rig.mails.take();
+    assert_eq!(mails, [(EMAIL.to_owned(), Message::PasswordChanged)]);
+    assert!(matches!(
+        rig.auth
+            .reset_password(&token, "another new passphrase")
+            .await,
+        Err(AuthError::InvalidLink)
+    ));
+}
+
+#[tokio::test]
+async fn every_address_gets_the_same_answer_and_only_owners_get_mail() {
+    let rig = Rig::new().await;
+    for nobody in ["bob@example.com", "not an address", ""] {
+        rig.auth.request_reset(nobody).await.expect("same answer");
+    }
+    assert!(rig.mails.take().is_empty());
+    let disabled = rig
+        .auth
+        .create_user("dis@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    rig.auth.disable_user(&disabled.id).await.unwrap();
+    rig.auth.request_reset("dis@example.com").await.unwrap();
+    assert!(
+        rig.mails.take().is_empty(),
+        "a disabled account gets nothing"
+    );
+    let mut fed = User {
+        id: crate::user::UserId::generate(),
+        email: "fed@example.com".into(),
+        password_hash: crate::federation::NO_PASSWORD.into(),
+        ..rig.user.clone()
+    };
+    fed.is_admin = false;
+    crate::store::AccountStore::create_user(&rig.store, &fed)
+        .await
+        .unwrap();
+    rig.auth.request_reset("FED@example.com").await.unwrap();
+    assert_eq!(
+        rig.mails.take(),
+        [(
+            "fed@example.com".to_owned(),
+            Message::PasswordResetUnavailable
+        )]
+    );
+}
+
+#[tokio::test]
+async fn expired_foreign_and_malformed_links_change_nothing() {
+    let rig = Rig::new().await;
+    let token = rig.reset_token(EMAIL).await;
+    rig.clock.advance(30 * 60);
+    assert!(matches!(
+        rig.auth.reset_password(&token, NEW_PASSWORD).await,
+        Err(AuthError::InvalidLink)
+    ));
+    assert_eq!(rig.auth.purge_link_tokens().await.unwrap(), 1);
+    for bad in ["", "short", &"A".repeat(43)] {
+        assert!(matches!(
+            rig.auth.reset_password(bad, NEW_PASSWORD).await,
+            Err(AuthError::InvalidLink)
+        ));
+    }
+    // A token of another purpose is refused, and stays for its own.
+    let (other, record) =
+        LinkRecord::issue(LinkPurpose::VerifyEmail, &rig.user.id, rig.clock.now());
+    rig.store.insert_link_token(&record).await.unwrap();
+    assert!(matches!(
+        rig.auth.reset_password(other.expose(), NEW_PASSWORD).await,
+        Err(AuthError::InvalidLink)
+    ));
+    assert!(
+        rig.store
+            .take_link_token(&other.hash(), LinkPurpose::VerifyEmail, rig.clock.now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    rig.attempt(PASSWORD)
+        .await
+        .expect("the password is unchanged");
+}
+
+#[tokio::test]
+async fn a_refused_password_keeps_the_link_and_a_token_acts_for_its_own_user_only() {
+    let rig = Rig::new().await;
+    let other = rig
+        .auth
+        .create_user("eve@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    let token = rig.reset_token(EMAIL).await;
+    let eves = rig.reset_token("eve@example.com").await;
+    assert!(matches!(
+        rig.auth.reset_password(&token, "short").await,
+        Err(AuthError::WeakPassword(_))
+    ));
+    let user = rig.auth.reset_password(&token, NEW_PASSWORD).await.unwrap();
+    assert_eq!(user.id, rig.user.id);
+    rig.auth
+        .sign_in("eve@example.com", PASSWORD, &Rig::ctx(), None)
+        .await
+        .expect("the other user's password is untouched");
+    let eve = rig.auth.reset_password(&eves, NEW_PASSWORD).await.unwrap();
+    assert_eq!(eve.id, other.id);
+}
+
+#[tokio::test]
+async fn a_reset_removes_the_users_other_reset_links() {
+    let rig = Rig::new().await;
+    let first = rig.reset_token(EMAIL).await;
+    let second = rig.reset_token(EMAIL).await;
+    rig.auth
+        .reset_password(&second, NEW_PASSWORD)
+        .await
+        .unwrap();
+    assert!(matches!(
+        rig.auth
+            .reset_password(&first, "yet another passphrase")
+            .await,
+        Err(AuthError::InvalidLink)
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_uses_of_one_link_reset_once() {
+    let rig = Arc::new(Rig::new().await);
+    let token = rig.reset_token(EMAIL).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (rig, token) = (rig.clone(), token.clone());
+            tokio::spawn(async move { rig.auth.reset_password(&token, NEW_PASSWORD).await.is_ok() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test]
+async fn reset_mails_per_address_are_limited_without_a_different_answer() {
+    let rig = Rig::new().await;
+    rig.auth
+        .create_user("eve@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        rig.reset_token(EMAIL).await;
+    }
+    for _ in 0..5 {
+        rig.auth
+            .request_reset("ADA@example.com")
+            .await
+            .expect("same answer");
+    }
+    assert!(rig.mails.take().is_empty(), "nothing past the allowance");
+    rig.reset_token("eve@example.com").await;
+    rig.clock.advance(3600);
+    rig.reset_token(EMAIL).await;
 }

@@ -36,6 +36,27 @@ pub(crate) struct SignUp<'a> {
     pub(crate) min_text: String,
 }
 
+/// `/forgot`: the address to mail a reset link to.
+#[derive(Template)]
+#[template(path = "forgot.html")]
+pub(crate) struct Forgot<'a> {
+    pub(crate) csrf: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) error: Option<&'a str>,
+}
+
+/// `/reset`: the new-password form of a reset link.
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub(crate) struct Reset<'a> {
+    pub(crate) csrf: &'a str,
+    pub(crate) token: &'a str,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) min_chars: usize,
+    /// `min_chars` in words ("12 characters").
+    pub(crate) min_text: String,
+}
+
 /// `/logout`: the confirmation of a local sign-out.
 #[derive(Template)]
 #[template(path = "logout.html")]

@@ -47,29 +47,125 @@ struct TestHtml<'a> {
     issuer: &'a str,
 }
 
+/// The text and HTML templates of a mail about a link: each sees the product, the issuer,
+/// the subject, the absolute `link` and how long it is valid.
+macro_rules! link_mail {
+    ($text:ident, $text_path:literal, $html:ident, $html_path:literal) => {
+        #[derive(Template)]
+        #[template(path = $text_path)]
+        struct $text<'a>(&'a LinkFields<'a>);
+
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a>(&'a LinkFields<'a>);
+
+        // The templates name the fields of `LinkFields` directly.
+        impl<'a> std::ops::Deref for $text<'a> {
+            type Target = LinkFields<'a>;
+            fn deref(&self) -> &Self::Target {
+                self.0
+            }
+        }
+
+        impl<'a> std::ops::Deref for $html<'a> {
+            type Target = LinkFields<'a>;
+            fn deref(&self) -> &Self::Target {
+                self.0
+            }
+        }
+    };
+}
+
+/// What a link mail's templates show.
+struct LinkFields<'a> {
+    subject: &'a str,
+    product: &'a str,
+    issuer: &'a str,
+    link: &'a str,
+    valid_minutes: i64,
+}
+
+link_mail!(
+    ResetText,
+    "mail/password_reset.txt",
+    ResetHtml,
+    "mail/password_reset.html"
+);
+link_mail!(
+    NoPasswordText,
+    "mail/password_reset_unavailable.txt",
+    NoPasswordHtml,
+    "mail/password_reset_unavailable.html"
+);
+link_mail!(
+    ChangedText,
+    "mail/password_changed.txt",
+    ChangedHtml,
+    "mail/password_changed.html"
+);
+
 /// Renders `message` (subject, text and HTML). Links are absolute, from the issuer.
 fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> {
-    match message {
-        Message::Test => {
-            let subject = format!("{}: test mail", c.product);
-            let text_body = TestText {
-                product: c.product,
-                issuer: c.issuer,
-            }
-            .render()?;
-            let html_body = TestHtml {
-                subject: &subject,
-                product: c.product,
-                issuer: c.issuer,
-            }
-            .render()?;
-            Ok(Rendered {
-                subject,
-                text_body,
-                html_body,
-            })
+    let (what, link, minutes) = match message {
+        Message::Test => return render_test(c),
+        Message::PasswordReset {
+            token,
+            valid_minutes,
+        } => (
+            "reset your password",
+            format!("{}/reset?token={token}", c.issuer),
+            *valid_minutes,
+        ),
+        Message::PasswordResetUnavailable => {
+            ("reset your password", format!("{}/login", c.issuer), 0)
         }
+        Message::PasswordChanged => (
+            "your password was changed",
+            format!("{}/forgot", c.issuer),
+            0,
+        ),
+    };
+    let subject = format!("{}: {what}", c.product);
+    let f = LinkFields {
+        subject: &subject,
+        product: c.product,
+        issuer: c.issuer,
+        link: &link,
+        valid_minutes: minutes,
+    };
+    let (text_body, html_body) = match message {
+        Message::Test => return render_test(c),
+        Message::PasswordReset { .. } => (ResetText(&f).render()?, ResetHtml(&f).render()?),
+        Message::PasswordResetUnavailable => {
+            (NoPasswordText(&f).render()?, NoPasswordHtml(&f).render()?)
+        }
+        Message::PasswordChanged => (ChangedText(&f).render()?, ChangedHtml(&f).render()?),
+    };
+    Ok(Rendered {
+        subject,
+        text_body,
+        html_body,
+    })
+}
+
+fn render_test(c: &Common<'_>) -> Result<Rendered, askama::Error> {
+    let subject = format!("{}: test mail", c.product);
+    let text_body = TestText {
+        product: c.product,
+        issuer: c.issuer,
     }
+    .render()?;
+    let html_body = TestHtml {
+        subject: &subject,
+        product: c.product,
+        issuer: c.issuer,
+    }
+    .render()?;
+    Ok(Rendered {
+        subject,
+        text_body,
+        html_body,
+    })
 }
 
 /// Renders messages into mails: the product name, the issuer (every link's base) and the

@@ -22,7 +22,9 @@ mod caller;
 mod form;
 
 pub use caller::{Admin, AdminView, Caller, SignedInUser, UserAction, check_csrf_header};
-pub(crate) use form::{CsrfForm, FormToken, PageForm, csrf_refused, session_token_ok, to_login};
+pub(crate) use form::{
+    CsrfForm, FormToken, PageForm, PreSessionForm, csrf_refused, session_token_ok, to_login,
+};
 
 /// The TCP peer of the connection, set by the server for every request.
 #[derive(Debug, Clone, Copy)]

@@ -246,6 +246,7 @@ fn rate_class(
         // Each start stores a transaction: counted with sign-ins.
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
+        "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
         "/oauth2/token" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),
         "/oauth2/revoke" if post => ("revoke", limits.revoke),

@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+mod recovery;
 pub mod revocations;
 pub mod signin;
 

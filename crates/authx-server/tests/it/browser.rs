@@ -30,7 +30,7 @@ async fn server_and_browser() -> anyhow::Result<Option<(TestServer, Browser)>> {
 }
 
 /// Fills and submits the sign-in form as a person would.
-async fn fill_login(
+pub(crate) async fn fill_login(
     client: &Client,
     server: &TestServer,
     email: &str,
@@ -55,7 +55,11 @@ async fn sign_in(client: &Client, server: &TestServer) -> anyhow::Result<()> {
 }
 
 /// Waits until the browser shows a fully loaded page of `server` at `path`.
-async fn wait_for_path(client: &Client, server: &TestServer, path: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_path(
+    client: &Client,
+    server: &TestServer,
+    path: &str,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + NAVIGATION_TIMEOUT;
     loop {
         let url = client.current_url().await?;
@@ -86,7 +90,7 @@ async fn page_status(client: &Client) -> anyhow::Result<u64> {
 }
 
 /// The signed-in email the account page shows.
-async fn account_email(client: &Client) -> anyhow::Result<String> {
+pub(crate) async fn account_email(client: &Client) -> anyhow::Result<String> {
     Ok(client.find(Locator::Css("#email")).await?.text().await?)
 }
 

@@ -22,6 +22,8 @@ fn tight(max: u32) -> impl Fn(&mut FileConfig) + Send + Sync + 'static {
             revoke: Some(max),
             device_authorization: Some(max),
             device_verification: Some(max),
+            password_reset: Some(max),
+            password_reset_per_address: None,
         });
     }
 }

@@ -875,6 +875,41 @@ async fn password_change_and_disable_revoke_tokens() {
     assert_eq!(introspect(&op, &at).await["active"], false);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_revokes_tokens_and_sessions() {
+    let sink = authx_testkit::smtp::SmtpSink::start().await.unwrap();
+    let port = sink.port();
+    let op = op_with(move |f| crate::recovery::mail_to(f, port)).await;
+    let c = code(&op, "openid read").await;
+    let t: Value = exchange(&op, &c).await.json().await.unwrap();
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap().to_owned(),
+        t["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(introspect(&op, &at).await["active"], true);
+    op.server.clock.advance(1);
+    crate::recovery::forgot_api(&op.server, "kate@example.com").await;
+    let mail = sink
+        .wait_for(1, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    let path = crate::recovery::reset_path(&mail[0]);
+    let res = crate::recovery::reset(&op.server, &path, "a different long passphrase").await;
+    assert_eq!(res.status(), 200);
+    let refreshed = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await;
+    assert_eq!(
+        refreshed.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(introspect(&op, &at).await["active"], false);
+    let me = op.server.get("/api/v1/me", Some(&op.cookie)).await.unwrap();
+    assert_eq!(me.status(), 401);
+}
+
 #[tokio::test]
 async fn client_credentials_for_confidential_clients_only() {
     let op = op().await;

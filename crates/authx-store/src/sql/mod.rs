@@ -16,6 +16,7 @@ mod device;
 mod federation;
 pub(crate) mod grants;
 mod keys;
+mod links;
 mod outbox;
 mod revocation;
 mod sessions;

@@ -135,5 +135,6 @@ mod redis {
 // After the macros above, which they use.
 mod device;
 mod federation;
+mod links;
 mod outbox;
 mod revocations;

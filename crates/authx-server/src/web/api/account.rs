@@ -230,6 +230,27 @@ pub(super) async fn password_post(
 }
 
 #[derive(Deserialize)]
+pub(super) struct ForgotRequest {
+    email: String,
+}
+
+/// Asks for a password reset link: `202` with the same body for every address (the request
+/// runs after the answer; see [`crate::web::recovery::start_reset`]).
+pub(super) async fn forgot_post(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ForgotRequest>,
+) -> Response {
+    crate::web::recovery::start_reset(&state, body.email);
+    let message = "if an account exists for this address, a link to reset its password is on \
+                   its way";
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "accepted", "message": message })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
 pub(super) struct SessionTokenRequest {
     resource: String,
     scope: Option<String>,

@@ -172,7 +172,7 @@ pub(super) async fn admin_email_test_post(
 ) -> Result<Response, ApiError> {
     let JsonBody(EmailTest { to }) = admin.body;
     let id =
-        authx_core::mail::Mailer::send(&state.mail, &to, authx_core::mail::Message::Test).await?;
+        authx_core::mail::Mailer::send(&*state.mail, &to, authx_core::mail::Message::Test).await?;
     state.auth.audit().record(
         authx_core::audit::AuditEvent::success("admin_action")
             .user(&admin.auth.user.id)

@@ -17,7 +17,7 @@ mod admin;
 pub mod views;
 
 use account::{
-    consent_delete, consents_get, csrf_get, me_get, password_post, revoke_others_post,
+    consent_delete, consents_get, csrf_get, forgot_post, me_get, password_post, revoke_others_post,
     session_delete, session_token_post, sessions_get, sign_in_post, sign_out_post, sign_up_post,
 };
 use admin::{
@@ -38,6 +38,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/sessions/revoke-others", post(revoke_others_post))
         .route("/api/v1/sessions/{id}", delete(session_delete))
         .route("/api/v1/password", post(password_post))
+        .route("/api/v1/password/forgot", post(forgot_post))
         .route("/api/v1/admin/users", get(admin_users_get))
         .route("/api/v1/admin/audit", get(admin_audit_get))
         .route("/api/v1/admin/email/test", post(admin_email_test_post))

@@ -37,12 +37,7 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        let current = CurrentSession::from_request_parts(&mut parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let PageForm::<T>(form) =
-            PageForm::from_request(Request::from_parts(parts, body), state).await?;
+        let (current, form) = session_and_form::<T>(req, state).await?;
         let Some(auth) = current.auth.clone() else {
             return Err(to_login("/account"));
         };
@@ -55,6 +50,43 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for CsrfForm<T> {
             form,
         })
     }
+}
+
+/// A form posted before sign-in (forgot and reset password) whose token matched this
+/// browser's pre-session cookie, as on the sign-in form; any other token is refused.
+pub(crate) struct PreSessionForm<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for PreSessionForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (current, form) = session_and_form::<T>(req, state).await?;
+        let ok = current.pre.as_ref().is_some_and(|p| {
+            authx_core::csrf::matches(
+                &authx_core::csrf::token_for_pre_session(p),
+                form.csrf_token(),
+            )
+        });
+        if ok {
+            Ok(Self(form))
+        } else {
+            Err(csrf_refused())
+        }
+    }
+}
+
+/// The browser's session cookies and the form of a page's POST.
+async fn session_and_form<T: DeserializeOwned>(
+    req: Request,
+    state: &AppState,
+) -> Result<(CurrentSession, T), Response> {
+    let (mut parts, body) = req.into_parts();
+    let current = CurrentSession::from_request_parts(&mut parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let PageForm::<T>(form) =
+        PageForm::from_request(Request::from_parts(parts, body), state).await?;
+    Ok((current, form))
 }
 
 /// A page's form body; one that cannot be read is answered with an error page.

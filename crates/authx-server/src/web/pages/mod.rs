@@ -26,6 +26,7 @@ use crate::html::{Message, Paragraph, render};
 use crate::state::AppState;
 
 mod account;
+mod recovery;
 
 /// The page routes.
 pub fn router() -> Router<AppState> {
@@ -34,6 +35,14 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_get).post(login_post))
         .route("/signup", get(signup_get).post(signup_post))
         .route("/logout", get(logout_get).post(logout_post))
+        .route(
+            "/forgot",
+            get(recovery::forgot_get).post(recovery::forgot_post),
+        )
+        .route(
+            "/reset",
+            get(recovery::reset_get).post(recovery::reset_post),
+        )
         .route("/account", get(account::account_get))
         .route(
             "/account/sessions/revoke-others",

@@ -1,0 +1,231 @@
+//! Account recovery: a password reset through a single-use link sent by mail.
+//!
+//! # Security
+//! - [`AuthService::request_reset`] has one outcome whatever the address: it returns `Ok` for an
+//!   unknown address, a disabled account, an account without a password and a real one alike,
+//!   and does the same work before its storage calls (a token is made every time). What the
+//!   owner of a real address gets is a mail; nobody else learns anything.
+//! - [`AuthService::reset_password`] consumes the token before anything else, so a link works
+//!   once; a refused new password puts the same token back, unchanged, so a typo does not burn
+//!   the link. The reset ends every session, refresh-token family, code and device approval of
+//!   the user exactly as a password change does, removes the user's other reset links, and does
+//!   not sign anyone in.
+
+use std::sync::Arc;
+
+use crate::audit::AuditEvent;
+use crate::clock::Timestamp;
+use crate::events::RevocationEvent;
+use crate::federation::has_password;
+use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
+use crate::mail::{Mailer, Message};
+use crate::password::MAX_PASSWORD_BYTES;
+use crate::ratelimit::{RateLimit, RateLimiter};
+use crate::secret::TokenHash;
+use crate::user::{User, UserId, UserStatus, canonical_email};
+
+use super::{AuthError, AuthService};
+
+/// What recovery needs besides the account stores: its tokens and a way to mail them.
+#[derive(Clone)]
+pub struct Recovery {
+    /// Link tokens.
+    pub links: Arc<dyn LinkTokenStore>,
+    /// Where mails go.
+    pub mailer: Arc<dyn Mailer>,
+    /// How many reset mails one address may get, whoever asks (`None`: no limit).
+    pub per_address: Option<AddressLimit>,
+}
+
+/// The allowance of reset mails per email address.
+#[derive(Clone)]
+pub struct AddressLimit {
+    /// The counter.
+    pub limiter: Arc<RateLimiter>,
+    /// The allowance.
+    pub limit: RateLimit,
+}
+
+impl AuthService {
+    /// Turns on password reset by mail.
+    #[must_use]
+    pub fn with_recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = Some(recovery);
+        self
+    }
+
+    fn recovery(&self) -> Result<&Recovery, AuthError> {
+        self.recovery
+            .as_ref()
+            .ok_or_else(|| AuthError::Internal("password reset is not configured".into()))
+    }
+
+    /// Asks for a password reset for `email`. The same `Ok(())` whatever the address: the
+    /// owner of an account with a password gets a link valid 30 minutes; an account that signs
+    /// in only through another provider gets a mail saying it has no password; an unknown
+    /// address or a disabled account gets nothing. Past the allowance of mails per address,
+    /// the address gets nothing more until the window ends (the answer is the same).
+    ///
+    /// # Errors
+    /// Storage and mail failures only.
+    pub async fn request_reset(&self, email: &str) -> Result<(), AuthError> {
+        let recovery = self.recovery()?;
+        let now = self.clock.now();
+        // Made for every request, so an unknown address costs the same before the lookups.
+        let (token, record) =
+            LinkRecord::issue(LinkPurpose::PasswordReset, &UserId(String::new()), now);
+        let user = match canonical_email(email) {
+            Ok(e) if !self.address_allowed(recovery, &e).await? => return Ok(()),
+            Ok(e) => self.stores.accounts.user_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
+            self.audit.record(
+                AuditEvent::failure("password_reset_requested").with("reason", "no_account"),
+            );
+            return Ok(());
+        };
+        let message = if has_password(&user) {
+            let record = LinkRecord {
+                user_id: user.id.clone(),
+                ..record
+            };
+            recovery.links.insert_link_token(&record).await?;
+            Message::PasswordReset {
+                token: token.expose().to_owned(),
+                valid_minutes: LinkPurpose::PasswordReset.lifetime_secs() / 60,
+            }
+        } else {
+            Message::PasswordResetUnavailable
+        };
+        let kind = message.kind();
+        self.mail(recovery, &user, message).await?;
+        self.audit.record(
+            AuditEvent::success("password_reset_requested")
+                .user(&user.id)
+                .with("mail", kind),
+        );
+        Ok(())
+    }
+
+    /// Whether `email` may get another reset mail now; counted whether or not it has an
+    /// account, and keyed by its hash, so the counters hold no address.
+    async fn address_allowed(&self, recovery: &Recovery, email: &str) -> Result<bool, AuthError> {
+        let Some(l) = &recovery.per_address else {
+            return Ok(true);
+        };
+        let key = TokenHash::of(email.as_bytes()).to_hex();
+        let refused = l
+            .limiter
+            .check("password_reset_address", &key, l.limit)
+            .await?;
+        if refused.is_some() {
+            self.audit.record(
+                AuditEvent::failure("password_reset_requested").with("reason", "rate_limited"),
+            );
+        }
+        Ok(refused.is_none())
+    }
+
+    async fn mail(
+        &self,
+        recovery: &Recovery,
+        user: &User,
+        message: Message,
+    ) -> Result<(), AuthError> {
+        recovery
+            .mailer
+            .send(&user.email, message)
+            .await
+            .map(|_| ())
+            .map_err(|e| AuthError::Internal(format!("cannot queue the mail: {e}")))
+    }
+
+    /// Sets a new password with the token of a reset link: consumes the token, applies the
+    /// sign-up password policy, ends everything that stood on the old password, and mails a
+    /// notice. Does not sign in.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidLink`] for an unknown, used, expired or foreign token (nothing
+    /// changes); [`AuthError::WeakPassword`] and [`AuthError::PasswordTooLong`] (the link stays
+    /// usable).
+    pub async fn reset_password(&self, token: &str, new: &str) -> Result<User, AuthError> {
+        let recovery = self.recovery()?;
+        let now = self.clock.now();
+        let token = LinkToken::parse(token).ok_or(AuthError::InvalidLink)?;
+        let record = recovery
+            .links
+            .take_link_token(&token.hash(), LinkPurpose::PasswordReset, now)
+            .await?
+            .ok_or(AuthError::InvalidLink)?;
+        let user = self
+            .stores
+            .accounts
+            .user_by_id(&record.user_id)
+            .await?
+            .filter(|u| u.status == UserStatus::Active)
+            .ok_or(AuthError::InvalidLink)?;
+        let phc = match self.new_password_hash(&user, new).await {
+            Ok(phc) => phc,
+            Err(e) => {
+                // The link stays usable for a second try.
+                recovery.links.insert_link_token(&record).await?;
+                return Err(e);
+            }
+        };
+        self.replace_password(&user, &phc, now).await?;
+        recovery
+            .links
+            .delete_user_link_tokens(&user.id, LinkPurpose::PasswordReset)
+            .await?;
+        self.audit
+            .record(AuditEvent::success("password_reset").user(&user.id));
+        self.mail(recovery, &user, Message::PasswordChanged).await?;
+        Ok(User {
+            password_hash: phc,
+            password_changed_at: now,
+            ..user
+        })
+    }
+
+    /// `new` checked against the sign-up policy for `user`, and hashed.
+    async fn new_password_hash(&self, user: &User, new: &str) -> Result<String, AuthError> {
+        if new.len() > MAX_PASSWORD_BYTES {
+            return Err(AuthError::PasswordTooLong);
+        }
+        self.policy.password.check(new, &user.email)?;
+        Ok(self.hasher.hash(new).await?)
+    }
+
+    /// Stores the new password hash and ends every session, refresh-token family, code and
+    /// device approval of the user (what a password change and a reset share).
+    pub(super) async fn replace_password(
+        &self,
+        user: &User,
+        phc: &str,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        self.stores
+            .accounts
+            .set_password_hash(&user.id, phc, Some(now))
+            .await?;
+        let ended = self.end_user_sessions(&user.id, None).await?;
+        self.emit(RevocationEvent::UserSessionsEnded {
+            user_id: user.id.clone(),
+            kept: None,
+            ended,
+        })
+        .await
+    }
+
+    /// Deletes expired link tokens; returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge_link_tokens(&self) -> Result<u64, AuthError> {
+        match &self.recovery {
+            Some(r) => Ok(r.links.purge_link_tokens(self.clock.now()).await?),
+            None => Ok(0),
+        }
+    }
+}
