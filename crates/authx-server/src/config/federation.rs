@@ -1,0 +1,219 @@
+//! `[federation]`: upstream identity providers, and the rule for outbound calls to them.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::{ConfigError, SecretString, bad};
+
+/// `[federation]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationFile {
+    /// `[[federation.providers]]`, one per upstream.
+    pub providers: Option<Vec<ProviderFile>>,
+}
+
+/// `[[federation.providers]]`: one upstream OpenID provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// Short name used in URLs (`/federation/{name}/start`): 1 to 32 of `a-z 0-9 - _`.
+    pub name: String,
+    /// The button label on the sign-in page (default: the name).
+    pub display_name: Option<String>,
+    /// The upstream issuer, exactly as its discovery document states it.
+    pub issuer: String,
+    /// This server's client id at the upstream.
+    pub client_id: String,
+    /// This server's client secret at the upstream.
+    pub client_secret: Option<SecretString>,
+    /// Scopes to ask for (default `openid email`); `openid` is always included.
+    pub scopes: Option<Vec<String>>,
+    /// Whether a first sign-in with no matching account creates one (default false).
+    pub allow_sign_up: Option<bool>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Which upstream claims fill local fields.
+    pub claims: Option<ClaimsFile>,
+    /// Allows plain `http://` to a loopback address (127.0.0.0/8, ::1, localhost) for this
+    /// provider. For tests and local development only; never in production.
+    pub insecure_allow_http_loopback: Option<bool>,
+}
+
+/// `[federation.providers.claims]`: the claim mapping.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsFile {
+    /// The claim holding the email address (default `email`).
+    pub email: Option<String>,
+    /// The claim saying whether the upstream verified it (default `email_verified`).
+    pub email_verified: Option<String>,
+}
+
+/// How this server authenticates at an upstream's token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic with the form-encoded id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+/// A validated upstream provider.
+#[derive(Debug, Clone)]
+pub struct UpstreamProvider {
+    /// Short name, used in URLs.
+    pub name: String,
+    /// Button label.
+    pub display_name: String,
+    /// Issuer, compared exactly with discovery, the callback's `iss` and the ID token.
+    pub issuer: String,
+    /// Client id at the upstream.
+    pub client_id: String,
+    /// Client secret at the upstream.
+    pub client_secret: SecretString,
+    /// Space-delimited scopes, `openid` first.
+    pub scope: String,
+    /// Whether new accounts may be created.
+    pub allow_sign_up: bool,
+    /// Token endpoint authentication.
+    pub token_auth: TokenEndpointAuth,
+    /// Claim holding the email.
+    pub email_claim: String,
+    /// Claim holding the email's verification.
+    pub email_verified_claim: String,
+    /// Plain http to loopback allowed (tests and development only).
+    pub insecure_allow_http_loopback: bool,
+}
+
+pub(super) fn federation_providers(
+    f: FederationFile,
+) -> Result<Vec<UpstreamProvider>, ConfigError> {
+    let mut out: Vec<UpstreamProvider> = Vec::new();
+    for p in f.providers.unwrap_or_default() {
+        let name = p.name;
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(bad(format!(
+                "federation.providers: name {name:?} must be 1 to 32 of a-z, 0-9, - and _"
+            )));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(bad(format!(
+                "federation.providers: name {name:?} appears twice"
+            )));
+        }
+        let key = |k: &str| format!("federation.providers[{name}].{k}");
+        let insecure = p.insecure_allow_http_loopback.unwrap_or(false);
+        if !outbound_url_allowed(&p.issuer, insecure)
+            || p.issuer.contains(['?', '#'])
+            || p.issuer.len() > 512
+        {
+            return Err(bad(format!(
+                "{} = {:?} must be an https URL without query or fragment (http only to loopback \
+                 with insecure_allow_http_loopback)",
+                key("issuer"),
+                p.issuer
+            )));
+        }
+        if p.client_id.is_empty() || p.client_id.len() > 255 {
+            return Err(bad(format!(
+                "{} must be 1 to 255 characters",
+                key("client_id")
+            )));
+        }
+        let client_secret = p.client_secret.unwrap_or_default();
+        if client_secret.expose().is_empty() {
+            return Err(bad(format!("{} is required", key("client_secret"))));
+        }
+        let mut scopes = vec!["openid".to_owned()];
+        for s in p
+            .scopes
+            .unwrap_or_else(|| vec!["openid".into(), "email".into()])
+        {
+            if s.is_empty()
+                || s.bytes()
+                    .any(|b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\')
+            {
+                return Err(bad(format!("{}: {s:?} is not a scope", key("scopes"))));
+            }
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        let token_auth = match p.token_endpoint_auth_method.as_deref() {
+            None | Some("client_secret_basic") => TokenEndpointAuth::ClientSecretBasic,
+            Some("client_secret_post") => TokenEndpointAuth::ClientSecretPost,
+            Some(other) => {
+                return Err(bad(format!(
+                    "{} = {other:?}: use client_secret_basic or client_secret_post",
+                    key("token_endpoint_auth_method")
+                )));
+            }
+        };
+        let claims = p.claims.unwrap_or_default();
+        let display_name = p.display_name.unwrap_or_else(|| name.clone());
+        if display_name.is_empty() || display_name.chars().count() > 64 {
+            return Err(bad(format!(
+                "{} must be 1 to 64 characters",
+                key("display_name")
+            )));
+        }
+        out.push(UpstreamProvider {
+            display_name,
+            issuer: p.issuer,
+            client_id: p.client_id,
+            client_secret,
+            scope: scopes.join(" "),
+            allow_sign_up: p.allow_sign_up.unwrap_or(false),
+            token_auth,
+            email_claim: claims.email.unwrap_or_else(|| "email".into()),
+            email_verified_claim: claims
+                .email_verified
+                .unwrap_or_else(|| "email_verified".into()),
+            insecure_allow_http_loopback: insecure,
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether an outbound call may go to `url` (SECURITY.md #65): `https://`, or `http://` to a
+/// loopback host when `insecure_http_loopback` is set; never with user information.
+#[must_use]
+pub fn outbound_url_allowed(url: &str, insecure_http_loopback: bool) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty()
+        || authority.contains('@')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    match scheme {
+        "https" => true,
+        "http" if insecure_http_loopback => is_loopback_authority(authority),
+        _ => false,
+    }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with an optional port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
+            _ => return false,
+        }
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
