@@ -104,6 +104,27 @@ impl AuthService {
             .await
     }
 
+    /// Stores the new password hash and ends every session, refresh-token family, code and
+    /// device approval of the user (what a password change and a reset share).
+    pub(super) async fn replace_password(
+        &self,
+        user: &User,
+        phc: &str,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        self.stores
+            .accounts
+            .set_password_hash(&user.id, phc, Some(now))
+            .await?;
+        let ended = self.end_user_sessions(&user.id, None).await?;
+        self.emit(RevocationEvent::UserSessionsEnded {
+            user_id: user.id.clone(),
+            kept: None,
+            ended,
+        })
+        .await
+    }
+
     /// The stored account of the signed-in user, once `current` proved to be its password;
     /// throttled like a sign-in, and a wrong one counts as a failure.
     async fn check_current_password(

@@ -14,8 +14,6 @@
 use std::sync::Arc;
 
 use crate::audit::AuditEvent;
-use crate::clock::Timestamp;
-use crate::events::RevocationEvent;
 use crate::federation::has_password;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
 use crate::mail::{Mailer, Message};
@@ -195,27 +193,6 @@ impl AuthService {
         }
         self.policy.password.check(new, &user.email)?;
         Ok(self.hasher.hash(new).await?)
-    }
-
-    /// Stores the new password hash and ends every session, refresh-token family, code and
-    /// device approval of the user (what a password change and a reset share).
-    pub(super) async fn replace_password(
-        &self,
-        user: &User,
-        phc: &str,
-        now: Timestamp,
-    ) -> Result<(), AuthError> {
-        self.stores
-            .accounts
-            .set_password_hash(&user.id, phc, Some(now))
-            .await?;
-        let ended = self.end_user_sessions(&user.id, None).await?;
-        self.emit(RevocationEvent::UserSessionsEnded {
-            user_id: user.id.clone(),
-            kept: None,
-            ended,
-        })
-        .await
     }
 
     /// Deletes expired link tokens; returns how many.

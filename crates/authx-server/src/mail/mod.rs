@@ -32,23 +32,8 @@ struct Common<'a> {
     issuer: &'a str,
 }
 
-#[derive(Template)]
-#[template(path = "mail/test.txt")]
-struct TestText<'a> {
-    product: &'a str,
-    issuer: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/test.html")]
-struct TestHtml<'a> {
-    subject: &'a str,
-    product: &'a str,
-    issuer: &'a str,
-}
-
-/// The text and HTML templates of a mail about a link: each sees the product, the issuer,
-/// the subject, the absolute `link` and how long it is valid.
+/// The text and HTML templates of a mail: each sees the product, the issuer, the subject, the
+/// absolute `link` and how long it is valid (a test mail's link is the issuer itself).
 macro_rules! link_mail {
     ($text:ident, $text_path:literal, $html:ident, $html_path:literal) => {
         #[derive(Template)]
@@ -85,6 +70,7 @@ struct LinkFields<'a> {
     valid_minutes: i64,
 }
 
+link_mail!(TestText, "mail/test.txt", TestHtml, "mail/test.html");
 link_mail!(
     ResetText,
     "mail/password_reset.txt",
@@ -107,7 +93,7 @@ link_mail!(
 /// Renders `message` (subject, text and HTML). Links are absolute, from the issuer.
 fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> {
     let (what, link, minutes) = match message {
-        Message::Test => return render_test(c),
+        Message::Test => ("test mail", c.issuer.to_owned(), 0),
         Message::PasswordReset {
             token,
             valid_minutes,
@@ -134,33 +120,13 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
         valid_minutes: minutes,
     };
     let (text_body, html_body) = match message {
-        Message::Test => return render_test(c),
+        Message::Test => (TestText(&f).render()?, TestHtml(&f).render()?),
         Message::PasswordReset { .. } => (ResetText(&f).render()?, ResetHtml(&f).render()?),
         Message::PasswordResetUnavailable => {
             (NoPasswordText(&f).render()?, NoPasswordHtml(&f).render()?)
         }
         Message::PasswordChanged => (ChangedText(&f).render()?, ChangedHtml(&f).render()?),
     };
-    Ok(Rendered {
-        subject,
-        text_body,
-        html_body,
-    })
-}
-
-fn render_test(c: &Common<'_>) -> Result<Rendered, askama::Error> {
-    let subject = format!("{}: test mail", c.product);
-    let text_body = TestText {
-        product: c.product,
-        issuer: c.issuer,
-    }
-    .render()?;
-    let html_body = TestHtml {
-        subject: &subject,
-        product: c.product,
-        issuer: c.issuer,
-    }
-    .render()?;
     Ok(Rendered {
         subject,
         text_body,
