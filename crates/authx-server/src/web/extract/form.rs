@@ -61,13 +61,7 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for PreSessionForm<T
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (current, form) = session_and_form::<T>(req, state).await?;
-        let ok = current.pre.as_ref().is_some_and(|p| {
-            authx_core::csrf::matches(
-                &authx_core::csrf::token_for_pre_session(p),
-                form.csrf_token(),
-            )
-        });
-        if ok {
+        if crate::web::signin::pre_token_ok(&current, form.csrf_token()) {
             Ok(Self(form))
         } else {
             Err(csrf_refused())
