@@ -27,6 +27,7 @@ pub mod links;
 pub mod mail;
 #[cfg(test)]
 mod memory;
+pub mod mfa;
 pub mod oauth;
 pub mod password;
 pub mod plural;

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::Timestamp;
 use crate::federation::{FederationStore, Link, PendingLink, Transaction};
 use crate::links::{LinkPurpose, LinkRecord, LinkTokenStore};
+use crate::mfa::{Factor, FactorId, FactorStore, StepUse};
 use crate::secret::TokenHash;
 use crate::session::{Session, SessionId};
 use crate::store::{
@@ -29,6 +30,8 @@ struct Records {
     links: Vec<Link>,
     pending: HashMap<TokenHash, PendingLink>,
     link_tokens: HashMap<TokenHash, LinkRecord>,
+    factors: Vec<Factor>,
+    recovery_codes: Vec<(UserId, TokenHash)>,
     oauth: oauth::OAuthRecords,
 }
 
@@ -361,5 +364,127 @@ impl LinkTokenStore for MemoryStore {
         let n = r.link_tokens.len();
         r.link_tokens.retain(|_, t| t.expires_at > now);
         Ok((n - r.link_tokens.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl FactorStore for MemoryStore {
+    async fn insert_factor(&self, factor: &Factor) -> StoreResult<()> {
+        insert_unique(&mut self.lock().factors, factor, |f| f.id == factor.id)
+    }
+
+    async fn factor(&self, user: &UserId, id: &FactorId) -> StoreResult<Option<Factor>> {
+        let r = self.lock();
+        Ok(r.factors
+            .iter()
+            .find(|f| &f.user_id == user && &f.id == id)
+            .cloned())
+    }
+
+    async fn list_factors(&self, user: &UserId) -> StoreResult<Vec<Factor>> {
+        let mut found: Vec<Factor> = (self.lock().factors.iter())
+            .filter(|f| &f.user_id == user)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.id.0).cmp(&(b.created_at, &b.id.0)));
+        Ok(found)
+    }
+
+    async fn confirm_factor(&self, used: StepUse<'_>) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let pending = r.factors.iter_mut().find(|f| {
+            &f.id == used.id
+                && &f.user_id == used.user_id
+                && f.pending_until.is_some_and(|until| until > used.at)
+        });
+        Ok(pending.is_some_and(|f| {
+            f.pending_until = None;
+            f.last_step = Some(used.step);
+            f.last_used_at = Some(used.at);
+            true
+        }))
+    }
+
+    async fn accept_step(&self, used: StepUse<'_>) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let factor = r.factors.iter_mut().find(|f| {
+            &f.id == used.id
+                && &f.user_id == used.user_id
+                && f.pending_until.is_none()
+                && f.last_step.is_none_or(|last| last < used.step)
+        });
+        Ok(factor.is_some_and(|f| {
+            f.last_step = Some(used.step);
+            f.last_used_at = Some(used.at);
+            true
+        }))
+    }
+
+    async fn rename_factor(&self, user: &UserId, id: &FactorId, name: &str) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let factor = r
+            .factors
+            .iter_mut()
+            .find(|f| &f.user_id == user && &f.id == id);
+        Ok(factor.is_some_and(|f| {
+            name.clone_into(&mut f.name);
+            true
+        }))
+    }
+
+    async fn delete_factor(&self, user: &UserId, id: &FactorId) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let n = r.factors.len();
+        r.factors.retain(|f| !(&f.user_id == user && &f.id == id));
+        Ok(r.factors.len() < n)
+    }
+
+    async fn delete_pending_factors(&self, user: &UserId) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.factors.len();
+        r.factors
+            .retain(|f| !(&f.user_id == user && f.pending_until.is_some()));
+        Ok((n - r.factors.len()) as u64)
+    }
+
+    async fn delete_user_factors(&self, user: &UserId) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.factors.len();
+        r.factors.retain(|f| &f.user_id != user);
+        r.recovery_codes.retain(|(u, _)| u != user);
+        Ok((n - r.factors.len()) as u64)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        hashes: &[TokenHash],
+        _now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut r = self.lock();
+        r.recovery_codes.retain(|(u, _)| u != user);
+        r.recovery_codes
+            .extend(hashes.iter().map(|h| (user.clone(), *h)));
+        Ok(())
+    }
+
+    async fn consume_recovery_code(&self, user: &UserId, hash: &TokenHash) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let n = r.recovery_codes.len();
+        r.recovery_codes.retain(|(u, h)| !(u == user && h == hash));
+        Ok(r.recovery_codes.len() < n)
+    }
+
+    async fn count_recovery_codes(&self, user: &UserId) -> StoreResult<u64> {
+        let r = self.lock();
+        Ok(r.recovery_codes.iter().filter(|(u, _)| u == user).count() as u64)
+    }
+
+    async fn purge_pending_factors(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let n = r.factors.len();
+        r.factors
+            .retain(|f| f.pending_until.is_none_or(|until| until > now));
+        Ok((n - r.factors.len()) as u64)
     }
 }
