@@ -121,6 +121,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         mail,
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
+        factors: Arc::clone(&backend.factors),
         auth,
         oauth,
         cookies: cookies::CookieNames::new(config.cookie_secure),
@@ -459,6 +460,8 @@ pub struct Purged {
     pub mail: u64,
     /// Expired single-use link tokens.
     pub link_tokens: u64,
+    /// Second-factor enrolments that lapsed unconfirmed.
+    pub mfa_enrolments: u64,
 }
 
 impl Purged {
@@ -472,14 +475,15 @@ impl Purged {
             + self.federation
             + self.mail
             + self.link_tokens
+            + self.mfa_enrolments
     }
 }
 
 /// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
 /// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
 /// families, tokens, device grants and revoked token ids, revocation events whose tokens have
-/// expired, expired federation transactions and link tokens, sent and failed mails after a week, and audit
-/// events older than
+/// expired, expired federation transactions and link tokens, lapsed second-factor enrolments, sent
+/// and failed mails after a week, and audit events older than
 /// `audit.retention_days`. Each part runs even when another fails.
 ///
 /// # Errors
@@ -513,6 +517,13 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
                 .await,
         ),
         link_tokens: tally.rows("link tokens", state.auth.purge_link_tokens().await),
+        mfa_enrolments: tally.rows(
+            "lapsed second-factor enrolments",
+            state
+                .factors
+                .purge_pending_factors(state.auth.clock().now())
+                .await,
+        ),
         revocation_events: tally.rows(
             "revocation events",
             state

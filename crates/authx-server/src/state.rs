@@ -39,6 +39,8 @@ pub struct Inner {
     pub upstreams: crate::upstream::Upstreams,
     /// Upstream sign-in transactions and federation links.
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
+    /// Second factors and recovery codes (the purge pass removes lapsed enrolments).
+    pub factors: Arc<dyn authx_core::mfa::FactorStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).
     pub backchannel: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// The bus above, seen as the durable log behind the revocation feed.

@@ -13,6 +13,7 @@ mod audit;
 mod clients;
 mod db;
 mod device;
+mod factors;
 mod federation;
 pub(crate) mod grants;
 mod keys;

@@ -134,6 +134,7 @@ mod redis {
 
 // After the macros above, which they use.
 mod device;
+mod factors;
 mod federation;
 mod links;
 mod outbox;

@@ -1,0 +1,212 @@
+//! Second factors and recovery codes over SQL, for SQLite and PostgreSQL alike.
+//!
+//! What must happen once is one statement: a confirmation and an accepted TOTP step are
+//! conditional `UPDATE`s (pending and not lapsed; a step later than the last accepted one),
+//! and a recovery code is used by one `DELETE`, so of concurrent uses exactly one succeeds.
+//! Replacing a user's recovery codes is one transaction that begins with its `DELETE` (on
+//! SQLite the write lock is taken at once).
+
+use authx_core::Timestamp;
+use authx_core::mfa::{Factor, FactorId, FactorKind, FactorStore, StepUse};
+use authx_core::secret::TokenHash;
+use authx_core::store::{StoreError, StoreResult};
+use authx_core::user::UserId;
+
+use super::{Dialect, SqlRow, SqlStore, col, count, opt_timestamp, stmt, store_error, timestamp};
+
+/// Columns of `mfa_factors` that make up a [`Factor`].
+macro_rules! factor_columns {
+    () => {
+        "id, user_id, kind, name, sealed_secret, created_at, pending_until, last_step, \
+         last_used_at"
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO mfa_factors (",
+    factor_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+const GET: &str = concat!(
+    "SELECT ",
+    factor_columns!(),
+    " FROM mfa_factors WHERE user_id = $1 AND id = $2"
+);
+const LIST: &str = concat!(
+    "SELECT ",
+    factor_columns!(),
+    " FROM mfa_factors WHERE user_id = $1 ORDER BY created_at, id"
+);
+const CONFIRM: &str = "UPDATE mfa_factors \
+     SET pending_until = NULL, last_step = $1, last_used_at = $2 \
+     WHERE id = $3 AND user_id = $4 AND pending_until IS NOT NULL AND pending_until > $2";
+// RFC 6238 §5.2: a step at or before the last accepted one is refused here, atomically.
+const ACCEPT_STEP: &str = "UPDATE mfa_factors SET last_step = $1, last_used_at = $2 \
+     WHERE id = $3 AND user_id = $4 AND pending_until IS NULL \
+     AND (last_step IS NULL OR last_step < $1)";
+const RENAME: &str = "UPDATE mfa_factors SET name = $1 WHERE id = $2 AND user_id = $3";
+const DELETE: &str = "DELETE FROM mfa_factors WHERE id = $1 AND user_id = $2";
+const DELETE_PENDING: &str =
+    "DELETE FROM mfa_factors WHERE user_id = $1 AND pending_until IS NOT NULL";
+const DELETE_USER_FACTORS: &str = "DELETE FROM mfa_factors WHERE user_id = $1";
+const DELETE_USER_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+const INSERT_CODE: &str =
+    "INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)";
+const CONSUME_CODE: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2";
+const COUNT_CODES: &str = "SELECT COUNT(*) AS n FROM mfa_recovery_codes WHERE user_id = $1";
+const PURGE_PENDING: &str =
+    "DELETE FROM mfa_factors WHERE pending_until IS NOT NULL AND pending_until <= $1";
+
+/// Decodes a row of `mfa_factors` selected with `factor_columns!()`.
+fn factor_from_row<R: SqlRow>(row: &R) -> StoreResult<Factor> {
+    let kind: String = col(row, "kind")?;
+    Ok(Factor {
+        id: FactorId(col(row, "id")?),
+        user_id: UserId(col(row, "user_id")?),
+        kind: FactorKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown factor kind {kind:?}")))?,
+        name: col(row, "name")?,
+        sealed_secret: col(row, "sealed_secret")?,
+        created_at: timestamp(row, "created_at")?,
+        pending_until: opt_timestamp(row, "pending_until")?,
+        last_step: col(row, "last_step")?,
+        last_used_at: opt_timestamp(row, "last_used_at")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl<DB: Dialect> FactorStore for SqlStore<DB> {
+    async fn insert_factor(&self, f: &Factor) -> StoreResult<()> {
+        stmt(INSERT)
+            .bind(&f.id.0)
+            .bind(&f.user_id.0)
+            .bind(f.kind.as_str())
+            .bind(&f.name)
+            .bind(&f.sealed_secret)
+            .bind(f.created_at)
+            .bind(f.pending_until)
+            .bind(f.last_step)
+            .bind(f.last_used_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn factor(&self, user: &UserId, id: &FactorId) -> StoreResult<Option<Factor>> {
+        let row = stmt(GET)
+            .bind(&user.0)
+            .bind(&id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(factor_from_row).transpose()
+    }
+
+    async fn list_factors(&self, user: &UserId) -> StoreResult<Vec<Factor>> {
+        let rows = stmt(LIST).bind(&user.0).fetch_all(&self.pool).await?;
+        rows.iter().map(factor_from_row).collect()
+    }
+
+    async fn confirm_factor(&self, used: StepUse<'_>) -> StoreResult<bool> {
+        let n = stmt(CONFIRM)
+            .bind(used.step)
+            .bind(used.at)
+            .bind(&used.id.0)
+            .bind(&used.user_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn accept_step(&self, used: StepUse<'_>) -> StoreResult<bool> {
+        let n = stmt(ACCEPT_STEP)
+            .bind(used.step)
+            .bind(used.at)
+            .bind(&used.id.0)
+            .bind(&used.user_id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn rename_factor(&self, user: &UserId, id: &FactorId, name: &str) -> StoreResult<bool> {
+        let n = stmt(RENAME)
+            .bind(name)
+            .bind(&id.0)
+            .bind(&user.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_factor(&self, user: &UserId, id: &FactorId) -> StoreResult<bool> {
+        let n = stmt(DELETE)
+            .bind(&id.0)
+            .bind(&user.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_pending_factors(&self, user: &UserId) -> StoreResult<u64> {
+        stmt(DELETE_PENDING).bind(&user.0).execute(&self.pool).await
+    }
+
+    async fn delete_user_factors(&self, user: &UserId) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let n = stmt(DELETE_USER_FACTORS)
+            .bind(&user.0)
+            .execute_in(&mut tx)
+            .await?;
+        stmt(DELETE_USER_CODES)
+            .bind(&user.0)
+            .execute_in(&mut tx)
+            .await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(n)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        hashes: &[TokenHash],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        stmt(DELETE_USER_CODES)
+            .bind(&user.0)
+            .execute_in(&mut tx)
+            .await?;
+        for h in hashes {
+            let hex = h.to_hex();
+            stmt(INSERT_CODE)
+                .bind(&user.0)
+                .bind(&hex)
+                .bind(now)
+                .execute_in(&mut tx)
+                .await?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn consume_recovery_code(&self, user: &UserId, hash: &TokenHash) -> StoreResult<bool> {
+        let hex = hash.to_hex();
+        let n = stmt(CONSUME_CODE)
+            .bind(&user.0)
+            .bind(&hex)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn count_recovery_codes(&self, user: &UserId) -> StoreResult<u64> {
+        let row = stmt(COUNT_CODES)
+            .bind(&user.0)
+            .fetch_one(&self.pool)
+            .await?;
+        count(col(&row, "n")?)
+    }
+
+    async fn purge_pending_factors(&self, now: Timestamp) -> StoreResult<u64> {
+        stmt(PURGE_PENDING).bind(now).execute(&self.pool).await
+    }
+}
