@@ -40,6 +40,8 @@ pub struct Backend {
     pub outbox: Arc<dyn authx_core::mail::OutboxStore>,
     /// Single-use link tokens.
     pub links: Arc<dyn authx_core::links::LinkTokenStore>,
+    /// Pushed authorization requests (RFC 9126).
+    pub pushed: Arc<dyn authx_core::oauth::par::PushedRequestStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -175,7 +177,8 @@ where
         + authx_core::audit::AuditStore
         + authx_core::federation::FederationStore
         + authx_core::mail::OutboxStore
-        + authx_core::links::LinkTokenStore,
+        + authx_core::links::LinkTokenStore
+        + authx_core::oauth::par::PushedRequestStore,
 {
     Backend {
         accounts: store.clone(),
@@ -190,6 +193,7 @@ where
         federation: store.clone(),
         outbox: store.clone(),
         links: store.clone(),
+        pushed: store.clone(),
         health: store,
         kind,
     }

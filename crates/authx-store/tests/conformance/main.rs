@@ -137,4 +137,5 @@ mod device;
 mod federation;
 mod links;
 mod outbox;
+mod pushed;
 mod revocations;
