@@ -223,6 +223,8 @@ pub struct OAuthFile {
     /// Lifetime of the access tokens a browser session mints at `POST /api/v1/auth/token`, in
     /// seconds (default 300, between 10 and 3600).
     pub session_token_ttl_secs: Option<i64>,
+    /// Refuse authorization requests that were not pushed first (RFC 9126 §5; default false).
+    pub require_pushed_authorization_requests: Option<bool>,
 }
 
 /// `[session]`
@@ -327,6 +329,8 @@ pub struct OAuthSettings {
     pub publish_ahead_secs: i64,
     /// Lifetime of session-minted access tokens.
     pub session_token_ttl_secs: i64,
+    /// Whether authorization requests must be pushed (RFC 9126).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// How logs are written.
@@ -691,6 +695,9 @@ impl Config {
             rotate_every_secs,
             publish_ahead_secs,
             session_token_ttl_secs,
+            require_pushed_authorization_requests: oa
+                .require_pushed_authorization_requests
+                .unwrap_or(false),
         };
 
         let rate_limits = RateLimits::from_file(f.rate_limit.unwrap_or_default())?;

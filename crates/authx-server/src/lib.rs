@@ -222,6 +222,7 @@ impl ReadPaths {
             sessions: Arc::clone(&shared.sessions),
             throttle: Arc::clone(&self.throttle),
             devices: Arc::clone(&backend.devices),
+            pushed: Arc::clone(&backend.pushed),
         }
     }
 }

@@ -30,6 +30,7 @@ pub async fn build(
     oc.access_token_alg = config.oauth.access_token_alg;
     oc.refresh_grace_secs = config.oauth.refresh_grace_secs;
     oc.code_ttl_secs = config.oauth.code_ttl_secs;
+    oc.require_pushed_authorization_requests = config.oauth.require_pushed_authorization_requests;
     oc.rotation = RotationPolicy {
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,

@@ -42,6 +42,8 @@ pub struct Backend {
     pub links: Arc<dyn authx_core::links::LinkTokenStore>,
     /// Second factors and recovery codes.
     pub factors: Arc<dyn authx_core::mfa::FactorStore>,
+    /// Pushed authorization requests (RFC 9126).
+    pub pushed: Arc<dyn authx_core::oauth::par::PushedRequestStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -178,7 +180,8 @@ where
         + authx_core::federation::FederationStore
         + authx_core::mail::OutboxStore
         + authx_core::links::LinkTokenStore
-        + authx_core::mfa::FactorStore,
+        + authx_core::mfa::FactorStore
+        + authx_core::oauth::par::PushedRequestStore,
 {
     Backend {
         accounts: store.clone(),
@@ -194,6 +197,7 @@ where
         outbox: store.clone(),
         links: store.clone(),
         factors: store.clone(),
+        pushed: store.clone(),
         health: store,
         kind,
     }

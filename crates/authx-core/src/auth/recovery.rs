@@ -9,7 +9,8 @@
 //!   once; a refused new password puts the same token back, unchanged, so a typo does not burn
 //!   the link. The reset ends every session, refresh-token family, code and device approval of
 //!   the user exactly as a password change does, removes the user's other reset links, and does
-//!   not sign anyone in.
+//!   not sign anyone in. It clears the account's sign-in failures (a lock-out that guesses at
+//!   the old password caused ends with it); the failures counted per client address stay.
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::secret::TokenHash;
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
+use super::throttling::Counters;
 use super::{AuthError, AuthService};
 
 /// What recovery needs besides the account stores: its tokens and a way to mail them.
@@ -172,6 +174,10 @@ impl AuthService {
             }
         };
         self.replace_password(&user, &phc, now).await?;
+        // Whoever guessed at the old password locked the account out; the owner, who has just
+        // proved control of the address, signs in with the new one at once.
+        self.clear_failures(&Counters::account_only(&user.email))
+            .await?;
         recovery
             .links
             .delete_user_link_tokens(&user.id, LinkPurpose::PasswordReset)

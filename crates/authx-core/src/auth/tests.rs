@@ -725,3 +725,26 @@ async fn reset_mails_per_address_are_limited_without_a_different_answer() {
     rig.clock.advance(3600);
     rig.reset_token(EMAIL).await;
 }
+
+#[tokio::test]
+async fn a_reset_lifts_the_lock_that_guesses_at_the_old_password_caused() {
+    let rig = Rig::with(|p| {
+        p.throttle.account_free_failures = 3;
+        p.throttle.lock_after = 3;
+        p.throttle.lock_secs = 600;
+    })
+    .await;
+    for _ in 0..3 {
+        let _ = rig.attempt("wrong password entirely").await;
+    }
+    assert!(matches!(
+        rig.attempt(PASSWORD).await,
+        Err(AuthError::Throttled { .. })
+    ));
+    let token = rig.reset_token(EMAIL).await;
+    rig.auth.reset_password(&token, NEW_PASSWORD).await.unwrap();
+    rig.auth
+        .sign_in(EMAIL, NEW_PASSWORD, &Rig::ctx(), None)
+        .await
+        .expect("the owner signs in with the new password at once");
+}

@@ -23,6 +23,14 @@ impl Counters {
             ip: ctx.ip.as_deref().map(|ip| format!("ip:{ip}")),
         }
     }
+
+    /// The account's counter alone, with no client address: what a password reset clears.
+    pub(super) fn account_only(email: &str) -> Self {
+        Self {
+            account: format!("account:{email}"),
+            ip: None,
+        }
+    }
 }
 
 impl AuthService {

@@ -18,6 +18,7 @@ use crate::oauth::grant::{
     AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
 };
 use crate::oauth::keys::StoredKey;
+use crate::oauth::par::{PushedRequest, PushedRequestStore};
 use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
 use crate::oauth::types::OAuthStores;
 use crate::secret::TokenHash;
@@ -42,6 +43,7 @@ pub(super) struct OAuthRecords {
     consents: Vec<Consent>,
     revoked_jtis: HashMap<String, Timestamp>,
     devices: HashMap<TokenHash, DeviceGrant>,
+    pushed: HashMap<TokenHash, PushedRequest>,
 }
 
 impl OAuthRecords {
@@ -77,6 +79,7 @@ impl MemoryStore {
             sessions: Arc::new(self.clone()),
             throttle: Arc::new(self.clone()),
             devices: Arc::new(self.clone()),
+            pushed: Arc::new(self.clone()),
         }
     }
 
@@ -506,5 +509,53 @@ impl DeviceStore for MemoryStore {
         let before = r.oauth.devices.len();
         r.oauth.devices.retain(|_, d| d.expires_at > now);
         Ok((before - r.oauth.devices.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl PushedRequestStore for MemoryStore {
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.oauth.pushed.contains_key(&request.hash) {
+            return Err(StoreError::Conflict);
+        }
+        r.oauth.pushed.insert(request.hash, request.clone());
+        Ok(())
+    }
+
+    async fn open_pushed_request(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        interaction_secs: i64,
+    ) -> StoreResult<Option<PushedRequest>> {
+        let mut r = self.lock();
+        Ok(r.oauth
+            .pushed
+            .get_mut(hash)
+            .filter(|p| p.expires_at > now)
+            .map(|p| {
+                p.expires_at = p.expires_at.max(p.created_at.plus(interaction_secs));
+                p.clone()
+            }))
+    }
+
+    async fn take_pushed_request(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<PushedRequest>> {
+        let mut r = self.lock();
+        match r.oauth.pushed.remove(hash) {
+            Some(p) if p.expires_at > now => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn purge_pushed_requests(&self, now: Timestamp) -> StoreResult<u64> {
+        let mut r = self.lock();
+        let before = r.oauth.pushed.len();
+        r.oauth.pushed.retain(|_, p| p.expires_at > now);
+        Ok((before - r.oauth.pushed.len()) as u64)
     }
 }

@@ -14,11 +14,13 @@ use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::grant::{AuthCode, Consent};
+use super::par::Expansion;
 use super::pkce;
 use super::scope::Scopes;
 use super::service::OAuthService;
 use super::types::AuthorizationCode;
 use crate::clock::Timestamp;
+use crate::secret::TokenHash;
 use crate::session::SessionId;
 use crate::user::UserId;
 
@@ -43,6 +45,8 @@ pub struct AuthorizeRequest {
     pub max_age: Option<i64>,
     /// The resource requested.
     pub resource: Option<String>,
+    /// The pushed request (RFC 9126) it came from, taken when the authorization ends.
+    pub pushed: Option<TokenHash>,
 }
 
 /// `prompt` values that matter.
@@ -103,13 +107,108 @@ pub struct AuthorizeParams {
     pub resource: Option<String>,
     /// `response_mode`.
     pub response_mode: Option<String>,
-    /// `request` or `request_uri` were sent (unsupported).
+    /// `request` was sent (request objects are not supported).
     pub has_request_object: bool,
+    /// `request_uri`: a pushed request's reference (RFC 9126).
+    pub request_uri: Option<String>,
+    /// Set by the provider when the parameters are those of a pushed request: its hash.
+    pub pushed: Option<TokenHash>,
     /// `login_after`: set by this server on the way to a forced sign-in, the time (seconds
     /// since the epoch) that the sign-in must not be older than.
     pub login_after: Option<String>,
     /// Names of parameters that were repeated.
     pub repeated: Vec<String>,
+}
+
+/// The parameters a pushed request keeps, by name (the client's authentication and the
+/// provider's own `login_after` are not among them).
+const KEPT: [&str; 11] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "resource",
+];
+
+impl AuthorizeParams {
+    /// Reads a query string or form body (RFC 6749 §3.1): empty values count as absent, and a
+    /// name given twice is recorded in `repeated` (the last value is kept).
+    #[must_use]
+    pub fn from_query(raw: &str) -> Self {
+        Self::from_pairs(form_urlencoded::parse(raw.as_bytes()))
+    }
+
+    /// As [`AuthorizeParams::from_query`], from decoded pairs; names it does not know are
+    /// skipped.
+    #[must_use]
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut p = Self::default();
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if v.is_empty() {
+                continue;
+            }
+            let slot = match k {
+                "client_id" => &mut p.client_id,
+                "redirect_uri" => &mut p.redirect_uri,
+                "response_type" => &mut p.response_type,
+                "scope" => &mut p.scope,
+                "state" => &mut p.state,
+                "nonce" => &mut p.nonce,
+                "code_challenge" => &mut p.code_challenge,
+                "code_challenge_method" => &mut p.code_challenge_method,
+                "prompt" => &mut p.prompt,
+                "max_age" => &mut p.max_age,
+                "resource" => &mut p.resource,
+                "response_mode" => &mut p.response_mode,
+                "request_uri" => &mut p.request_uri,
+                "login_after" => &mut p.login_after,
+                "request" => {
+                    p.has_request_object = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.replace(v.to_owned()).is_some() {
+                p.repeated.push(k.to_owned());
+            }
+        }
+        p
+    }
+
+    /// The parameters a pushed request keeps, form-encoded; [`AuthorizeParams::from_query`]
+    /// reads them back.
+    #[must_use]
+    pub fn to_query(&self) -> String {
+        let values = [
+            &self.client_id,
+            &self.redirect_uri,
+            &self.response_type,
+            &self.scope,
+            &self.state,
+            &self.nonce,
+            &self.code_challenge,
+            &self.code_challenge_method,
+            &self.prompt,
+            &self.max_age,
+            &self.resource,
+        ];
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in KEPT.iter().zip(values) {
+            if let Some(v) = value {
+                ser.append_pair(name, v);
+            }
+        }
+        ser.finish()
+    }
 }
 
 /// The signed-in browser session an authorization request arrives with.
@@ -145,6 +244,9 @@ pub enum AuthorizeDecision {
 /// The message of a request with a repeated parameter that is answered with a page.
 const REPEATED: &str = "A parameter is repeated.";
 
+/// The message of a pushed request that another tab or request finished first.
+const USED: &str = "This sign-in request was already used. Start again from the application.";
+
 impl OAuthService {
     /// The authorization endpoint (OIDC Core §3.1.2): validates the request (`query` is its raw
     /// query string) and decides, for the browser's session `signed_in`, whether the user must
@@ -160,17 +262,24 @@ impl OAuthService {
     ) -> Result<AuthorizeDecision, OAuthError> {
         if p.repeated
             .iter()
-            .any(|k| k == "client_id" || k == "redirect_uri")
+            .any(|k| k == "client_id" || k == "redirect_uri" || k == "request_uri")
         {
             return Ok(AuthorizeDecision::Refused(REPEATED.into()));
         }
-        let req = match self.validate_authorize(p).await {
+        let p = match self.expand(p).await? {
+            Expansion::Params(p) => *p,
+            Expansion::Refused(msg) => return Ok(AuthorizeDecision::Refused(msg.into())),
+        };
+        let req = match self.validate_authorize(&p).await {
             Ok(r) => r,
             Err(e) => return self.refusal(e),
         };
         if let Some(k) = p.repeated.first() {
             let description = format!("parameter {k} is repeated");
             return Ok(self.redirect_error(&req, "invalid_request", Some(&description)));
+        }
+        if let Some(refused) = self.unpushed(&req) {
+            return Ok(refused);
         }
         let now = self.ctx.clock.now();
         let login_after: Option<i64> = p.login_after.as_deref().and_then(|v| v.parse().ok());
@@ -209,10 +318,17 @@ impl OAuthService {
         if !p.repeated.is_empty() {
             return Ok(AuthorizeDecision::Refused(REPEATED.into()));
         }
-        let req = match self.validate_authorize(p).await {
+        let p = match self.expand(p).await? {
+            Expansion::Params(p) => *p,
+            Expansion::Refused(msg) => return Ok(AuthorizeDecision::Refused(msg.into())),
+        };
+        let req = match self.validate_authorize(&p).await {
             Ok(r) => r,
             Err(e) => return self.refusal(e),
         };
+        if let Some(refused) = self.unpushed(&req) {
+            return Ok(refused);
+        }
         if allow {
             self.record_consent(auth.user, &req).await?;
             return self.code_redirect(&req, auth).await;
@@ -222,7 +338,24 @@ impl OAuthService {
                 .client(&req.client.id)
                 .user(auth.user),
         );
+        if let Some(hash) = &req.pushed {
+            if !self.finish_pushed(hash).await? {
+                return Ok(AuthorizeDecision::Refused(USED.into()));
+            }
+        }
         Ok(self.redirect_error(&req, "access_denied", None))
+    }
+
+    /// The refusal of a request that was not pushed, where the deployment requires pushed
+    /// requests.
+    fn unpushed(&self, req: &AuthorizeRequest) -> Option<AuthorizeDecision> {
+        (self.config().require_pushed_authorization_requests && req.pushed.is_none()).then(|| {
+            self.redirect_error(
+                req,
+                "invalid_request",
+                Some("this client must push its authorization requests (RFC 9126)"),
+            )
+        })
     }
 
     /// A failed validation as a decision: a page for an untrusted client or redirect URI
@@ -255,6 +388,11 @@ impl OAuthService {
         req: &AuthorizeRequest,
         auth: SignedIn<'_>,
     ) -> Result<AuthorizeDecision, OAuthError> {
+        if let Some(hash) = &req.pushed {
+            if !self.finish_pushed(hash).await? {
+                return Ok(AuthorizeDecision::Refused(USED.into()));
+            }
+        }
         let code = self
             .issue_code(req, auth.user, auth.session, auth.auth_time)
             .await?;
@@ -454,6 +592,7 @@ impl OAuthService {
             prompt,
             max_age,
             resource: res.map(|r| r.id),
+            pushed: p.pushed,
         })
     }
 

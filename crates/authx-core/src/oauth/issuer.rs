@@ -389,6 +389,8 @@ impl Issuer {
             "request_parameter_supported": false,
             "request_uri_parameter_supported": false,
             "claims_parameter_supported": false,
+            "pushed_authorization_request_endpoint": format!("{i}/oauth2/par"),
+            "require_pushed_authorization_requests": self.config.require_pushed_authorization_requests,
         })
     }
 

@@ -27,6 +27,7 @@ pub mod issuer;
 pub mod jwt;
 pub mod keys;
 pub mod logout;
+pub mod par;
 pub mod pkce;
 pub mod revoke;
 pub mod scope;
@@ -83,6 +84,15 @@ pub enum OAuthError {
     /// A device-code poll that gets no tokens yet, or ever (RFC 8628 §3.5).
     #[error(transparent)]
     Device(#[from] device::DevicePollError),
+    /// An authorization request refused at the PAR endpoint (RFC 9126 §2.3), with the code
+    /// the authorization endpoint would have sent.
+    #[error("{description}")]
+    Rejected {
+        /// The RFC 6749 §4.1.2.1 code.
+        code: &'static str,
+        /// What is wrong.
+        description: String,
+    },
     /// Storage failed (the caller fails closed).
     #[error("storage failed")]
     Store(#[from] crate::StoreError),
@@ -106,6 +116,7 @@ impl OAuthError {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::Throttled { .. } => "slow_down",
             Self::Device(e) => e.code(),
+            Self::Rejected { code, .. } => code,
             Self::Store(_) | Self::Internal(_) => "server_error",
         }
     }

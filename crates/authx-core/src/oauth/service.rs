@@ -155,14 +155,15 @@ impl OAuthService {
         self.ctx.clock.now()
     }
 
-    /// Deletes expired codes, families, tokens and revoked ids.
+    /// Deletes expired codes, families, tokens, revoked ids, device grants and pushed requests.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn purge(&self) -> Result<u64, OAuthError> {
         let now = self.ctx.clock.now();
         let grants = self.ctx.stores.grants.purge_grants(now).await?;
-        Ok(grants + self.ctx.stores.devices.purge_device_grants(now).await?)
+        let devices = self.ctx.stores.devices.purge_device_grants(now).await?;
+        Ok(grants + devices + self.ctx.stores.pushed.purge_pushed_requests(now).await?)
     }
 
     /// The issuer: keys, discovery, signing.

@@ -9,6 +9,7 @@ use sha2::Sha256;
 
 use super::device::DeviceStore;
 use super::keys::{RotationPolicy, SigningAlg};
+use super::par::PushedRequestStore;
 use super::store::{ClientStore, GrantStore, KeyStore};
 use crate::secret::opaque_secret;
 use crate::store::{AccountStore, SessionStore, ThrottleStore};
@@ -50,6 +51,8 @@ pub struct OAuthConfig {
     pub rotation: RotationPolicy,
     /// Client-authentication throttling.
     pub client_throttle: ThrottlePolicy,
+    /// Whether every authorization request must be pushed first (RFC 9126 §5).
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl OAuthConfig {
@@ -69,6 +72,7 @@ impl OAuthConfig {
                 lock_after: 100,
                 ..ThrottlePolicy::default()
             },
+            require_pushed_authorization_requests: false,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct OAuthStores {
     pub throttle: Arc<dyn ThrottleStore>,
     /// Device authorization grants.
     pub devices: Arc<dyn DeviceStore>,
+    /// Pushed authorization requests.
+    pub pushed: Arc<dyn PushedRequestStore>,
 }
 
 /// How a client presented its credentials.

@@ -247,7 +247,8 @@ fn rate_class(
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
         "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
-        "/oauth2/token" if post => ("token", limits.token),
+        // A push authenticates the client and stores a request: counted with token requests.
+        "/oauth2/token" | "/oauth2/par" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),
         "/oauth2/revoke" if post => ("revoke", limits.revoke),
         "/oauth2/device_authorization" if post => {

@@ -55,6 +55,7 @@ pub fn machine_router() -> Router<AppState> {
         .route("/oauth2/token", post(token_post))
         .route("/oauth2/introspect", post(introspect_post))
         .route("/oauth2/revoke", post(revoke_post))
+        .route("/oauth2/par", post(par_post))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
 }
 
@@ -228,6 +229,21 @@ async fn revoke_post(State(state): State<AppState>, req: AuthenticatedClient) ->
     }
 }
 
+/// RFC 9126 §2: the authorization request, pushed by its authenticated client; the client's
+/// credentials are not among the parameters kept.
+async fn par_post(State(state): State<AppState>, req: AuthenticatedClient) -> Response {
+    let p = AuthorizeParams::from_pairs(req.params.pairs());
+    match state.oauth.push_authorization_request(&req.client, p).await {
+        Ok(pushed) => (
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(pushed.to_json()),
+        )
+            .into_response(),
+        Err(e) => oauth_error(&e, req.basic),
+    }
+}
+
 async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -247,26 +263,6 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 // ---------------------------------------------------------------------------------------------
 // Authorization and consent.
-
-fn authorize_params(p: &Params) -> AuthorizeParams {
-    AuthorizeParams {
-        client_id: p.owned("client_id"),
-        redirect_uri: p.owned("redirect_uri"),
-        response_type: p.owned("response_type"),
-        scope: p.owned("scope"),
-        state: p.owned("state"),
-        nonce: p.owned("nonce"),
-        code_challenge: p.owned("code_challenge"),
-        code_challenge_method: p.owned("code_challenge_method"),
-        prompt: p.owned("prompt"),
-        max_age: p.owned("max_age"),
-        resource: p.owned("resource"),
-        response_mode: p.owned("response_mode"),
-        has_request_object: p.get("request").is_some() || p.get("request_uri").is_some(),
-        login_after: p.owned("login_after"),
-        repeated: p.repeated().to_vec(),
-    }
-}
 
 fn signed_in(auth: &Authenticated) -> SignedIn<'_> {
     SignedIn {
@@ -309,9 +305,9 @@ async fn authorize_get(
     RawQuery(q): RawQuery,
 ) -> Response {
     let raw = q.unwrap_or_default();
-    let p = Params::parse(raw.as_bytes());
+    let p = AuthorizeParams::from_query(&raw);
     let auth = current.auth.as_deref().map(signed_in);
-    let decision = state.oauth.decide(&authorize_params(&p), &raw, auth).await;
+    let decision = state.oauth.decide(&p, &raw, auth).await;
     let csrf = current.csrf_token().unwrap_or_default();
     render_decision(decision, StatusCode::FOUND, &raw, &csrf)
 }
@@ -362,12 +358,9 @@ async fn consent_post(
     if !csrf_ok(&current, &form) {
         return csrf_rejected(state.auth.audit(), &auth.user.id, "consent token");
     }
-    let p = Params::parse(form.get("request").unwrap_or_default().as_bytes());
+    let p = AuthorizeParams::from_query(form.get("request").unwrap_or_default());
     let allow = form.get("decision") == Some("allow");
-    let decision = state
-        .oauth
-        .decide_consent(&authorize_params(&p), signed_in(auth), allow)
-        .await;
+    let decision = state.oauth.decide_consent(&p, signed_in(auth), allow).await;
     render_decision(decision, StatusCode::SEE_OTHER, "", "")
 }
 

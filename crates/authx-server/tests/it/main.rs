@@ -27,6 +27,7 @@ mod limits;
 mod mail;
 mod oidc;
 mod ops;
+mod par;
 mod purge;
 mod recovery;
 mod resources;

@@ -36,14 +36,14 @@ pub(crate) fn client(id: &str, grants: &[GrantType], first_party: bool) -> Clien
     }
 }
 
-struct Op {
-    server: TestServer,
-    secret: String,
-    cookie: String,
+pub(crate) struct Op {
+    pub(crate) server: TestServer,
+    pub(crate) secret: String,
+    pub(crate) cookie: String,
 }
 
 /// A server with an API resource, a confidential first-party client `app` and a signed-in user.
-async fn op_with(
+pub(crate) async fn op_with(
     customize: impl Fn(&mut authx_server::config::FileConfig) + Send + Sync + 'static,
 ) -> Op {
     let server = TestServer::start_with(customize).await.unwrap();
@@ -153,7 +153,7 @@ async fn token(op: &Op, form: &[(&str, &str)]) -> reqwest::Response {
         .unwrap()
 }
 
-async fn exchange(op: &Op, code: &str) -> reqwest::Response {
+pub(crate) async fn exchange(op: &Op, code: &str) -> reqwest::Response {
     token(
         op,
         &[

@@ -19,6 +19,7 @@ pub(crate) mod grants;
 mod keys;
 mod links;
 mod outbox;
+mod pushed;
 mod revocation;
 mod sessions;
 mod throttle;

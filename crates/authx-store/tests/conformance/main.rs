@@ -138,4 +138,5 @@ mod factors;
 mod federation;
 mod links;
 mod outbox;
+mod pushed;
 mod revocations;

@@ -6,7 +6,7 @@ use super::super::authorize::{AuthorizeDecision, SignedIn};
 use super::*;
 
 /// The parameters of a well-formed request of `client`, and its query string.
-fn params(client: &Client, extra: &[(&str, &str)]) -> (AuthorizeParams, String) {
+pub(super) fn params(client: &Client, extra: &[(&str, &str)]) -> (AuthorizeParams, String) {
     let mut pairs = vec![
         ("client_id", client.id.clone()),
         ("redirect_uri", REDIRECT.to_owned()),
@@ -16,36 +16,23 @@ fn params(client: &Client, extra: &[(&str, &str)]) -> (AuthorizeParams, String) 
         ("code_challenge", challenge()),
         ("code_challenge_method", "S256".to_owned()),
     ];
-    pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let p = AuthorizeParams {
-        client_id: get("client_id"),
-        redirect_uri: get("redirect_uri"),
-        response_type: get("response_type"),
-        scope: get("scope"),
-        state: get("state"),
-        code_challenge: get("code_challenge"),
-        code_challenge_method: get("code_challenge_method"),
-        prompt: get("prompt"),
-        max_age: get("max_age"),
-        login_after: get("login_after"),
-        ..AuthorizeParams::default()
-    };
+    // An extra parameter replaces the default of its name.
+    for (k, v) in extra {
+        match pairs.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = (*v).to_owned(),
+            None => pairs.push((k, (*v).to_owned())),
+        }
+    }
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
         ser.append_pair(k, v);
     }
-    (p, ser.finish())
+    let query = ser.finish();
+    (AuthorizeParams::from_query(&query), query)
 }
 
 impl Rig {
-    fn signed_in(&self) -> SignedIn<'_> {
+    pub(super) fn signed_in(&self) -> SignedIn<'_> {
         SignedIn {
             user: &self.user.id,
             session: &self.session,
@@ -53,7 +40,7 @@ impl Rig {
         }
     }
 
-    async fn decide(
+    pub(super) async fn decide(
         &self,
         client: &Client,
         extra: &[(&str, &str)],
@@ -66,7 +53,7 @@ impl Rig {
 }
 
 /// The query parameters of a redirect to the client, or a panic.
-fn redirected(d: AuthorizeDecision) -> Vec<(String, String)> {
+pub(super) fn redirected(d: AuthorizeDecision) -> Vec<(String, String)> {
     let AuthorizeDecision::Redirect(to) = d else {
         panic!("expected a redirect, got {d:?}");
     };
@@ -79,7 +66,7 @@ fn redirected(d: AuthorizeDecision) -> Vec<(String, String)> {
 }
 
 /// The value of `k` in a redirect's parameters.
-fn param<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 

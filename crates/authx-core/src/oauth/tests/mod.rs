@@ -21,13 +21,14 @@ use crate::session::{Session, SessionId};
 use crate::store::{AccountStore, SessionStore};
 use crate::user::{User, UserId, UserStatus};
 
-mod authorize;
+pub(super) mod authorize;
 mod code;
 mod consent;
 mod device;
 mod entry;
 mod grant;
 mod logout;
+mod par;
 mod refresh;
 
 const ISSUER: &str = "https://authx.example";
