@@ -23,6 +23,7 @@ mod federation;
 mod hostile;
 mod hostile_oidc;
 mod interop;
+mod interop_node;
 mod limits;
 mod mail;
 mod oidc;
