@@ -78,6 +78,9 @@ pub struct ClientSpec {
     /// Skips the consent page.
     #[serde(default)]
     pub first_party: bool,
+    /// Its authorization requests must be pushed first (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
     /// Post-logout redirect URIs.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -147,6 +150,7 @@ impl ClientSpec {
             scopes: self.scopes,
             resources: self.resources,
             first_party: self.first_party,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             id_token_alg,
             access_token_ttl_secs: access,
             refresh_token_ttl_secs: refresh,
@@ -380,6 +384,7 @@ mod tests {
             resources: Vec::new(),
             public: false,
             first_party: false,
+            require_pushed_authorization_requests: false,
             post_logout_redirect_uris: Vec::new(),
             backchannel_logout_uri: None,
             id_token_alg: None,

@@ -168,6 +168,9 @@ struct ClientArgs {
     /// First-party client: skips the consent page.
     #[arg(long)]
     first_party: bool,
+    /// Its authorization requests must be pushed to /oauth2/par first (RFC 9126).
+    #[arg(long = "require-par")]
+    require_pushed_authorization_requests: bool,
     /// Post-logout redirect URI (repeatable).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
@@ -190,6 +193,7 @@ impl From<ClientArgs> for ClientSpec {
             resources: a.resources,
             public: a.public,
             first_party: a.first_party,
+            require_pushed_authorization_requests: a.require_pushed_authorization_requests,
             post_logout_redirect_uris: a.post_logout_redirect_uris,
             id_token_alg: a.id_token_alg,
             backchannel_logout_uri: a.backchannel_logout_uri,

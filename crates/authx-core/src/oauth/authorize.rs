@@ -346,10 +346,12 @@ impl OAuthService {
         Ok(self.redirect_error(&req, "access_denied", None))
     }
 
-    /// The refusal of a request that was not pushed, where the deployment requires pushed
-    /// requests.
+    /// The refusal of a request that was not pushed, where the deployment or the client
+    /// requires pushed requests.
     fn unpushed(&self, req: &AuthorizeRequest) -> Option<AuthorizeDecision> {
-        (self.config().require_pushed_authorization_requests && req.pushed.is_none()).then(|| {
+        let required = self.config().require_pushed_authorization_requests
+            || req.client.require_pushed_authorization_requests;
+        (required && req.pushed.is_none()).then(|| {
             self.redirect_error(
                 req,
                 "invalid_request",

@@ -73,6 +73,8 @@ pub struct Client {
     pub resources: Vec<String>,
     /// First-party clients skip the consent page.
     pub first_party: bool,
+    /// Whether the client's authorization requests must be pushed first (RFC 9126 §6).
+    pub require_pushed_authorization_requests: bool,
     /// ID token signing algorithm.
     pub id_token_alg: SigningAlg,
     /// Access token lifetime in seconds.
@@ -241,6 +243,7 @@ mod tests {
             scopes: vec![],
             resources: vec![],
             first_party: false,
+            require_pushed_authorization_requests: false,
             id_token_alg: SigningAlg::Rs256,
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 86_400,

@@ -40,6 +40,7 @@ async fn server_and_browser() -> anyhow::Result<Option<(TestServer, Browser)>> {
                 scopes: vec!["openid".into(), "email".into()],
                 resources: vec![],
                 first_party: false,
+                require_pushed_authorization_requests: false,
                 id_token_alg: SigningAlg::Rs256,
                 access_token_ttl_secs: 900,
                 refresh_token_ttl_secs: 86_400,

@@ -128,6 +128,7 @@ async fn setup() -> anyhow::Result<Option<Setup>> {
         scopes: vec!["openid".into(), "email".into()],
         resources: vec![],
         first_party: false,
+        require_pushed_authorization_requests: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 30 * 86_400,

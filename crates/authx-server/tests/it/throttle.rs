@@ -193,6 +193,7 @@ async fn clients_behind_proxy() -> (TestServer, String) {
         scopes: vec!["openid".into()],
         resources: vec![],
         first_party: false,
+        require_pushed_authorization_requests: false,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 86_400,

@@ -11,3 +11,6 @@ CREATE TABLE pushed_requests (
 );
 
 CREATE INDEX pushed_requests_expires_at ON pushed_requests (expires_at);
+
+-- Clients that must push their authorization requests (RFC 9126 §6); none at upgrade.
+ALTER TABLE oauth_clients ADD COLUMN require_pushed_requests BOOLEAN NOT NULL DEFAULT FALSE;

@@ -194,3 +194,27 @@ async fn a_deployment_that_requires_pushed_requests_refuses_the_others() {
         true
     );
 }
+
+#[tokio::test]
+async fn a_client_that_requires_pushed_requests_gets_nothing_else() {
+    let rig = Rig::new().await;
+    let mut strict = rig
+        .client("template", &[GrantType::AuthorizationCode], true)
+        .await;
+    strict.id = "strict".into();
+    strict.require_pushed_authorization_requests = true;
+    let strict = rig.oauth.register_client(strict, false).await.unwrap().0;
+    let relaxed = rig
+        .client("relaxed", &[GrantType::AuthorizationCode], true)
+        .await;
+
+    let back = redirected(rig.decide(&strict, &[], true).await);
+    assert_eq!(param(&back, "error"), Some("invalid_request"));
+    assert!(param(&redirected(rig.decide(&relaxed, &[], true).await), "code").is_some());
+
+    let uri = rig.push(&strict, &[]).await.unwrap();
+    let d = rig
+        .authorize(&[("client_id", "strict"), ("request_uri", &uri)])
+        .await;
+    assert!(param(&redirected(d), "code").is_some());
+}

@@ -108,6 +108,7 @@ pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
         "scopes": c.scopes,
         "resources": c.resources,
         "first_party": c.first_party,
+        "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
         "id_token_alg": c.id_token_alg.as_str(),
         "access_token_ttl_secs": c.access_token_ttl_secs,
         "refresh_token_ttl_secs": c.refresh_token_ttl_secs,
