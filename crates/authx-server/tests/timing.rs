@@ -156,6 +156,7 @@ async fn federated_user(server: &TestServer) {
             is_admin: false,
             created_at: now,
             password_changed_at: now,
+            email_verified: false,
         })
         .await
         .unwrap();

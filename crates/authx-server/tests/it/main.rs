@@ -33,6 +33,7 @@ mod resources;
 mod scale;
 mod sessions;
 mod throttle;
+mod verify;
 
 use authx_testkit::{PASSWORD, TestServer};
 
