@@ -53,7 +53,7 @@ impl AuthService {
 
     /// Self-service sign-up. Without an email channel the new user is signed in at once and a
     /// taken address is [`AuthError::EmailTaken`]; with one, every address gets
-    /// [`SignUpOutcome::CheckMail`] (see [`super::verification`]).
+    /// [`SignUpOutcome::CheckMail`] (see [`Verification`](super::Verification)).
     ///
     /// # Errors
     /// [`AuthError::SignUpDisabled`], [`AuthError::InvalidEmail`], [`AuthError::WeakPassword`],
