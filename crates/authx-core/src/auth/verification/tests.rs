@@ -211,3 +211,64 @@ async fn a_required_verification_blocks_sign_in_and_mails_within_the_allowance()
     assert_eq!(signed.user.id, user.id);
     assert!(signed.user.email_verified);
 }
+
+#[tokio::test]
+async fn a_federated_sign_in_owes_the_step_too_unless_the_upstream_verified_the_address() {
+    let r = rig(true, 10);
+    let user = r
+        .auth
+        .create_user("fed@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    let refused = r
+        .auth
+        .sign_in_verified(&user.id, &ctx(), None, "federated:acme")
+        .await;
+    assert!(matches!(refused, Err(AuthError::EmailNotVerified)));
+    assert_eq!(r.mails.take().len(), 1, "a link went out");
+
+    // An upstream that did not verify, or vouched for another address, changes nothing.
+    for (email, verified) in [
+        (Some("fed@example.com"), false),
+        (Some("other@example.com"), true),
+        (None, true),
+    ] {
+        let same = r
+            .auth
+            .upstream_verified_email(user.clone(), email, verified)
+            .await
+            .unwrap();
+        assert!(!same.email_verified, "{email:?} {verified}");
+    }
+    let stored = r.store.user_by_id(&user.id).await.unwrap().unwrap();
+    assert!(!stored.email_verified);
+
+    let verified = r
+        .auth
+        .upstream_verified_email(user.clone(), Some("fed@example.com"), true)
+        .await
+        .unwrap();
+    assert!(verified.email_verified);
+    let signed = r
+        .auth
+        .sign_in_verified(&user.id, &ctx(), None, "federated:acme")
+        .await
+        .unwrap();
+    assert!(signed.user.email_verified);
+}
+
+#[tokio::test]
+async fn without_the_requirement_an_unverified_account_signs_in() {
+    let r = rig(false, 10);
+    r.auth
+        .create_user("plain@example.com", PASSWORD, false)
+        .await
+        .unwrap();
+    let signed = r
+        .auth
+        .sign_in("plain@example.com", PASSWORD, &ctx(), None)
+        .await
+        .unwrap();
+    assert!(!signed.user.email_verified);
+    assert!(r.mails.take().is_empty());
+}
