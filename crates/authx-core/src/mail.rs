@@ -377,6 +377,16 @@ pub enum Message {
     PasswordResetUnavailable,
     /// The account's password was changed (a notice, with what to do if it was not the owner).
     PasswordChanged,
+    /// A link to prove control of the address: `token` goes in `{issuer}/verify?token=...`.
+    VerifyEmail {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Hours the link stays valid.
+        valid_hours: i64,
+    },
+    /// Someone tried to create an account with the address of an existing one (a notice to
+    /// the owner, with links to sign in and to reset the password).
+    SignUpAttempt,
 }
 
 impl std::fmt::Debug for Message {
@@ -395,6 +405,8 @@ impl Message {
             Self::PasswordReset { .. } => "password_reset",
             Self::PasswordResetUnavailable => "password_reset_unavailable",
             Self::PasswordChanged => "password_changed",
+            Self::VerifyEmail { .. } => "verify_email",
+            Self::SignUpAttempt => "sign_up_attempt",
         }
     }
 }

@@ -123,6 +123,15 @@ impl AccountStore for MemoryStore {
         u.status = status;
         Ok(true)
     }
+
+    async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
+            return Ok(false);
+        };
+        u.email_verified = verified;
+        Ok(true)
+    }
 }
 
 #[async_trait]

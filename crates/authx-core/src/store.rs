@@ -54,6 +54,8 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Sets the status. Returns whether the user exists.
     async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool>;
+    /// Records whether the user's address is verified. Returns whether the user exists.
+    async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool>;
 }
 
 /// Activity to record on a session ([`SessionStore::touch_session`]).

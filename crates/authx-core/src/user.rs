@@ -73,6 +73,10 @@ pub struct User {
     pub created_at: Timestamp,
     /// When the password was last set.
     pub password_changed_at: Timestamp,
+    /// Whether the owner proved control of `email` (a verification link, or an upstream
+    /// provider that verified it). Accounts from before verification existed start `false`.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for User {
             .field("id", &self.id)
             .field("status", &self.status)
             .field("is_admin", &self.is_admin)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }

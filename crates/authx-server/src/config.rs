@@ -59,6 +59,9 @@ pub struct FileConfig {
     pub federation: Option<FederationFile>,
     /// `[email]`: outgoing mail.
     pub email: Option<crate::mail::settings::EmailFile>,
+    /// Whether an account must verify its address before it can finish signing in (default
+    /// `false`; needs an `[email]` section).
+    pub require_verified_email: Option<bool>,
 }
 
 /// `[audit]`
@@ -383,6 +386,17 @@ pub struct Config {
     pub federation: Vec<UpstreamProvider>,
     /// Outgoing mail.
     pub email: crate::mail::settings::EmailSettings,
+    /// Email verification: `None` without an `[email]` section (sign-up then signs in at once
+    /// and answers `409` for a taken address).
+    pub verification: Option<VerificationSettings>,
+}
+
+/// What an `[email]` section turns on: verification links, and a sign-up that answers the
+/// same for every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationSettings {
+    /// `require_verified_email`: an unverified account cannot finish signing in.
+    pub require_verified_email: bool,
 }
 
 /// Lifetime of session-minted access tokens when none is configured.
@@ -709,6 +723,15 @@ impl Config {
 
         let federation = federation::federation_providers(f.federation.unwrap_or_default())?;
         let issuer_host = issuer.split_once("://").map_or("", |(_, r)| r);
+        let require_verified_email = f.require_verified_email.unwrap_or(false);
+        if require_verified_email && f.email.is_none() {
+            return Err(bad(
+                "require_verified_email needs an [email] section to mail the links",
+            ));
+        }
+        let verification = f.email.is_some().then_some(VerificationSettings {
+            require_verified_email,
+        });
         let email = crate::mail::settings::EmailSettings::from_file(
             f.email.unwrap_or_default(),
             issuer_host.split('/').next().unwrap_or_default(),
@@ -717,6 +740,7 @@ impl Config {
 
         Ok(Self {
             email,
+            verification,
             oauth,
             rate_limits,
             audit_retention_secs,

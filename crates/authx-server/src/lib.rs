@@ -117,6 +117,18 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         }),
     })
     .with_audit(audit);
+    let auth = match config.verification {
+        Some(v) => auth.with_verification(authx_core::auth::Verification {
+            links: Arc::clone(&backend.links),
+            mailer: Arc::clone(&mail) as Arc<dyn authx_core::mail::Mailer>,
+            per_address: Some(authx_core::auth::AddressLimit {
+                limiter: Arc::clone(&limiter),
+                limit: config.rate_limits.password_reset_per_address,
+            }),
+            require_verified_email: v.require_verified_email,
+        }),
+        None => auth,
+    };
     Ok(AppState::new(Inner {
         mail,
         upstreams: upstream::Upstreams::new(&config.federation),

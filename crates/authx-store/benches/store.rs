@@ -51,6 +51,7 @@ async fn fixtures(b: &Backend) -> UserId {
         is_admin: false,
         created_at: Timestamp(1_000),
         password_changed_at: Timestamp(1_000),
+        email_verified: false,
     };
     b.accounts.create_user(&user).await.expect("user");
     let client = Client {

@@ -27,6 +27,7 @@
 //!     is_admin: false,
 //!     created_at: Timestamp(1_700_000_000),
 //!     password_changed_at: Timestamp(1_700_000_000),
+//!     email_verified: false,
 //! };
 //! backend.accounts.create_user(&user).await?;
 //! assert_eq!(backend.accounts.user_by_email("kate@example.com").await?, Some(user));

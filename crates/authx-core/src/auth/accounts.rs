@@ -10,7 +10,7 @@ use crate::store::StoreError;
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::throttling::Counters;
-use super::{AuthError, AuthService, Authenticated, SignedIn};
+use super::{AuthError, AuthService, Authenticated, SignUpOutcome, SignedIn};
 
 impl AuthService {
     /// Creates an account (administration and sign-up).
@@ -35,6 +35,7 @@ impl AuthService {
             is_admin,
             created_at: now,
             password_changed_at: now,
+            email_verified: false,
         };
         match self.stores.accounts.create_user(&user).await {
             Ok(()) => {
@@ -50,24 +51,29 @@ impl AuthService {
         }
     }
 
-    /// Self-service sign-up, which also signs the new user in.
+    /// Self-service sign-up. Without an email channel the new user is signed in at once and a
+    /// taken address is [`AuthError::EmailTaken`]; with one, every address gets
+    /// [`SignUpOutcome::CheckMail`] (see [`Verification`](super::Verification)).
     ///
     /// # Errors
-    /// As [`AuthService::create_user`], and [`AuthError::SignUpDisabled`].
+    /// [`AuthError::SignUpDisabled`], [`AuthError::InvalidEmail`], [`AuthError::WeakPassword`],
+    /// [`AuthError::PasswordTooLong`], and [`AuthError::EmailTaken`] without an email channel.
     pub async fn sign_up(
         &self,
         email: &str,
         password: &str,
         ctx: &ClientContext,
-    ) -> Result<SignedIn, AuthError> {
+    ) -> Result<SignUpOutcome, AuthError> {
         if !self.policy.sign_up_enabled {
             return Err(AuthError::SignUpDisabled);
         }
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::PasswordTooLong);
         }
-        let user = self.create_user(email, password, false).await?;
-        self.start_session(user, ctx, "password").await
+        match &self.verification {
+            Some(v) => self.sign_up_by_mail(v, email, password).await,
+            None => self.sign_up_at_once(email, password, ctx).await,
+        }
     }
 
     /// Changes the password of the signed-in user: needs the current password, ends every

@@ -3,7 +3,8 @@
 //!
 //! One service, one file per responsibility: `accounts` (creating, changing and disabling
 //! accounts), `signin` (the steps from a first factor to a session), `steps` (what a sign-in
-//! owes and how fresh an authentication is), `sessions` (authenticating requests, listing and
+//! owes and how fresh an authentication is), `verification` (verified addresses and the
+//! sign-up that reveals nothing), `sessions` (authenticating requests, listing and
 //! ending sessions, and the revocations that follow), `throttling` (failure counters) and
 //! `session_cache` (this instance's cache of live sessions, kept right by revocation events).
 //!
@@ -37,10 +38,12 @@ mod steps;
 #[cfg(test)]
 mod tests;
 mod throttling;
+mod verification;
 
 pub use recovery::{AddressLimit, Recovery};
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
+pub use verification::{SignUpOutcome, Verification};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,10 @@ pub enum AuthError {
     /// The current password given for a sensitive change is wrong.
     #[error("the current password is incorrect")]
     WrongPassword,
+    /// The deployment requires a verified address and this account's is not: a link was
+    /// mailed to it.
+    #[error("verify your email address first: we sent you a link")]
+    EmailNotVerified,
     /// The link is unknown, used, expired or not for this.
     #[error("this link is invalid or has expired")]
     InvalidLink,
@@ -183,7 +190,11 @@ impl SignInOutcome {
     pub fn of<T>(r: &Result<T, AuthError>) -> Self {
         match r {
             Ok(_) => Self::Success,
-            Err(AuthError::InvalidCredentials | AuthError::PasswordTooLong) => Self::Failure,
+            Err(
+                AuthError::InvalidCredentials
+                | AuthError::PasswordTooLong
+                | AuthError::EmailNotVerified,
+            ) => Self::Failure,
             Err(AuthError::Throttled { .. }) => Self::Throttled,
             Err(_) => Self::Error,
         }
@@ -214,6 +225,7 @@ pub struct AuthService {
     observer: Option<Arc<dyn crate::oauth::GrantObserver>>,
     audit: Audit,
     recovery: Option<Recovery>,
+    verification: Option<Verification>,
 }
 
 impl AuthService {
@@ -240,6 +252,7 @@ impl AuthService {
             devices: None,
             observer: None,
             recovery: None,
+            verification: None,
         }
     }
 

@@ -77,6 +77,14 @@ impl SessionCache {
         inner.map.remove(hash);
     }
 
+    /// Drops the cached sessions of `user`, so the next request reads the changed account
+    /// (a verified address) from the store.
+    pub(super) fn forget_user(&self, user: &crate::user::UserId) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.retain(|_, a| &a.user.id != user);
+    }
+
     pub(super) fn clear(&self) {
         let mut inner = self.lock();
         inner.epoch += 1;

@@ -8,11 +8,11 @@ use crate::session::{ClientContext, Session, SessionId};
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::throttling::Counters;
-use super::{AuthError, AuthMethod, AuthService, PendingSignIn, SignedIn};
+use super::{AuthError, AuthMethod, AuthService, PendingSignIn, SignedIn, Step};
 
 impl AuthService {
     /// Signs in with email and password: the password as first factor, then the steps the
-    /// sign-in owes (none yet), then a fresh session.
+    /// sign-in owes (a verified address, where required), then a fresh session.
     ///
     /// `previous` is any session token the client already presented; it is revoked, never reused.
     ///
@@ -116,15 +116,19 @@ impl AuthService {
     /// ended (session fixation) and a fresh one starts, recording the methods proved.
     ///
     /// # Errors
-    /// Storage failures.
+    /// [`AuthError::EmailNotVerified`] when the deployment requires a verified address and the
+    /// user's is not (a link is mailed); storage failures.
     pub async fn complete_sign_in(
         &self,
         pending: PendingSignIn,
         ctx: &ClientContext,
         previous: Option<&SessionToken>,
     ) -> Result<SignedIn, AuthError> {
+        let pending = pending.requiring_verified_email(self.requires_verified_email());
         if let Some(step) = pending.next_step() {
-            match step {}
+            match step {
+                Step::VerifyEmail => return Err(self.owe_verified_email(pending.user()).await?),
+            }
         }
         // Session-fixation mitigation: whatever session came with the request is ended.
         if let Some(prev) = previous {

@@ -1,9 +1,10 @@
 //! What a sign-in owes and what it proved.
 //!
 //! A sign-in starts with a first factor (a password, an upstream identity provider) and becomes
-//! a [`PendingSignIn`]; each [`Step`] it still owes (later: a second factor, a verified email
-//! address) is taken before the session starts. Today no step is ever owed: [`Step`] has no
-//! variant, so the compiler shows every place a new step must be handled.
+//! a [`PendingSignIn`]; each [`Step`] it still owes (a verified email address where the
+//! deployment requires one; later a second factor) is taken before the session starts. Every
+//! place that handles steps matches [`Step`] exhaustively, so the compiler shows where a new
+//! step must be handled.
 //!
 //! A session remembers how and when its user authenticated: [`Authentication`] reads that back
 //! (`amr` methods and `auth_time`), so a sensitive action can ask whether the sign-in is fresh
@@ -62,10 +63,13 @@ impl AuthMethod {
     }
 }
 
-/// A step a sign-in may owe before its session starts. None exists yet: later features (a
-/// second factor, the verified-email gate) add theirs here.
+/// A step a sign-in may owe before its session starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {}
+pub enum Step {
+    /// The deployment requires a verified address (`require_verified_email`) and the user has
+    /// not verified theirs: the sign-in ends here, and a verification link is mailed.
+    VerifyEmail,
+}
 
 /// A sign-in whose user is identified but whose session has not started.
 #[derive(Debug)]
@@ -73,6 +77,7 @@ pub struct PendingSignIn {
     user: User,
     methods: Vec<AuthMethod>,
     started_at: Timestamp,
+    verified_email_required: bool,
 }
 
 impl PendingSignIn {
@@ -83,6 +88,17 @@ impl PendingSignIn {
             user,
             methods: vec![method],
             started_at: now,
+            verified_email_required: false,
+        }
+    }
+
+    /// This sign-in owes [`Step::VerifyEmail`] while the user's address is unverified, when
+    /// `required` (the deployment's `require_verified_email`).
+    #[must_use]
+    pub fn requiring_verified_email(self, required: bool) -> Self {
+        Self {
+            verified_email_required: required,
+            ..self
         }
     }
 
@@ -107,6 +123,9 @@ impl PendingSignIn {
     /// The next step this sign-in owes, `None` when the session may start.
     #[must_use]
     pub fn next_step(&self) -> Option<Step> {
+        if self.verified_email_required && !self.user.email_verified {
+            return Some(Step::VerifyEmail);
+        }
         None
     }
 

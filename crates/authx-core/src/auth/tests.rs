@@ -458,6 +458,7 @@ fn methods_round_trip_and_join() {
         is_admin: false,
         created_at: Timestamp(NOW),
         password_changed_at: Timestamp(NOW),
+        email_verified: false,
     };
     let mut pending = PendingSignIn::new(user, AuthMethod::Password, Timestamp(NOW));
     pending.proved(AuthMethod::Other("otp".into()));
@@ -480,6 +481,9 @@ async fn sign_up_signs_in_unless_turned_off_or_taken() {
         .sign_up("bob@example.com", PASSWORD, &Rig::ctx())
         .await
         .unwrap();
+    let super::SignUpOutcome::SignedIn(signed) = signed else {
+        panic!("without an email channel sign-up signs in");
+    };
     assert!(rig.live(&signed).await);
     let closed = Rig::with(|p| p.sign_up_enabled = false).await;
     let refused = closed

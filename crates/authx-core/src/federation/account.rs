@@ -159,6 +159,8 @@ pub async fn resolve(
         is_admin: false,
         created_at: now,
         password_changed_at: now,
+        // Created only for an address the upstream verified.
+        email_verified: true,
     };
     match accounts.create_user(&user).await {
         Ok(()) => {}

@@ -354,6 +354,15 @@ impl RelyingParty<'_> {
         let accounts = self.auth.stores().accounts.as_ref();
         match resolve(accounts, self.store, &identity, p.allow_sign_up, now).await? {
             Resolution::Linked(user) | Resolution::Created(user) => {
+                let user = self
+                    .auth
+                    .upstream_verified_email(
+                        user,
+                        identity.email.as_deref(),
+                        identity.email_verified,
+                    )
+                    .await
+                    .map_err(FederationError::SignIn)?;
                 let signed = self.sign_in(&user, browser, p.name).await?;
                 Ok(Completed::SignedIn {
                     signed: Box::new(signed),

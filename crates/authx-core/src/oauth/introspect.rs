@@ -191,7 +191,7 @@ impl<'a> Introspection<'a> {
         let mut v = json!({"sub": user.id});
         if scope.contains("email") {
             v["email"] = Value::String(user.email);
-            v["email_verified"] = Value::Bool(false);
+            v["email_verified"] = Value::Bool(user.email_verified);
         }
         Ok(Some(v))
     }

@@ -463,7 +463,7 @@ impl Issuer {
             at_hash: Some(jwt::at_hash(access_token, client.id_token_alg)),
             sid: family.session_id.as_ref().map(|s| s.0.clone()),
             email: with_email.then(|| user.email.clone()),
-            email_verified: with_email.then_some(false),
+            email_verified: with_email.then_some(user.email_verified),
         };
         jwt::sign(&signer, "JWT", &claims).map_err(|e| OAuthError::Internal(e.to_string()))
     }

@@ -118,4 +118,6 @@ pub(crate) struct Account<'a> {
     /// False for an account created through an identity provider: no password form.
     pub(crate) has_password: bool,
     pub(crate) min_chars: usize,
+    /// The address is unverified and links can be mailed: a button sends one.
+    pub(crate) verify_email: bool,
 }

@@ -13,6 +13,7 @@ pub(crate) mod account;
 pub(crate) mod device;
 pub(crate) mod federation;
 pub(crate) mod oauth;
+pub(crate) mod verify;
 
 /// A requested scope and what it lets an application do, as consent pages list them.
 pub(crate) struct Scope<'a> {

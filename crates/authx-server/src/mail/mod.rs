@@ -89,6 +89,18 @@ link_mail!(
     ChangedHtml,
     "mail/password_changed.html"
 );
+link_mail!(
+    VerifyText,
+    "mail/verify_email.txt",
+    VerifyHtml,
+    "mail/verify_email.html"
+);
+link_mail!(
+    SignUpAttemptText,
+    "mail/sign_up_attempt.txt",
+    SignUpAttemptHtml,
+    "mail/sign_up_attempt.html"
+);
 
 /// Renders `message` (subject, text and HTML). Links are absolute, from the issuer.
 fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> {
@@ -110,6 +122,17 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             format!("{}/forgot", c.issuer),
             0,
         ),
+        Message::VerifyEmail { token, valid_hours } => (
+            "verify your email address",
+            format!("{}/verify?token={token}", c.issuer),
+            valid_hours * 60,
+        ),
+        // The template also links `{issuer}/forgot`.
+        Message::SignUpAttempt => (
+            "someone tried to sign up with your address",
+            format!("{}/login", c.issuer),
+            0,
+        ),
     };
     let subject = format!("{}: {what}", c.product);
     let f = LinkFields {
@@ -126,6 +149,11 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             (NoPasswordText(&f).render()?, NoPasswordHtml(&f).render()?)
         }
         Message::PasswordChanged => (ChangedText(&f).render()?, ChangedHtml(&f).render()?),
+        Message::VerifyEmail { .. } => (VerifyText(&f).render()?, VerifyHtml(&f).render()?),
+        Message::SignUpAttempt => (
+            SignUpAttemptText(&f).render()?,
+            SignUpAttemptHtml(&f).render()?,
+        ),
     };
     Ok(Rendered {
         subject,

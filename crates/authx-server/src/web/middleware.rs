@@ -247,6 +247,8 @@ fn rate_class(
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
         "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
+        // Each asks for a verification mail: counted with the reset requests.
+        "/verify/resend" if post => ("password_reset", limits.password_reset),
         // A push authenticates the client and stores a request: counted with token requests.
         "/oauth2/token" | "/oauth2/par" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),

@@ -197,6 +197,7 @@ pub async fn linked_account(
         is_admin: false,
         created_at: now,
         password_changed_at: now,
+        email_verified: false,
     };
     state
         .auth

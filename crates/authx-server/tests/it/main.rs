@@ -35,6 +35,7 @@ mod resources;
 mod scale;
 mod sessions;
 mod throttle;
+mod verify;
 
 use authx_testkit::{PASSWORD, TestServer};
 

@@ -271,6 +271,7 @@ async fn an_account_without_a_password_is_told_so() {
         is_admin: false,
         created_at: now,
         password_changed_at: now,
+        email_verified: false,
     };
     state
         .auth

@@ -9,13 +9,14 @@ use super::{Dialect, SqlRow, SqlStore, col, stmt};
 /// Columns of `users` that make up a [`User`].
 macro_rules! user_columns {
     () => {
-        "id, email, password_hash, status, is_admin, created_at, password_changed_at"
+        "id, email, password_hash, status, is_admin, created_at, password_changed_at, \
+         email_verified"
     };
 }
 
 const INSERT_USER: &str = "INSERT INTO users \
-     (id, email, password_hash, status, is_admin, created_at, password_changed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (id, email, password_hash, status, is_admin, created_at, password_changed_at, \
+     email_verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const USER_BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
 const USER_BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
 const LIST_USERS: &str = concat!(
@@ -27,6 +28,7 @@ const LIST_USERS: &str = concat!(
 const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, \
      password_changed_at = COALESCE($2, password_changed_at) WHERE id = $3";
 const SET_STATUS: &str = "UPDATE users SET status = $1 WHERE id = $2";
+const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = $1 WHERE id = $2";
 
 /// Decodes a row of `users` selected with `user_columns!()`.
 fn user_from_row<R: SqlRow>(row: &R) -> StoreResult<User> {
@@ -41,6 +43,7 @@ fn user_from_row<R: SqlRow>(row: &R) -> StoreResult<User> {
         is_admin: col(row, "is_admin")?,
         created_at: Timestamp(col(row, "created_at")?),
         password_changed_at: Timestamp(col(row, "password_changed_at")?),
+        email_verified: col(row, "email_verified")?,
     })
 }
 
@@ -55,6 +58,7 @@ impl<DB: Dialect> AccountStore for SqlStore<DB> {
             .bind(user.is_admin)
             .bind(user.created_at)
             .bind(user.password_changed_at)
+            .bind(user.email_verified)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -99,6 +103,15 @@ impl<DB: Dialect> AccountStore for SqlStore<DB> {
     async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool> {
         let changed = stmt(SET_STATUS)
             .bind(status.as_str())
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool> {
+        let changed = stmt(SET_EMAIL_VERIFIED)
+            .bind(verified)
             .bind(&id.0)
             .execute(&self.pool)
             .await?;

@@ -169,6 +169,7 @@ mod tests {
             is_admin: false,
             created_at: Timestamp(1),
             password_changed_at: Timestamp(1),
+            email_verified: false,
         };
         store.create_user(&user).await.unwrap();
         let session = Session {

@@ -163,6 +163,41 @@ pub(crate) async fn set_status(s: Stores) {
     );
 }
 
+pub(crate) async fn set_email_verified(s: Stores) {
+    let u = user("verify@example.com", Timestamp(100));
+    let mut other = user("verified@example.com", Timestamp(100));
+    other.email_verified = true;
+    s.accounts().create_user(&u).await.unwrap();
+    s.accounts().create_user(&other).await.unwrap();
+    // Stored as created, both ways.
+    let got = s.accounts().user_by_id(&other.id).await.unwrap().unwrap();
+    assert!(got.email_verified);
+    let got = s.accounts().user_by_id(&u.id).await.unwrap().unwrap();
+    assert!(!got.email_verified);
+
+    assert!(s.accounts().set_email_verified(&u.id, true).await.unwrap());
+    let got = s
+        .accounts()
+        .user_by_email("verify@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.email_verified);
+    assert_eq!(got.password_changed_at, u.password_changed_at);
+    let listed = s.accounts().list_users().await.unwrap();
+    assert!(listed.iter().all(|x| x.email_verified));
+
+    assert!(s.accounts().set_email_verified(&u.id, false).await.unwrap());
+    let got = s.accounts().user_by_id(&u.id).await.unwrap().unwrap();
+    assert!(!got.email_verified);
+    assert!(
+        !s.accounts()
+            .set_email_verified(&UserId::generate(), true)
+            .await
+            .unwrap()
+    );
+}
+
 pub(crate) async fn concurrent_sign_ups_with_one_email_one_wins(s: Stores) {
     let attempts: Vec<_> = (0..20)
         .map(|i| {

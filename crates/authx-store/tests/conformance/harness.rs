@@ -103,6 +103,7 @@ pub(crate) fn user(email: &str, at: Timestamp) -> User {
         is_admin: false,
         created_at: at,
         password_changed_at: at,
+        email_verified: false,
     }
 }
 

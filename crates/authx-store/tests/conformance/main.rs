@@ -61,6 +61,7 @@ macro_rules! database_tests {
             accounts::list_users_oldest_first,
             accounts::set_password_hash,
             accounts::set_status,
+            accounts::set_email_verified,
             accounts::concurrent_sign_ups_with_one_email_one_wins,
             throttle::record_failure_counts_and_resets,
             throttle::clear_failures_forgets,

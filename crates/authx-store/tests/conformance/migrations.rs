@@ -185,6 +185,9 @@ pub(crate) async fn upgrade_grants_existing_clients_every_api(s: Stores) {
     let app = backend.clients.client("app").await.unwrap().unwrap();
     assert_eq!(app.resources, ["https://a.example.com", "urn:b"]);
     let user = authx_core::user::UserId("u1".into());
+    // Migration 0011: an account from before verification existed starts unverified.
+    let kate = backend.accounts.user_by_id(&user).await.unwrap().unwrap();
+    assert!(!kate.email_verified);
     let earlier = backend
         .grants
         .consent(&user, "app", None)

@@ -170,6 +170,7 @@ impl Rig {
             is_admin: false,
             created_at: Timestamp(NOW),
             password_changed_at: Timestamp(NOW),
+            email_verified: false,
         };
         crate::store::AccountStore::create_user(&self.store, &user)
             .await

@@ -78,6 +78,7 @@ impl Rig {
             is_admin: false,
             created_at: Timestamp(NOW - 100),
             password_changed_at: Timestamp(NOW - 100),
+            email_verified: false,
         };
         store.create_user(&user).await.unwrap();
         store

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use authx_core::auth::{AuthError, SignedIn};
+use authx_core::auth::{AuthError, SignUpOutcome, SignedIn};
 use authx_core::secret::PreSessionToken;
 use authx_core::session::SessionId;
 
@@ -37,16 +37,27 @@ pub(super) async fn sign_up_post(
     current: CurrentSession,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let signed = state
+    let outcome = state
         .auth
         .sign_up(&body.email, &body.password, &current.ctx)
         .await?;
-    Ok(signed_in_response(
-        &state,
-        StatusCode::CREATED,
-        &signed,
-        body.return_token,
-    ))
+    match outcome {
+        SignUpOutcome::SignedIn(signed) => Ok(signed_in_response(
+            &state,
+            StatusCode::CREATED,
+            &signed,
+            body.return_token,
+        )),
+        // The same answer whether or not the address already had an account.
+        SignUpOutcome::CheckMail => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "status": "check_mail",
+                "message": "we sent a mail to this address with what to do next",
+            })),
+        )
+            .into_response()),
+    }
 }
 
 pub(super) async fn sign_in_post(

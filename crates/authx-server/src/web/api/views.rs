@@ -22,6 +22,7 @@ pub(crate) struct UserView<'a> {
     email: &'a str,
     status: authx_core::user::UserStatus,
     is_admin: bool,
+    email_verified: bool,
     created_at: String,
 }
 
@@ -32,6 +33,7 @@ impl<'a> UserView<'a> {
             email: &u.email,
             status: u.status,
             is_admin: u.is_admin,
+            email_verified: u.email_verified,
             created_at: rfc3339(u.created_at),
         }
     }

@@ -26,6 +26,7 @@ pub fn classify(e: &AuthError) -> (StatusCode, &'static str, Option<i64>) {
         AuthError::PasswordTooLong => (StatusCode::BAD_REQUEST, "password_too_long", None),
         AuthError::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password", None),
         AuthError::InvalidLink => (StatusCode::BAD_REQUEST, "invalid_link", None),
+        AuthError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified", None),
         AuthError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
         AuthError::Busy | AuthError::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))

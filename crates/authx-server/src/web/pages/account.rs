@@ -36,6 +36,9 @@ pub(super) async fn account_get(
         Some("others") => Some("Every other session was signed out."),
         Some("withdrawn") => Some("The application will ask for your permission again."),
         Some("unlinked") => Some("The identity provider was unlinked from your account."),
+        Some("verify") => {
+            Some("We sent a verification link to your address. It works once, within 24 hours.")
+        }
         _ => None,
     };
     account_page(&state, &current, notice, None, StatusCode::OK).await
@@ -74,6 +77,7 @@ async fn account_page(
         links: s.links,
         has_password: authx_core::federation::has_password(&auth.user),
         min_chars: state.config.auth.password.min_chars,
+        verify_email: state.auth.verifies_email() && !auth.user.email_verified,
     };
     render(status, &page)
 }

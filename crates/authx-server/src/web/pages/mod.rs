@@ -1,4 +1,5 @@
-//! HTML pages: `/login`, `/signup`, `/logout` and `/account` (sessions and password).
+//! HTML pages: `/login`, `/signup`, `/logout`, `/account` (sessions and password), password
+//! reset and email verification.
 //!
 //! # Security
 //! Forms carry a synchronizer token: bound to the pre-session cookie before sign-in and to the
@@ -12,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use authx_core::audit::{AuditEvent, record_current};
-use authx_core::auth::AuthError;
+use authx_core::auth::{AuthError, SignUpOutcome};
 
 use super::error::auth::page as error_page;
 use super::extract::{CurrentSession, FormToken, PageForm, csrf_refused, session_token_ok};
@@ -27,6 +28,7 @@ use crate::state::AppState;
 
 mod account;
 mod recovery;
+mod verify;
 
 /// The page routes.
 pub fn router() -> Router<AppState> {
@@ -62,6 +64,9 @@ pub fn router() -> Router<AppState> {
             "/account/links/{id}/remove",
             post(account::link_remove_post),
         )
+        .route("/verify", get(verify::verify_get).post(verify::verify_post))
+        .route("/verify/resend", post(verify::resend_post))
+        .route("/account/verify", post(verify::account_verify_post))
         .route("/assets/authx.css", get(css_get))
 }
 
@@ -201,6 +206,7 @@ async fn login_post(
     }
     match sign_in(&state, &current, email, &form.password).await {
         Ok(signed) => signed_in_redirect(&state, &signed, &return_to),
+        Err(AuthError::EmailNotVerified) => verify::pending_page(&state, &current, email),
         Err(e) => {
             let (status, again) = Again::failed(email, &e);
             login_page(&state, &current, status, &return_to, &again)
@@ -275,7 +281,9 @@ async fn signup_post(
         .sign_up(email, &form.password, &current.ctx)
         .await
     {
-        Ok(signed) => signed_in_redirect(&state, &signed, "/account"),
+        Ok(SignUpOutcome::SignedIn(signed)) => signed_in_redirect(&state, &signed, "/account"),
+        // The same page whether or not the address already had an account.
+        Ok(SignUpOutcome::CheckMail) => verify::check_mail(),
         Err(e) => {
             let (status, again) = Again::failed(email, &e);
             signup_page(&state, &current, status, &again)
