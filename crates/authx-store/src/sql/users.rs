@@ -27,6 +27,8 @@ const LIST_USERS: &str = concat!(
 const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, \
      password_changed_at = COALESCE($2, password_changed_at) WHERE id = $3";
 const SET_STATUS: &str = "UPDATE users SET status = $1 WHERE id = $2";
+// The unique index on `email` refuses an address another account holds (a conflict).
+const SET_EMAIL: &str = "UPDATE users SET email = $1 WHERE id = $2";
 
 /// Decodes a row of `users` selected with `user_columns!()`.
 fn user_from_row<R: SqlRow>(row: &R) -> StoreResult<User> {
@@ -99,6 +101,15 @@ impl<DB: Dialect> AccountStore for SqlStore<DB> {
     async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool> {
         let changed = stmt(SET_STATUS)
             .bind(status.as_str())
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn set_email(&self, id: &UserId, email: &str) -> StoreResult<bool> {
+        let changed = stmt(SET_EMAIL)
+            .bind(email)
             .bind(&id.0)
             .execute(&self.pool)
             .await?;
