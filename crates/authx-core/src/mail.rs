@@ -377,6 +377,29 @@ pub enum Message {
     PasswordResetUnavailable,
     /// The account's password was changed (a notice, with what to do if it was not the owner).
     PasswordChanged,
+    /// To the new address of an email change: `token` goes in
+    /// `{issuer}/account/email/confirm?token=...`.
+    EmailChangeConfirm {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Hours the link stays valid.
+        valid_hours: i64,
+    },
+    /// To the old address of an email change: what was asked, and a "this wasn't me" link
+    /// `{issuer}/account/email/cancel?token=...`.
+    EmailChangeNotice {
+        /// The single-use token of the cancel link (a secret: never printed).
+        token: String,
+        /// The address the change is to.
+        new_email: String,
+    },
+    /// A sign-in link: `token` goes in `{issuer}/magic-link/sign-in?token=...`.
+    MagicLink {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Minutes the link stays valid.
+        valid_minutes: i64,
+    },
 }
 
 impl std::fmt::Debug for Message {
@@ -395,6 +418,9 @@ impl Message {
             Self::PasswordReset { .. } => "password_reset",
             Self::PasswordResetUnavailable => "password_reset_unavailable",
             Self::PasswordChanged => "password_changed",
+            Self::EmailChangeConfirm { .. } => "email_change_confirm",
+            Self::EmailChangeNotice { .. } => "email_change_notice",
+            Self::MagicLink { .. } => "magic_link",
         }
     }
 }
