@@ -247,6 +247,8 @@ fn rate_class(
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
         "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
+        // A sign-in link is a mail to an address, like a reset link: the same allowance.
+        "/magic-link" if post => ("password_reset", limits.password_reset),
         "/oauth2/token" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),
         "/oauth2/revoke" if post => ("revoke", limits.revoke),
