@@ -66,6 +66,11 @@ fn ctx() -> ClientContext {
 
 impl Rig {
     async fn new() -> Self {
+        Self::limited(None).await
+    }
+
+    /// With at most `per_address` link mails per address and hour.
+    async fn limited(per_address: Option<u32>) -> Self {
         let store = MemoryStore::default();
         let clock = ManualClock::new(Timestamp(1_700_000_000));
         let hasher =
@@ -81,7 +86,16 @@ impl Rig {
         .with_recovery(Recovery {
             links: Arc::new(store.clone()),
             mailer: mails.clone(),
-            per_address: None,
+            per_address: per_address.map(|max| super::AddressLimit {
+                limiter: Arc::new(crate::ratelimit::RateLimiter::new(
+                    Arc::new(crate::ratelimit::LocalCounter::default()),
+                    Arc::new(clock.clone()),
+                )),
+                limit: crate::ratelimit::RateLimit {
+                    max,
+                    window_secs: 3600,
+                },
+            }),
         });
         auth.create_user(EMAIL, PASSWORD, false)
             .await
@@ -225,4 +239,23 @@ async fn a_magic_link_needs_the_binding_and_survives_the_wrong_browser() {
         .sign_in_with_magic_link(&token, Some(&binding), &ctx(), None)
         .await;
     assert!(matches!(again, Err(AuthError::InvalidLink)));
+}
+
+#[tokio::test]
+async fn magic_link_mails_per_address_are_limited_without_a_different_answer() {
+    let rig = Rig::limited(Some(2)).await;
+    let binding = LinkBinding::generate();
+    for _ in 0..4 {
+        rig.auth
+            .request_magic_link(EMAIL, &binding.hash(), "/account")
+            .await
+            .expect("the same answer");
+    }
+    assert_eq!(rig.mails.take().len(), 2);
+    rig.clock.advance(3600);
+    rig.auth
+        .request_magic_link(EMAIL, &binding.hash(), "/account")
+        .await
+        .unwrap();
+    assert_eq!(rig.mails.take().len(), 1, "a new window, a new allowance");
 }

@@ -149,6 +149,14 @@ async fn unknown_addresses_expired_links_and_disabled_accounts() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "nobody@ got nothing");
 
+    // The button's page lets its POST end at an application, as the sign-in page does.
+    let page = server.get(&link, None).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        !csp.contains("form-action") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+
     server.clock.advance(600);
     let late = press(&server, &link, &mut jar).await;
     assert_eq!(late.status(), 400, "expired");

@@ -11,10 +11,12 @@
 //!   and `POST /magic-link/sign-in` signs in only with it. Another browser gets a readable
 //!   refusal.
 //! - `GET /magic-link/sign-in` only shows a button: mail scanners that follow links use
-//!   nothing up. Both forms carry the pre-session token, like the sign-in form.
+//!   nothing up. Both forms carry the pre-session token, like the sign-in form. The button's
+//!   page has the sign-in page's Content-Security-Policy (no `form-action`), since its POST
+//!   may end in a redirect to an application.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -125,7 +127,14 @@ pub(super) async fn sign_in_get(
         token: &q.token,
         csrf: &csrf,
     };
-    with_pre_cookie(&state, render(StatusCode::OK, &page), fresh)
+    let mut res = with_pre_cookie(&state, render(StatusCode::OK, &page), fresh);
+    // The sign-in may end in a redirect to an application (`return_to` through
+    // `/oauth2/authorize`), which browsers check against `form-action`: as on `/login`.
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(super::LOGIN_CSP),
+    );
+    res
 }
 
 /// The query of a mailed link.
