@@ -66,6 +66,20 @@ pub(crate) async fn finish(server: TestServer, services: Option<SharedServices>)
     }
 }
 
+/// The audit trail so far (queued events stored first).
+pub(crate) async fn audit_trail(server: &TestServer) -> Vec<authx_core::audit::AuditRecord> {
+    let state = &server.running().unwrap().state;
+    state.auth.audit().flush().await;
+    state
+        .audit_store
+        .list_audit(&authx_core::audit::AuditQuery {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// The path and query of the link starting with `prefix` in `mail`.
 pub(crate) fn link_in(mail: &Received, prefix: &str) -> String {
     let text = mail.decoded();
@@ -428,4 +442,49 @@ async fn an_address_taken_meanwhile_is_refused_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_taken_meanwhile_is_refused_postgres() {
     an_address_taken_meanwhile_is_refused(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_is_audited_without_tokens() {
+    let sink = SmtpSink::start().await.unwrap();
+    let Some((server, _)) = server_on(Db::Sqlite, "", &sink, |_| {}).await else {
+        return;
+    };
+    server.create_user(OLD, PASSWORD).await.unwrap();
+    let cookie = server.sign_in(OLD, PASSWORD).await.unwrap();
+    server.clock.advance(301);
+    let (status, _) = change_api(&server, &cookie, json!({ "new_email": NEW })).await;
+    assert_eq!(status, 403);
+    let body = json!({ "new_email": NEW, "current_password": PASSWORD });
+    assert_eq!(change_api(&server, &cookie, body).await.0, 202);
+    let mails = sink.wait_for(2, WAIT).await.unwrap();
+    let confirm = link_in(mail_for(&mails, NEW), "/account/email/confirm?token=");
+    let cancel = link_in(mail_for(&mails, OLD), "/account/email/cancel?token=");
+    assert_eq!(
+        press(&server, &confirm, &mut vec![cookie.clone()])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(press(&server, &cancel, &mut vec![]).await.status(), 200);
+
+    let events = audit_trail(&server).await;
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.outcome.as_str()))
+        .collect();
+    for expected in [
+        ("email_change_refused", "failure"),
+        ("email_change_requested", "success"),
+        ("email_changed", "success"),
+        ("email_change_cancelled", "success"),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+    }
+    let all = format!("{events:?}");
+    for token in [&confirm, &cancel] {
+        let token = token.split("token=").nth(1).unwrap();
+        assert!(!all.contains(token), "a link token is in the audit trail");
+    }
+    server.stop().await;
 }

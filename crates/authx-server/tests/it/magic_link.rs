@@ -8,7 +8,9 @@ use authx_server::config::FileConfig;
 use authx_testkit::smtp::SmtpSink;
 use authx_testkit::{PASSWORD, TestServer, session_cookie, set_cookies};
 
-use crate::email_change::{Db, WAIT, cookie_set, csrf_field, finish, link_in, press, server_on};
+use crate::email_change::{
+    Db, WAIT, audit_trail, cookie_set, csrf_field, finish, link_in, press, server_on,
+};
 
 const EMAIL: &str = "ada@example.com";
 const PREFIX: &str = "/magic-link/sign-in?token=";
@@ -115,6 +117,21 @@ async fn a_link_signs_in_only_the_browser_that_asked(db: Db) {
     let again = press(&server, &link, &mut laptop).await;
     assert_eq!(again.status(), 400, "a used link is refused");
     assert!(session_cookie(&again).is_none());
+
+    let events = audit_trail(&server).await;
+    let has = |kind: &str, detail: &str| {
+        events
+            .iter()
+            .any(|e| e.kind == kind && e.detail.contains(detail))
+    };
+    assert!(has("magic_link_requested", ""));
+    assert!(has("magic_link_refused", "other_browser"));
+    assert!(has("sign_in", "magic_link"));
+    let token = link.split("token=").nth(1).unwrap();
+    assert!(
+        !format!("{events:?}").contains(token),
+        "a link token is audited"
+    );
     finish(server, services).await;
 }
 
