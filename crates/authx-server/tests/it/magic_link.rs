@@ -25,6 +25,16 @@ fn magic_on(f: &mut FileConfig) {
 /// Asks for a sign-in link for `email` from the sign-in page, in the browser whose cookies are
 /// `jar` (the cookies the answers set are added).
 async fn ask(server: &TestServer, jar: &mut Vec<String>, email: &str) -> reqwest::Response {
+    ask_returning(server, jar, email, "/account?hello").await
+}
+
+/// As [`ask`], with the sign-in page's `return_to`.
+async fn ask_returning(
+    server: &TestServer,
+    jar: &mut Vec<String>,
+    email: &str,
+    return_to: &str,
+) -> reqwest::Response {
     let page = server
         .get("/login?return_to=/account%3Fhello", Some(&jar.join("; ")))
         .await
@@ -44,7 +54,7 @@ async fn ask(server: &TestServer, jar: &mut Vec<String>, email: &str) -> reqwest
         .header("cookie", jar.join("; "))
         .form(&[
             ("email", email),
-            ("return_to", "/account?hello"),
+            ("return_to", return_to),
             ("csrf_token", &csrf_field(&html)),
         ])
         .send()
@@ -220,5 +230,50 @@ async fn magic_links_are_off_by_default() {
     assert_eq!(page.unwrap().status(), 404);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.received().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_request_continues_after_a_magic_link() {
+    use authx_core::oauth::client::GrantType;
+    use authx_core::oauth::pkce;
+
+    use crate::oidc::{REDIRECT, VERIFIER, client, query_param, urlencode};
+
+    let sink = SmtpSink::start().await.unwrap();
+    let Some((server, _)) = server_on(Db::Sqlite, "", &sink, magic_on).await else {
+        return;
+    };
+    let state = &server.running().unwrap().state;
+    let api = "https://api.example.com".to_owned();
+    authx_server::web::api::register_resource(state, api, vec!["read".into(), "write".into()])
+        .await
+        .unwrap();
+    let app = client("app", &[GrantType::AuthorizationCode], true);
+    state.oauth.register_client(app, false).await.unwrap();
+    server.create_user(EMAIL, PASSWORD).await.unwrap();
+
+    let authorize = format!(
+        "/oauth2/authorize?response_type=code&client_id=app&redirect_uri={}&scope=openid&state=s\
+         &nonce=n&code_challenge={}&code_challenge_method=S256",
+        urlencode(REDIRECT),
+        pkce::s256(VERIFIER)
+    );
+    let to_login = server.get(&authorize, None).await.unwrap();
+    let location = to_login.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/login"), "{location}");
+    let return_to = query_param(&location, "return_to").unwrap();
+
+    let mut jar = Vec::new();
+    ask_returning(&server, &mut jar, EMAIL, &return_to).await;
+    let link = link_in(&sink.wait_for(1, WAIT).await.unwrap()[0], PREFIX);
+    let done = press(&server, &link, &mut jar).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()["location"].to_str().unwrap(), return_to);
+    let session = session_cookie(&done).unwrap();
+    let back = server.get(&return_to, Some(&session)).await.unwrap();
+    let to_app = back.headers()["location"].to_str().unwrap();
+    assert!(to_app.starts_with(REDIRECT), "{to_app}");
+    assert!(query_param(to_app, "code").is_some(), "{to_app}");
     server.stop().await;
 }
