@@ -31,7 +31,7 @@ pub enum AuthMethod {
 const SEPARATOR: char = '+';
 
 impl AuthMethod {
-    /// The method as a session records it (`password`, `federated:<provider>`).
+    /// The method as a session records it (`password`, `federated:<provider>`, `magic_link`).
     #[must_use]
     pub fn parse(stored: &str) -> Self {
         match stored {
