@@ -1,5 +1,5 @@
-//! Single-use link tokens: the secret in a link that a mail carries (a password reset today;
-//! email verification, email change and magic links use the same kind of token).
+//! Single-use link tokens: the secret in a link that a mail carries (password reset, email
+//! verification, email change and its cancellation, magic links).
 //!
 //! # Security
 //! - A token is 32 bytes from the OS CSPRNG ([`LinkToken`]); only its SHA-256 is stored, and a
@@ -9,6 +9,9 @@
 //!   purpose is refused for any other, and an expired one is refused and later purged.
 //! - [`LinkTokenStore::take_link_token`] deletes the token in the same atomic step that finds
 //!   it, so of any number of concurrent uses exactly one succeeds.
+//! - A record's [`LinkRecord::detail`] is what the purpose needs besides the user (the new
+//!   address of an email change, the hash of a magic link's browser binding): stored with the
+//!   hash and taken with it, so a link cannot be pointed at another value after it was mailed.
 
 use async_trait::async_trait;
 
@@ -33,6 +36,8 @@ pub enum LinkPurpose {
     ChangeEmail,
     /// Signing in from a mail.
     MagicLink,
+    /// Undoing an email change from the old address ("this wasn't me").
+    CancelEmailChange,
 }
 
 impl LinkPurpose {
@@ -44,6 +49,7 @@ impl LinkPurpose {
             Self::VerifyEmail => "verify_email",
             Self::ChangeEmail => "change_email",
             Self::MagicLink => "magic_link",
+            Self::CancelEmailChange => "cancel_email_change",
         }
     }
 
@@ -55,6 +61,7 @@ impl LinkPurpose {
             Self::VerifyEmail,
             Self::ChangeEmail,
             Self::MagicLink,
+            Self::CancelEmailChange,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
@@ -68,11 +75,14 @@ impl LinkPurpose {
             Self::VerifyEmail => 24 * 3600,
             Self::ChangeEmail => 24 * 3600,
             Self::MagicLink => 10 * 60,
+            // Outlives the confirmation link, so the owner of the old address can still undo a
+            // change confirmed in the meantime.
+            Self::CancelEmailChange => 7 * 24 * 3600,
         }
     }
 }
 
-/// A stored link token: its hash, purpose, user and lifetime.
+/// A stored link token: its hash, purpose, user, lifetime and what the purpose needs besides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRecord {
     /// SHA-256 of the token.
@@ -85,6 +95,10 @@ pub struct LinkRecord {
     pub created_at: Timestamp,
     /// When it stops being valid.
     pub expires_at: Timestamp,
+    /// What the purpose needs besides the user (`None` for most): the new address of
+    /// [`LinkPurpose::ChangeEmail`], the old one of [`LinkPurpose::CancelEmailChange`], the
+    /// browser binding of [`LinkPurpose::MagicLink`]. Never a secret in clear.
+    pub detail: Option<String>,
 }
 
 impl LinkRecord {
@@ -99,8 +113,18 @@ impl LinkRecord {
             user_id: user.clone(),
             created_at: now,
             expires_at: now.plus(purpose.lifetime_secs()),
+            detail: None,
         };
         (token, record)
+    }
+
+    /// The record with `detail` attached.
+    #[must_use]
+    pub fn with_detail(self, detail: impl Into<String>) -> Self {
+        Self {
+            detail: Some(detail.into()),
+            ..self
+        }
     }
 }
 
@@ -142,11 +166,17 @@ mod tests {
             LinkPurpose::VerifyEmail,
             LinkPurpose::ChangeEmail,
             LinkPurpose::MagicLink,
+            LinkPurpose::CancelEmailChange,
         ] {
             assert_eq!(LinkPurpose::parse(p.as_str()), Some(p));
         }
         assert_eq!(LinkPurpose::parse("reset"), None);
         assert_eq!(LinkPurpose::PasswordReset.lifetime_secs(), 1800);
+        assert_eq!(LinkPurpose::MagicLink.lifetime_secs(), 600);
+        assert!(
+            LinkPurpose::CancelEmailChange.lifetime_secs()
+                > LinkPurpose::ChangeEmail.lifetime_secs()
+        );
     }
 
     #[test]
@@ -155,6 +185,9 @@ mod tests {
         let (token, record) = LinkRecord::issue(LinkPurpose::PasswordReset, &user, Timestamp(10));
         assert_eq!(record.hash, token.hash());
         assert_eq!(record.expires_at, Timestamp(1810));
+        assert_eq!(record.detail, None);
+        let record = record.with_detail("new@example.com");
+        assert_eq!(record.detail.as_deref(), Some("new@example.com"));
         assert_eq!(token.expose().len(), 43);
         assert!(!format!("{record:?}{token:?}").contains(token.expose()));
     }

@@ -384,9 +384,32 @@ pub enum Message {
         /// Hours the link stays valid.
         valid_hours: i64,
     },
+    /// To the new address of an email change: `token` goes in
+    /// `{issuer}/account/email/confirm?token=...`.
+    EmailChangeConfirm {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Hours the link stays valid.
+        valid_hours: i64,
+    },
     /// Someone tried to create an account with the address of an existing one (a notice to
     /// the owner, with links to sign in and to reset the password).
     SignUpAttempt,
+    /// To the old address of an email change: what was asked, and a "this wasn't me" link
+    /// `{issuer}/account/email/cancel?token=...`.
+    EmailChangeNotice {
+        /// The single-use token of the cancel link (a secret: never printed).
+        token: String,
+        /// The address the change is to.
+        new_email: String,
+    },
+    /// A sign-in link: `token` goes in `{issuer}/magic-link/sign-in?token=...`.
+    MagicLink {
+        /// The single-use token of the link (a secret: never printed).
+        token: String,
+        /// Minutes the link stays valid.
+        valid_minutes: i64,
+    },
 }
 
 impl std::fmt::Debug for Message {
@@ -407,6 +430,9 @@ impl Message {
             Self::PasswordChanged => "password_changed",
             Self::VerifyEmail { .. } => "verify_email",
             Self::SignUpAttempt => "sign_up_attempt",
+            Self::EmailChangeConfirm { .. } => "email_change_confirm",
+            Self::EmailChangeNotice { .. } => "email_change_notice",
+            Self::MagicLink { .. } => "magic_link",
         }
     }
 }

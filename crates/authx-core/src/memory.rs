@@ -132,6 +132,19 @@ impl AccountStore for MemoryStore {
         u.email_verified = verified;
         Ok(true)
     }
+
+    async fn set_email(&self, id: &UserId, email: &str) -> StoreResult<bool> {
+        let mut r = self.lock();
+        if r.users.iter().any(|u| u.email == email && &u.id != id) {
+            return Err(StoreError::Conflict);
+        }
+        let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
+            return Ok(false);
+        };
+        email.clone_into(&mut u.email);
+        u.email_verified = true;
+        Ok(true)
+    }
 }
 
 #[async_trait]

@@ -56,6 +56,12 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool>;
     /// Records whether the user's address is verified. Returns whether the user exists.
     async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool>;
+
+    /// Replaces the account's address with `email` (canonical), an address its owner has just
+    /// proved to control: where the schema records whether an address is verified, this marks
+    /// the new one verified. [`StoreError::Conflict`] when another account holds `email`
+    /// (nothing changes); returns whether the user exists.
+    async fn set_email(&self, id: &UserId, email: &str) -> StoreResult<bool>;
 }
 
 /// Activity to record on a session ([`SessionStore::touch_session`]).

@@ -93,6 +93,32 @@ impl CookieNames {
     }
 }
 
+/// The magic-link browser binding: set when a sign-in link is asked for, required when it is
+/// used, so only the browser that asked signs in with it.
+impl CookieNames {
+    /// The binding cookie's name.
+    #[must_use]
+    pub fn magic_link_binding(&self) -> &'static str {
+        if self.secure {
+            "__Host-authx_magic_link"
+        } else {
+            "authx_magic_link"
+        }
+    }
+
+    /// `Set-Cookie` for the binding, living as long as a sign-in link.
+    #[must_use]
+    pub fn set_magic_link_binding(&self, value: &str, max_age: i64) -> String {
+        self.build(self.magic_link_binding(), value, max_age)
+    }
+
+    /// `Set-Cookie` that removes the binding.
+    #[must_use]
+    pub fn clear_magic_link_binding(&self) -> String {
+        self.build(self.magic_link_binding(), "", 0)
+    }
+}
+
 /// The single value of cookie `name`, or `None` when it is absent, repeated or oversized (the
 /// rules of [`authx_core::cookie::find_cookie`]).
 #[must_use]

@@ -30,6 +30,10 @@ use crate::throttle::ThrottlePolicy;
 use crate::user::User;
 
 mod accounts;
+mod email_change;
+#[cfg(test)]
+mod link_flow_tests;
+mod magic_link;
 mod recovery;
 mod session_cache;
 mod sessions;
@@ -40,6 +44,8 @@ mod tests;
 mod throttling;
 mod verification;
 
+pub use email_change::REAUTH_WINDOW_SECS;
+pub use magic_link::{LinkBinding, MagicSignIn};
 pub use recovery::{AddressLimit, Recovery};
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
@@ -82,6 +88,18 @@ pub enum AuthError {
     /// The link is unknown, used, expired or not for this.
     #[error("this link is invalid or has expired")]
     InvalidLink,
+    /// A sensitive change without the current password, long after the sign-in.
+    #[error("enter your current password to make this change (or sign in again)")]
+    RecentSignInRequired,
+    /// The new address is the account's address already.
+    #[error("this is already the address of your account")]
+    EmailUnchanged,
+    /// A sign-in link used without the cookie of the browser that asked for it.
+    #[error(
+        "this sign-in link was asked for in another browser: open it there, or ask for a new \
+         link here"
+    )]
+    OtherBrowser,
     /// No such session or user.
     #[error("not found")]
     NotFound,

@@ -22,6 +22,8 @@ pub enum AuthMethod {
     Password,
     /// An upstream identity provider, by its configured name.
     Federated(String),
+    /// A single-use link mailed to the account's address, used in the browser that asked.
+    MagicLink,
     /// A method recorded by another version of authx, kept as stored.
     Other(String),
 }
@@ -30,11 +32,13 @@ pub enum AuthMethod {
 const SEPARATOR: char = '+';
 
 impl AuthMethod {
-    /// The method as a session records it (`password`, `federated:<provider>`).
+    /// The method as a session records it (`password`, `federated:<provider>`, `magic_link`).
     #[must_use]
     pub fn parse(stored: &str) -> Self {
-        if stored == "password" {
-            return Self::Password;
+        match stored {
+            "password" => return Self::Password,
+            "magic_link" => return Self::MagicLink,
+            _ => {}
         }
         match stored.strip_prefix("federated:") {
             Some(provider) => Self::Federated(provider.to_owned()),
@@ -48,16 +52,21 @@ impl AuthMethod {
         match self {
             Self::Password => "password".to_owned(),
             Self::Federated(p) => format!("federated:{p}"),
+            Self::MagicLink => "magic_link".to_owned(),
             Self::Other(s) => s.clone(),
         }
     }
 
-    /// The RFC 8176 `amr` value: `pwd` for a password, `fed` for a federated sign-in.
+    /// The RFC 8176 `amr` value: `pwd` for a password, `fed` for a federated sign-in, `email`
+    /// for a magic link. RFC 8176 registers no value for a confirmation by mail (`sms` and
+    /// `tel` are its kin for other channels) and allows unregistered ones (§2); `otp` is not
+    /// used, since it names the HOTP/TOTP codes of a second factor.
     #[must_use]
     pub fn amr(&self) -> &str {
         match self {
             Self::Password => "pwd",
             Self::Federated(_) => "fed",
+            Self::MagicLink => "email",
             Self::Other(s) => s,
         }
     }

@@ -106,6 +106,7 @@ fn user() -> User {
         password_hash: String::new(),
         status: UserStatus::Active,
         is_admin: false,
+        email_verified: false,
         created_at: Timestamp(NOW),
         password_changed_at: Timestamp(NOW),
     }

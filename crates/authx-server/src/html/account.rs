@@ -21,6 +21,8 @@ pub(crate) struct Login<'a> {
     pub(crate) email: &'a str,
     pub(crate) error: Option<&'a str>,
     pub(crate) sign_up: bool,
+    /// Whether to offer a sign-in link by mail (`[email] magic_links`).
+    pub(crate) magic_links: bool,
     pub(crate) providers: Vec<ProviderButton>,
 }
 

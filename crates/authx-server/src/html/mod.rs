@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 pub(crate) mod account;
 pub(crate) mod device;
 pub(crate) mod federation;
+pub(crate) mod links;
 pub(crate) mod oauth;
 pub(crate) mod verify;
 
@@ -166,6 +167,7 @@ mod tests {
             email: "",
             error: Some("e"),
             sign_up: true,
+            magic_links: true,
             providers: vec![account::ProviderButton {
                 name: "corp".into(),
                 label: "Corp".into(),

@@ -68,6 +68,8 @@ struct LinkFields<'a> {
     issuer: &'a str,
     link: &'a str,
     valid_minutes: i64,
+    /// What else the mail names (the new address in an email-change notice), or empty.
+    detail: &'a str,
 }
 
 link_mail!(TestText, "mail/test.txt", TestHtml, "mail/test.html");
@@ -101,6 +103,24 @@ link_mail!(
     SignUpAttemptHtml,
     "mail/sign_up_attempt.html"
 );
+link_mail!(
+    EmailConfirmText,
+    "mail/email_change_confirm.txt",
+    EmailConfirmHtml,
+    "mail/email_change_confirm.html"
+);
+link_mail!(
+    EmailNoticeText,
+    "mail/email_change_notice.txt",
+    EmailNoticeHtml,
+    "mail/email_change_notice.html"
+);
+link_mail!(
+    MagicText,
+    "mail/magic_link.txt",
+    MagicHtml,
+    "mail/magic_link.html"
+);
 
 /// Renders `message` (subject, text and HTML). Links are absolute, from the issuer.
 fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> {
@@ -133,6 +153,28 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             format!("{}/login", c.issuer),
             0,
         ),
+        Message::EmailChangeConfirm { token, valid_hours } => (
+            "confirm your new email address",
+            format!("{}/account/email/confirm?token={token}", c.issuer),
+            valid_hours.saturating_mul(60),
+        ),
+        Message::EmailChangeNotice { token, .. } => (
+            "a change of your email address was asked for",
+            format!("{}/account/email/cancel?token={token}", c.issuer),
+            0,
+        ),
+        Message::MagicLink {
+            token,
+            valid_minutes,
+        } => (
+            "your sign-in link",
+            format!("{}/magic-link/sign-in?token={token}", c.issuer),
+            *valid_minutes,
+        ),
+    };
+    let detail = match message {
+        Message::EmailChangeNotice { new_email, .. } => new_email.as_str(),
+        _ => "",
     };
     let subject = format!("{}: {what}", c.product);
     let f = LinkFields {
@@ -141,6 +183,7 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
         issuer: c.issuer,
         link: &link,
         valid_minutes: minutes,
+        detail,
     };
     let (text_body, html_body) = match message {
         Message::Test => (TestText(&f).render()?, TestHtml(&f).render()?),
@@ -154,6 +197,14 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             SignUpAttemptText(&f).render()?,
             SignUpAttemptHtml(&f).render()?,
         ),
+        Message::EmailChangeConfirm { .. } => (
+            EmailConfirmText(&f).render()?,
+            EmailConfirmHtml(&f).render()?,
+        ),
+        Message::EmailChangeNotice { .. } => {
+            (EmailNoticeText(&f).render()?, EmailNoticeHtml(&f).render()?)
+        }
+        Message::MagicLink { .. } => (MagicText(&f).render()?, MagicHtml(&f).render()?),
     };
     Ok(Rendered {
         subject,

@@ -40,6 +40,8 @@ pub struct EmailFile {
     pub retry_max_secs: Option<i64>,
     /// Milliseconds between two looks for due mail queued by other instances (default 5000).
     pub poll_interval_ms: Option<u64>,
+    /// Whether the sign-in page offers to mail a single-use sign-in link (default `false`).
+    pub magic_links: Option<bool>,
 }
 
 /// A password that never appears in logs or debug output.
@@ -110,6 +112,8 @@ pub struct EmailSettings {
     pub retry: RetryPolicy,
     /// Time between two looks for due mail.
     pub poll_interval: Duration,
+    /// Whether sign-in by a mailed link is offered (off unless configured).
+    pub magic_links: bool,
 }
 
 impl EmailSettings {
@@ -182,6 +186,7 @@ impl EmailSettings {
                     .max(60),
             },
             poll_interval: Duration::from_millis(poll_ms),
+            magic_links: f.magic_links.unwrap_or(false),
         })
     }
 }

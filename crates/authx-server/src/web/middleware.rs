@@ -249,6 +249,8 @@ fn rate_class(
         "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
         // Each asks for a verification mail: counted with the reset requests.
         "/verify/resend" if post => ("password_reset", limits.password_reset),
+        // A sign-in link is a mail to an address, like a reset link: the same allowance.
+        "/magic-link" if post => ("password_reset", limits.password_reset),
         // A push authenticates the client and stores a request: counted with token requests.
         "/oauth2/token" | "/oauth2/par" if post => ("token", limits.token),
         "/oauth2/introspect" if post => ("introspect", limits.introspect),

@@ -13,10 +13,11 @@ use authx_core::user::UserId;
 use super::{Dialect, SqlRow, SqlStore, col, hash, stmt};
 
 const INSERT: &str = "INSERT INTO link_tokens \
-     (token_hash, purpose, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+     (token_hash, purpose, user_id, created_at, expires_at, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
 const TAKE: &str = "DELETE FROM link_tokens \
      WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
-     RETURNING token_hash, purpose, user_id, created_at, expires_at";
+     RETURNING token_hash, purpose, user_id, created_at, expires_at, detail";
 const DELETE_USER: &str = "DELETE FROM link_tokens WHERE user_id = $1 AND purpose = $2";
 const PURGE: &str = "DELETE FROM link_tokens WHERE expires_at <= $1";
 
@@ -30,6 +31,7 @@ fn record_from_row<R: SqlRow>(row: &R) -> StoreResult<LinkRecord> {
         user_id: UserId(col(row, "user_id")?),
         created_at: Timestamp(col(row, "created_at")?),
         expires_at: Timestamp(col(row, "expires_at")?),
+        detail: col(row, "detail")?,
     })
 }
 
@@ -43,6 +45,7 @@ impl<DB: Dialect> LinkTokenStore for SqlStore<DB> {
             .bind(&r.user_id.0)
             .bind(r.created_at)
             .bind(r.expires_at)
+            .bind(r.detail.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -29,6 +29,9 @@ const SET_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $1, \
      password_changed_at = COALESCE($2, password_changed_at) WHERE id = $3";
 const SET_STATUS: &str = "UPDATE users SET status = $1 WHERE id = $2";
 const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = $1 WHERE id = $2";
+// The unique index on `email` refuses an address another account holds (a conflict). The owner
+// has just proved control of the new address, so it counts as verified.
+const SET_EMAIL: &str = "UPDATE users SET email = $1, email_verified = $2 WHERE id = $3";
 
 /// Decodes a row of `users` selected with `user_columns!()`.
 fn user_from_row<R: SqlRow>(row: &R) -> StoreResult<User> {
@@ -112,6 +115,16 @@ impl<DB: Dialect> AccountStore for SqlStore<DB> {
     async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool> {
         let changed = stmt(SET_EMAIL_VERIFIED)
             .bind(verified)
+            .bind(&id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn set_email(&self, id: &UserId, email: &str) -> StoreResult<bool> {
+        let changed = stmt(SET_EMAIL)
+            .bind(email)
+            .bind(true)
             .bind(&id.0)
             .execute(&self.pool)
             .await?;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use authx_core::Timestamp;
 use authx_core::links::{LinkPurpose, LinkRecord, LinkTokenStore};
 use authx_core::store::StoreError;
+use authx_core::user::UserId;
 use authx_store::{ConnectOptions, connect};
 
-use crate::harness::Stores;
+use crate::harness::{Stores, user};
 
 mod sqlite {
     instantiate!(crate::harness::sqlite;
@@ -16,6 +17,8 @@ mod sqlite {
         links::expired_tokens_are_refused_and_purged,
         links::a_users_tokens_of_one_purpose_are_deleted_together,
         links::deleting_a_user_removes_their_tokens,
+        links::the_detail_is_taken_with_its_token,
+        links::an_address_changes_only_to_a_free_one,
     );
 }
 
@@ -26,6 +29,8 @@ mod postgres {
         links::expired_tokens_are_refused_and_purged,
         links::a_users_tokens_of_one_purpose_are_deleted_together,
         links::deleting_a_user_removes_their_tokens,
+        links::the_detail_is_taken_with_its_token,
+        links::an_address_changes_only_to_a_free_one,
     );
 }
 
@@ -124,4 +129,64 @@ pub(crate) async fn deleting_a_user_removes_their_tokens(s: Stores) {
     l.insert_link_token(&r).await.unwrap();
     crate::grants::delete_user_row(s.url(), &user).await;
     assert_eq!(l.take_link_token(&r.hash, RESET, T).await.unwrap(), None);
+}
+
+pub(crate) async fn the_detail_is_taken_with_its_token(s: Stores) {
+    let l = store(&s).await;
+    let ada = s.user().await;
+    let change = LinkPurpose::ChangeEmail;
+    let (token, record) = LinkRecord::issue(change, &ada, T);
+    let record = record.with_detail("new.address@example.com");
+    let (_, plain) = LinkRecord::issue(RESET, &ada, T);
+    l.insert_link_token(&record).await.unwrap();
+    l.insert_link_token(&plain).await.unwrap();
+    let taken = l.take_link_token(&token.hash(), change, T).await.unwrap();
+    assert_eq!(
+        taken.unwrap().detail.as_deref(),
+        Some("new.address@example.com")
+    );
+    let taken = l.take_link_token(&plain.hash, RESET, T).await.unwrap();
+    assert_eq!(taken.unwrap().detail, None);
+}
+
+/// `AccountStore::set_email`, which the email change's confirmation calls.
+pub(crate) async fn an_address_changes_only_to_a_free_one(s: Stores) {
+    let (ada, bob) = (user("ada@example.com", T), user("bob@example.com", T));
+    s.accounts().create_user(&ada).await.unwrap();
+    s.accounts().create_user(&bob).await.unwrap();
+    let accounts = s.accounts();
+    assert!(
+        accounts
+            .set_email(&ada.id, "ada@new.example")
+            .await
+            .unwrap()
+    );
+    let moved = accounts.user_by_email("ada@new.example").await.unwrap();
+    assert_eq!(moved.map(|u| u.id), Some(ada.id.clone()));
+    assert_eq!(
+        accounts.user_by_email("ada@example.com").await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        accounts.set_email(&bob.id, "ada@new.example").await,
+        Err(StoreError::Conflict)
+    ));
+    let bob_now = accounts.user_by_id(&bob.id).await.unwrap().unwrap();
+    assert_eq!(
+        bob_now.email, "bob@example.com",
+        "a refused change changes nothing"
+    );
+    assert!(
+        !accounts
+            .set_email(&UserId::generate(), "nobody@example.com")
+            .await
+            .unwrap()
+    );
+    // The freed address can be taken by someone else.
+    assert!(
+        accounts
+            .set_email(&bob.id, "ada@example.com")
+            .await
+            .unwrap()
+    );
 }

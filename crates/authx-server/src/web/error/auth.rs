@@ -27,6 +27,11 @@ pub fn classify(e: &AuthError) -> (StatusCode, &'static str, Option<i64>) {
         AuthError::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password", None),
         AuthError::InvalidLink => (StatusCode::BAD_REQUEST, "invalid_link", None),
         AuthError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified", None),
+        AuthError::RecentSignInRequired => {
+            (StatusCode::FORBIDDEN, "reauthentication_required", None)
+        }
+        AuthError::EmailUnchanged => (StatusCode::BAD_REQUEST, "email_unchanged", None),
+        AuthError::OtherBrowser => (StatusCode::FORBIDDEN, "other_browser", None),
         AuthError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
         AuthError::Busy | AuthError::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))

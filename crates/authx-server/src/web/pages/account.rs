@@ -39,6 +39,10 @@ pub(super) async fn account_get(
         Some("verify") => {
             Some("We sent a verification link to your address. It works once, within 24 hours.")
         }
+        Some("email") => Some(
+            "We sent a link to the new address: your address changes once you open it there. \
+             Your current address got a notice.",
+        ),
         _ => None,
     };
     account_page(&state, &current, notice, None, StatusCode::OK).await
@@ -191,6 +195,53 @@ pub(super) async fn password_post(
             e @ (AuthError::WrongPassword
             | AuthError::WeakPassword(_)
             | AuthError::PasswordTooLong
+            | AuthError::Throttled { .. }),
+        ) => {
+            let (status, retry) = error_status(&e);
+            let mut res = account_page(&state, &current, None, Some(&e.to_string()), status).await;
+            set_retry_after(&mut res, retry);
+            res
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct EmailForm {
+    new_email: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl FormToken for EmailForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Asks for an email change: the current password, or a sign-in within five minutes.
+pub(super) async fn email_post(
+    State(state): State<AppState>,
+    CsrfForm {
+        auth,
+        current,
+        form,
+    }: CsrfForm<EmailForm>,
+) -> Response {
+    let password = Some(form.current_password.as_str());
+    match state
+        .auth
+        .request_email_change(&auth, &form.new_email, password, &current.ctx)
+        .await
+    {
+        Ok(()) => Redirect::to("/account?done=email").into_response(),
+        Err(
+            e @ (AuthError::InvalidEmail
+            | AuthError::EmailUnchanged
+            | AuthError::WrongPassword
+            | AuthError::RecentSignInRequired
             | AuthError::Throttled { .. }),
         ) => {
             let (status, retry) = error_status(&e);

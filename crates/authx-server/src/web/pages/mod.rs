@@ -27,6 +27,8 @@ use crate::html::{Message, Paragraph, render};
 use crate::state::AppState;
 
 mod account;
+mod email_change;
+mod magic_link;
 mod recovery;
 mod verify;
 
@@ -67,6 +69,20 @@ pub fn router() -> Router<AppState> {
         .route("/verify", get(verify::verify_get).post(verify::verify_post))
         .route("/verify/resend", post(verify::resend_post))
         .route("/account/verify", post(verify::account_verify_post))
+        .route("/account/email", post(account::email_post))
+        .route(
+            "/account/email/confirm",
+            get(email_change::confirm_get).post(email_change::confirm_post),
+        )
+        .route(
+            "/account/email/cancel",
+            get(email_change::cancel_get).post(email_change::cancel_post),
+        )
+        .route("/magic-link", post(magic_link::magic_link_post))
+        .route(
+            "/magic-link/sign-in",
+            get(magic_link::sign_in_get).post(magic_link::sign_in_post),
+        )
         .route("/assets/authx.css", get(css_get))
 }
 
@@ -153,6 +169,7 @@ fn login_page(
         email: again.email,
         error: again.error.as_deref(),
         sign_up: state.config.auth.sign_up_enabled,
+        magic_links: state.config.email.magic_links,
         providers: buttons(state, return_to),
     };
     let mut res = with_pre_cookie(state, render(status, &page), fresh);
