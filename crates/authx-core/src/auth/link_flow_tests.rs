@@ -233,6 +233,10 @@ async fn a_magic_link_needs_the_binding_and_survives_the_wrong_browser() {
     assert_eq!(signed.signed.session.auth_method, "magic_link");
     let auth = rig.current(&signed.signed).await.unwrap();
     assert_eq!(auth.authentication().amr(), ["email"]);
+    assert!(
+        auth.user.email_verified,
+        "a link through the mailbox proves the address"
+    );
     assert!(rig.current(&planted).await.is_none(), "fixation");
     let again = rig
         .auth

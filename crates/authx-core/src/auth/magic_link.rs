@@ -141,7 +141,7 @@ impl AuthService {
             );
             return Err(AuthError::OtherBrowser);
         }
-        let user = match self.stores.accounts.user_by_id(&record.user_id).await? {
+        let mut user = match self.stores.accounts.user_by_id(&record.user_id).await? {
             Some(u) if u.status == UserStatus::Active => u,
             _ => {
                 self.audit.record(
@@ -155,6 +155,20 @@ impl AuthService {
         links
             .delete_user_link_tokens(&user.id, LinkPurpose::MagicLink)
             .await?;
+        // The link came through the account's mailbox: the address is proved, and a sign-in
+        // that requires a verified address does not ask for another link.
+        if !user.email_verified {
+            self.stores
+                .accounts
+                .set_email_verified(&user.id, true)
+                .await?;
+            user.email_verified = true;
+            self.audit.record(
+                AuditEvent::success("email_verified")
+                    .user(&user.id)
+                    .with("method", "magic_link"),
+            );
+        }
         let pending = PendingSignIn::new(user, AuthMethod::MagicLink, now);
         let signed = self.complete_sign_in(pending, ctx, previous).await?;
         Ok(MagicSignIn { signed, return_to })
