@@ -43,7 +43,7 @@ pub struct Backend {
     /// Second factors and recovery codes.
     pub factors: Arc<dyn authx_core::mfa::FactorStore>,
     /// Pushed authorization requests (RFC 9126).
-    pub pushed: Arc<dyn authx_core::oauth::par::PushedRequestStore>,
+    pub pushed: Arc<dyn authx_core::oauth::store::PushedRequestStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -181,7 +181,7 @@ where
         + authx_core::mail::OutboxStore
         + authx_core::links::LinkTokenStore
         + authx_core::mfa::FactorStore
-        + authx_core::oauth::par::PushedRequestStore,
+        + authx_core::oauth::store::PushedRequestStore,
 {
     Backend {
         accounts: store.clone(),

@@ -18,8 +18,9 @@ use crate::oauth::grant::{
     AuthCode, CodeRedemption, Consent, Redemption, RefreshFamily, RefreshToken, Rotation,
 };
 use crate::oauth::keys::StoredKey;
-use crate::oauth::par::{PushedRequest, PushedRequestStore};
-use crate::oauth::store::{ClientStore, GrantStore, KeyStateChange, KeyStore};
+use crate::oauth::store::{
+    ClientStore, GrantStore, KeyStateChange, KeyStore, PushedRequest, PushedRequestStore,
+};
 use crate::oauth::types::OAuthStores;
 use crate::secret::TokenHash;
 use crate::session::SessionId;

@@ -14,7 +14,6 @@ use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::grant::{AuthCode, Consent};
-use super::par::Expansion;
 use super::pkce;
 use super::scope::Scopes;
 use super::service::OAuthService;
@@ -209,6 +208,15 @@ impl AuthorizeParams {
         }
         ser.finish()
     }
+}
+
+/// What the authorization endpoint makes of a request's `request_uri`.
+pub(super) enum Expansion {
+    /// The parameters to run the request with: the pushed ones, or the query's when nothing
+    /// was pushed.
+    Params(Box<AuthorizeParams>),
+    /// The `request_uri` is unknown, expired, used or another client's: an error page.
+    Refused(&'static str),
 }
 
 /// The signed-in browser session an authorization request arrives with.

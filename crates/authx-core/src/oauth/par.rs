@@ -16,17 +16,15 @@
 //! - A deployment that requires pushed requests (`require_pushed_authorization_requests`)
 //!   answers `invalid_request` to any request that was not pushed.
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::OAuthError;
-use super::authorize::{AuthorizeError, AuthorizeParams};
+use super::authorize::{AuthorizeError, AuthorizeParams, Expansion};
 use super::client::Client;
 use super::service::OAuthService;
+use super::store::PushedRequest;
 use crate::audit::AuditEvent;
-use crate::clock::Timestamp;
 use crate::secret::{TokenHash, opaque_secret};
-use crate::store::StoreResult;
 
 /// How a `request_uri` of this provider starts (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -43,48 +41,6 @@ opaque_secret!(
     RequestUriSecret
 );
 
-/// A stored pushed request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushedRequest {
-    /// SHA-256 of the `request_uri`'s random part.
-    pub hash: TokenHash,
-    /// The client that pushed it.
-    pub client_id: String,
-    /// The authorization parameters, form-encoded ([`AuthorizeParams::to_query`]).
-    pub params: String,
-    /// When it was pushed.
-    pub created_at: Timestamp,
-    /// When it stops being usable.
-    pub expires_at: Timestamp,
-}
-
-/// Where pushed requests are kept.
-#[async_trait]
-pub trait PushedRequestStore: Send + Sync + 'static {
-    /// Stores a pushed request.
-    async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
-
-    /// The request with `hash` if still usable at `now`; its expiry moves to `created_at +
-    /// interaction_secs` when that is later (the browser has arrived and may now sign in).
-    async fn open_pushed_request(
-        &self,
-        hash: &TokenHash,
-        now: Timestamp,
-        interaction_secs: i64,
-    ) -> StoreResult<Option<PushedRequest>>;
-
-    /// Finds and deletes, in one atomic step, the request with `hash` still usable at `now`. Of
-    /// concurrent takes, one gets it.
-    async fn take_pushed_request(
-        &self,
-        hash: &TokenHash,
-        now: Timestamp,
-    ) -> StoreResult<Option<PushedRequest>>;
-
-    /// Deletes the requests expired at `now`; returns how many.
-    async fn purge_pushed_requests(&self, now: Timestamp) -> StoreResult<u64>;
-}
-
 /// The PAR endpoint's answer (RFC 9126 §2.2).
 #[derive(Debug)]
 pub struct Pushed {
@@ -100,15 +56,6 @@ impl Pushed {
     pub fn to_json(&self) -> Value {
         json!({"request_uri": self.request_uri, "expires_in": self.expires_in})
     }
-}
-
-/// What the authorization endpoint makes of a request's `request_uri`.
-pub(super) enum Expansion {
-    /// The parameters to run the request with: the pushed ones, or the query's when nothing
-    /// was pushed.
-    Params(Box<AuthorizeParams>),
-    /// The `request_uri` is unknown, expired, used or another client's: an error page.
-    Refused(&'static str),
 }
 
 /// The page shown for a `request_uri` that cannot be used.

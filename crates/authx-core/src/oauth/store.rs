@@ -161,3 +161,46 @@ pub trait GrantStore: Send + Sync + 'static {
     /// tokens past their idle expiry, and revoked ids past their expiry; returns how many rows.
     async fn purge_grants(&self, now: Timestamp) -> StoreResult<u64>;
 }
+
+/// A stored pushed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedRequest {
+    /// SHA-256 of the `request_uri`'s random part.
+    pub hash: TokenHash,
+    /// The client that pushed it.
+    pub client_id: String,
+    /// The authorization parameters, form-encoded
+    /// ([`AuthorizeParams::to_query`](super::authorize::AuthorizeParams::to_query)).
+    pub params: String,
+    /// When it was pushed.
+    pub created_at: Timestamp,
+    /// When it stops being usable.
+    pub expires_at: Timestamp,
+}
+
+/// Where pushed requests are kept.
+#[async_trait]
+pub trait PushedRequestStore: Send + Sync + 'static {
+    /// Stores a pushed request.
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
+
+    /// The request with `hash` if still usable at `now`; its expiry moves to `created_at +
+    /// interaction_secs` when that is later (the browser has arrived and may now sign in).
+    async fn open_pushed_request(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        interaction_secs: i64,
+    ) -> StoreResult<Option<PushedRequest>>;
+
+    /// Finds and deletes, in one atomic step, the request with `hash` still usable at `now`. Of
+    /// concurrent takes, one gets it.
+    async fn take_pushed_request(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<PushedRequest>>;
+
+    /// Deletes the requests expired at `now`; returns how many.
+    async fn purge_pushed_requests(&self, now: Timestamp) -> StoreResult<u64>;
+}

@@ -9,8 +9,7 @@ use sha2::Sha256;
 
 use super::device::DeviceStore;
 use super::keys::{RotationPolicy, SigningAlg};
-use super::par::PushedRequestStore;
-use super::store::{ClientStore, GrantStore, KeyStore};
+use super::store::{ClientStore, GrantStore, KeyStore, PushedRequestStore};
 use crate::secret::opaque_secret;
 use crate::store::{AccountStore, SessionStore, ThrottleStore};
 use crate::throttle::ThrottlePolicy;

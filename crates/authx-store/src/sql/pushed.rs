@@ -5,7 +5,7 @@
 //! concurrent takes exactly one gets it.
 
 use authx_core::Timestamp;
-use authx_core::oauth::par::{PushedRequest, PushedRequestStore};
+use authx_core::oauth::store::{PushedRequest, PushedRequestStore};
 use authx_core::secret::TokenHash;
 use authx_core::store::StoreResult;
 

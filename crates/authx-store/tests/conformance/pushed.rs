@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use authx_core::Timestamp;
-use authx_core::oauth::par::{PushedRequest, PushedRequestStore};
+use authx_core::oauth::store::{PushedRequest, PushedRequestStore};
 use authx_core::secret::TokenHash;
 use authx_core::store::StoreError;
 use authx_store::{ConnectOptions, connect};
