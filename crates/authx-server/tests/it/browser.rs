@@ -77,6 +77,30 @@ pub(crate) async fn wait_for_path(
     }
 }
 
+/// Waits until the page's `h1` reads `text`: for a form that posts to its own path, where the
+/// path cannot tell the answer from the form (read afresh each time, never a stale element).
+pub(crate) async fn wait_for_heading(client: &Client, text: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + NAVIGATION_TIMEOUT;
+    loop {
+        let heading = client
+            .execute(
+                "const h = document.querySelector('h1'); \
+                 return document.readyState === 'complete' && h ? h.textContent : null",
+                vec![],
+            )
+            .await?;
+        if heading.as_str() == Some(text) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "expected the heading {text:?}, the page shows {heading} after {NAVIGATION_TIMEOUT:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The HTTP status of the page the browser shows (Navigation Timing `responseStatus`).
 async fn page_status(client: &Client) -> anyhow::Result<u64> {
     client

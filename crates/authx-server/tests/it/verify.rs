@@ -546,8 +546,28 @@ async fn account_button_sends_a_link_and_no_email_keeps_the_old_sign_up() {
     assert_eq!(send("forged".into()).await.status(), 403);
     let sent = send(token).await;
     assert_eq!(sent.status(), 303);
-    let path = verify_path(&sink.wait_for(1, WAIT).await.unwrap()[0]);
+    let first = verify_path(&sink.wait_for(1, WAIT).await.unwrap()[0]);
+
+    // The same from an application: a session call with its CSRF token, forged calls refused.
+    let api = "/api/v1/email/verification";
+    let forged = server
+        .client
+        .post(format!("{}{api}", server.url))
+        .header("origin", server.origin())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let sent = server
+        .send_json(reqwest::Method::POST, api, &cookie, None)
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let path = verify_path(&sink.wait_for(2, WAIT).await.unwrap()[1]);
     assert_eq!(verify(&server, &path).await.status(), 200);
+    // Verifying with one link ends the account's others.
+    assert_eq!(verify(&server, &first).await.status(), 400);
     server.stop().await;
 
     let plain = TestServer::start().await.unwrap();
@@ -559,5 +579,16 @@ async fn account_button_sends_a_link_and_no_email_keeps_the_old_sign_up() {
         plain.get("/verify?token=x", None).await.unwrap().status(),
         404
     );
+    let cookie = plain.sign_in("new@example.com", PASSWORD).await.unwrap();
+    let off = plain
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/email/verification",
+            &cookie,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 404);
     plain.stop().await;
 }

@@ -1,8 +1,10 @@
-//! `POST /api/v1/email`: the JSON form of the account page's email change.
+//! `POST /api/v1/email`: the JSON form of the account page's email change; `POST
+//! /api/v1/email/verification`: the account page's "send a verification link".
 //!
 //! # Security
-//! A session call: origin check and `X-CSRF-Token` (the `UserAction` extractor), then the
-//! current password or a sign-in within five minutes (decided in core).
+//! Session calls: origin check and `X-CSRF-Token` (the `UserAction` extractor). A change needs
+//! the current password or a sign-in within five minutes (decided in core); a verification
+//! link goes only to the signed-in account's own address, within its allowance per address.
 
 use axum::Json;
 use axum::extract::State;
@@ -43,6 +45,31 @@ pub(super) async fn email_post(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "status": "accepted", "message": message })),
+    )
+        .into_response())
+}
+
+/// Mails the signed-in user a new verification link: `202` whether or not one was sent (an
+/// address already verified, or past its allowance of mails, gets nothing); `404` where the
+/// deployment does not verify addresses (no `[email]` section).
+pub(super) async fn verification_post(
+    State(state): State<AppState>,
+    call: UserAction,
+) -> Result<Response, ApiError> {
+    if !state.auth.verifies_email() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server does not verify email addresses",
+        ));
+    }
+    state
+        .auth
+        .request_verification(&call.auth.user.email)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "accepted", "email_verified": call.auth.user.email_verified })),
     )
         .into_response())
 }

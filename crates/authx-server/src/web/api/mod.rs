@@ -41,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/password", post(password_post))
         .route("/api/v1/password/forgot", post(forgot_post))
         .route("/api/v1/email", post(email::email_post))
+        .route("/api/v1/email/verification", post(email::verification_post))
         .route("/api/v1/admin/users", get(admin_users_get))
         .route("/api/v1/admin/audit", get(admin_audit_get))
         .route("/api/v1/admin/email/test", post(admin_email_test_post))
