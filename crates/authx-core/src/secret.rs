@@ -37,6 +37,13 @@ pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A 32-byte key for one purpose (`label`), derived from a deployment secret with
+/// HMAC-SHA-256, so keys for different purposes never coincide.
+#[must_use]
+pub fn derive_key(secret: &[u8], label: &[u8]) -> [u8; 32] {
+    crate::oauth::types::hmac_bytes(secret, label)
+}
+
 /// SHA-256 of a secret value: the only form in which authx stores a token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash([u8; 32]);

@@ -98,6 +98,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         Arc::clone(&backend.outbox),
         Arc::clone(&clock),
     )?);
+    // Names the per-address mail counters; derived from the key-encryption key, which every
+    // instance shares, so all of them count an address under the same name.
+    let address_key = provider::address_counter_key(&config)?;
     let auth = AuthService::new(
         reads.stores(&backend, &shared),
         Arc::clone(&bus),
@@ -112,6 +115,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         links: Arc::clone(&backend.links),
         mailer: Arc::clone(&mail) as Arc<dyn authx_core::mail::Mailer>,
         per_address: Some(authx_core::auth::AddressLimit {
+            key: address_key,
             limiter: Arc::clone(&limiter),
             limit: config.rate_limits.password_reset_per_address,
         }),
@@ -122,6 +126,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             links: Arc::clone(&backend.links),
             mailer: Arc::clone(&mail) as Arc<dyn authx_core::mail::Mailer>,
             per_address: Some(authx_core::auth::AddressLimit {
+                key: address_key,
                 limiter: Arc::clone(&limiter),
                 limit: config.rate_limits.password_reset_per_address,
             }),

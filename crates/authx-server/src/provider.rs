@@ -48,6 +48,19 @@ pub async fn build(
     Ok(service)
 }
 
+/// The key that names the per-address mail counters (`AddressLimit::key`): derived from the
+/// key-encryption key, so every instance of a deployment derives the same one.
+///
+/// # Errors
+/// As for the key-encryption key.
+pub fn address_counter_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let kek = key_encryption_key(config)?;
+    Ok(authx_core::secret::derive_key(
+        &kek,
+        b"authx per-address mail counters v1",
+    ))
+}
+
 /// The configured key-encryption key; with a SQLite file and none configured, the key in a file
 /// next to the database (created with mode 0600 on first start).
 fn key_encryption_key(config: &Config) -> anyhow::Result<Vec<u8>> {

@@ -25,7 +25,6 @@ use crate::events::RevocationEvent;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken};
 use crate::mail::Message;
 use crate::password::{MAX_PASSWORD_BYTES, Verified};
-use crate::secret::TokenHash;
 use crate::session::{ClientContext, SessionId};
 use crate::store::StoreError;
 use crate::user::{User, UserStatus, canonical_email};
@@ -56,8 +55,8 @@ impl AuthService {
     }
 
     /// Whether `email` may be mailed once more for `class` now (the per-address allowance of
-    /// reset mails, counted apart per class), keyed by the address's hash so the counters hold
-    /// no address; `Some(seconds)` to wait when not.
+    /// reset mails, counted apart per class), under the address's keyed hash
+    /// ([`AddressLimit::key`]); `Some(seconds)` to wait when not.
     pub(super) async fn address_refused(
         &self,
         class: &str,
@@ -66,8 +65,7 @@ impl AuthService {
         let Some(l) = &self.mail_links()?.per_address else {
             return Ok(None);
         };
-        let key = TokenHash::of(email.as_bytes()).to_hex();
-        Ok(l.limiter.check(class, &key, l.limit).await?)
+        l.refused(class, email).await
     }
 
     /// Asks to change the signed-in user's address to `new_email`: with the current password

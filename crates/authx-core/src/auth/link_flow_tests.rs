@@ -87,6 +87,7 @@ impl Rig {
             links: Arc::new(store.clone()),
             mailer: mails.clone(),
             per_address: per_address.map(|max| super::AddressLimit {
+                key: [7; 32],
                 limiter: Arc::new(crate::ratelimit::RateLimiter::new(
                     Arc::new(crate::ratelimit::LocalCounter::default()),
                     Arc::new(clock.clone()),

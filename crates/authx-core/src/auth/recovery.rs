@@ -18,9 +18,10 @@ use crate::audit::AuditEvent;
 use crate::federation::has_password;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
 use crate::mail::{Mailer, Message};
+use crate::oauth::types::hmac_bytes;
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::ratelimit::{RateLimit, RateLimiter};
-use crate::secret::TokenHash;
+use crate::secret::b64url;
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::throttling::Counters;
@@ -44,6 +45,21 @@ pub struct AddressLimit {
     pub limiter: Arc<RateLimiter>,
     /// The allowance.
     pub limit: RateLimit,
+    /// A deployment secret that keys the counters: each is named by the HMAC-SHA-256 of the
+    /// address under it, so the counters (in the store or Redis with several instances) hold no
+    /// address, and cannot be matched against a list of addresses without the secret.
+    pub key: [u8; 32],
+}
+
+impl AddressLimit {
+    /// Counts a mail of `class` to `email`; `Some(seconds)` to wait when past the allowance.
+    ///
+    /// # Errors
+    /// Storage failures of the counter.
+    pub(super) async fn refused(&self, class: &str, email: &str) -> Result<Option<i64>, AuthError> {
+        let name = b64url(&hmac_bytes(&self.key, email.as_bytes()));
+        Ok(self.limiter.check(class, &name, self.limit).await?)
+    }
 }
 
 impl AuthService {
@@ -109,16 +125,12 @@ impl AuthService {
     }
 
     /// Whether `email` may get another reset mail now; counted whether or not it has an
-    /// account, and keyed by its hash, so the counters hold no address.
+    /// account, under its keyed hash ([`AddressLimit::key`]).
     async fn address_allowed(&self, recovery: &Recovery, email: &str) -> Result<bool, AuthError> {
         let Some(l) = &recovery.per_address else {
             return Ok(true);
         };
-        let key = TokenHash::of(email.as_bytes()).to_hex();
-        let refused = l
-            .limiter
-            .check("password_reset_address", &key, l.limit)
-            .await?;
+        let refused = l.refused("password_reset_address", email).await?;
         if refused.is_some() {
             self.audit.record(
                 AuditEvent::failure("password_reset_requested").with("reason", "rate_limited"),
@@ -209,6 +221,67 @@ impl AuthService {
         match &self.recovery {
             Some(r) => Ok(r.links.purge_link_tokens(self.clock.now()).await?),
             None => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::Timestamp;
+    use crate::clock::ManualClock;
+    use crate::ratelimit::RateCounter;
+    use crate::secret::TokenHash;
+    use crate::store::StoreResult;
+
+    /// Keeps the name of every counter hit.
+    #[derive(Default)]
+    struct Names(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl RateCounter for Names {
+        async fn hit(&self, key: &str, _start: Timestamp, _now: Timestamp) -> StoreResult<u32> {
+            let mut names = self.0.lock().unwrap();
+            names.push(key.to_owned());
+            Ok(u32::try_from(names.len()).unwrap_or(u32::MAX))
+        }
+    }
+
+    fn limit(counter: &Arc<Names>, key: [u8; 32]) -> AddressLimit {
+        let counter: Arc<dyn RateCounter> = counter.clone();
+        AddressLimit {
+            limiter: Arc::new(RateLimiter::new(
+                counter,
+                Arc::new(ManualClock::new(Timestamp(1_700_000_000))),
+            )),
+            limit: RateLimit {
+                max: 100,
+                window_secs: 3600,
+            },
+            key,
+        }
+    }
+
+    #[tokio::test]
+    async fn address_counters_are_named_by_a_keyed_hash_only() {
+        let email = "ada@example.com";
+        let names = Arc::new(Names::default());
+        limit(&names, [1; 32]).refused("c", email).await.unwrap();
+        limit(&names, [1; 32]).refused("c", email).await.unwrap();
+        limit(&names, [2; 32]).refused("c", email).await.unwrap();
+        let names = names.0.lock().unwrap().clone();
+        assert_eq!(
+            names[0], names[1],
+            "one deployment counts an address under one name"
+        );
+        assert_ne!(names[0], names[2], "another key gives another name");
+        let plain = TokenHash::of(email.as_bytes()).to_hex();
+        for n in &names {
+            assert!(!n.contains(email) && !n.contains(&plain), "{n}");
         }
     }
 }

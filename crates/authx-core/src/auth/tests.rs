@@ -79,6 +79,7 @@ impl Rig {
             links: Arc::new(store.clone()),
             mailer: mails.clone(),
             per_address: Some(super::AddressLimit {
+                key: [7; 32],
                 limiter: Arc::new(limiter),
                 limit: crate::ratelimit::RateLimit {
                     max: 3,

@@ -27,7 +27,6 @@ use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
 use crate::mail::{Mailer, Message};
-use crate::secret::TokenHash;
 use crate::session::ClientContext;
 use crate::store::StoreError;
 use crate::user::{User, UserId, UserStatus, canonical_email};
@@ -314,13 +313,12 @@ impl AuthService {
     }
 
     /// Whether `email` may get another mail of this module now; counted whether or not it has
-    /// an account, and keyed by its hash, so the counters hold no address.
+    /// an account, under its keyed hash ([`AddressLimit::key`]).
     async fn mail_allowed(&self, v: &Verification, email: &str) -> Result<bool, AuthError> {
         let Some(l) = &v.per_address else {
             return Ok(true);
         };
-        let key = TokenHash::of(email.as_bytes()).to_hex();
-        let refused = l.limiter.check(ADDRESS_CLASS, &key, l.limit).await?;
+        let refused = l.refused(ADDRESS_CLASS, email).await?;
         if refused.is_some() {
             self.audit.record(
                 AuditEvent::failure("email_verification_requested").with("reason", "rate_limited"),

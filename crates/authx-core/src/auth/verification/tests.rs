@@ -61,6 +61,7 @@ fn rig(require: bool, per_address: u32) -> Rig {
         links: Arc::new(store.clone()),
         mailer: mails.clone(),
         per_address: Some(AddressLimit {
+            key: [7; 32],
             limiter: Arc::new(limiter),
             limit: RateLimit {
                 max: per_address,
