@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use rand::TryRngCore as _;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -41,7 +42,18 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// HMAC-SHA-256, so keys for different purposes never coincide.
 #[must_use]
 pub fn derive_key(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    crate::oauth::types::hmac_bytes(secret, label)
+    hmac_bytes(secret, label)
+}
+
+/// HMAC-SHA-256 of `msg` under `key` (all zeros for a key HMAC refuses, which it never does).
+pub(crate) fn hmac_bytes(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(msg);
+            mac.finalize().into_bytes().into()
+        }
+        Err(_) => [0; 32],
+    }
 }
 
 /// SHA-256 of a secret value: the only form in which authx stores a token.

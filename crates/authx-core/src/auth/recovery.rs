@@ -18,10 +18,9 @@ use crate::audit::AuditEvent;
 use crate::federation::has_password;
 use crate::links::{LinkPurpose, LinkRecord, LinkToken, LinkTokenStore};
 use crate::mail::{Mailer, Message};
-use crate::oauth::types::hmac_bytes;
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::ratelimit::{RateLimit, RateLimiter};
-use crate::secret::b64url;
+use crate::secret::{b64url, hmac_bytes};
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::throttling::Counters;

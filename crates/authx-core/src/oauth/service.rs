@@ -40,7 +40,7 @@ use super::keys::SigningAlg;
 use super::revoke::Revocation;
 use super::token::Tokens;
 use super::token_cache::TokenCache;
-use super::types::{ClientAuth, OAuthConfig, OAuthStores, hmac_bytes};
+use super::types::{ClientAuth, OAuthConfig, OAuthStores};
 use crate::clock::{Clock, Timestamp};
 use crate::events::EventBus;
 use crate::user::UserId;
@@ -72,7 +72,8 @@ impl OAuthService {
             Arc::clone(&clock),
             key_encryption_key,
         )?;
-        let successor_key = hmac_bytes(key_encryption_key, b"authx refresh successor v1");
+        let successor_key =
+            crate::secret::derive_key(key_encryption_key, b"authx refresh successor v1");
         let audit = crate::audit::Audit::log_only(Arc::clone(&clock));
         let clients = Clients::new(
             &stores,

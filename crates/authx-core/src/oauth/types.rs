@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::device::DeviceStore;
 use super::keys::{RotationPolicy, SigningAlg};
@@ -163,16 +161,5 @@ impl TokenResponse {
             v["id_token"] = Value::String(id.clone());
         }
         v
-    }
-}
-
-/// HMAC-SHA-256 of `msg` under `key` (all zeros for a key HMAC refuses, which it never does).
-pub(crate) fn hmac_bytes(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(msg);
-            mac.finalize().into_bytes().into()
-        }
-        Err(_) => [0; 32],
     }
 }

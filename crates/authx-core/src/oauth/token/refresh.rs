@@ -5,9 +5,10 @@ use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
 use super::super::grant::{RefreshFamily, RefreshToken, Rotation};
 use super::super::scope::Scopes;
-use super::super::types::{RefreshTokenValue, TokenResponse, hmac_bytes};
+use super::super::types::{RefreshTokenValue, TokenResponse};
 use super::Tokens;
 use crate::secret::b64url;
+use crate::secret::hmac_bytes;
 
 impl Tokens<'_> {
     fn successor_of(&self, raw: &str) -> Option<RefreshTokenValue> {
