@@ -15,6 +15,7 @@
 //! ```
 
 pub mod admin;
+pub mod amr;
 pub mod audit;
 pub mod auth;
 pub mod cache;

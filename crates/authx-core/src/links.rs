@@ -38,6 +38,8 @@ pub enum LinkPurpose {
     MagicLink,
     /// Undoing an email change from the old address ("this wasn't me").
     CancelEmailChange,
+    /// A sign-in waiting for its second factor (its token is a cookie, not a mailed link).
+    SecondFactor,
 }
 
 impl LinkPurpose {
@@ -50,6 +52,7 @@ impl LinkPurpose {
             Self::ChangeEmail => "change_email",
             Self::MagicLink => "magic_link",
             Self::CancelEmailChange => "cancel_email_change",
+            Self::SecondFactor => "second_factor",
         }
     }
 
@@ -62,6 +65,7 @@ impl LinkPurpose {
             Self::ChangeEmail,
             Self::MagicLink,
             Self::CancelEmailChange,
+            Self::SecondFactor,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
@@ -78,6 +82,7 @@ impl LinkPurpose {
             // Outlives the confirmation link, so the owner of the old address can still undo a
             // change confirmed in the meantime.
             Self::CancelEmailChange => 7 * 24 * 3600,
+            Self::SecondFactor => 5 * 60,
         }
     }
 }
@@ -167,6 +172,7 @@ mod tests {
             LinkPurpose::ChangeEmail,
             LinkPurpose::MagicLink,
             LinkPurpose::CancelEmailChange,
+            LinkPurpose::SecondFactor,
         ] {
             assert_eq!(LinkPurpose::parse(p.as_str()), Some(p));
         }

@@ -410,6 +410,12 @@ pub enum Message {
         /// Minutes the link stays valid.
         valid_minutes: i64,
     },
+    /// A recovery code of the account was used to sign in (a notice, with how many remain and
+    /// what to do if it was not the owner).
+    RecoveryCodeUsed {
+        /// Unused codes left.
+        remaining: u64,
+    },
 }
 
 impl std::fmt::Debug for Message {
@@ -433,6 +439,7 @@ impl Message {
             Self::EmailChangeConfirm { .. } => "email_change_confirm",
             Self::EmailChangeNotice { .. } => "email_change_notice",
             Self::MagicLink { .. } => "magic_link",
+            Self::RecoveryCodeUsed { .. } => "recovery_code_used",
         }
     }
 }

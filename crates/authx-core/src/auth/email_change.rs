@@ -86,7 +86,9 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let links = &self.mail_links()?.links;
         let new = canonical_email(new_email).map_err(|_| AuthError::InvalidEmail)?;
-        let user = self.prove_owner(auth, current_password, ctx).await?;
+        let user = self
+            .prove_owner(auth, current_password, ctx, "email_change_refused")
+            .await?;
         if new == user.email {
             return Err(AuthError::EmailUnchanged);
         }
@@ -132,12 +134,13 @@ impl AuthService {
 
     /// The stored account of the signed-in user, once the owner proved to be there: the
     /// current password when given (throttled like a sign-in; a wrong one counts), else a
-    /// sign-in within [`REAUTH_WINDOW_SECS`].
-    async fn prove_owner(
+    /// sign-in within [`REAUTH_WINDOW_SECS`]. A refusal is audited as `refused_kind`.
+    pub(super) async fn prove_owner(
         &self,
         auth: &Authenticated,
         current_password: Option<&str>,
         ctx: &ClientContext,
+        refused_kind: &'static str,
     ) -> Result<User, AuthError> {
         let now = self.clock.now();
         let user = self
@@ -148,7 +151,7 @@ impl AuthService {
             .filter(|u| u.status == UserStatus::Active)
             .ok_or(AuthError::NotFound)?;
         let refuse = |reason: &'static str| {
-            AuditEvent::failure("email_change_refused")
+            AuditEvent::failure(refused_kind)
                 .user(&user.id)
                 .with("reason", reason)
         };

@@ -35,6 +35,9 @@ mod email_change;
 mod link_flow_tests;
 mod magic_link;
 mod recovery;
+mod second_factor;
+#[cfg(test)]
+mod second_factor_tests;
 mod session_cache;
 mod sessions;
 mod signin;
@@ -47,6 +50,9 @@ mod verification;
 pub use email_change::REAUTH_WINDOW_SECS;
 pub use magic_link::{LinkBinding, MagicSignIn};
 pub use recovery::{AddressLimit, Recovery};
+pub use second_factor::{
+    MAX_TRIES, MfaRequirement, SecondFactorChallenge, SecondFactorDone, SecondFactors,
+};
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
 pub use verification::{SignUpOutcome, Verification};
@@ -100,6 +106,19 @@ pub enum AuthError {
          link here"
     )]
     OtherBrowser,
+    /// The sign-in owes its second factor: answer the challenge (whose `failed` says whether
+    /// the previous answer was wrong).
+    #[error("enter the code from your authenticator app, or a recovery code")]
+    SecondFactorRequired(Box<SecondFactorChallenge>),
+    /// The sign-in waiting for its second factor is unknown, used, expired, or out of tries.
+    #[error("this sign-in has expired; sign in again")]
+    SignInExpired,
+    /// Policy requires a second factor and this is the user's last.
+    #[error("you need at least one second factor; add another before removing this one")]
+    LastFactorRequired,
+    /// A second-factor operation failed.
+    #[error("{0}")]
+    Factor(#[from] crate::mfa::MfaError),
     /// No such session or user.
     #[error("not found")]
     NotFound,
@@ -198,6 +217,8 @@ pub enum SignInOutcome {
     Failure,
     /// Refused: throttled.
     Throttled,
+    /// Not decided yet: the first factor passed and the second is asked.
+    SecondFactor,
     /// Not decided: the server failed or was busy.
     Error,
 }
@@ -208,10 +229,13 @@ impl SignInOutcome {
     pub fn of<T>(r: &Result<T, AuthError>) -> Self {
         match r {
             Ok(_) => Self::Success,
+            Err(AuthError::SecondFactorRequired(c)) if !c.failed => Self::SecondFactor,
             Err(
                 AuthError::InvalidCredentials
                 | AuthError::PasswordTooLong
-                | AuthError::EmailNotVerified,
+                | AuthError::EmailNotVerified
+                | AuthError::SecondFactorRequired(_)
+                | AuthError::SignInExpired,
             ) => Self::Failure,
             Err(AuthError::Throttled { .. }) => Self::Throttled,
             Err(_) => Self::Error,
@@ -225,6 +249,7 @@ impl SignInOutcome {
             Self::Success => "success",
             Self::Failure => "failure",
             Self::Throttled => "throttled",
+            Self::SecondFactor => "second_factor",
             Self::Error => "error",
         }
     }
@@ -244,6 +269,7 @@ pub struct AuthService {
     audit: Audit,
     recovery: Option<Recovery>,
     verification: Option<Verification>,
+    second: Option<SecondFactors>,
 }
 
 impl AuthService {
@@ -271,6 +297,7 @@ impl AuthService {
             observer: None,
             recovery: None,
             verification: None,
+            second: None,
         }
     }
 

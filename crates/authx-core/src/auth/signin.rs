@@ -86,7 +86,8 @@ impl AuthService {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.clear_failures(&keys).await?;
+        // The failures are cleared when the session starts, not here: a correct password
+        // whose sign-in then fails its second factor must not wipe the count of wrong codes.
         Ok(PendingSignIn::new(user, AuthMethod::Password, now))
     }
 
@@ -117,7 +118,8 @@ impl AuthService {
     ///
     /// # Errors
     /// [`AuthError::EmailNotVerified`] when the deployment requires a verified address and the
-    /// user's is not (a link is mailed); storage failures.
+    /// user's is not (a link is mailed); [`AuthError::SecondFactorRequired`] when the user has
+    /// a second factor not yet proved, or must enrol one; storage failures.
     pub async fn complete_sign_in(
         &self,
         pending: PendingSignIn,
@@ -125,11 +127,16 @@ impl AuthService {
         previous: Option<&SessionToken>,
     ) -> Result<SignedIn, AuthError> {
         let pending = pending.requiring_verified_email(self.requires_verified_email());
+        let pending = self.second_factor_state(pending).await?;
         if let Some(step) = pending.next_step() {
-            match step {
-                Step::VerifyEmail => return Err(self.owe_verified_email(pending.user()).await?),
-            }
+            return Err(match step {
+                Step::VerifyEmail => self.owe_verified_email(pending.user()).await?,
+                Step::SecondFactor => self.owe_second_factor(&pending, false).await?,
+                Step::EnrolFactor => self.owe_second_factor(&pending, true).await?,
+            });
         }
+        self.clear_failures(&Counters::new(&pending.user().email, ctx))
+            .await?;
         // Session-fixation mitigation: whatever session came with the request is ended.
         if let Some(prev) = previous {
             self.end_session_by_hash(&prev.hash(), "session_replaced")

@@ -12,65 +12,10 @@
 //! holds it twice.
 
 use crate::Timestamp;
+pub use crate::amr::AuthMethod;
+use crate::amr::{SEPARATOR, acr_of, amr_of};
 use crate::session::Session;
 use crate::user::User;
-
-/// A way a user proved who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// Email address and password.
-    Password,
-    /// An upstream identity provider, by its configured name.
-    Federated(String),
-    /// A single-use link mailed to the account's address, used in the browser that asked.
-    MagicLink,
-    /// A method recorded by another version of authx, kept as stored.
-    Other(String),
-}
-
-/// How several methods are joined in a session's `auth_method`.
-const SEPARATOR: char = '+';
-
-impl AuthMethod {
-    /// The method as a session records it (`password`, `federated:<provider>`, `magic_link`).
-    #[must_use]
-    pub fn parse(stored: &str) -> Self {
-        match stored {
-            "password" => return Self::Password,
-            "magic_link" => return Self::MagicLink,
-            _ => {}
-        }
-        match stored.strip_prefix("federated:") {
-            Some(provider) => Self::Federated(provider.to_owned()),
-            None => Self::Other(stored.to_owned()),
-        }
-    }
-
-    /// The stored form, the inverse of [`AuthMethod::parse`].
-    #[must_use]
-    pub fn stored(&self) -> String {
-        match self {
-            Self::Password => "password".to_owned(),
-            Self::Federated(p) => format!("federated:{p}"),
-            Self::MagicLink => "magic_link".to_owned(),
-            Self::Other(s) => s.clone(),
-        }
-    }
-
-    /// The RFC 8176 `amr` value: `pwd` for a password, `fed` for a federated sign-in, `email`
-    /// for a magic link. RFC 8176 registers no value for a confirmation by mail (`sms` and
-    /// `tel` are its kin for other channels) and allows unregistered ones (§2); `otp` is not
-    /// used, since it names the HOTP/TOTP codes of a second factor.
-    #[must_use]
-    pub fn amr(&self) -> &str {
-        match self {
-            Self::Password => "pwd",
-            Self::Federated(_) => "fed",
-            Self::MagicLink => "email",
-            Self::Other(s) => s,
-        }
-    }
-}
 
 /// A step a sign-in may owe before its session starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +23,11 @@ pub enum Step {
     /// The deployment requires a verified address (`require_verified_email`) and the user has
     /// not verified theirs: the sign-in ends here, and a verification link is mailed.
     VerifyEmail,
+    /// The user has a second factor and has not used it in this sign-in: a code is asked.
+    SecondFactor,
+    /// Policy requires a second factor and the user has none: they enrol one now, and its
+    /// first code completes the sign-in.
+    EnrolFactor,
 }
 
 /// A sign-in whose user is identified but whose session has not started.
@@ -87,6 +37,9 @@ pub struct PendingSignIn {
     methods: Vec<AuthMethod>,
     started_at: Timestamp,
     verified_email_required: bool,
+    has_second_factor: bool,
+    second_factor_required: bool,
+    return_to: Option<String>,
 }
 
 impl PendingSignIn {
@@ -98,7 +51,47 @@ impl PendingSignIn {
             methods: vec![method],
             started_at: now,
             verified_email_required: false,
+            has_second_factor: false,
+            second_factor_required: false,
+            return_to: None,
         }
+    }
+
+    /// A sign-in that continues with every method in `stored` already proved at `started_at`
+    /// (a step-up of a session, or a sign-in resumed from its second-factor step).
+    #[must_use]
+    pub fn resumed(user: User, stored: &str, started_at: Timestamp) -> Self {
+        Self {
+            methods: stored.split(SEPARATOR).map(AuthMethod::parse).collect(),
+            ..Self::new(user, AuthMethod::Password, started_at)
+        }
+    }
+
+    /// Whether the user has a confirmed second factor (so [`Step::SecondFactor`] is owed until
+    /// one is proved), and whether policy requires one (so [`Step::EnrolFactor`] is owed by
+    /// a user without).
+    #[must_use]
+    pub fn with_second_factor(self, has: bool, required: bool) -> Self {
+        Self {
+            has_second_factor: has,
+            second_factor_required: required,
+            ..self
+        }
+    }
+
+    /// Where the browser goes once the session starts (a local path).
+    #[must_use]
+    pub fn returning_to(self, path: impl Into<String>) -> Self {
+        Self {
+            return_to: Some(path.into()),
+            ..self
+        }
+    }
+
+    /// Where the browser goes once the session starts, if set.
+    #[must_use]
+    pub fn return_to(&self) -> Option<&str> {
+        self.return_to.as_deref()
     }
 
     /// This sign-in owes [`Step::VerifyEmail`] while the user's address is unverified, when
@@ -134,6 +127,15 @@ impl PendingSignIn {
     pub fn next_step(&self) -> Option<Step> {
         if self.verified_email_required && !self.user.email_verified {
             return Some(Step::VerifyEmail);
+        }
+        if self.methods.iter().any(AuthMethod::is_second_factor) {
+            return None;
+        }
+        if self.has_second_factor {
+            return Some(Step::SecondFactor);
+        }
+        if self.second_factor_required {
+            return Some(Step::EnrolFactor);
         }
         None
     }
@@ -193,9 +195,28 @@ impl Authentication {
         self.methods.contains(method)
     }
 
-    /// The RFC 8176 `amr` values, in the order proved.
+    /// The RFC 8176 `amr` values, in the order proved, with `mfa` after a second factor.
     #[must_use]
-    pub fn amr(&self) -> Vec<&str> {
-        self.methods.iter().map(AuthMethod::amr).collect()
+    pub fn amr(&self) -> Vec<String> {
+        amr_of(&self.stored())
+    }
+
+    /// The `acr` this authentication earned.
+    #[must_use]
+    pub fn acr(&self) -> &'static str {
+        acr_of(&self.stored())
+    }
+
+    /// Whether a second factor was among the methods.
+    #[must_use]
+    pub fn has_second_factor(&self) -> bool {
+        self.methods.iter().any(AuthMethod::is_second_factor)
+    }
+
+    /// The methods in their stored form, joined with `+`.
+    #[must_use]
+    pub fn stored(&self) -> String {
+        let all: Vec<String> = self.methods.iter().map(AuthMethod::stored).collect();
+        all.join(&SEPARATOR.to_string())
     }
 }

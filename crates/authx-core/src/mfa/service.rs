@@ -285,6 +285,32 @@ impl Factors {
         })
     }
 
+    /// The pending enrolment `id` of `user` again, to show after a wrong first code.
+    ///
+    /// # Errors
+    /// [`MfaError::NoPendingEnrolment`] (unknown, confirmed or lapsed), or a store or sealing
+    /// failure.
+    pub async fn pending_enrolment(
+        &self,
+        user: &User,
+        id: &FactorId,
+    ) -> Result<TotpEnrolment, MfaError> {
+        let now = self.clock.now();
+        let factor = match self.store.factor(&user.id, id).await? {
+            Some(f) if f.pending_until.is_some_and(|until| until > now) => f,
+            _ => return Err(MfaError::NoPendingEnrolment),
+        };
+        let secret = self.open(&factor)?;
+        let uri = otpauth_uri(&secret, &self.issuer, &user.email);
+        let qr_svg = qr_svg(&uri).unwrap_or_default();
+        Ok(TotpEnrolment {
+            factor_id: factor.id,
+            secret,
+            uri,
+            qr_svg,
+        })
+    }
+
     /// Checks a TOTP code against the user's confirmed TOTP factors and, if one matches a step
     /// not used before, records that step so the code never works again.
     ///
