@@ -62,6 +62,17 @@ pub struct FileConfig {
     /// Whether an account must verify its address before it can finish signing in (default
     /// `false`; needs an `[email]` section).
     pub require_verified_email: Option<bool>,
+    /// `[mfa]`: second factors.
+    pub mfa: Option<MfaFile>,
+}
+
+/// `[mfa]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaFile {
+    /// Who must have a second factor: `none` (default), `admins` or `everyone`. A user who
+    /// must and has none enrols an authenticator app at the next sign-in.
+    pub required_for: Option<String>,
 }
 
 /// `[audit]`
@@ -389,6 +400,8 @@ pub struct Config {
     /// Email verification: `None` without an `[email]` section (sign-up then signs in at once
     /// and answers `409` for a taken address).
     pub verification: Option<VerificationSettings>,
+    /// Who must have a second factor.
+    pub mfa_required_for: authx_core::auth::MfaRequirement,
 }
 
 /// What an `[email]` section turns on: verification links, and a sign-up that answers the
@@ -738,7 +751,17 @@ impl Config {
         )
         .map_err(bad)?;
 
+        let mfa_required_for = match f.mfa.unwrap_or_default().required_for.as_deref() {
+            None => authx_core::auth::MfaRequirement::None,
+            Some(s) => authx_core::auth::MfaRequirement::parse(s).ok_or_else(|| {
+                bad(format!(
+                    "mfa.required_for = {s:?}: use \"none\", \"admins\" or \"everyone\""
+                ))
+            })?,
+        };
+
         Ok(Self {
+            mfa_required_for,
             email,
             verification,
             oauth,

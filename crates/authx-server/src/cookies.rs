@@ -119,6 +119,33 @@ impl CookieNames {
     }
 }
 
+/// The second-factor cookie: names a sign-in waiting for its second factor (the token of its
+/// server-side record), for the five minutes the record lives.
+impl CookieNames {
+    /// The cookie's name.
+    #[must_use]
+    pub fn second_factor(&self) -> &'static str {
+        if self.secure {
+            "__Host-authx_mfa"
+        } else {
+            "authx_mfa"
+        }
+    }
+
+    /// `Set-Cookie` for a waiting sign-in.
+    #[must_use]
+    pub fn set_second_factor(&self, value: &str) -> String {
+        let lifetime = authx_core::links::LinkPurpose::SecondFactor.lifetime_secs();
+        self.build(self.second_factor(), value, lifetime)
+    }
+
+    /// `Set-Cookie` that removes it.
+    #[must_use]
+    pub fn clear_second_factor(&self) -> String {
+        self.build(self.second_factor(), "", 0)
+    }
+}
+
 /// The single value of cookie `name`, or `None` when it is absent, repeated or oversized (the
 /// rules of [`authx_core::cookie::find_cookie`]).
 #[must_use]

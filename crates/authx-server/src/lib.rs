@@ -101,6 +101,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     // Names the per-address mail counters; derived from the key-encryption key, which every
     // instance shares, so all of them count an address under the same name.
     let address_key = provider::address_counter_key(&config)?;
+    let factors = provider::factors(
+        &config,
+        Arc::clone(&backend.factors),
+        Arc::clone(&clock),
+        audit.clone(),
+    )?;
     let auth = AuthService::new(
         reads.stores(&backend, &shared),
         Arc::clone(&bus),
@@ -119,6 +125,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             limiter: Arc::clone(&limiter),
             limit: config.rate_limits.password_reset_per_address,
         }),
+    })
+    .with_second_factors(authx_core::auth::SecondFactors {
+        factors: Arc::new(factors),
+        links: Arc::clone(&backend.links),
+        required_for: config.mfa_required_for,
     })
     .with_audit(audit);
     let auth = match config.verification {

@@ -37,6 +37,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     sign_ins: Family<OutcomeLabels, Counter>,
+    second_factors: Family<OutcomeLabels, Counter>,
     rate_limited: Family<ClassLabels, Counter>,
     audit_unstored: Gauge,
     live_sessions: Gauge,
@@ -59,6 +60,7 @@ impl Default for Metrics {
             ])
         });
         let sign_ins = Family::<OutcomeLabels, Counter>::default();
+        let second_factors = Family::<OutcomeLabels, Counter>::default();
         let live_sessions = Gauge::default();
         let rate_limited = Family::<ClassLabels, Counter>::default();
         let audit_unstored = Gauge::default();
@@ -90,6 +92,11 @@ impl Default for Metrics {
         );
         registry.register("sign_ins", "Sign-in attempts by outcome", sign_ins.clone());
         registry.register(
+            "second_factor_checks",
+            "Answers to the second step of a sign-in by outcome",
+            second_factors.clone(),
+        );
+        registry.register(
             "active_sessions",
             "Browser sessions live now",
             live_sessions.clone(),
@@ -99,6 +106,7 @@ impl Default for Metrics {
             requests,
             latency,
             sign_ins,
+            second_factors,
             rate_limited,
             audit_unstored,
             live_sessions,
@@ -131,6 +139,19 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+    }
+
+    /// Records the outcome of an answer to a sign-in's second step; a success also counts as
+    /// a sign-in (the first step counted as `second_factor`).
+    pub fn second_factor(&self, outcome: authx_core::auth::SignInOutcome) {
+        self.second_factors
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+        if outcome == authx_core::auth::SignInOutcome::Success {
+            self.sign_in(outcome);
+        }
     }
 
     /// Counts a request refused by a rate limit.

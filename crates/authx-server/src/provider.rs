@@ -61,6 +61,27 @@ pub fn address_counter_key(config: &Config) -> anyhow::Result<[u8; 32]> {
     ))
 }
 
+/// The service of the users' second factors: TOTP secrets sealed and recovery codes keyed
+/// under the key-encryption key; the issuer's host names the account in authenticator apps.
+///
+/// # Errors
+/// As for the key-encryption key.
+pub fn factors(
+    config: &Config,
+    store: Arc<dyn authx_core::mfa::FactorStore>,
+    clock: Arc<dyn Clock>,
+    audit: authx_core::audit::Audit,
+) -> anyhow::Result<authx_core::mfa::Factors> {
+    let kek = key_encryption_key(config)?;
+    let host = config
+        .issuer
+        .split_once("://")
+        .map_or(config.issuer.as_str(), |(_, rest)| rest);
+    let label = host.split('/').next().unwrap_or(host).to_owned();
+    authx_core::mfa::Factors::new(store, &kek, label, clock, audit)
+        .map_err(|e| anyhow::anyhow!("second factors: {e}"))
+}
+
 /// The configured key-encryption key; with a SQLite file and none configured, the key in a file
 /// next to the database (created with mode 0600 on first start).
 fn key_encryption_key(config: &Config) -> anyhow::Result<Vec<u8>> {

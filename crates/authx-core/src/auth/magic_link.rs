@@ -169,7 +169,7 @@ impl AuthService {
                     .with("method", "magic_link"),
             );
         }
-        let pending = PendingSignIn::new(user, AuthMethod::MagicLink, now);
+        let pending = PendingSignIn::new(user, AuthMethod::MagicLink, now).returning_to(&return_to);
         let signed = self.complete_sign_in(pending, ctx, previous).await?;
         Ok(MagicSignIn { signed, return_to })
     }

@@ -94,7 +94,8 @@ impl AuthService {
     /// Signs in a user who authenticated elsewhere (an upstream identity provider), with the
     /// same rules as a password sign-in: a disabled account is refused, whatever session came
     /// with the request is ended (session fixation), a fresh session is issued and the
-    /// per-user cap applies.
+    /// per-user cap applies. `return_to` is where the browser goes once a second factor,
+    /// when one is asked, is proved.
     ///
     /// # Errors
     /// [`AuthError::InvalidCredentials`] for a missing or disabled account; storage failures.
@@ -104,12 +105,16 @@ impl AuthService {
         ctx: &ClientContext,
         previous: Option<&SessionToken>,
         method: &str,
+        return_to: Option<&str>,
     ) -> Result<SignedIn, AuthError> {
         let user = match self.stores.accounts.user_by_id(user).await? {
             Some(u) if u.status == UserStatus::Active => u,
             _ => return Err(AuthError::InvalidCredentials),
         };
-        let pending = PendingSignIn::new(user, AuthMethod::parse(method), self.clock.now());
+        let mut pending = PendingSignIn::new(user, AuthMethod::parse(method), self.clock.now());
+        if let Some(to) = return_to {
+            pending = pending.returning_to(to);
+        }
         self.complete_sign_in(pending, ctx, previous).await
     }
 

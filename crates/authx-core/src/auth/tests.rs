@@ -415,6 +415,7 @@ async fn federated_sign_in_goes_through_the_same_steps() {
             &Rig::ctx(),
             Some(&planted.token),
             "federated:acme",
+            None,
         )
         .await
         .unwrap();

@@ -363,7 +363,7 @@ impl RelyingParty<'_> {
                     )
                     .await
                     .map_err(FederationError::SignIn)?;
-                let signed = self.sign_in(&user, browser, p.name).await?;
+                let signed = self.sign_in(&user, browser, p.name, &t.return_to).await?;
                 Ok(Completed::SignedIn {
                     signed: Box::new(signed),
                     return_to: t.return_to,
@@ -416,11 +416,18 @@ impl RelyingParty<'_> {
         user: &User,
         browser: Browser<'_>,
         provider: &str,
+        return_to: &str,
     ) -> Result<SignedIn, FederationError> {
         let method = format!("federated:{provider}");
         let result = self
             .auth
-            .sign_in_verified(&user.id, browser.ctx, browser.session, &method)
+            .sign_in_verified(
+                &user.id,
+                browser.ctx,
+                browser.session,
+                &method,
+                Some(return_to),
+            )
             .await;
         self.sign_ins.count(SignInOutcome::of(&result));
         match result {

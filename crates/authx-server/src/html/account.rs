@@ -78,6 +78,8 @@ pub(crate) struct SessionRow {
     pub(crate) ip: String,
     pub(crate) created: String,
     pub(crate) seen: String,
+    /// How it signed in ("password, authenticator app").
+    pub(crate) methods: String,
     /// The session of this very browser.
     pub(crate) current: bool,
 }
@@ -122,4 +124,67 @@ pub(crate) struct Account<'a> {
     pub(crate) min_chars: usize,
     /// The address is unverified and links can be mailed: a button sends one.
     pub(crate) verify_email: bool,
+    /// The user's second factors.
+    pub(crate) factors: Vec<FactorRow>,
+    /// Unused recovery codes.
+    pub(crate) recovery_left: u64,
+    /// How this session signed in ("password and authenticator app").
+    pub(crate) signed_in_with: String,
+}
+
+/// What an authenticator app needs to enrol: the QR code and the key as text.
+pub(crate) struct EnrolView {
+    /// The QR code, an SVG of shapes only, drawn on the server.
+    pub(crate) qr_svg: String,
+    /// The key in base32, in groups of four.
+    pub(crate) secret: String,
+}
+
+impl EnrolView {
+    pub(crate) fn of(e: &authx_core::mfa::TotpEnrolment) -> Self {
+        Self {
+            qr_svg: e.qr_svg().to_owned(),
+            secret: e.secret_text(),
+        }
+    }
+}
+
+/// `/login/second-factor`: the code of a sign-in's second step (or, where policy requires a
+/// factor the user lacks, its enrolment).
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+pub(crate) struct SecondFactorPage<'a> {
+    pub(crate) csrf: &'a str,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) enrol: Option<EnrolView>,
+    pub(crate) failed: bool,
+    /// "4 tries left", after a wrong code.
+    pub(crate) tries_left: String,
+}
+
+/// An authenticator app being added from the account page.
+#[derive(Template)]
+#[template(path = "mfa_enrol.html")]
+pub(crate) struct EnrolPage<'a> {
+    pub(crate) csrf: &'a str,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) factor_id: &'a str,
+    pub(crate) enrol: EnrolView,
+}
+
+/// New recovery codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub(crate) struct RecoveryCodesPage<'a> {
+    pub(crate) heading: &'a str,
+    pub(crate) codes: Vec<String>,
+    pub(crate) continue_to: &'a str,
+}
+
+/// A row of the account page's second factors.
+pub(crate) struct FactorRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) added: String,
+    pub(crate) used: String,
 }

@@ -116,6 +116,12 @@ link_mail!(
     "mail/email_change_notice.html"
 );
 link_mail!(
+    RecoveryCodeText,
+    "mail/recovery_code_used.txt",
+    RecoveryCodeHtml,
+    "mail/recovery_code_used.html"
+);
+link_mail!(
     MagicText,
     "mail/magic_link.txt",
     MagicHtml,
@@ -171,9 +177,19 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             format!("{}/magic-link/sign-in?token={token}", c.issuer),
             *valid_minutes,
         ),
+        Message::RecoveryCodeUsed { .. } => (
+            "a recovery code was used",
+            format!("{}/forgot", c.issuer),
+            0,
+        ),
     };
+    let remaining;
     let detail = match message {
         Message::EmailChangeNotice { new_email, .. } => new_email.as_str(),
+        Message::RecoveryCodeUsed { remaining: n } => {
+            remaining = n.to_string();
+            remaining.as_str()
+        }
         _ => "",
     };
     let subject = format!("{}: {what}", c.product);
@@ -205,6 +221,10 @@ fn render(message: &Message, c: &Common<'_>) -> Result<Rendered, askama::Error> 
             (EmailNoticeText(&f).render()?, EmailNoticeHtml(&f).render()?)
         }
         Message::MagicLink { .. } => (MagicText(&f).render()?, MagicHtml(&f).render()?),
+        Message::RecoveryCodeUsed { .. } => (
+            RecoveryCodeText(&f).render()?,
+            RecoveryCodeHtml(&f).render()?,
+        ),
     };
     Ok(Rendered {
         subject,

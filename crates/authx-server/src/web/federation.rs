@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use authx_core::auth::AuthError;
 use authx_core::federation::{
     self, Browser, Completed, FederationError, PendingLink, RelyingParty,
 };
@@ -119,6 +120,9 @@ async fn callback_get(State(state): State<AppState>, req: Arrival) -> Response {
     match done {
         Ok(Completed::SignedIn { signed, return_to }) => {
             signed_in_redirect(&state, &signed, &return_to)
+        }
+        Err(FederationError::SignIn(AuthError::SecondFactorRequired(c))) => {
+            super::pages::mfa::challenge_page(&state, &req.current, &c)
         }
         Ok(Completed::ProveControl { token }) => {
             let mut res = Redirect::to("/federation/link").into_response();
@@ -230,6 +234,12 @@ async fn link_post(
     match linked {
         Ok(signed) => {
             let mut res = signed_in_redirect(&state, &signed, &pending.return_to);
+            append_cookie(res.headers_mut(), &state.cookies.clear_federation_link());
+            res
+        }
+        Err(FederationError::SignIn(AuthError::SecondFactorRequired(c))) => {
+            // The password was right; the link waits until the user signs in with it again.
+            let mut res = super::pages::mfa::challenge_page(&state, &current, &c);
             append_cookie(res.headers_mut(), &state.cookies.clear_federation_link());
             res
         }

@@ -74,7 +74,8 @@ pub(crate) fn signed_in_redirect(state: &AppState, signed: &SignedIn, to: &str) 
     res
 }
 
-/// A password sign-in of this browser (its previous session ends), counted in the metrics.
+/// A password sign-in of this browser (its previous session ends), counted in the metrics;
+/// `return_to` is where the browser goes after a second factor, when one is asked.
 ///
 /// # Errors
 /// As [`authx_core::auth::AuthService::sign_in`].
@@ -83,11 +84,25 @@ pub(crate) async fn sign_in(
     current: &CurrentSession,
     email: &str,
     password: &str,
+    return_to: Option<&str>,
 ) -> Result<SignedIn, AuthError> {
-    let result = state
+    let result = match state
         .auth
-        .sign_in(email, password, &current.ctx, current.token.as_ref())
-        .await;
+        .check_password(email, password, &current.ctx)
+        .await
+    {
+        Ok(pending) => {
+            let pending = match return_to {
+                Some(to) => pending.returning_to(to),
+                None => pending,
+            };
+            state
+                .auth
+                .complete_sign_in(pending, &current.ctx, current.token.as_ref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
     state.metrics.sign_in(SignInOutcome::of(&result));
     result
 }

@@ -29,6 +29,7 @@ mod interop_node;
 mod limits;
 mod magic_link;
 mod mail;
+mod mfa;
 mod oidc;
 mod ops;
 mod par;

@@ -65,13 +65,125 @@ pub(super) async fn sign_in_post(
     current: CurrentSession,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let signed = sign_in(&state, &current, &body.email, &body.password).await?;
-    Ok(signed_in_response(
-        &state,
-        StatusCode::OK,
-        &signed,
-        body.return_token,
-    ))
+    match sign_in(&state, &current, &body.email, &body.password, None).await {
+        Ok(signed) => Ok(signed_in_response(
+            &state,
+            StatusCode::OK,
+            &signed,
+            body.return_token,
+        )),
+        Err(AuthError::SecondFactorRequired(c)) => {
+            Ok(challenge_response(&state, &c, body.return_token))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `401 second_factor_required` (or `invalid_code` after a wrong one): the waiting sign-in
+/// named by a cookie, and for a non-browser client in the body too; with the new factor's
+/// key where the user must enrol.
+fn challenge_response(
+    state: &AppState,
+    c: &authx_core::auth::SecondFactorChallenge,
+    return_token: bool,
+) -> Response {
+    let (code, message) = if c.failed {
+        ("invalid_code", "the code is not valid, or was used already")
+    } else {
+        (
+            "second_factor_required",
+            "enter the code from your authenticator app, or a recovery code",
+        )
+    };
+    let mut body = json!({
+        "error": code,
+        "message": message,
+        "tries_left": c.tries_left,
+    });
+    if let Some(e) = &c.enrolment {
+        body["enrolment"] = json!({
+            "otpauth_uri": e.otpauth_uri(),
+            "secret": e.secret().to_base32(),
+        });
+    }
+    if return_token {
+        body["second_factor_token"] = Value::String(c.token().expose().to_owned());
+    }
+    let mut res = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    append_cookie(
+        res.headers_mut(),
+        &state.cookies.set_second_factor(c.token().expose()),
+    );
+    res
+}
+
+#[derive(Deserialize)]
+pub(super) struct SecondFactorBody {
+    code: String,
+    /// The waiting sign-in, for a client without cookies (else the cookie names it).
+    #[serde(default)]
+    second_factor_token: Option<String>,
+    #[serde(default)]
+    return_token: bool,
+}
+
+/// The second step of a sign-in: a code, a recovery code, or the first code of a factor
+/// being enrolled.
+pub(super) async fn second_factor_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    current: CurrentSession,
+    JsonBody(body): JsonBody<SecondFactorBody>,
+) -> Result<Response, ApiError> {
+    let cookie = crate::cookies::cookie_value(&headers, state.cookies.second_factor());
+    let Some(waiting) = body.second_factor_token.as_deref().or(cookie) else {
+        return Err(AuthError::SignInExpired.into());
+    };
+    let result = state
+        .auth
+        .answer_second_factor(
+            waiting,
+            body.code.trim(),
+            &current.ctx,
+            current.token.as_ref(),
+        )
+        .await;
+    state
+        .metrics
+        .second_factor(authx_core::auth::SignInOutcome::of(&result));
+    match result {
+        Ok(done) => {
+            let mut body = signed_in_body(&done.signed, body.return_token);
+            if let Some(codes) = &done.recovery_codes {
+                let list: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
+                body["recovery_codes"] = json!(list);
+            }
+            if let Some(left) = done.recovery_codes_left {
+                body["recovery_codes_left"] = json!(left);
+            }
+            let mut res = (StatusCode::OK, Json(body)).into_response();
+            append_new_session(res.headers_mut(), &state.cookies, &done.signed, true);
+            append_cookie(res.headers_mut(), &state.cookies.clear_second_factor());
+            Ok(res)
+        }
+        Err(AuthError::SecondFactorRequired(c)) => {
+            Ok(challenge_response(&state, &c, body.return_token))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The body of a sign-in's answer: the user, the session, and for a non-browser client that
+/// asked, the session token.
+fn signed_in_body(signed: &SignedIn, return_token: bool) -> Value {
+    let mut body = json!({
+        "user": user_json(&signed.user),
+        "session": session_json(&signed.session, true),
+    });
+    if return_token {
+        body["session_token"] = Value::String(signed.token.expose().to_owned());
+    }
+    body
 }
 
 /// The user and the new session, its cookie set and the pre-session cookie cleared.
@@ -81,13 +193,7 @@ fn signed_in_response(
     signed: &SignedIn,
     return_token: bool,
 ) -> Response {
-    let mut body = json!({
-        "user": user_json(&signed.user),
-        "session": session_json(&signed.session, true),
-    });
-    if return_token {
-        body["session_token"] = Value::String(signed.token.expose().to_owned());
-    }
+    let body = signed_in_body(signed, return_token);
     let mut res = (status, Json(body)).into_response();
     append_new_session(res.headers_mut(), &state.cookies, signed, true);
     res

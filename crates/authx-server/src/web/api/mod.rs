@@ -19,7 +19,8 @@ pub mod views;
 
 use account::{
     consent_delete, consents_get, csrf_get, forgot_post, me_get, password_post, revoke_others_post,
-    session_delete, session_token_post, sessions_get, sign_in_post, sign_out_post, sign_up_post,
+    second_factor_post, session_delete, session_token_post, sessions_get, sign_in_post,
+    sign_out_post, sign_up_post,
 };
 use admin::{
     admin_audit_get, admin_client_delete, admin_clients_get, admin_clients_post,
@@ -32,6 +33,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let r = Router::new()
         .route("/api/v1/auth/sign-up", post(sign_up_post))
         .route("/api/v1/auth/sign-in", post(sign_in_post))
+        .route("/api/v1/auth/second-factor", post(second_factor_post))
         .route("/api/v1/auth/sign-out", post(sign_out_post))
         .route("/api/v1/auth/csrf", get(csrf_get))
         .route("/api/v1/me", get(me_get))

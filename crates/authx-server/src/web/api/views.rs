@@ -50,6 +50,12 @@ pub(crate) struct SessionView<'a> {
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     auth_method: &'a str,
+    /// RFC 8176 values of how the session signed in, `mfa` after a second factor.
+    amr: Vec<String>,
+    /// The authentication context class the sign-in earned.
+    acr: &'static str,
+    /// When the user authenticated (the session's start; a step-up starts a new session).
+    auth_time: String,
     current: bool,
 }
 
@@ -64,6 +70,9 @@ impl<'a> SessionView<'a> {
             ip: s.ip.as_deref(),
             user_agent: s.user_agent.as_deref(),
             auth_method: &s.auth_method,
+            amr: authx_core::amr::amr_of(&s.auth_method),
+            acr: authx_core::amr::acr_of(&s.auth_method),
+            auth_time: rfc3339(s.created_at),
             current,
         }
     }

@@ -5,6 +5,7 @@ use axum::response::Response;
 
 use authx_core::StoreError;
 use authx_core::auth::AuthError;
+use authx_core::mfa::MfaError;
 
 use super::{ApiError, set_retry_after};
 use crate::html::{Message, Paragraph};
@@ -32,11 +33,38 @@ pub fn classify(e: &AuthError) -> (StatusCode, &'static str, Option<i64>) {
         }
         AuthError::EmailUnchanged => (StatusCode::BAD_REQUEST, "email_unchanged", None),
         AuthError::OtherBrowser => (StatusCode::FORBIDDEN, "other_browser", None),
+        AuthError::SecondFactorRequired(c) if c.failed => {
+            (StatusCode::UNAUTHORIZED, "invalid_code", None)
+        }
+        AuthError::SecondFactorRequired(_) => {
+            (StatusCode::UNAUTHORIZED, "second_factor_required", None)
+        }
+        AuthError::SignInExpired => (StatusCode::UNAUTHORIZED, "sign_in_expired", None),
+        AuthError::LastFactorRequired => (StatusCode::CONFLICT, "last_factor_required", None),
+        AuthError::Factor(e) => factor(e),
         AuthError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
         AuthError::Busy | AuthError::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
         }
         AuthError::Store(_) | AuthError::Internal(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
+        }
+    }
+}
+
+/// Status and code of a second-factor failure.
+fn factor(e: &MfaError) -> (StatusCode, &'static str, Option<i64>) {
+    match e {
+        MfaError::InvalidCode => (StatusCode::BAD_REQUEST, "invalid_code", None),
+        MfaError::NoPendingEnrolment => (StatusCode::CONFLICT, "no_pending_enrolment", None),
+        MfaError::UnknownFactor => (StatusCode::NOT_FOUND, "not_found", None),
+        MfaError::NoSecondFactor => (StatusCode::CONFLICT, "no_second_factor", None),
+        MfaError::TooManyFactors => (StatusCode::CONFLICT, "too_many_factors", None),
+        MfaError::InvalidName => (StatusCode::BAD_REQUEST, "invalid_name", None),
+        MfaError::Store(StoreError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
+        }
+        MfaError::Sealing(_) | MfaError::Store(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
         }
     }
@@ -51,7 +79,9 @@ impl From<AuthError> for ApiError {
                 "the service is temporarily unavailable".to_owned()
             }
             AuthError::Busy => "the service is temporarily unavailable".to_owned(),
-            AuthError::Store(_) | AuthError::Internal(_) => {
+            AuthError::Store(_)
+            | AuthError::Internal(_)
+            | AuthError::Factor(MfaError::Sealing(_) | MfaError::Store(_)) => {
                 tracing::error!(error = %e, "internal error");
                 "internal error".to_owned()
             }

@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use authx_core::auth::{AuthError, Authenticated};
+use authx_core::auth::{AuthError, AuthMethod, Authenticated};
 use authx_core::session::{Session, SessionId};
 use authx_core::user::UserId;
 
 use super::CsrfOnly;
 use crate::cookies::append_cookie;
-use crate::html::account::{Account, ConsentRow, GrantRow, LinkRow, SessionRow};
+use crate::html::account::{Account, ConsentRow, FactorRow, GrantRow, LinkRow, SessionRow};
 use crate::html::render;
 use crate::state::AppState;
 use crate::web::error::auth::page as error_page;
@@ -36,6 +36,10 @@ pub(super) async fn account_get(
         Some("others") => Some("Every other session was signed out."),
         Some("withdrawn") => Some("The application will ask for your permission again."),
         Some("unlinked") => Some("The identity provider was unlinked from your account."),
+        Some("mfa") => Some("Two-step verification is on: signing in now asks for a code."),
+        Some("mfa_removed") => {
+            Some("The authenticator was removed. Every other session was signed out.")
+        }
         Some("verify") => {
             Some("We sent a verification link to your address. It works once, within 24 hours.")
         }
@@ -54,9 +58,11 @@ struct Sections {
     grants: Vec<GrantRow>,
     consents: Vec<ConsentRow>,
     links: Vec<LinkRow>,
+    factors: Vec<FactorRow>,
+    recovery_left: u64,
 }
 
-async fn account_page(
+pub(super) async fn account_page(
     state: &AppState,
     current: &CurrentSession,
     notice: Option<&str>,
@@ -82,6 +88,9 @@ async fn account_page(
         has_password: authx_core::federation::has_password(&auth.user),
         min_chars: state.config.auth.password.min_chars,
         verify_email: state.auth.verifies_email() && !auth.user.email_verified,
+        factors: s.factors,
+        recovery_left: s.recovery_left,
+        signed_in_with: methods_in_words(&auth.session.auth_method),
     };
     render(status, &page)
 }
@@ -97,11 +106,29 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
         AuthError::Store(authx_core::StoreError::Corrupt("grants".into()))
     })?;
     let links = linked_providers(state, &auth.user.id).await?;
+    let (factors, recovery_left) = match state.auth.factors() {
+        Some(f) => (
+            f.list(&auth.user.id).await?,
+            f.recovery_codes_left(&auth.user.id).await?,
+        ),
+        None => (Vec::new(), 0),
+    };
+    let factors = factors
+        .into_iter()
+        .map(|f| FactorRow {
+            id: f.id.0,
+            name: f.name,
+            added: rfc3339(f.created_at),
+            used: f.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
+        })
+        .collect();
     Ok(Sections {
         sessions,
         grants,
         consents,
         links,
+        factors,
+        recovery_left,
     })
 }
 
@@ -115,8 +142,25 @@ fn session_row(s: &Session, current: &SessionId) -> SessionRow {
         ip: s.ip.clone().unwrap_or_else(|| "-".to_owned()),
         created: rfc3339(s.created_at),
         seen: rfc3339(s.last_seen_at),
+        methods: methods_in_words(&s.auth_method),
         current: &s.id == current,
     }
+}
+
+/// How a session signed in, in words: "password and authenticator app".
+pub(super) fn methods_in_words(stored: &str) -> String {
+    let words: Vec<String> = stored
+        .split(authx_core::amr::SEPARATOR)
+        .map(|m| match AuthMethod::parse(m) {
+            AuthMethod::Password => "password".to_owned(),
+            AuthMethod::Federated(p) => p,
+            AuthMethod::MagicLink => "a sign-in link".to_owned(),
+            AuthMethod::Totp => "an authenticator app".to_owned(),
+            AuthMethod::RecoveryCode => "a recovery code".to_owned(),
+            AuthMethod::Other(s) => s,
+        })
+        .collect();
+    words.join(" and ")
 }
 
 pub(super) async fn revoke_post(

@@ -21,7 +21,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use authx_core::audit::AuditEvent;
-use authx_core::auth::{LinkBinding, SignInOutcome};
+use authx_core::auth::{AuthError, LinkBinding, SignInOutcome};
 use authx_core::links::LinkPurpose;
 use authx_core::secret::TokenHash;
 
@@ -187,6 +187,11 @@ pub(super) async fn sign_in_post(
         Ok(m) => {
             let to = safe_return_to(Some(&m.return_to));
             let mut res = signed_in_redirect(&state, &m.signed, &to);
+            append_cookie(res.headers_mut(), &state.cookies.clear_magic_link_binding());
+            res
+        }
+        Err(AuthError::SecondFactorRequired(c)) => {
+            let mut res = super::mfa::challenge_page(&state, &current, &c);
             append_cookie(res.headers_mut(), &state.cookies.clear_magic_link_binding());
             res
         }

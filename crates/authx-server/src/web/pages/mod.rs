@@ -29,6 +29,7 @@ use crate::state::AppState;
 mod account;
 mod email_change;
 mod magic_link;
+pub(crate) mod mfa;
 mod recovery;
 mod verify;
 
@@ -78,6 +79,15 @@ pub fn router() -> Router<AppState> {
             "/account/email/cancel",
             get(email_change::cancel_get).post(email_change::cancel_post),
         )
+        .route("/login/second-factor", post(mfa::second_factor_post))
+        .route("/login/step-up", get(mfa::step_up_get))
+        .route("/account/mfa/totp", post(mfa::totp_begin_post))
+        .route("/account/mfa/totp/confirm", post(mfa::totp_confirm_post))
+        .route(
+            "/account/mfa/recovery-codes",
+            post(mfa::recovery_codes_post),
+        )
+        .route("/account/mfa/{id}/remove", post(mfa::factor_remove_post))
         .route("/magic-link", post(magic_link::magic_link_post))
         .route(
             "/magic-link/sign-in",
@@ -221,9 +231,10 @@ async fn login_post(
         let again = Again::expired(email, "This form expired. Please sign in again.");
         return login_page(&state, &current, StatusCode::FORBIDDEN, &return_to, &again);
     }
-    match sign_in(&state, &current, email, &form.password).await {
+    match sign_in(&state, &current, email, &form.password, Some(&return_to)).await {
         Ok(signed) => signed_in_redirect(&state, &signed, &return_to),
         Err(AuthError::EmailNotVerified) => verify::pending_page(&state, &current, email),
+        Err(AuthError::SecondFactorRequired(c)) => mfa::challenge_page(&state, &current, &c),
         Err(e) => {
             let (status, again) = Again::failed(email, &e);
             login_page(&state, &current, status, &return_to, &again)
