@@ -46,6 +46,7 @@ fn claims() -> AccessTokenClaims {
         sid: None,
         fid: None,
         auth_time: None,
+        acr: None,
     }
 }
 

@@ -136,6 +136,7 @@ mod tests {
             sid: Some("s1".into()),
             fid: Some("f1".into()),
             auth_time: None,
+            acr: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub enum Refusal {
     BadRequest,
     /// The token lacks a scope the route needs: `403 insufficient_scope`.
     InsufficientScope(String),
+    /// The user's sign-in was weaker than the route needs (RFC 9470): `401
+    /// insufficient_user_authentication` with the `acr_values` to ask for.
+    InsufficientAuthentication(String),
     /// The guard cannot currently tell whether tokens were revoked: `503`.
     Unavailable,
     /// A session-cookie request with an unsafe method that may come from another site (no
@@ -53,6 +56,14 @@ impl IntoResponse for Refusal {
                 StatusCode::FORBIDDEN,
                 format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
                 json!({"error": "insufficient_scope", "error_description": format!("this needs scope {scope}"), "scope": scope}),
+            ),
+            Self::InsufficientAuthentication(acr) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer error=\"insufficient_user_authentication\", \
+                     error_description=\"a stronger sign-in is required\", acr_values=\"{acr}\""
+                ),
+                json!({"error": "insufficient_user_authentication", "error_description": "a stronger sign-in is required", "acr_values": acr}),
             ),
             Self::CrossSite => (
                 StatusCode::FORBIDDEN,
@@ -85,6 +96,7 @@ impl IntoResponse for Refusal {
 pub struct GuardLayer {
     guard: Guard,
     scopes: Arc<Vec<String>>,
+    acr: Option<Arc<str>>,
 }
 
 impl GuardLayer {
@@ -92,6 +104,7 @@ impl GuardLayer {
         Self {
             guard,
             scopes: Arc::new(Vec::new()),
+            acr: None,
         }
     }
 
@@ -99,6 +112,16 @@ impl GuardLayer {
     #[must_use]
     pub fn require_scope(mut self, scope: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.scopes).push(scope.into());
+        self
+    }
+
+    /// Also require a user sign-in of at least `acr` (for example `urn:authx:acr:mfa`): a
+    /// token whose `acr` is weaker, or that has none (a client's own token, a browser
+    /// session), is refused with `401 insufficient_user_authentication` and the `acr_values`
+    /// to ask for (RFC 9470), so the application can send its user through step-up.
+    #[must_use]
+    pub fn require_acr(mut self, acr: impl Into<String>) -> Self {
+        self.acr = Some(Arc::from(acr.into()));
         self
     }
 }
@@ -111,6 +134,7 @@ impl<S> tower::Layer<S> for GuardLayer {
             inner,
             guard: self.guard.clone(),
             scopes: Arc::clone(&self.scopes),
+            acr: self.acr.clone(),
         }
     }
 }
@@ -121,6 +145,7 @@ pub struct GuardService<S> {
     inner: S,
     guard: Guard,
     scopes: Arc<Vec<String>>,
+    acr: Option<Arc<str>>,
 }
 
 impl<S> tower::Service<Request> for GuardService<S>
@@ -142,6 +167,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let guard = self.guard.clone();
         let scopes = Arc::clone(&self.scopes);
+        let acr = self.acr.clone();
         Box::pin(async move {
             let identity = match guard.identify(req.method(), req.headers()).await {
                 Ok(i) => i,
@@ -149,6 +175,12 @@ where
             };
             if let Some(missing) = scopes.iter().find(|s| !identity.has_scope(s)) {
                 return Ok(Refusal::InsufficientScope(missing.clone()).into_response());
+            }
+            if let Some(acr) = acr {
+                let met = matches!(&identity, Identity::Token(c) if c.meets_acr(&acr));
+                if !met {
+                    return Ok(Refusal::InsufficientAuthentication(acr.to_string()).into_response());
+                }
             }
             req.extensions_mut().insert(identity);
             inner.call(req).await

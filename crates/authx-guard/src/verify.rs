@@ -49,6 +49,10 @@ pub struct Claims {
     /// When the user authenticated.
     #[serde(default)]
     pub auth_time: Option<i64>,
+    /// The authentication context class of the user's sign-in (`urn:authx:acr:pwd`, or
+    /// `urn:authx:acr:mfa` after a second factor); absent for client tokens.
+    #[serde(default)]
+    pub acr: Option<String>,
 }
 
 impl Claims {
@@ -61,6 +65,15 @@ impl Claims {
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|s| s == scope)
+    }
+
+    /// Whether the user's sign-in earned at least `acr` (see `authx_core::amr`): a token
+    /// without `acr`, or with a value authx does not rank, does not.
+    #[must_use]
+    pub fn meets_acr(&self, acr: &str) -> bool {
+        self.acr
+            .as_deref()
+            .is_some_and(|granted| authx_core::amr::acr_satisfies(granted, acr))
     }
 
     /// Whether a client acting on its own behalf (client credentials) holds the token, rather

@@ -483,6 +483,11 @@ async fn resource_server(guard: &Guard) -> String {
             Router::new()
                 .route("/write", get(whoami).post(whoami))
                 .route_layer(guard.layer().require_scope("write")),
+        )
+        .merge(
+            Router::new()
+                .route("/mfa", get(whoami))
+                .route_layer(guard.layer().require_acr("urn:authx:acr:mfa")),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1584,4 +1589,94 @@ async fn an_unreadable_revocation_event_makes_the_guard_stale_instead_of_skipped
     assert_eq!(rs_status(&rs, "/whoami", &doomed).await, 401);
     w.revoke(&at).await;
     assert_eq!(rs_status(&rs, "/whoami", &at).await, 401);
+}
+
+#[tokio::test]
+async fn a_route_that_requires_mfa_refuses_a_password_only_token_and_names_the_acr() {
+    use authx_core::clock::Clock as _;
+    use authx_core::mfa::totp::{Totp, TotpSecret};
+    let w = World::start().await;
+    let guard = w.guard().await;
+    let rs = resource_server(&guard).await;
+    let (password_only, _, _) = w.code_flow(&w.sign_in().await, "openid read").await;
+    assert_eq!(rs_status(&rs, "/whoami", &password_only).await, 200);
+    let res = reqwest::Client::new()
+        .get(format!("{rs}/mfa"))
+        .bearer_auth(&password_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\"")
+            && challenge.contains("acr_values=\"urn:authx:acr:mfa\""),
+        "{challenge}"
+    );
+    // A client's own token has no user sign-in at all.
+    let own = w
+        .token(&[("grant_type", "client_credentials"), ("resource", API)])
+        .await;
+    assert_eq!(
+        rs_status(&rs, "/mfa", own["access_token"].as_str().unwrap()).await,
+        401
+    );
+
+    // The user enrols an authenticator app and signs in with it: the token earns the acr.
+    let state = &w.server.running().unwrap().state;
+    let factors = state.auth.factors().unwrap();
+    let user = state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email("kate@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let e = factors.begin_totp(&user, "phone").await.unwrap();
+    let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
+    let now = w.server.clock.now();
+    factors
+        .confirm_totp(&user.id, e.factor_id(), &Totp::new(&secret).code_at(now))
+        .await
+        .unwrap();
+    w.server.clock.advance(30);
+    let res = w
+        .http
+        .post(format!("{}/api/v1/auth/sign-in", w.issuer))
+        .header("origin", &w.issuer)
+        .json(&json!({"email": "kate@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let waiting = set_cookie_named(&res, "authx_mfa");
+    let res = w
+        .http
+        .post(format!("{}/api/v1/auth/second-factor", w.issuer))
+        .header("origin", &w.issuer)
+        .header("cookie", waiting)
+        .json(&json!({"code": Totp::new(&secret).code_at(w.server.clock.now())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = session_cookie(&res).unwrap();
+    let (stepped_up, _, _) = w.code_flow(&cookie, "openid read").await;
+    assert_eq!(rs_status(&rs, "/mfa", &stepped_up).await, 200);
+}
+
+/// The `name=value` of the cookie `name` that `res` sets.
+fn set_cookie_named(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .find(|nv| nv.starts_with(&format!("{name}=")))
+        .unwrap()
+        .to_owned()
 }

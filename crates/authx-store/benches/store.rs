@@ -99,6 +99,7 @@ async fn grant(grants: &Arc<dyn GrantStore>, user: &UserId) -> (String, TokenHas
         scope: "read".into(),
         resource: None,
         auth_time: Timestamp(1_000),
+        auth_methods: String::new(),
         created_at: Timestamp(1_000),
         expires_at: Timestamp(FAR),
         revoked_at: None,

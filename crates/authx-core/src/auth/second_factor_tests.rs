@@ -355,7 +355,7 @@ async fn federated_and_magic_link_sign_ins_end_at_the_same_step() {
     let _ = rig.enrol().await;
     let r = rig
         .auth
-        .sign_in_verified(&rig.user.id, &ctx(), None, "federated:corp")
+        .sign_in_verified(&rig.user.id, &ctx(), None, "federated:corp", None)
         .await;
     assert!(
         matches!(r, Err(AuthError::SecondFactorRequired(_))),

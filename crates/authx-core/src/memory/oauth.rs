@@ -445,6 +445,7 @@ impl DeviceStore for MemoryStore {
                 d.user_id = Some(a.user.clone());
                 d.session_id = Some(a.session.clone());
                 d.auth_time = Some(a.auth_time);
+                d.auth_methods = a.auth_methods.to_owned();
                 d.decided_at = Some(a.now);
                 Ok(true)
             }

@@ -18,6 +18,7 @@ use super::pkce;
 use super::scope::Scopes;
 use super::service::OAuthService;
 use super::types::AuthorizationCode;
+use crate::amr::{ACR_VALUES, acr_of, acr_satisfies};
 use crate::clock::Timestamp;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
@@ -46,6 +47,9 @@ pub struct AuthorizeRequest {
     pub resource: Option<String>,
     /// The pushed request (RFC 9126) it came from, taken when the authorization ends.
     pub pushed: Option<TokenHash>,
+    /// The authentication context class asked for: the first of `acr_values` that authx
+    /// knows (OIDC Core §3.1.2.1 lists them in order of preference); unknown ones are ignored.
+    pub acr: Option<&'static str>,
 }
 
 /// `prompt` values that matter.
@@ -104,6 +108,8 @@ pub struct AuthorizeParams {
     pub max_age: Option<String>,
     /// `resource`.
     pub resource: Option<String>,
+    /// `acr_values`.
+    pub acr_values: Option<String>,
     /// `response_mode`.
     pub response_mode: Option<String>,
     /// `request` was sent (request objects are not supported).
@@ -121,7 +127,7 @@ pub struct AuthorizeParams {
 
 /// The parameters a pushed request keeps, by name (the client's authentication and the
 /// provider's own `login_after` are not among them).
-const KEPT: [&str; 11] = [
+const KEPT: [&str; 12] = [
     "client_id",
     "redirect_uri",
     "response_type",
@@ -133,6 +139,7 @@ const KEPT: [&str; 11] = [
     "prompt",
     "max_age",
     "resource",
+    "acr_values",
 ];
 
 impl AuthorizeParams {
@@ -167,6 +174,7 @@ impl AuthorizeParams {
                 "prompt" => &mut p.prompt,
                 "max_age" => &mut p.max_age,
                 "resource" => &mut p.resource,
+                "acr_values" => &mut p.acr_values,
                 "response_mode" => &mut p.response_mode,
                 "request_uri" => &mut p.request_uri,
                 "login_after" => &mut p.login_after,
@@ -199,6 +207,7 @@ impl AuthorizeParams {
             &self.prompt,
             &self.max_age,
             &self.resource,
+            &self.acr_values,
         ];
         let mut ser = form_urlencoded::Serializer::new(String::new());
         for (name, value) in KEPT.iter().zip(values) {
@@ -228,6 +237,10 @@ pub struct SignedIn<'a> {
     pub session: &'a SessionId,
     /// When the user signed in.
     pub auth_time: Timestamp,
+    /// How the user signed in (the session's `auth_method`).
+    pub auth_methods: &'a str,
+    /// Whether the user has a second factor to step up with.
+    pub can_step_up: bool,
 }
 
 /// What the authorization endpoint does with a request, for the web layer to render.
@@ -236,6 +249,12 @@ pub enum AuthorizeDecision {
     /// The user must sign in (again) first, then resume `request`: the authorization request's
     /// query, with `login_after` when the sign-in must be newer than now.
     Login {
+        /// The query string to resume the authorization request with.
+        request: String,
+    },
+    /// The client asked for a stronger authentication (`acr_values`) than the session's, and
+    /// the user has a second factor: prove it, then resume `request`.
+    StepUp {
         /// The query string to resume the authorization request with.
         request: String,
     },
@@ -302,6 +321,16 @@ impl OAuthService {
                 });
             }
         };
+        if let Some(wanted) = req.acr {
+            if auth.can_step_up && !acr_satisfies(acr_of(auth.auth_methods), wanted) {
+                if req.prompt.none {
+                    return Ok(self.redirect_error(&req, "interaction_required", None));
+                }
+                return Ok(AuthorizeDecision::StepUp {
+                    request: resume_query(query, &req, now),
+                });
+            }
+        }
         if self.has_consent(auth.user, &req).await? && !req.prompt.consent {
             return self.code_redirect(&req, auth).await;
         }
@@ -403,9 +432,7 @@ impl OAuthService {
                 return Ok(AuthorizeDecision::Refused(USED.into()));
             }
         }
-        let code = self
-            .issue_code(req, auth.user, auth.session, auth.auth_time)
-            .await?;
+        let code = self.issue_code(req, auth).await?;
         Ok(AuthorizeDecision::Redirect(self.client_redirect(
             &req.redirect_uri,
             &[("code", &code)],
@@ -603,6 +630,10 @@ impl OAuthService {
             max_age,
             resource: res.map(|r| r.id),
             pushed: p.pushed,
+            acr: p.acr_values.as_deref().and_then(|v| {
+                v.split(' ')
+                    .find_map(|a| ACR_VALUES.iter().copied().find(|known| *known == a))
+            }),
         })
     }
 
@@ -684,9 +715,7 @@ impl OAuthService {
     pub async fn issue_code(
         &self,
         req: &AuthorizeRequest,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
+        auth: SignedIn<'_>,
     ) -> Result<String, OAuthError> {
         let code = AuthorizationCode::generate();
         let now = self.ctx.clock.now();
@@ -696,14 +725,15 @@ impl OAuthService {
             .put_code(&AuthCode {
                 code_hash: code.hash(),
                 client_id: req.client.id.clone(),
-                user_id: user.clone(),
-                session_id: session.clone(),
+                user_id: auth.user.clone(),
+                session_id: auth.session.clone(),
                 redirect_uri: req.redirect_uri.clone(),
                 code_challenge: req.code_challenge.clone(),
                 nonce: req.nonce.clone(),
                 scope: req.scope.to_param(),
                 resource: req.resource.clone(),
-                auth_time,
+                auth_time: auth.auth_time,
+                auth_methods: auth.auth_methods.to_owned(),
                 family_id: None,
                 expires_at: now.plus(self.config().code_ttl_secs),
             })

@@ -194,6 +194,8 @@ pub struct DeviceGrant {
     pub session_id: Option<SessionId>,
     /// When that user authenticated.
     pub auth_time: Option<Timestamp>,
+    /// How the approving user authenticated (empty until approved, or when unknown).
+    pub auth_methods: String,
     /// When the user decided.
     pub decided_at: Option<Timestamp>,
     /// The refresh family its tokens belong to (set by redemption).
@@ -237,6 +239,7 @@ impl DeviceGrant {
             user_id: None,
             session_id: None,
             auth_time: None,
+            auth_methods: String::new(),
             decided_at: None,
             family_id: None,
             interval_secs: DEVICE_POLL_INTERVAL_SECS,
@@ -319,6 +322,8 @@ pub struct DeviceApproval<'a> {
     pub session: &'a SessionId,
     /// When that session signed in.
     pub auth_time: Timestamp,
+    /// How the approving user authenticated.
+    pub auth_methods: &'a str,
     /// When they approved it: the grant must be pending and unexpired then.
     pub now: Timestamp,
 }

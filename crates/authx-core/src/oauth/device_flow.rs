@@ -10,6 +10,7 @@
 //! that refuses would let one attacker with enough networks stop device sign-in for everyone.
 
 use super::OAuthError;
+use super::authorize::SignedIn;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
 use super::device::{
@@ -20,7 +21,6 @@ use super::device::{
 };
 use super::scope::Scopes;
 use super::service::OAuthService;
-use crate::Timestamp;
 use crate::audit::AuditEvent;
 use crate::ratelimit::network_key;
 use crate::session::SessionId;
@@ -204,19 +204,18 @@ impl OAuthService {
         }))
     }
 
-    /// Records the signed-in user's decision on a pending request. Returns whether the
-    /// request was still pending (false: expired or decided meanwhile).
+    /// Records the decision of the signed-in user `who` on a pending request. Returns whether
+    /// the request was still pending (false: expired or decided meanwhile).
     ///
     /// # Errors
     /// Storage failures.
     pub async fn decide_device(
         &self,
         pending: &PendingDevice,
-        user: &UserId,
-        session: &SessionId,
-        auth_time: Timestamp,
+        who: SignedIn<'_>,
         approve: bool,
     ) -> Result<bool, OAuthError> {
+        let (user, session) = (who.user, who.session);
         let now = self.clock().now();
         let hash = &pending.grant.device_code_hash;
         let done = if approve {
@@ -226,7 +225,8 @@ impl OAuthService {
                     hash,
                     user,
                     session,
-                    auth_time,
+                    auth_time: who.auth_time,
+                    auth_methods: who.auth_methods,
                     now,
                 })
                 .await?

@@ -29,6 +29,8 @@ pub struct AuthCode {
     pub resource: Option<String>,
     /// When the user authenticated.
     pub auth_time: Timestamp,
+    /// How the user authenticated (the session's `auth_method`; empty when unknown).
+    pub auth_methods: String,
     /// The family created when the code was redeemed (set by redemption).
     pub family_id: Option<String>,
     /// The code dies at this time (≤ 60 s after issue).
@@ -67,6 +69,8 @@ pub struct RefreshFamily {
     pub resource: Option<String>,
     /// When the user authenticated.
     pub auth_time: Timestamp,
+    /// How the user authenticated (the session's `auth_method`; empty when unknown).
+    pub auth_methods: String,
     /// When the grant was made.
     pub created_at: Timestamp,
     /// Absolute end of the family.

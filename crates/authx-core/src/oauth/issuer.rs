@@ -381,7 +381,8 @@ impl Issuer {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "at_hash", "sid", "email", "email_verified"],
+            "acr_values_supported": crate::amr::ACR_VALUES,
             "prompt_values_supported": ["none", "login", "consent"],
             "authorization_response_iss_parameter_supported": true,
             "backchannel_logout_supported": true,
@@ -406,6 +407,7 @@ impl Issuer {
         sid: Option<&SessionId>,
         fid: Option<&str>,
         auth_time: Option<Timestamp>,
+        auth_methods: Option<&str>,
     ) -> Result<(String, i64), OAuthError> {
         let now = self.clock.now();
         let ttl = client.access_token_ttl_secs;
@@ -421,6 +423,9 @@ impl Issuer {
             sid: sid.map(|s| s.0.clone()),
             fid: fid.map(str::to_owned),
             auth_time: auth_time.map(Timestamp::secs),
+            acr: auth_methods
+                .filter(|m| !m.is_empty())
+                .map(|m| crate::amr::acr_of(m).to_owned()),
         };
         let signer = self
             .ring()
@@ -459,6 +464,10 @@ impl Issuer {
             exp: now.plus(self.config.id_token_ttl_secs).secs(),
             iat: now.secs(),
             auth_time: Some(family.auth_time.secs()),
+            acr: (!family.auth_methods.is_empty())
+                .then(|| crate::amr::acr_of(&family.auth_methods).to_owned()),
+            amr: (!family.auth_methods.is_empty())
+                .then(|| crate::amr::amr_of(&family.auth_methods)),
             nonce: nonce.map(str::to_owned),
             at_hash: Some(jwt::at_hash(access_token, client.id_token_alg)),
             sid: family.session_id.as_ref().map(|s| s.0.clone()),

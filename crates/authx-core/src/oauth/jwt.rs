@@ -50,6 +50,10 @@ pub struct AccessTokenClaims {
     /// When the user authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The authentication context class the user's sign-in earned (`urn:authx:acr:*`), so an
+    /// API can demand a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 /// What the verifier reads from an access token: its claims, and `nbf` (RFC 7519 §4.1.5), a
@@ -79,6 +83,12 @@ pub struct IdTokenClaims {
     /// When the user authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The authentication context class the sign-in earned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// How the user authenticated (RFC 8176 values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     /// The nonce of the authorization request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
@@ -314,6 +324,7 @@ mod tests {
             sid: None,
             fid: None,
             auth_time: None,
+            acr: None,
         }
     }
 
@@ -538,13 +549,29 @@ mod tests {
     fn unknown_claims_are_accepted() {
         let r = ring(SigningAlg::Es256);
         let mut with_more = serde_json::to_value(claims(1000)).unwrap();
-        with_more["acr"] = "urn:example:mfa".into();
+        with_more["x_future"] = "urn:example:mfa".into();
         with_more["cnf"] =
             serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
         with_more["amr"] = serde_json::json!(["pwd", "otp"]);
         let t = token(&r, SigningAlg::Es256, &with_more);
         let verified = verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0);
         assert_eq!(verified, Some(claims(1000)));
+        // `acr` is known now: read, and typed.
+        let mut with_acr = claims(1000);
+        with_acr.acr = Some("urn:authx:acr:mfa".into());
+        let t = token(&r, SigningAlg::Es256, &with_acr);
+        let verified = verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0);
+        assert_eq!(
+            verified.and_then(|c| c.acr).as_deref(),
+            Some("urn:authx:acr:mfa")
+        );
+        let mut bad = serde_json::to_value(claims(1000)).unwrap();
+        bad["acr"] = serde_json::json!(2);
+        let t = token(&r, SigningAlg::Es256, &bad);
+        assert_eq!(
+            verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0),
+            None
+        );
     }
 
     /// The claims authx knows stay strictly typed: one missing, or of the wrong JSON type, and

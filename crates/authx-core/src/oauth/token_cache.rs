@@ -113,6 +113,7 @@ mod tests {
             sid: None,
             fid: None,
             auth_time: None,
+            acr: None,
         }
     }
 

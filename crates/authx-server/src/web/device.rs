@@ -185,10 +185,9 @@ async fn device_post(
             return entry_page(StatusCode::BAD_REQUEST, &csrf, typed, error);
         }
     };
-    let (user, session) = (&auth.user.id, &auth.session.id);
     let decided = state
         .oauth
-        .decide_device(&pending, user, session, auth.session.created_at, approve)
+        .decide_device(&pending, super::oauth::signed_in(&auth, false), approve)
         .await;
     render_decided(decided, approve, &pending, &csrf)
 }

@@ -264,11 +264,27 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
 // ---------------------------------------------------------------------------------------------
 // Authorization and consent.
 
-fn signed_in(auth: &Authenticated) -> SignedIn<'_> {
+/// The signed-in session as the authorization endpoint sees it; `can_step_up` says whether
+/// the user has a second factor to prove when a client asks for more (`acr_values`).
+pub(crate) fn signed_in(auth: &Authenticated, can_step_up: bool) -> SignedIn<'_> {
     SignedIn {
         user: &auth.user.id,
         session: &auth.session.id,
         auth_time: auth.session.created_at,
+        auth_methods: &auth.session.auth_method,
+        can_step_up,
+    }
+}
+
+/// Whether the user can step up: has a second factor. Read only for a request that may ask
+/// for it (`acr_values` in the query, or a pushed request), so other requests cost nothing.
+async fn can_step_up(state: &AppState, auth: &Authenticated, raw_query: &str) -> bool {
+    if !(raw_query.contains("acr_values") || raw_query.contains("request_uri")) {
+        return false;
+    }
+    match state.auth.factors() {
+        Some(f) => f.has_second_factor(&auth.user.id).await.unwrap_or(false),
+        None => false,
     }
 }
 
@@ -289,6 +305,10 @@ fn render_decision(
             let back = format!("/oauth2/authorize?{request}");
             Redirect::to(&format!("/login?return_to={}", urlencode(&back))).into_response()
         }
+        Ok(AuthorizeDecision::StepUp { request }) => {
+            let back = format!("/oauth2/authorize?{request}");
+            Redirect::to(&format!("/login/step-up?return_to={}", urlencode(&back))).into_response()
+        }
         Ok(AuthorizeDecision::Consent(req)) => consent_page(&req, query, csrf),
         Ok(AuthorizeDecision::Redirect(target)) => match HeaderValue::from_str(&target) {
             Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
@@ -306,7 +326,11 @@ async fn authorize_get(
 ) -> Response {
     let raw = q.unwrap_or_default();
     let p = AuthorizeParams::from_query(&raw);
-    let auth = current.auth.as_deref().map(signed_in);
+    let step_up = match current.auth.as_deref() {
+        Some(a) => can_step_up(&state, a, &raw).await,
+        None => false,
+    };
+    let auth = current.auth.as_deref().map(|a| signed_in(a, step_up));
     let decision = state.oauth.decide(&p, &raw, auth).await;
     let csrf = current.csrf_token().unwrap_or_default();
     render_decision(decision, StatusCode::FOUND, &raw, &csrf)
@@ -360,7 +384,10 @@ async fn consent_post(
     }
     let p = AuthorizeParams::from_query(form.get("request").unwrap_or_default());
     let allow = form.get("decision") == Some("allow");
-    let decision = state.oauth.decide_consent(&p, signed_in(auth), allow).await;
+    let decision = state
+        .oauth
+        .decide_consent(&p, signed_in(auth, false), allow)
+        .await;
     render_decision(decision, StatusCode::SEE_OTHER, "", "")
 }
 

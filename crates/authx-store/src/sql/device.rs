@@ -21,14 +21,14 @@ macro_rules! device_columns {
     () => {
         "device_code_hash, user_code, client_id, scope, resource, status, user_id, session_id, \
          auth_time, decided_at, family_id, interval_secs, polls, last_poll_at, created_at, \
-         expires_at, last_poll_ms, slow_down_gap_ms"
+         expires_at, last_poll_ms, slow_down_gap_ms, auth_methods"
     };
 }
 
 const INSERT_DEVICE: &str = concat!(
     "INSERT INTO device_grants (",
     device_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
 );
 const DEVICE_BY_HASH: &str = concat!(
     "SELECT ",
@@ -41,7 +41,7 @@ const DEVICE_BY_USER_CODE: &str = concat!(
     " FROM device_grants WHERE user_code = $1"
 );
 const APPROVE_DEVICE: &str = "UPDATE device_grants SET status = 'approved', \
-     user_id = $1, session_id = $2, auth_time = $3, decided_at = $4 \
+     user_id = $1, session_id = $2, auth_time = $3, decided_at = $4, auth_methods = $6 \
      WHERE device_code_hash = $5 AND status = 'pending' AND expires_at > $4";
 const DENY_DEVICE: &str = "UPDATE device_grants SET status = 'denied', \
      user_id = COALESCE(user_id, $1), decided_at = COALESCE(decided_at, $2) \
@@ -74,6 +74,7 @@ fn device_from_row<R: SqlRow>(row: &R) -> StoreResult<DeviceGrant> {
         user_id: col::<Option<String>>(row, "user_id")?.map(UserId),
         session_id: col::<Option<String>>(row, "session_id")?.map(SessionId),
         auth_time: opt_timestamp(row, "auth_time")?,
+        auth_methods: col(row, "auth_methods")?,
         decided_at: opt_timestamp(row, "decided_at")?,
         family_id: col(row, "family_id")?,
         interval_secs: col(row, "interval_secs")?,
@@ -109,6 +110,7 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
             .bind(g.expires_at)
             .bind(g.last_poll_ms)
             .bind(g.slow_down_gap_ms)
+            .bind(&g.auth_methods)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -139,6 +141,7 @@ impl<DB: Dialect> DeviceStore for SqlStore<DB> {
             .bind(approval.auth_time)
             .bind(approval.now)
             .bind(&hex)
+            .bind(approval.auth_methods)
             .execute(&self.pool)
             .await?;
         Ok(changed > 0)

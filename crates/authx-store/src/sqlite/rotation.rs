@@ -308,6 +308,7 @@ mod tests {
             scope: "read".into(),
             resource: None,
             auth_time: Timestamp(1),
+            auth_methods: String::new(),
             created_at: Timestamp(1),
             expires_at: Timestamp(4_000_000_000),
             revoked_at: None,

@@ -66,6 +66,7 @@ fn approval<'a>(
         user,
         session,
         auth_time,
+        auth_methods: "password+totp",
         now,
     }
 }
@@ -166,6 +167,7 @@ pub(crate) async fn approve_deny_and_redeem_are_compare_and_set(s: Stores) {
     assert_eq!(got.user_id.as_ref(), Some(&user));
     assert_eq!(got.session_id.as_ref(), Some(&session));
     assert_eq!(got.auth_time, Some(Timestamp(900)));
+    assert_eq!(got.auth_methods, "password+totp");
     assert_eq!(got.decided_at, Some(Timestamp(1_010)));
 
     assert!(

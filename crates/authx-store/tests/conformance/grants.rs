@@ -32,6 +32,7 @@ pub(crate) fn code(client_id: &str, user: &UserId, expires_at: i64) -> AuthCode 
         scope: "openid profile email".into(),
         resource: Some("https://api.example.com/orders".into()),
         auth_time: Timestamp(990),
+        auth_methods: "password+totp".into(),
         family_id: None,
         expires_at: Timestamp(expires_at),
     }
@@ -53,6 +54,7 @@ pub(crate) fn family(
         scope: "openid offline_access".into(),
         resource: Some("https://api.example.com/orders".into()),
         auth_time: Timestamp(created - 10),
+        auth_methods: "federated:corp+totp".into(),
         created_at: Timestamp(created),
         expires_at: Timestamp(expires),
         revoked_at: None,

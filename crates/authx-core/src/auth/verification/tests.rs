@@ -223,7 +223,7 @@ async fn a_federated_sign_in_owes_the_step_too_unless_the_upstream_verified_the_
         .unwrap();
     let refused = r
         .auth
-        .sign_in_verified(&user.id, &ctx(), None, "federated:acme")
+        .sign_in_verified(&user.id, &ctx(), None, "federated:acme", None)
         .await;
     assert!(matches!(refused, Err(AuthError::EmailNotVerified)));
     assert_eq!(r.mails.take().len(), 1, "a link went out");
@@ -252,7 +252,7 @@ async fn a_federated_sign_in_owes_the_step_too_unless_the_upstream_verified_the_
     assert!(verified.email_verified);
     let signed = r
         .auth
-        .sign_in_verified(&user.id, &ctx(), None, "federated:acme")
+        .sign_in_verified(&user.id, &ctx(), None, "federated:acme", None)
         .await
         .unwrap();
     assert!(signed.user.email_verified);

@@ -33,10 +33,17 @@ pub(super) fn params(client: &Client, extra: &[(&str, &str)]) -> (AuthorizeParam
 
 impl Rig {
     pub(super) fn signed_in(&self) -> SignedIn<'_> {
+        self.signed_in_at(Timestamp(NOW))
+    }
+
+    /// The rig's session, signed in with a password at `at`.
+    pub(super) fn signed_in_at(&self, at: Timestamp) -> SignedIn<'_> {
         SignedIn {
             user: &self.user.id,
             session: &self.session,
-            auth_time: Timestamp(NOW),
+            auth_time: at,
+            auth_methods: "password",
+            can_step_up: false,
         }
     }
 
@@ -212,4 +219,116 @@ async fn an_untrusted_request_gets_a_page_and_a_bad_one_a_redirect() {
         .await
         .unwrap();
     assert!(matches!(d, AuthorizeDecision::Refused(_)), "{d:?}");
+}
+
+#[tokio::test]
+async fn acr_values_ask_a_user_with_a_second_factor_to_step_up() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    let extra = [("acr_values", "urn:authx:acr:mfa urn:authx:acr:pwd")];
+    let (p, query) = params(&client, &extra);
+    let with_factor = SignedIn {
+        can_step_up: true,
+        ..rig.signed_in()
+    };
+    match rig
+        .oauth
+        .decide(&p, &query, Some(with_factor))
+        .await
+        .unwrap()
+    {
+        AuthorizeDecision::StepUp { request } => {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(request.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(
+                param(&pairs, "acr_values"),
+                Some("urn:authx:acr:mfa urn:authx:acr:pwd")
+            );
+        }
+        d => panic!("expected a step-up, got {d:?}"),
+    }
+    // prompt=none cannot show the step: interaction_required.
+    let (p_none, q_none) = params(&client, &[extra[0], ("prompt", "none")]);
+    let refused = redirected(
+        rig.oauth
+            .decide(&p_none, &q_none, Some(with_factor))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(param(&refused, "error"), Some("interaction_required"));
+    // A session that proved a second factor needs no step-up.
+    let stepped = SignedIn {
+        auth_methods: "password+totp",
+        ..with_factor
+    };
+    assert!(matches!(
+        rig.oauth.decide(&p, &query, Some(stepped)).await.unwrap(),
+        AuthorizeDecision::Consent(_)
+    ));
+    // A user without a factor cannot step up: the request goes on, and the granted acr will
+    // say what happened.
+    assert!(matches!(
+        rig.oauth
+            .decide(&p, &query, Some(rig.signed_in()))
+            .await
+            .unwrap(),
+        AuthorizeDecision::Consent(_)
+    ));
+    // Values authx does not know ask for nothing.
+    let (p_other, q_other) = params(&client, &[("acr_values", "urn:example:loa:4")]);
+    assert!(matches!(
+        rig.oauth
+            .decide(&p_other, &q_other, Some(with_factor))
+            .await
+            .unwrap(),
+        AuthorizeDecision::Consent(_)
+    ));
+}
+
+#[tokio::test]
+async fn tokens_carry_the_acr_and_amr_the_sign_in_earned() {
+    let rig = Rig::new().await;
+    let client = rig.web_client("web").await;
+    for (methods, acr, amr) in [
+        ("password", "urn:authx:acr:pwd", vec!["pwd"]),
+        (
+            "password+totp",
+            "urn:authx:acr:mfa",
+            vec!["pwd", "otp", "mfa"],
+        ),
+    ] {
+        let req = rig.request(&client, "openid offline_access", None).await;
+        let who = SignedIn {
+            auth_methods: methods,
+            ..rig.signed_in()
+        };
+        let code = rig.oauth.issue_code(&req, who).await.unwrap();
+        let t = rig.redeem(&client, &code).await.unwrap();
+        let id = rig
+            .oauth
+            .id_token_hint(t.id_token.as_deref().unwrap())
+            .expect("an ID token of this issuer");
+        assert_eq!(id.acr.as_deref(), Some(acr), "{methods}");
+        assert_eq!(id.amr, Some(amr.iter().map(|s| (*s).to_owned()).collect()));
+        let at = rig
+            .oauth
+            .active_access_token(&t.access_token)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(at.acr.as_deref(), Some(acr));
+        // A refresh keeps what the sign-in earned.
+        let refreshed = rig
+            .oauth
+            .tokens()
+            .refresh(&client, t.refresh_token.as_deref().unwrap(), None)
+            .await
+            .unwrap();
+        let id = rig
+            .oauth
+            .id_token_hint(refreshed.id_token.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(id.acr.as_deref(), Some(acr));
+    }
 }

@@ -64,13 +64,7 @@ async fn decide(rig: &Rig, auth: &DeviceAuthorization, approve: bool) -> bool {
         .unwrap()
         .expect("a pending request");
     rig.oauth
-        .decide_device(
-            &pending,
-            &rig.user.id,
-            &rig.session,
-            rig.clock.now(),
-            approve,
-        )
+        .decide_device(&pending, rig.signed_in_at(rig.clock.now()), approve)
         .await
         .unwrap()
 }
@@ -233,7 +227,7 @@ async fn an_approval_from_an_ended_session_does_not_count() {
         .unwrap();
     let counted = rig
         .oauth
-        .decide_device(&pending, &rig.user.id, &rig.session, rig.clock.now(), true)
+        .decide_device(&pending, rig.signed_in_at(rig.clock.now()), true)
         .await
         .unwrap();
     assert!(!counted);

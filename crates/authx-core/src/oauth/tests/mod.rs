@@ -182,7 +182,7 @@ impl Rig {
     async fn code(&self, client: &Client, scope: &str) -> String {
         let req = self.request(client, scope, None).await;
         self.oauth
-            .issue_code(&req, &self.user.id, &self.session, self.clock.now())
+            .issue_code(&req, self.signed_in_at(self.clock.now()))
             .await
             .unwrap()
     }

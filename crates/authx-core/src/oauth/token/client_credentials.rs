@@ -44,6 +44,7 @@ impl Tokens<'_> {
             None,
             None,
             None,
+            None,
         )?;
         self.ctx.audit.record(
             crate::audit::AuditEvent::success("token_issued")

@@ -117,6 +117,7 @@ impl Tokens<'_> {
             scope: record.scope.clone(),
             resource: record.resource.clone(),
             auth_time: record.auth_time,
+            auth_methods: record.auth_methods.clone(),
         };
         self.open_family(
             client,

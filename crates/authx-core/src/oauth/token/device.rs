@@ -143,6 +143,7 @@ impl Tokens<'_> {
             scope: grant.scope.clone(),
             resource: grant.resource.clone(),
             auth_time: grant.auth_time.unwrap_or(decided_at),
+            auth_methods: grant.auth_methods.clone(),
         };
         self.open_family(client, &user, granted, None, "device_code", now)
             .await

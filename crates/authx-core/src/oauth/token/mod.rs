@@ -43,6 +43,8 @@ struct Granted {
     resource: Option<String>,
     /// When the user authenticated.
     auth_time: Timestamp,
+    /// How the user authenticated.
+    auth_methods: String,
 }
 
 impl<'a> Tokens<'a> {
@@ -79,6 +81,7 @@ impl<'a> Tokens<'a> {
             family.session_id.as_ref(),
             Some(&family.id),
             Some(family.auth_time),
+            Some(&family.auth_methods),
         )?;
         let id_token = if scope.contains("openid") {
             Some(self.ctx.issuer.issue_id_token(
@@ -120,6 +123,7 @@ impl<'a> Tokens<'a> {
             scope: granted.scope,
             resource: granted.resource,
             auth_time: granted.auth_time,
+            auth_methods: granted.auth_methods,
             created_at: now,
             expires_at: now.plus(client.refresh_token_ttl_secs),
             revoked_at: None,

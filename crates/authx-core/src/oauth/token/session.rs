@@ -7,7 +7,7 @@ use super::super::scope::Scopes;
 use super::super::types::TokenResponse;
 use super::Tokens;
 use crate::clock::Timestamp;
-use crate::session::SessionId;
+use crate::session::Session;
 use crate::user::User;
 
 impl Tokens<'_> {
@@ -20,7 +20,7 @@ impl Tokens<'_> {
     pub async fn session_token(
         &self,
         user: &User,
-        session: &SessionId,
+        session: &Session,
         resource: &str,
         scope: Option<&str>,
         ttl_secs: i64,
@@ -84,9 +84,10 @@ impl Tokens<'_> {
             &user.id.0,
             &res.id,
             &granted,
-            Some(session),
+            Some(&session.id),
             None,
-            None,
+            Some(session.created_at),
+            Some(&session.auth_method),
         )?;
         Ok(TokenResponse::access_only(access, &granted))
     }

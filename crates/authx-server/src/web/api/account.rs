@@ -385,7 +385,7 @@ pub(super) async fn session_token_post(
         .tokens()
         .session_token(
             &call.auth.user,
-            &call.auth.session.id,
+            &call.auth.session,
             &req.resource,
             req.scope.as_deref(),
             state.config.oauth.session_token_ttl_secs,

@@ -58,6 +58,12 @@ pub(crate) fn challenge_page(
         ),
     };
     let mut res = with_pre_cookie(state, render(status, &page), fresh);
+    // The answer may end in a redirect to an application (a sign-in through
+    // `/oauth2/authorize`): the form's policy leaves `form-action` open, as the sign-in form's.
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(super::LOGIN_CSP),
+    );
     append_cookie(
         res.headers_mut(),
         &state.cookies.set_second_factor(challenge.token().expose()),

@@ -130,7 +130,7 @@ struct ReturnTo {
 
 /// The sign-in page may end in a redirect to an application (through `/oauth2/authorize`), whose
 /// origin browsers check against `form-action`: the login form's policy leaves it open.
-const LOGIN_CSP: &str =
+pub(crate) const LOGIN_CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What a sign-in or sign-up page shows besides its form: the address typed, an error, and how
