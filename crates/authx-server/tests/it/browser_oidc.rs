@@ -20,20 +20,20 @@ use authx_testkit::{PASSWORD, TestServer};
 use base64::Engine as _;
 use serde_json::Value;
 
-const EMAIL: &str = "ada@example.com";
-const CLIENT_ID: &str = "partner";
+pub(crate) const EMAIL: &str = "ada@example.com";
+pub(crate) const CLIENT_ID: &str = "partner";
 const CLIENT_NAME: &str = "Partner app";
 /// RFC 7636 Appendix B: a verifier and its S256 challenge.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// How long a navigation may take to land on the expected page.
 const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The client's own web server: a page at `/cb` on a port of 127.0.0.1, recording the request
 /// target of every request it answers.
-struct Callback {
+pub(crate) struct Callback {
     /// `http://127.0.0.1:PORT/cb`, the registered redirect URI.
-    url: String,
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -101,16 +101,16 @@ fn answer(mut stream: TcpStream) -> std::io::Result<String> {
         .to_owned())
 }
 
-struct Setup {
-    server: TestServer,
-    browser: Browser,
-    callback: Callback,
-    secret: String,
+pub(crate) struct Setup {
+    pub(crate) server: TestServer,
+    pub(crate) browser: Browser,
+    pub(crate) callback: Callback,
+    pub(crate) secret: String,
 }
 
 /// A browser, the client's callback page, and a server with one user and the confidential,
 /// not first-party client `partner` redirecting to that page; `None` when the test is skipped.
-async fn setup() -> anyhow::Result<Option<Setup>> {
+pub(crate) async fn setup() -> anyhow::Result<Option<Setup>> {
     let Some(browser) = Browser::start().await? else {
         return Ok(None);
     };
@@ -152,12 +152,12 @@ async fn setup() -> anyhow::Result<Option<Setup>> {
     }))
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The authorization request the client sends the browser to.
-fn authorize_url(s: &Setup, state: &str, nonce: &str) -> String {
+pub(crate) fn authorize_url(s: &Setup, state: &str, nonce: &str) -> String {
     format!(
         "{}/oauth2/authorize?response_type=code&client_id={CLIENT_ID}&redirect_uri={}\
          &scope={}&state={}&nonce={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
@@ -170,7 +170,7 @@ fn authorize_url(s: &Setup, state: &str, nonce: &str) -> String {
 }
 
 /// Waits until the browser shows a fully loaded page whose URL satisfies `done`.
-async fn wait_for(
+pub(crate) async fn wait_for(
     client: &Client,
     what: &str,
     done: impl Fn(&str) -> bool,
@@ -192,7 +192,7 @@ async fn wait_for(
     }
 }
 
-async fn wait_for_server_path(s: &Setup, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn wait_for_server_path(s: &Setup, path: &str) -> anyhow::Result<String> {
     let page = format!("{}{path}", s.server.url);
     wait_for(&s.browser.client, path, move |u| {
         u == page || u.starts_with(&format!("{page}?"))
@@ -200,7 +200,7 @@ async fn wait_for_server_path(s: &Setup, path: &str) -> anyhow::Result<String> {
     .await
 }
 
-async fn wait_for_callback(s: &Setup) -> anyhow::Result<String> {
+pub(crate) async fn wait_for_callback(s: &Setup) -> anyhow::Result<String> {
     let callback = s.callback.url.clone();
     wait_for(&s.browser.client, &callback, |u| {
         u.starts_with(&format!("{callback}?"))
@@ -213,7 +213,7 @@ fn query(url: &str) -> &str {
     url.split_once('?').map_or("", |(_, q)| q)
 }
 
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query(url).as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -263,7 +263,7 @@ async fn reach_consent(s: &Setup, state: &str, nonce: &str) -> anyhow::Result<()
 }
 
 /// The claims of a JWT, unverified.
-fn jwt_claims(jwt: &str) -> Value {
+pub(crate) fn jwt_claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -688,3 +688,136 @@ async fn a_refresh_for_fewer_scopes_gets_exactly_those() {
     scopes.sort();
     assert_eq!(scopes, ["email", "openid"]);
 }
+
+#[tokio::test]
+async fn acr_values_step_up_then_the_library_reads_acr_and_amr() {
+    use authx_core::clock::Clock as _;
+    use authx_core::mfa::totp::{Totp, TotpSecret};
+    use openidconnect::{AuthenticationContextClass, AuthenticationMethodReference};
+
+    let p = Provider::start().await;
+    // The user (signed in with the password alone) enrols an authenticator app.
+    let state = &p.server.running().unwrap().state;
+    let user = state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email(EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let factors = state.auth.factors().unwrap();
+    let e = factors.begin_totp(&user, "phone").await.unwrap();
+    let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
+    let now = p.server.clock.now();
+    factors
+        .confirm_totp(&user.id, e.factor_id(), &Totp::new(&secret).code_at(now))
+        .await
+        .unwrap();
+    p.server.clock.advance(30);
+
+    let rp = p.rp();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf_state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .add_auth_context_value(AuthenticationContextClass::new("urn:authx:acr:mfa".into()))
+        .url();
+    // The provider sends the browser to prove the second factor first.
+    let res = p
+        .server
+        .client
+        .get(url.as_str())
+        .header("cookie", &p.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let step_up = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        step_up.starts_with("/login/step-up?return_to="),
+        "{step_up}"
+    );
+    let page = p.server.get(&step_up, Some(&p.cookie)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookies: Vec<String> = authx_testkit::set_cookies(&page)
+        .into_iter()
+        .filter_map(|c| c.split(';').next().map(str::to_owned))
+        .collect();
+    let html = page.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let jar = format!("{}; {}", p.cookie, cookies.join("; "));
+    let code = Totp::new(&secret).code_at(p.server.clock.now());
+    let res = p
+        .server
+        .client
+        .post(format!("{}/login/second-factor", p.server.url))
+        .header("origin", p.server.origin())
+        .header("cookie", &jar)
+        .form(&[("code", code.as_str()), ("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let session = authx_testkit::session_cookie(&res).expect("a stepped-up session");
+    let resume = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(resume.starts_with("/oauth2/authorize?"), "{resume}");
+    let res = p
+        .server
+        .client
+        .get(format!("{}{resume}", p.server.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let back = Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        param(&back, "state").as_deref(),
+        Some(csrf_state.secret().as_str())
+    );
+    let code = AuthorizationCode::new(param(&back, "code").expect("a code"));
+    let tokens = rp
+        .exchange_code(code)
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&p.http)
+        .await
+        .unwrap_or_else(|e| panic!("code exchange failed: {}", chain(&e)));
+    verify_id_token(&rp, &tokens, &nonce, RS256);
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&rp.id_token_verifier(), &nonce)
+        .unwrap();
+    assert_eq!(
+        claims.auth_context_ref().map(|a| a.as_str()),
+        Some("urn:authx:acr:mfa")
+    );
+    let amr: Vec<&str> = claims
+        .auth_method_refs()
+        .expect("amr")
+        .iter()
+        .map(|m: &AuthenticationMethodReference| m.as_str())
+        .collect();
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
+    // Discovery tells the library which classes exist.
+    let supported: Vec<&str> = p
+        .metadata
+        .acr_values_supported()
+        .expect("acr_values_supported")
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    assert!(supported.contains(&"urn:authx:acr:mfa"), "{supported:?}");
+}

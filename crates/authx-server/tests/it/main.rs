@@ -13,6 +13,7 @@ mod browser;
 mod browser_device;
 mod browser_federation;
 mod browser_magic_link;
+mod browser_mfa;
 mod browser_oidc;
 mod browser_recovery;
 mod browser_sdk;
