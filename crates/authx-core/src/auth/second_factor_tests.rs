@@ -361,6 +361,34 @@ async fn federated_and_magic_link_sign_ins_end_at_the_same_step() {
         matches!(r, Err(AuthError::SecondFactorRequired(_))),
         "{r:?}"
     );
+
+    // A magic link: the step remembers where the link was going.
+    let binding = super::LinkBinding::generate();
+    rig.auth
+        .request_magic_link(EMAIL, &binding.hash(), "/oauth2/authorize?x=1")
+        .await
+        .unwrap();
+    let token = rig
+        .mails
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::MagicLink { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .expect("a sign-in link");
+    let r = rig
+        .auth
+        .sign_in_with_magic_link(&token, Some(&binding), &ctx(), None)
+        .await;
+    match r {
+        Err(AuthError::SecondFactorRequired(c)) => {
+            assert_eq!(c.return_to.as_deref(), Some("/oauth2/authorize?x=1"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
