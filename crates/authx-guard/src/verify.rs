@@ -310,14 +310,24 @@ mod tests {
     }
 
     /// Claims the guard does not know (RFC 9068 allows them) are ignored, so an issuer can add
-    /// one (`acr`, `cnf`) without older guards refusing its tokens.
+    /// one (`cnf`, `x_future`) without older guards refusing its tokens; `acr` is known, and
+    /// read.
     #[test]
     fn unknown_claims_are_accepted() {
         let plain = decode(&good()).unwrap();
         let mut more = good();
-        more["acr"] = "urn:example:mfa".into();
+        more["x_future"] = "urn:example:mfa".into();
         more["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
-        assert_eq!(decode(&more), Some(plain));
+        assert_eq!(decode(&more).as_ref(), Some(&plain));
+        let mut with_acr = good();
+        with_acr["acr"] = "urn:authx:acr:mfa".into();
+        let c = decode(&with_acr).unwrap();
+        assert!(c.meets_acr("urn:authx:acr:mfa") && c.meets_acr("urn:authx:acr:pwd"));
+        with_acr["acr"] = "urn:authx:acr:pwd".into();
+        assert!(!decode(&with_acr).unwrap().meets_acr("urn:authx:acr:mfa"));
+        with_acr["acr"] = "urn:example:loa:4".into();
+        assert!(!decode(&with_acr).unwrap().meets_acr("urn:authx:acr:pwd"));
+        assert!(!plain.meets_acr("urn:authx:acr:pwd"));
     }
 
     /// The claims the guard knows stay typed and required.

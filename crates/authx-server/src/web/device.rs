@@ -187,7 +187,7 @@ async fn device_post(
     };
     let decided = state
         .oauth
-        .decide_device(&pending, super::oauth::signed_in(&auth, false), approve)
+        .decide_device(&pending, super::oauth::signed_in(auth, false), approve)
         .await;
     render_decided(decided, approve, &pending, &csrf)
 }
