@@ -472,3 +472,58 @@ async fn policy_makes_everyone_enrol_at_the_next_sign_in() {
     assert_eq!(body["recovery_codes"].as_array().map(Vec::len), Some(10));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn administrators_need_their_second_factor_for_the_admin_api_when_policy_says_so() {
+    let server = TestServer::start_with(|f: &mut FileConfig| {
+        f.mfa = Some(MfaFile {
+            required_for: Some("admins".into()),
+        });
+    })
+    .await
+    .unwrap();
+    let state = &server.running().unwrap().state;
+    let admin = state.auth.create_user(EMAIL, PASSWORD, true).await.unwrap();
+    // A session from before the policy: the password alone.
+    let old = state
+        .auth
+        .start_session(
+            admin,
+            &authx_core::session::ClientContext::default(),
+            "password",
+        )
+        .await
+        .unwrap();
+    let old_cookie = format!("authx_session={}", old.token.expose());
+    let res = server
+        .get("/api/v1/admin/users", Some(&old_cookie))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "second_factor_required");
+
+    // Signing in now enrols the factor, and the new session may administer.
+    let (status, body, waiting, _) = api_sign_in(&server).await;
+    assert_eq!(status, 401);
+    let secret = TotpSecret::from_base32(body["enrolment"]["secret"].as_str().unwrap()).unwrap();
+    let (status, _, _, session) = api_code(
+        &server,
+        &waiting.unwrap(),
+        &code(&secret, server.clock.now()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let res = server
+        .get("/api/v1/admin/users", Some(&session.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A user who is not an administrator is not asked for a factor by this policy.
+    server
+        .create_user("eve@example.com", PASSWORD)
+        .await
+        .unwrap();
+    assert!(server.sign_in("eve@example.com", PASSWORD).await.is_ok());
+    server.stop().await;
+}

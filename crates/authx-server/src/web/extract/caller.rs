@@ -2,7 +2,8 @@
 //! `X-CSRF-Token` header checked), and an administrator's. Each runs the checks of the handler
 //! preambles in the order the API has always answered them: the session is resolved (503 when
 //! the store is down), a JSON body is read (415, 413, 400), then the caller must be signed in
-//! (401), an administrator where required (403) and present the session's CSRF token (403).
+//! (401), an administrator where required (403), with a second factor proved where
+//! `[mfa] required_for` covers administrators (403), and present the session's CSRF token (403).
 
 use std::sync::Arc;
 
@@ -84,6 +85,7 @@ impl<const CSRF: bool, B> Caller<true, CSRF, B> {
 impl<const ADMIN: bool, const CSRF: bool> Caller<ADMIN, CSRF> {
     /// The checks, once the session is resolved and any body read.
     fn check<B>(
+        state: &AppState,
         current: CurrentSession,
         presented: &str,
         body: B,
@@ -94,6 +96,24 @@ impl<const ADMIN: bool, const CSRF: bool> Caller<ADMIN, CSRF> {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "administrators only",
+            ));
+        }
+        // Where policy requires administrators to have a second factor, their session must
+        // have proved it (a session from before the policy, or a sign-in that skipped the
+        // step, steps up first).
+        if ADMIN
+            && state.auth.mfa_requirement().applies_to(&auth.user)
+            && !auth.authentication().has_second_factor()
+        {
+            record_current(
+                AuditEvent::failure("admin_refused")
+                    .user(&auth.user.id)
+                    .with("reason", "second_factor_required"),
+            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "second_factor_required",
+                "sign in with your second factor (GET /login/step-up) to use the admin API",
             ));
         }
         if CSRF {
@@ -115,7 +135,7 @@ impl<const ADMIN: bool, const CSRF: bool> FromRequestParts<AppState> for Caller<
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let current = CurrentSession::from_request_parts(parts, state).await?;
-        Self::check(current, &header_token(&parts.headers), ())
+        Self::check(state, current, &header_token(&parts.headers), ())
     }
 }
 
@@ -130,7 +150,7 @@ impl<const ADMIN: bool, const CSRF: bool, T: DeserializeOwned> FromRequest<AppSt
         let current = CurrentSession::from_request_parts(&mut parts, state).await?;
         let presented = header_token(&parts.headers);
         let body = JsonBody::from_request(Request::from_parts(parts, body), state).await?;
-        Caller::<ADMIN, CSRF>::check(current, &presented, body)
+        Caller::<ADMIN, CSRF>::check(state, current, &presented, body)
     }
 }
 
