@@ -26,6 +26,7 @@ fn client(registered: &str, public: bool) -> Client {
         resources: vec![],
         first_party: false,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 86_400,

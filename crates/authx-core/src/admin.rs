@@ -81,6 +81,9 @@ pub struct ClientSpec {
     /// Its authorization requests must be pushed first (RFC 9126).
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// The least `acr` its users must have signed in with (`urn:authx:acr:mfa`).
+    #[serde(default)]
+    pub require_acr: Option<String>,
     /// Post-logout redirect URIs.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -139,6 +142,14 @@ impl ClientSpec {
         if refresh < 60 || idle < 60 {
             return Err(invalid("refresh lifetimes must be at least 60 seconds"));
         }
+        if let Some(acr) = &self.require_acr {
+            if !crate::amr::ACR_VALUES.contains(&acr.as_str()) {
+                return Err(invalid(format!(
+                    "require_acr must be one of {}",
+                    crate::amr::ACR_VALUES.join(", ")
+                )));
+            }
+        }
         let client = Client {
             id: self.id,
             name: self.name,
@@ -151,6 +162,7 @@ impl ClientSpec {
             resources: self.resources,
             first_party: self.first_party,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            require_acr: self.require_acr,
             id_token_alg,
             access_token_ttl_secs: access,
             refresh_token_ttl_secs: refresh,
@@ -385,6 +397,7 @@ mod tests {
             public: false,
             first_party: false,
             require_pushed_authorization_requests: false,
+            require_acr: None,
             post_logout_redirect_uris: Vec::new(),
             backchannel_logout_uri: None,
             id_token_alg: None,
@@ -450,6 +463,24 @@ mod tests {
             ..spec()
         };
         assert!(s.into_client().unwrap_err().to_string().contains("HS256"));
+        let s = ClientSpec {
+            require_acr: Some("urn:example:loa:4".into()),
+            ..spec()
+        };
+        assert!(
+            s.into_client()
+                .unwrap_err()
+                .to_string()
+                .contains("require_acr")
+        );
+        let s = ClientSpec {
+            require_acr: Some("urn:authx:acr:mfa".into()),
+            ..spec()
+        };
+        assert_eq!(
+            s.into_client().unwrap().0.require_acr.as_deref(),
+            Some("urn:authx:acr:mfa")
+        );
     }
 
     #[test]

@@ -226,6 +226,7 @@ fn client(id: &str, grants: &[GrantType]) -> Client {
         resources: vec![API.into(), BILLING.into()],
         first_party: true,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 30 * 86_400,

@@ -171,6 +171,10 @@ struct ClientArgs {
     /// Its authorization requests must be pushed to /oauth2/par first (RFC 9126).
     #[arg(long = "require-par")]
     require_pushed_authorization_requests: bool,
+    /// The least authentication its users need: `urn:authx:acr:mfa` asks every user for a
+    /// second factor (users without one are refused until they add one).
+    #[arg(long = "require-acr")]
+    require_acr: Option<String>,
     /// Post-logout redirect URI (repeatable).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
@@ -194,6 +198,7 @@ impl From<ClientArgs> for ClientSpec {
             public: a.public,
             first_party: a.first_party,
             require_pushed_authorization_requests: a.require_pushed_authorization_requests,
+            require_acr: a.require_acr,
             post_logout_redirect_uris: a.post_logout_redirect_uris,
             id_token_alg: a.id_token_alg,
             backchannel_logout_uri: a.backchannel_logout_uri,

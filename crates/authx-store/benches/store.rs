@@ -66,6 +66,7 @@ async fn fixtures(b: &Backend) -> UserId {
         resources: vec![],
         first_party: true,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 86_400,

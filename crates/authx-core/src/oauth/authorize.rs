@@ -321,14 +321,34 @@ impl OAuthService {
                 });
             }
         };
-        if let Some(wanted) = req.acr {
-            if auth.can_step_up && !acr_satisfies(acr_of(auth.auth_methods), wanted) {
+        let granted = acr_of(auth.auth_methods);
+        let required = req.client.require_acr.as_deref();
+        let wanted = match (req.acr, required) {
+            (Some(a), Some(r)) if acr_satisfies(a, r) => Some(a),
+            (_, Some(r)) => Some(r),
+            (a, None) => a,
+        };
+        if wanted.is_some_and(|w| !acr_satisfies(granted, w)) {
+            if auth.can_step_up {
                 if req.prompt.none {
                     return Ok(self.redirect_error(&req, "interaction_required", None));
                 }
                 return Ok(AuthorizeDecision::StepUp {
                     request: resume_query(query, &req, now),
                 });
+            }
+            // `acr_values` alone is a wish: the request goes on and the granted `acr` says
+            // what happened. A client's own requirement is not: a user who cannot meet it is
+            // refused.
+            if required.is_some_and(|r| !acr_satisfies(granted, r)) {
+                return Ok(self.redirect_error(
+                    &req,
+                    "access_denied",
+                    Some(
+                        "this application requires two-step verification: add an \
+                         authenticator app to your account first",
+                    ),
+                ));
             }
         }
         if self.has_consent(auth.user, &req).await? && !req.prompt.consent {

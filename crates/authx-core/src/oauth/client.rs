@@ -75,6 +75,9 @@ pub struct Client {
     pub first_party: bool,
     /// Whether the client's authorization requests must be pushed first (RFC 9126 §6).
     pub require_pushed_authorization_requests: bool,
+    /// The least `acr` its users must have signed in with (one of
+    /// [`crate::amr::ACR_VALUES`]); `None` for none.
+    pub require_acr: Option<String>,
     /// ID token signing algorithm.
     pub id_token_alg: SigningAlg,
     /// Access token lifetime in seconds.
@@ -244,6 +247,7 @@ mod tests {
             resources: vec![],
             first_party: false,
             require_pushed_authorization_requests: false,
+            require_acr: None,
             id_token_alg: SigningAlg::Rs256,
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 86_400,

@@ -276,10 +276,11 @@ pub(crate) fn signed_in(auth: &Authenticated, can_step_up: bool) -> SignedIn<'_>
     }
 }
 
-/// Whether the user can step up: has a second factor. Read only for a request that may ask
-/// for it (`acr_values` in the query, or a pushed request), so other requests cost nothing.
-async fn can_step_up(state: &AppState, auth: &Authenticated, raw_query: &str) -> bool {
-    if !(raw_query.contains("acr_values") || raw_query.contains("request_uri")) {
+/// Whether the user can step up: has a second factor. Read for a session that has not proved
+/// one (`acr_values` or the client's `require_acr` may ask for it); a session that has needs
+/// no step-up.
+async fn can_step_up(state: &AppState, auth: &Authenticated) -> bool {
+    if auth.authentication().has_second_factor() {
         return false;
     }
     match state.auth.factors() {
@@ -327,7 +328,7 @@ async fn authorize_get(
     let raw = q.unwrap_or_default();
     let p = AuthorizeParams::from_query(&raw);
     let step_up = match current.auth.as_deref() {
-        Some(a) => can_step_up(&state, a, &raw).await,
+        Some(a) => can_step_up(&state, a).await,
         None => false,
     };
     let auth = current.auth.as_deref().map(|a| signed_in(a, step_up));

@@ -129,6 +129,7 @@ pub(crate) async fn setup() -> anyhow::Result<Option<Setup>> {
         resources: vec![],
         first_party: false,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 30 * 86_400,

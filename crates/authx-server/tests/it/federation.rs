@@ -65,6 +65,7 @@ pub async fn register_rp(upstream: &TestServer, local: &TestServer, secret: &str
         resources: vec![],
         first_party: true,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 86_400,

@@ -32,6 +32,7 @@ fn client(id: &str, redirect: &str, grants: &[GrantType]) -> Client {
         resources: vec!["https://api.example.com".into()],
         first_party: true,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 86_400,

@@ -29,6 +29,7 @@ pub(crate) fn client(id: &str, grants: &[GrantType], first_party: bool) -> Clien
         resources: vec!["https://api.example.com".into()],
         first_party,
         require_pushed_authorization_requests: false,
+        require_acr: None,
         id_token_alg: SigningAlg::Rs256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 30 * 86_400,

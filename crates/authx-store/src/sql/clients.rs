@@ -14,14 +14,14 @@ macro_rules! client_columns {
         "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
          backchannel_logout_uri, grant_types, scopes, first_party, id_token_alg, \
          access_token_ttl_secs, refresh_token_ttl_secs, refresh_idle_secs, created_at, \
-         resources, require_pushed_requests"
+         resources, require_pushed_requests, require_acr"
     };
 }
 
 const INSERT_CLIENT: &str = concat!(
     "INSERT INTO oauth_clients (",
     client_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 );
 const CLIENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -96,6 +96,7 @@ fn client_from_row<R: SqlRow>(row: &R) -> StoreResult<Client> {
         resources: list(row, "resources")?,
         first_party: col(row, "first_party")?,
         require_pushed_authorization_requests: col(row, "require_pushed_requests")?,
+        require_acr: col(row, "require_acr")?,
         id_token_alg,
         access_token_ttl_secs: col(row, "access_token_ttl_secs")?,
         refresh_token_ttl_secs: col(row, "refresh_token_ttl_secs")?,
@@ -139,6 +140,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
             .bind(client.created_at)
             .bind(&resources)
             .bind(client.require_pushed_authorization_requests)
+            .bind(client.require_acr.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())

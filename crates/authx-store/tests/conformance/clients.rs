@@ -42,6 +42,7 @@ pub(crate) fn client(id: &str) -> Client {
         resources: vec!["urn:example:b".into(), "https://a.example.com/api".into()],
         first_party: true,
         require_pushed_authorization_requests: true,
+        require_acr: Some("urn:authx:acr:mfa".into()),
         id_token_alg: SigningAlg::Es256,
         access_token_ttl_secs: 900,
         refresh_token_ttl_secs: 2_592_000,

@@ -332,3 +332,53 @@ async fn tokens_carry_the_acr_and_amr_the_sign_in_earned() {
         assert_eq!(id.acr.as_deref(), Some(acr));
     }
 }
+
+#[tokio::test]
+async fn a_client_that_requires_mfa_steps_users_up_and_refuses_those_without_a_factor() {
+    let rig = Rig::new().await;
+    let base = rig.web_client("base").await;
+    let strict = Client {
+        id: "strict".into(),
+        require_acr: Some("urn:authx:acr:mfa".into()),
+        ..base
+    };
+    let client = rig.oauth.register_client(strict, false).await.unwrap().0;
+    let (p, query) = params(&client, &[]);
+    let with_factor = SignedIn {
+        can_step_up: true,
+        ..rig.signed_in()
+    };
+    assert!(matches!(
+        rig.oauth
+            .decide(&p, &query, Some(with_factor))
+            .await
+            .unwrap(),
+        AuthorizeDecision::StepUp { .. }
+    ));
+    // No factor: refused, not let through with a weaker sign-in.
+    let refused = redirected(
+        rig.oauth
+            .decide(&p, &query, Some(rig.signed_in()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(param(&refused, "error"), Some("access_denied"));
+    // `acr_values` asking for less does not lower the client's requirement.
+    let (p_less, q_less) = params(&client, &[("acr_values", "urn:authx:acr:pwd")]);
+    let refused = redirected(
+        rig.oauth
+            .decide(&p_less, &q_less, Some(rig.signed_in()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(param(&refused, "error"), Some("access_denied"));
+    // A session that proved a second factor passes.
+    let stepped = SignedIn {
+        auth_methods: "password+totp",
+        ..rig.signed_in()
+    };
+    assert!(matches!(
+        rig.oauth.decide(&p, &query, Some(stepped)).await.unwrap(),
+        AuthorizeDecision::Consent(_)
+    ));
+}

@@ -138,6 +138,7 @@ impl Rig {
             resources: vec![API.into()],
             first_party,
             require_pushed_authorization_requests: false,
+            require_acr: None,
             id_token_alg: SigningAlg::Es256,
             access_token_ttl_secs: 300,
             refresh_token_ttl_secs: 86_400,

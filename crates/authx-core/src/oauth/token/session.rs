@@ -73,6 +73,7 @@ impl Tokens<'_> {
             resources: vec![res.id.clone()],
             first_party: true,
             require_pushed_authorization_requests: false,
+            require_acr: None,
             id_token_alg: SigningAlg::Rs256,
             access_token_ttl_secs: ttl_secs,
             refresh_token_ttl_secs: 0,

@@ -120,6 +120,7 @@ pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {
         "resources": c.resources,
         "first_party": c.first_party,
         "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
+        "require_acr": c.require_acr,
         "id_token_alg": c.id_token_alg.as_str(),
         "access_token_ttl_secs": c.access_token_ttl_secs,
         "refresh_token_ttl_secs": c.refresh_token_ttl_secs,
