@@ -527,3 +527,109 @@ async fn administrators_need_their_second_factor_for_the_admin_api_when_policy_s
     assert!(server.sign_in("eve@example.com", PASSWORD).await.is_ok());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_json_api_adds_lists_and_removes_an_authenticator() {
+    use reqwest::Method;
+    let server = TestServer::start().await.unwrap();
+    server.create_user(EMAIL, PASSWORD).await.unwrap();
+    let cookie = server.sign_in(EMAIL, PASSWORD).await.unwrap();
+    let json = |res: reqwest::Response| async move {
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, listed) = json(server.get("/api/v1/mfa", Some(&cookie)).await.unwrap()).await;
+    assert_eq!(
+        (status, listed["factors"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // Without the CSRF header: refused.
+    let forged = server
+        .client
+        .post(format!("{}/api/v1/mfa/totp", server.url))
+        .header("origin", server.origin())
+        .header("cookie", &cookie)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let (status, begun) = json(
+        server
+            .send_json(
+                Method::POST,
+                "/api/v1/mfa/totp",
+                &cookie,
+                Some(json!({"name": "cli"})),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{begun}");
+    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let id = begun["factor_id"].as_str().unwrap().to_owned();
+    let confirm = format!("/api/v1/mfa/totp/{id}/confirm");
+    let (status, body) = json(
+        server
+            .send_json(
+                Method::POST,
+                &confirm,
+                &cookie,
+                Some(json!({"code": "000000"})),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_code"))
+    );
+    let code_now = code(&secret, server.clock.now());
+    let (status, body) = json(
+        server
+            .send_json(
+                Method::POST,
+                &confirm,
+                &cookie,
+                Some(json!({"code": code_now})),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recovery_codes"].as_array().map(Vec::len), Some(10));
+    let (_, listed) = json(server.get("/api/v1/mfa", Some(&cookie)).await.unwrap()).await;
+    assert_eq!(listed["factors"][0]["name"], "cli");
+    assert_eq!(listed["factors"][0]["kind"], "totp");
+    assert_eq!(listed["recovery_codes_left"], 10);
+    // Five minutes on, removal needs the password.
+    server.clock.advance(301);
+    let remove = format!("/api/v1/mfa/{id}/remove");
+    let (status, body) = json(
+        server
+            .send_json(Method::POST, &remove, &cookie, Some(json!({})))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("reauthentication_required"))
+    );
+    let res = server
+        .send_json(
+            Method::POST,
+            &remove,
+            &cookie,
+            Some(json!({"current_password": PASSWORD})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (_, listed) = json(server.get("/api/v1/mfa", Some(&cookie)).await.unwrap()).await;
+    assert_eq!(listed["factors"].as_array().map(Vec::len), Some(0));
+    server.stop().await;
+}

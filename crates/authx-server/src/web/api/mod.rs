@@ -15,6 +15,7 @@ use crate::state::AppState;
 mod account;
 mod admin;
 mod email;
+mod mfa;
 pub mod views;
 
 use account::{
@@ -42,6 +43,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/sessions/{id}", delete(session_delete))
         .route("/api/v1/password", post(password_post))
         .route("/api/v1/password/forgot", post(forgot_post))
+        .route("/api/v1/mfa", get(mfa::factors_get))
+        .route("/api/v1/mfa/totp", post(mfa::totp_post))
+        .route(
+            "/api/v1/mfa/totp/{id}/confirm",
+            post(mfa::totp_confirm_post),
+        )
+        .route("/api/v1/mfa/recovery-codes", post(mfa::recovery_codes_post))
+        .route("/api/v1/mfa/{id}/remove", post(mfa::remove_post))
         .route("/api/v1/email", post(email::email_post))
         .route("/api/v1/email/verification", post(email::verification_post))
         .route("/api/v1/admin/users", get(admin_users_get))
