@@ -243,6 +243,11 @@ fn rate_class(
         "/api/v1/auth/sign-in" | "/login" | "/federation/link" if post => {
             ("sign_in", limits.sign_in)
         }
+        // A second factor's code is a credential too; a step-up stores a waiting sign-in.
+        "/api/v1/auth/second-factor" | "/login/second-factor" if post => {
+            ("sign_in", limits.sign_in)
+        }
+        "/login/step-up" => ("sign_in", limits.sign_in),
         // Each start stores a transaction: counted with sign-ins.
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),

@@ -633,3 +633,24 @@ async fn the_json_api_adds_lists_and_removes_an_authenticator() {
     assert_eq!(listed["factors"].as_array().map(Vec::len), Some(0));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn code_guessing_from_one_network_meets_the_sign_in_rate_limit() {
+    let server = TestServer::start_with(|f: &mut FileConfig| {
+        f.rate_limit = Some(authx_server::config::RateLimitFile {
+            sign_in: Some(3),
+            ..authx_server::config::RateLimitFile::default()
+        });
+    })
+    .await
+    .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, _, _, _) = api_code(&server, "authx_mfa=x", "000000").await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    let page = server.get("/login/step-up", None).await.unwrap();
+    assert_eq!(page.status(), 429);
+    server.stop().await;
+}
