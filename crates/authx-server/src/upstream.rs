@@ -309,6 +309,7 @@ impl UpstreamClient for Upstream<'_> {
             allow_sign_up: p.allow_sign_up,
             email_claim: &p.email_claim,
             email_verified_claim: &p.email_verified_claim,
+            trust_mfa: p.trust_upstream_mfa,
         }
     }
 

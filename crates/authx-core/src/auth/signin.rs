@@ -111,7 +111,8 @@ impl AuthService {
             Some(u) if u.status == UserStatus::Active => u,
             _ => return Err(AuthError::InvalidCredentials),
         };
-        let mut pending = PendingSignIn::new(user, AuthMethod::parse(method), self.clock.now());
+        // `method` may name several (`federated:corp+upstream_mfa`).
+        let mut pending = PendingSignIn::resumed(user, method, self.clock.now());
         if let Some(to) = return_to {
             pending = pending.returning_to(to);
         }

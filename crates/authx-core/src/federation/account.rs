@@ -32,6 +32,8 @@ pub struct UpstreamIdentity {
     pub email: Option<String>,
     /// Whether the upstream says the email is verified (`true` only for a JSON `true`).
     pub email_verified: bool,
+    /// Whether the upstream says its user passed more than one factor (`amr` holds `mfa`).
+    pub upstream_mfa: bool,
 }
 
 impl UpstreamIdentity {
@@ -52,12 +54,18 @@ impl UpstreamIdentity {
             .and_then(|e| canonical_email(e).ok());
         // Only a JSON boolean `true` counts: "true" as a string is not a verification.
         let email_verified = token.claims.get(email_verified_claim) == Some(&Value::Bool(true));
+        let upstream_mfa = token
+            .claims
+            .get("amr")
+            .and_then(Value::as_array)
+            .is_some_and(|amr| amr.iter().any(|v| v.as_str() == Some("mfa")));
         Self {
             provider: provider.to_owned(),
             issuer: issuer.to_owned(),
             subject: token.subject.clone(),
             email,
             email_verified,
+            upstream_mfa,
         }
     }
 }

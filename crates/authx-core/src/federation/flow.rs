@@ -363,7 +363,11 @@ impl RelyingParty<'_> {
                     )
                     .await
                     .map_err(FederationError::SignIn)?;
-                let signed = self.sign_in(&user, browser, p.name, &t.return_to).await?;
+                // A provider trusted for it vouches for the second factor too.
+                let upstream_mfa = p.trust_mfa && identity.upstream_mfa;
+                let signed = self
+                    .sign_in(&user, browser, p.name, upstream_mfa, &t.return_to)
+                    .await?;
                 Ok(Completed::SignedIn {
                     signed: Box::new(signed),
                     return_to: t.return_to,
@@ -416,9 +420,14 @@ impl RelyingParty<'_> {
         user: &User,
         browser: Browser<'_>,
         provider: &str,
+        upstream_mfa: bool,
         return_to: &str,
     ) -> Result<SignedIn, FederationError> {
-        let method = format!("federated:{provider}");
+        let method = if upstream_mfa {
+            format!("federated:{provider}+upstream_mfa")
+        } else {
+            format!("federated:{provider}")
+        };
         let result = self
             .auth
             .sign_in_verified(
@@ -527,6 +536,7 @@ impl RelyingParty<'_> {
             subject: pending.subject.clone(),
             email: Some(pending.email.clone()),
             email_verified: true,
+            upstream_mfa: false,
         };
         if self.store.delete_pending_link(&pending.token_hash).await? {
             let link = new_link(&identity, &signed.user.id, self.now());

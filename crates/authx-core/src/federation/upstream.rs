@@ -28,6 +28,8 @@ pub struct Provider<'a> {
     pub email_claim: &'a str,
     /// The upstream claim saying whether the email is verified.
     pub email_verified_claim: &'a str,
+    /// Whether an upstream `amr` holding `mfa` counts as the sign-in's second factor.
+    pub trust_mfa: bool,
 }
 
 /// The parts of an upstream's discovery document the flow uses.

@@ -39,6 +39,10 @@ pub struct ProviderFile {
     /// Allows plain `http://` to a loopback address (127.0.0.0/8, ::1, localhost) for this
     /// provider. For tests and local development only; never in production.
     pub insecure_allow_http_loopback: Option<bool>,
+    /// Whether the upstream's own second factor counts here: an ID token whose `amr` holds
+    /// `mfa` signs in without the local second factor (default false: the local factor is
+    /// asked of a user who has one).
+    pub trust_upstream_mfa: Option<bool>,
 }
 
 /// `[federation.providers.claims]`: the claim mapping.
@@ -85,6 +89,8 @@ pub struct UpstreamProvider {
     pub email_verified_claim: String,
     /// Plain http to loopback allowed (tests and development only).
     pub insecure_allow_http_loopback: bool,
+    /// Whether the upstream's `amr` `mfa` counts as this sign-in's second factor.
+    pub trust_upstream_mfa: bool,
 }
 
 pub(super) fn federation_providers(
@@ -177,6 +183,7 @@ pub(super) fn federation_providers(
                 .email_verified
                 .unwrap_or_else(|| "email_verified".into()),
             insecure_allow_http_loopback: insecure,
+            trust_upstream_mfa: p.trust_upstream_mfa.unwrap_or(false),
             name,
         });
     }

@@ -34,6 +34,7 @@ pub fn provider_file(issuer: &str, secret: &str, allow_sign_up: bool) -> Provide
         token_endpoint_auth_method: None,
         claims: Some(ClaimsFile::default()),
         insecure_allow_http_loopback: Some(true),
+        trust_upstream_mfa: None,
     }
 }
 
@@ -213,6 +214,7 @@ pub async fn linked_account(
         subject: subject.into(),
         email: Some(email.into()),
         email_verified: true,
+        upstream_mfa: false,
     };
     state
         .federation

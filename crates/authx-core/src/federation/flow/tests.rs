@@ -74,6 +74,7 @@ impl UpstreamClient for FakeUpstream {
             allow_sign_up: self.allow_sign_up,
             email_claim: "email",
             email_verified_claim: "email_verified",
+            trust_mfa: false,
         }
     }
 
@@ -481,6 +482,7 @@ async fn a_link_is_found_by_issuer_and_subject_never_by_email() {
         subject: "sub-linked".into(),
         email: Some(linked.email.clone()),
         email_verified: true,
+        upstream_mfa: false,
     };
     rig.store
         .create_link(&new_link(&identity, &linked.id, Timestamp(NOW)))
