@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::Timestamp;
 use crate::federation::{FederationStore, Link, PendingLink, Transaction};
 use crate::links::{LinkPurpose, LinkRecord, LinkTokenStore};
-use crate::mfa::{Factor, FactorId, FactorStore, StepUse};
+use crate::mfa::{Ceremony, Factor, FactorId, FactorStore, StepUse};
 use crate::secret::TokenHash;
 use crate::session::{Session, SessionId};
 use crate::store::{
@@ -32,6 +32,7 @@ struct Records {
     link_tokens: HashMap<TokenHash, LinkRecord>,
     factors: Vec<Factor>,
     recovery_codes: Vec<(UserId, TokenHash)>,
+    ceremonies: HashMap<TokenHash, Ceremony>,
     oauth: oauth::OAuthRecords,
 }
 
@@ -392,7 +393,10 @@ impl LinkTokenStore for MemoryStore {
 #[async_trait]
 impl FactorStore for MemoryStore {
     async fn insert_factor(&self, factor: &Factor) -> StoreResult<()> {
-        insert_unique(&mut self.lock().factors, factor, |f| f.id == factor.id)
+        insert_unique(&mut self.lock().factors, factor, |f| {
+            f.id == factor.id
+                || (f.credential_id.is_some() && f.credential_id == factor.credential_id)
+        })
     }
 
     async fn factor(&self, user: &UserId, id: &FactorId) -> StoreResult<Option<Factor>> {
@@ -507,6 +511,52 @@ impl FactorStore for MemoryStore {
         let n = r.factors.len();
         r.factors
             .retain(|f| f.pending_until.is_none_or(|until| until > now));
-        Ok((n - r.factors.len()) as u64)
+        let c = r.ceremonies.len();
+        r.ceremonies.retain(|_, x| x.expires_at > now);
+        Ok((n - r.factors.len() + c - r.ceremonies.len()) as u64)
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<Factor>> {
+        let r = self.lock();
+        Ok(r.factors
+            .iter()
+            .find(|f| f.credential_id.as_deref() == Some(credential_id))
+            .cloned())
+    }
+
+    async fn update_factor_secret(
+        &self,
+        user: &UserId,
+        id: &FactorId,
+        sealed_secret: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut r = self.lock();
+        let factor = r.factors.iter_mut().find(|f| {
+            &f.user_id == user && &f.id == id && f.pending_until.is_none()
+        });
+        Ok(factor.is_some_and(|f| {
+            sealed_secret.clone_into(&mut f.sealed_secret);
+            f.last_used_at = Some(at);
+            true
+        }))
+    }
+
+    async fn insert_ceremony(&self, ceremony: &Ceremony) -> StoreResult<()> {
+        let mut r = self.lock();
+        if r.ceremonies.contains_key(&ceremony.hash) {
+            return Err(StoreError::Conflict);
+        }
+        r.ceremonies.insert(ceremony.hash, ceremony.clone());
+        Ok(())
+    }
+
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<Ceremony>> {
+        let mut r = self.lock();
+        Ok(r.ceremonies.remove(hash).filter(|c| c.expires_at > now))
     }
 }

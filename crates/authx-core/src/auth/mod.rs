@@ -34,6 +34,7 @@ mod email_change;
 #[cfg(test)]
 mod link_flow_tests;
 mod magic_link;
+mod passkey;
 mod recovery;
 mod second_factor;
 #[cfg(test)]
@@ -49,6 +50,7 @@ mod verification;
 
 pub use email_change::REAUTH_WINDOW_SECS;
 pub use magic_link::{LinkBinding, MagicSignIn};
+pub use passkey::PasskeyCeremony;
 pub use recovery::{AddressLimit, Recovery};
 pub use second_factor::{
     MAX_TRIES, MfaRequirement, SecondFactorChallenge, SecondFactorDone, SecondFactors,

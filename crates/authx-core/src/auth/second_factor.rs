@@ -107,6 +107,8 @@ pub struct SecondFactorChallenge {
     pub tries_left: u32,
     /// Where the browser goes once the session starts.
     pub return_to: Option<String>,
+    /// Whether the user has a passkey to answer with (the page offers "Use a passkey").
+    pub passkey: bool,
 }
 
 impl SecondFactorChallenge {
@@ -143,7 +145,7 @@ pub struct SecondFactorDone {
 
 /// What a waiting sign-in stores beside its user (the link record's `detail`).
 #[derive(Serialize, Deserialize)]
-struct Waiting {
+pub(super) struct Waiting {
     /// The methods proved so far, in their stored form.
     methods: String,
     /// When the first factor was proved.
@@ -154,6 +156,34 @@ struct Waiting {
     return_to: Option<String>,
     /// The factor being enrolled, when the user must enrol.
     enrol: Option<String>,
+    /// A begun passkey assertion (its server-side state, JSON), when the browser asked to
+    /// answer with a passkey.
+    #[serde(default)]
+    pub(super) passkey: Option<String>,
+}
+
+impl Waiting {
+    /// Whether the user is enrolling their first factor at this step.
+    pub(super) fn enrolling(&self) -> bool {
+        self.enrol.is_some()
+    }
+
+    /// Wrong answers so far.
+    pub(super) fn tries(&self) -> u32 {
+        self.tries
+    }
+}
+
+/// A waiting sign-in taken from the store to be answered.
+pub(super) struct Resumed {
+    /// What it stored.
+    pub(super) waiting: Waiting,
+    /// The sign-in, with the methods proved so far.
+    pub(super) pending: PendingSignIn,
+    /// Its failure counters.
+    pub(super) keys: Counters,
+    /// Now.
+    pub(super) now: Timestamp,
 }
 
 /// Whether a typed answer is an authenticator code (six digits, spaces allowed) rather than a
@@ -213,13 +243,29 @@ impl AuthService {
         enrolment: Option<TotpEnrolment>,
         tries: u32,
     ) -> Result<SecondFactorChallenge, AuthError> {
+        self.challenge_with(pending, enrolment, tries, None).await
+    }
+
+    /// [`AuthService::challenge`], the waiting sign-in also holding a begun passkey
+    /// assertion's state.
+    pub(super) async fn challenge_with(
+        &self,
+        pending: &PendingSignIn,
+        enrolment: Option<TotpEnrolment>,
+        tries: u32,
+        passkey_state: Option<String>,
+    ) -> Result<SecondFactorChallenge, AuthError> {
         let second = self.second()?;
+        let passkey = enrolment.is_none()
+            && second.factors.passkeys_enabled()
+            && second.factors.has_passkey(&pending.user().id).await?;
         let waiting = Waiting {
             methods: pending.stored_methods(),
             started_at: pending.started_at().secs(),
             tries,
             return_to: pending.return_to().map(str::to_owned),
             enrol: enrolment.as_ref().map(|e| e.factor_id().0.clone()),
+            passkey: passkey_state,
         };
         let detail = serde_json::to_string(&waiting)
             .map_err(|e| AuthError::Internal(format!("cannot store the sign-in: {e}")))?;
@@ -238,6 +284,7 @@ impl AuthService {
             failed: tries > 0,
             tries_left: MAX_TRIES.saturating_sub(tries),
             return_to: waiting.return_to,
+            passkey,
         })
     }
 
@@ -284,36 +331,12 @@ impl AuthService {
         previous: Option<&SessionToken>,
     ) -> Result<SecondFactorDone, AuthError> {
         let second = self.second()?;
-        let now = self.clock.now();
-        let token = LinkToken::parse(token).ok_or(AuthError::SignInExpired)?;
-        let record = second
-            .links
-            .take_link_token(&token.hash(), LinkPurpose::SecondFactor, now)
-            .await?
-            .ok_or(AuthError::SignInExpired)?;
-        let waiting: Waiting = record
-            .detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .ok_or(AuthError::SignInExpired)?;
-        let user = match self.stores.accounts.user_by_id(&record.user_id).await? {
-            Some(u) if u.status == UserStatus::Active => u,
-            _ => return Err(AuthError::SignInExpired),
-        };
-        let keys = Counters::new(&user.email, ctx);
-        if let Err(e) = self.check_throttle(&keys, now).await {
-            self.audit.record(
-                AuditEvent::failure("sign_in_throttled")
-                    .user(&user.id)
-                    .with("step", "second_factor"),
-            );
-            return Err(e);
-        }
-        let mut pending =
-            PendingSignIn::resumed(user, &waiting.methods, Timestamp(waiting.started_at));
-        if let Some(to) = &waiting.return_to {
-            pending = pending.returning_to(to.clone());
-        }
+        let Resumed {
+            waiting,
+            mut pending,
+            keys,
+            now,
+        } = self.resume_waiting(token, ctx).await?;
         let id = &pending.user().id;
         let factors = &second.factors;
         let answer = match &waiting.enrol {
@@ -352,9 +375,55 @@ impl AuthService {
         })
     }
 
+    /// Takes the waiting sign-in named by `token` (so it is answered once), checks its user
+    /// may still sign in and is not throttled, and rebuilds the sign-in.
+    pub(super) async fn resume_waiting(
+        &self,
+        token: &str,
+        ctx: &ClientContext,
+    ) -> Result<Resumed, AuthError> {
+        let second = self.second()?;
+        let now = self.clock.now();
+        let token = LinkToken::parse(token).ok_or(AuthError::SignInExpired)?;
+        let record = second
+            .links
+            .take_link_token(&token.hash(), LinkPurpose::SecondFactor, now)
+            .await?
+            .ok_or(AuthError::SignInExpired)?;
+        let waiting: Waiting = record
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .ok_or(AuthError::SignInExpired)?;
+        let user = match self.stores.accounts.user_by_id(&record.user_id).await? {
+            Some(u) if u.status == UserStatus::Active => u,
+            _ => return Err(AuthError::SignInExpired),
+        };
+        let keys = Counters::new(&user.email, ctx);
+        if let Err(e) = self.check_throttle(&keys, now).await {
+            self.audit.record(
+                AuditEvent::failure("sign_in_throttled")
+                    .user(&user.id)
+                    .with("step", "second_factor"),
+            );
+            return Err(e);
+        }
+        let mut pending =
+            PendingSignIn::resumed(user, &waiting.methods, Timestamp(waiting.started_at));
+        if let Some(to) = &waiting.return_to {
+            pending = pending.returning_to(to.clone());
+        }
+        Ok(Resumed {
+            waiting,
+            pending,
+            keys,
+            now,
+        })
+    }
+
     /// A wrong answer: counted against the account, audited, and answered with a new
     /// challenge, or with [`AuthError::SignInExpired`] once the tries are used up.
-    async fn wrong_code(
+    pub(super) async fn wrong_code(
         &self,
         pending: PendingSignIn,
         keys: &Counters,

@@ -43,6 +43,7 @@
 //! [`KeyEncryptor`]: crate::oauth::keys::KeyEncryptor
 
 pub mod enrol;
+pub mod passkey;
 pub mod recovery;
 pub mod service;
 pub mod store;
@@ -52,4 +53,4 @@ pub mod totp;
 mod tests;
 
 pub use service::{Confirmed, FactorInfo, Factors, MfaError, TotpEnrolment};
-pub use store::{Factor, FactorId, FactorKind, FactorStore, StepUse};
+pub use store::{Ceremony, Factor, FactorId, FactorKind, FactorStore, StepUse};

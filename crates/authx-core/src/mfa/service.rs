@@ -49,6 +49,22 @@ pub enum MfaError {
     /// The store failed.
     #[error("storage failed")]
     Store(#[from] StoreError),
+    /// The passkey ceremony is unknown, used, expired, or was begun elsewhere.
+    #[error("this passkey request has expired; try again")]
+    CeremonyExpired,
+    /// Passkeys are not configured.
+    #[error("passkeys are not enabled")]
+    PasskeysOff,
+    /// A passkey's answer does not verify, or names a credential that is unknown or not this
+    /// account's.
+    #[error("the passkey was not accepted")]
+    InvalidPasskey,
+    /// The credential is registered already (to this account or another).
+    #[error("this passkey is registered already")]
+    CredentialTaken,
+    /// The WebAuthn library refused to build a ceremony (a configuration fault).
+    #[error("passkey ceremony failed: {0}")]
+    Passkey(String),
 }
 
 /// A factor as its owner sees it in a list.
@@ -134,12 +150,13 @@ pub struct Confirmed {
 /// Every change is audited; verification failures are audited too. Policy (who must have a
 /// factor, recent authentication before a change, throttling) belongs to the caller.
 pub struct Factors {
-    store: Arc<dyn FactorStore>,
-    encryptor: KeyEncryptor,
+    pub(super) store: Arc<dyn FactorStore>,
+    pub(super) encryptor: KeyEncryptor,
     recovery_key: RecoveryKey,
     issuer: String,
-    clock: Arc<dyn Clock>,
-    audit: Audit,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) audit: Audit,
+    pub(super) rp: Option<super::passkey::RelyingParty>,
 }
 
 impl std::fmt::Debug for Factors {
@@ -170,6 +187,7 @@ impl Factors {
             issuer: issuer.into(),
             clock,
             audit,
+            rp: None,
         })
     }
 
@@ -203,6 +221,7 @@ impl Factors {
                 pending_until: Some(now.plus(PENDING_SECS)),
                 last_step: None,
                 last_used_at: None,
+                credential_id: None,
             })
             .await?;
         let uri = otpauth_uri(&secret, &self.issuer, &user.email);
@@ -488,6 +507,12 @@ impl Factors {
         Ok(self.store.count_recovery_codes(user).await?)
     }
 
+    /// The store (for the ceremonies the account service keeps).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn FactorStore> {
+        &self.store
+    }
+
     /// Deletes enrolments that lapsed unconfirmed; returns how many (for the purge pass).
     ///
     /// # Errors
@@ -496,7 +521,7 @@ impl Factors {
         Ok(self.store.purge_pending_factors(self.clock.now()).await?)
     }
 
-    async fn confirmed(&self, user: &UserId) -> Result<Vec<Factor>, MfaError> {
+    pub(super) async fn confirmed(&self, user: &UserId) -> Result<Vec<Factor>, MfaError> {
         let mut all = self.store.list_factors(user).await?;
         all.retain(Factor::is_confirmed);
         Ok(all)
@@ -523,7 +548,7 @@ impl Factors {
     }
 
     /// Audits a refusal (`kind`, with its `reason`) and returns `err`.
-    fn refused(
+    pub(super) fn refused(
         &self,
         kind: &'static str,
         user: &UserId,
@@ -546,7 +571,7 @@ fn aad(user: &UserId, id: &FactorId) -> String {
 }
 
 /// A factor name as given (trimmed), `default` for an empty one.
-fn factor_name(raw: &str, default: &str) -> Result<String, MfaError> {
+pub(super) fn factor_name(raw: &str, default: &str) -> Result<String, MfaError> {
     let name = raw.trim();
     if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(MfaError::InvalidName);

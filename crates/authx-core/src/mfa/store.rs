@@ -30,6 +30,9 @@ impl std::fmt::Display for FactorId {
 pub enum FactorKind {
     /// A time-based one-time password app (RFC 6238).
     Totp,
+    /// A WebAuthn credential (a passkey or security key): its sealed "secret" is the
+    /// credential's public key, counter and flags, as JSON.
+    Passkey,
 }
 
 impl FactorKind {
@@ -38,13 +41,18 @@ impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Passkey => "passkey",
         }
     }
 
     /// Parses the stored name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "totp").then_some(Self::Totp)
+        match s {
+            "totp" => Some(Self::Totp),
+            "passkey" => Some(Self::Passkey),
+            _ => None,
+        }
     }
 }
 
@@ -69,6 +77,9 @@ pub struct Factor {
     pub last_step: Option<i64>,
     /// When it last served a sign-in (or its confirmation).
     pub last_used_at: Option<Timestamp>,
+    /// A passkey's WebAuthn credential id (base64url, unique across users); `None` for the
+    /// other kinds.
+    pub credential_id: Option<String>,
 }
 
 impl Factor {
@@ -87,6 +98,7 @@ impl std::fmt::Debug for Factor {
             .field("kind", &self.kind)
             .field("pending_until", &self.pending_until)
             .field("last_step", &self.last_step)
+            .field("credential_id", &self.credential_id)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +114,32 @@ pub struct StepUse<'a> {
     pub step: i64,
     /// Now.
     pub at: Timestamp,
+}
+
+/// The server-side state of a begun WebAuthn ceremony (a passkey's registration or an
+/// assertion), stored under the hash of the token its browser holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ceremony {
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// The user it is for; `None` for a sign-in without a password (the user is not known
+    /// until the authenticator names them).
+    pub user_id: Option<UserId>,
+    /// The ceremony's state (JSON): challenge, allowed credentials, policy, binding.
+    pub state: String,
+    /// When it began.
+    pub created_at: Timestamp,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for Ceremony {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ceremony")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where second factors and recovery codes are kept.
@@ -154,6 +192,28 @@ pub trait FactorStore: Send + Sync + 'static {
     /// How many unused recovery codes `user` has.
     async fn count_recovery_codes(&self, user: &UserId) -> StoreResult<u64>;
 
-    /// Deletes the enrolments that lapsed at `now` unconfirmed; returns how many.
+    /// Deletes the enrolments that lapsed at `now` unconfirmed, and the WebAuthn ceremonies
+    /// that lapsed; returns how many rows went.
     async fn purge_pending_factors(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// The passkey whose WebAuthn credential id is `credential_id`, of whichever user.
+    async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<Factor>>;
+
+    /// Replaces the sealed secret of a confirmed factor (a passkey's counter and flags after a
+    /// use) and records the use; `false` when `user` has no confirmed factor `id`.
+    async fn update_factor_secret(
+        &self,
+        user: &UserId,
+        id: &FactorId,
+        sealed_secret: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Stores a begun ceremony. [`crate::StoreError::Conflict`] when its hash is taken.
+    async fn insert_ceremony(&self, ceremony: &Ceremony) -> StoreResult<()>;
+
+    /// Takes (deletes and returns) the ceremony `hash` if it has not lapsed at `now`, in one
+    /// statement: of concurrent takes one gets it, so a ceremony finishes at most once.
+    async fn take_ceremony(&self, hash: &TokenHash, now: Timestamp)
+    -> StoreResult<Option<Ceremony>>;
 }

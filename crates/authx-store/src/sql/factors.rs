@@ -7,25 +7,27 @@
 //! SQLite the write lock is taken at once).
 
 use authx_core::Timestamp;
-use authx_core::mfa::{Factor, FactorId, FactorKind, FactorStore, StepUse};
+use authx_core::mfa::{Ceremony, Factor, FactorId, FactorKind, FactorStore, StepUse};
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use authx_core::user::UserId;
 
-use super::{Dialect, SqlRow, SqlStore, col, count, opt_timestamp, stmt, store_error, timestamp};
+use super::{
+    Dialect, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, store_error, timestamp,
+};
 
 /// Columns of `mfa_factors` that make up a [`Factor`].
 macro_rules! factor_columns {
     () => {
         "id, user_id, kind, name, sealed_secret, created_at, pending_until, last_step, \
-         last_used_at"
+         last_used_at, credential_id"
     };
 }
 
 const INSERT: &str = concat!(
     "INSERT INTO mfa_factors (",
     factor_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 const GET: &str = concat!(
     "SELECT ",
@@ -54,6 +56,20 @@ const INSERT_CODE: &str =
     "INSERT INTO mfa_recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)";
 const CONSUME_CODE: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1 AND code_hash = $2";
 const COUNT_CODES: &str = "SELECT COUNT(*) AS n FROM mfa_recovery_codes WHERE user_id = $1";
+const BY_CREDENTIAL: &str = concat!(
+    "SELECT ",
+    factor_columns!(),
+    " FROM mfa_factors WHERE credential_id = $1"
+);
+const UPDATE_SECRET: &str = "UPDATE mfa_factors SET sealed_secret = $1, last_used_at = $2 \
+     WHERE id = $3 AND user_id = $4 AND pending_until IS NULL";
+const INSERT_CEREMONY: &str = "INSERT INTO webauthn_ceremonies \
+     (token_hash, user_id, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+// One statement: of concurrent finishes of one ceremony, one gets its state.
+const TAKE_CEREMONY: &str = "DELETE FROM webauthn_ceremonies \
+     WHERE token_hash = $1 AND expires_at > $2 \
+     RETURNING token_hash, user_id, state, created_at, expires_at";
+const PURGE_CEREMONIES: &str = "DELETE FROM webauthn_ceremonies WHERE expires_at <= $1";
 const PURGE_PENDING: &str =
     "DELETE FROM mfa_factors WHERE pending_until IS NOT NULL AND pending_until <= $1";
 
@@ -71,6 +87,19 @@ fn factor_from_row<R: SqlRow>(row: &R) -> StoreResult<Factor> {
         pending_until: opt_timestamp(row, "pending_until")?,
         last_step: col(row, "last_step")?,
         last_used_at: opt_timestamp(row, "last_used_at")?,
+        credential_id: col(row, "credential_id")?,
+    })
+}
+
+/// Decodes a row of `webauthn_ceremonies`.
+fn ceremony_from_row<R: SqlRow>(row: &R) -> StoreResult<Ceremony> {
+    let user: Option<String> = col(row, "user_id")?;
+    Ok(Ceremony {
+        hash: hash(row, "token_hash")?,
+        user_id: user.map(UserId),
+        state: col(row, "state")?,
+        created_at: timestamp(row, "created_at")?,
+        expires_at: timestamp(row, "expires_at")?,
     })
 }
 
@@ -87,6 +116,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
             .bind(f.pending_until)
             .bind(f.last_step)
             .bind(f.last_used_at)
+            .bind(f.credential_id.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -207,6 +237,60 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
     }
 
     async fn purge_pending_factors(&self, now: Timestamp) -> StoreResult<u64> {
-        stmt(PURGE_PENDING).bind(now).execute(&self.pool).await
+        let factors = stmt(PURGE_PENDING).bind(now).execute(&self.pool).await?;
+        let ceremonies = stmt(PURGE_CEREMONIES).bind(now).execute(&self.pool).await?;
+        Ok(factors + ceremonies)
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<Factor>> {
+        let row = stmt(BY_CREDENTIAL)
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(factor_from_row).transpose()
+    }
+
+    async fn update_factor_secret(
+        &self,
+        user: &UserId,
+        id: &FactorId,
+        sealed_secret: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = stmt(UPDATE_SECRET)
+            .bind(sealed_secret)
+            .bind(at)
+            .bind(&id.0)
+            .bind(&user.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn insert_ceremony(&self, c: &Ceremony) -> StoreResult<()> {
+        let hex = c.hash.to_hex();
+        stmt(INSERT_CEREMONY)
+            .bind(&hex)
+            .bind(c.user_id.as_ref().map(|u| u.0.as_str()))
+            .bind(&c.state)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<Ceremony>> {
+        let hex = hash.to_hex();
+        let row = stmt(TAKE_CEREMONY)
+            .bind(&hex)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ceremony_from_row).transpose()
     }
 }

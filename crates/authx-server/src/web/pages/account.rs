@@ -157,6 +157,7 @@ pub(super) fn methods_in_words(stored: &str) -> String {
             AuthMethod::MagicLink => "a sign-in link".to_owned(),
             AuthMethod::Totp => "an authenticator app".to_owned(),
             AuthMethod::RecoveryCode => "a recovery code".to_owned(),
+            AuthMethod::Passkey | AuthMethod::PasskeyVerified => "a passkey".to_owned(),
             AuthMethod::Other(s) => s,
         })
         .collect();
