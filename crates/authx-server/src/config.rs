@@ -64,6 +64,23 @@ pub struct FileConfig {
     pub require_verified_email: Option<bool>,
     /// `[mfa]`: second factors.
     pub mfa: Option<MfaFile>,
+    /// `[webauthn]`: passkeys.
+    pub webauthn: Option<WebauthnFile>,
+}
+
+/// `[webauthn]`: passkeys. Without the section, passkeys are on when the issuer's host is a
+/// domain name (WebAuthn refuses an IP address as relying-party id), with the issuer's host
+/// as RP id and the issuer's origin as the only origin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebauthnFile {
+    /// Whether passkeys are offered (default `true`).
+    pub enabled: Option<bool>,
+    /// The relying-party id: the issuer's host, or a parent domain of it (default: the
+    /// issuer's host). Passkeys are bound to it: changing it orphans every passkey.
+    pub rp_id: Option<String>,
+    /// The origin browsers make passkey ceremonies from (default: the issuer's origin).
+    pub origin: Option<String>,
 }
 
 /// `[mfa]`
@@ -402,6 +419,20 @@ pub struct Config {
     pub verification: Option<VerificationSettings>,
     /// Who must have a second factor.
     pub mfa_required_for: authx_core::auth::MfaRequirement,
+    /// Passkeys: `None` when off.
+    pub webauthn: Option<WebauthnSettings>,
+}
+
+/// Passkey settings (`[webauthn]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnSettings {
+    /// The relying-party id (`None`: the origin's host).
+    pub rp_id: Option<String>,
+    /// The origin of the ceremonies.
+    pub origin: String,
+    /// Whether the operator configured it (a bad explicit setting stops the start; a default
+    /// that cannot work, an IP-address issuer, only turns passkeys off).
+    pub explicit: bool,
 }
 
 /// What an `[email]` section turns on: verification links, and a sign-up that answers the
@@ -760,7 +791,25 @@ impl Config {
             })?,
         };
 
+        let webauthn = match f.webauthn {
+            Some(WebauthnFile {
+                enabled: Some(false),
+                ..
+            }) => None,
+            Some(w) => Some(WebauthnSettings {
+                explicit: w.rp_id.is_some() || w.origin.is_some() || w.enabled.is_some(),
+                rp_id: w.rp_id,
+                origin: w.origin.unwrap_or_else(|| issuer.clone()),
+            }),
+            None => Some(WebauthnSettings {
+                rp_id: None,
+                origin: issuer.clone(),
+                explicit: false,
+            }),
+        };
+
         Ok(Self {
+            webauthn,
             mfa_required_for,
             email,
             verification,

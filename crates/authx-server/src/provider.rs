@@ -78,8 +78,19 @@ pub fn factors(
         .split_once("://")
         .map_or(config.issuer.as_str(), |(_, rest)| rest);
     let label = host.split('/').next().unwrap_or(host).to_owned();
-    authx_core::mfa::Factors::new(store, &kek, label, clock, audit)
-        .map_err(|e| anyhow::anyhow!("second factors: {e}"))
+    let factors = authx_core::mfa::Factors::new(store, &kek, label.clone(), clock, audit)
+        .map_err(|e| anyhow::anyhow!("second factors: {e}"))?;
+    let Some(w) = &config.webauthn else {
+        return Ok(factors);
+    };
+    match authx_core::mfa::passkey::RelyingParty::new(&w.origin, w.rp_id.as_deref(), &label) {
+        Ok(rp) => Ok(factors.with_relying_party(rp)),
+        Err(e) if w.explicit => bail!("[webauthn]: {e}"),
+        Err(e) => {
+            tracing::info!("passkeys are off: {e}; set [webauthn] rp_id to a domain name");
+            Ok(factors)
+        }
+    }
 }
 
 /// The configured key-encryption key; with a SQLite file and none configured, the key in a file

@@ -24,6 +24,8 @@ pub(crate) struct Login<'a> {
     /// Whether to offer a sign-in link by mail (`[email] magic_links`).
     pub(crate) magic_links: bool,
     pub(crate) providers: Vec<ProviderButton>,
+    /// Whether to offer "Sign in with a passkey" (`[webauthn]`).
+    pub(crate) passkeys: bool,
 }
 
 /// `/signup`.
@@ -130,6 +132,8 @@ pub(crate) struct Account<'a> {
     pub(crate) recovery_left: u64,
     /// How this session signed in ("password and authenticator app").
     pub(crate) signed_in_with: String,
+    /// Whether passkeys can be added (`[webauthn]`).
+    pub(crate) passkeys: bool,
 }
 
 /// What an authenticator app needs to enrol: the QR code and the key as text.
@@ -160,6 +164,8 @@ pub(crate) struct SecondFactorPage<'a> {
     pub(crate) failed: bool,
     /// "4 tries left", after a wrong code.
     pub(crate) tries_left: String,
+    /// Whether the user can answer with a passkey.
+    pub(crate) passkey: bool,
 }
 
 /// An authenticator app being added from the account page.
@@ -184,6 +190,8 @@ pub(crate) struct RecoveryCodesPage<'a> {
 /// A row of the account page's second factors.
 pub(crate) struct FactorRow {
     pub(crate) id: String,
+    /// What it is, in words ("Passkey", "Authenticator app").
+    pub(crate) kind: &'static str,
     pub(crate) name: String,
     pub(crate) added: String,
     pub(crate) used: String,

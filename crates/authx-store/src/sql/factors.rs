@@ -258,7 +258,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
         at: Timestamp,
     ) -> StoreResult<bool> {
         let n = stmt(UPDATE_SECRET)
-            .bind(sealed_secret)
+            .bind(&sealed_secret.to_vec())
             .bind(at)
             .bind(&id.0)
             .bind(&user.0)

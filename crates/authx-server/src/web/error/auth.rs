@@ -61,10 +61,14 @@ fn factor(e: &MfaError) -> (StatusCode, &'static str, Option<i64>) {
         MfaError::NoSecondFactor => (StatusCode::CONFLICT, "no_second_factor", None),
         MfaError::TooManyFactors => (StatusCode::CONFLICT, "too_many_factors", None),
         MfaError::InvalidName => (StatusCode::BAD_REQUEST, "invalid_name", None),
+        MfaError::InvalidPasskey => (StatusCode::UNAUTHORIZED, "invalid_passkey", None),
+        MfaError::CeremonyExpired => (StatusCode::BAD_REQUEST, "ceremony_expired", None),
+        MfaError::CredentialTaken => (StatusCode::CONFLICT, "credential_taken", None),
+        MfaError::PasskeysOff => (StatusCode::NOT_FOUND, "passkeys_disabled", None),
         MfaError::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
         }
-        MfaError::Sealing(_) | MfaError::Store(_) => {
+        MfaError::Sealing(_) | MfaError::Store(_) | MfaError::Passkey(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
         }
     }
@@ -81,7 +85,7 @@ impl From<AuthError> for ApiError {
             AuthError::Busy => "the service is temporarily unavailable".to_owned(),
             AuthError::Store(_)
             | AuthError::Internal(_)
-            | AuthError::Factor(MfaError::Sealing(_) | MfaError::Store(_)) => {
+            | AuthError::Factor(MfaError::Sealing(_) | MfaError::Store(_) | MfaError::Passkey(_)) => {
                 tracing::error!(error = %e, "internal error");
                 "internal error".to_owned()
             }

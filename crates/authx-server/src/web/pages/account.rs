@@ -91,8 +91,13 @@ pub(super) async fn account_page(
         factors: s.factors,
         recovery_left: s.recovery_left,
         signed_in_with: methods_in_words(&auth.session.auth_method),
+        passkeys: state.auth.passkeys_enabled(),
     };
-    render(status, &page)
+    let mut res = render(status, &page);
+    if page.passkeys {
+        super::passkey::allow_passkey_script(&mut res, false);
+    }
+    res
 }
 
 async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, AuthError> {
@@ -117,6 +122,10 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
         .into_iter()
         .map(|f| FactorRow {
             id: f.id.0,
+            kind: match f.kind {
+                authx_core::mfa::FactorKind::Totp => "Authenticator app",
+                authx_core::mfa::FactorKind::Passkey => "Passkey",
+            },
             name: f.name,
             added: rfc3339(f.created_at),
             used: f.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),

@@ -56,6 +56,7 @@ pub(crate) fn challenge_page(
             "try left",
             "tries left",
         ),
+        passkey: challenge.passkey,
     };
     let mut res = with_pre_cookie(state, render(status, &page), fresh);
     // The answer may end in a redirect to an application (a sign-in through
@@ -64,6 +65,9 @@ pub(crate) fn challenge_page(
         axum::http::header::CONTENT_SECURITY_POLICY,
         axum::http::HeaderValue::from_static(super::LOGIN_CSP),
     );
+    if challenge.passkey {
+        super::passkey::allow_passkey_script(&mut res, true);
+    }
     append_cookie(
         res.headers_mut(),
         &state.cookies.set_second_factor(challenge.token().expose()),
@@ -117,7 +121,7 @@ pub(super) async fn second_factor_post(
 
 /// A sign-in that ended at its second step: on to where it was going, or first to the
 /// recovery codes made by an enrolment.
-fn finished(state: &AppState, done: SecondFactorDone) -> Response {
+pub(super) fn finished(state: &AppState, done: SecondFactorDone) -> Response {
     let to = safe_return_to(done.return_to.as_deref());
     let mut res = match &done.recovery_codes {
         Some(codes) => {
@@ -132,7 +136,7 @@ fn finished(state: &AppState, done: SecondFactorDone) -> Response {
 }
 
 /// The page of an unknown, used or expired waiting sign-in.
-fn expired() -> Response {
+pub(super) fn expired() -> Response {
     Message::new(
         "Sign-in expired",
         "This sign-in has expired",

@@ -30,6 +30,7 @@ mod account;
 mod email_change;
 mod magic_link;
 pub(crate) mod mfa;
+pub(crate) mod passkey;
 mod recovery;
 mod verify;
 
@@ -94,6 +95,19 @@ pub fn router() -> Router<AppState> {
             get(magic_link::sign_in_get).post(magic_link::sign_in_post),
         )
         .route("/assets/authx.css", get(css_get))
+        .route("/assets/passkey.js", get(passkey::script_get))
+        .route("/account/passkeys/begin", post(passkey::register_begin))
+        .route("/account/passkeys/finish", post(passkey::register_finish))
+        .route("/login/passkey/begin", post(passkey::sign_in_begin))
+        .route("/login/passkey/finish", post(passkey::sign_in_finish))
+        .route(
+            "/login/second-factor/passkey/begin",
+            post(passkey::second_factor_begin),
+        )
+        .route(
+            "/login/second-factor/passkey/finish",
+            post(passkey::second_factor_finish),
+        )
 }
 
 /// The fallback: a readable 404.
@@ -181,6 +195,7 @@ fn login_page(
         sign_up: state.config.auth.sign_up_enabled,
         magic_links: state.config.email.magic_links,
         providers: buttons(state, return_to),
+        passkeys: state.auth.passkeys_enabled(),
     };
     let mut res = with_pre_cookie(state, render(status, &page), fresh);
     set_retry_after(&mut res, again.retry);
@@ -188,6 +203,9 @@ fn login_page(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(LOGIN_CSP),
     );
+    if page.passkeys {
+        passkey::allow_passkey_script(&mut res, true);
+    }
     res
 }
 
