@@ -71,6 +71,7 @@ fn pending(user: &UserId, at: Timestamp) -> Factor {
         pending_until: Some(at.plus(LAPSE)),
         last_step: None,
         last_used_at: None,
+        credential_id: None,
     }
 }
 

@@ -139,5 +139,6 @@ mod factors;
 mod federation;
 mod links;
 mod outbox;
+mod passkeys;
 mod pushed;
 mod revocations;
