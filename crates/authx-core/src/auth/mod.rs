@@ -35,6 +35,8 @@ mod email_change;
 mod link_flow_tests;
 mod magic_link;
 mod passkey;
+#[cfg(test)]
+mod passkey_tests;
 mod recovery;
 mod second_factor;
 #[cfg(test)]

@@ -437,6 +437,33 @@ impl Factors {
         Ok(out)
     }
 
+    /// Stores `credential` (a WebAuthn credential as webauthn-rs serializes it) as a passkey
+    /// of `user`, as a registration would: for tests that need a passkey without a browser.
+    #[cfg(test)]
+    pub(crate) async fn plant_passkey(&self, user: &UserId, credential: &str) -> FactorId {
+        let credential: Credential = serde_json::from_str(credential).expect("credential");
+        let id = FactorId::generate();
+        let sealed = self
+            .seal_credential(user, &id, &credential)
+            .expect("sealed");
+        self.store
+            .insert_factor(&Factor {
+                id: id.clone(),
+                user_id: user.clone(),
+                kind: FactorKind::Passkey,
+                name: "planted".into(),
+                sealed_secret: sealed,
+                created_at: self.clock.now(),
+                pending_until: None,
+                last_step: None,
+                last_used_at: None,
+                credential_id: Some(credential_id_text(&credential.cred_id)),
+            })
+            .await
+            .expect("stored");
+        id
+    }
+
     fn seal_credential(
         &self,
         user: &UserId,
