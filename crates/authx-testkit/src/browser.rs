@@ -223,6 +223,87 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Adds a WebAuthn virtual authenticator to the session (W3C WebAuthn §11.3, served by
+    /// chromedriver): a CTAP2 platform authenticator that keeps discoverable credentials and
+    /// verifies its user, so passkey ceremonies complete without a person. Returns its id.
+    ///
+    /// # Errors
+    ///
+    /// chromedriver refused the command.
+    pub async fn add_virtual_authenticator(&self) -> anyhow::Result<String> {
+        let body = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        });
+        let answer = self
+            .client
+            .issue_cmd(WebAuthnCommand {
+                path: "webauthn/authenticator".to_owned(),
+                method: http::Method::POST,
+                body: Some(body),
+            })
+            .await
+            .context("adding a virtual authenticator")?;
+        answer
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no authenticator id in {answer}"))
+    }
+
+    /// The credentials the virtual authenticator `id` holds (as chromedriver describes them:
+    /// `credentialId`, `isResidentCredential`, `rpId`, `userHandle`, `signCount`, …).
+    ///
+    /// # Errors
+    ///
+    /// chromedriver refused the command.
+    pub async fn authenticator_credentials(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let answer = self
+            .client
+            .issue_cmd(WebAuthnCommand {
+                path: format!("webauthn/authenticator/{id}/credentials"),
+                method: http::Method::GET,
+                body: None,
+            })
+            .await
+            .context("listing a virtual authenticator's credentials")?;
+        Ok(answer.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// A command of chromedriver's WebAuthn extension, under the session's URL.
+#[derive(Debug)]
+struct WebAuthnCommand {
+    path: String,
+    method: http::Method,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{session}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(serde_json::Value::to_string),
+        )
+    }
+}
+
 /// A running chromedriver, leader of its own process group; the group is killed on drop.
 #[derive(Debug)]
 struct Driver {

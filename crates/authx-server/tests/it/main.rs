@@ -34,6 +34,7 @@ mod mfa;
 mod oidc;
 mod ops;
 mod par;
+mod passkey;
 mod purge;
 mod recovery;
 mod resources;
