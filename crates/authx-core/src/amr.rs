@@ -146,8 +146,7 @@ fn earns_mfa(methods: &[AuthMethod]) -> bool {
             m,
             AuthMethod::Totp | AuthMethod::RecoveryCode | AuthMethod::PasskeyVerified
         )
-    }) || (methods.contains(&AuthMethod::Passkey)
-        && methods.iter().any(|m| !m.is_second_factor()))
+    }) || (methods.contains(&AuthMethod::Passkey) && methods.iter().any(|m| !m.is_second_factor()))
 }
 
 /// The RFC 8176 `amr` values of the methods stored as `stored` (a session's `auth_method`),
@@ -217,7 +216,10 @@ mod tests {
         assert!(acr_satisfies(ACR_PHISHING_RESISTANT, ACR_MFA));
         assert!(acr_satisfies(ACR_PHISHING_RESISTANT, ACR_ONE_FACTOR));
         assert!(!acr_satisfies(ACR_MFA, ACR_PHISHING_RESISTANT));
-        assert!(acr_satisfies(ACR_PHISHING_RESISTANT, ACR_PHISHING_RESISTANT));
+        assert!(acr_satisfies(
+            ACR_PHISHING_RESISTANT,
+            ACR_PHISHING_RESISTANT
+        ));
         assert!(!acr_satisfies(ACR_PHISHING_RESISTANT, "urn:other"));
     }
 

@@ -532,9 +532,10 @@ impl FactorStore for MemoryStore {
         at: Timestamp,
     ) -> StoreResult<bool> {
         let mut r = self.lock();
-        let factor = r.factors.iter_mut().find(|f| {
-            &f.user_id == user && &f.id == id && f.pending_until.is_none()
-        });
+        let factor = r
+            .factors
+            .iter_mut()
+            .find(|f| &f.user_id == user && &f.id == id && f.pending_until.is_none());
         Ok(factor.is_some_and(|f| {
             sealed_secret.clone_into(&mut f.sealed_secret);
             f.last_used_at = Some(at);

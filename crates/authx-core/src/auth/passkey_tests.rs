@@ -187,12 +187,26 @@ async fn a_ceremony_begun_in_another_browser_is_refused_and_spent() {
     let token = c.token().unwrap().expose().to_owned();
     let elsewhere = rig
         .auth
-        .finish_passkey_sign_in(&token, "browser-b", &assertion(b"k", None), &ctx(), None, None)
+        .finish_passkey_sign_in(
+            &token,
+            "browser-b",
+            &assertion(b"k", None),
+            &ctx(),
+            None,
+            None,
+        )
         .await;
     assert!(is_expired(&elsewhere), "{elsewhere:?}");
     let then_here = rig
         .auth
-        .finish_passkey_sign_in(&token, "browser-a", &assertion(b"k", None), &ctx(), None, None)
+        .finish_passkey_sign_in(
+            &token,
+            "browser-a",
+            &assertion(b"k", None),
+            &ctx(),
+            None,
+            None,
+        )
         .await;
     assert!(is_expired(&then_here), "{then_here:?}");
 }
@@ -212,7 +226,14 @@ async fn passwordless_refuses_unknown_credentials_and_a_handle_naming_someone_el
         let c = rig.auth.begin_passkey_sign_in("pre").await.unwrap();
         let r = rig
             .auth
-            .finish_passkey_sign_in(c.token().unwrap().expose(), "pre", &answer, &ctx(), None, None)
+            .finish_passkey_sign_in(
+                c.token().unwrap().expose(),
+                "pre",
+                &answer,
+                &ctx(),
+                None,
+                None,
+            )
             .await;
         assert!(is_refused(&r), "{answer}: {r:?}");
     }
@@ -234,7 +255,10 @@ async fn registration_needs_a_recent_sign_in_and_its_own_session() {
     let pk = &c.options["publicKey"];
     assert_eq!(pk["rp"]["id"], "id.example.com");
     assert_eq!(pk["authenticatorSelection"]["residentKey"], "preferred");
-    assert_eq!(pk["authenticatorSelection"]["userVerification"], "preferred");
+    assert_eq!(
+        pk["authenticatorSelection"]["userVerification"],
+        "preferred"
+    );
     // Another session of the same user cannot finish it, and the attempt spends it.
     let token = c.token().unwrap().expose().to_owned();
     let other = rig
@@ -249,7 +273,10 @@ async fn registration_needs_a_recent_sign_in_and_its_own_session() {
     assert!(is_expired(&mine), "{mine:?}");
 
     rig.clock.advance(super::REAUTH_WINDOW_SECS + 1);
-    let stale = rig.auth.begin_passkey_registration(&one, None, &ctx()).await;
+    let stale = rig
+        .auth
+        .begin_passkey_registration(&one, None, &ctx())
+        .await;
     assert!(
         matches!(stale, Err(AuthError::RecentSignInRequired)),
         "{stale:?}"
@@ -284,7 +311,9 @@ async fn the_second_factor_step_refuses_another_users_passkey() {
         .begin_second_factor_passkey(waiting.token().expose(), &ctx())
         .await
         .unwrap();
-    let allowed = c.options["publicKey"]["allowCredentials"].as_array().unwrap();
+    let allowed = c.options["publicKey"]["allowCredentials"]
+        .as_array()
+        .unwrap();
     assert_eq!(allowed.len(), 1);
     assert_eq!(allowed[0]["id"], URL_SAFE_NO_PAD.encode(b"eve-key"));
     // The old token was spent by the begin.
@@ -311,7 +340,10 @@ async fn the_second_factor_step_refuses_another_users_passkey() {
         .auth
         .answer_second_factor_passkey(again.token().expose(), &answer, &ctx(), None)
         .await;
-    assert!(matches!(replay, Err(AuthError::SignInExpired)), "{replay:?}");
+    assert!(
+        matches!(replay, Err(AuthError::SignInExpired)),
+        "{replay:?}"
+    );
 }
 
 #[tokio::test]

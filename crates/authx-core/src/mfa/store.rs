@@ -214,6 +214,9 @@ pub trait FactorStore: Send + Sync + 'static {
 
     /// Takes (deletes and returns) the ceremony `hash` if it has not lapsed at `now`, in one
     /// statement: of concurrent takes one gets it, so a ceremony finishes at most once.
-    async fn take_ceremony(&self, hash: &TokenHash, now: Timestamp)
-    -> StoreResult<Option<Ceremony>>;
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<Ceremony>>;
 }

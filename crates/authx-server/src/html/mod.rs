@@ -173,6 +173,7 @@ mod tests {
                 label: "Corp".into(),
                 return_to: "%2Faccount".into(),
             }],
+            passkeys: false,
         };
         let html = page.render().unwrap();
         for banned in ["<script", "<style", " style=", " onclick=", " onload="] {
@@ -180,6 +181,26 @@ mod tests {
         }
         assert!(html.starts_with("<!doctype html><html lang=\"en\"><head>"));
         assert!(html.contains("<link rel=\"stylesheet\" href=\"/assets/authx.css\">"));
+    }
+
+    #[test]
+    fn the_passkey_button_loads_the_script_file_and_nothing_inline() {
+        let page = account::Login {
+            csrf: "t",
+            return_to: "/account",
+            email: "",
+            error: None,
+            sign_up: false,
+            magic_links: false,
+            providers: Vec::new(),
+            passkeys: true,
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("<script src=\"/assets/passkey.js\" defer></script>"));
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        for banned in ["<style", " style=", " onclick=", " onload="] {
+            assert!(!html.contains(banned), "{banned} in {html}");
+        }
     }
 
     #[test]

@@ -169,8 +169,14 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_for(client, "/account").await.unwrap();
-    assert_eq!(text(client, "tr.factor .factor-name").await.unwrap(), "Work laptop");
-    assert_eq!(text(client, "tr.factor .factor-kind").await.unwrap(), "Passkey");
+    assert_eq!(
+        text(client, "tr.factor .factor-name").await.unwrap(),
+        "Work laptop"
+    );
+    assert_eq!(
+        text(client, "tr.factor .factor-kind").await.unwrap(),
+        "Passkey"
+    );
     let held = browser
         .authenticator_credentials(&authenticator)
         .await
@@ -235,7 +241,9 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
     // Removal long after the sign-in needs the password.
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for(client, "/account").await.unwrap();
-    server.clock.advance(authx_core::auth::REAUTH_WINDOW_SECS + 1);
+    server
+        .clock
+        .advance(authx_core::auth::REAUTH_WINDOW_SECS + 1);
     client
         .find(Locator::Css("form.remove-factor [type=submit]"))
         .await
@@ -256,12 +264,17 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     client.goto(&format!("{base}/account")).await.unwrap();
-    assert_eq!(text(client, "tr.factor .factor-kind").await.unwrap(), "Passkey");
+    assert_eq!(
+        text(client, "tr.factor .factor-kind").await.unwrap(),
+        "Passkey"
+    );
     let form = client
         .form(Locator::Css("form.remove-factor"))
         .await
         .unwrap();
-    form.set_by_name("current_password", PASSWORD).await.unwrap();
+    form.set_by_name("current_password", PASSWORD)
+        .await
+        .unwrap();
     client
         .find(Locator::Css("form.remove-factor [type=submit]"))
         .await
@@ -271,12 +284,7 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
         .unwrap();
     wait_for(client, "/account").await.unwrap();
     assert!(client.find(Locator::Css("tr.factor")).await.is_err());
-    assert!(
-        client
-            .find(Locator::Css("#mfa-off"))
-            .await
-            .is_ok()
-    );
+    assert!(client.find(Locator::Css("#mfa-off")).await.is_ok());
 
     browser.close().await.unwrap();
     server.stop().await;
@@ -306,7 +314,9 @@ async fn passkey_pages_allow_the_script_file_and_nothing_inline() {
     );
     // Pages that do not use it keep the strict default.
     let signup = server.get("/signup", None).await.unwrap();
-    let csp = signup.headers()["content-security-policy"].to_str().unwrap();
+    let csp = signup.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
     assert!(!csp.contains("script-src"), "{csp}");
     let _ = base;
     server.stop().await;

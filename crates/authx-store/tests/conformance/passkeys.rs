@@ -76,7 +76,10 @@ pub(crate) async fn a_passkey_is_found_by_its_credential_id(s: Stores) {
     let user = s.user().await;
     let f = passkey(&user, "cred-ada-1");
     l.insert_factor(&f).await.unwrap();
-    assert_eq!(l.factor_by_credential("cred-ada-1").await.unwrap(), Some(f.clone()));
+    assert_eq!(
+        l.factor_by_credential("cred-ada-1").await.unwrap(),
+        Some(f.clone())
+    );
     assert_eq!(l.factor_by_credential("cred-unknown").await.unwrap(), None);
     assert_eq!(l.list_factors(&user).await.unwrap(), vec![f]);
 }
@@ -85,11 +88,16 @@ pub(crate) async fn a_credential_id_belongs_to_one_passkey(s: Stores) {
     let l = store(&s).await;
     let ada = s.user().await;
     let bob = s.user().await;
-    l.insert_factor(&passkey(&ada, "cred-shared")).await.unwrap();
+    l.insert_factor(&passkey(&ada, "cred-shared"))
+        .await
+        .unwrap();
     let again = l.insert_factor(&passkey(&bob, "cred-shared")).await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
     let mine_again = l.insert_factor(&passkey(&ada, "cred-shared")).await;
-    assert!(matches!(mine_again, Err(StoreError::Conflict)), "{mine_again:?}");
+    assert!(
+        matches!(mine_again, Err(StoreError::Conflict)),
+        "{mine_again:?}"
+    );
     // TOTP factors have no credential id, and any number of them may be stored.
     for _ in 0..2 {
         let mut totp = passkey(&bob, "unused");
@@ -98,7 +106,11 @@ pub(crate) async fn a_credential_id_belongs_to_one_passkey(s: Stores) {
         l.insert_factor(&totp).await.unwrap();
     }
     assert_eq!(
-        l.factor_by_credential("cred-shared").await.unwrap().unwrap().user_id,
+        l.factor_by_credential("cred-shared")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
         ada
     );
 }
@@ -109,23 +121,26 @@ pub(crate) async fn a_use_updates_the_sealed_credential_of_its_owner_only(s: Sto
     let eve = s.user().await;
     let f = passkey(&ada, "cred-ada-2");
     l.insert_factor(&f).await.unwrap();
-    assert!(!l
-        .update_factor_secret(&eve, &f.id, &[1, 2, 3], T.plus(5))
-        .await
-        .unwrap());
-    assert!(l
-        .update_factor_secret(&ada, &f.id, &[9, 9], T.plus(10))
-        .await
-        .unwrap());
+    assert!(
+        !l.update_factor_secret(&eve, &f.id, &[1, 2, 3], T.plus(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        l.update_factor_secret(&ada, &f.id, &[9, 9], T.plus(10))
+            .await
+            .unwrap()
+    );
     let now = l.factor(&ada, &f.id).await.unwrap().unwrap();
     assert_eq!(now.sealed_secret, vec![9, 9]);
     assert_eq!(now.last_used_at, Some(T.plus(10)));
     // A removed passkey is not updated (a use that raced its removal).
     assert!(l.delete_factor(&ada, &f.id).await.unwrap());
-    assert!(!l
-        .update_factor_secret(&ada, &f.id, &[1], T.plus(11))
-        .await
-        .unwrap());
+    assert!(
+        !l.update_factor_secret(&ada, &f.id, &[1], T.plus(11))
+            .await
+            .unwrap()
+    );
 }
 
 pub(crate) async fn a_ceremony_is_taken_once(s: Stores) {
@@ -143,25 +158,33 @@ pub(crate) async fn a_ceremony_is_taken_once(s: Stores) {
         l.take_ceremony(&signed_in.hash, T.plus(1)).await.unwrap(),
         Some(signed_in.clone())
     );
-    assert_eq!(l.take_ceremony(&signed_in.hash, T.plus(2)).await.unwrap(), None);
     assert_eq!(
-        l.take_ceremony(&passwordless.hash, T.plus(1)).await.unwrap(),
+        l.take_ceremony(&signed_in.hash, T.plus(2)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        l.take_ceremony(&passwordless.hash, T.plus(1))
+            .await
+            .unwrap(),
         Some(passwordless.clone())
     );
-    assert_eq!(l.take_ceremony(&passwordless.hash, T.plus(1)).await.unwrap(), None);
+    assert_eq!(
+        l.take_ceremony(&passwordless.hash, T.plus(1))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub(crate) async fn concurrent_takes_of_a_ceremony_one_wins(s: Stores) {
     let l = store(&s).await;
     let c = ceremony(None, 3);
     l.insert_ceremony(&c).await.unwrap();
-    let takes = futures_util::future::join_all(
-        (0..8).map(|_| {
-            let l = Arc::clone(&l);
-            let hash = c.hash;
-            async move { l.take_ceremony(&hash, T.plus(1)).await.unwrap() }
-        }),
-    )
+    let takes = futures_util::future::join_all((0..8).map(|_| {
+        let l = Arc::clone(&l);
+        let hash = c.hash;
+        async move { l.take_ceremony(&hash, T.plus(1)).await.unwrap() }
+    }))
     .await;
     assert_eq!(takes.iter().filter(|t| t.is_some()).count(), 1);
 }
@@ -175,7 +198,10 @@ pub(crate) async fn a_lapsed_ceremony_is_not_taken_and_is_purged(s: Stores) {
     };
     l.insert_ceremony(&lapsed).await.unwrap();
     l.insert_ceremony(&live).await.unwrap();
-    assert_eq!(l.take_ceremony(&lapsed.hash, T.plus(300)).await.unwrap(), None);
+    assert_eq!(
+        l.take_ceremony(&lapsed.hash, T.plus(300)).await.unwrap(),
+        None
+    );
     assert_eq!(l.purge_pending_factors(T.plus(300)).await.unwrap(), 1);
     assert_eq!(
         l.take_ceremony(&live.hash, T.plus(301)).await.unwrap(),

@@ -85,7 +85,8 @@ impl From<AuthError> for ApiError {
             AuthError::Busy => "the service is temporarily unavailable".to_owned(),
             AuthError::Store(_)
             | AuthError::Internal(_)
-            | AuthError::Factor(MfaError::Sealing(_) | MfaError::Store(_) | MfaError::Passkey(_)) => {
+            | AuthError::Factor(MfaError::Sealing(_) | MfaError::Store(_) | MfaError::Passkey(_)) =>
+            {
                 tracing::error!(error = %e, "internal error");
                 "internal error".to_owned()
             }

@@ -47,8 +47,10 @@ pub(crate) fn allow_passkey_script(res: &mut Response, open_forms: bool) {
     } else {
         PASSKEY_CSP
     };
-    res.headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
 }
 
 pub(super) async fn script_get() -> Response {
