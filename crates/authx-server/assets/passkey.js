@@ -117,7 +117,20 @@
             });
           });
         })
-        .then(function (done) { window.location.assign(done.redirect); })
+        .then(function (done) {
+          if (!done.recovery_codes) return window.location.assign(done.redirect);
+          // The account's first factor: its recovery codes, shown once, before going on.
+          var box = document.getElementById("passkey-codes");
+          var list = document.getElementById("passkey-codes-list");
+          done.recovery_codes.forEach(function (code) {
+            var li = document.createElement("li");
+            li.textContent = code;
+            list.appendChild(li);
+          });
+          document.getElementById("passkey-codes-continue").setAttribute("href", done.redirect);
+          add.hidden = true;
+          box.hidden = false;
+        })
         .catch(function (err) { fail("passkey-error", err); });
     });
   }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditEvent;
 use crate::links::LinkToken;
 use crate::mfa::passkey::{AssertionState, CEREMONY_SECS, RegistrationStateBox};
-use crate::mfa::{Ceremony, FactorId, MfaError};
+use crate::mfa::{Ceremony, Confirmed, MfaError};
 use crate::secret::{SessionToken, TokenHash};
 use crate::session::ClientContext;
 use crate::user::UserStatus;
@@ -203,7 +203,7 @@ impl AuthService {
         ceremony: &str,
         name: &str,
         answer: &str,
-    ) -> Result<FactorId, AuthError> {
+    ) -> Result<Confirmed, AuthError> {
         let factors = self.passkey_factors()?;
         let (taken, state) = self
             .take_ceremony(ceremony, Kind::Register, &auth.session.id.0)

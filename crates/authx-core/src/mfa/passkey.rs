@@ -39,7 +39,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::audit::AuditEvent;
 use crate::user::{User, UserId};
 
-use super::service::{Factors, MAX_FACTORS, MfaError, factor_name};
+use super::service::{Confirmed, Factors, MAX_FACTORS, MfaError, factor_name};
 use super::store::{Factor, FactorId, FactorKind};
 
 /// The name of a passkey registered without one.
@@ -226,13 +226,16 @@ impl Factors {
     /// [`MfaError::InvalidPasskey`] for an answer that does not verify (wrong challenge,
     /// origin, RP), [`MfaError::CredentialTaken`] when the credential is registered already,
     /// [`MfaError::InvalidName`], [`MfaError::TooManyFactors`], a store or sealing failure.
+    ///
+    /// When the user had no recovery codes (this is their first factor), a first set is made
+    /// and returned, to show once, as after an authenticator app's confirmation.
     pub async fn finish_passkey_registration(
         &self,
         user: &UserId,
         name: &str,
         reg: &RegisterPublicKeyCredential,
         state: &RegistrationStateBox,
-    ) -> Result<FactorId, MfaError> {
+    ) -> Result<Confirmed, MfaError> {
         let rp = self.rp()?;
         let name = factor_name(name, DEFAULT_PASSKEY_NAME)?;
         let credential = match rp.core.register_credential(reg, &state.0, None) {
@@ -294,7 +297,15 @@ impl Factors {
                 .with("kind", FactorKind::Passkey.as_str())
                 .with("user_verified", credential.user_verified),
         );
-        Ok(id)
+        let recovery_codes = if self.store.count_recovery_codes(user).await? == 0 {
+            Some(self.replace_codes(user, now).await?)
+        } else {
+            None
+        };
+        Ok(Confirmed {
+            factor_id: id,
+            recovery_codes,
+        })
     }
 
     /// Begins an assertion: by `user`'s passkeys (a second factor), or by any discoverable

@@ -527,7 +527,7 @@ impl Factors {
         Ok(all)
     }
 
-    async fn replace_codes(
+    pub(super) async fn replace_codes(
         &self,
         user: &UserId,
         now: Timestamp,

@@ -52,6 +52,26 @@ async fn wait_for(client: &Client, path: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until the element at `css` is displayed.
+async fn wait_for_visible(
+    client: &Client,
+    css: &str,
+) -> anyhow::Result<authx_testkit::browser::fantoccini::elements::Element> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(e) = client.find(Locator::Css(css)).await {
+            if e.is_displayed().await? {
+                return Ok(e);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let source = client.source().await.unwrap_or_default();
+            bail!("{css} not shown:\n{source:.3000}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text(client: &Client, css: &str) -> anyhow::Result<String> {
     Ok(client.find(Locator::Css(css)).await?.text().await?)
 }
@@ -155,19 +175,16 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
         .click()
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let url = client.current_url().await.unwrap();
-        if url.query() == Some("done=passkey") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no passkey added: {}",
-            client.source().await.unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The account's first factor: recovery codes are shown once, then on to the account.
+    let codes = wait_for_visible(client, "#passkey-codes").await.unwrap();
+    assert_eq!(codes.find_all(Locator::Css("li")).await.unwrap().len(), 10);
+    client
+        .find(Locator::Css("#passkey-codes-continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_for(client, "/account").await.unwrap();
     assert_eq!(
         text(client, "tr.factor .factor-name").await.unwrap(),
@@ -188,9 +205,7 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
     // Password, then the passkey at the second step.
     sign_out(client, &base).await.unwrap();
     password_sign_in(client, &base).await.unwrap();
-    wait_for(client, "/login").await.unwrap();
-    client
-        .find(Locator::Css("#passkey-second-factor"))
+    wait_for_visible(client, "#passkey-second-factor")
         .await
         .unwrap()
         .click()
@@ -282,9 +297,10 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
         .click()
         .await
         .unwrap();
+    // Back on the account page, with two-step verification off again.
+    wait_for_visible(client, "#mfa-off").await.unwrap();
     wait_for(client, "/account").await.unwrap();
     assert!(client.find(Locator::Css("tr.factor")).await.is_err());
-    assert!(client.find(Locator::Css("#mfa-off")).await.is_ok());
 
     browser.close().await.unwrap();
     server.stop().await;

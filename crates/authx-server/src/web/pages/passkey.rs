@@ -119,7 +119,8 @@ pub(super) struct RegisterFinish {
     credential: serde_json::Value,
 }
 
-/// `POST /account/passkeys/finish`: the new credential.
+/// `POST /account/passkeys/finish`: the new credential; with the first recovery codes when
+/// this is the account's first factor.
 pub(super) async fn register_finish(
     State(state): State<AppState>,
     current: CurrentSession,
@@ -131,7 +132,7 @@ pub(super) async fn register_finish(
     if !session_token_ok(&current, &body.csrf_token) {
         return Err(ApiError::csrf());
     }
-    let id = state
+    let confirmed = state
         .auth
         .finish_passkey_registration(
             auth,
@@ -140,7 +141,17 @@ pub(super) async fn register_finish(
             &body.credential.to_string(),
         )
         .await?;
-    Ok(Json(json!({ "factor_id": id.0, "redirect": "/account?done=passkey" })).into_response())
+    let mut answer = json!({
+        "factor_id": confirmed.factor_id.0,
+        "redirect": "/account?done=passkey",
+    });
+    // The first factor's recovery codes, shown once by the page (the answer is not cached:
+    // the middleware sets `Cache-Control: no-store`).
+    if let Some(codes) = &confirmed.recovery_codes {
+        let list: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
+        answer["recovery_codes"] = json!(list);
+    }
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
