@@ -306,6 +306,115 @@ async fn passkey_registration_second_factor_passwordless_and_removal() {
     server.stop().await;
 }
 
+/// Signs in `email` with the password and adds a passkey named `name` from the account page
+/// (going past the recovery codes when they are shown), then signs out.
+async fn register_passkey(client: &Client, base: &str, email: &str, name: &str) {
+    client.goto(&format!("{base}/login")).await.unwrap();
+    let form = client.form(Locator::Css("form#login")).await.unwrap();
+    form.set_by_name("email", email).await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    client
+        .find(Locator::Css("form#login [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_visible(client, "form#add-passkey").await.unwrap();
+    let form = client.form(Locator::Css("form#add-passkey")).await.unwrap();
+    form.set_by_name("name", name).await.unwrap();
+    client
+        .find(Locator::Css("form#add-passkey [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_visible(client, "#passkey-codes-continue")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_visible(client, "tr.factor").await.unwrap();
+    sign_out(client, base).await.unwrap();
+}
+
+#[tokio::test]
+async fn another_users_passkey_is_refused_at_the_second_step() {
+    let Some(browser) = Browser::start().await.unwrap() else {
+        return;
+    };
+    let (server, base) = localhost_server().await.unwrap();
+    const OTHER: &str = "rex@example.com";
+    server.create_user(OTHER, PASSWORD).await.unwrap();
+    let client = &browser.client;
+    let authenticator = browser.add_virtual_authenticator().await.unwrap();
+    // Both accounts have a passkey on this one authenticator.
+    register_passkey(client, &base, OTHER, "Rex's key").await;
+    let rex_key = browser
+        .authenticator_credentials(&authenticator)
+        .await
+        .unwrap()[0]["credentialId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    register_passkey(client, &base, EMAIL, "Pia's key").await;
+
+    // Pia's password, then an assertion signed (validly) by Rex's credential.
+    password_sign_in(client, &base).await.unwrap();
+    wait_for_visible(client, "#passkey-second-factor")
+        .await
+        .unwrap();
+    let answer = client
+        .execute_async(
+            r#"const [rexKey, done] = [arguments[0], arguments[arguments.length - 1]];
+            const b64 = s => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')
+                + '==='.slice((s.length + 3) % 4)), c => c.charCodeAt(0));
+            const enc = b => btoa(String.fromCharCode(...new Uint8Array(b)))
+                .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+            const csrf = document.querySelector('form#second-factor input[name=csrf_token]').value;
+            const post = (url, body) => fetch(url, {method: 'POST', credentials: 'same-origin',
+                headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})
+                .then(async r => ({status: r.status, body: await r.json()}));
+            (async () => {
+              const begun = (await post('/login/second-factor/passkey/begin',
+                {csrf_token: csrf})).body;
+              const pk = begun.options.publicKey;
+              pk.challenge = b64(pk.challenge);
+              pk.allowCredentials = [{type: 'public-key', id: b64(rexKey)}];
+              const c = await navigator.credentials.get({publicKey: pk});
+              return await post('/login/second-factor/passkey/finish', {csrf_token: csrf,
+                credential: {id: c.id, rawId: enc(c.rawId), type: c.type, response: {
+                  authenticatorData: enc(c.response.authenticatorData),
+                  clientDataJSON: enc(c.response.clientDataJSON),
+                  signature: enc(c.response.signature),
+                  userHandle: c.response.userHandle ? enc(c.response.userHandle) : null}}});
+            })().then(done, e => done(String(e)));"#,
+            vec![json!(rex_key)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], 401, "{answer}");
+    assert_eq!(answer["body"]["error"], "invalid_passkey", "{answer}");
+    // No session: the account page still sends the browser to sign in.
+    client.goto(&format!("{base}/account")).await.unwrap();
+    wait_for(client, "/login").await.unwrap();
+    // Pia's own passkey still works, after the password again.
+    password_sign_in(client, &base).await.unwrap();
+    wait_for_visible(client, "#passkey-second-factor")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_visible(client, "#signed-in-with").await.unwrap();
+    assert_eq!(text(client, "#email").await.unwrap(), EMAIL);
+
+    browser.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn passkey_pages_allow_the_script_file_and_nothing_inline() {
     let (server, base) = localhost_server().await.unwrap();
