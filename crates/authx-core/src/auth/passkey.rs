@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
 use crate::links::LinkToken;
-use crate::mfa::passkey::{AssertionState, CEREMONY_SECS, RegistrationStateBox};
+use crate::mfa::passkey::{CEREMONY_SECS, PendingAssertion, PendingRegistration};
 use crate::mfa::{Ceremony, Confirmed, MfaError};
 use crate::secret::{SessionToken, TokenHash};
 use crate::session::ClientContext;
@@ -211,7 +211,7 @@ impl AuthService {
         if taken.user_id.as_ref() != Some(&auth.user.id) {
             return Err(MfaError::CeremonyExpired.into());
         }
-        let state: RegistrationStateBox =
+        let state: PendingRegistration =
             serde_json::from_value(state).map_err(|_| MfaError::CeremonyExpired)?;
         let reg = parse_answer(answer)?;
         Ok(factors
@@ -259,7 +259,7 @@ impl AuthService {
     ) -> Result<SignedIn, AuthError> {
         let factors = self.passkey_factors()?;
         let (_, state) = self.take_ceremony(ceremony, Kind::SignIn, binding).await?;
-        let state: AssertionState =
+        let state: PendingAssertion =
             serde_json::from_value(state).map_err(|_| MfaError::CeremonyExpired)?;
         let cred = parse_answer(answer)?;
         let used = factors.finish_passkey_assertion(None, &cred, state).await?;
@@ -344,7 +344,7 @@ impl AuthService {
         let Some(state) = waiting.passkey.as_deref() else {
             return Err(AuthError::SignInExpired);
         };
-        let state: AssertionState =
+        let state: PendingAssertion =
             serde_json::from_str(state).map_err(|_| AuthError::SignInExpired)?;
         let used = match parse_answer(answer) {
             Ok(cred) => {

@@ -139,11 +139,11 @@ pub struct PasskeyUse {
 
 /// The state of a begun assertion, to keep server-side until its answer.
 #[derive(Serialize, Deserialize)]
-pub struct AssertionState(AuthenticationState);
+pub struct PendingAssertion(AuthenticationState);
 
 /// The state of a begun registration, to keep server-side until its answer.
 #[derive(Serialize, Deserialize)]
-pub struct RegistrationStateBox(RegistrationState);
+pub struct PendingRegistration(RegistrationState);
 
 /// The user handle authenticators store for `user`: the account's id, no personal data.
 fn user_handle(user: &UserId) -> Vec<u8> {
@@ -188,7 +188,7 @@ impl Factors {
     pub async fn begin_passkey_registration(
         &self,
         user: &User,
-    ) -> Result<(CreationChallengeResponse, RegistrationStateBox), MfaError> {
+    ) -> Result<(CreationChallengeResponse, PendingRegistration), MfaError> {
         let rp = self.rp()?;
         let confirmed = self.confirmed(&user.id).await?;
         if confirmed.len() >= MAX_FACTORS {
@@ -216,7 +216,7 @@ impl Factors {
             sel.resident_key = Some(ResidentKeyRequirement::Preferred);
             sel.require_resident_key = false;
         }
-        Ok((ccr, RegistrationStateBox(state)))
+        Ok((ccr, PendingRegistration(state)))
     }
 
     /// Finishes registering a passkey for `user` with the browser's answer `reg` to the
@@ -234,7 +234,7 @@ impl Factors {
         user: &UserId,
         name: &str,
         reg: &RegisterPublicKeyCredential,
-        state: &RegistrationStateBox,
+        state: &PendingRegistration,
     ) -> Result<Confirmed, MfaError> {
         let rp = self.rp()?;
         let name = factor_name(name, DEFAULT_PASSKEY_NAME)?;
@@ -317,7 +317,7 @@ impl Factors {
     pub async fn begin_passkey_assertion(
         &self,
         user: Option<&UserId>,
-    ) -> Result<(RequestChallengeResponse, AssertionState), MfaError> {
+    ) -> Result<(RequestChallengeResponse, PendingAssertion), MfaError> {
         let rp = self.rp()?;
         let creds = match user {
             Some(u) => {
@@ -342,7 +342,7 @@ impl Factors {
             .core
             .generate_challenge_authenticate(builder)
             .map_err(|e| MfaError::Passkey(e.to_string()))?;
-        Ok((rcr, AssertionState(state)))
+        Ok((rcr, PendingAssertion(state)))
     }
 
     /// Checks the browser's assertion `cred` against the assertion begun as `state` for
@@ -356,7 +356,7 @@ impl Factors {
         &self,
         user: Option<&UserId>,
         cred: &PublicKeyCredential,
-        mut state: AssertionState,
+        mut state: PendingAssertion,
     ) -> Result<PasskeyUse, MfaError> {
         let rp = self.rp()?;
         let refused = |who: &UserId, reason: &'static str| {
