@@ -46,6 +46,10 @@ struct Rig {
 
 impl Rig {
     async fn new() -> Self {
+        Self::with_policy(MfaRequirement::None).await
+    }
+
+    async fn with_policy(required_for: MfaRequirement) -> Self {
         let store = MemoryStore::default();
         let clock = ManualClock::new(Timestamp(NOW));
         let hasher =
@@ -73,7 +77,7 @@ impl Rig {
         .with_second_factors(SecondFactors {
             factors: Arc::clone(&factors),
             links: Arc::new(store.clone()),
-            required_for: MfaRequirement::None,
+            required_for,
         });
         Self {
             clock,
@@ -357,4 +361,40 @@ async fn a_passkey_is_a_factor_listed_and_removed_like_the_others() {
     assert_eq!(listed[0].kind, crate::mfa::FactorKind::Passkey);
     rig.factors.remove(&ada.id, &listed[0].id).await.unwrap();
     assert!(!rig.factors.has_passkey(&ada.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_last_passkey_stays_when_policy_requires_a_second_factor() {
+    let rig = Rig::with_policy(MfaRequirement::Everyone).await;
+    let ada = rig.user("ada@example.com").await;
+    rig.plant(&ada, b"ada-key").await;
+    // The password alone now owes the passkey.
+    let waiting = match rig.password("ada@example.com").await {
+        Err(AuthError::SecondFactorRequired(c)) => c,
+        other => panic!("expected the second-factor step, got {other:?}"),
+    };
+    assert!(waiting.passkey, "the step offers the passkey");
+    // A session as the passkey's answer starts it (the answer itself is checked end to end
+    // in the server's browser tests), fresh enough to change factors.
+    let user = rig
+        .auth
+        .stores
+        .accounts
+        .user_by_id(&ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let signed = rig
+        .auth
+        .start_session(user, &ctx(), "password+passkey_uv")
+        .await
+        .unwrap();
+    let auth = rig.authenticated(&signed).await;
+    let id = rig.auth.list_factors(&auth).await.unwrap()[0].id.clone();
+    let refused = rig.auth.remove_factor(&auth, &id, None, &ctx()).await;
+    assert!(
+        matches!(refused, Err(AuthError::LastFactorRequired)),
+        "{refused:?}"
+    );
+    assert!(rig.factors.has_passkey(&ada.id).await.unwrap());
 }
