@@ -285,8 +285,9 @@ impl AuthService {
     }
 
     /// Begins answering the second-factor step named by `token` with a passkey: the waiting
-    /// sign-in is taken and stored again (a new token, the same tries) holding the assertion's
-    /// state; the new challenge's token replaces the old in the browser.
+    /// sign-in is taken and stored again (a new token, the same tries and the same deadline)
+    /// holding the assertion's state; the new challenge's token replaces the old in the
+    /// browser.
     ///
     /// # Errors
     /// [`AuthError::SignInExpired`] for an unknown, used or expired sign-in (or one that must
@@ -299,7 +300,10 @@ impl AuthService {
     ) -> Result<(SecondFactorChallenge, PasskeyCeremony), AuthError> {
         let factors = self.passkey_factors()?;
         let Resumed {
-            waiting, pending, ..
+            waiting,
+            pending,
+            expires_at,
+            ..
         } = self.resume_waiting(token, ctx).await?;
         if waiting.enrolling() {
             return Err(AuthError::SignInExpired);
@@ -310,7 +314,13 @@ impl AuthService {
         let state = serde_json::to_string(&state)
             .map_err(|e| AuthError::Internal(format!("cannot store the ceremony: {e}")))?;
         let challenge = self
-            .challenge_with(&pending, None, waiting.tries(), Some(state))
+            .challenge_with(
+                &pending,
+                None,
+                waiting.tries(),
+                Some(state),
+                Some(expires_at),
+            )
             .await?;
         Ok((
             challenge,
@@ -340,6 +350,7 @@ impl AuthService {
             mut pending,
             keys,
             now,
+            ..
         } = self.resume_waiting(token, ctx).await?;
         let Some(state) = waiting.passkey.as_deref() else {
             return Err(AuthError::SignInExpired);

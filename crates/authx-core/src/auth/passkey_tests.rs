@@ -398,3 +398,28 @@ async fn the_last_passkey_stays_when_policy_requires_a_second_factor() {
     );
     assert!(rig.factors.has_passkey(&ada.id).await.unwrap());
 }
+
+#[tokio::test]
+async fn asking_for_a_passkey_does_not_extend_the_waiting_sign_in() {
+    let rig = Rig::new().await;
+    let ada = rig.user("ada@example.com").await;
+    rig.plant(&ada, b"ada-key").await;
+    let mut token = match rig.password("ada@example.com").await {
+        Err(AuthError::SecondFactorRequired(c)) => c.token().expose().to_owned(),
+        other => panic!("expected the second-factor step, got {other:?}"),
+    };
+    // Asking again and again within the five minutes...
+    for _ in 0..4 {
+        rig.clock.advance(60);
+        let (c, _) = rig
+            .auth
+            .begin_second_factor_passkey(&token, &ctx())
+            .await
+            .unwrap();
+        token = c.token().expose().to_owned();
+    }
+    // ...does not outlive the first deadline.
+    rig.clock.advance(61);
+    let late = rig.auth.begin_second_factor_passkey(&token, &ctx()).await;
+    assert!(matches!(late, Err(AuthError::SignInExpired)), "{late:?}");
+}

@@ -184,6 +184,8 @@ pub(super) struct Resumed {
     pub(super) keys: Counters,
     /// Now.
     pub(super) now: Timestamp,
+    /// When the waiting sign-in would have lapsed.
+    pub(super) expires_at: Timestamp,
 }
 
 /// Whether a typed answer is an authenticator code (six digits, spaces allowed) rather than a
@@ -243,17 +245,20 @@ impl AuthService {
         enrolment: Option<TotpEnrolment>,
         tries: u32,
     ) -> Result<SecondFactorChallenge, AuthError> {
-        self.challenge_with(pending, enrolment, tries, None).await
+        self.challenge_with(pending, enrolment, tries, None, None)
+            .await
     }
 
     /// [`AuthService::challenge`], the waiting sign-in also holding a begun passkey
-    /// assertion's state.
+    /// assertion's state, and keeping the deadline `expires_at` of the one it replaces (so
+    /// asking for a passkey never extends a waiting sign-in's five minutes).
     pub(super) async fn challenge_with(
         &self,
         pending: &PendingSignIn,
         enrolment: Option<TotpEnrolment>,
         tries: u32,
         passkey_state: Option<String>,
+        expires_at: Option<Timestamp>,
     ) -> Result<SecondFactorChallenge, AuthError> {
         let second = self.second()?;
         let passkey = enrolment.is_none()
@@ -269,11 +274,14 @@ impl AuthService {
         };
         let detail = serde_json::to_string(&waiting)
             .map_err(|e| AuthError::Internal(format!("cannot store the sign-in: {e}")))?;
-        let (token, record) = LinkRecord::issue(
+        let (token, mut record) = LinkRecord::issue(
             LinkPurpose::SecondFactor,
             &pending.user().id,
             self.clock.now(),
         );
+        if let Some(deadline) = expires_at {
+            record.expires_at = record.expires_at.min(deadline);
+        }
         second
             .links
             .insert_link_token(&record.with_detail(detail))
@@ -336,6 +344,7 @@ impl AuthService {
             mut pending,
             keys,
             now,
+            ..
         } = self.resume_waiting(token, ctx).await?;
         let id = &pending.user().id;
         let factors = &second.factors;
@@ -418,6 +427,7 @@ impl AuthService {
             pending,
             keys,
             now,
+            expires_at: record.expires_at,
         })
     }
 
