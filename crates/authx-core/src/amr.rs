@@ -30,6 +30,9 @@ pub enum AuthMethod {
     Passkey,
     /// A passkey whose authenticator verified its user (PIN or biometrics).
     PasskeyVerified,
+    /// More than one factor at an upstream provider trusted for it (its `amr` held `mfa`;
+    /// `trust_upstream_mfa`): stands for the second factor of a federated sign-in.
+    UpstreamMfa,
     /// A method recorded by another version of authx, kept as stored.
     Other(String),
 }
@@ -48,6 +51,7 @@ impl AuthMethod {
             "recovery_code" => return Self::RecoveryCode,
             "passkey" => return Self::Passkey,
             "passkey_uv" => return Self::PasskeyVerified,
+            "upstream_mfa" => return Self::UpstreamMfa,
             _ => {}
         }
         match stored.strip_prefix("federated:") {
@@ -67,6 +71,7 @@ impl AuthMethod {
             Self::RecoveryCode => "recovery_code".to_owned(),
             Self::Passkey => "passkey".to_owned(),
             Self::PasskeyVerified => "passkey_uv".to_owned(),
+            Self::UpstreamMfa => "upstream_mfa".to_owned(),
             Self::Other(s) => s.clone(),
         }
     }
@@ -85,6 +90,7 @@ impl AuthMethod {
             Self::MagicLink => "email",
             Self::Totp | Self::RecoveryCode => "otp",
             Self::Passkey | Self::PasskeyVerified => "pop",
+            Self::UpstreamMfa => "mfa",
             Self::Other(s) => s,
         }
     }
@@ -110,7 +116,11 @@ impl AuthMethod {
     pub fn is_second_factor(&self) -> bool {
         matches!(
             self,
-            Self::Totp | Self::RecoveryCode | Self::Passkey | Self::PasskeyVerified
+            Self::Totp
+                | Self::RecoveryCode
+                | Self::Passkey
+                | Self::PasskeyVerified
+                | Self::UpstreamMfa
         )
     }
 }
@@ -144,7 +154,10 @@ fn earns_mfa(methods: &[AuthMethod]) -> bool {
     methods.iter().any(|m| {
         matches!(
             m,
-            AuthMethod::Totp | AuthMethod::RecoveryCode | AuthMethod::PasskeyVerified
+            AuthMethod::Totp
+                | AuthMethod::RecoveryCode
+                | AuthMethod::PasskeyVerified
+                | AuthMethod::UpstreamMfa
         )
     }) || (methods.contains(&AuthMethod::Passkey) && methods.iter().any(|m| !m.is_second_factor()))
 }
@@ -163,7 +176,7 @@ pub fn amr_of(stored: &str) -> Vec<String> {
             }
         }
     }
-    if earns_mfa(&methods) {
+    if earns_mfa(&methods) && !out.iter().any(|o| o == "mfa") {
         out.push("mfa".to_owned());
     }
     out
@@ -221,6 +234,17 @@ mod tests {
             ACR_PHISHING_RESISTANT
         ));
         assert!(!acr_satisfies(ACR_PHISHING_RESISTANT, "urn:other"));
+    }
+
+    #[test]
+    fn a_trusted_upstreams_mfa_is_the_second_factor_once() {
+        assert_eq!(amr_of("federated:corp+upstream_mfa"), ["fed", "mfa"]);
+        assert_eq!(acr_of("federated:corp+upstream_mfa"), ACR_MFA);
+        assert_eq!(acr_of("federated:corp"), ACR_ONE_FACTOR);
+        assert_eq!(
+            AuthMethod::parse(&AuthMethod::UpstreamMfa.stored()),
+            AuthMethod::UpstreamMfa
+        );
     }
 
     #[test]

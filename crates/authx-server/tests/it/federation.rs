@@ -1151,3 +1151,89 @@ async fn disabled_accounts_are_refused_and_return_to_stays_local() {
     let body = assert_refused(&local, callback(&local, &url, &[&a.binding]).await, 1).await;
     assert!(body.contains("disabled"), "{body}");
 }
+
+/// One sign-in through the fake whose ID token says `amr`; the callback's answer.
+async fn sign_in_with_amr(local: &TestServer, fake: &Fake, amr: Value) -> reqwest::Response {
+    fake.set(move |c| {
+        c.mutate = Box::new(move |claims: &mut Value| claims["amr"] = amr.clone());
+    });
+    let a = begin(local, fake).await;
+    callback(
+        local,
+        &callback_url(local, &a.state, Some(&fake.url)),
+        &[&a.binding],
+    )
+    .await
+}
+
+/// A local account (made by a first sign-in) that then enrols an authenticator app.
+async fn account_with_a_factor(local: &TestServer, fake: &Fake) {
+    let first = sign_in_with_amr(local, fake, json!(["pwd"])).await;
+    assert_eq!(first.status(), 303);
+    let state = &local.running().unwrap().state;
+    let user = state
+        .auth
+        .stores()
+        .accounts
+        .user_by_email("carol@partner.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let factors = state.auth.factors().unwrap();
+    let e = factors.begin_totp(&user, "").await.unwrap();
+    let secret = authx_core::mfa::totp::TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
+    let now = authx_core::Clock::now(&local.clock);
+    factors
+        .confirm_totp(
+            &user.id,
+            e.factor_id(),
+            &authx_core::mfa::totp::Totp::new(&secret).code_at(now),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_provider_trusted_for_mfa_stands_in_for_the_local_second_factor() {
+    let fake = Fake::start().await;
+    let issuer = fake.url.clone();
+    let local = TestServer::start_with(move |f: &mut FileConfig| {
+        f.federation = Some(FederationFile {
+            providers: Some(vec![ProviderFile {
+                trust_upstream_mfa: Some(true),
+                ..provider_file(&issuer, "fake-secret", true)
+            }]),
+        });
+    })
+    .await
+    .unwrap();
+    account_with_a_factor(&local, &fake).await;
+    // The upstream says it asked for more than one factor: no local code.
+    let res = sign_in_with_amr(&local, &fake, json!(["pwd", "otp", "mfa"])).await;
+    assert_eq!(res.status(), 303);
+    let cookie = session_cookie(&res).expect("a session without the local code");
+    let session = &me(&local, &cookie).await["session"];
+    assert_eq!(session["auth_method"], "federated:corp+upstream_mfa");
+    assert_eq!(session["acr"], "urn:authx:acr:mfa");
+    assert_eq!(session["amr"], json!(["fed", "mfa"]));
+    // One factor upstream: the local code is asked.
+    let res = sign_in_with_amr(&local, &fake, json!(["pwd"])).await;
+    assert_eq!(res.status(), 200);
+    assert!(session_cookie(&res).is_none());
+    assert!(res.text().await.unwrap().contains("second-factor"));
+    // An `amr` that is not a list of strings proves nothing.
+    let res = sign_in_with_amr(&local, &fake, json!("mfa")).await;
+    assert!(session_cookie(&res).is_none());
+}
+
+#[tokio::test]
+async fn an_untrusted_provider_saying_mfa_still_meets_the_local_second_factor() {
+    let (fake, local) = fake_setup(true).await;
+    account_with_a_factor(&local, &fake).await;
+    let res = sign_in_with_amr(&local, &fake, json!(["pwd", "mfa"])).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        session_cookie(&res).is_none(),
+        "the local factor was skipped"
+    );
+}

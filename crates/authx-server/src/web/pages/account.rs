@@ -167,6 +167,7 @@ pub(super) fn methods_in_words(stored: &str) -> String {
             AuthMethod::Totp => "an authenticator app".to_owned(),
             AuthMethod::RecoveryCode => "a recovery code".to_owned(),
             AuthMethod::Passkey | AuthMethod::PasskeyVerified => "a passkey".to_owned(),
+            AuthMethod::UpstreamMfa => "its second factor".to_owned(),
             AuthMethod::Other(s) => s,
         })
         .collect();
