@@ -45,6 +45,7 @@
 pub mod enrol;
 pub mod passkey;
 pub mod recovery;
+pub mod relying_party;
 pub mod service;
 pub mod store;
 pub mod totp;

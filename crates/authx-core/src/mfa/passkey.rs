@@ -24,9 +24,6 @@
 //!   and the stored credential is updated after each use.
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
-use url::Url;
-use webauthn_rs_core::WebauthnCore;
 use webauthn_rs_core::proto::{
     AuthenticationState, CreationChallengeResponse, Credential, PublicKeyCredential,
     RegisterPublicKeyCredential, RegistrationState, RequestChallengeResponse,
@@ -39,92 +36,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::audit::AuditEvent;
 use crate::user::{User, UserId};
 
+pub use super::relying_party::{CEREMONY_SECS, RelyingParty, RelyingPartyError};
 use super::service::{Confirmed, Factors, MAX_FACTORS, MfaError, factor_name};
 use super::store::{Factor, FactorId, FactorKind};
 
 /// The name of a passkey registered without one.
 pub const DEFAULT_PASSKEY_NAME: &str = "Passkey";
-
-/// How long the browser may take over a ceremony (the server-side state lives as long).
-pub const CEREMONY_SECS: i64 = 5 * 60;
-
-/// Why a relying party cannot be configured.
-#[derive(Debug, thiserror::Error)]
-pub enum RelyingPartyError {
-    /// The origin is not an `http(s)` URL with a host.
-    #[error("the WebAuthn origin {0:?} is not an http(s) URL with a host")]
-    Origin(String),
-    /// The RP id is an IP address or empty (WebAuthn needs a domain name).
-    #[error("the WebAuthn RP id {0:?} is not a domain name (an IP address is refused)")]
-    RpId(String),
-    /// The origin's host is neither the RP id nor under it.
-    #[error("the WebAuthn origin's host {host:?} is not {rp_id:?} or a subdomain of it")]
-    Mismatch {
-        /// The origin's host.
-        host: String,
-        /// The RP id.
-        rp_id: String,
-    },
-}
-
-/// The relying party authx is to authenticators: its RP id, name and accepted origin.
-pub struct RelyingParty {
-    core: WebauthnCore,
-    rp_id: String,
-}
-
-impl std::fmt::Debug for RelyingParty {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelyingParty")
-            .field("rp_id", &self.rp_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RelyingParty {
-    /// The relying party for `origin` (the issuer, as a rule) with RP id `rp_id` (the
-    /// origin's host when `None`), named `name` to users.
-    ///
-    /// # Errors
-    /// [`RelyingPartyError`] for an origin without host, an IP address as RP id, or an origin
-    /// outside the RP id.
-    pub fn new(origin: &str, rp_id: Option<&str>, name: &str) -> Result<Self, RelyingPartyError> {
-        let url = Url::parse(origin).map_err(|_| RelyingPartyError::Origin(origin.to_owned()))?;
-        let host = match (url.scheme(), url.host()) {
-            ("http" | "https", Some(url::Host::Domain(h))) => h.to_owned(),
-            ("http" | "https", Some(_)) => return Err(RelyingPartyError::RpId(origin.to_owned())),
-            _ => return Err(RelyingPartyError::Origin(origin.to_owned())),
-        };
-        let rp_id = rp_id.map_or_else(|| host.clone(), str::to_owned);
-        if rp_id.is_empty() || rp_id.parse::<std::net::IpAddr>().is_ok() {
-            return Err(RelyingPartyError::RpId(rp_id));
-        }
-        if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
-            return Err(RelyingPartyError::Mismatch { host, rp_id });
-        }
-        // Only the origin itself: no other port, and subdomains only when the RP id is a
-        // parent domain the operator chose.
-        let mut origin_url = url.clone();
-        origin_url.set_path("");
-        origin_url.set_query(None);
-        origin_url.set_fragment(None);
-        let core = WebauthnCore::new_unsafe_experts_only(
-            name,
-            &rp_id,
-            vec![origin_url],
-            Duration::from_secs(CEREMONY_SECS.unsigned_abs()),
-            Some(false),
-            Some(false),
-        );
-        Ok(Self { core, rp_id })
-    }
-
-    /// The RP id.
-    #[must_use]
-    pub fn rp_id(&self) -> &str {
-        &self.rp_id
-    }
-}
 
 /// What a passkey assertion proved.
 #[derive(Debug, Clone, PartialEq, Eq)]

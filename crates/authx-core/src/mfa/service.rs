@@ -156,7 +156,7 @@ pub struct Factors {
     issuer: String,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) audit: Audit,
-    pub(super) rp: Option<super::passkey::RelyingParty>,
+    pub(super) rp: Option<super::relying_party::RelyingParty>,
 }
 
 impl std::fmt::Debug for Factors {
