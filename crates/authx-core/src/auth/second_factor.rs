@@ -604,6 +604,24 @@ impl AuthService {
         Ok(())
     }
 
+    /// Renames one of the signed-in user's factors (a label only: no proof of presence is
+    /// asked).
+    ///
+    /// # Errors
+    /// [`AuthError::Factor`] for an unknown factor or a bad name, storage failures.
+    pub async fn rename_factor(
+        &self,
+        auth: &Authenticated,
+        id: &FactorId,
+        name: &str,
+    ) -> Result<(), AuthError> {
+        Ok(self
+            .second()?
+            .factors
+            .rename(&auth.user.id, id, name)
+            .await?)
+    }
+
     /// Replaces the signed-in user's recovery codes, once they proved to be there.
     ///
     /// # Errors

@@ -395,6 +395,23 @@ async fn removing_a_factor_needs_a_recent_sign_in_or_the_password() {
         .unwrap();
     let csrf = csrf_field(&html);
     let id = between(&html, "class=\"factor\" data-id=\"", "\"").to_owned();
+    // Renaming is a label: no password needed.
+    let renamed = post(
+        &server,
+        &format!("/account/mfa/{id}/rename"),
+        &cookie,
+        &[("name", "work phone"), ("csrf_token", &csrf)],
+    )
+    .await;
+    assert_eq!(renamed.status(), 303);
+    let html = server
+        .get("/account", Some(&cookie))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("work phone"), "{html}");
     let path = format!("/account/mfa/{id}/remove");
     let stale = post(&server, &path, &cookie, &[("csrf_token", &csrf)]).await;
     assert_eq!(stale.status(), 403);
@@ -603,6 +620,35 @@ async fn the_json_api_adds_lists_and_removes_an_authenticator() {
     assert_eq!(body["recovery_codes"].as_array().map(Vec::len), Some(10));
     let (_, listed) = json(server.get("/api/v1/mfa", Some(&cookie)).await.unwrap()).await;
     assert_eq!(listed["factors"][0]["name"], "cli");
+    let rename = format!("/api/v1/mfa/{id}/rename");
+    let res = server
+        .send_json(
+            Method::POST,
+            &rename,
+            &cookie,
+            Some(json!({"name": "laptop"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (status, body) = json(
+        server
+            .send_json(
+                Method::POST,
+                &rename,
+                &cookie,
+                Some(json!({"name": "x".repeat(65)})),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_name"))
+    );
+    let (_, listed) = json(server.get("/api/v1/mfa", Some(&cookie)).await.unwrap()).await;
+    assert_eq!(listed["factors"][0]["name"], "laptop");
     assert_eq!(listed["factors"][0]["kind"], "totp");
     assert_eq!(listed["recovery_codes_left"], 10);
     // Five minutes on, removal needs the password.

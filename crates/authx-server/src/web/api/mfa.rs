@@ -144,6 +144,25 @@ pub(super) async fn remove_post(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[derive(Deserialize)]
+pub(super) struct Rename {
+    name: String,
+}
+
+/// `POST /api/v1/mfa/{id}/rename`: a new name for a factor (`204`).
+pub(super) async fn rename_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    call: UserAction<JsonBody<Rename>>,
+) -> Result<Response, ApiError> {
+    let JsonBody(body) = &call.body;
+    state
+        .auth
+        .rename_factor(&call.auth, &FactorId(id), &body.name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `POST /api/v1/mfa/recovery-codes`: a new set of recovery codes (the old ones stop
 /// working), once.
 pub(super) async fn recovery_codes_post(

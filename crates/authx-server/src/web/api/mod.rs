@@ -51,6 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/mfa/recovery-codes", post(mfa::recovery_codes_post))
         .route("/api/v1/mfa/{id}/remove", post(mfa::remove_post))
+        .route("/api/v1/mfa/{id}/rename", post(mfa::rename_post))
         .route("/api/v1/email", post(email::email_post))
         .route("/api/v1/email/verification", post(email::verification_post))
         .route("/api/v1/admin/users", get(admin_users_get))

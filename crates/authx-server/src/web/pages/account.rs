@@ -37,6 +37,7 @@ pub(super) async fn account_get(
         Some("withdrawn") => Some("The application will ask for your permission again."),
         Some("unlinked") => Some("The identity provider was unlinked from your account."),
         Some("mfa") => Some("Two-step verification is on: signing in now asks for a code."),
+        Some("mfa_renamed") => Some("The second factor was renamed."),
         Some("mfa_removed") => {
             Some("The authenticator was removed. Every other session was signed out.")
         }

@@ -342,6 +342,39 @@ pub(super) async fn factor_remove_post(
     }
 }
 
+#[derive(Deserialize)]
+pub(super) struct RenameForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl FormToken for RenameForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+pub(super) async fn factor_rename_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm {
+        auth,
+        current,
+        form,
+    }: CsrfForm<RenameForm>,
+) -> Response {
+    match state
+        .auth
+        .rename_factor(&auth, &FactorId(id), &form.name)
+        .await
+    {
+        Ok(()) => Redirect::to("/account?done=mfa_renamed").into_response(),
+        Err(e) => refused(&state, &current, &e).await,
+    }
+}
+
 pub(super) async fn recovery_codes_post(
     State(state): State<AppState>,
     CsrfForm {

@@ -89,6 +89,7 @@ pub fn router() -> Router<AppState> {
             post(mfa::recovery_codes_post),
         )
         .route("/account/mfa/{id}/remove", post(mfa::factor_remove_post))
+        .route("/account/mfa/{id}/rename", post(mfa::factor_rename_post))
         .route("/magic-link", post(magic_link::magic_link_post))
         .route(
             "/magic-link/sign-in",
