@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::test_outbox::Outbox;
 use super::{AuthError, AuthPolicy, AuthService, Authenticated, LinkBinding, REAUTH_WINDOW_SECS};
 use super::{Recovery, SignedIn};
 use crate::Timestamp;
 use crate::clock::ManualClock;
 use crate::events::InProcessBus;
-use crate::mail::{MailError, Mailer, Message};
 use crate::memory::MemoryStore;
 use crate::password::{HashParams, PasswordHasher};
 use crate::session::ClientContext;
@@ -17,39 +17,6 @@ use crate::session::ClientContext;
 const EMAIL: &str = "ada@example.com";
 const NEW: &str = "ada@new.example.com";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A mailer that keeps what it was asked to send.
-#[derive(Default)]
-struct Outbox(std::sync::Mutex<Vec<(String, Message)>>);
-
-#[async_trait::async_trait]
-impl Mailer for Outbox {
-    async fn send(&self, to: &str, message: Message) -> Result<String, MailError> {
-        self.0.lock().unwrap().push((to.to_owned(), message));
-        Ok(crate::secret::random_id())
-    }
-}
-
-impl Outbox {
-    fn take(&self) -> Vec<(String, Message)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-
-    /// The token of the first mail of `kind` to `to`.
-    fn token(&self, to: &str, kind: &str) -> String {
-        let mails = self.0.lock().unwrap();
-        let (_, m) = mails
-            .iter()
-            .find(|(t, m)| t == to && m.kind() == kind)
-            .unwrap_or_else(|| panic!("no {kind} mail to {to}"));
-        match m {
-            Message::EmailChangeConfirm { token, .. }
-            | Message::EmailChangeNotice { token, .. }
-            | Message::MagicLink { token, .. } => token.clone(),
-            other => panic!("{other:?}"),
-        }
-    }
-}
 
 struct Rig {
     clock: ManualClock,

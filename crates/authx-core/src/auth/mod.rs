@@ -46,6 +46,8 @@ mod sessions;
 mod signin;
 mod steps;
 #[cfg(test)]
+mod test_outbox;
+#[cfg(test)]
 mod tests;
 mod throttling;
 mod verification;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::test_outbox::Outbox;
 use super::{
     AuthError, AuthPolicy, AuthService, Authenticated, MAX_TRIES, MfaRequirement, Recovery,
     SecondFactorChallenge, SecondFactors, SignedIn,
@@ -15,7 +16,7 @@ use crate::amr::{ACR_MFA, ACR_ONE_FACTOR};
 use crate::audit::Audit;
 use crate::clock::{Clock as _, ManualClock};
 use crate::events::InProcessBus;
-use crate::mail::{MailError, Mailer, Message};
+use crate::mail::Message;
 use crate::memory::MemoryStore;
 use crate::mfa::totp::{Totp, TotpSecret};
 use crate::mfa::{Factors, MfaError};
@@ -26,17 +27,6 @@ use crate::user::User;
 const NOW: i64 = 1_700_000_000;
 const EMAIL: &str = "ada@example.com";
 const PASSWORD: &str = "correct horse battery staple";
-
-#[derive(Default)]
-struct Outbox(std::sync::Mutex<Vec<(String, Message)>>);
-
-#[async_trait::async_trait]
-impl Mailer for Outbox {
-    async fn send(&self, to: &str, message: Message) -> Result<String, MailError> {
-        self.0.lock().unwrap().push((to.to_owned(), message));
-        Ok(crate::secret::random_id())
-    }
-}
 
 struct Rig {
     clock: ManualClock,

@@ -12,8 +12,8 @@ use authx_testkit::browser::fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::browser_oidc::{
-    CLIENT_ID, EMAIL, Setup, VERIFIER, authorize_url, jwt_claims, param, setup, urlencode,
-    wait_for_callback, wait_for_server_path,
+    EMAIL, Setup, authorize_url, exchange, jwt_claims, param, setup, urlencode, wait_for_callback,
+    wait_for_server_path,
 };
 
 /// Enrols an authenticator app for the test user directly in the server's core (the account
@@ -95,20 +95,7 @@ async fn consent_and_exchange(s: &Setup) -> Value {
         .unwrap();
     let back = wait_for_callback(s).await.unwrap();
     let code = param(&back, "code").expect("a code");
-    let res = s
-        .server
-        .client
-        .post(format!("{}/oauth2/token", s.server.url))
-        .basic_auth(CLIENT_ID, Some(&s.secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", s.callback.url.as_str()),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = exchange(s, &code).await;
     assert_eq!(res.status(), 200);
     let tokens: Value = res.json().await.unwrap();
     jwt_claims(tokens["id_token"].as_str().unwrap())

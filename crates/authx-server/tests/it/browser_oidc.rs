@@ -263,6 +263,23 @@ async fn reach_consent(s: &Setup, state: &str, nonce: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// The client's token request for `code`, with its secret and the PKCE verifier.
+pub(crate) async fn exchange(s: &Setup, code: &str) -> reqwest::Response {
+    s.server
+        .client
+        .post(format!("{}/oauth2/token", s.server.url))
+        .basic_auth(CLIENT_ID, Some(&s.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", s.callback.url.as_str()),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The claims of a JWT, unverified.
 pub(crate) fn jwt_claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
@@ -313,20 +330,7 @@ async fn authorize_sign_in_consent_allow_then_exchange_the_code() {
     );
 
     // The client exchanges the code with its secret and the PKCE verifier.
-    let res = s
-        .server
-        .client
-        .post(format!("{}/oauth2/token", s.server.url))
-        .basic_auth(CLIENT_ID, Some(&s.secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", s.callback.url.as_str()),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = exchange(&s, &code).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let tokens: Value = res.json().await.unwrap();
