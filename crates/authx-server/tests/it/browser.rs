@@ -296,6 +296,13 @@ async fn other_sessions_can_be_signed_out_from_the_account_page() {
         .click()
         .await
         .unwrap();
+    // The form posts from /account back to /account: the path cannot tell the answer from the
+    // page the click left, the notice the answer carries can.
+    client
+        .wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     wait_for_path(client, &server, "/account").await.unwrap();
     let rows = client
         .find_all(Locator::Css("#sessions tr.session"))
