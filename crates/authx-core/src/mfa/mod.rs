@@ -1,10 +1,10 @@
-//! Second factors (issue 17, foundation): TOTP authenticator apps (RFC 6238) and recovery
+//! Second factors: TOTP authenticator apps (RFC 6238), passkeys (WebAuthn) and recovery
 //! codes, their store port ([`FactorStore`]) and the service that enrols, checks and manages
 //! them ([`Factors`]).
 //!
-//! The sign-in step that asks for a factor, the account pages and the policy (who must enrol,
-//! recent authentication before a change, throttling of failed codes) build on this; none of
-//! them is here.
+//! Policy is the caller's: the sign-in step that asks for a factor, who must enrol, recent
+//! authentication before a change and the throttling of failed codes live in
+//! [`crate::auth`] (`second_factor`, `passkey`).
 //!
 //! ```
 //! use authx_core::Timestamp;
