@@ -1595,7 +1595,7 @@ async fn an_unreadable_revocation_event_makes_the_guard_stale_instead_of_skipped
 #[tokio::test]
 async fn a_route_that_requires_mfa_refuses_a_password_only_token_and_names_the_acr() {
     use authx_core::clock::Clock as _;
-    use authx_core::mfa::totp::{Totp, TotpSecret};
+    use authx_core::mfa::totp::Totp;
     let w = World::start().await;
     let guard = w.guard().await;
     let rs = resource_server(&guard).await;
@@ -1627,24 +1627,7 @@ async fn a_route_that_requires_mfa_refuses_a_password_only_token_and_names_the_a
     );
 
     // The user enrols an authenticator app and signs in with it: the token earns the acr.
-    let state = &w.server.running().unwrap().state;
-    let factors = state.auth.factors().unwrap();
-    let user = state
-        .auth
-        .stores()
-        .accounts
-        .user_by_email("kate@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let e = factors.begin_totp(&user, "phone").await.unwrap();
-    let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
-    let now = w.server.clock.now();
-    factors
-        .confirm_totp(&user.id, e.factor_id(), &Totp::new(&secret).code_at(now))
-        .await
-        .unwrap();
-    w.server.clock.advance(30);
+    let secret = w.server.enrol_totp("kate@example.com").await.unwrap();
     let res = w
         .http
         .post(format!("{}/api/v1/auth/sign-in", w.issuer))

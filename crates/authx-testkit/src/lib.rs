@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use authx_core::ManualClock;
+use authx_core::mfa::totp::{Totp, TotpSecret};
 use authx_server::config::{Config, FileConfig, Overrides};
 use authx_server::{Running, build_state, start_with_state};
 use tokio::net::TcpListener;
@@ -206,6 +207,34 @@ impl TestServer {
             .auth
             .create_user(email, password, false)
             .await?)
+    }
+
+    /// Enrols an authenticator app for the account `email` directly in the server's core (the
+    /// pages and the API that do it are tested on their own) and confirms it with a first
+    /// code; returns its secret. The clock then moves on one step, so the confirming code is
+    /// not the one the next sign-in uses.
+    ///
+    /// # Errors
+    /// When the account does not exist or the enrolment fails.
+    pub async fn enrol_totp(&self, email: &str) -> anyhow::Result<TotpSecret> {
+        let state = &self.running()?.state;
+        let factors = state
+            .auth
+            .factors()
+            .context("second factors are not configured")?;
+        let user = state
+            .auth
+            .stores()
+            .accounts
+            .user_by_email(email)
+            .await?
+            .with_context(|| format!("no account {email}"))?;
+        let e = factors.begin_totp(&user, "phone").await?;
+        let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
+        let code = Totp::new(&secret).code_at(authx_core::Clock::now(&self.clock));
+        factors.confirm_totp(&user.id, e.factor_id(), &code).await?;
+        self.clock.advance(30);
+        Ok(secret)
     }
 
     /// Signs in over the JSON API and returns the `Cookie` header value for the new session.

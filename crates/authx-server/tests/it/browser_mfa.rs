@@ -16,29 +16,10 @@ use crate::browser_oidc::{
     wait_for_server_path,
 };
 
-/// Enrols an authenticator app for the test user directly in the server's core (the account
-/// page's enrolment is tested in `mfa`); returns its secret. The clock moves on a step, so
-/// the confirming code is not the next one.
+/// Enrols an authenticator app for the test user (the account page's enrolment is tested in
+/// `mfa`); returns its secret.
 async fn enrol(s: &Setup) -> TotpSecret {
-    let state = &s.server.running().unwrap().state;
-    let factors = state.auth.factors().unwrap();
-    let user = state
-        .auth
-        .stores()
-        .accounts
-        .user_by_email(EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let e = factors.begin_totp(&user, "phone").await.unwrap();
-    let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
-    let code = Totp::new(&secret).code_at(s.server.clock.now());
-    factors
-        .confirm_totp(&user.id, e.factor_id(), &code)
-        .await
-        .unwrap();
-    s.server.clock.advance(30);
-    secret
+    s.server.enrol_totp(EMAIL).await.unwrap()
 }
 
 /// Types `code` into the second-factor form the browser shows and submits it.

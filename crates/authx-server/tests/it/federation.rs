@@ -1170,27 +1170,7 @@ async fn sign_in_with_amr(local: &TestServer, fake: &Fake, amr: Value) -> reqwes
 async fn account_with_a_factor(local: &TestServer, fake: &Fake) {
     let first = sign_in_with_amr(local, fake, json!(["pwd"])).await;
     assert_eq!(first.status(), 303);
-    let state = &local.running().unwrap().state;
-    let user = state
-        .auth
-        .stores()
-        .accounts
-        .user_by_email("carol@partner.example")
-        .await
-        .unwrap()
-        .unwrap();
-    let factors = state.auth.factors().unwrap();
-    let e = factors.begin_totp(&user, "").await.unwrap();
-    let secret = authx_core::mfa::totp::TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
-    let now = authx_core::Clock::now(&local.clock);
-    factors
-        .confirm_totp(
-            &user.id,
-            e.factor_id(),
-            &authx_core::mfa::totp::Totp::new(&secret).code_at(now),
-        )
-        .await
-        .unwrap();
+    local.enrol_totp("carol@partner.example").await.unwrap();
 }
 
 #[tokio::test]

@@ -693,29 +693,12 @@ async fn a_refresh_for_fewer_scopes_gets_exactly_those() {
 #[tokio::test]
 async fn acr_values_step_up_then_the_library_reads_acr_and_amr() {
     use authx_core::clock::Clock as _;
-    use authx_core::mfa::totp::{Totp, TotpSecret};
+    use authx_core::mfa::totp::Totp;
     use openidconnect::{AuthenticationContextClass, AuthenticationMethodReference};
 
     let p = Provider::start().await;
     // The user (signed in with the password alone) enrols an authenticator app.
-    let state = &p.server.running().unwrap().state;
-    let user = state
-        .auth
-        .stores()
-        .accounts
-        .user_by_email(EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let factors = state.auth.factors().unwrap();
-    let e = factors.begin_totp(&user, "phone").await.unwrap();
-    let secret = TotpSecret::from_bytes(e.secret().expose_bytes().to_vec());
-    let now = p.server.clock.now();
-    factors
-        .confirm_totp(&user.id, e.factor_id(), &Totp::new(&secret).code_at(now))
-        .await
-        .unwrap();
-    p.server.clock.advance(30);
+    let secret = p.server.enrol_totp(EMAIL).await.unwrap();
 
     let rp = p.rp();
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
