@@ -71,7 +71,7 @@ impl AuthService {
             return Err(AuthError::PasswordTooLong);
         }
         match &self.verification {
-            Some(v) => self.sign_up_by_mail(v, email, password).await,
+            Some(_) => self.sign_up_by_mail(email, password).await,
             None => self.sign_up_at_once(email, password, ctx).await,
         }
     }

@@ -61,7 +61,7 @@ pub use second_factor::{
 };
 use session_cache::SessionCache;
 pub use steps::{AuthMethod, Authentication, PendingSignIn, Step};
-pub use verification::{SignUpOutcome, Verification};
+pub use verification::{PreparedSignUp, SignUpOutcome, Verification};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,16 @@ pub enum SignUpOutcome {
 /// The rate-limit class of the mails of this module, per address.
 const ADDRESS_CLASS: &str = "verify_email_address";
 
+/// A sign-up checked and hashed by [`AuthService::prepare_sign_up`], not yet stored. `Debug`
+/// prints nothing of it.
+pub struct PreparedSignUp(User);
+
+impl std::fmt::Debug for PreparedSignUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedSignUp")
+    }
+}
+
 impl AuthService {
     /// Turns on email verification and the sign-up that reveals nothing.
     #[must_use]
@@ -93,16 +103,40 @@ impl AuthService {
     /// (see the module documentation).
     pub(super) async fn sign_up_by_mail(
         &self,
-        v: &Verification,
         email: &str,
         password: &str,
     ) -> Result<SignUpOutcome, AuthError> {
+        let prepared = self.prepare_sign_up(email, password).await?;
+        self.finish_sign_up(prepared).await?;
+        Ok(SignUpOutcome::CheckMail)
+    }
+
+    /// The part of a sign-up by mail that can fail for the caller to see: the address and
+    /// password checked, the password hashed. The same work whether or not the address is
+    /// taken; nothing is stored yet ([`AuthService::finish_sign_up`] does the rest, and may run
+    /// after the answer, so that the storage and mail work, which differs between a new and a
+    /// taken address, is not in its timing).
+    ///
+    /// # Errors
+    /// [`AuthError::SignUpDisabled`], [`AuthError::PasswordTooLong`],
+    /// [`AuthError::InvalidEmail`], [`AuthError::WeakPassword`], [`AuthError::Busy`].
+    pub async fn prepare_sign_up(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<PreparedSignUp, AuthError> {
+        if !self.policy.sign_up_enabled {
+            return Err(AuthError::SignUpDisabled);
+        }
+        if password.len() > crate::password::MAX_PASSWORD_BYTES {
+            return Err(AuthError::PasswordTooLong);
+        }
         let email = canonical_email(email).map_err(|_| AuthError::InvalidEmail)?;
         self.policy.password.check(password, &email)?;
         // Hashed whether or not the address is taken: both answers take the same time.
         let phc = self.hasher.hash(password).await?;
         let now = self.clock.now();
-        let user = User {
+        Ok(PreparedSignUp(User {
             id: UserId::generate(),
             email,
             password_hash: phc,
@@ -111,7 +145,18 @@ impl AuthService {
             created_at: now,
             password_changed_at: now,
             email_verified: false,
-        };
+        }))
+    }
+
+    /// Stores a prepared sign-up and mails its address: a verification link for a new
+    /// account, a notice to the owner of a taken address. Past the allowance of mails per
+    /// address nothing is mailed.
+    ///
+    /// # Errors
+    /// Storage and mail failures.
+    pub async fn finish_sign_up(&self, prepared: PreparedSignUp) -> Result<(), AuthError> {
+        let v = self.verification()?;
+        let PreparedSignUp(user) = prepared;
         let created = match self.stores.accounts.create_user(&user).await {
             Ok(()) => true,
             Err(StoreError::Conflict) => false,
@@ -120,7 +165,7 @@ impl AuthService {
         // Counted on both paths, so each does the same work; past the allowance nothing is
         // mailed and the answer stays the same.
         if !self.mail_allowed(v, &user.email).await? {
-            return Ok(SignUpOutcome::CheckMail);
+            return Ok(());
         }
         if created {
             self.audit.record(
@@ -128,11 +173,11 @@ impl AuthService {
                     .user(&user.id)
                     .with("admin", false),
             );
-            self.mail_link(v, &user, now, "sign_up").await?;
+            self.mail_link(v, &user, user.created_at, "sign_up").await?;
         } else {
             self.notify_sign_up_attempt(v, &user.email).await?;
         }
-        Ok(SignUpOutcome::CheckMail)
+        Ok(())
     }
 
     /// Someone signed up with the address of an existing account: its owner gets a notice,

@@ -5,7 +5,7 @@
 
 use axum::response::{IntoResponse, Redirect, Response};
 
-use authx_core::auth::{AuthError, SignInOutcome, SignedIn};
+use authx_core::auth::{AuthError, SignInOutcome, SignUpOutcome, SignedIn};
 use authx_core::csrf;
 use authx_core::secret::PreSessionToken;
 
@@ -105,6 +105,35 @@ pub(crate) async fn sign_in(
     };
     state.metrics.sign_in(SignInOutcome::of(&result));
     result
+}
+
+/// A sign-up from the page or the API. With email verification on, the checks and the
+/// password hash run before the answer and the storage and mail after it, so a new and a
+/// taken address are answered after the same work (their writes differ); a failure after the
+/// answer is logged and audited. Without it, the account is made and signed in at once.
+///
+/// # Errors
+/// As [`authx_core::auth::AuthService::sign_up`].
+pub(crate) async fn sign_up(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    ctx: &authx_core::session::ClientContext,
+) -> Result<SignUpOutcome, AuthError> {
+    if !state.auth.verifies_email() {
+        return state.auth.sign_up(email, password, ctx).await;
+    }
+    let prepared = state.auth.prepare_sign_up(email, password).await?;
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = state.auth.finish_sign_up(prepared).await {
+            tracing::warn!(error = %e, "a sign-up could not be stored or mailed");
+            state.auth.audit().record(
+                authx_core::audit::AuditEvent::failure("sign_up_failed").with("reason", "error"),
+            );
+        }
+    });
+    Ok(SignUpOutcome::CheckMail)
 }
 
 /// The sign-in page's buttons, one per configured upstream provider.

@@ -37,10 +37,8 @@ pub(super) async fn sign_up_post(
     current: CurrentSession,
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .auth
-        .sign_up(&body.email, &body.password, &current.ctx)
-        .await?;
+    let outcome =
+        crate::web::signin::sign_up(&state, &body.email, &body.password, &current.ctx).await?;
     match outcome {
         SignUpOutcome::SignedIn(signed) => Ok(signed_in_response(
             &state,

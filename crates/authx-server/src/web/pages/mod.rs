@@ -323,11 +323,7 @@ async fn signup_post(
         let again = Again::expired(email, "This form expired. Please try again.");
         return signup_page(&state, &current, StatusCode::FORBIDDEN, &again);
     }
-    match state
-        .auth
-        .sign_up(email, &form.password, &current.ctx)
-        .await
-    {
+    match super::signin::sign_up(&state, email, &form.password, &current.ctx).await {
         Ok(SignUpOutcome::SignedIn(signed)) => signed_in_redirect(&state, &signed, "/account"),
         // The same page whether or not the address already had an account.
         Ok(SignUpOutcome::CheckMail) => verify::check_mail(),
