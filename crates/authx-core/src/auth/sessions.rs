@@ -245,7 +245,13 @@ impl AuthService {
             .stores
             .throttle
             .purge_failures(Timestamp(
-                now.secs() - self.policy.throttle.reset_after_secs,
+                // Single-use marks live in the same table and must outlive what they mark.
+                now.secs()
+                    - self
+                        .policy
+                        .throttle
+                        .reset_after_secs
+                        .max(crate::replay::MARK_KEEP_SECS),
             ))
             .await?;
         Ok(s + t)
