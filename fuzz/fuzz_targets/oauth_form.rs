@@ -74,6 +74,11 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!basic && p.get("client_secret").is_none());
                     assert_eq!(p.get("client_id"), Some(id.as_str()));
                 }
+                ClientAuth::Assertion { id, assertion, .. } => {
+                    assert!(!basic && p.get("client_secret").is_none());
+                    assert_eq!(p.get("client_id"), id.as_deref());
+                    assert_eq!(p.get("client_assertion"), Some(assertion.as_str()));
+                }
             }
             if basic {
                 assert!(

@@ -8,7 +8,7 @@
 #![no_main]
 
 use authx_core::Timestamp;
-use authx_core::oauth::client::{Client, GrantType, validate_redirect_uri};
+use authx_core::oauth::client::{Client, GrantType, TokenEndpointAuthMethod, validate_redirect_uri};
 use authx_core::oauth::keys::SigningAlg;
 use authx_core::secret::TokenHash;
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +18,14 @@ fn client(registered: &str, public: bool) -> Client {
         id: "app".into(),
         name: "App".into(),
         secret_hash: (!public).then(|| TokenHash::of(b"secret")),
+        token_endpoint_auth_method: if public {
+            TokenEndpointAuthMethod::None
+        } else {
+            TokenEndpointAuthMethod::ClientSecretBasic
+        },
+        jwks: None,
+        jwks_uri: None,
+        dpop_bound_access_tokens: false,
         redirect_uris: vec![registered.to_owned()],
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,

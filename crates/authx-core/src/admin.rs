@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
 use crate::auth::{AuthError, AuthService};
 use crate::oauth::OAuthError;
-use crate::oauth::client::{Client, GrantType, Resource};
+use crate::oauth::client::{Client, GrantType, Resource, TokenEndpointAuthMethod};
 use crate::oauth::keys::SigningAlg;
 use crate::oauth::scope::Scopes;
 use crate::oauth::service::OAuthService;
@@ -75,6 +75,19 @@ pub struct ClientSpec {
     /// A public client (no secret, PKCE only).
     #[serde(default)]
     pub public: bool,
+    /// `client_secret_basic` (the default for a confidential client), `client_secret_post`,
+    /// `private_key_jwt` (with `jwks` or `jwks_uri`) or `none` (the same as `public`).
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// The client's public keys for `private_key_jwt`: a JWK Set.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its keys for `private_key_jwt` (HTTPS).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Every access token it gets must be bound to a DPoP key (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     /// Skips the consent page.
     #[serde(default)]
     pub first_party: bool,
@@ -150,10 +163,30 @@ impl ClientSpec {
                 )));
             }
         }
+        let method = match self.token_endpoint_auth_method.as_deref() {
+            None if self.public => TokenEndpointAuthMethod::None,
+            None => TokenEndpointAuthMethod::ClientSecretBasic,
+            Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
+                invalid(format!(
+                    "unknown token_endpoint_auth_method {m:?}: use client_secret_basic, \
+                     client_secret_post, private_key_jwt or none"
+                ))
+            })?,
+        };
+        if self.public && method != TokenEndpointAuthMethod::None {
+            return Err(invalid(
+                "a public client has token_endpoint_auth_method none",
+            ));
+        }
+        let jwks = self.jwks.map(|j| j.to_string());
         let client = Client {
             id: self.id,
             name: self.name,
             secret_hash: None,
+            token_endpoint_auth_method: method,
+            jwks,
+            jwks_uri: self.jwks_uri,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             redirect_uris: self.redirect_uris,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
             backchannel_logout_uri: self.backchannel_logout_uri,
@@ -169,7 +202,7 @@ impl ClientSpec {
             refresh_idle_secs: idle.min(refresh),
             created_at: crate::Timestamp(0),
         };
-        Ok((client, !self.public))
+        Ok((client, method != TokenEndpointAuthMethod::None))
     }
 }
 
@@ -395,6 +428,10 @@ mod tests {
             scopes: Vec::new(),
             resources: Vec::new(),
             public: false,
+            token_endpoint_auth_method: None,
+            jwks: None,
+            jwks_uri: None,
+            dpop_bound_access_tokens: false,
             first_party: false,
             require_pushed_authorization_requests: false,
             require_acr: None,

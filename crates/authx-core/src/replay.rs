@@ -98,7 +98,11 @@ mod tests {
                 .unwrap()
         );
         // Another client, another kind, or an owner/value split elsewhere are other marks.
-        assert!(first(MarkKind::ClientAssertion, "other", "j1").await.unwrap());
+        assert!(
+            first(MarkKind::ClientAssertion, "other", "j1")
+                .await
+                .unwrap()
+        );
         assert!(first(MarkKind::DpopProof, "app", "j1").await.unwrap());
         assert!(first(MarkKind::ClientAssertion, "ap", "pj1").await.unwrap());
     }

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use authx_core::Timestamp;
-use authx_core::oauth::client::{Client, GrantType, validate_redirect_uri};
+use authx_core::oauth::client::{
+    Client, GrantType, TokenEndpointAuthMethod, validate_redirect_uri,
+};
 use authx_core::oauth::device::{USER_CODE_ALPHABET, USER_CODE_LEN, UserCode};
 use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::pkce;
@@ -20,6 +22,14 @@ fn client(uris: &[String], public: bool) -> Client {
         id: "app".into(),
         name: "App".into(),
         secret_hash: (!public).then(|| TokenHash::of(b"secret")),
+        token_endpoint_auth_method: if public {
+            TokenEndpointAuthMethod::None
+        } else {
+            TokenEndpointAuthMethod::ClientSecretBasic
+        },
+        jwks: None,
+        jwks_uri: None,
+        dpop_bound_access_tokens: false,
         redirect_uris: uris.to_vec(),
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,

@@ -256,6 +256,9 @@ pub struct OAuthFile {
     pub session_token_ttl_secs: Option<i64>,
     /// Refuse authorization requests that were not pushed first (RFC 9126 §5; default false).
     pub require_pushed_authorization_requests: Option<bool>,
+    /// Also fetch `private_key_jwt` clients' `jwks_uri` over plain http on loopback (tests and
+    /// local development only; default false).
+    pub client_jwks_insecure_http_loopback: Option<bool>,
 }
 
 /// `[session]`
@@ -362,6 +365,8 @@ pub struct OAuthSettings {
     pub session_token_ttl_secs: i64,
     /// Whether authorization requests must be pushed (RFC 9126).
     pub require_pushed_authorization_requests: bool,
+    /// Whether client `jwks_uri`s may be plain http on loopback.
+    pub client_jwks_insecure_http_loopback: bool,
 }
 
 /// How logs are written.
@@ -755,6 +760,9 @@ impl Config {
             session_token_ttl_secs,
             require_pushed_authorization_requests: oa
                 .require_pushed_authorization_requests
+                .unwrap_or(false),
+            client_jwks_insecure_http_loopback: oa
+                .client_jwks_insecure_http_loopback
                 .unwrap_or(false),
         };
 

@@ -4,6 +4,7 @@
 //! the `authx` binary calls [`run`].
 
 pub mod cli_login;
+pub mod client_keys;
 pub mod config;
 pub mod cookies;
 pub mod html;

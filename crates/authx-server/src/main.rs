@@ -184,6 +184,24 @@ struct ClientArgs {
     /// OIDC back-channel logout URI.
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// How it authenticates: client_secret_basic (default), client_secret_post,
+    /// private_key_jwt (with --jwks or --jwks-uri) or none (the same as --public).
+    #[arg(long = "auth-method")]
+    token_endpoint_auth_method: Option<String>,
+    /// Its public keys for private_key_jwt, a JWK Set as JSON (`--jwks "$(cat keys.json)"`).
+    #[arg(long, value_parser = parse_json)]
+    jwks: Option<serde_json::Value>,
+    /// Where it publishes its public keys for private_key_jwt (https).
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    /// Every access token it gets must be DPoP-bound (RFC 9449).
+    #[arg(long = "dpop-bound")]
+    dpop_bound_access_tokens: bool,
+}
+
+/// A JSON argument.
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
 }
 
 impl From<ClientArgs> for ClientSpec {
@@ -196,6 +214,10 @@ impl From<ClientArgs> for ClientSpec {
             scopes: a.scopes,
             resources: a.resources,
             public: a.public,
+            token_endpoint_auth_method: a.token_endpoint_auth_method,
+            jwks: a.jwks,
+            jwks_uri: a.jwks_uri,
+            dpop_bound_access_tokens: a.dpop_bound_access_tokens,
             first_party: a.first_party,
             require_pushed_authorization_requests: a.require_pushed_authorization_requests,
             require_acr: a.require_acr,

@@ -37,7 +37,10 @@ pub async fn build(
     };
     let mut service = OAuthService::new(stores, bus, clock, oc, &kek)
         .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_audit(audit);
+        .with_audit(audit)
+        .with_client_key_fetcher(Arc::new(crate::client_keys::ClientJwksFetcher::new(
+            config.oauth.client_jwks_insecure_http_loopback,
+        )?));
     if let Some(generation) = token_cache {
         service = service.with_token_cache(generation);
     }

@@ -392,7 +392,9 @@ fn tokens(doc: &Value) -> Result<UpstreamTokens, UpstreamError> {
 }
 
 /// Sends `req`, asking for JSON.
-async fn send_for_json(req: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+pub(crate) async fn send_for_json(
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, UpstreamError> {
     req.header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
@@ -408,7 +410,7 @@ fn transport_error(e: &reqwest::Error) -> UpstreamError {
 }
 
 /// Reads a body of at most `cap` bytes; a longer one is refused without reading it all.
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut res: reqwest::Response,
     cap: usize,
     what: &'static str,

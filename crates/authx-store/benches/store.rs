@@ -58,6 +58,11 @@ async fn fixtures(b: &Backend) -> UserId {
         id: "app".into(),
         name: "App".into(),
         secret_hash: Some(TokenHash::of(b"secret")),
+        token_endpoint_auth_method:
+            authx_core::oauth::client::TokenEndpointAuthMethod::ClientSecretBasic,
+        jwks: None,
+        jwks_uri: None,
+        dpop_bound_access_tokens: false,
         redirect_uris: vec!["https://app.example.com/cb".into()],
         post_logout_redirect_uris: Vec::new(),
         backchannel_logout_uri: None,

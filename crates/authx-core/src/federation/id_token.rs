@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Timestamp;
-use crate::oauth::keys::{SigningAlg, Verifier, verifier_from_jwk};
+pub use crate::oauth::jwks::PublicKeys as UpstreamKeys;
 use crate::secret::ct_eq;
 
 /// Longest ID token looked at (SECURITY.md #50).
@@ -58,105 +58,6 @@ pub enum IdTokenError {
     /// `sub` is empty or too long.
     #[error("the ID token's subject is invalid")]
     Subject,
-}
-
-/// The public keys of an upstream, built from its JWK Set.
-#[derive(Debug, Clone, Default)]
-pub struct UpstreamKeys {
-    keys: Vec<(Option<String>, Verifier)>,
-}
-
-/// Shortest RSA modulus accepted, in bytes (2048 bits; RFC 8725 §3.5, SECURITY.md #47).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
-
-impl UpstreamKeys {
-    /// The usable signature keys of a JWK Set. A key's algorithm is its `alg` member when
-    /// present, else the only one its type allows (RSA: RS256, P-256: ES256, Ed25519: EdDSA);
-    /// symmetric keys, encryption keys, other algorithms and RSA keys under 2048 bits are left
-    /// out.
-    #[must_use]
-    pub fn from_jwks(doc: &Value) -> Self {
-        let mut keys = Vec::new();
-        let Some(list) = doc.get("keys").and_then(Value::as_array) else {
-            return Self { keys };
-        };
-        for jwk in list.iter().take(64) {
-            if jwk
-                .get("use")
-                .and_then(Value::as_str)
-                .is_some_and(|u| u != "sig")
-            {
-                continue;
-            }
-            let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
-            let crv = jwk.get("crv").and_then(Value::as_str).unwrap_or_default();
-            let alg = match jwk.get("alg") {
-                Some(a) => match a.as_str().and_then(SigningAlg::parse) {
-                    Some(alg) => alg,
-                    None => continue,
-                },
-                None => match (kty, crv) {
-                    ("RSA", _) => SigningAlg::Rs256,
-                    ("EC", "P-256") => SigningAlg::Es256,
-                    ("OKP", "Ed25519") => SigningAlg::EdDsa,
-                    _ => continue,
-                },
-            };
-            if alg == SigningAlg::Rs256 {
-                let n_len = jwk
-                    .get("n")
-                    .and_then(Value::as_str)
-                    .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
-                    .map_or(0, |n| n.iter().skip_while(|b| **b == 0).count());
-                if n_len < MIN_RSA_MODULUS_BYTES {
-                    continue;
-                }
-            }
-            let mut with_alg = jwk.clone();
-            if let Some(o) = with_alg.as_object_mut() {
-                o.insert("alg".into(), Value::String(alg.as_str().into()));
-            }
-            if let Some(v) = verifier_from_jwk(&with_alg) {
-                let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
-                keys.push((kid, v));
-            }
-        }
-        Self { keys }
-    }
-
-    /// How many usable keys there are.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether there is no usable key.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// The key for a token header: by `kid`, or the only key of the header's algorithm when
-    /// the header names none.
-    fn find(&self, kid: Option<&str>, alg: jsonwebtoken::Algorithm) -> Option<&Verifier> {
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|(k, _)| k.as_deref() == Some(kid))
-                .map(|(_, v)| v),
-            None => {
-                let mut same_alg = self
-                    .keys
-                    .iter()
-                    .filter(|(_, v)| v.alg.jwt_algorithm() == alg);
-                match (same_alg.next(), same_alg.next()) {
-                    (Some((_, v)), None) => Some(v),
-                    _ => None,
-                }
-            }
-        }
-    }
 }
 
 /// What the ID token must say.

@@ -49,6 +49,51 @@ impl GrantType {
     }
 }
 
+/// How a client authenticates at the token, PAR, introspection and revocation endpoints
+/// (RFC 7591 §2 `token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenEndpointAuthMethod {
+    /// A generated secret in HTTP Basic (RFC 6749 §2.3.1). The body form is accepted too.
+    ClientSecretBasic,
+    /// A generated secret in the body. HTTP Basic is accepted too.
+    ClientSecretPost,
+    /// A JWT signed with one of the client's own keys (RFC 7523 §2.2, OIDC Core §9).
+    PrivateKeyJwt,
+    /// A public client: `client_id` only, PKCE for codes.
+    None,
+}
+
+impl TokenEndpointAuthMethod {
+    /// The registered name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::None => "none",
+        }
+    }
+
+    /// Parses the registered name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// Whether the client holds a generated secret.
+    #[must_use]
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
+    }
+}
+
 /// A registered client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
@@ -56,8 +101,15 @@ pub struct Client {
     pub id: String,
     /// Display name, shown on the consent page.
     pub name: String,
-    /// SHA-256 of the generated secret; `None` for a public client.
+    /// SHA-256 of the generated secret; `None` unless the client authenticates with one.
     pub secret_hash: Option<TokenHash>,
+    /// How it authenticates.
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// Its public keys for `private_key_jwt`, a JWK Set as JSON text (checked at registration).
+    pub jwks: Option<String>,
+    /// Where its public keys for `private_key_jwt` are published (HTTPS; fetched with the
+    /// outbound rules, and cached).
+    pub jwks_uri: Option<String>,
     /// Registered redirect URIs, compared exactly.
     pub redirect_uris: Vec<String>,
     /// Registered post-logout redirect URIs.
@@ -78,6 +130,8 @@ pub struct Client {
     /// The least `acr` its users must have signed in with (one of
     /// [`crate::amr::ACR_VALUES`]); `None` for none.
     pub require_acr: Option<String>,
+    /// Whether every access token it gets must be bound to a DPoP key (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
     /// ID token signing algorithm.
     pub id_token_alg: SigningAlg,
     /// Access token lifetime in seconds.
@@ -91,10 +145,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Whether the client holds a secret.
+    /// Whether the client authenticates (with a secret or its own keys): not a public client.
     #[must_use]
     pub fn is_confidential(&self) -> bool {
-        self.secret_hash.is_some()
+        self.token_endpoint_auth_method != TokenEndpointAuthMethod::None
     }
 
     /// Whether the client may use `grant`.
@@ -239,6 +293,14 @@ mod tests {
             } else {
                 Some(TokenHash::of(b"s"))
             },
+            token_endpoint_auth_method: if public {
+                TokenEndpointAuthMethod::None
+            } else {
+                TokenEndpointAuthMethod::ClientSecretBasic
+            },
+            jwks: None,
+            jwks_uri: None,
+            dpop_bound_access_tokens: false,
             redirect_uris: uris.iter().map(|s| (*s).to_owned()).collect(),
             post_logout_redirect_uris: vec![],
             backchannel_logout_uri: None,

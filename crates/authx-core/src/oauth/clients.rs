@@ -3,19 +3,48 @@
 //! a client's request into an audience and a granted scope. Its own type with its own state,
 //! which `OAuthService` holds.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::OAuthError;
-use super::client::{Client, GrantType, Resource};
+use super::assertion::{self, AssertionError};
+use super::client::{Client, GrantType, Resource, TokenEndpointAuthMethod};
+use super::jwks::PublicKeys;
 use super::scope::Scopes;
 use super::store::ClientStore;
 use super::types::{ClientAuth, ClientSecret, OAuthConfig, OAuthStores, OIDC_SCOPES};
 use crate::audit::Audit;
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::events::{EventBus, RevocationEvent};
+use crate::replay::{MarkKind, SingleUse};
 use crate::secret::TokenHash;
 use crate::store::ThrottleStore;
 use crate::throttle::ThrottlePolicy;
+
+/// Fetches a client's JWK Set from its `jwks_uri`, under the server's outbound rules (HTTPS,
+/// no redirects, timeouts, a size cap).
+#[async_trait::async_trait]
+pub trait ClientKeyFetcher: Send + Sync + 'static {
+    /// The JWK Set document at `uri`.
+    ///
+    /// # Errors
+    /// Why it could not be fetched (for the logs).
+    async fn fetch(&self, uri: &str) -> Result<serde_json::Value, String>;
+}
+
+/// How long a fetched client key set is used before it is fetched again.
+const CLIENT_KEYS_CACHE_SECS: i64 = 300;
+/// Least time between two fetches of one key set caused by an unknown `kid`.
+const CLIENT_KEYS_REFETCH_SECS: i64 = 60;
+
+/// A fetched key set and when it was fetched.
+#[derive(Clone)]
+struct CachedKeys {
+    keys: Arc<PublicKeys>,
+    fetched_at: Timestamp,
+    /// The last fetch caused by an unknown `kid`.
+    refetched_at: Option<Timestamp>,
+}
 
 /// The provider's clients: who they are, how they authenticate, what they may ask for.
 pub struct Clients {
@@ -28,6 +57,14 @@ pub struct Clients {
     issuer: String,
     /// Throttling of wrong client secrets.
     policy: ThrottlePolicy,
+    /// Clock skew allowed in client assertions.
+    leeway_secs: i64,
+    /// Client assertion `jti`s already used.
+    marks: SingleUse,
+    /// Fetches `jwks_uri` key sets; without one, only inline `jwks` work.
+    fetcher: Option<Arc<dyn ClientKeyFetcher>>,
+    /// Key sets fetched from `jwks_uri`s, by URI.
+    fetched_keys: Mutex<HashMap<String, CachedKeys>>,
 }
 
 impl Clients {
@@ -46,7 +83,15 @@ impl Clients {
             audit,
             issuer: config.issuer.clone(),
             policy: config.client_throttle.clone(),
+            leeway_secs: config.leeway_secs,
+            marks: SingleUse::new(Arc::clone(&stores.throttle)),
+            fetcher: None,
+            fetched_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(super) fn set_key_fetcher(&mut self, fetcher: Arc<dyn ClientKeyFetcher>) {
+        self.fetcher = Some(fetcher);
     }
 
     pub(super) fn set_audit(&mut self, audit: Audit) {
@@ -75,14 +120,31 @@ impl Clients {
     ) -> Result<Client, OAuthError> {
         let id = match auth {
             ClientAuth::Secret { id, .. } | ClientAuth::Public { id } => id,
+            ClientAuth::Assertion {
+                id,
+                assertion,
+                endpoint,
+            } => {
+                return self
+                    .authenticate_assertion(id.as_deref(), assertion, endpoint)
+                    .await;
+            }
         };
         if id.is_empty() || id.len() > 255 {
             return Err(OAuthError::InvalidClient);
         }
         let client = self.store.client(id).await?;
         let (client, secret) = match (client, auth) {
-            (Some(c), ClientAuth::Secret { secret, .. }) if c.secret_hash.is_some() => (c, secret),
-            (Some(c), ClientAuth::Public { .. }) if c.secret_hash.is_none() => return Ok(c),
+            (Some(c), ClientAuth::Secret { secret, .. })
+                if c.token_endpoint_auth_method.uses_secret() && c.secret_hash.is_some() =>
+            {
+                (c, secret)
+            }
+            (Some(c), ClientAuth::Public { .. })
+                if c.token_endpoint_auth_method == TokenEndpointAuthMethod::None =>
+            {
+                return Ok(c);
+            }
             _ => {
                 self.audit
                     .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
@@ -116,6 +178,142 @@ impl Clients {
         self.audit
             .record(crate::audit::AuditEvent::failure("client_auth_failed").client(id));
         Err(OAuthError::InvalidClient)
+    }
+
+    /// `private_key_jwt` ([`super::assertion`]): the client the assertion names, which must be
+    /// a `private_key_jwt` client (and the request's `client_id`, when given); its keys, inline
+    /// or fetched (again once, at most once a minute, for an unknown `kid`); the assertion's
+    /// signature and claims; and its `jti`, used once.
+    ///
+    /// # Security
+    /// Nothing is counted toward the throttle: a signature cannot be guessed.
+    async fn authenticate_assertion(
+        &self,
+        named: Option<&str>,
+        assertion: &str,
+        endpoint: &str,
+    ) -> Result<Client, OAuthError> {
+        let refuse = |id: &str, why: &str| {
+            self.audit.record(
+                crate::audit::AuditEvent::failure("client_auth_failed")
+                    .client(id)
+                    .with("reason", why),
+            );
+            OAuthError::InvalidClient
+        };
+        let Ok(id) = assertion::claimed_client(assertion) else {
+            return Err(refuse(named.unwrap_or("-"), "malformed client assertion"));
+        };
+        if named.is_some_and(|n| n != id) {
+            return Err(refuse(&id, "client_id differs from the assertion's sub"));
+        }
+        let client = match self.store.client(&id).await? {
+            Some(c) if c.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt => c,
+            _ => return Err(refuse(&id, "not a private_key_jwt client")),
+        };
+        let now = self.clock.now();
+        let token_endpoint = format!("{}/oauth2/token", self.issuer);
+        let audiences = [self.issuer.as_str(), token_endpoint.as_str(), endpoint];
+        let expected = assertion::Expected {
+            client_id: &id,
+            audiences: &audiences,
+            now,
+            leeway_secs: self.leeway_secs,
+        };
+        let keys = self.client_keys(&client, now, false).await?;
+        let verified = match assertion::verify(assertion, &keys, &expected) {
+            Err(AssertionError::UnknownKey) if client.jwks_uri.is_some() => {
+                let keys = self.client_keys(&client, now, true).await?;
+                assertion::verify(assertion, &keys, &expected)
+            }
+            other => other,
+        }
+        .map_err(|e| refuse(&id, &e.to_string()))?;
+        if !self
+            .marks
+            .first_use(MarkKind::ClientAssertion, &id, &verified.jti, now)
+            .await?
+        {
+            return Err(refuse(&id, "client assertion replayed"));
+        }
+        Ok(client)
+    }
+
+    /// The keys of a `private_key_jwt` client: its inline set, or the one at its `jwks_uri`
+    /// (cached for five minutes; `refetch` fetches again unless that happened less than a
+    /// minute ago). A set that cannot be fetched leaves the one already known in use, and is
+    /// tried again a minute later.
+    async fn client_keys(
+        &self,
+        client: &Client,
+        now: Timestamp,
+        refetch: bool,
+    ) -> Result<Arc<PublicKeys>, OAuthError> {
+        if let Some(jwks) = &client.jwks {
+            let doc = serde_json::from_str(jwks)
+                .map_err(|_| crate::store::StoreError::Corrupt("client jwks".into()))?;
+            return Ok(Arc::new(PublicKeys::from_jwks(&doc)));
+        }
+        let Some(uri) = &client.jwks_uri else {
+            return Ok(Arc::new(PublicKeys::default()));
+        };
+        let cached = self
+            .fetched_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uri)
+            .cloned();
+        let fresh_enough = |c: &CachedKeys| {
+            if refetch {
+                c.refetched_at
+                    .is_some_and(|t| now.since(t) < CLIENT_KEYS_REFETCH_SECS)
+            } else {
+                now.since(c.fetched_at) < CLIENT_KEYS_CACHE_SECS
+            }
+        };
+        if let Some(c) = cached.as_ref().filter(|c| fresh_enough(c)) {
+            return Ok(Arc::clone(&c.keys));
+        }
+        let fetched = match &self.fetcher {
+            Some(f) => f.fetch(uri).await,
+            None => Err("no HTTP client for jwks_uri".to_owned()),
+        };
+        match fetched {
+            Ok(doc) => {
+                let keys = Arc::new(PublicKeys::from_jwks(&doc));
+                self.fetched_keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        uri.clone(),
+                        CachedKeys {
+                            keys: Arc::clone(&keys),
+                            fetched_at: now,
+                            refetched_at: refetch.then_some(now),
+                        },
+                    );
+                Ok(keys)
+            }
+            Err(e) => {
+                tracing::warn!(client = %client.id, error = %e, "client jwks_uri could not be fetched");
+                // Keep what is known, and try again in a minute, not at every request.
+                let keys = cached.map(|c| c.keys).unwrap_or_default();
+                self.fetched_keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(
+                        uri.clone(),
+                        CachedKeys {
+                            keys: Arc::clone(&keys),
+                            fetched_at: Timestamp(
+                                now.secs() - CLIENT_KEYS_CACHE_SECS + CLIENT_KEYS_REFETCH_SECS,
+                            ),
+                            refetched_at: Some(now),
+                        },
+                    );
+                Ok(keys)
+            }
+        }
     }
 
     /// Registers a client with a generated secret (confidential) or none (public). The secret is
@@ -159,7 +357,24 @@ impl Clients {
                 "client_credentials needs a confidential client".into(),
             ));
         }
-        let secret = confidential.then(ClientSecret::generate);
+        match (confidential, client.token_endpoint_auth_method) {
+            // Built without a method: a confidential client gets a secret.
+            (true, TokenEndpointAuthMethod::None) => {
+                client.token_endpoint_auth_method = TokenEndpointAuthMethod::ClientSecretBasic;
+            }
+            (false, m) if m != TokenEndpointAuthMethod::None => {
+                return Err(OAuthError::InvalidRequest(
+                    "a public client has token_endpoint_auth_method none".into(),
+                ));
+            }
+            _ => {}
+        }
+        assertion::check_registration(&client)
+            .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?;
+        let secret = client
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(ClientSecret::generate);
         client.secret_hash = secret.as_ref().map(ClientSecret::hash);
         client.created_at = self.clock.now();
         self.store.put_client(&client).await?;

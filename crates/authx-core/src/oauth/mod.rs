@@ -15,6 +15,7 @@
 //! return a decision the web layer only renders: `AuthorizeDecision`, `TokenRequest` run by
 //! `Tokens::grant`, `UserCodeEntry`, `LogoutDecision`.
 
+pub mod assertion;
 pub mod authorize;
 pub mod client;
 pub mod clients;
@@ -24,6 +25,7 @@ mod device_flow;
 pub mod grant;
 pub mod introspect;
 pub mod issuer;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod logout;

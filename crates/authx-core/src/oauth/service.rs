@@ -108,6 +108,17 @@ impl OAuthService {
         self
     }
 
+    /// Fetches `private_key_jwt` clients' `jwks_uri` key sets with `fetcher` (by default only
+    /// inline `jwks` work).
+    #[must_use]
+    pub fn with_client_key_fetcher(
+        mut self,
+        fetcher: Arc<dyn super::clients::ClientKeyFetcher>,
+    ) -> Self {
+        self.ctx.clients.set_key_fetcher(fetcher);
+        self
+    }
+
     /// Records audit events with `audit` (by default they are only logged).
     #[must_use]
     pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {

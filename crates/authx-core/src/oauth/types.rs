@@ -110,6 +110,15 @@ pub enum ClientAuth {
         /// `client_id`.
         id: String,
     },
+    /// `private_key_jwt`: a JWT signed with one of the client's keys (RFC 7523 §2.2).
+    Assertion {
+        /// `client_id`, when the request names it (it must equal the assertion's `sub`).
+        id: Option<String>,
+        /// `client_assertion`.
+        assertion: String,
+        /// The URL of the endpoint called, one of the audiences the assertion may name.
+        endpoint: String,
+    },
 }
 
 /// A successful token response (RFC 6749 §5.1).

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 use authx_core::oauth::OAuthError;
+use authx_core::oauth::assertion::JWT_BEARER_ASSERTION_TYPE;
 use authx_core::oauth::client::Client;
 use authx_core::oauth::types::ClientAuth;
 
@@ -144,6 +145,34 @@ pub fn read_form(
         }
         None => None,
     };
+    let assertion = match (p.get("client_assertion_type"), p.owned("client_assertion")) {
+        (None, None) => None,
+        (Some(JWT_BEARER_ASSERTION_TYPE), Some(a)) => Some(a),
+        (Some(JWT_BEARER_ASSERTION_TYPE), None) | (None, Some(_)) => {
+            return Err(invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(invalid_request(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+        }
+    };
+    if let Some(assertion) = assertion {
+        if basic.is_some() || p.get("client_secret").is_some() {
+            return Err(invalid_request(
+                "use exactly one client authentication method",
+            ));
+        }
+        let auth = ClientAuth::Assertion {
+            id: p.owned("client_id"),
+            assertion,
+            // Set by the endpoint, which knows its URL.
+            endpoint: String::new(),
+        };
+        return Ok((p, auth, false));
+    }
     let auth = match (basic, p.owned("client_id"), p.owned("client_secret")) {
         (Some(_), _, Some(_)) => {
             return Err(invalid_request(
@@ -211,10 +240,14 @@ impl AuthenticatedClient {
         };
         let headers = parts.headers.clone();
         let query = parts.uri.query().map(str::to_owned);
+        let path = parts.uri.path().to_owned();
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let (params, auth, basic) = read_form(&headers, query.as_deref(), &body)?;
+        let (params, mut auth, basic) = read_form(&headers, query.as_deref(), &body)?;
+        if let ClientAuth::Assertion { endpoint, .. } = &mut auth {
+            *endpoint = format!("{}{path}", state.oauth.config().issuer);
+        }
         if confidential && matches!(auth, ClientAuth::Public { .. }) {
             return Err(oauth_error(&OAuthError::InvalidClient, basic));
         }

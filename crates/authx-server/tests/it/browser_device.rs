@@ -33,6 +33,11 @@ async fn server_and_browser() -> anyhow::Result<Option<(TestServer, Browser)>> {
                 id: "tv".into(),
                 name: "Living Room TV".into(),
                 secret_hash: None,
+                token_endpoint_auth_method:
+                    authx_core::oauth::client::TokenEndpointAuthMethod::None,
+                jwks: None,
+                jwks_uri: None,
+                dpop_bound_access_tokens: false,
                 redirect_uris: vec![],
                 post_logout_redirect_uris: vec![],
                 backchannel_logout_uri: None,

@@ -58,6 +58,11 @@ pub async fn register_rp(upstream: &TestServer, local: &TestServer, secret: &str
         id: CLIENT_ID.into(),
         name: "authx downstream".into(),
         secret_hash: Some(TokenHash::of(secret.as_bytes())),
+        token_endpoint_auth_method:
+            authx_core::oauth::client::TokenEndpointAuthMethod::ClientSecretBasic,
+        jwks: None,
+        jwks_uri: None,
+        dpop_bound_access_tokens: false,
         redirect_uris: vec![format!("{}/federation/{PROVIDER}/callback", local.url)],
         post_logout_redirect_uris: Vec::new(),
         backchannel_logout_uri: None,

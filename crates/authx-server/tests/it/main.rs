@@ -35,6 +35,7 @@ mod oidc;
 mod ops;
 mod par;
 mod passkey;
+mod private_key_jwt;
 mod purge;
 mod recovery;
 mod resources;

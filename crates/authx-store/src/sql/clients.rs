@@ -1,7 +1,7 @@
 //! OAuth clients and API resources over SQL. Lists are stored as JSON arrays of strings
 //! (order kept).
 
-use authx_core::oauth::client::{Client, GrantType, Resource};
+use authx_core::oauth::client::{Client, GrantType, Resource, TokenEndpointAuthMethod};
 use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::store::ClientStore;
 use authx_core::store::{StoreError, StoreResult};
@@ -14,14 +14,15 @@ macro_rules! client_columns {
         "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
          backchannel_logout_uri, grant_types, scopes, first_party, id_token_alg, \
          access_token_ttl_secs, refresh_token_ttl_secs, refresh_idle_secs, created_at, \
-         resources, require_pushed_requests, require_acr"
+         resources, require_pushed_requests, require_acr, token_endpoint_auth_method, jwks, \
+         jwks_uri, dpop_bound_access_tokens"
     };
 }
 
 const INSERT_CLIENT: &str = concat!(
     "INSERT INTO oauth_clients (",
     client_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
 );
 const CLIENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -84,10 +85,23 @@ fn client_from_row<R: SqlRow>(row: &R) -> StoreResult<Client> {
     let alg: String = col(row, "id_token_alg")?;
     let id_token_alg = SigningAlg::parse(&alg)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown signing algorithm {alg:?}")))?;
+    let token_endpoint_auth_method = match col::<Option<String>>(row, "token_endpoint_auth_method")?
+    {
+        // Registered before the column: a secret or none.
+        None if secret_hash.is_some() => TokenEndpointAuthMethod::ClientSecretBasic,
+        None => TokenEndpointAuthMethod::None,
+        Some(m) => TokenEndpointAuthMethod::parse(&m).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown token endpoint auth method {m:?}"))
+        })?,
+    };
     Ok(Client {
         id: col(row, "id")?,
         name: col(row, "name")?,
         secret_hash,
+        token_endpoint_auth_method,
+        jwks: col(row, "jwks")?,
+        jwks_uri: col(row, "jwks_uri")?,
+        dpop_bound_access_tokens: col(row, "dpop_bound_access_tokens")?,
         redirect_uris: list(row, "redirect_uris")?,
         post_logout_redirect_uris: list(row, "post_logout_redirect_uris")?,
         backchannel_logout_uri: col(row, "backchannel_logout_uri")?,
@@ -141,6 +155,10 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
             .bind(&resources)
             .bind(client.require_pushed_authorization_requests)
             .bind(client.require_acr.as_deref())
+            .bind(client.token_endpoint_auth_method.as_str())
+            .bind(client.jwks.as_deref())
+            .bind(client.jwks_uri.as_deref())
+            .bind(client.dpop_bound_access_tokens)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -16,6 +16,11 @@ pub(crate) fn client(id: &str) -> Client {
         id: id.to_owned(),
         name: format!("App {id} — «consent» page"),
         secret_hash: Some(TokenHash::of(id.as_bytes())),
+        token_endpoint_auth_method:
+            authx_core::oauth::client::TokenEndpointAuthMethod::ClientSecretBasic,
+        jwks: None,
+        jwks_uri: None,
+        dpop_bound_access_tokens: false,
         redirect_uris: vec![
             "https://b.example.com/cb".into(),
             "https://a.example.com/cb?x=1&y=2".into(),

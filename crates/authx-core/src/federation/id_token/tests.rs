@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::federation::account::UpstreamIdentity;
 use crate::oauth::jwt::{at_hash, sign};
-use crate::oauth::keys::{KeyEncryptor, Signer, generate};
+use crate::oauth::keys::{KeyEncryptor, Signer, SigningAlg, generate};
 
 const ISS: &str = "https://idp.example.com";
 const CLIENT: &str = "authx";
