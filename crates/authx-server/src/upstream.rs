@@ -98,7 +98,12 @@ impl Upstreams {
     /// The provider named `name`, as the federation flow calls it; `issuer` is this server's,
     /// under which the provider's own redirect URI lies.
     #[must_use]
-    pub fn client(&self, name: &str, issuer: &str) -> Option<Upstream<'_>> {
+    pub fn client<'a>(
+        &'a self,
+        name: &str,
+        issuer: &str,
+        signer: &'a authx_core::oauth::issuer::Issuer,
+    ) -> Option<Upstream<'a>> {
         let provider = self.provider(name)?;
         // One redirect URI per provider, so a response can only ever be taken for the
         // provider it was sent to.
@@ -107,6 +112,7 @@ impl Upstreams {
             upstreams: self,
             provider,
             redirect_uri,
+            signer,
         })
     }
 
@@ -225,6 +231,7 @@ impl Upstreams {
         code: &str,
         redirect_uri: &str,
         verifier: &str,
+        assertion: Option<&str>,
     ) -> Result<UpstreamTokens, UpstreamError> {
         let http = self
             .http
@@ -239,7 +246,13 @@ impl Upstreams {
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
-        let res = send_for_json(authenticated(http.post(&m.token_endpoint), p, &form)).await?;
+        let res = send_for_json(authenticated(
+            http.post(&m.token_endpoint),
+            p,
+            &form,
+            assertion,
+        ))
+        .await?;
         let status = res.status();
         if status.is_redirection() {
             return Err(UpstreamError::Redirected("token endpoint"));
@@ -286,6 +299,8 @@ pub struct Upstream<'a> {
     upstreams: &'a Upstreams,
     provider: Arc<UpstreamProvider>,
     redirect_uri: String,
+    /// Signs client assertions for `private_key_jwt`.
+    signer: &'a authx_core::oauth::issuer::Issuer,
 }
 
 impl Upstream<'_> {
@@ -334,8 +349,23 @@ impl UpstreamClient for Upstream<'_> {
         code: &str,
         verifier: &str,
     ) -> Result<UpstreamTokens, UpstreamError> {
+        let assertion = match self.provider.token_auth {
+            TokenEndpointAuth::PrivateKeyJwt => Some(
+                self.signer
+                    .client_assertion(&self.provider.client_id, &metadata.token_endpoint)
+                    .map_err(|_| UpstreamError::Unreachable("no signing key"))?,
+            ),
+            _ => None,
+        };
         self.upstreams
-            .exchange_code(&self.provider, metadata, code, &self.redirect_uri, verifier)
+            .exchange_code(
+                &self.provider,
+                metadata,
+                code,
+                &self.redirect_uri,
+                verifier,
+                assertion.as_deref(),
+            )
             .await
     }
 }
@@ -345,8 +375,19 @@ fn authenticated(
     req: reqwest::RequestBuilder,
     p: &UpstreamProvider,
     form: &[(&str, &str)],
+    assertion: Option<&str>,
 ) -> reqwest::RequestBuilder {
     match p.token_auth {
+        TokenEndpointAuth::PrivateKeyJwt => {
+            let mut form = form.to_vec();
+            form.push(("client_id", &p.client_id));
+            form.push((
+                "client_assertion_type",
+                authx_core::oauth::assertion::JWT_BEARER_ASSERTION_TYPE,
+            ));
+            form.push(("client_assertion", assertion.unwrap_or_default()));
+            req.form(&form)
+        }
         // RFC 6749 §2.3.1: both parts form-encoded before Basic encoding.
         TokenEndpointAuth::ClientSecretBasic => req
             .basic_auth(

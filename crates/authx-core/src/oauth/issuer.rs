@@ -166,6 +166,29 @@ impl Issuer {
         jwt::sign(&signer, "logout+jwt", &claims).map_err(|e| OAuthError::Internal(e.to_string()))
     }
 
+    /// A client assertion (RFC 7523 §2.2) by which this server authenticates as `client_id`
+    /// at another server's token endpoint `audience`, signed with its access-token key (which
+    /// its JWKS publishes), valid for one minute, with a fresh `jti`.
+    ///
+    /// # Errors
+    /// When no signing key is active.
+    pub fn client_assertion(&self, client_id: &str, audience: &str) -> Result<String, OAuthError> {
+        let now = self.clock.now();
+        let signer = self
+            .ring()
+            .signer(self.config.access_token_alg)
+            .ok_or_else(|| OAuthError::Internal("no active signing key".into()))?;
+        let claims = json!({
+            "iss": client_id,
+            "sub": client_id,
+            "aud": audience,
+            "iat": now.secs(),
+            "exp": now.plus(60).secs(),
+            "jti": crate::secret::random_id(),
+        });
+        jwt::sign(&signer, "JWT", &claims).map_err(|e| OAuthError::Internal(e.to_string()))
+    }
+
     pub(crate) fn ring(&self) -> Arc<KeyRing> {
         Arc::clone(
             &self

@@ -32,7 +32,8 @@ pub struct ProviderFile {
     pub scopes: Option<Vec<String>>,
     /// Whether a first sign-in with no matching account creates one (default false).
     pub allow_sign_up: Option<bool>,
-    /// `client_secret_basic` (default) or `client_secret_post`.
+    /// `client_secret_basic` (default), `client_secret_post`, or `private_key_jwt` (signed
+    /// with this server's key, published at `{issuer}/oauth2/jwks`; no secret then).
     pub token_endpoint_auth_method: Option<String>,
     /// Which upstream claims fill local fields.
     pub claims: Option<ClaimsFile>,
@@ -62,6 +63,9 @@ pub enum TokenEndpointAuth {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A JWT signed with this server's own signing key (RFC 7523 §2.2): the upstream registers
+    /// this server's JWKS URL (`{issuer}/oauth2/jwks`) and needs no secret.
+    PrivateKeyJwt,
 }
 
 /// A validated upstream provider.
@@ -134,7 +138,8 @@ pub(super) fn federation_providers(
             )));
         }
         let client_secret = p.client_secret.unwrap_or_default();
-        if client_secret.expose().is_empty() {
+        let signs = p.token_endpoint_auth_method.as_deref() == Some("private_key_jwt");
+        if client_secret.expose().is_empty() && !signs {
             return Err(bad(format!("{} is required", key("client_secret"))));
         }
         let mut scopes = vec!["openid".to_owned()];
@@ -155,9 +160,10 @@ pub(super) fn federation_providers(
         let token_auth = match p.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_basic") => TokenEndpointAuth::ClientSecretBasic,
             Some("client_secret_post") => TokenEndpointAuth::ClientSecretPost,
+            Some("private_key_jwt") => TokenEndpointAuth::PrivateKeyJwt,
             Some(other) => {
                 return Err(bad(format!(
-                    "{} = {other:?}: use client_secret_basic or client_secret_post",
+                    "{} = {other:?}: use client_secret_basic, client_secret_post or private_key_jwt",
                     key("token_endpoint_auth_method")
                 )));
             }

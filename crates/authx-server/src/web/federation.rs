@@ -81,7 +81,11 @@ impl FromRequestParts<AppState> for Arrival {
 }
 
 async fn start_get(State(state): State<AppState>, req: Arrival) -> Response {
-    let Some(upstream) = state.upstreams.client(&req.name, &state.config.issuer) else {
+    let Some(upstream) =
+        state
+            .upstreams
+            .client(&req.name, &state.config.issuer, state.oauth.issuer())
+    else {
         return unknown_provider();
     };
     let return_to = safe_return_to(req.query.as_deref().and_then(start_return_to).as_deref());
@@ -111,7 +115,11 @@ fn start_return_to(raw: &str) -> Option<String> {
 }
 
 async fn callback_get(State(state): State<AppState>, req: Arrival) -> Response {
-    let Some(upstream) = state.upstreams.client(&req.name, &state.config.issuer) else {
+    let Some(upstream) =
+        state
+            .upstreams
+            .client(&req.name, &state.config.issuer, state.oauth.issuer())
+    else {
         return unknown_provider();
     };
     let done = relying_party(&state)

@@ -1222,3 +1222,80 @@ async fn an_untrusted_provider_saying_mfa_still_meets_the_local_second_factor() 
         "the local factor was skipped"
     );
 }
+
+/// authx authenticates at the upstream's token endpoint with `private_key_jwt`: no secret
+/// anywhere, the upstream verifies an assertion signed with the local server's key, fetched
+/// from the local server's own JWKS. Without a registered key set the same exchange fails.
+#[tokio::test]
+async fn the_code_exchange_at_the_upstream_can_use_private_key_jwt() {
+    let upstream = TestServer::start_with(|f: &mut FileConfig| {
+        f.oauth = Some(authx_server::config::OAuthFile {
+            client_jwks_insecure_http_loopback: Some(true),
+            ..Default::default()
+        });
+    })
+    .await
+    .unwrap();
+    let ada = upstream
+        .create_user("ada@corp.example", PASSWORD)
+        .await
+        .unwrap();
+    let upstream_url = upstream.url.clone();
+    let local = TestServer::start_with(move |f: &mut FileConfig| {
+        let mut p = provider_file(&upstream_url, "", false);
+        p.client_secret = None;
+        p.token_endpoint_auth_method = Some("private_key_jwt".into());
+        f.federation = Some(FederationFile {
+            providers: Some(vec![p]),
+        });
+    })
+    .await
+    .unwrap();
+    // The upstream knows the local server by its JWKS URL, as an operator would register it.
+    register_rp(&upstream, &local, "unused").await;
+    let clients = &upstream.running().unwrap().state.oauth.stores().clients;
+    let mut rp = clients.client(CLIENT_ID).await.unwrap().unwrap();
+    clients.delete_client(CLIENT_ID).await.unwrap();
+    rp.secret_hash = None;
+    rp.token_endpoint_auth_method =
+        authx_core::oauth::client::TokenEndpointAuthMethod::PrivateKeyJwt;
+    rp.jwks_uri = Some(format!("{}/oauth2/jwks", local.url));
+    clients.put_client(&rp).await.unwrap();
+    linked_account(&local, &upstream.url, &ada.id.0, "ada@corp.example").await;
+
+    let upstream_cookie = upstream
+        .sign_in("ada@corp.example", PASSWORD)
+        .await
+        .unwrap();
+    let (authorize, binding) = start(&local, "/account").await;
+    let back = authorize_upstream(&upstream, &authorize, &upstream_cookie).await;
+    let res = callback(&local, &back, &[&binding]).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let cookie = session_cookie(&res).expect("no local session");
+    assert_eq!(
+        me(&local, &cookie).await["user"]["email"],
+        "ada@corp.example"
+    );
+
+    // Registered with another key set, the upstream refuses the local server's assertions.
+    clients.delete_client(CLIENT_ID).await.unwrap();
+    let stranger = {
+        let enc = KeyEncryptor::new(&[3u8; 32]).unwrap();
+        let k = generate(SigningAlg::Es256, &enc, Timestamp(0)).unwrap();
+        let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
+        Signer::from_pkcs8(SigningAlg::Es256, &k.kid, &pkcs8).unwrap()
+    };
+    rp.jwks_uri = None;
+    rp.jwks = Some(json!({"keys": [stranger.public_jwk()]}).to_string());
+    clients.put_client(&rp).await.unwrap();
+    let (authorize, binding) = start(&local, "/account").await;
+    let back = authorize_upstream(&upstream, &authorize, &upstream_cookie).await;
+    let res = callback(&local, &back, &[&binding]).await;
+    assert!(session_cookie(&res).is_none());
+    assert_ne!(res.status(), 303);
+}
