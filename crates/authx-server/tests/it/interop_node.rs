@@ -68,3 +68,71 @@ async fn oauth4webapi_runs_the_code_flow_through_a_pushed_request() {
     assert_eq!(learned["reuse_status"], 400);
     assert_eq!(learned["reuse_location"], Value::Null);
 }
+
+/// Registers a `private_key_jwt` client `fapi` at `op` with a fresh P-256 key; returns the
+/// key as base64 PKCS#8 and its `kid`.
+async fn private_key_jwt_client(op: &crate::oidc::Op, dpop_bound: bool) -> (String, String) {
+    use authx_core::oauth::client::{GrantType, TokenEndpointAuthMethod};
+    use authx_core::oauth::keys::{KeyEncryptor, Signer, SigningAlg, generate};
+    use base64::Engine as _;
+
+    let enc = KeyEncryptor::new(&[5u8; 32]).unwrap();
+    let k = generate(SigningAlg::Es256, &enc, authx_core::Timestamp(0)).unwrap();
+    let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
+    let signer = Signer::from_pkcs8(SigningAlg::Es256, &k.kid, &pkcs8).unwrap();
+    let mut client = crate::oidc::client(
+        "fapi",
+        &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+        true,
+    );
+    client.scopes.push("offline_access".into());
+    client.token_endpoint_auth_method = TokenEndpointAuthMethod::PrivateKeyJwt;
+    client.jwks = Some(serde_json::json!({"keys": [signer.public_jwk()]}).to_string());
+    client.require_pushed_authorization_requests = true;
+    client.dpop_bound_access_tokens = dpop_bound;
+    let state = &op.server.running().unwrap().state;
+    state.oauth.register_client(client, true).await.unwrap();
+    (
+        base64::engine::general_purpose::STANDARD.encode(&pkcs8),
+        k.kid,
+    )
+}
+
+#[tokio::test]
+async fn oauth4webapi_runs_par_and_private_key_jwt_with_a_refresh() {
+    let Some(dir) = interop_dir() else {
+        return;
+    };
+    let op = op_with(|_| {}).await;
+    let (key, kid) = private_key_jwt_client(&op, false).await;
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("fapi.mjs"))
+        .env("ISSUER", &op.server.url)
+        .env("CLIENT_ID", "fapi")
+        .env("CLIENT_KEY_PKCS8", &key)
+        .env("CLIENT_KID", &kid)
+        .env("REDIRECT_URI", REDIRECT)
+        .env("SESSION_COOKIE", &op.cookie)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("node runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the client failed: {stderr}");
+    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(learned["email"], "kate@example.com");
+    assert_eq!(learned["token_type"], "bearer");
+    // authx saw the assertions: one per request, each used once.
+    let state = &op.server.running().unwrap().state;
+    state.oauth.audit().flush().await;
+    let failures = state
+        .audit_store
+        .list_audit(&authx_core::audit::AuditQuery {
+            kind: Some("client_auth_failed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+}
