@@ -736,3 +736,59 @@ fn client_add_grants_the_apis_named_with_resource() {
     let listed = authx(dir.path(), &["client", "list", "--json"], None);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("typo"));
 }
+
+#[test]
+fn client_add_registers_a_private_key_jwt_client_with_public_keys_only() {
+    use authx_core::oauth::keys::{KeyEncryptor, Signer, SigningAlg, generate};
+    let dir = tempfile::tempdir().unwrap();
+    let enc = KeyEncryptor::new(&[1u8; 32]).unwrap();
+    let k = generate(SigningAlg::Es256, &enc, authx_core::Timestamp(0)).unwrap();
+    let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
+    let public = Signer::from_pkcs8(SigningAlg::Es256, &k.kid, &pkcs8)
+        .unwrap()
+        .public_jwk();
+    let jwks = json!({"keys": [public]}).to_string();
+    let add = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "client",
+            "add",
+            "--id",
+            id,
+            "--name",
+            "Signer",
+            "--grant",
+            "client_credentials",
+            "--auth-method",
+            "private_key_jwt",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        authx(dir.path(), &args, None)
+    };
+    let out = add("signer", &["--jwks", &jwks]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(v["jwks"]["keys"][0]["kid"], k.kid.as_str());
+    assert!(v.get("client_secret").is_none_or(Value::is_null), "{v}");
+
+    // A private key is refused, and so is JSON that is not JSON.
+    let mut private = json!({"keys": [v["jwks"]["keys"][0].clone()]});
+    private["keys"][0]["d"] = json!("c2VjcmV0");
+    let out = add("leaky", &["--jwks", &private.to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("private"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = add("broken", &["--jwks", "{not json"]);
+    assert!(!out.status.success());
+    let listed = authx(dir.path(), &["client", "list", "--json"], None);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("signer") && !text.contains("leaky") && !text.contains("broken"));
+}
