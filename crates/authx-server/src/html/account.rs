@@ -1,5 +1,6 @@
 //! The sign-in, sign-up, sign-out and account pages.
 
+use super::display::{Device, When};
 use askama::Template;
 
 /// An upstream provider's button on the sign-in page.
@@ -76,10 +77,10 @@ pub(crate) struct Refused;
 /// A row of the account page's sessions.
 pub(crate) struct SessionRow {
     pub(crate) id: String,
-    pub(crate) device: String,
+    pub(crate) device: Device,
     pub(crate) ip: String,
-    pub(crate) created: String,
-    pub(crate) seen: String,
+    pub(crate) created: When,
+    pub(crate) seen: When,
     /// How it signed in ("password, authenticator app").
     pub(crate) methods: String,
     /// The session of this very browser.
@@ -91,7 +92,7 @@ pub(crate) struct GrantRow {
     pub(crate) id: String,
     pub(crate) name: String,
     pub(crate) scope: String,
-    pub(crate) since: String,
+    pub(crate) since: When,
 }
 
 /// A row of the account page's remembered consents.
@@ -106,7 +107,7 @@ pub(crate) struct LinkRow {
     pub(crate) id: String,
     pub(crate) provider: String,
     pub(crate) who: String,
-    pub(crate) since: String,
+    pub(crate) since: When,
 }
 
 /// `/account`.
@@ -193,6 +194,7 @@ pub(crate) struct FactorRow {
     /// What it is, in words ("Passkey", "Authenticator app").
     pub(crate) kind: &'static str,
     pub(crate) name: String,
-    pub(crate) added: String,
-    pub(crate) used: String,
+    pub(crate) added: When,
+    /// `None`: never used.
+    pub(crate) used: Option<When>,
 }

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 pub(crate) mod account;
 pub(crate) mod device;
+pub(crate) mod display;
 pub(crate) mod federation;
 pub(crate) mod links;
 pub(crate) mod oauth;

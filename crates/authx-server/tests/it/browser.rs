@@ -288,6 +288,34 @@ async fn other_sessions_can_be_signed_out_from_the_account_page() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
+    // The sessions read the way people think: this browser first, named by browser, version
+    // and system (the raw user agent on hover), times relative with the exact UTC on hover.
+    assert!(
+        rows[0]
+            .attr("class")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .contains("current")
+    );
+    let device = rows[0].find(Locator::Css("td.device")).await.unwrap();
+    let label = device.text().await.unwrap();
+    assert!(
+        label.contains("Chrome") && label.contains("on Linux") && label.contains("(this browser)"),
+        "{label}"
+    );
+    let raw = device.attr("title").await.unwrap().unwrap_or_default();
+    assert!(raw.contains("Chrome/"), "{raw}");
+    let other_device = rows[1].find(Locator::Css("td.device")).await.unwrap();
+    assert_eq!(other_device.text().await.unwrap(), "Other device");
+    assert_eq!(
+        other_device.attr("title").await.unwrap().as_deref(),
+        Some("authx-testkit")
+    );
+    let signed_in = rows[0].find(Locator::Css("time")).await.unwrap();
+    assert_eq!(signed_in.text().await.unwrap(), "just now");
+    let exact = signed_in.attr("title").await.unwrap().unwrap_or_default();
+    assert!(exact.ends_with(" UTC") && exact.len() == 20, "{exact}");
 
     client
         .find(Locator::Css("form#revoke-others [type=submit]"))

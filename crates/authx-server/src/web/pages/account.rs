@@ -13,11 +13,11 @@ use authx_core::user::UserId;
 use super::CsrfOnly;
 use crate::cookies::append_cookie;
 use crate::html::account::{Account, ConsentRow, FactorRow, GrantRow, LinkRow, SessionRow};
+use crate::html::display::{Device, When};
 use crate::html::render;
 use crate::state::AppState;
 use crate::web::error::auth::page as error_page;
 use crate::web::extract::{CsrfForm, CurrentSession, FormToken, to_login};
-use crate::web::rfc3339;
 use crate::web::signin::{error_status, set_retry_after, signed_in_redirect};
 
 #[derive(Deserialize, Default)]
@@ -102,10 +102,13 @@ pub(super) async fn account_page(
 }
 
 async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, AuthError> {
-    let sessions = state.auth.sessions(&auth.user.id).await?;
+    let now = state.oauth.now();
+    let mut sessions = state.auth.sessions(&auth.user.id).await?;
+    // This browser's first, then the most recently seen.
+    sessions.sort_by_key(|s| (s.id != auth.session.id, std::cmp::Reverse(s.last_seen_at)));
     let sessions = sessions
         .iter()
-        .map(|s| session_row(s, &auth.session.id))
+        .map(|s| session_row(s, &auth.session.id, now))
         .collect();
     let (grants, consents) = applications(state, &auth.user.id).await.map_err(|e| {
         tracing::warn!(error = %e, "account page: grants unavailable");
@@ -128,8 +131,8 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
                 authx_core::mfa::FactorKind::Passkey => "Passkey",
             },
             name: f.name,
-            added: rfc3339(f.created_at),
-            used: f.last_used_at.map_or_else(|| "never".to_owned(), rfc3339),
+            added: When::at(f.created_at, now),
+            used: f.last_used_at.map(|t| When::at(t, now)),
         })
         .collect();
     Ok(Sections {
@@ -142,16 +145,13 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
     })
 }
 
-fn session_row(s: &Session, current: &SessionId) -> SessionRow {
+fn session_row(s: &Session, current: &SessionId, now: authx_core::Timestamp) -> SessionRow {
     SessionRow {
         id: s.id.0.clone(),
-        device: s
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| "unknown device".to_owned()),
+        device: Device::of(s.user_agent.as_deref()),
         ip: s.ip.clone().unwrap_or_else(|| "-".to_owned()),
-        created: rfc3339(s.created_at),
-        seen: rfc3339(s.last_seen_at),
+        created: When::at(s.created_at, now),
+        seen: When::at(s.last_seen_at, now),
         methods: methods_in_words(&s.auth_method),
         current: &s.id == current,
     }
@@ -312,6 +312,7 @@ pub(super) async fn email_post(
 /// The account page's rows of upstream identity providers linked to the account.
 async fn linked_providers(state: &AppState, user: &UserId) -> Result<Vec<LinkRow>, AuthError> {
     let links = state.federation.user_links(user).await?;
+    let now = state.oauth.now();
     Ok(links
         .into_iter()
         .map(|l| LinkRow {
@@ -320,7 +321,7 @@ async fn linked_providers(state: &AppState, user: &UserId) -> Result<Vec<LinkRow
                 .provider(&l.provider)
                 .map_or_else(|| l.provider.clone(), |p| p.display_name.clone()),
             who: l.email.unwrap_or(l.subject),
-            since: rfc3339(l.created_at),
+            since: When::at(l.created_at, now),
             id: l.id,
         })
         .collect())
@@ -377,6 +378,7 @@ async fn applications(
 ) -> Result<(Vec<GrantRow>, Vec<ConsentRow>), authx_core::oauth::OAuthError> {
     let grants = state.oauth.user_grants(user).await?;
     let consents = state.oauth.stores().grants.list_consents(user).await?;
+    let now = state.oauth.now();
     let grants = grants
         .iter()
         .map(|(f, c)| GrantRow {
@@ -386,7 +388,7 @@ async fn applications(
                 .map_or(f.client_id.as_str(), |c| c.name.as_str())
                 .to_owned(),
             scope: f.scope.clone(),
-            since: rfc3339(f.created_at),
+            since: When::at(f.created_at, now),
         })
         .collect();
     let consents = consents
