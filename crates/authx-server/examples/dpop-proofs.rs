@@ -74,9 +74,7 @@ fn main() -> anyhow::Result<()> {
         .token
         .as_deref()
         .map(|t| b64url(&sha2::Sha256::digest(t.as_bytes())));
-    let iat = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let iat = authx_core::Clock::now(&authx_core::SystemClock).secs();
     let run = authx_core::secret::random_id();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for i in 0..args.count {
