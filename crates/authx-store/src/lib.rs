@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod breaker;
 mod connect;
 mod error;
 mod events;

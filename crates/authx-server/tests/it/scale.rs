@@ -30,6 +30,9 @@ const TRIALS: usize = 1_000;
 struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    /// While set, bytes are held, not forwarded: the connections stay open and nothing
+    /// answers, as with a frozen server or a stalled network path.
+    frozen: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
 }
@@ -39,13 +42,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
         let accept = {
             let cut = Arc::clone(&cut);
+            let frozen = Arc::clone(&frozen);
             let conns = Arc::clone(&conns);
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
+                    let Ok((client, _)) = listener.accept().await else {
                         continue;
                     };
                     if cut.load(Ordering::SeqCst) {
@@ -53,9 +58,15 @@ impl Proxy {
                         continue;
                     }
                     let upstream = upstream.clone();
+                    let frozen = Arc::clone(&frozen);
                     let task = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        if let Ok(server) = TcpStream::connect(&upstream).await {
+                            let (client_in, client_out) = client.into_split();
+                            let (server_in, server_out) = server.into_split();
+                            tokio::join!(
+                                forward(client_in, server_out, Arc::clone(&frozen)),
+                                forward(server_in, client_out, frozen),
+                            );
                         }
                     });
                     let mut list = conns.lock().unwrap();
@@ -68,9 +79,18 @@ impl Proxy {
         Self {
             addr,
             cut,
+            frozen,
             conns,
             accept,
         }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 
     fn cut(&self) {
@@ -82,6 +102,28 @@ impl Proxy {
 
     fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while `frozen` is set.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -739,5 +781,80 @@ async fn serve_refuses_to_start_on_a_bad_shared_setup() {
     pool.close().await;
     let err = serve(&services.database_url, Some(&services.redis_url));
     assert!(err.contains("newer than this build"), "{err}");
+    services.cleanup().await;
+}
+
+/// A Redis that stops answering without closing its connections: after the first requests
+/// wait out the response timeout, the circuit breaker answers `503` at once instead of making
+/// every request wait, a session revoked meanwhile is never accepted, and A serves again by
+/// itself once Redis answers.
+#[tokio::test]
+async fn a_frozen_redis_fails_fast_and_recovers_by_itself() {
+    let Some(services) =
+        SharedServices::acquire("scale::a_frozen_redis_fails_fast_and_recovers_by_itself").await
+    else {
+        return;
+    };
+    let proxy = Proxy::start(addr_of(&services.redis_url, 6379).unwrap()).await;
+    let a = TestServer::start_on(
+        &services.database_url,
+        services.configure_redis(&with_addr(&services.redis_url, proxy.addr)),
+    )
+    .await
+    .unwrap();
+    let b = TestServer::start_on(&services.database_url, services.configure())
+        .await
+        .unwrap();
+    a.create_user("frozen@example.com", PASSWORD).await.unwrap();
+    let kept = sign_in(&b, "frozen@example.com", PASSWORD).await;
+    let doomed = sign_in(&b, "frozen@example.com", PASSWORD).await;
+    assert_eq!(me_status(&a, &kept.cookie).await, 200);
+    assert_eq!(me_status(&a, &doomed.cookie).await, 200);
+
+    proxy.freeze();
+    // The first requests find out the slow way: each waits for Redis's response timeout.
+    let first = futures_util::future::join_all((0..4).map(|_| me(&a, &kept.cookie))).await;
+    for res in first {
+        assert_unavailable(res).await;
+    }
+    // From then on the breaker answers at once: twenty requests take less time than one
+    // response timeout (5 s) would.
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_unavailable(me(&a, &kept.cookie).await).await;
+    }
+    let twenty = started.elapsed();
+    assert!(
+        twenty < Duration::from_secs(4),
+        "twenty answers took {twenty:?}"
+    );
+    eprintln!("scale: 20 answers with Redis frozen took {twenty:?}");
+
+    // Revoked elsewhere meanwhile (B reaches Redis directly): never accepted at A.
+    let res = b
+        .send_json(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{}", doomed.id),
+            &doomed.cookie,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    for _ in 0..5 {
+        assert_unavailable(me(&a, &doomed.cookie).await).await;
+    }
+
+    proxy.thaw();
+    eventually(
+        Duration::from_secs(15),
+        "A serves again after Redis answers",
+        || async { me_status(&a, &kept.cookie).await == 200 },
+    )
+    .await;
+    assert_eq!(me_status(&a, &doomed.cookie).await, 401);
+    drop(proxy);
+    a.stop().await;
+    b.stop().await;
     services.cleanup().await;
 }

@@ -35,6 +35,7 @@ use authx_core::user::UserId;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::breaker::{Breaker, BreakingSessions, Probe};
 use crate::error::ConnectError;
 use crate::events::CONNECT_TIMEOUT;
 
@@ -74,7 +75,8 @@ async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), Connec
 /// returns a session store keeping its keys under `key_prefix` (for example `authx:`).
 ///
 /// The connection reconnects by itself after a failure; calls made while Redis is down fail
-/// with [`StoreError::Unavailable`].
+/// with [`StoreError::Unavailable`]: after two in a row, at once, until a background `PING`
+/// is answered again (a circuit breaker, `crate::breaker`).
 ///
 /// # Errors
 /// [`ConnectError::InvalidUrl`] for a URL the client cannot parse and
@@ -93,7 +95,20 @@ pub async fn redis_sessions(
         .await
         .map(drop)
         .map_err(|e| ConnectError::unreachable("Redis", e))?;
-    Ok(Arc::new(RedisSessionStore::new(conn, key_prefix)))
+    let probe_conn = conn.clone();
+    let probe: Probe = Arc::new(move || {
+        let mut conn = probe_conn.clone();
+        Box::pin(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        })
+    });
+    Ok(Arc::new(BreakingSessions::new(
+        RedisSessionStore::new(conn, key_prefix),
+        Breaker::new("Redis", probe),
+    )))
 }
 
 /// Sessions in Redis; see the module documentation for the layout.
