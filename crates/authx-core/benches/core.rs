@@ -47,6 +47,7 @@ fn claims() -> AccessTokenClaims {
         fid: None,
         auth_time: None,
         acr: None,
+        cnf: None,
     }
 }
 

@@ -259,6 +259,16 @@ pub struct OAuthFile {
     /// Also fetch `private_key_jwt` clients' `jwks_uri` over plain http on loopback (tests and
     /// local development only; default false).
     pub client_jwks_insecure_http_loopback: Option<bool>,
+    /// Bind access tokens (and public clients' refresh tokens) to the key of a DPoP proof
+    /// (RFC 9449; default false). Turn it on only once every instance and every guard runs a
+    /// version that checks `cnf`: an older verifier ignores the claim and would accept a
+    /// bound token as a bearer token.
+    pub dpop: Option<bool>,
+    /// DPoP proofs must carry a server nonce (RFC 9449 §8, §9; default false).
+    pub dpop_require_nonce: Option<bool>,
+    /// Clock skew allowed for a DPoP proof's `iat`, in seconds (default 5, at most 60); a
+    /// proof is accepted up to 60 s after it was made.
+    pub dpop_leeway_secs: Option<i64>,
 }
 
 /// `[session]`
@@ -367,6 +377,12 @@ pub struct OAuthSettings {
     pub require_pushed_authorization_requests: bool,
     /// Whether client `jwks_uri`s may be plain http on loopback.
     pub client_jwks_insecure_http_loopback: bool,
+    /// Whether DPoP-bound tokens are issued (RFC 9449).
+    pub dpop: bool,
+    /// Whether DPoP proofs must carry a server nonce.
+    pub dpop_require_nonce: bool,
+    /// Clock skew allowed for a DPoP proof's `iat`.
+    pub dpop_leeway_secs: i64,
 }
 
 /// How logs are written.
@@ -750,6 +766,15 @@ impl Config {
                 "oauth.session_token_ttl_secs must be between {MIN_SESSION_TOKEN_TTL_SECS} and {MAX_SESSION_TOKEN_TTL_SECS}"
             )));
         }
+        let dpop_leeway_secs = oa.dpop_leeway_secs.unwrap_or(5);
+        if !(0..=60).contains(&dpop_leeway_secs) {
+            return Err(bad("oauth.dpop_leeway_secs must be between 0 and 60"));
+        }
+        let dpop = oa.dpop.unwrap_or(false);
+        let dpop_require_nonce = oa.dpop_require_nonce.unwrap_or(false);
+        if dpop_require_nonce && !dpop {
+            return Err(bad("oauth.dpop_require_nonce needs oauth.dpop = true"));
+        }
         let oauth = OAuthSettings {
             key_encryption_key,
             access_token_alg,
@@ -764,6 +789,9 @@ impl Config {
             client_jwks_insecure_http_loopback: oa
                 .client_jwks_insecure_http_loopback
                 .unwrap_or(false),
+            dpop,
+            dpop_require_nonce,
+            dpop_leeway_secs,
         };
 
         let rate_limits = RateLimits::from_file(f.rate_limit.unwrap_or_default())?;

@@ -31,6 +31,9 @@ pub async fn build(
     oc.refresh_grace_secs = config.oauth.refresh_grace_secs;
     oc.code_ttl_secs = config.oauth.code_ttl_secs;
     oc.require_pushed_authorization_requests = config.oauth.require_pushed_authorization_requests;
+    oc.dpop = config.oauth.dpop;
+    oc.dpop_require_nonce = config.oauth.dpop_require_nonce;
+    oc.dpop_proof.leeway_secs = config.oauth.dpop_leeway_secs;
     oc.rotation = RotationPolicy {
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,

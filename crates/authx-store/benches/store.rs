@@ -109,6 +109,7 @@ async fn grant(grants: &Arc<dyn GrantStore>, user: &UserId) -> (String, TokenHas
         created_at: Timestamp(1_000),
         expires_at: Timestamp(FAR),
         revoked_at: None,
+        dpop_jkt: None,
     };
     let first = token(&id);
     grants

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod browser;
+pub mod dpop;
 pub mod services;
 pub mod smtp;
 

@@ -13,6 +13,7 @@
 use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::clients::Clients;
+use super::dpop::Jkt;
 use super::grant::{AuthCode, Consent};
 use super::pkce;
 use super::scope::Scopes;
@@ -50,6 +51,8 @@ pub struct AuthorizeRequest {
     /// The authentication context class asked for: the first of `acr_values` that authx
     /// knows (OIDC Core §3.1.2.1 lists them in order of preference); unknown ones are ignored.
     pub acr: Option<&'static str>,
+    /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10), when DPoP is on.
+    pub dpop_jkt: Option<Jkt>,
 }
 
 /// `prompt` values that matter.
@@ -110,6 +113,8 @@ pub struct AuthorizeParams {
     pub resource: Option<String>,
     /// `acr_values`.
     pub acr_values: Option<String>,
+    /// `dpop_jkt` (RFC 9449 §10): the thumbprint of the DPoP key the code is to be bound to.
+    pub dpop_jkt: Option<String>,
     /// `response_mode`.
     pub response_mode: Option<String>,
     /// `request` was sent (request objects are not supported).
@@ -127,7 +132,7 @@ pub struct AuthorizeParams {
 
 /// The parameters a pushed request keeps, by name (the client's authentication and the
 /// provider's own `login_after` are not among them).
-const KEPT: [&str; 12] = [
+const KEPT: [&str; 13] = [
     "client_id",
     "redirect_uri",
     "response_type",
@@ -140,6 +145,7 @@ const KEPT: [&str; 12] = [
     "max_age",
     "resource",
     "acr_values",
+    "dpop_jkt",
 ];
 
 impl AuthorizeParams {
@@ -175,6 +181,7 @@ impl AuthorizeParams {
                 "max_age" => &mut p.max_age,
                 "resource" => &mut p.resource,
                 "acr_values" => &mut p.acr_values,
+                "dpop_jkt" => &mut p.dpop_jkt,
                 "response_mode" => &mut p.response_mode,
                 "request_uri" => &mut p.request_uri,
                 "login_after" => &mut p.login_after,
@@ -208,6 +215,7 @@ impl AuthorizeParams {
             &self.max_age,
             &self.resource,
             &self.acr_values,
+            &self.dpop_jkt,
         ];
         let mut ser = form_urlencoded::Serializer::new(String::new());
         for (name, value) in KEPT.iter().zip(values) {
@@ -616,6 +624,16 @@ impl OAuthService {
                 fail("invalid_request", "max_age must be a non-negative integer")
             })?),
         };
+        // RFC 9449 §10; ignored, as any unknown parameter, when DPoP is off.
+        let dpop_jkt = match p.dpop_jkt.as_deref().filter(|_| self.config().dpop) {
+            None => None,
+            Some(s) => Some(Jkt::parse(s).ok_or_else(|| {
+                fail(
+                    "invalid_request",
+                    "dpop_jkt must be a SHA-256 JWK thumbprint",
+                )
+            })?),
+        };
         let requested = p.scope.as_deref().unwrap_or("");
         let scopes =
             Scopes::parse(requested).ok_or_else(|| fail("invalid_scope", "malformed scope"))?;
@@ -654,6 +672,7 @@ impl OAuthService {
                 v.split(' ')
                     .find_map(|a| ACR_VALUES.iter().copied().find(|known| *known == a))
             }),
+            dpop_jkt,
         })
     }
 
@@ -755,6 +774,7 @@ impl OAuthService {
                 auth_time: auth.auth_time,
                 auth_methods: auth.auth_methods.to_owned(),
                 family_id: None,
+                dpop_jkt: req.dpop_jkt.as_ref().map(|j| j.as_str().to_owned()),
                 expires_at: now.plus(self.config().code_ttl_secs),
             })
             .await?;

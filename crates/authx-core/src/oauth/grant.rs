@@ -33,6 +33,9 @@ pub struct AuthCode {
     pub auth_methods: String,
     /// The family created when the code was redeemed (set by redemption).
     pub family_id: Option<String>,
+    /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10): its redemption needs a
+    /// proof by that key.
+    pub dpop_jkt: Option<String>,
     /// The code dies at this time (≤ 60 s after issue).
     pub expires_at: Timestamp,
 }
@@ -77,6 +80,9 @@ pub struct RefreshFamily {
     pub expires_at: Timestamp,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// The DPoP key the family's refresh tokens are bound to (a public client's grant made
+    /// with a proof, RFC 9449 §5): a refresh needs a proof by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl RefreshFamily {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::OAuthError;
 use super::client::Client;
 use super::context::Context;
+use super::dpop::Jkt;
 use super::jwt::{self, AccessTokenClaims};
 use super::scope::Scopes;
 use super::types::RefreshTokenValue;
@@ -13,6 +14,40 @@ use crate::clock::Timestamp;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
 use crate::user::{UserId, UserStatus};
+
+/// How an access token was presented to a resource endpoint (RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// `Authorization: Bearer` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP`, with a verified proof by the key of this thumbprint.
+    Dpop(&'a Jkt),
+}
+
+impl Presented<'_> {
+    /// Whether a token bound to `bound` (or to nothing) may be used when presented so: a bound
+    /// token only with a proof by its key, an unbound one only as a bearer token.
+    #[must_use]
+    pub fn fits(self, bound: Option<&str>) -> bool {
+        match (self, bound) {
+            (Self::Bearer, None) => true,
+            (Self::Dpop(jkt), Some(b)) => jkt.matches(b),
+            (Self::Bearer, Some(_)) | (Self::Dpop(_), None) => false,
+        }
+    }
+}
+
+/// What the userinfo endpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Userinfo {
+    /// The user's claims.
+    Claims(Value),
+    /// The token is not valid here (RFC 6750 `invalid_token`).
+    InvalidToken,
+    /// The token is bound to a DPoP key and came without a proof by it: `invalid_token`, with
+    /// a `DPoP` challenge (RFC 9449 §7.1).
+    NeedsProof,
+}
 
 /// Whether an access token is active, introspection and userinfo. Borrows the provider's
 /// shared [`Context`]; [`crate::oauth::service::OAuthService::introspection`] hands one out.
@@ -126,7 +161,7 @@ impl<'a> Introspection<'a> {
                     && f.client_id == caller.id
                     && self.ctx.active_user(&f.user_id).await.is_ok()
                 {
-                    return Ok(json!({
+                    let mut v = json!({
                         "active": true,
                         "token_type": "refresh_token",
                         "client_id": f.client_id,
@@ -135,7 +170,11 @@ impl<'a> Introspection<'a> {
                         "iat": r.issued_at.secs(),
                         "exp": r.idle_expires_at.min(f.expires_at).secs(),
                         "iss": self.ctx.config().issuer,
-                    }));
+                    });
+                    if let Some(jkt) = f.dpop_jkt {
+                        v["cnf"] = json!({"jkt": jkt});
+                    }
+                    return Ok(v);
                 }
             }
             return Ok(inactive);
@@ -149,7 +188,8 @@ impl<'a> Introspection<'a> {
         }
         let mut v = json!({
             "active": true,
-            "token_type": "Bearer",
+            // RFC 9449 §6.2: a bound token is a DPoP token, and says to which key.
+            "token_type": if c.dpop_jkt().is_some() { "DPoP" } else { "Bearer" },
             "client_id": c.client_id,
             "sub": c.sub,
             "aud": c.aud,
@@ -158,6 +198,9 @@ impl<'a> Introspection<'a> {
             "iat": c.iat,
             "jti": c.jti,
         });
+        if let Some(jkt) = c.dpop_jkt() {
+            v["cnf"] = json!({"jkt": jkt});
+        }
         if !c.scope.is_empty() {
             v["scope"] = Value::String(c.scope);
         }
@@ -167,17 +210,30 @@ impl<'a> Introspection<'a> {
         Ok(v)
     }
 
-    /// Userinfo (OIDC Core §5.3) for a bearer access token issued with `openid`.
+    /// Userinfo (OIDC Core §5.3) for an access token issued with `openid`, presented as
+    /// `presented` says: a token bound to a DPoP key is valid only under the `DPoP` scheme with
+    /// a proof by that key, and the `DPoP` scheme only with a bound token (RFC 9449 §7.1).
     ///
     /// # Errors
-    /// Storage failures. `Ok(None)` for an invalid token.
-    pub async fn userinfo(&self, token: &str) -> Result<Option<Value>, OAuthError> {
+    /// Storage failures.
+    pub async fn userinfo(
+        &self,
+        token: &str,
+        presented: Presented<'_>,
+    ) -> Result<Userinfo, OAuthError> {
         let Some(c) = self.active_access_token(token).await? else {
-            return Ok(None);
+            return Ok(Userinfo::InvalidToken);
         };
+        if !presented.fits(c.dpop_jkt()) {
+            return Ok(if c.dpop_jkt().is_some() {
+                Userinfo::NeedsProof
+            } else {
+                Userinfo::InvalidToken
+            });
+        }
         let scope = Scopes::parse(&c.scope).unwrap_or_default();
         if !scope.contains("openid") || c.sub.starts_with("client:") {
-            return Ok(None);
+            return Ok(Userinfo::InvalidToken);
         }
         let Some(user) = self
             .ctx
@@ -186,13 +242,13 @@ impl<'a> Introspection<'a> {
             .user_by_id(&UserId(c.sub.clone()))
             .await?
         else {
-            return Ok(None);
+            return Ok(Userinfo::InvalidToken);
         };
         let mut v = json!({"sub": user.id});
         if scope.contains("email") {
             v["email"] = Value::String(user.email);
             v["email_verified"] = Value::Bool(user.email_verified);
         }
-        Ok(Some(v))
+        Ok(Userinfo::Claims(v))
     }
 }

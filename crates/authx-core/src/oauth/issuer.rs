@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::OAuthError;
 use super::client::Client;
+use super::dpop::{Confirmation, Jkt};
 use super::grant::RefreshFamily;
 use super::jwt::{self, ACCESS_TOKEN_TYP, AccessTokenClaims, IdTokenClaims};
 use super::keys::{self, KeyEncryptor, KeyRing, KeyState, Signer, SigningAlg};
@@ -384,7 +385,7 @@ impl Issuer {
     #[must_use]
     pub fn discovery(&self) -> Value {
         let i = &self.config.issuer;
-        json!({
+        let mut d = json!({
             "issuer": i,
             "authorization_endpoint": format!("{i}/oauth2/authorize"),
             "token_endpoint": format!("{i}/oauth2/token"),
@@ -418,11 +419,16 @@ impl Issuer {
             "claims_parameter_supported": false,
             "pushed_authorization_request_endpoint": format!("{i}/oauth2/par"),
             "require_pushed_authorization_requests": self.config.require_pushed_authorization_requests,
-        })
+        });
+        if self.config.dpop {
+            // RFC 9449 §5.1: published only when DPoP-bound tokens are issued.
+            d["dpop_signing_alg_values_supported"] = json!(super::dpop::SIGNING_ALGS);
+        }
+        d
     }
 
-    /// Signs an access token (RFC 9068) for `sub` and `aud`, with the client's lifetime;
-    /// returns it with its lifetime in seconds.
+    /// Signs an access token (RFC 9068) for `sub` and `aud`, with the client's lifetime, bound
+    /// to the DPoP key `dpop` if given (`cnf.jkt`); returns it with its lifetime in seconds.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn issue_access_token(
         &self,
@@ -434,6 +440,7 @@ impl Issuer {
         fid: Option<&str>,
         auth_time: Option<Timestamp>,
         auth_methods: Option<&str>,
+        dpop: Option<&Jkt>,
     ) -> Result<(String, i64), OAuthError> {
         let now = self.clock.now();
         let ttl = client.access_token_ttl_secs;
@@ -452,6 +459,9 @@ impl Issuer {
             acr: auth_methods
                 .filter(|m| !m.is_empty())
                 .map(|m| crate::amr::acr_of(m).to_owned()),
+            cnf: dpop.map(|j| Confirmation {
+                jkt: Some(j.as_str().to_owned()),
+            }),
         };
         let signer = self
             .ring()

@@ -54,6 +54,18 @@ pub struct AccessTokenClaims {
     /// API can demand a second factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
+    /// The key the token is bound to (RFC 9449 §6.1: `cnf.jkt`): it is accepted only with a
+    /// DPoP proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<super::dpop::Confirmation>,
+}
+
+impl AccessTokenClaims {
+    /// The thumbprint of the DPoP key the token is bound to, if it is bound.
+    #[must_use]
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().and_then(|c| c.jkt.as_deref())
+    }
 }
 
 /// What the verifier reads from an access token: its claims, and `nbf` (RFC 7519 §4.1.5), a
@@ -325,6 +337,7 @@ mod tests {
             fid: None,
             auth_time: None,
             acr: None,
+            cnf: None,
         }
     }
 
@@ -550,12 +563,32 @@ mod tests {
         let r = ring(SigningAlg::Es256);
         let mut with_more = serde_json::to_value(claims(1000)).unwrap();
         with_more["x_future"] = "urn:example:mfa".into();
-        with_more["cnf"] =
-            serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
         with_more["amr"] = serde_json::json!(["pwd", "otp"]);
+        // A confirmation method authx does not know is ignored too.
+        with_more["cnf"] =
+            serde_json::json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
         let t = token(&r, SigningAlg::Es256, &with_more);
         let verified = verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0);
-        assert_eq!(verified, Some(claims(1000)));
+        let unbound = AccessTokenClaims {
+            cnf: Some(crate::oauth::dpop::Confirmation { jkt: None }),
+            ..claims(1000)
+        };
+        assert_eq!(verified, Some(unbound));
+        // `cnf.jkt` (DPoP) is known now: read, and typed.
+        with_more["cnf"] =
+            serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+        let t = token(&r, SigningAlg::Es256, &with_more);
+        let verified = verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0);
+        assert_eq!(
+            verified.as_ref().and_then(AccessTokenClaims::dpop_jkt),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        with_more["cnf"] = serde_json::json!({"jkt": 7});
+        let t = token(&r, SigningAlg::Es256, &with_more);
+        assert_eq!(
+            verify_access_token(&t, &r, "https://id.example.com", Timestamp(1000), 0),
+            None
+        );
         // `acr` is known now: read, and typed.
         let mut with_acr = claims(1000);
         with_acr.acr = Some("urn:authx:acr:mfa".into());

@@ -22,6 +22,7 @@ pub mod clients;
 mod context;
 pub mod device;
 mod device_flow;
+pub mod dpop;
 pub mod grant;
 pub mod introspect;
 pub mod issuer;
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod logout;
 pub mod par;
 pub mod pkce;
+pub mod proofs;
 pub mod revoke;
 pub mod scope;
 pub mod service;
@@ -95,6 +97,13 @@ pub enum OAuthError {
         /// What is wrong.
         description: String,
     },
+    /// `invalid_dpop_proof` (RFC 9449 §5): the DPoP proof is malformed, badly signed, for
+    /// another request, too old or replayed.
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// `use_dpop_nonce` (RFC 9449 §8): the proof must carry the server's current nonce.
+    #[error("the DPoP proof must carry the server's nonce")]
+    UseDpopNonce,
     /// Storage failed (the caller fails closed).
     #[error("storage failed")]
     Store(#[from] crate::StoreError),
@@ -119,6 +128,8 @@ impl OAuthError {
             Self::Throttled { .. } => "slow_down",
             Self::Device(e) => e.code(),
             Self::Rejected { code, .. } => code,
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::Store(_) | Self::Internal(_) => "server_error",
         }
     }

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::OAuthError;
 use super::authorize::{AuthorizeError, AuthorizeParams, Expansion};
 use super::client::Client;
+use super::dpop::Jkt;
 use super::service::OAuthService;
 use super::store::PushedRequest;
 use crate::audit::AuditEvent;
@@ -64,7 +65,9 @@ const UNUSABLE: &str =
 
 impl OAuthService {
     /// The PAR endpoint (RFC 9126 §2): validates `p` as the authorization endpoint would for
-    /// the authenticated `client`, stores it and returns its `request_uri`.
+    /// the authenticated `client`, stores it and returns its `request_uri`. `dpop` is the key
+    /// of the request's verified DPoP proof: the code is then bound to it, as with `dpop_jkt`
+    /// (RFC 9449 §10.1), which must name the same key when both are sent.
     ///
     /// # Errors
     /// [`OAuthError::Rejected`] with the code the authorization endpoint would have sent;
@@ -73,6 +76,7 @@ impl OAuthService {
         &self,
         client: &Client,
         mut p: AuthorizeParams,
+        dpop: Option<&Jkt>,
     ) -> Result<Pushed, OAuthError> {
         if let Some(k) = p.repeated.first() {
             return Err(rejected(
@@ -91,6 +95,18 @@ impl OAuthService {
         }
         p.client_id = Some(client.id.clone());
         p.login_after = None;
+        if let Some(jkt) = dpop.filter(|_| self.config().dpop) {
+            if p.dpop_jkt
+                .as_deref()
+                .is_some_and(|asked| !jkt.matches(asked))
+            {
+                return Err(rejected(
+                    "invalid_dpop_proof",
+                    "dpop_jkt differs from the DPoP proof's key",
+                ));
+            }
+            p.dpop_jkt = Some(jkt.as_str().to_owned());
+        }
         match self.validate_authorize(&p).await {
             Ok(_) => {}
             Err(AuthorizeError::Page(msg)) => return Err(rejected("invalid_request", &msg)),

@@ -32,6 +32,7 @@ use super::OAuthError;
 use super::client::Client;
 use super::clients::Clients;
 use super::context::Context;
+use super::dpop::DpopNonces;
 use super::grant::RefreshFamily;
 use super::introspect::Introspection;
 use super::issuer::Issuer;
@@ -43,6 +44,7 @@ use super::token_cache::TokenCache;
 use super::types::{ClientAuth, OAuthConfig, OAuthStores};
 use crate::clock::{Clock, Timestamp};
 use crate::events::EventBus;
+use crate::replay::SingleUse;
 use crate::user::UserId;
 
 /// The provider.
@@ -51,6 +53,10 @@ pub struct OAuthService {
     pub(super) ctx: Context,
     /// Derives a refresh token's successor from it, so a retry gets the same one.
     successor_key: [u8; 32],
+    /// DPoP server nonces, the same at every instance.
+    dpop_nonces: DpopNonces,
+    /// Single-use marks of DPoP proofs, in the store every instance shares.
+    single_use: SingleUse,
 }
 
 impl OAuthService {
@@ -75,6 +81,8 @@ impl OAuthService {
         let successor_key =
             crate::secret::derive_key(key_encryption_key, b"authx refresh successor v1");
         let audit = crate::audit::Audit::log_only(Arc::clone(&clock));
+        let dpop_nonces = DpopNonces::new(key_encryption_key);
+        let single_use = SingleUse::new(Arc::clone(&stores.throttle));
         let clients = Clients::new(
             &stores,
             Arc::clone(&events),
@@ -93,6 +101,8 @@ impl OAuthService {
                 observer: OnceLock::new(),
             },
             successor_key,
+            dpop_nonces,
+            single_use,
         })
     }
 
@@ -149,6 +159,16 @@ impl OAuthService {
     #[must_use]
     pub fn config(&self) -> &OAuthConfig {
         self.ctx.config()
+    }
+
+    /// The DPoP server nonces.
+    pub(crate) fn dpop_nonces(&self) -> &DpopNonces {
+        &self.dpop_nonces
+    }
+
+    /// The single-use marks of DPoP proofs.
+    pub(crate) fn single_use(&self) -> &SingleUse {
+        &self.single_use
     }
 
     /// The stores.

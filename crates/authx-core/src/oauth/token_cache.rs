@@ -114,6 +114,7 @@ mod tests {
             fid: None,
             auth_time: None,
             acr: None,
+            cnf: None,
         }
     }
 

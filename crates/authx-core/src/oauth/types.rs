@@ -50,6 +50,14 @@ pub struct OAuthConfig {
     pub client_throttle: ThrottlePolicy,
     /// Whether every authorization request must be pushed first (RFC 9126 §5).
     pub require_pushed_authorization_requests: bool,
+    /// Whether DPoP (RFC 9449) binds what is issued to a proof's key (`[oauth] dpop`; default
+    /// off). Turn it on only once every instance and guard understands `cnf`: an older
+    /// verifier ignores the claim and would accept a bound token as a bearer token.
+    pub dpop: bool,
+    /// Whether DPoP proofs must carry a server nonce (RFC 9449 §8, §9).
+    pub dpop_require_nonce: bool,
+    /// How recent a DPoP proof must be.
+    pub dpop_proof: super::dpop::ProofPolicy,
 }
 
 impl OAuthConfig {
@@ -70,6 +78,9 @@ impl OAuthConfig {
                 ..ThrottlePolicy::default()
             },
             require_pushed_authorization_requests: false,
+            dpop: false,
+            dpop_require_nonce: false,
+            dpop_proof: super::dpop::ProofPolicy::default(),
         }
     }
 }
@@ -134,6 +145,8 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     /// Granted scopes.
     pub scope: String,
+    /// Whether the access token is bound to a DPoP key (`token_type: DPoP`, RFC 9449 §5).
+    pub dpop_bound: bool,
 }
 
 impl TokenResponse {
@@ -149,6 +162,7 @@ impl TokenResponse {
             refresh_token: None,
             id_token: None,
             scope: scope.to_param(),
+            dpop_bound: false,
         }
     }
 
@@ -157,7 +171,7 @@ impl TokenResponse {
     pub fn to_json(&self) -> Value {
         let mut v = json!({
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": if self.dpop_bound { "DPoP" } else { "Bearer" },
             "expires_in": self.expires_in,
         });
         if !self.scope.is_empty() {

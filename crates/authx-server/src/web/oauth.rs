@@ -9,7 +9,7 @@
 //! - Every token response carries `Cache-Control: no-store`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,13 +21,15 @@ use authx_core::oauth::authorize::{
     AuthorizeDecision, AuthorizeParams, AuthorizeRequest, SignedIn,
 };
 use authx_core::oauth::client::Client;
+use authx_core::oauth::introspect::{Presented, Userinfo};
 use authx_core::oauth::logout::{LogoutDecision, LogoutParams};
+use authx_core::oauth::proofs::DpopTarget;
 use authx_core::oauth::token::TokenRequest;
 use authx_core::oauth::types::TokenResponse;
 
 use super::error::oauth::{
-    bearer_error, csrf_page, csrf_rejected, error_page, invalid_request, oauth_error, refused_page,
-    unavailable_page,
+    bearer_error, csrf_page, csrf_rejected, dpop_challenge, error_page, invalid_request,
+    oauth_error, refused_page, unavailable_page,
 };
 use super::extract::CurrentSession;
 use super::form::{AuthenticatedClient, ConfidentialClient, Params};
@@ -105,16 +107,56 @@ async fn token_post(
             Ok(r) => r,
             Err(e) => return oauth_error(&e, req.basic),
         };
+    let dpop = match state
+        .oauth
+        .dpop_proof(&dpop_proofs(&headers), at_endpoint("/oauth2/token"))
+        .await
+    {
+        Ok(jkt) => jkt,
+        Err(e) => return with_dpop_nonce(&state, oauth_error(&e, req.basic)),
+    };
     let policy = &state.auth.policy().throttle;
-    match state
+    let res = match state
         .oauth
         .tokens()
-        .grant(&req.client, &request, policy)
+        .grant(&req.client, &request, policy, dpop.as_ref())
         .await
     {
         Ok(tokens) => delivery.respond(&state, &req.client, tokens),
         Err(e) => oauth_error(&e, req.basic),
+    };
+    with_dpop_nonce(&state, res)
+}
+
+/// Every `DPoP` header value of a request (RFC 9449 §4.1); one that is not visible ASCII is
+/// kept as an empty value, which no proof check accepts.
+fn dpop_proofs(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect()
+}
+
+/// A POST to a client-authenticated endpoint at `path`, which carries no access token.
+fn at_endpoint(path: &str) -> DpopTarget<'_> {
+    DpopTarget {
+        method: "POST",
+        path,
+        access_token: None,
     }
+}
+
+/// Adds a fresh `DPoP-Nonce` when proofs must carry one (RFC 9449 §8.2).
+fn with_dpop_nonce(state: &AppState, mut res: Response) -> Response {
+    if let Some(v) = state
+        .oauth
+        .dpop_nonce()
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    res
 }
 
 /// How a refresh token travels: first-party public clients (single-page apps) may keep it in
@@ -230,10 +272,27 @@ async fn revoke_post(State(state): State<AppState>, req: AuthenticatedClient) ->
 }
 
 /// RFC 9126 §2: the authorization request, pushed by its authenticated client; the client's
-/// credentials are not among the parameters kept.
-async fn par_post(State(state): State<AppState>, req: AuthenticatedClient) -> Response {
+/// credentials are not among the parameters kept. A DPoP proof binds the code to its key
+/// (RFC 9449 §10.1).
+async fn par_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: AuthenticatedClient,
+) -> Response {
+    let dpop = match state
+        .oauth
+        .dpop_proof(&dpop_proofs(&headers), at_endpoint("/oauth2/par"))
+        .await
+    {
+        Ok(jkt) => jkt,
+        Err(e) => return with_dpop_nonce(&state, oauth_error(&e, req.basic)),
+    };
     let p = AuthorizeParams::from_pairs(req.params.pairs());
-    match state.oauth.push_authorization_request(&req.client, p).await {
+    let res = match state
+        .oauth
+        .push_authorization_request(&req.client, p, dpop.as_ref())
+        .await
+    {
         Ok(pushed) => (
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
@@ -241,24 +300,59 @@ async fn par_post(State(state): State<AppState>, req: AuthenticatedClient) -> Re
         )
             .into_response(),
         Err(e) => oauth_error(&e, req.basic),
-    }
+    };
+    with_dpop_nonce(&state, res)
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let token = headers
+/// OIDC Core §5.3, with a bearer token or a DPoP-bound one (`Authorization: DPoP` and a proof
+/// whose `ath` is the token's hash, RFC 9449 §7).
+async fn userinfo(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    let credentials = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_owned());
-    let Some(token) = token else {
-        return bearer_error(StatusCode::UNAUTHORIZED, None);
+        .map(|(scheme, t)| (scheme.to_ascii_lowercase(), t.trim().to_owned()));
+    let (dpop, token) = match credentials {
+        Some((scheme, token)) if scheme == "bearer" => (false, token),
+        Some((scheme, token)) if scheme == "dpop" => (true, token),
+        _ => return bearer_error(StatusCode::UNAUTHORIZED, None),
     };
-    match state.oauth.introspection().userinfo(&token).await {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token")),
+    let jkt = if dpop {
+        let target = DpopTarget {
+            method: method.as_str(),
+            path: "/oauth2/userinfo",
+            access_token: Some(&token),
+        };
+        match state.oauth.dpop_proof(&dpop_proofs(&headers), target).await {
+            Ok(Some(jkt)) => Some(jkt),
+            Ok(None) => return dpop_refusal(&state, "invalid_dpop_proof"),
+            Err(e @ (OAuthError::InvalidDpopProof(_) | OAuthError::UseDpopNonce)) => {
+                return dpop_refusal(&state, e.code());
+            }
+            Err(e) => return oauth_error(&e, false),
+        }
+    } else {
+        None
+    };
+    let presented = jkt.as_ref().map_or(Presented::Bearer, Presented::Dpop);
+    match state
+        .oauth
+        .introspection()
+        .userinfo(&token, presented)
+        .await
+    {
+        Ok(Userinfo::Claims(v)) => with_dpop_nonce(&state, Json(v).into_response()),
+        Ok(Userinfo::InvalidToken) if !dpop => {
+            bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"))
+        }
+        Ok(Userinfo::InvalidToken | Userinfo::NeedsProof) => dpop_refusal(&state, "invalid_token"),
         Err(e) => oauth_error(&e, false),
     }
+}
+
+/// A `401` with a DPoP challenge (and a fresh nonce when nonces are required).
+fn dpop_refusal(state: &AppState, error: &str) -> Response {
+    with_dpop_nonce(state, dpop_challenge(error))
 }
 
 // ---------------------------------------------------------------------------------------------

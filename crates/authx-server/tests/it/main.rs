@@ -21,6 +21,7 @@ mod cli;
 mod code_session;
 mod csrf;
 mod device;
+mod dpop;
 mod email_change;
 mod federation;
 mod hostile;

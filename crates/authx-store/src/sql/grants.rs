@@ -30,7 +30,7 @@ use super::{
 macro_rules! code_columns {
     () => {
         "code_hash, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
-         scope, resource, auth_time, family_id, expires_at, auth_methods"
+         scope, resource, auth_time, family_id, expires_at, auth_methods, dpop_jkt"
     };
 }
 
@@ -38,14 +38,14 @@ macro_rules! code_columns {
 macro_rules! family_columns {
     () => {
         "id, client_id, user_id, session_id, scope, resource, auth_time, created_at, \
-         expires_at, revoked_at, auth_methods"
+         expires_at, revoked_at, auth_methods, dpop_jkt"
     };
 }
 
 const INSERT_CODE: &str = concat!(
     "INSERT INTO auth_codes (",
     code_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 // The one redemption: only an unredeemed code that is unexpired at `now` ($1) matches. A
 // concurrent redemption waits for the row (PostgreSQL) or the write lock (SQLite), then
@@ -67,7 +67,7 @@ const CODE_REDEMPTION: &str = "SELECT redeemed_at, family_id FROM auth_codes WHE
 const INSERT_FAMILY: &str = concat!(
     "INSERT INTO refresh_families (",
     family_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 const FAMILY_BY_ID: &str = concat!(
     "SELECT ",
@@ -83,7 +83,7 @@ const TOKEN_WITH_FAMILY: &str = "SELECT t.token_hash AS token_hash, \
      f.id AS id, f.client_id AS client_id, f.user_id AS user_id, f.session_id AS session_id, \
      f.scope AS scope, f.resource AS resource, f.auth_time AS auth_time, \
      f.created_at AS created_at, f.expires_at AS expires_at, f.revoked_at AS revoked_at, \
-     f.auth_methods AS auth_methods \
+     f.auth_methods AS auth_methods, f.dpop_jkt AS dpop_jkt \
      FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
      WHERE t.token_hash = $1";
 // The compare-and-set of a rotation. The family must match too, so a successor can never be
@@ -158,6 +158,7 @@ fn code_from_row<R: SqlRow>(row: &R) -> StoreResult<AuthCode> {
         auth_time: timestamp(row, "auth_time")?,
         auth_methods: col(row, "auth_methods")?,
         family_id: col(row, "family_id")?,
+        dpop_jkt: col(row, "dpop_jkt")?,
         expires_at: timestamp(row, "expires_at")?,
     })
 }
@@ -176,6 +177,7 @@ fn family_from_row<R: SqlRow>(row: &R) -> StoreResult<RefreshFamily> {
         created_at: timestamp(row, "created_at")?,
         expires_at: timestamp(row, "expires_at")?,
         revoked_at: opt_timestamp(row, "revoked_at")?,
+        dpop_jkt: col(row, "dpop_jkt")?,
     })
 }
 
@@ -268,6 +270,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
             .bind(code.family_id.as_deref())
             .bind(code.expires_at)
             .bind(&code.auth_methods)
+            .bind(code.dpop_jkt.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -335,6 +338,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
             .bind(family.expires_at)
             .bind(family.revoked_at)
             .bind(&family.auth_methods)
+            .bind(family.dpop_jkt.as_deref())
             .execute_in(&mut tx)
             .await?;
         if let Some(token) = first {

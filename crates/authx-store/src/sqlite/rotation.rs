@@ -312,6 +312,7 @@ mod tests {
             created_at: Timestamp(1),
             expires_at: Timestamp(4_000_000_000),
             revoked_at: None,
+            dpop_jkt: None,
         };
         let first = token(&id, 1);
         store.create_family(&family, Some(&first)).await.unwrap();

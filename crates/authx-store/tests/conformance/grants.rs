@@ -34,6 +34,7 @@ pub(crate) fn code(client_id: &str, user: &UserId, expires_at: i64) -> AuthCode 
         auth_time: Timestamp(990),
         auth_methods: "password+totp".into(),
         family_id: None,
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into()),
         expires_at: Timestamp(expires_at),
     }
 }
@@ -58,6 +59,7 @@ pub(crate) fn family(
         created_at: Timestamp(created),
         expires_at: Timestamp(expires),
         revoked_at: None,
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into()),
     }
 }
 
@@ -191,6 +193,7 @@ pub(crate) async fn codes_round_trip_and_redeem_once(s: Stores) {
     let bare = AuthCode {
         nonce: None,
         resource: None,
+        dpop_jkt: None,
         ..code("app", &user, 1_060)
     };
     g.put_code(&bare).await.unwrap();
@@ -310,6 +313,7 @@ pub(crate) async fn families_and_tokens_round_trip(s: Stores) {
     let bare = RefreshFamily {
         session_id: None,
         resource: None,
+        dpop_jkt: None,
         ..family("fam-b", "app", &user, 2_000, FAR)
     };
     g.create_family(&bare, None).await.unwrap();

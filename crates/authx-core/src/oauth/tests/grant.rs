@@ -97,13 +97,19 @@ async fn grant_runs_every_grant_type() {
         redirect_uri: Some(REDIRECT.into()),
         code_verifier: Some(VERIFIER.into()),
     };
-    let tokens = grants.grant(&client, &request, &policy).await.unwrap();
+    let tokens = grants
+        .grant(&client, &request, &policy, None)
+        .await
+        .unwrap();
     let refresh_token = tokens.refresh_token.expect("a refresh token");
     let request = TokenRequest::RefreshToken {
         refresh_token,
         scope: Some("openid".into()),
     };
-    let refreshed = grants.grant(&client, &request, &policy).await.unwrap();
+    let refreshed = grants
+        .grant(&client, &request, &policy, None)
+        .await
+        .unwrap();
     assert_eq!(refreshed.scope, "openid");
 
     // A public client may not use client credentials.
@@ -112,7 +118,7 @@ async fn grant_runs_every_grant_type() {
         resource: None,
     };
     assert!(matches!(
-        grants.grant(&client, &request, &policy).await,
+        grants.grant(&client, &request, &policy, None).await,
         Err(OAuthError::UnauthorizedClient)
     ));
 
@@ -126,14 +132,14 @@ async fn grant_runs_every_grant_type() {
         device_code: auth.device_code.expose().to_owned(),
     };
     assert!(matches!(
-        grants.grant(&client, &request, &policy).await,
+        grants.grant(&client, &request, &policy, None).await,
         Err(OAuthError::Device(DevicePollError::AuthorizationPending))
     ));
     let request = TokenRequest::DeviceCode {
         device_code: "not-a-device-code".into(),
     };
     assert_eq!(
-        invalid_grant(grants.grant(&client, &request, &policy).await),
+        invalid_grant(grants.grant(&client, &request, &policy, None).await),
         "invalid device code"
     );
 }

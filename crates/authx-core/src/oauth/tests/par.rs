@@ -12,7 +12,10 @@ impl Rig {
     /// Pushes the well-formed request of `client` (with `extra` parameters); its `request_uri`.
     async fn push(&self, client: &Client, extra: &[(&str, &str)]) -> Result<String, OAuthError> {
         let (p, _) = params(client, extra);
-        let pushed = self.oauth.push_authorization_request(client, p).await?;
+        let pushed = self
+            .oauth
+            .push_authorization_request(client, p, None)
+            .await?;
         assert_eq!(pushed.expires_in, 60);
         Ok(pushed.request_uri)
     }
@@ -165,7 +168,7 @@ async fn a_pushed_request_is_validated_as_the_authorization_endpoint_would() {
     let (mut p, _) = params(&client, &[]);
     p.has_request_object = true;
     assert!(matches!(
-        rig.oauth.push_authorization_request(&client, p).await,
+        rig.oauth.push_authorization_request(&client, p, None).await,
         Err(OAuthError::Rejected {
             code: "request_not_supported",
             ..

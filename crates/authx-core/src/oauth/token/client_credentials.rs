@@ -3,6 +3,7 @@
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
 use super::super::clients::Clients;
+use super::super::dpop::Jkt;
 use super::super::scope::Scopes;
 use super::super::types::{OIDC_SCOPES, TokenResponse};
 use super::Tokens;
@@ -18,6 +19,19 @@ impl Tokens<'_> {
         client: &Client,
         scope: Option<&str>,
         resource: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.client_credentials_with(client, scope, resource, None)
+            .await
+    }
+
+    /// [`Tokens::client_credentials`], with the access token bound to the DPoP key `dpop` if
+    /// given.
+    pub(super) async fn client_credentials_with(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        resource: Option<&str>,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.is_confidential() || !client.allows(GrantType::ClientCredentials) {
             return Err(OAuthError::UnauthorizedClient);
@@ -45,12 +59,16 @@ impl Tokens<'_> {
             None,
             None,
             None,
+            dpop,
         )?;
         self.ctx.audit.record(
             crate::audit::AuditEvent::success("token_issued")
                 .client(&client.id)
                 .with("grant", "client_credentials"),
         );
-        Ok(TokenResponse::access_only(access, &granted))
+        Ok(TokenResponse {
+            dpop_bound: dpop.is_some(),
+            ..TokenResponse::access_only(access, &granted)
+        })
     }
 }

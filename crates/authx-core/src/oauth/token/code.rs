@@ -2,6 +2,7 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
+use super::super::dpop::Jkt;
 use super::super::grant::{CodeRedemption, Redemption};
 use super::super::pkce;
 use super::super::types::{AuthorizationCode, TokenResponse};
@@ -20,6 +21,20 @@ impl Tokens<'_> {
         code: &str,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.exchange_code_with(client, code, redirect_uri, verifier, None)
+            .await
+    }
+
+    /// [`Tokens::exchange_code`] with the key of the request's DPoP proof, if any: a code
+    /// bound to a key (`dpop_jkt`) needs a proof by it, and the tokens are bound to it.
+    pub(super) async fn exchange_code_with(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allows(GrantType::AuthorizationCode) {
             return Err(OAuthError::UnauthorizedClient);
@@ -82,6 +97,20 @@ impl Tokens<'_> {
             );
             return Err(OAuthError::InvalidGrant("PKCE verification failed"));
         }
+        // RFC 9449 §10: a code bound to a key is redeemed only with a proof by that key (after
+        // redemption, so a failed attempt spends the code, as a failed PKCE check does).
+        if let Some(bound) = &record.dpop_jkt {
+            if !dpop.is_some_and(|j| j.matches(bound)) {
+                self.ctx.audit.record(
+                    crate::audit::AuditEvent::failure("dpop_key_mismatch")
+                        .client(&client.id)
+                        .user(&record.user_id),
+                );
+                return Err(OAuthError::InvalidGrant(
+                    "the code is bound to another DPoP key",
+                ));
+            }
+        }
         let user = self.ctx.active_user(&record.user_id).await?;
         // The code stands on the sign-in that made it: once that session has ended (sign-out,
         // revocation, expiry, a password change or a disable, which end every session), or the
@@ -126,6 +155,7 @@ impl Tokens<'_> {
             record.nonce.as_deref(),
             "authorization_code",
             now,
+            dpop,
         )
         .await
     }

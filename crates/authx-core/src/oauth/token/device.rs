@@ -6,6 +6,7 @@ use super::super::client::{Client, GrantType};
 use super::super::device::{
     DeviceCode, DeviceDenial, DevicePoll, DevicePollError, DeviceStatus, account_locked, pace_poll,
 };
+use super::super::dpop::Jkt;
 use super::super::grant::Redemption;
 use super::super::types::TokenResponse;
 use super::Granted;
@@ -26,6 +27,18 @@ impl Tokens<'_> {
         client: &Client,
         device_code: &str,
         lock: &ThrottlePolicy,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.device_token_with(client, device_code, lock, None)
+            .await
+    }
+
+    /// [`Tokens::device_token`], with the tokens bound to the DPoP key `dpop` if given.
+    pub(super) async fn device_token_with(
+        &self,
+        client: &Client,
+        device_code: &str,
+        lock: &ThrottlePolicy,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allows(GrantType::DeviceCode) {
             return Err(OAuthError::UnauthorizedClient);
@@ -145,7 +158,7 @@ impl Tokens<'_> {
             auth_time: grant.auth_time.unwrap_or(decided_at),
             auth_methods: grant.auth_methods.clone(),
         };
-        self.open_family(client, &user, granted, None, "device_code", now)
+        self.open_family(client, &user, granted, None, "device_code", now, dpop)
             .await
     }
 }

@@ -15,6 +15,7 @@ pub use request::TokenRequest;
 use super::OAuthError;
 use super::client::{Client, GrantType};
 use super::context::Context;
+use super::dpop::Jkt;
 use super::grant::{RefreshFamily, RefreshToken};
 use super::revoke::Revocation;
 use super::scope::Scopes;
@@ -57,6 +58,8 @@ impl<'a> Tokens<'a> {
         Revocation::new(self.ctx)
     }
 
+    /// The access token (bound to `dpop` when given), ID token and response of a family's
+    /// grant.
     pub(crate) async fn family_tokens(
         &self,
         client: &Client,
@@ -64,6 +67,7 @@ impl<'a> Tokens<'a> {
         family: &RefreshFamily,
         nonce: Option<&str>,
         refresh: Option<String>,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = Scopes::parse(&family.scope).unwrap_or_default();
         // Checked at every issue (code, refresh, device): a resource deleted since the grant was
@@ -82,6 +86,7 @@ impl<'a> Tokens<'a> {
             Some(&family.id),
             Some(family.auth_time),
             Some(&family.auth_methods),
+            dpop,
         )?;
         let id_token = if scope.contains("openid") {
             Some(self.ctx.issuer.issue_id_token(
@@ -101,11 +106,16 @@ impl<'a> Tokens<'a> {
             refresh_token: refresh,
             id_token,
             scope: scope.to_param(),
+            dpop_bound: dpop.is_some(),
         })
     }
 
     /// Opens the family of a first grant: stores it with its first refresh token (when the
-    /// client may refresh) in one call, issues its tokens and records the issue.
+    /// client may refresh) in one call, issues its tokens and records the issue. With a DPoP
+    /// proof's key `dpop`, the access token is bound to it, and so is the family of a public
+    /// client (RFC 9449 §5: a confidential client's refresh tokens are bound to its
+    /// authentication instead).
+    #[allow(clippy::too_many_arguments)]
     async fn open_family(
         &self,
         client: &Client,
@@ -114,6 +124,7 @@ impl<'a> Tokens<'a> {
         nonce: Option<&str>,
         grant: &'static str,
         now: Timestamp,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         let family = RefreshFamily {
             id: granted.id,
@@ -127,6 +138,9 @@ impl<'a> Tokens<'a> {
             created_at: now,
             expires_at: now.plus(client.refresh_token_ttl_secs),
             revoked_at: None,
+            dpop_jkt: dpop
+                .filter(|_| !client.is_confidential())
+                .map(|j| j.as_str().to_owned()),
         };
         let refresh = client
             .allows(GrantType::RefreshToken)
@@ -150,6 +164,7 @@ impl<'a> Tokens<'a> {
                 &family,
                 nonce,
                 refresh.as_ref().map(|r| r.expose().to_owned()),
+                dpop,
             )
             .await?;
         self.ctx.audit.record(

@@ -3,6 +3,7 @@
 
 use super::super::OAuthError;
 use super::super::client::{Client, GrantType};
+use super::super::dpop::Jkt;
 use super::super::grant::{RefreshFamily, RefreshToken, Rotation};
 use super::super::scope::Scopes;
 use super::super::types::{RefreshTokenValue, TokenResponse};
@@ -25,6 +26,19 @@ impl Tokens<'_> {
         client: &Client,
         token: &str,
         scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.refresh_with(client, token, scope, None).await
+    }
+
+    /// [`Tokens::refresh`] with the key of the request's DPoP proof, if any: a family bound
+    /// to a key (a public client's) refreshes only with a proof by it; the new access token
+    /// is bound to the proof's key.
+    pub(super) async fn refresh_with(
+        &self,
+        client: &Client,
+        token: &str,
+        scope: Option<&str>,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         if !client.allows(GrantType::RefreshToken) {
             return Err(OAuthError::UnauthorizedClient);
@@ -51,6 +65,21 @@ impl Tokens<'_> {
             return Err(OAuthError::InvalidGrant(
                 "the refresh token was revoked or has expired",
             ));
+        }
+        // RFC 9449 §5: checked before the token is spent, so someone who stole a bound
+        // refresh token but not its key can neither use it nor burn the owner's chain.
+        if let Some(bound) = &family.dpop_jkt {
+            if !dpop.is_some_and(|j| j.matches(bound)) {
+                self.ctx.audit.record(
+                    crate::audit::AuditEvent::failure("dpop_key_mismatch")
+                        .client(&client.id)
+                        .user(&family.user_id)
+                        .with("family_id", &family.id),
+                );
+                return Err(OAuthError::InvalidGrant(
+                    "the refresh token is bound to another DPoP key",
+                ));
+            }
         }
         // RFC 6749 §6: a narrower `scope` gets exactly that subset in this access token (and
         // ID token); the grant itself, and so the next refresh token, keeps the original scope.
@@ -154,6 +183,7 @@ impl Tokens<'_> {
                 &issued,
                 None,
                 Some(successor.expose().to_owned()),
+                dpop,
             )
             .await?;
         self.ctx.audit.record(

@@ -4,6 +4,7 @@
 use super::super::OAuthError;
 use super::super::client::Client;
 use super::super::device::GRANT_TYPE as DEVICE_CODE;
+use super::super::dpop::Jkt;
 use super::super::types::TokenResponse;
 use super::Tokens;
 use crate::throttle::ThrottlePolicy;
@@ -86,7 +87,9 @@ impl TokenRequest {
 
 impl Tokens<'_> {
     /// The token endpoint: runs `request` for an authenticated `client`. `sign_in` is the
-    /// sign-in throttle policy, whose account lock a device-code redemption respects.
+    /// sign-in throttle policy, whose account lock a device-code redemption respects. `dpop`
+    /// is the key of the request's verified DPoP proof ([`crate::oauth::dpop`]), to which
+    /// the access token (and a public client's refresh tokens) are then bound.
     ///
     /// # Errors
     /// The grant's RFC 6749 §5.2 (or RFC 8628 §3.5) error.
@@ -95,6 +98,7 @@ impl Tokens<'_> {
         client: &Client,
         request: &TokenRequest,
         sign_in: &ThrottlePolicy,
+        dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
         match request {
             TokenRequest::AuthorizationCode {
@@ -102,24 +106,29 @@ impl Tokens<'_> {
                 redirect_uri,
                 code_verifier,
             } => {
-                self.exchange_code(
+                self.exchange_code_with(
                     client,
                     code,
                     redirect_uri.as_deref(),
                     code_verifier.as_deref(),
+                    dpop,
                 )
                 .await
             }
             TokenRequest::RefreshToken {
                 refresh_token,
                 scope,
-            } => self.refresh(client, refresh_token, scope.as_deref()).await,
+            } => {
+                self.refresh_with(client, refresh_token, scope.as_deref(), dpop)
+                    .await
+            }
             TokenRequest::ClientCredentials { scope, resource } => {
-                self.client_credentials(client, scope.as_deref(), resource.as_deref())
+                self.client_credentials_with(client, scope.as_deref(), resource.as_deref(), dpop)
                     .await
             }
             TokenRequest::DeviceCode { device_code } => {
-                self.device_token(client, device_code, sign_in).await
+                self.device_token_with(client, device_code, sign_in, dpop)
+                    .await
             }
         }
     }

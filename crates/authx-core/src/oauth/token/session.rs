@@ -93,6 +93,7 @@ impl Tokens<'_> {
             None,
             Some(session.created_at),
             Some(&session.auth_method),
+            None,
         )?;
         Ok(TokenResponse::access_only(access, &granted))
     }

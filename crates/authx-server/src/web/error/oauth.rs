@@ -1,5 +1,6 @@
 //! OAuth failures as HTTP answers: RFC 6749 §5.2 JSON errors of the token, introspection,
-//! revocation and device-authorization endpoints, RFC 6750 bearer challenges of userinfo, the
+//! revocation and device-authorization endpoints (with RFC 9449's `invalid_dpop_proof` and
+//! `use_dpop_nonce`), RFC 6750 bearer and RFC 9449 DPoP challenges of userinfo, the
 //! JSON API's answers for `OAuthError`, and the error pages of the browser's endpoints
 //! (authorization, consent, logout and the device page).
 
@@ -89,6 +90,19 @@ pub(crate) fn bearer_error(status: StatusCode, error: Option<&str>) -> Response 
         None => "Bearer realm=\"authx\"".to_owned(),
     };
     let mut res = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+/// An RFC 9449 §7.1 challenge of a resource endpoint: `401` with `WWW-Authenticate: DPoP`,
+/// the proof algorithms accepted and `error` (`invalid_token`, `invalid_dpop_proof`,
+/// `use_dpop_nonce`).
+pub(crate) fn dpop_challenge(error: &str) -> Response {
+    let algs = authx_core::oauth::dpop::SIGNING_ALGS.join(" ");
+    let challenge = format!("DPoP algs=\"{algs}\", error=\"{error}\"");
+    let mut res = StatusCode::UNAUTHORIZED.into_response();
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
