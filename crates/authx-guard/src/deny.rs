@@ -137,6 +137,7 @@ mod tests {
             fid: Some("f1".into()),
             auth_time: None,
             acr: None,
+            cnf: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -20,6 +20,13 @@ pub enum Refusal {
     Missing,
     /// A token or session that does not hold: `401 invalid_token`.
     InvalidToken(TokenDefect),
+    /// A DPoP-bound token without a proof by its key (as a bearer token, or with another
+    /// key's proof), or an unbound token under the `DPoP` scheme: `401` with a `DPoP`
+    /// challenge and `invalid_token` (RFC 9449 §7.1).
+    InvalidDpopToken(TokenDefect),
+    /// A DPoP proof that is missing, repeated, malformed, for another request or token, too
+    /// old or replayed: `401` with a `DPoP` challenge and `invalid_dpop_proof`.
+    InvalidDpopProof,
     /// Malformed credentials (two schemes, a broken header): `400 invalid_request`.
     BadRequest,
     /// The token lacks a scope the route needs: `403 insufficient_scope`.
@@ -46,6 +53,16 @@ impl IntoResponse for Refusal {
                 StatusCode::UNAUTHORIZED,
                 "Bearer error=\"invalid_token\"".to_owned(),
                 json!({"error": "invalid_token", "error_description": "the access token is not valid"}),
+            ),
+            Self::InvalidDpopToken(_) => (
+                StatusCode::UNAUTHORIZED,
+                dpop_challenge("invalid_token"),
+                json!({"error": "invalid_token", "error_description": "the access token is not valid"}),
+            ),
+            Self::InvalidDpopProof => (
+                StatusCode::UNAUTHORIZED,
+                dpop_challenge("invalid_dpop_proof"),
+                json!({"error": "invalid_dpop_proof", "error_description": "the DPoP proof is not valid"}),
             ),
             Self::BadRequest => (
                 StatusCode::BAD_REQUEST,
@@ -89,6 +106,14 @@ impl IntoResponse for Refusal {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
+}
+
+/// A `DPoP` challenge (RFC 9449 §7.1) with the proof algorithms accepted.
+fn dpop_challenge(error: &str) -> String {
+    format!(
+        "DPoP algs=\"{}\", error=\"{error}\"",
+        authx_core::oauth::dpop::SIGNING_ALGS.join(" ")
+    )
 }
 
 /// The layer built by [`Guard::layer`].
@@ -169,7 +194,16 @@ where
         let scopes = Arc::clone(&self.scopes);
         let acr = self.acr.clone();
         Box::pin(async move {
-            let identity = match guard.identify(req.method(), req.headers()).await {
+            // The path the client addressed, before any `nest` stripped its prefix: the one a
+            // DPoP proof names.
+            let uri = req
+                .extensions()
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| req.uri().clone(), |o| o.0.clone());
+            let identity = match guard
+                .identify_request(req.method(), &uri, req.headers())
+                .await
+            {
                 Ok(i) => i,
                 Err(r) => return Ok(r.into_response()),
             };
@@ -189,8 +223,8 @@ where
 }
 
 impl Guard {
-    /// Checks a request's credentials: a bearer token, or (with [`crate::GuardConfig::sessions`])
-    /// the session cookie, for which `method` decides whether the CSRF rules apply.
+    /// Checks a request's credentials without its URI: as [`Guard::identify_request`], except
+    /// that a DPoP proof cannot be checked, so a DPoP-bound token is refused.
     ///
     /// # Errors
     /// The refusal to send.
@@ -199,20 +233,66 @@ impl Guard {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Identity, Refusal> {
+        self.identify_at(method, None, headers).await
+    }
+
+    /// Checks a request's credentials: a bearer token, a DPoP-bound token with its proof for
+    /// this request (`Authorization: DPoP` and a `DPoP` header, RFC 9449 §7), or (with
+    /// [`crate::GuardConfig::sessions`]) the session cookie, for which `method` decides whether
+    /// the CSRF rules apply. A DPoP-bound token is never accepted as a bearer token.
+    ///
+    /// # Errors
+    /// The refusal to send.
+    pub async fn identify_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
+        self.identify_at(method, Some(uri), headers).await
+    }
+
+    async fn identify_at(
+        &self,
+        method: &Method,
+        uri: Option<&Uri>,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
         let mut auths = headers.get_all(header::AUTHORIZATION).iter();
         match (auths.next(), auths.next()) {
             (Some(_), Some(_)) => Err(Refusal::BadRequest),
             (Some(v), None) => {
                 let v = v.to_str().map_err(|_| Refusal::BadRequest)?;
                 let (scheme, token) = v.split_once(' ').ok_or(Refusal::BadRequest)?;
-                if !scheme.eq_ignore_ascii_case("bearer") {
+                let dpop = scheme.eq_ignore_ascii_case("dpop");
+                if !dpop && !scheme.eq_ignore_ascii_case("bearer") {
                     return Err(Refusal::Missing);
                 }
                 let token = token.trim();
                 if token.is_empty() {
                     return Err(Refusal::BadRequest);
                 }
-                self.check_bearer(token).await.map(Identity::Token)
+                let claims = self.check_token(token).await?;
+                if dpop {
+                    let s = self.shared();
+                    crate::dpop::check(
+                        &s.seen_proofs,
+                        s.config.public_url.as_deref(),
+                        &s.config.dpop_proof,
+                        &crate::dpop::DpopRequest {
+                            method,
+                            uri,
+                            headers,
+                        },
+                        token,
+                        &claims,
+                        crate::now_secs(),
+                    )?;
+                } else if claims.dpop_jkt().is_some() {
+                    // RFC 9449 §7.1: a bound token is worth nothing without its key.
+                    return Err(Refusal::InvalidDpopToken(TokenDefect::WrongScheme));
+                }
+                Ok(Identity::Token(claims))
             }
             (None, _) => self.identify_session(method, headers).await,
         }

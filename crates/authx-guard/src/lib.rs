@@ -42,8 +42,15 @@
 //!
 //! Errors follow RFC 6750: `401` with `WWW-Authenticate: Bearer error="invalid_token"`, `403`
 //! with `error="insufficient_scope"` when a route needs a scope the token lacks.
+//!
+//! DPoP (RFC 9449): a token bound to a key (`cnf.jkt`) is accepted only as `Authorization:
+//! DPoP` with a `DPoP` proof by that key, made for this request (method, and the URL as
+//! [`GuardConfig::public_url`] or the `Host` header gives it), for this token (`ath`), recent
+//! and never seen before by this process; anything else is `401` with a `DPoP` challenge.
+//! Unbound tokens keep working as bearer tokens, and only as those.
 
 mod deny;
+mod dpop;
 mod feed;
 mod http;
 mod layer;
@@ -110,6 +117,13 @@ pub struct GuardConfig {
     /// The least time between two JWKS fetches caused by unknown key ids (default
     /// [`JWKS_REFETCH_INTERVAL`], at least 1 s).
     pub jwks_refetch_interval: Duration,
+    /// The API's public base URL as clients address it (`https://api.example.com`, with a
+    /// path prefix if it has one): a DPoP proof's `htu` must be this followed by the request's
+    /// path. Without it, the request's `Host` header is used, with `https` (plain `http` for a
+    /// loopback host); set it behind a proxy that rewrites the host or the scheme.
+    pub public_url: Option<String>,
+    /// How recent a DPoP proof must be (default: made at most 60 s ago, 5 s of skew).
+    pub dpop_proof: authx_core::oauth::dpop::ProofPolicy,
 }
 
 impl GuardConfig {
@@ -130,7 +144,16 @@ impl GuardConfig {
             startup_wait: Duration::from_secs(5),
             sessions: None,
             jwks_refetch_interval: JWKS_REFETCH_INTERVAL,
+            public_url: None,
+            dpop_proof: authx_core::oauth::dpop::ProofPolicy::default(),
         }
+    }
+
+    /// The API's public base URL, which DPoP proofs name (see [`GuardConfig::public_url`]).
+    #[must_use]
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
     }
 
     /// The API's client credentials: they open the revocation feed and introspection.
@@ -254,6 +277,8 @@ pub(crate) struct Shared {
     pub(crate) caught_up: tokio::sync::Notify,
     introspected: Mutex<HashMap<TokenHash, (Claims, i64)>>,
     last_prune: Mutex<Instant>,
+    /// DPoP proofs seen recently (replay).
+    pub(crate) seen_proofs: dpop::SeenProofs,
 }
 
 /// Most cached introspection answers.
@@ -331,6 +356,7 @@ impl Guard {
             caught_up: tokio::sync::Notify::new(),
             introspected: Mutex::new(HashMap::new()),
             last_prune: Mutex::new(Instant::now()),
+            seen_proofs: dpop::SeenProofs::default(),
         });
         if let Some((id, secret)) = shared.config.credentials.clone() {
             let notified = shared.caught_up.notified();
@@ -387,11 +413,22 @@ impl Guard {
             .map_or((0, 0), |f| (f.position, f.applied))
     }
 
-    /// Checks a bearer token.
+    /// Checks a bearer token (RFC 6750): a token bound to a DPoP key is refused, since it is
+    /// valid only with a proof by that key ([`Guard::identify_request`] checks those).
     ///
     /// # Errors
     /// The refusal to send.
     pub async fn check_bearer(&self, token: &str) -> Result<Claims, Refusal> {
+        let claims = self.check_token(token).await?;
+        if claims.dpop_jkt().is_some() {
+            // RFC 9449 §7.1: a bound token is worth nothing without its key.
+            return Err(Refusal::InvalidDpopToken(TokenDefect::WrongScheme));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies a token (signature, claims, revocation), whether it is bound to a key or not.
+    pub(crate) async fn check_token(&self, token: &str) -> Result<Claims, Refusal> {
         let now = now_secs();
         self.prune(now);
         let fresh = self.is_fresh();

@@ -53,9 +53,19 @@ pub struct Claims {
     /// `urn:authx:acr:mfa` after a second factor); absent for client tokens.
     #[serde(default)]
     pub acr: Option<String>,
+    /// The key the token is bound to (RFC 9449 §6: `cnf.jkt`): the guard then accepts it only
+    /// under the `DPoP` scheme, with a proof by that key.
+    #[serde(default)]
+    pub cnf: Option<authx_core::oauth::dpop::Confirmation>,
 }
 
 impl Claims {
+    /// The thumbprint of the DPoP key the token is bound to, if it is bound.
+    #[must_use]
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().and_then(|c| c.jkt.as_deref())
+    }
+
     /// The granted scopes.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split(' ').filter(|s| !s.is_empty())
@@ -122,6 +132,11 @@ pub enum TokenDefect {
     WrongAudience,
     /// Revoked (the revocation feed said so, or introspection did).
     Revoked,
+    /// A DPoP-bound token presented as a bearer token, or an unbound one under the `DPoP`
+    /// scheme (RFC 9449 §7.1).
+    WrongScheme,
+    /// A DPoP-bound token with a proof by another key.
+    WrongKey,
 }
 
 /// The issuer's published keys, refreshed on an unknown key id at most once per refetch
@@ -310,15 +325,23 @@ mod tests {
     }
 
     /// Claims the guard does not know (RFC 9068 allows them) are ignored, so an issuer can add
-    /// one (`cnf`, `x_future`) without older guards refusing its tokens; `acr` is known, and
-    /// read.
+    /// one (`x_future`, another confirmation method in `cnf`) without older guards refusing
+    /// its tokens; `acr` and `cnf.jkt` are known, and read.
     #[test]
     fn unknown_claims_are_accepted() {
         let plain = decode(&good()).unwrap();
         let mut more = good();
         more["x_future"] = "urn:example:mfa".into();
-        more["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
         assert_eq!(decode(&more).as_ref(), Some(&plain));
+        more["cnf"] = json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"});
+        let other_method = decode(&more).unwrap();
+        assert_eq!(other_method.dpop_jkt(), None);
+        more["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+        assert_eq!(
+            decode(&more).unwrap().dpop_jkt(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        assert_eq!(plain.dpop_jkt(), None);
         let mut with_acr = good();
         with_acr["acr"] = "urn:authx:acr:mfa".into();
         let c = decode(&with_acr).unwrap();

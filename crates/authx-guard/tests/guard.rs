@@ -17,6 +17,7 @@ use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::pkce;
 use authx_core::oauth::store::KeyStateChange;
 use authx_guard::{Guard, GuardConfig, Identity, Mode, SessionCheck, WhenStale};
+use authx_testkit::dpop::DpopKey;
 use authx_testkit::services::SharedServices;
 use authx_testkit::{PASSWORD, TestServer, session_cookie};
 use axum::Router;
@@ -263,16 +264,26 @@ impl World {
         shared: Option<&SharedServices>,
         feed: Option<Arc<FeedScript>>,
     ) -> (Self, Option<TestServer>) {
+        Self::start_configured(shared, feed, |_| {}).await
+    }
+
+    /// As [`World::start_on`], with `extra` applied to the servers' configuration.
+    async fn start_configured(
+        shared: Option<&SharedServices>,
+        feed: Option<Arc<FeedScript>>,
+        extra: fn(&mut authx_server::config::FileConfig),
+    ) -> (Self, Option<TestServer>) {
         let upstream = Arc::new(OnceLock::new());
         let proxy = Proxy::start(Arc::clone(&upstream), feed).await;
         let issuer = proxy.url();
-        let configure = |extra: Option<&SharedServices>| {
+        let configure = |services: Option<&SharedServices>| {
             let i = issuer.clone();
-            let base: Option<Box<Customize>> = extra.map(|s| Box::new(s.configure()) as _);
+            let base: Option<Box<Customize>> = services.map(|s| Box::new(s.configure()) as _);
             move |f: &mut authx_server::config::FileConfig| {
                 if let Some(b) = &base {
                     b(f);
                 }
+                extra(f);
                 f.issuer = Some(i.clone());
             }
         };
@@ -1667,4 +1678,207 @@ fn set_cookie_named(res: &reqwest::Response, name: &str) -> String {
         .find(|nv| nv.starts_with(&format!("{name}=")))
         .unwrap()
         .to_owned()
+}
+
+/// A world whose server issues DPoP-bound tokens (RFC 9449).
+async fn dpop_world() -> World {
+    World::start_configured(None, None, |f| {
+        f.oauth
+            .get_or_insert_with(authx_server::config::OAuthFile::default)
+            .dpop = Some(true);
+    })
+    .await
+    .0
+}
+
+/// A client-credentials token of `app` for the API, bound to `key` when given.
+async fn dpop_token(w: &World, key: Option<&DpopKey>) -> String {
+    let mut req = w
+        .http
+        .post(format!("{}/oauth2/token", w.issuer))
+        .header("authorization", basic("app", &w.app_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "read"),
+            ("resource", API),
+        ]);
+    if let Some(k) = key {
+        // Dated by the server's clock, which stands still while the test runs.
+        let k = k.on(&w.server.clock);
+        req = req.header(
+            "DPoP",
+            k.proof("POST", &format!("{}/oauth2/token", w.issuer), None),
+        );
+    }
+    let v: Value = req.send().await.unwrap().json().await.unwrap();
+    let expected = if key.is_some() { "DPoP" } else { "Bearer" };
+    assert_eq!(v["token_type"], expected, "{v}");
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `method` at the resource server's `path` with `authorization` and a `DPoP` proof: (status,
+/// challenge).
+async fn rs_call(
+    rs: &str,
+    method: reqwest::Method,
+    path: &str,
+    authorization: &str,
+    proof: Option<&str>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{rs}{path}"))
+        .header("authorization", authorization);
+    if let Some(p) = proof {
+        req = req.header("DPoP", p);
+    }
+    let res = req.send().await.unwrap();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (res.status().as_u16(), challenge)
+}
+
+/// RFC 9449 §7, §11.1, §11.10: the guard takes a bound token only as `DPoP`, with a fresh proof
+/// by its key for this request and this token; unbound tokens keep working as bearer tokens.
+#[tokio::test]
+async fn the_guard_takes_a_bound_token_only_with_a_proof_by_its_key() {
+    let w = dpop_world().await;
+    let guard = w.guard().await;
+    let rs = resource_server(&guard).await;
+    let key = DpopKey::es256();
+    let at = dpop_token(&w, Some(&key)).await;
+    let dpop = format!("DPoP {at}");
+    let whoami = format!("{rs}/whoami");
+    let get = reqwest::Method::GET;
+
+    let proof = key.proof("GET", &whoami, Some(&at));
+    assert_eq!(
+        rs_call(&rs, get.clone(), "/whoami", &dpop, Some(&proof))
+            .await
+            .0,
+        200
+    );
+
+    let refused = |error: &'static str| {
+        move |(status, challenge): (u16, String)| {
+            assert_eq!(status, 401, "{challenge}");
+            assert!(
+                challenge.starts_with("DPoP ") && challenge.contains(&format!("error=\"{error}\"")),
+                "{challenge}"
+            );
+        }
+    };
+    // The proof again (replay).
+    refused("invalid_dpop_proof")(rs_call(&rs, get.clone(), "/whoami", &dpop, Some(&proof)).await);
+    // As a bearer token, with or without a proof.
+    refused("invalid_token")(
+        rs_call(&rs, get.clone(), "/whoami", &format!("Bearer {at}"), None).await,
+    );
+    let proof = key.proof("GET", &whoami, Some(&at));
+    refused("invalid_token")(
+        rs_call(
+            &rs,
+            get.clone(),
+            "/whoami",
+            &format!("Bearer {at}"),
+            Some(&proof),
+        )
+        .await,
+    );
+    // A proof by another key.
+    let other = DpopKey::es256();
+    let proof = other.proof("GET", &whoami, Some(&at));
+    refused("invalid_token")(rs_call(&rs, get.clone(), "/whoami", &dpop, Some(&proof)).await);
+    // No proof; a proof for another token, another path, another method; without ath.
+    for proof in [
+        None,
+        Some(key.proof("GET", &whoami, Some("another.access.token"))),
+        Some(key.proof("GET", &format!("{rs}/write"), Some(&at))),
+        Some(key.proof("POST", &whoami, Some(&at))),
+        Some(key.proof("GET", &whoami, None)),
+    ] {
+        refused("invalid_dpop_proof")(
+            rs_call(&rs, get.clone(), "/whoami", &dpop, proof.as_deref()).await,
+        );
+    }
+    // The proof's method is the request's.
+    let proof = key.proof("POST", &whoami, Some(&at));
+    assert_eq!(
+        rs_call(&rs, reqwest::Method::POST, "/whoami", &dpop, Some(&proof))
+            .await
+            .0,
+        200
+    );
+    // `check_bearer` too refuses a bound token.
+    assert!(guard.check_bearer(&at).await.is_err());
+
+    // An unbound token: a bearer token as before, and refused under the DPoP scheme.
+    let plain = dpop_token(&w, None).await;
+    assert_eq!(rs_status(&rs, "/whoami", &plain).await, 200);
+    let proof = key.proof("GET", &whoami, Some(&plain));
+    refused("invalid_token")(
+        rs_call(
+            &rs,
+            get.clone(),
+            "/whoami",
+            &format!("DPoP {plain}"),
+            Some(&proof),
+        )
+        .await,
+    );
+}
+
+/// RFC 9449 §11.8: behind a proxy, the proof names the API's public address, which the guard
+/// is configured with, not the address the request reached.
+#[tokio::test]
+async fn the_guard_checks_htu_against_its_public_address() {
+    let w = dpop_world().await;
+    let guard = Guard::start(w.config().public_url("https://api.example.com/v1/"))
+        .await
+        .unwrap();
+    let rs = resource_server(&guard).await;
+    let key = DpopKey::es256();
+    let at = dpop_token(&w, Some(&key)).await;
+    let dpop = format!("DPoP {at}");
+    let local = key.proof("GET", &format!("{rs}/whoami"), Some(&at));
+    let (status, challenge) =
+        rs_call(&rs, reqwest::Method::GET, "/whoami", &dpop, Some(&local)).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+    let public = key.proof("GET", "https://API.example.com:443/v1/whoami", Some(&at));
+    assert_eq!(
+        rs_call(&rs, reqwest::Method::GET, "/whoami", &dpop, Some(&public))
+            .await
+            .0,
+        200
+    );
+}
+
+/// In introspection mode the issuer's answer names the key (`cnf.jkt`), and the guard holds
+/// the token to it just the same.
+#[tokio::test]
+async fn introspection_mode_holds_a_bound_token_to_its_key() {
+    let w = dpop_world().await;
+    let guard = Guard::start(w.config().mode(Mode::Introspection))
+        .await
+        .unwrap();
+    let rs = resource_server(&guard).await;
+    let key = DpopKey::es256();
+    let at = dpop_token(&w, Some(&key)).await;
+    assert_eq!(rs_status(&rs, "/whoami", &at).await, 401);
+    let proof = key.proof("GET", &format!("{rs}/whoami"), Some(&at));
+    assert_eq!(
+        rs_call(
+            &rs,
+            reqwest::Method::GET,
+            "/whoami",
+            &format!("DPoP {at}"),
+            Some(&proof)
+        )
+        .await
+        .0,
+        200
+    );
 }
