@@ -215,8 +215,10 @@ pub enum GuardError {
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Held once per request; boxing the claims would change the public pattern `Token(c)`.
+#[allow(clippy::large_enum_variant)]
 pub enum Identity {
-    /// A bearer access token.
+    /// An access token: a bearer token, or a DPoP-bound one whose proof was checked.
     Token(Claims),
     /// An authx browser session.
     Session {

@@ -351,7 +351,7 @@ pub fn verify_proof(
         .decode(h64)
         .ok()
         .and_then(|h| serde_json::from_slice(&h).ok())
-        .ok_or_else(|| DpopError::InvalidProof("the header does not decode"))?;
+        .ok_or(DpopError::InvalidProof("the header does not decode"))?;
     if !header.typ.eq_ignore_ascii_case(DPOP_TYP) {
         return Err(DpopError::InvalidProof("typ must be dpop+jwt"));
     }
@@ -379,7 +379,7 @@ pub fn verify_proof(
         .decode(c64)
         .ok()
         .and_then(|c| serde_json::from_slice(&c).ok())
-        .ok_or_else(|| DpopError::InvalidProof("the claims do not decode"))?;
+        .ok_or(DpopError::InvalidProof("the claims do not decode"))?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(DpopError::InvalidProof("jti is missing or too long"));
     }
