@@ -143,3 +143,124 @@ async fn grant_runs_every_grant_type() {
         "invalid device code"
     );
 }
+
+/// RFC 9449 §5: the key of a request's proof binds the access token of the device and code
+/// grants, and a public client's refresh family, which then refreshes only with that key.
+#[tokio::test]
+async fn a_proofs_key_binds_the_tokens_and_a_public_clients_family() {
+    use super::super::dpop::Jkt;
+    let rig = Rig::new().await;
+    let policy = ThrottlePolicy::default();
+    let grants = rig.oauth.tokens();
+    let client = rig
+        .client(
+            "tv",
+            &[
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::DeviceCode,
+            ],
+            false,
+        )
+        .await;
+    let key = Jkt::parse("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+    let other = Jkt::parse("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+    let bound_to = |t: &TokenResponse| {
+        let t = t.access_token.clone();
+        let oauth = &rig.oauth;
+        async move {
+            let c = oauth.active_access_token(&t).await.unwrap().unwrap();
+            c.dpop_jkt().map(str::to_owned)
+        }
+    };
+
+    // The device grant.
+    let auth = rig
+        .oauth
+        .device_authorization(&client, Some("openid offline_access"), None)
+        .await
+        .unwrap();
+    let pending = rig
+        .oauth
+        .pending_device(&auth.user_code.display())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        rig.oauth
+            .decide_device(&pending, rig.signed_in_at(rig.clock.now()), true)
+            .await
+            .unwrap()
+    );
+    rig.clock.advance(5);
+    let request = TokenRequest::DeviceCode {
+        device_code: auth.device_code.expose().to_owned(),
+    };
+    let tokens = grants
+        .grant(&client, &request, &policy, Some(&key))
+        .await
+        .unwrap();
+    assert!(tokens.dpop_bound);
+    assert_eq!(tokens.to_json()["token_type"], "DPoP");
+    assert_eq!(bound_to(&tokens).await.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        rig.family_of(&tokens).await.dpop_jkt.as_deref(),
+        Some(key.as_str())
+    );
+
+    // Its refresh token: only with the same key, and refused before it is spent.
+    let refresh = |proof: Option<Jkt>, rt: String| {
+        let grants = rig.oauth.tokens();
+        let policy = policy.clone();
+        let client = client.clone();
+        async move {
+            let request = TokenRequest::RefreshToken {
+                refresh_token: rt,
+                scope: None,
+            };
+            grants
+                .grant(&client, &request, &policy, proof.as_ref())
+                .await
+        }
+    };
+    let rt = tokens.refresh_token.clone().unwrap();
+    for proof in [None, Some(other.clone())] {
+        assert_eq!(
+            invalid_grant(refresh(proof, rt.clone()).await),
+            "the refresh token is bound to another DPoP key"
+        );
+    }
+    let refreshed = refresh(Some(key.clone()), rt).await.unwrap();
+    assert_eq!(bound_to(&refreshed).await.as_deref(), Some(key.as_str()));
+
+    // The code grant, with another key: that one binds.
+    let code = rig.code(&client, "openid offline_access").await;
+    let request = TokenRequest::AuthorizationCode {
+        code,
+        redirect_uri: Some(REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+    };
+    let tokens = grants
+        .grant(&client, &request, &policy, Some(&other))
+        .await
+        .unwrap();
+    assert_eq!(bound_to(&tokens).await.as_deref(), Some(other.as_str()));
+    assert_eq!(
+        rig.family_of(&tokens).await.dpop_jkt.as_deref(),
+        Some(other.as_str())
+    );
+    // Without a proof nothing is bound.
+    let code = rig.code(&client, "openid offline_access").await;
+    let request = TokenRequest::AuthorizationCode {
+        code,
+        redirect_uri: Some(REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+    };
+    let tokens = grants
+        .grant(&client, &request, &policy, None)
+        .await
+        .unwrap();
+    assert!(!tokens.dpop_bound);
+    assert_eq!(bound_to(&tokens).await, None);
+    assert_eq!(rig.family_of(&tokens).await.dpop_jkt, None);
+}
