@@ -347,3 +347,33 @@ fn a_client_jkt_parameter_must_be_a_thumbprint() {
         assert!(Jkt::parse(bad).is_none(), "{bad}");
     }
 }
+
+/// PS256 (RSASSA-PSS), which authx does not sign with but accepts in proofs.
+#[test]
+fn a_ps256_proof_verifies_and_an_rs256_signature_under_ps256_does_not() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
+    let kp = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let pk = kp.public_key();
+    let jwk = json!({
+        "kty": "RSA",
+        "n": crate::secret::b64url(pk.modulus().big_endian_without_leading_zero()),
+        "e": crate::secret::b64url(pk.exponent().big_endian_without_leading_zero()),
+    });
+    let sign = |alg: &str, padding: &'static dyn signature::RsaEncoding| {
+        let h = json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk});
+        let input = format!("{}.{}", b64(&h), b64(&claims()));
+        let mut sig = vec![0u8; kp.public_modulus_len()];
+        kp.sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    let p = verify(&sign("PS256", &signature::RSA_PSS_SHA256), &request()).unwrap();
+    assert_eq!(Some(p.jkt), thumbprint(&jwk));
+    assert!(verify(&sign("RS256", &signature::RSA_PKCS1_SHA256), &request()).is_ok());
+    assert_eq!(
+        refused(&sign("PS256", &signature::RSA_PKCS1_SHA256), &request()),
+        "the signature does not verify"
+    );
+}
