@@ -734,3 +734,66 @@ async fn with_dpop_off_proofs_are_ignored() {
         .unwrap();
     assert!(d.get("dpop_signing_alg_values_supported").is_none());
 }
+
+/// RFC 9449 §11.1 across instances: two instances of one deployment (one PostgreSQL database,
+/// one issuer) share the proofs' single-use marks, so a proof used at one is refused at the
+/// other, and nonces, which need no store, are accepted by both.
+#[tokio::test]
+async fn a_proof_used_at_one_instance_is_refused_at_another() {
+    const ISSUER: &str = "https://id.example.com";
+    let Some(services) =
+        SharedServices::acquire("dpop::a_proof_used_at_one_instance_is_refused_at_another").await
+    else {
+        return;
+    };
+    let start = || {
+        let shared = services.configure();
+        let on = dpop_on(true);
+        TestServer::start_on(&services.database_url, move |f| {
+            shared(f);
+            on(f);
+            f.issuer = Some(ISSUER.into());
+        })
+    };
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let state = &a.running().unwrap().state;
+    authx_server::web::api::register_resource(
+        state,
+        "https://api.example.com".into(),
+        vec!["read".into()],
+    )
+    .await
+    .unwrap();
+    let (_, secret) = state
+        .oauth
+        .register_client(client("svc", &[GrantType::ClientCredentials], false), true)
+        .await
+        .unwrap();
+    let secret = secret.unwrap();
+    let ask = |server: &TestServer, proof: &str| {
+        server
+            .client
+            .post(format!("{}/oauth2/token", server.url))
+            .basic_auth("svc", Some(&secret))
+            .header("DPoP", proof)
+            .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+            .send()
+    };
+    let key = DpopKey::es256().on(&a.clock);
+    let htu = format!("{ISSUER}/oauth2/token");
+    // A nonce from one instance is good at the other.
+    let first = Response::of(ask(&a, &key.proof("POST", &htu, None)).await.unwrap()).await;
+    first.refused("use_dpop_nonce");
+    let nonce = first.header("dpop-nonce").unwrap().to_owned();
+    let proof = key.proof_with_nonce("POST", &htu, &nonce);
+    let at_b = Response::of(ask(&b, &proof).await.unwrap()).await;
+    assert_eq!(at_b.status, 200, "{}", at_b.body);
+    assert_eq!(at_b.body["token_type"], "DPoP");
+    // The same proof at the first instance: already used.
+    Response::of(ask(&a, &proof).await.unwrap())
+        .await
+        .refused("invalid_dpop_proof");
+    a.stop().await;
+    b.stop().await;
+    services.cleanup().await;
+}
