@@ -7,6 +7,9 @@
 //! - Parameters may not repeat; empty values count as absent; credentials never come from the
 //!   query string; a client uses exactly one authentication method (`web::form`).
 //! - Every token response carries `Cache-Control: no-store`.
+//! - DPoP proofs (RFC 9449) are checked by core against the URL the configured issuer gives the
+//!   endpoint, never the `Host` header; a DPoP-bound token is taken at userinfo only under the
+//!   `DPoP` scheme with a proof by its key.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
