@@ -797,3 +797,65 @@ async fn a_proof_used_at_one_instance_is_refused_at_another() {
     b.stop().await;
     services.cleanup().await;
 }
+
+/// RFC 9449 §5.2: a client registered with `dpop_bound_access_tokens` gets nothing without a
+/// proof (`invalid_request`), at any grant.
+#[tokio::test]
+async fn a_client_registered_for_bound_tokens_gets_none_without_a_proof() {
+    let op = op(false).await;
+    let mut bound = client(
+        "bound",
+        &[GrantType::ClientCredentials, GrantType::AuthorizationCode],
+        true,
+    );
+    bound.dpop_bound_access_tokens = true;
+    let state = &op.server.running().unwrap().state;
+    let (_, secret) = state.oauth.register_client(bound, true).await.unwrap();
+    let secret = secret.unwrap();
+    let ask = |proof: Option<String>| {
+        let mut req = op
+            .server
+            .client
+            .post(url(&op, "/oauth2/token"))
+            .basic_auth("bound", Some(&secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "read")]);
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        req.send()
+    };
+    let res = Response::of(ask(None).await.unwrap()).await;
+    res.refused("invalid_request");
+    assert!(res.body.get("access_token").is_none());
+    let key = DpopKey::es256().on(&op.server.clock);
+    let res = Response::of(ask(Some(at_token(&op, &key))).await.unwrap()).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["token_type"], "DPoP");
+
+    // The code grant too; the code is not spent by the refusal.
+    let c = code(&op, "bound", "").await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", c.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let exchange = |proof: Option<String>| {
+        let mut req = op
+            .server
+            .client
+            .post(url(&op, "/oauth2/token"))
+            .basic_auth("bound", Some(&secret))
+            .form(&form);
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        req.send()
+    };
+    Response::of(exchange(None).await.unwrap())
+        .await
+        .refused("invalid_request");
+    let res = Response::of(exchange(Some(at_token(&op, &key))).await.unwrap()).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["token_type"], "DPoP");
+}

@@ -33,6 +33,7 @@ impl Tokens<'_> {
         resource: Option<&str>,
         dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
+        Self::require_binding(client, dpop)?;
         if !client.is_confidential() || !client.allows(GrantType::ClientCredentials) {
             return Err(OAuthError::UnauthorizedClient);
         }

@@ -36,6 +36,7 @@ impl Tokens<'_> {
         verifier: Option<&str>,
         dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
+        Self::require_binding(client, dpop)?;
         if !client.allows(GrantType::AuthorizationCode) {
             return Err(OAuthError::UnauthorizedClient);
         }

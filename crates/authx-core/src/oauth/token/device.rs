@@ -40,6 +40,7 @@ impl Tokens<'_> {
         lock: &ThrottlePolicy,
         dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
+        Self::require_binding(client, dpop)?;
         if !client.allows(GrantType::DeviceCode) {
             return Err(OAuthError::UnauthorizedClient);
         }

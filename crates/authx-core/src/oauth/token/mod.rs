@@ -53,6 +53,18 @@ impl<'a> Tokens<'a> {
         Self { ctx, successor_key }
     }
 
+    /// RFC 9449 §5.2: a client registered with `dpop_bound_access_tokens` gets no token that is
+    /// not bound, so every token request of it needs a proof (a thief of its credentials
+    /// cannot fall back to bearer tokens).
+    fn require_binding(client: &Client, dpop: Option<&Jkt>) -> Result<(), OAuthError> {
+        if client.dpop_bound_access_tokens && dpop.is_none() {
+            return Err(OAuthError::InvalidRequest(
+                "this client gets DPoP-bound tokens only: send a DPoP proof".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Ending a family (reuse of a refresh token, replay of a code) is revocation's.
     fn revocation(&self) -> Revocation<'a> {
         Revocation::new(self.ctx)

@@ -40,6 +40,7 @@ impl Tokens<'_> {
         scope: Option<&str>,
         dpop: Option<&Jkt>,
     ) -> Result<TokenResponse, OAuthError> {
+        Self::require_binding(client, dpop)?;
         if !client.allows(GrantType::RefreshToken) {
             return Err(OAuthError::UnauthorizedClient);
         }
