@@ -1,7 +1,7 @@
 //! An independent relying party written in JavaScript, `oauth4webapi` (run by Node from
 //! `interop/node`, installed by `npm ci` there), drives a real authx: the code flow with a
 //! pushed authorization request (RFC 9126), its callback checks, the code exchange and
-//! userinfo.
+//! userinfo, with private_key_jwt and DPoP (RFC 9449).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -135,4 +135,57 @@ async fn oauth4webapi_runs_par_and_private_key_jwt_with_a_refresh() {
         .await
         .unwrap();
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// RFC 9449 with an independent client: oauth4webapi binds the code with `dpop_jkt` at PAR,
+/// sends proofs to the token endpoint (retrying once when authx asks for a nonce), refreshes,
+/// and calls userinfo with `Authorization: DPoP`, for a client registered for bound tokens
+/// only, on a server that requires nonces.
+#[tokio::test]
+async fn oauth4webapi_binds_every_token_with_dpop_and_answers_nonce_challenges() {
+    let Some(dir) = interop_dir() else {
+        return;
+    };
+    let op = op_with(|f| {
+        let oauth = f
+            .oauth
+            .get_or_insert_with(authx_server::config::OAuthFile::default);
+        oauth.dpop = Some(true);
+        oauth.dpop_require_nonce = Some(true);
+    })
+    .await;
+    let (key, kid) = private_key_jwt_client(&op, true).await;
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("fapi.mjs"))
+        .env("ISSUER", &op.server.url)
+        .env("CLIENT_ID", "fapi")
+        .env("CLIENT_KEY_PKCS8", &key)
+        .env("CLIENT_KID", &kid)
+        .env("REDIRECT_URI", REDIRECT)
+        .env("SESSION_COOKIE", &op.cookie)
+        .env("DPOP", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("node runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the client failed: {stderr}");
+    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(learned["email"], "kate@example.com");
+    assert_eq!(learned["token_type"], "dpop");
+    assert_eq!(learned["refreshed_token_type"], "dpop");
+    assert!(learned["dpop_jkt"].is_string(), "{learned}");
+    // Each of the client's proofs was taken once: no retry reused one.
+    let state = &op.server.running().unwrap().state;
+    state.oauth.audit().flush().await;
+    let replays = state
+        .audit_store
+        .list_audit(&authx_core::audit::AuditQuery {
+            kind: Some("dpop_proof_replayed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(replays.is_empty(), "{replays:?}");
 }
