@@ -60,6 +60,15 @@ fn bad_values_get_clear_messages() {
             "[oauth]\nsession_token_ttl_secs = 3601",
             "oauth.session_token_ttl_secs",
         ),
+        ("[oauth]\ndpop_require_nonce = true", "oauth.dpop"),
+        (
+            "[oauth]\ndpop = true\ndpop_leeway_secs = 61",
+            "oauth.dpop_leeway_secs",
+        ),
+        (
+            "[oauth]\ndpop = true\ndpop_leeway_secs = -1",
+            "oauth.dpop_leeway_secs",
+        ),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(needle), "{text}: {err}");
@@ -68,6 +77,16 @@ fn bad_values_get_clear_messages() {
         toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
         "unknown keys are refused"
     );
+}
+
+#[test]
+fn dpop_is_off_by_default_and_its_settings_are_read() {
+    let c = parse("").unwrap();
+    assert!(!c.oauth.dpop && !c.oauth.dpop_require_nonce);
+    assert_eq!(c.oauth.dpop_leeway_secs, 5);
+    let c = parse("[oauth]\ndpop = true\ndpop_require_nonce = true\ndpop_leeway_secs = 2").unwrap();
+    assert!(c.oauth.dpop && c.oauth.dpop_require_nonce);
+    assert_eq!(c.oauth.dpop_leeway_secs, 2);
 }
 
 #[test]
