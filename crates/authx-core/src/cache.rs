@@ -198,6 +198,12 @@ impl ClientStore for CachedClients {
         self.inner.list_clients().await
     }
 
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let r = self.inner.update_client(client).await;
+        self.clients.forget(client.id.as_str());
+        r
+    }
+
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_client(id).await;
         self.clients.forget(id);
@@ -326,6 +332,9 @@ mod tests {
             Ok(Vec::new())
         }
         async fn delete_client(&self, _: &str) -> StoreResult<bool> {
+            Ok(false)
+        }
+        async fn update_client(&self, _: &Client) -> StoreResult<bool> {
             Ok(false)
         }
         async fn put_resource(&self, r: &Resource) -> StoreResult<()> {

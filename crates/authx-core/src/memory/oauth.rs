@@ -120,6 +120,17 @@ impl ClientStore for MemoryStore {
         Ok(all)
     }
 
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let mut r = self.lock();
+        match r.oauth.clients.iter_mut().find(|c| c.id == client.id) {
+            Some(stored) => {
+                *stored = client.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let mut r = self.lock();
         let o = &mut r.oauth;

@@ -323,9 +323,74 @@ impl Clients {
     /// `invalid_request` for a bad redirect URI or id; storage failures (`Conflict` for a taken id).
     pub async fn register(
         &self,
-        mut client: Client,
+        client: Client,
         confidential: bool,
     ) -> Result<(Client, Option<String>), OAuthError> {
+        self.register_by(client, confidential, None).await
+    }
+
+    /// [`Clients::register`], its `client_registered` audit event naming `actor` (for example
+    /// `registration`, RFC 7591).
+    ///
+    /// # Errors
+    /// As [`Clients::register`].
+    pub async fn register_by(
+        &self,
+        mut client: Client,
+        confidential: bool,
+        actor: Option<&str>,
+    ) -> Result<(Client, Option<String>), OAuthError> {
+        match (confidential, client.token_endpoint_auth_method) {
+            // Built without a method: a confidential client gets a secret.
+            (true, TokenEndpointAuthMethod::None) => {
+                client.token_endpoint_auth_method = TokenEndpointAuthMethod::ClientSecretBasic;
+            }
+            (false, m) if m != TokenEndpointAuthMethod::None => {
+                return Err(OAuthError::InvalidRequest(
+                    "a public client has token_endpoint_auth_method none".into(),
+                ));
+            }
+            _ => {}
+        }
+        self.check_registration(&client, confidential).await?;
+        let secret = client
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(ClientSecret::generate);
+        client.secret_hash = secret.as_ref().map(ClientSecret::hash);
+        client.created_at = self.clock.now();
+        self.store.put_client(&client).await?;
+        let mut event = crate::audit::AuditEvent::success("client_registered").client(&client.id);
+        if let Some(actor) = actor {
+            event = event.with("actor", actor);
+        }
+        self.audit.record(event);
+        Ok((client, secret.map(|s| s.expose().to_owned())))
+    }
+
+    /// Replaces a client's registration with `client` (same id; secret and registration time
+    /// as the caller kept them), under the rules of [`Clients::register`]. Its grants stay.
+    /// Returns whether the client existed.
+    ///
+    /// # Errors
+    /// As [`Clients::register`].
+    pub async fn replace(&self, client: &Client) -> Result<bool, OAuthError> {
+        self.check_registration(client, client.is_confidential())
+            .await?;
+        Ok(self.store.update_client(client).await?)
+    }
+
+    /// The rules every registration passes: the id, the redirect URIs, registered resources,
+    /// `client_credentials` only for a confidential client, and the keys of a
+    /// `private_key_jwt` client (`jwks` or `jwks_uri`, which no other client names).
+    ///
+    /// # Errors
+    /// `invalid_request` naming the rule broken; storage failures.
+    pub async fn check_registration(
+        &self,
+        client: &Client,
+        confidential: bool,
+    ) -> Result<(), OAuthError> {
         if client.id.is_empty()
             || client.id.len() > 255
             || !client.id.bytes().all(|b| b.is_ascii_graphic())
@@ -357,30 +422,9 @@ impl Clients {
                 "client_credentials needs a confidential client".into(),
             ));
         }
-        match (confidential, client.token_endpoint_auth_method) {
-            // Built without a method: a confidential client gets a secret.
-            (true, TokenEndpointAuthMethod::None) => {
-                client.token_endpoint_auth_method = TokenEndpointAuthMethod::ClientSecretBasic;
-            }
-            (false, m) if m != TokenEndpointAuthMethod::None => {
-                return Err(OAuthError::InvalidRequest(
-                    "a public client has token_endpoint_auth_method none".into(),
-                ));
-            }
-            _ => {}
-        }
-        assertion::check_registration(&client)
+        assertion::check_registration(client)
             .map_err(|e| OAuthError::InvalidRequest(e.to_string()))?;
-        let secret = client
-            .token_endpoint_auth_method
-            .uses_secret()
-            .then(ClientSecret::generate);
-        client.secret_hash = secret.as_ref().map(ClientSecret::hash);
-        client.created_at = self.clock.now();
-        self.store.put_client(&client).await?;
-        self.audit
-            .record(crate::audit::AuditEvent::success("client_registered").client(&client.id));
-        Ok((client, secret.map(|s| s.expose().to_owned())))
+        Ok(())
     }
 
     /// Deletes a client with everything issued to it, and publishes

@@ -25,6 +25,9 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
     /// Removes a client and everything issued to it. Returns whether it existed.
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces every field of the client with `client.id` (its grants stay). Returns whether
+    /// it existed.
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
     /// Registers an API resource. [`crate::StoreError::Conflict`] when the id is taken.
     async fn put_resource(&self, resource: &Resource) -> StoreResult<()>;
     /// A resource by id.

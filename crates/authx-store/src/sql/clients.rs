@@ -34,6 +34,14 @@ const LIST_CLIENTS: &str = concat!(
     client_columns!(),
     " FROM oauth_clients ORDER BY id"
 );
+// Every column from the same bindings as the insert (a row-value assignment, which SQLite
+// and PostgreSQL both read); `id = $1` stays as it is, and the client's grants stay with it.
+const UPDATE_CLIENT: &str = concat!(
+    "UPDATE oauth_clients SET (",
+    client_columns!(),
+    ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+     WHERE id = $1"
+);
 // Codes, families (with their tokens) and consents go with the client (ON DELETE CASCADE).
 const DELETE_CLIENT: &str = "DELETE FROM oauth_clients WHERE id = $1";
 
@@ -64,7 +72,7 @@ where
 }
 
 /// Reads a list stored by [`json_list`].
-fn list(row: &impl SqlRow, name: &str) -> StoreResult<Vec<String>> {
+pub(crate) fn list(row: &impl SqlRow, name: &str) -> StoreResult<Vec<String>> {
     let text: String = col(row, name)?;
     serde_json::from_str(&text)
         .map_err(|_| StoreError::Corrupt(format!("{name} is not a JSON list of strings")))
@@ -119,6 +127,45 @@ fn client_from_row<R: SqlRow>(row: &R) -> StoreResult<Client> {
     })
 }
 
+/// Runs `sql` (the insert or the update) with the client's columns bound in the order of
+/// `client_columns!()`; returns the rows it affected.
+async fn write_client<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sql: &str,
+    client: &Client,
+) -> StoreResult<u64> {
+    let secret_hash = client.secret_hash.as_ref().map(|h| h.to_hex());
+    let redirect_uris = json_list(&client.redirect_uris);
+    let post_logout_redirect_uris = json_list(&client.post_logout_redirect_uris);
+    let grant_types = json_list(client.grant_types.iter().map(|g| g.as_str()));
+    let scopes = json_list(&client.scopes);
+    let resources = json_list(&client.resources);
+    stmt(sql)
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(secret_hash.as_deref())
+        .bind(&redirect_uris)
+        .bind(&post_logout_redirect_uris)
+        .bind(client.backchannel_logout_uri.as_deref())
+        .bind(&grant_types)
+        .bind(&scopes)
+        .bind(client.first_party)
+        .bind(client.id_token_alg.as_str())
+        .bind(client.access_token_ttl_secs)
+        .bind(client.refresh_token_ttl_secs)
+        .bind(client.refresh_idle_secs)
+        .bind(client.created_at)
+        .bind(&resources)
+        .bind(client.require_pushed_authorization_requests)
+        .bind(client.require_acr.as_deref())
+        .bind(client.token_endpoint_auth_method.as_str())
+        .bind(client.jwks.as_deref())
+        .bind(client.jwks_uri.as_deref())
+        .bind(client.dpop_bound_access_tokens)
+        .execute(pool)
+        .await
+}
+
 /// Decodes a row of `oauth_resources`.
 fn resource_from_row<R: SqlRow>(row: &R) -> StoreResult<Resource> {
     Ok(Resource {
@@ -131,37 +178,12 @@ fn resource_from_row<R: SqlRow>(row: &R) -> StoreResult<Resource> {
 #[async_trait::async_trait]
 impl<DB: Dialect> ClientStore for SqlStore<DB> {
     async fn put_client(&self, client: &Client) -> StoreResult<()> {
-        let secret_hash = client.secret_hash.as_ref().map(|h| h.to_hex());
-        let redirect_uris = json_list(&client.redirect_uris);
-        let post_logout_redirect_uris = json_list(&client.post_logout_redirect_uris);
-        let grant_types = json_list(client.grant_types.iter().map(|g| g.as_str()));
-        let scopes = json_list(&client.scopes);
-        let resources = json_list(&client.resources);
-        stmt(INSERT_CLIENT)
-            .bind(&client.id)
-            .bind(&client.name)
-            .bind(secret_hash.as_deref())
-            .bind(&redirect_uris)
-            .bind(&post_logout_redirect_uris)
-            .bind(client.backchannel_logout_uri.as_deref())
-            .bind(&grant_types)
-            .bind(&scopes)
-            .bind(client.first_party)
-            .bind(client.id_token_alg.as_str())
-            .bind(client.access_token_ttl_secs)
-            .bind(client.refresh_token_ttl_secs)
-            .bind(client.refresh_idle_secs)
-            .bind(client.created_at)
-            .bind(&resources)
-            .bind(client.require_pushed_authorization_requests)
-            .bind(client.require_acr.as_deref())
-            .bind(client.token_endpoint_auth_method.as_str())
-            .bind(client.jwks.as_deref())
-            .bind(client.jwks_uri.as_deref())
-            .bind(client.dpop_bound_access_tokens)
-            .execute(&self.pool)
-            .await?;
+        write_client(&self.pool, INSERT_CLIENT, client).await?;
         Ok(())
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        Ok(write_client(&self.pool, UPDATE_CLIENT, client).await? > 0)
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
