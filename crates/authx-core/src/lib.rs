@@ -33,6 +33,7 @@ pub mod oauth;
 pub mod password;
 pub mod plural;
 pub mod ratelimit;
+pub mod registration;
 pub mod replay;
 pub mod secret;
 pub mod session;

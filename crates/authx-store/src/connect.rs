@@ -44,6 +44,8 @@ pub struct Backend {
     pub factors: Arc<dyn authx_core::mfa::FactorStore>,
     /// Pushed authorization requests (RFC 9126).
     pub pushed: Arc<dyn authx_core::oauth::store::PushedRequestStore>,
+    /// Initial access tokens and client registrations (RFC 7591, RFC 7592).
+    pub registrations: Arc<dyn authx_core::registration::RegistrationStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -181,7 +183,8 @@ where
         + authx_core::mail::OutboxStore
         + authx_core::links::LinkTokenStore
         + authx_core::mfa::FactorStore
-        + authx_core::oauth::store::PushedRequestStore,
+        + authx_core::oauth::store::PushedRequestStore
+        + authx_core::registration::RegistrationStore,
 {
     Backend {
         accounts: store.clone(),
@@ -198,6 +201,7 @@ where
         links: store.clone(),
         factors: store.clone(),
         pushed: store.clone(),
+        registrations: store.clone(),
         health: store,
         kind,
     }

@@ -424,6 +424,9 @@ impl Issuer {
             // RFC 9449 §5.1: published only when DPoP-bound tokens are issued.
             d["dpop_signing_alg_values_supported"] = json!(super::dpop::SIGNING_ALGS);
         }
+        if self.config.registration_enabled {
+            d["registration_endpoint"] = Value::String(format!("{i}/oauth2/register"));
+        }
         d
     }
 

@@ -58,6 +58,9 @@ pub struct OAuthConfig {
     pub dpop_require_nonce: bool,
     /// How recent a DPoP proof must be.
     pub dpop_proof: super::dpop::ProofPolicy,
+    /// Whether dynamic client registration is served (RFC 7591): discovery then names the
+    /// `registration_endpoint`.
+    pub registration_enabled: bool,
 }
 
 impl OAuthConfig {
@@ -81,6 +84,7 @@ impl OAuthConfig {
             dpop: false,
             dpop_require_nonce: false,
             dpop_proof: super::dpop::ProofPolicy::default(),
+            registration_enabled: false,
         }
     }
 }

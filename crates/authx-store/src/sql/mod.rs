@@ -10,7 +10,7 @@
 use authx_core::store::{Health, StoreResult};
 
 mod audit;
-mod clients;
+pub(crate) mod clients;
 mod db;
 mod device;
 mod factors;
@@ -20,6 +20,7 @@ mod keys;
 mod links;
 mod outbox;
 mod pushed;
+mod registration;
 mod revocation;
 mod sessions;
 mod throttle;

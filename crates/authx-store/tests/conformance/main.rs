@@ -141,4 +141,5 @@ mod links;
 mod outbox;
 mod passkeys;
 mod pushed;
+mod registration;
 mod revocations;
