@@ -66,6 +66,17 @@ pub struct FileConfig {
     pub mfa: Option<MfaFile>,
     /// `[webauthn]`: passkeys.
     pub webauthn: Option<WebauthnFile>,
+    /// `[registration]`: dynamic client registration (RFC 7591, RFC 7592).
+    pub registration: Option<RegistrationFile>,
+}
+
+/// `[registration]`: dynamic client registration. Off unless `enabled = true`; even then a
+/// client registers only with an initial access token an administrator issued.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFile {
+    /// Serve `/oauth2/register` (default false).
+    pub enabled: Option<bool>,
 }
 
 /// `[webauthn]`: passkeys. Without the section, passkeys are on when the issuer's host is a
@@ -442,6 +453,8 @@ pub struct Config {
     pub mfa_required_for: authx_core::auth::MfaRequirement,
     /// Passkeys: `None` when off.
     pub webauthn: Option<WebauthnSettings>,
+    /// Whether dynamic client registration is served (`[registration] enabled`, default false).
+    pub registration_enabled: bool,
 }
 
 /// Passkey settings (`[webauthn]`).
@@ -844,7 +857,10 @@ impl Config {
             }),
         };
 
+        let registration_enabled = f.registration.and_then(|r| r.enabled).unwrap_or(false);
+
         Ok(Self {
+            registration_enabled,
             webauthn,
             mfa_required_for,
             email,

@@ -151,6 +151,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
         factors: Arc::clone(&backend.factors),
+        registrations: Arc::clone(&backend.registrations),
         auth,
         oauth,
         cookies: cookies::CookieNames::new(config.cookie_secure),
@@ -492,6 +493,8 @@ pub struct Purged {
     pub link_tokens: u64,
     /// Second-factor enrolments that lapsed unconfirmed.
     pub mfa_enrolments: u64,
+    /// Initial access tokens (dynamic client registration) expired or used up.
+    pub registration_tokens: u64,
 }
 
 impl Purged {
@@ -506,13 +509,15 @@ impl Purged {
             + self.mail
             + self.link_tokens
             + self.mfa_enrolments
+            + self.registration_tokens
     }
 }
 
 /// Deletes every row whose life is over, so each table stays bounded by its lifetimes (the
 /// maintenance loop runs it every ten minutes): expired sessions, idle counters, expired codes,
 /// families, tokens, device grants and revoked token ids, revocation events whose tokens have
-/// expired, expired federation transactions and link tokens, lapsed second-factor enrolments, sent
+/// expired, expired federation transactions and link tokens, lapsed second-factor enrolments,
+/// expired or used-up initial access tokens of client registration, sent
 /// and failed mails after a week, and audit events older than
 /// `audit.retention_days`. Each part runs even when another fails.
 ///
@@ -552,6 +557,13 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
             state
                 .factors
                 .purge_pending_factors(state.auth.clock().now())
+                .await,
+        ),
+        registration_tokens: tally.rows(
+            "expired or used-up registration tokens",
+            state
+                .registrations
+                .purge_initial_tokens(state.auth.clock().now())
                 .await,
         ),
         revocation_events: tally.rows(

@@ -56,6 +56,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage initial access tokens for dynamic client registration (RFC 7591).
+    #[command(subcommand)]
+    RegistrationToken(RegistrationTokenCommand),
     /// Sign in to any RFC 8628 server from this terminal (device authorization grant).
     Login(LoginArgs),
     /// Show the audit trail, oldest first; `--follow` keeps printing new events.
@@ -247,6 +250,40 @@ enum ResourceCommand {
 }
 
 #[derive(Subcommand)]
+enum RegistrationTokenCommand {
+    /// Issue an initial access token; it is printed once (only its hash is stored).
+    Create {
+        /// Lifetime: 30m, 12h, 7d or seconds (default 1d, at most 90d).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// How many clients it may register (default 1).
+        #[arg(long)]
+        uses: Option<i64>,
+        /// A scope its clients may have (repeatable; default the OpenID Connect scopes).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An API its clients may get tokens for (repeatable; default none).
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List initial access tokens (never the tokens themselves).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an initial access token (clients it registered stay).
+    Revoke {
+        /// The token's id, as listed.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// List signing keys.
     List {
@@ -370,6 +407,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client_command(config, cmd).await,
         Command::Resource(cmd) => resource_command(config, cmd).await,
         Command::Keys(cmd) => keys_command(config, cmd).await,
+        Command::RegistrationToken(cmd) => registration_token_command(config, cmd).await,
         Command::Login(args) => login_command(args).await,
         Command::Audit(args) => audit_command(config, args).await,
         Command::Email(EmailCommand::Test { to }) => email_test(&config, &to).await,
@@ -678,6 +716,112 @@ async fn resource_command(config: Config, cmd: ResourceCommand) -> anyhow::Resul
                 println!("{:<40} {}", r.id, r.scopes.join(" "));
             }
             Ok(())
+        }
+    };
+    finish(&state, result).await
+}
+
+/// `--ttl`: `30m`, `12h`, `7d`, `45s` or seconds.
+fn parse_ttl(text: &str) -> anyhow::Result<i64> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<i64>() {
+        return Ok(secs);
+    }
+    let (n, unit) = t.split_at(t.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => bail!("--ttl {t:?}: use 30m, 12h, 7d or seconds"),
+    };
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--ttl {t:?}: use 30m, 12h, 7d or seconds"))?;
+    Ok(n.saturating_mul(scale))
+}
+
+async fn registration_token_command(
+    config: Config,
+    cmd: RegistrationTokenCommand,
+) -> anyhow::Result<()> {
+    use authx_server::web::registration::initial_token_json;
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let actor = authx_core::admin::Actor::CommandLine;
+    let result = match cmd {
+        RegistrationTokenCommand::Create {
+            ttl,
+            uses,
+            scopes,
+            resources,
+            json,
+        } => {
+            let request = authx_core::registration::InitialTokenRequest {
+                ttl_secs: ttl.as_deref().map(parse_ttl).transpose()?,
+                uses,
+                scopes: scopes
+                    .iter()
+                    .flat_map(|s| s.split_whitespace())
+                    .map(str::to_owned)
+                    .collect(),
+                resources,
+            };
+            match state
+                .registration()
+                .create_initial_token(request, &actor)
+                .await
+            {
+                Ok((token, secret)) if json => {
+                    let mut v = initial_token_json(&token);
+                    v["initial_access_token"] = serde_json::Value::String(secret);
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(())
+                }
+                Ok((token, secret)) => {
+                    println!(
+                        "initial access token {} ({} uses, expires {})",
+                        token.id,
+                        token.uses_left,
+                        rfc3339(token.expires_at)
+                    );
+                    println!("token: {secret}");
+                    println!("(shown once: only its hash is stored)");
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!(ApiError::from(e).message)),
+            }
+        }
+        RegistrationTokenCommand::List { json } => {
+            let list = state
+                .registration()
+                .initial_tokens()
+                .await
+                .map_err(|e| anyhow::anyhow!(ApiError::from(e).message))?;
+            if json {
+                print_json(&list, initial_token_json)?;
+            } else {
+                for t in list {
+                    println!(
+                        "{:<24} uses_left={:<5} expires={} scopes={} resources={}",
+                        t.id,
+                        t.uses_left,
+                        rfc3339(t.expires_at),
+                        t.scopes.join(" "),
+                        t.resources.join(" ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        RegistrationTokenCommand::Revoke { id } => {
+            match state.registration().revoke_initial_token(&id, &actor).await {
+                Ok(true) => {
+                    println!("revoked registration token {id}");
+                    Ok(())
+                }
+                Ok(false) => Err(anyhow::anyhow!("no registration token {id}")),
+                Err(e) => Err(anyhow::anyhow!(ApiError::from(e).message)),
+            }
         }
     };
     finish(&state, result).await

@@ -34,6 +34,7 @@ pub async fn build(
     oc.dpop = config.oauth.dpop;
     oc.dpop_require_nonce = config.oauth.dpop_require_nonce;
     oc.dpop_proof.leeway_secs = config.oauth.dpop_leeway_secs;
+    oc.registration_enabled = config.registration_enabled;
     oc.rotation = RotationPolicy {
         publish_ahead_secs: config.oauth.publish_ahead_secs,
         rotate_every_secs: config.oauth.rotate_every_secs,

@@ -47,6 +47,8 @@ pub struct Inner {
     pub revocations: Arc<authx_core::events::DurableBus>,
     /// Outgoing mail: the outbox and the sender's transport.
     pub mail: Arc<crate::mail::MailService>,
+    /// Initial access tokens and client registrations (RFC 7591, RFC 7592).
+    pub registrations: Arc<dyn authx_core::registration::RegistrationStore>,
     /// Becomes `true` when the server stops, so long-lived responses (the revocation feed) end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
@@ -56,6 +58,12 @@ impl AppState {
     #[must_use]
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// Dynamic client registration over the provider and the registration store.
+    #[must_use]
+    pub fn registration(&self) -> authx_core::registration::Registration<'_> {
+        authx_core::registration::Registration::new(&self.oauth, self.registrations.as_ref())
     }
 }
 

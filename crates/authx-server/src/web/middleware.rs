@@ -258,6 +258,11 @@ fn rate_class(
         "/magic-link" if post => ("password_reset", limits.password_reset),
         // A push authenticates the client and stores a request: counted with token requests.
         "/oauth2/token" | "/oauth2/par" if post => ("token", limits.token),
+        // Dynamic client registration (RFC 7591, RFC 7592): each call presents a bearer token
+        // and may store a client, so it gets the token endpoint's allowance, counted apart.
+        p if p == "/oauth2/register" || p.starts_with("/oauth2/register/") => {
+            ("registration", limits.token)
+        }
         "/oauth2/introspect" if post => ("introspect", limits.introspect),
         "/oauth2/revoke" if post => ("revoke", limits.revoke),
         "/oauth2/device_authorization" if post => {

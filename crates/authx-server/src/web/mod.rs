@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod ops;
 pub mod pages;
 mod recovery;
+pub mod registration;
 pub mod revocations;
 pub mod signin;
 
@@ -30,7 +31,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::origin_check,
         ));
+    let mut machine = Router::new();
+    if state.config.registration_enabled {
+        machine = machine.merge(registration::router());
+    }
     let router = Router::new()
+        .merge(machine)
         .merge(browser)
         .merge(ops::router())
         .merge(oauth::machine_router())

@@ -182,3 +182,74 @@ pub(super) async fn admin_email_test_post(
     );
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
 }
+
+/// `POST /api/v1/admin/registration-tokens` body: what the initial access token allows.
+#[derive(Deserialize)]
+pub(super) struct RegistrationTokenSpec {
+    /// Lifetime in seconds (default one day).
+    ttl_secs: Option<i64>,
+    /// How many clients it may register (default 1).
+    uses: Option<i64>,
+    /// Scopes its clients may have (default the OpenID Connect scopes).
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// APIs its clients may get tokens for (default none).
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+/// Issues an initial access token for dynamic client registration; the token is in this
+/// answer only.
+pub(super) async fn admin_registration_tokens_post(
+    State(state): State<AppState>,
+    admin: Admin<JsonBody<RegistrationTokenSpec>>,
+) -> Result<Response, ApiError> {
+    let JsonBody(spec) = admin.body;
+    let request = authx_core::registration::InitialTokenRequest {
+        ttl_secs: spec.ttl_secs,
+        uses: spec.uses,
+        scopes: spec.scopes,
+        resources: spec.resources,
+    };
+    let actor = authx_core::admin::Actor::Administrator(admin.auth.user.id.clone());
+    let (token, secret) = state
+        .registration()
+        .create_initial_token(request, &actor)
+        .await?;
+    let body = json!({
+        "registration_token": crate::web::registration::initial_token_json(&token),
+        "initial_access_token": secret,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub(super) async fn admin_registration_tokens_get(
+    State(state): State<AppState>,
+    _admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    Ok(listed(
+        "registration_tokens",
+        &state.registration().initial_tokens().await?,
+        crate::web::registration::initial_token_json,
+    ))
+}
+
+pub(super) async fn admin_registration_token_delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let actor = authx_core::admin::Actor::Administrator(admin.auth.user.id.clone());
+    if !state
+        .registration()
+        .revoke_initial_token(&id, &actor)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such registration token",
+        ));
+    }
+    Ok(empty(StatusCode::NO_CONTENT))
+}

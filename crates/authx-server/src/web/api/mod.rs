@@ -28,6 +28,9 @@ use admin::{
     admin_email_test_post, admin_resources_get, admin_resources_post, admin_user_disable_post,
     admin_user_enable_post, admin_users_get,
 };
+use admin::{
+    admin_registration_token_delete, admin_registration_tokens_get, admin_registration_tokens_post,
+};
 
 /// The `/api/v1` routes.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -73,6 +76,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/api/v1/admin/resources",
             get(admin_resources_get).post(admin_resources_post),
+        )
+        .route(
+            "/api/v1/admin/registration-tokens",
+            get(admin_registration_tokens_get).post(admin_registration_tokens_post),
+        )
+        .route(
+            "/api/v1/admin/registration-tokens/{id}",
+            delete(admin_registration_token_delete),
         )
         .route("/api/v1/auth/token", post(session_token_post))
         .route("/api/v1/consents", get(consents_get))

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod http;
 pub mod mail;
 pub mod oauth;
+pub mod registration;
 
 pub use auth::classify;
 
