@@ -792,3 +792,92 @@ fn client_add_registers_a_private_key_jwt_client_with_public_keys_only() {
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(text.contains("signer") && !text.contains("leaky") && !text.contains("broken"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_token_commands_issue_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let out = authx(
+        dir.path(),
+        &[
+            "registration-token",
+            "create",
+            "--ttl",
+            "2h",
+            "--uses",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    ok(&out);
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["initial_access_token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+    assert_eq!(created["uses_left"], 2);
+    assert_eq!(
+        created["scopes"],
+        json!(["openid", "profile", "email", "offline_access"])
+    );
+    for bad in [
+        &["registration-token", "create", "--ttl", "soon"][..],
+        &["registration-token", "create", "--uses", "0"],
+        &["registration-token", "create", "--resource", "urn:nope"],
+    ] {
+        assert!(!authx(dir.path(), bad, None).status.success(), "{bad:?}");
+    }
+
+    // Listed without the token; stored as its SHA-256 only.
+    let out = authx(dir.path(), &["registration-token", "list", "--json"], None);
+    ok(&out);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.contains(&id));
+    assert!(!listed.contains(&token));
+    let db = std::fs::read(dir.path().join("authx.db")).unwrap();
+    let hex = authx_core::secret::TokenHash::of(token.as_bytes()).to_hex();
+    let text = String::from_utf8_lossy(&db);
+    assert!(!text.contains(&token));
+
+    // The token registers a client on a server over the same database.
+    let url = format!("sqlite://{}", dir.path().join("authx.db").display());
+    let server = authx_testkit::TestServer::start_on(&url, |f| {
+        f.registration = Some(authx_server::config::RegistrationFile {
+            enabled: Some(true),
+        });
+    })
+    .await
+    .unwrap();
+    let state = &server.running().unwrap().state;
+    let stored = state.registration().initial_tokens().await.unwrap();
+    assert_eq!(stored[0].hash.to_hex(), hex);
+    let register = || {
+        server
+            .client
+            .post(format!("{}/oauth2/register", server.url))
+            .bearer_auth(&token)
+            .json(&json!({"redirect_uris": ["https://app.example.com/cb"]}))
+            .send()
+    };
+    assert_eq!(register().await.unwrap().status(), 201);
+
+    // The server keeps running while the command does (they share the file).
+    let revoke = |id: String| {
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            authx(&dir, &["registration-token", "revoke", "--id", &id], None)
+        })
+    };
+    let out = revoke(id.clone()).await.unwrap();
+    ok(&out);
+    assert_eq!(register().await.unwrap().status(), 401);
+    let out = revoke(id.clone()).await.unwrap();
+    assert!(!out.status.success());
+    server.stop().await;
+}

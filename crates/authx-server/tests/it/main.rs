@@ -39,6 +39,7 @@ mod passkey;
 mod private_key_jwt;
 mod purge;
 mod recovery;
+mod registration;
 mod resources;
 mod scale;
 mod sessions;
