@@ -1,4 +1,4 @@
-//! DPoP proof verification (RFC 9449 §4.3; SECURITY.md 20.12): any bytes presented as a proof
+//! DPoP proof verification (RFC 9449 §4.3; SECURITY.md 20.23): any bytes presented as a proof
 //! are answered without a panic by the one verifier the provider and the guard share, whatever
 //! the header, key, claims or size; and so is any string read as an `htu`.
 
