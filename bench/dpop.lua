@@ -31,7 +31,12 @@ end
 function request()
   local proof = proofs[next_proof] or "spent"
   next_proof = next_proof + 1
-  local headers = { ["DPoP"] = proof }
+  -- wrk.format uses the table it is given instead of wrk.headers: copy those (-H) in.
+  local headers = {}
+  for k, v in pairs(wrk.headers) do
+    headers[k] = v
+  end
+  headers["DPoP"] = proof
   if body then
     headers["Content-Type"] = content_type
   end

@@ -3,13 +3,16 @@
 #
 #   bench/load.sh                      # every scenario, 10 s each
 #   DURATION=30 bench/load.sh          # longer runs
-#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6)
+#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6 S7 S8)
 #   SCENARIOS=SOAK bench/load.sh       # S1 spread over 100,000 sessions plus S4, for 10 minutes,
 #                                      # with the server's RSS sampled every 30 s (not in the
 #                                      # default set)
 #
 # S6 runs the example resource server (authx-guard, JWT mode, subscribed to the revocation
 # feed) on PORT+1 and loads GET /whoami with a bearer token; its line shows that process's RSS.
+# S7 is S2 with a DPoP proof on every request (RFC 9449; each request's proof is its own,
+# written just before the run by the dpop-proofs example); S8 is S6 with a DPoP-bound token
+# and a fresh proof (with `ath`) on every request.
 #
 # Builds the server once (cargo build --release), creates fixtures with the authx CLI, starts
 # `authx serve` on 127.0.0.1:$PORT, runs each scenario with wrk for a fixed time and prints one
@@ -32,7 +35,9 @@ REFRESH_CONNS=${REFRESH_CONNS:-16}
 FLOOD_CONNS=${FLOOD_CONNS:-16}
 PORT=${PORT:-18080}
 SQLITE_SYNC=${SQLITE_SYNC:-full}
-SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F S6"}
+SCENARIOS=${SCENARIOS:-"S0 S1 S2 S3 S4 S5 S1F S6 S7 S8"}
+# Proofs written per DPoP scenario: more than the run can use (a spent share counts as errors).
+DPOP_PROOFS=${DPOP_PROOFS:-300000}
 SOAK_SECS=${SOAK_SECS:-600}
 SOAK_SESSIONS=${SOAK_SESSIONS:-100000}
 SOAK_SAMPLE=${SOAK_SAMPLE:-30}
@@ -65,10 +70,14 @@ say "building the release binary"
 (cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/authx
-if [[ " $SCENARIOS " == *" S6 "* ]]; then
+if [[ " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-guard --example resource-server)
 fi
+if [[ " $SCENARIOS " == *" S7 "* || " $SCENARIOS " == *" S8 "* ]]; then
+  (cd "$ROOT" && cargo build --release --quiet -p authx-server --example dpop-proofs)
+fi
 RS_BIN=$TARGET_DIR/release/examples/resource-server
+PROOFS_BIN=$TARGET_DIR/release/examples/dpop-proofs
 [ -x "$BIN" ] || die "no binary at $BIN"
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -93,6 +102,9 @@ trap 'exit 130' INT TERM
 cat >"$WORK/authx.toml" <<EOF
 [database]
 sqlite_synchronous = "$SQLITE_SYNC"
+
+[oauth]
+dpop = true
 
 [rate_limit]
 sign_in = 0
@@ -226,6 +238,27 @@ print_row() {
     "$(awk -v v="$max" 'BEGIN{print v/1000}')" "$4" "$errors"
 }
 
+# The example resource server on PORT+1, ready once it accepts ACCESS_TOKEN.
+start_resource_server() {
+  local rs_base="http://$HOST:$((PORT + 1))"
+  AUTHX_GUARD_CLIENT_SECRET=$API_SECRET RUST_LOG=warn "$RS_BIN" --issuer "$BASE" \
+    --audience "$API" --client-id "$API" --listen "$HOST:$((PORT + 1))" \
+    >"$WORK/rs.log" 2>&1 &
+  RS_PID=$!
+  for _ in $(seq 500); do
+    curl -sf -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" "$rs_base/whoami" && break
+    kill -0 "$RS_PID" 2>/dev/null || die "resource server exited: $(tail -5 "$WORK/rs.log")"
+    sleep 0.01
+  done
+}
+
+# proofs FILE HTM HTU [TOKEN]: writes DPOP_PROOFS proofs by the bench key to FILE.
+proofs() {
+  local extra=()
+  [ -n "${4:-}" ] && extra=(--token "$4")
+  "$PROOFS_BIN" --key "$WORK/dpop.key" --htm "$2" --htu "$3" --count "$DPOP_PROOFS" "${extra[@]}" >"$1"
+}
+
 scenario() {
   local id=$1
   reset_peak
@@ -261,18 +294,30 @@ scenario() {
         print_row "" S1F-flood "  the flood: sign-in (c=$FLOOD_CONNS)" "$peak" ;;
     S6)
         local rs_base="http://$HOST:$((PORT + 1))"
-        AUTHX_GUARD_CLIENT_SECRET=$API_SECRET RUST_LOG=warn "$RS_BIN" --issuer "$BASE" \
-          --audience "$API" --client-id "$API" --listen "$HOST:$((PORT + 1))" \
-          >"$WORK/rs.log" 2>&1 &
-        RS_PID=$!
-        for _ in $(seq 500); do
-          curl -sf -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" "$rs_base/whoami" && break
-          kill -0 "$RS_PID" 2>/dev/null || die "resource server exited: $(tail -5 "$WORK/rs.log")"
-          sleep 0.01
-        done
+        start_resource_server
         echo 5 >"/proc/$RS_PID/clear_refs" 2>/dev/null || true
         wrk_run S6 "$CONNS" "$DURATION" get.lua "$rs_base/whoami" -H "Authorization: Bearer $ACCESS_TOKEN"
         print_row S6 S6 "guard: GET /whoami, JWT ES256 (c=$CONNS)" \
+          "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
+        kill "$RS_PID" 2>/dev/null || true
+        RS_PID= ;;
+    S7)
+        proofs "$WORK/s7.proofs" POST "$BASE/oauth2/token"
+        PROOF_FILE=$WORK/s7.proofs WRK_BODY=$CC_BODY \
+          wrk_run S7 "$CONNS" "$DURATION" dpop.lua "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH"
+        print_row S7 S7 "client_credentials + DPoP proof (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S8)
+        local rs_base="http://$HOST:$((PORT + 1))" bound
+        proofs "$WORK/s8.token.proof" POST "$BASE/oauth2/token"
+        bound=$(curl -sf "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH" \
+          -H "DPoP: $(head -1 "$WORK/s8.token.proof")" -d "$CC_BODY" | json_field access_token)
+        [ -n "$bound" ] || die "no DPoP-bound token"
+        start_resource_server
+        proofs "$WORK/s8.proofs" GET "$rs_base/whoami" "$bound"
+        echo 5 >"/proc/$RS_PID/clear_refs" 2>/dev/null || true
+        PROOF_FILE=$WORK/s8.proofs WRK_METHOD=GET \
+          wrk_run S8 "$CONNS" "$DURATION" dpop.lua "$rs_base/whoami" -H "Authorization: DPoP $bound"
+        print_row S8 S8 "guard: GET /whoami, DPoP-bound ES256 (c=$CONNS)" \
           "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
         kill "$RS_PID" 2>/dev/null || true
         RS_PID= ;;

@@ -84,6 +84,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         (!shared.multi_instance).then(|| Arc::clone(revocations.generation())),
     )
     .await?;
+    // One instance needs no durable write per assertion or DPoP proof to see a replay.
+    let oauth = if shared.multi_instance {
+        oauth
+    } else {
+        oauth.with_local_marks()
+    };
     revocations.set_retention_secs(
         oauth
             .max_token_lifetime()

@@ -90,6 +90,10 @@ impl Clients {
         }
     }
 
+    pub(super) fn set_marks(&mut self, marks: SingleUse) {
+        self.marks = marks;
+    }
+
     pub(super) fn set_key_fetcher(&mut self, fetcher: Arc<dyn ClientKeyFetcher>) {
         self.fetcher = Some(fetcher);
     }
@@ -231,7 +235,13 @@ impl Clients {
         .map_err(|e| refuse(&id, &e.to_string()))?;
         if !self
             .marks
-            .first_use(MarkKind::ClientAssertion, &id, &verified.jti, now)
+            .first_use(
+                MarkKind::ClientAssertion,
+                &id,
+                &verified.jti,
+                now,
+                Timestamp(verified.expires_at.secs() + self.leeway_secs.clamp(0, 60)),
+            )
             .await?
         {
             return Err(refuse(&id, "client assertion replayed"));

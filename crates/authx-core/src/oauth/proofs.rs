@@ -14,6 +14,7 @@
 use super::OAuthError;
 use super::dpop::{self, DpopError, Jkt, ProofRequest};
 use super::service::OAuthService;
+use crate::Timestamp;
 use crate::replay::MarkKind;
 
 /// The request a DPoP proof is checked against at this provider.
@@ -78,6 +79,10 @@ impl OAuthService {
                 verified.jkt.as_str(),
                 &verified.jti,
                 now,
+                // The proof is refused by its `iat` after this anyway.
+                Timestamp(
+                    verified.iat + config.dpop_proof.max_age_secs + config.dpop_proof.leeway_secs,
+                ),
             )
             .await?;
         if !first {

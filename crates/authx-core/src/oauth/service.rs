@@ -129,6 +129,16 @@ impl OAuthService {
         self
     }
 
+    /// Keeps the single-use marks of client assertions and DPoP proofs in this process
+    /// ([`SingleUse::local`]): for a deployment of one instance.
+    #[must_use]
+    pub fn with_local_marks(mut self) -> Self {
+        let marks = SingleUse::local();
+        self.ctx.clients.set_marks(marks.clone());
+        self.single_use = marks;
+        self
+    }
+
     /// Records audit events with `audit` (by default they are only logged).
     #[must_use]
     pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
