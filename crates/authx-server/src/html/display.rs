@@ -66,9 +66,20 @@ impl When {
         Self {
             relative: relative(then, now),
             exact: exact(then),
-            iso: crate::web::rfc3339(then),
+            iso: iso(then),
         }
     }
+}
+
+/// RFC 3339 in UTC.
+pub(crate) fn iso(t: Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.secs())
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn exact(t: Timestamp) -> String {

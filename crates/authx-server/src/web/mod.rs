@@ -61,11 +61,5 @@ pub fn app(state: AppState) -> Router {
 /// Formats a timestamp as RFC 3339 (UTC).
 #[must_use]
 pub fn rfc3339(t: authx_core::Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t.secs())
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    crate::html::display::iso(t)
 }
