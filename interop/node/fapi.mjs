@@ -8,7 +8,9 @@
 // Prints one JSON line of what it learned; any failure exits non-zero with the reason.
 //
 // Environment: ISSUER, CLIENT_ID, CLIENT_KEY_PKCS8 (base64 DER of the client's P-256 key),
-// CLIENT_KID, REDIRECT_URI, SESSION_COOKIE; optional DPOP=1 and RESOURCE_URL.
+// CLIENT_KID, REDIRECT_URI, SESSION_COOKIE; optional DPOP=1, RESOURCE (an API's resource
+// indicator, RFC 8707: the tokens are then for that API, and userinfo is skipped), SCOPE
+// (default "openid email offline_access") and RESOURCE_URL.
 import * as oauth from 'oauth4webapi';
 
 const env = (name) => {
@@ -75,13 +77,14 @@ async function main() {
   const params = new URLSearchParams({
     response_type: 'code',
     redirect_uri: redirectUri,
-    scope: 'openid email offline_access',
+    scope: process.env.SCOPE ?? 'openid email offline_access',
     code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
     code_challenge_method: 'S256',
     nonce,
     state,
   });
   if (dpopJkt) params.set('dpop_jkt', dpopJkt);
+  if (process.env.RESOURCE) params.set('resource', process.env.RESOURCE);
   const pushed = await withNonce(
     () => oauth.pushedAuthorizationRequest(as, client, clientAuth, params, opts),
     (res) => oauth.processPushedAuthorizationResponse(as, client, res),
@@ -129,10 +132,13 @@ async function main() {
     throw new Error('the refresh token was not rotated');
   }
 
-  const userinfo = await withNonce(
-    () => oauth.userInfoRequest(as, client, refreshed.access_token, opts),
-    (res) => oauth.processUserInfoResponse(as, client, claims.sub, res),
-  );
+  // Userinfo takes tokens for the issuer; a token for an API goes to that API instead.
+  const userinfo = process.env.RESOURCE
+    ? {}
+    : await withNonce(
+        () => oauth.userInfoRequest(as, client, refreshed.access_token, opts),
+        (res) => oauth.processUserInfoResponse(as, client, claims.sub, res),
+      );
 
   let resource = null;
   if (process.env.RESOURCE_URL) {
@@ -153,7 +159,7 @@ async function main() {
   console.log(
     JSON.stringify({
       sub: claims.sub,
-      email: userinfo.email,
+      email: userinfo.email ?? null,
       token_type: tokens.token_type,
       refreshed_token_type: refreshed.token_type,
       dpop_jkt: dpopJkt ?? null,

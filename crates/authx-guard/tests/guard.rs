@@ -1882,3 +1882,86 @@ async fn introspection_mode_holds_a_bound_token_to_its_key() {
         200
     );
 }
+
+/// An independent client (oauth4webapi, run by Node from `interop/node`) gets a DPoP-bound
+/// token for the API through PAR, `private_key_jwt` and a refresh, and calls the resource
+/// server with it: the guard takes the proof oauth4webapi made for the call. Skipped (loudly)
+/// without the interop packages unless `AUTHX_TEST_REQUIRE_SERVICES=1`.
+#[tokio::test]
+async fn an_independent_client_calls_the_guard_with_a_dpop_bound_token() {
+    use authx_core::oauth::client::TokenEndpointAuthMethod;
+    use authx_core::oauth::keys::{KeyEncryptor, Signer, generate};
+
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/node");
+    if !dir.join("node_modules/oauth4webapi").is_dir() {
+        eprintln!(
+            "SKIPPED: oauth4webapi interop test: run `npm ci` in {}",
+            dir.display()
+        );
+        assert!(
+            std::env::var("AUTHX_TEST_REQUIRE_SERVICES").map_or(true, |v| v != "1"),
+            "the interop packages are missing (npm ci in interop/node)"
+        );
+        return;
+    }
+    let w = dpop_world().await;
+    let enc = KeyEncryptor::new(&[5u8; 32]).unwrap();
+    let k = generate(SigningAlg::Es256, &enc, authx_core::Timestamp(0)).unwrap();
+    let pkcs8 = enc.open(&k.kid, &k.private_key_encrypted).unwrap();
+    let signer = Signer::from_pkcs8(SigningAlg::Es256, &k.kid, &pkcs8).unwrap();
+    let mut fapi = client(
+        "fapi",
+        &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+    );
+    fapi.token_endpoint_auth_method = TokenEndpointAuthMethod::PrivateKeyJwt;
+    fapi.jwks = Some(json!({"keys": [signer.public_jwk()]}).to_string());
+    fapi.require_pushed_authorization_requests = true;
+    fapi.dpop_bound_access_tokens = true;
+    w.server
+        .running()
+        .unwrap()
+        .state
+        .oauth
+        .register_client(fapi, true)
+        .await
+        .unwrap();
+    let cookie = w.sign_in().await;
+    let guard = w.guard().await;
+    let rs = resource_server(&guard).await;
+    // The server's test clock stands still; set it to now, as Node's proofs are dated.
+    w.server
+        .clock
+        .set(authx_core::Clock::now(&authx_core::SystemClock));
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("fapi.mjs"))
+        .env("ISSUER", &w.issuer)
+        .env("CLIENT_ID", "fapi")
+        .env(
+            "CLIENT_KEY_PKCS8",
+            base64::engine::general_purpose::STANDARD.encode(&pkcs8),
+        )
+        .env("CLIENT_KID", &k.kid)
+        .env("REDIRECT_URI", REDIRECT)
+        .env("SESSION_COOKIE", &cookie)
+        .env("DPOP", "1")
+        .env("RESOURCE", API)
+        .env("SCOPE", "openid offline_access read")
+        .env("RESOURCE_URL", format!("{rs}/whoami"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("node runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the client failed: {stderr}");
+    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(learned["refreshed_token_type"], "dpop", "{learned}");
+    assert_eq!(learned["resource"]["status"], 200, "{learned}");
+    assert_eq!(
+        learned["resource"]["body"]["sub"], learned["sub"],
+        "{learned}"
+    );
+    assert_eq!(
+        learned["resource"]["body"]["client_id"], "fapi",
+        "{learned}"
+    );
+}

@@ -35,6 +35,10 @@ async fn oauth4webapi_runs_the_code_flow_through_a_pushed_request() {
         return;
     };
     let op = op_with(|_| {}).await;
+    // The server's test clock stands still; Node's proofs and assertions are dated now.
+    op.server
+        .clock
+        .set(authx_core::Clock::now(&authx_core::SystemClock));
     let output = tokio::process::Command::new("node")
         .arg(dir.join("par.mjs"))
         .env("ISSUER", &op.server.url)
@@ -105,6 +109,10 @@ async fn oauth4webapi_runs_par_and_private_key_jwt_with_a_refresh() {
     };
     let op = op_with(|_| {}).await;
     let (key, kid) = private_key_jwt_client(&op, false).await;
+    // The server's test clock stands still; Node's proofs and assertions are dated now.
+    op.server
+        .clock
+        .set(authx_core::Clock::now(&authx_core::SystemClock));
     let output = tokio::process::Command::new("node")
         .arg(dir.join("fapi.mjs"))
         .env("ISSUER", &op.server.url)
@@ -152,9 +160,15 @@ async fn oauth4webapi_binds_every_token_with_dpop_and_answers_nonce_challenges()
             .get_or_insert_with(authx_server::config::OAuthFile::default);
         oauth.dpop = Some(true);
         oauth.dpop_require_nonce = Some(true);
+        // Node may start slowly on a busy machine; its proofs must still count as recent.
+        oauth.dpop_leeway_secs = Some(60);
     })
     .await;
     let (key, kid) = private_key_jwt_client(&op, true).await;
+    // The server's test clock stands still; Node's proofs and assertions are dated now.
+    op.server
+        .clock
+        .set(authx_core::Clock::now(&authx_core::SystemClock));
     let output = tokio::process::Command::new("node")
         .arg(dir.join("fapi.mjs"))
         .env("ISSUER", &op.server.url)
