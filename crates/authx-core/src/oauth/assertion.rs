@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{Client, TokenEndpointAuthMethod};
-use super::jwks::PublicKeys;
+use super::jwks::{KeyedJwsError, PublicKeys};
 use crate::Timestamp;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
@@ -233,33 +233,14 @@ pub fn verify(
         return Err(AssertionError::Malformed);
     }
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| AssertionError::Malformed)?;
-    let alg = header.alg;
-    if !matches!(
-        alg,
-        jsonwebtoken::Algorithm::RS256
-            | jsonwebtoken::Algorithm::ES256
-            | jsonwebtoken::Algorithm::EdDSA
-    ) {
-        return Err(AssertionError::Algorithm);
-    }
-    let verifier = keys
-        .find(header.kid.as_deref(), alg)
-        .ok_or(AssertionError::UnknownKey)?;
-    if verifier.alg.jwt_algorithm() != alg {
-        return Err(AssertionError::Algorithm);
-    }
-    let mut v = jsonwebtoken::Validation::new(alg);
-    // Every claim is checked below, against the injected clock and with exact types.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let c = jsonwebtoken::decode::<Claims>(assertion, &verifier.key, &v)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => AssertionError::Signature,
-            _ => AssertionError::Malformed,
-        })?
-        .claims;
+    let (c, _) = keys
+        .verify::<Claims>(assertion, &header)
+        .map_err(|e| match e {
+            KeyedJwsError::Algorithm => AssertionError::Algorithm,
+            KeyedJwsError::UnknownKey => AssertionError::UnknownKey,
+            KeyedJwsError::Signature => AssertionError::Signature,
+            KeyedJwsError::Malformed => AssertionError::Malformed,
+        })?;
     if c.iss != expected.client_id || c.sub != expected.client_id {
         return Err(AssertionError::Subject);
     }

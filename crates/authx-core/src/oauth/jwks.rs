@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::keys::{SigningAlg, Verifier, verifier_from_jwk};
@@ -113,5 +114,61 @@ impl PublicKeys {
                 }
             }
         }
+    }
+}
+
+/// Why a compact JWS was refused by the keys of a [`PublicKeys`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyedJwsError {
+    /// The header's algorithm is not RS256, ES256 or EdDSA, or not its key's.
+    Algorithm,
+    /// No key has the header's `kid` (or, without one, no single key has its algorithm).
+    UnknownKey,
+    /// The signature does not verify.
+    Signature,
+    /// The claims do not decode as the caller's type.
+    Malformed,
+}
+
+impl PublicKeys {
+    /// Verifies `token`, whose header is `header`, with the key the header names ([`find`])
+    /// under that key's one algorithm (RS256, ES256 or EdDSA), and decodes its claims as `T`.
+    /// Times, issuer and audience are the caller's to check, against its own clock and rules;
+    /// the key is returned for checks that depend on its algorithm (`at_hash`).
+    ///
+    /// [`find`]: PublicKeys::find
+    pub(crate) fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+    ) -> Result<(T, &Verifier), KeyedJwsError> {
+        let alg = header.alg;
+        if !matches!(
+            alg,
+            jsonwebtoken::Algorithm::RS256
+                | jsonwebtoken::Algorithm::ES256
+                | jsonwebtoken::Algorithm::EdDSA
+        ) {
+            return Err(KeyedJwsError::Algorithm);
+        }
+        let verifier = self
+            .find(header.kid.as_deref(), alg)
+            .ok_or(KeyedJwsError::UnknownKey)?;
+        if verifier.alg.jwt_algorithm() != alg {
+            return Err(KeyedJwsError::Algorithm);
+        }
+        let mut v = jsonwebtoken::Validation::new(alg);
+        // The caller checks every claim, against the injected clock and with exact types.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<T>(token, &verifier.key, &v)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => KeyedJwsError::Signature,
+                _ => KeyedJwsError::Malformed,
+            })?
+            .claims;
+        Ok((claims, verifier))
     }
 }
