@@ -3,7 +3,7 @@
 //! pushed authorization request (RFC 9126), its callback checks, the code exchange and
 //! userinfo, with private_key_jwt and DPoP (RFC 9449).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -29,30 +29,45 @@ fn interop_dir() -> Option<PathBuf> {
     None
 }
 
-#[tokio::test]
-async fn oauth4webapi_runs_the_code_flow_through_a_pushed_request() {
-    let Some(dir) = interop_dir() else {
-        return;
-    };
-    let op = op_with(|_| {}).await;
-    // The server's test clock stands still; Node's proofs and assertions are dated now.
+/// Runs `script` from `dir` with Node against `op`'s server (`ISSUER` and `env` set) and
+/// returns the one JSON line it prints; the test fails with Node's error output otherwise.
+/// The server's test clock stands still: it is set to now first, as Node dates its proofs and
+/// assertions now.
+async fn run_node(dir: &Path, op: &crate::oidc::Op, script: &str, env: &[(&str, &str)]) -> Value {
     op.server
         .clock
         .set(authx_core::Clock::now(&authx_core::SystemClock));
     let output = tokio::process::Command::new("node")
-        .arg(dir.join("par.mjs"))
+        .arg(dir.join(script))
         .env("ISSUER", &op.server.url)
-        .env("CLIENT_ID", "app")
-        .env("CLIENT_SECRET", &op.secret)
-        .env("REDIRECT_URI", REDIRECT)
-        .env("SESSION_COOKIE", &op.cookie)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await
         .expect("node runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the client failed: {stderr}");
-    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    serde_json::from_slice(&output.stdout).expect("one JSON line")
+}
+
+#[tokio::test]
+async fn oauth4webapi_runs_the_code_flow_through_a_pushed_request() {
+    let Some(dir) = interop_dir() else {
+        return;
+    };
+    let op = op_with(|_| {}).await;
+    let learned = run_node(
+        &dir,
+        &op,
+        "par.mjs",
+        &[
+            ("CLIENT_ID", "app"),
+            ("CLIENT_SECRET", op.secret.as_str()),
+            ("REDIRECT_URI", REDIRECT),
+            ("SESSION_COOKIE", op.cookie.as_str()),
+        ],
+    )
+    .await;
     assert_eq!(learned["expires_in"], 60);
     assert_eq!(learned["email"], "kate@example.com");
     let user = op
@@ -109,25 +124,19 @@ async fn oauth4webapi_runs_par_and_private_key_jwt_with_a_refresh() {
     };
     let op = op_with(|_| {}).await;
     let (key, kid) = private_key_jwt_client(&op, false).await;
-    // The server's test clock stands still; Node's proofs and assertions are dated now.
-    op.server
-        .clock
-        .set(authx_core::Clock::now(&authx_core::SystemClock));
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("fapi.mjs"))
-        .env("ISSUER", &op.server.url)
-        .env("CLIENT_ID", "fapi")
-        .env("CLIENT_KEY_PKCS8", &key)
-        .env("CLIENT_KID", &kid)
-        .env("REDIRECT_URI", REDIRECT)
-        .env("SESSION_COOKIE", &op.cookie)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("node runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the client failed: {stderr}");
-    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let learned = run_node(
+        &dir,
+        &op,
+        "fapi.mjs",
+        &[
+            ("CLIENT_ID", "fapi"),
+            ("CLIENT_KEY_PKCS8", key.as_str()),
+            ("CLIENT_KID", kid.as_str()),
+            ("REDIRECT_URI", REDIRECT),
+            ("SESSION_COOKIE", op.cookie.as_str()),
+        ],
+    )
+    .await;
     assert_eq!(learned["email"], "kate@example.com");
     assert_eq!(learned["token_type"], "bearer");
     // authx saw the assertions: one per request, each used once.
@@ -165,26 +174,20 @@ async fn oauth4webapi_binds_every_token_with_dpop_and_answers_nonce_challenges()
     })
     .await;
     let (key, kid) = private_key_jwt_client(&op, true).await;
-    // The server's test clock stands still; Node's proofs and assertions are dated now.
-    op.server
-        .clock
-        .set(authx_core::Clock::now(&authx_core::SystemClock));
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("fapi.mjs"))
-        .env("ISSUER", &op.server.url)
-        .env("CLIENT_ID", "fapi")
-        .env("CLIENT_KEY_PKCS8", &key)
-        .env("CLIENT_KID", &kid)
-        .env("REDIRECT_URI", REDIRECT)
-        .env("SESSION_COOKIE", &op.cookie)
-        .env("DPOP", "1")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("node runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the client failed: {stderr}");
-    let learned: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let learned = run_node(
+        &dir,
+        &op,
+        "fapi.mjs",
+        &[
+            ("CLIENT_ID", "fapi"),
+            ("CLIENT_KEY_PKCS8", key.as_str()),
+            ("CLIENT_KID", kid.as_str()),
+            ("REDIRECT_URI", REDIRECT),
+            ("SESSION_COOKIE", op.cookie.as_str()),
+            ("DPOP", "1"),
+        ],
+    )
+    .await;
     assert_eq!(learned["email"], "kate@example.com");
     assert_eq!(learned["token_type"], "dpop");
     assert_eq!(learned["refreshed_token_type"], "dpop");
