@@ -13,10 +13,15 @@ use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
 use crate::auth::{AuthError, AuthService};
 use crate::oauth::OAuthError;
 use crate::oauth::client::{Client, GrantType, Resource, TokenEndpointAuthMethod};
+use crate::oauth::grant::RefreshFamily;
 use crate::oauth::keys::SigningAlg;
+use crate::oauth::keys::StoredKey;
 use crate::oauth::scope::Scopes;
 use crate::oauth::service::OAuthService;
-use crate::user::{User, UserId, canonical_email};
+use crate::oauth::types::ClientSecret;
+use crate::session::{Session, SessionId};
+use crate::store::{UserPage, UserSearch};
+use crate::user::{User, UserId, UserStatus, canonical_email};
 
 /// Why an administrative action was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +239,37 @@ pub struct Administration<'a> {
     oauth: &'a OAuthService,
     audit_store: &'a dyn AuditStore,
     actor: Actor,
+    via: &'static str,
 }
+
+/// The figures of the console's overview.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// Accounts.
+    pub users: u64,
+    /// Sessions not yet expired.
+    pub live_sessions: u64,
+    /// Registered clients.
+    pub clients: u64,
+    /// Registered APIs.
+    pub resources: u64,
+    /// Successful sign-ins in the last 24 hours.
+    pub sign_ins_24h: u64,
+    /// Failed sign-ins in the last 24 hours.
+    pub sign_in_failures_24h: u64,
+    /// Every event recorded as a failure in the last 24 hours.
+    pub failures_24h: u64,
+    /// Mails given up on in the last 24 hours (`mail_failed`).
+    pub mail_failures_24h: u64,
+    /// The signing keys, newest first.
+    pub keys: Vec<StoredKey>,
+}
+
+/// How old the active signing key of an algorithm may grow before the overview warns.
+pub const KEY_ROTATION_DUE_SECS: i64 = 90 * 86_400;
+
+/// Most users one page of a search lists.
+pub const MAX_USERS_PAGE: u32 = 200;
 
 impl<'a> Administration<'a> {
     /// Actions of `actor` on these services.
@@ -250,7 +285,14 @@ impl<'a> Administration<'a> {
             oauth,
             audit_store,
             actor,
+            via: "api",
         }
+    }
+
+    /// The same actions, recorded as made through `via` (`api`, `console`).
+    #[must_use]
+    pub fn through(self, via: &'static str) -> Self {
+        Self { via, ..self }
     }
 
     /// Records the action about to run (only an administrator's: the command line has no
@@ -262,7 +304,7 @@ impl<'a> Administration<'a> {
                     .user(admin)
                     .with("action", action)
                     .with("target", target)
-                    .with("via", "api"),
+                    .with("via", self.via),
             );
         }
     }
@@ -412,6 +454,308 @@ impl<'a> Administration<'a> {
                 .with("scope", r.scopes.join(" ")),
         );
         Ok(r)
+    }
+
+    /// One page of the users whose address contains `text`, oldest first: page `page` (from 0)
+    /// of `per_page` (at most [`MAX_USERS_PAGE`]).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn search_users(
+        &self,
+        text: &str,
+        page: u64,
+        per_page: u32,
+    ) -> Result<UserPage, AdminError> {
+        let per_page = per_page.clamp(1, MAX_USERS_PAGE);
+        let q = UserSearch {
+            email_contains: text.trim().to_lowercase(),
+            offset: page.saturating_mul(u64::from(per_page)),
+            limit: per_page,
+        };
+        Ok(self.auth.stores().accounts.search_users(&q).await?)
+    }
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; storage failures.
+    pub async fn user(&self, id: &UserId) -> Result<User, AdminError> {
+        self.auth
+            .stores()
+            .accounts
+            .user_by_id(id)
+            .await?
+            .ok_or(AdminError::NotFound("no such user"))
+    }
+
+    /// A user's live sessions, newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn user_sessions(&self, id: &UserId) -> Result<Vec<Session>, AdminError> {
+        Ok(self.auth.sessions(id).await?)
+    }
+
+    /// A user's live grants (refresh-token families), each with its client when it still
+    /// exists.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn user_grants(
+        &self,
+        id: &UserId,
+    ) -> Result<Vec<(RefreshFamily, Option<Client>)>, AdminError> {
+        Ok(self.oauth.user_grants(id).await?)
+    }
+
+    /// Creates an account; administrators may create administrators.
+    ///
+    /// # Errors
+    /// The account service's refusals (a bad address or password, a taken address).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<User, AdminError> {
+        self.action("create_user", email);
+        Ok(self.auth.create_user(email, password, admin).await?)
+    }
+
+    /// Ends one session of a user.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when the user has no such session; storage failures.
+    pub async fn revoke_session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+    ) -> Result<(), AdminError> {
+        self.action("revoke_session", &user.0);
+        Ok(self.auth.revoke_session(user, session).await?)
+    }
+
+    /// Ends one grant (refresh-token family) of a user and the access tokens minted from it.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when the user has no such live grant; storage failures.
+    pub async fn revoke_grant(&self, user: &UserId, family_id: &str) -> Result<(), AdminError> {
+        self.action("revoke_grant", &user.0);
+        if self.oauth.revoke_user_grant(user, family_id).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound("no such grant"))
+        }
+    }
+
+    /// Ends every session and grant of a user (the account stays usable: they sign in
+    /// again); returns how many sessions ended.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when there is no such user; storage failures.
+    pub async fn revoke_everything(&self, id: &UserId) -> Result<usize, AdminError> {
+        self.action("revoke_everything", &id.0);
+        self.user(id).await?;
+        Ok(self.auth.revoke_other_sessions(id, None).await?)
+    }
+
+    /// Makes a user an administrator or no longer one; the last active administrator stays.
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`], [`AuthError::LastAdministrator`]; storage failures.
+    pub async fn set_admin(&self, id: &UserId, admin: bool) -> Result<(), AdminError> {
+        self.action(
+            if admin {
+                "grant_admin"
+            } else {
+                "withdraw_admin"
+            },
+            &id.0,
+        );
+        Ok(self.auth.set_admin(id, admin).await?)
+    }
+
+    /// Mails the user a password-reset link, as "Forgot your password?" does (an account
+    /// without a password gets the mail that says so).
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; [`AdminError::InvalidRequest`] for a disabled account or
+    /// where mail is not configured; storage and mail failures.
+    pub async fn send_reset_link(&self, id: &UserId) -> Result<(), AdminError> {
+        self.action("send_reset_link", &id.0);
+        let user = self.user(id).await?;
+        if user.status != UserStatus::Active {
+            return Err(invalid("a disabled account gets no reset link"));
+        }
+        if !self.auth.resets_passwords() {
+            return Err(invalid("password reset by mail is not configured"));
+        }
+        Ok(self.auth.request_reset(&user.email).await?)
+    }
+
+    /// Removes every second factor and recovery code of a user (a lost phone); returns how
+    /// many factors went.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; [`AdminError::InvalidRequest`] where second factors are
+    /// off; storage failures.
+    pub async fn reset_factors(&self, id: &UserId) -> Result<u64, AdminError> {
+        self.action("reset_factors", &id.0);
+        self.user(id).await?;
+        let factors = self
+            .auth
+            .factors()
+            .ok_or_else(|| invalid("second factors are not enabled"))?;
+        factors
+            .remove_all(id)
+            .await
+            .map_err(|e| AdminError::Auth(AuthError::Factor(e)))
+    }
+
+    /// The client with this id.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; storage failures.
+    pub async fn client(&self, id: &str) -> Result<Client, AdminError> {
+        self.oauth
+            .stores()
+            .clients
+            .client(id)
+            .await
+            .map_err(OAuthError::from)?
+            .ok_or(AdminError::NotFound("no such client"))
+    }
+
+    /// Gives a confidential client a new secret, shown once; the old one stops working at
+    /// once. Tokens already issued stay valid.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; [`AdminError::InvalidRequest`] for a client without a
+    /// secret; storage failures.
+    pub async fn rotate_client_secret(&self, id: &str) -> Result<String, AdminError> {
+        self.action("rotate_client_secret", id);
+        let mut client = self.client(id).await?;
+        if !client.token_endpoint_auth_method.uses_secret() {
+            return Err(invalid("this client authenticates without a secret"));
+        }
+        let secret = ClientSecret::generate();
+        client.secret_hash = Some(secret.hash());
+        if !self
+            .oauth
+            .stores()
+            .clients
+            .update_client(&client)
+            .await
+            .map_err(OAuthError::from)?
+        {
+            return Err(AdminError::NotFound("no such client"));
+        }
+        self.auth
+            .audit()
+            .record(self.by_actor(AuditEvent::success("client_secret_rotated").client(id)));
+        Ok(secret.expose().to_owned())
+    }
+
+    /// The signing keys, newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn keys(&self) -> Result<Vec<StoredKey>, AdminError> {
+        let mut keys = self
+            .oauth
+            .stores()
+            .keys
+            .list_keys()
+            .await
+            .map_err(OAuthError::from)?;
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+        Ok(keys)
+    }
+
+    /// Publishes a new key of every algorithm; each starts signing after the publication lead
+    /// time. Returns the algorithms and key ids published.
+    ///
+    /// # Errors
+    /// Storage and key-generation failures.
+    pub async fn rotate_keys(&self) -> Result<Vec<(SigningAlg, String)>, AdminError> {
+        self.action("rotate_keys", "signing keys");
+        let mut published = Vec::new();
+        for alg in [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa] {
+            published.push((alg, self.oauth.publish_next_key(alg).await?));
+        }
+        Ok(published)
+    }
+
+    /// The figures of the console's overview: counts from the stores, the last 24 hours from
+    /// the audit trail, and the keys.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn overview(&self) -> Result<Overview, AdminError> {
+        let now = self.auth.clock().now();
+        let day = Some(crate::Timestamp(now.secs() - 86_400));
+        let count = |kind: Option<&str>, outcome: Option<&str>| AuditQuery {
+            kind: kind.map(str::to_owned),
+            outcome: outcome.map(str::to_owned),
+            since: day,
+            ..AuditQuery::default()
+        };
+        let users = self
+            .auth
+            .stores()
+            .accounts
+            .search_users(&UserSearch {
+                limit: 1,
+                ..UserSearch::default()
+            })
+            .await?
+            .total;
+        let clients = self
+            .oauth
+            .stores()
+            .clients
+            .list_clients()
+            .await
+            .map_err(OAuthError::from)?;
+        let resources = self.resources().await?;
+        Ok(Overview {
+            users,
+            live_sessions: self.auth.stores().sessions.count_live_sessions(now).await?,
+            clients: clients.len() as u64,
+            resources: resources.len() as u64,
+            sign_ins_24h: self
+                .audit_store
+                .count_audit(&count(Some("sign_in"), None))
+                .await?,
+            sign_in_failures_24h: self
+                .audit_store
+                .count_audit(&count(Some("sign_in_failed"), None))
+                .await?,
+            failures_24h: self
+                .audit_store
+                .count_audit(&count(None, Some("failure")))
+                .await?,
+            mail_failures_24h: self
+                .audit_store
+                .count_audit(&count(Some("mail_failed"), None))
+                .await?,
+            keys: self.keys().await?,
+        })
+    }
+
+    /// One page of the audit trail: the newest `q.limit` events matching `q`, newest first,
+    /// and how many match in all.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn audit_page(&self, q: &AuditQuery) -> Result<(Vec<AuditRecord>, u64), AdminError> {
+        let mut events = self.audit_store.list_audit(q).await?;
+        if q.after_id.is_none() {
+            events.reverse();
+        }
+        let total = self.audit_store.count_audit(q).await?;
+        Ok((events, total))
     }
 }
 

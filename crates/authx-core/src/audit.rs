@@ -203,6 +203,14 @@ pub struct AuditQuery {
     pub kind: Option<String>,
     /// Only events at or after this time.
     pub since: Option<Timestamp>,
+    /// Only events about this OAuth client.
+    pub client_id: Option<String>,
+    /// Only `success` or only `failure` events.
+    pub outcome: Option<String>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
+    /// Only events before this id (paging back through the newest).
+    pub before_id: Option<i64>,
     /// Only events after this id, oldest first (for following); without it, the newest.
     pub after_id: Option<i64>,
     /// At most this many.
@@ -217,6 +225,8 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Events matching `q`, oldest first: the newest `q.limit` of them, or with
     /// `q.after_id` the first `q.limit` after it.
     async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+    /// How many events match `q`'s filters (its limit and position ignored).
+    async fn count_audit(&self, q: &AuditQuery) -> StoreResult<u64>;
     /// Deletes events before `before`; returns how many.
     async fn purge_audit(&self, before: Timestamp) -> StoreResult<u64>;
 }
@@ -433,6 +443,9 @@ mod tests {
         }
         async fn list_audit(&self, _: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
             Ok(Vec::new())
+        }
+        async fn count_audit(&self, _: &AuditQuery) -> StoreResult<u64> {
+            Ok(0)
         }
         async fn purge_audit(&self, _: Timestamp) -> StoreResult<u64> {
             Ok(0)

@@ -51,6 +51,12 @@ pub enum RevocationEvent {
         /// Its expiry: the event matters until then.
         expires_at: i64,
     },
+    /// An account changed in a way that cached copies must not outlive (an administrator role
+    /// granted or withdrawn). Nothing is revoked: sessions stay, and are read afresh.
+    UserChanged {
+        /// The user.
+        user_id: UserId,
+    },
     /// A client was deleted: every access token issued to it (RFC 9068 `client_id`) up to the
     /// event is dead. Its refresh families went with it; its client-credentials tokens have no
     /// family, so this event is what reaches them.
@@ -68,6 +74,7 @@ impl RevocationEvent {
             Self::SessionEnded { user_id, .. }
             | Self::UserSessionsEnded { user_id, .. }
             | Self::UserDisabled { user_id }
+            | Self::UserChanged { user_id }
             | Self::FamilyRevoked { user_id, .. }
             | Self::AccessTokenRevoked { user_id, .. } => Some(user_id),
             Self::ClientRevoked { .. } => None,
@@ -256,6 +263,8 @@ impl EventBus for DurableBus {
             RevocationEvent::AccessTokenRevoked { expires_at, .. } => {
                 crate::Timestamp(expires_at.saturating_add(120))
             }
+            // Matters only to the caches that hear it now.
+            RevocationEvent::UserChanged { .. } => now,
             // A deleted client's tokens, like a user's, live at most the longest token
             // lifetime, which the retention covers.
             RevocationEvent::SessionEnded { .. }

@@ -15,7 +15,8 @@ use crate::mfa::{Ceremony, Factor, FactorId, FactorStore, StepUse};
 use crate::secret::TokenHash;
 use crate::session::{Session, SessionId};
 use crate::store::{
-    AccountStore, FailureCount, SessionStore, SessionTouch, StoreError, StoreResult, ThrottleStore,
+    AccountChange, AccountStore, FailureCount, SessionStore, SessionTouch, StoreError, StoreResult,
+    ThrottleStore, UserPage, UserSearch,
 };
 use crate::user::{User, UserId, UserStatus};
 
@@ -79,6 +80,13 @@ fn insert_unique<T: Clone>(
     Ok(())
 }
 
+/// Whether `id` is an active administrator and no other one is.
+fn last_active_admin(users: &[User], id: &UserId) -> bool {
+    let active_admin = |u: &&User| u.is_admin && u.status == UserStatus::Active;
+    users.iter().filter(active_admin).all(|u| &u.id == id)
+        && users.iter().filter(active_admin).any(|u| &u.id == id)
+}
+
 #[async_trait]
 impl AccountStore for MemoryStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
@@ -116,13 +124,43 @@ impl AccountStore for MemoryStore {
         Ok(true)
     }
 
-    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool> {
+    async fn search_users(&self, q: &UserSearch) -> StoreResult<UserPage> {
+        let r = self.lock();
+        let matching = r
+            .users
+            .iter()
+            .filter(|u| u.email.contains(q.email_contains.as_str()));
+        let total = matching.clone().count() as u64;
+        let users = matching
+            .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+            .take(q.limit as usize)
+            .cloned()
+            .collect();
+        Ok(UserPage { users, total })
+    }
+
+    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<AccountChange> {
         let mut r = self.lock();
+        if status != UserStatus::Active && last_active_admin(&r.users, id) {
+            return Ok(AccountChange::LastAdministrator);
+        }
         let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
-            return Ok(false);
+            return Ok(AccountChange::NotFound);
         };
         u.status = status;
-        Ok(true)
+        Ok(AccountChange::Done)
+    }
+
+    async fn set_admin(&self, id: &UserId, admin: bool) -> StoreResult<AccountChange> {
+        let mut r = self.lock();
+        if !admin && last_active_admin(&r.users, id) {
+            return Ok(AccountChange::LastAdministrator);
+        }
+        let Some(u) = r.users.iter_mut().find(|u| &u.id == id) else {
+            return Ok(AccountChange::NotFound);
+        };
+        u.is_admin = admin;
+        Ok(AccountChange::Done)
     }
 
     async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool> {

@@ -52,8 +52,16 @@ pub trait AccountStore: Send + Sync + 'static {
         phc: &str,
         changed_at: Option<Timestamp>,
     ) -> StoreResult<bool>;
-    /// Sets the status. Returns whether the user exists.
-    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<bool>;
+    /// A page of the users whose address contains `q.email_contains` (every user when it is
+    /// empty), oldest first, and how many match in all.
+    async fn search_users(&self, q: &UserSearch) -> StoreResult<UserPage>;
+    /// Sets the status. Disabling the last active administrator is refused
+    /// ([`AccountChange::LastAdministrator`]) in the same statement that would do it, so two
+    /// administrators disabling each other at once cannot leave none.
+    async fn set_status(&self, id: &UserId, status: UserStatus) -> StoreResult<AccountChange>;
+    /// Grants or withdraws administration, under the same rule as [`Self::set_status`]: the last
+    /// active administrator keeps it.
+    async fn set_admin(&self, id: &UserId, admin: bool) -> StoreResult<AccountChange>;
     /// Records whether the user's address is verified. Returns whether the user exists.
     async fn set_email_verified(&self, id: &UserId, verified: bool) -> StoreResult<bool>;
 
@@ -62,6 +70,38 @@ pub trait AccountStore: Send + Sync + 'static {
     /// the new one verified. [`StoreError::Conflict`] when another account holds `email`
     /// (nothing changes); returns whether the user exists.
     async fn set_email(&self, id: &UserId, email: &str) -> StoreResult<bool>;
+}
+
+/// A search of the accounts ([`AccountStore::search_users`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSearch {
+    /// Only addresses containing this text (canonical addresses are lower case; so is this).
+    pub email_contains: String,
+    /// How many matches to skip.
+    pub offset: u64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One page of a [`UserSearch`].
+#[derive(Debug, Clone, Default)]
+pub struct UserPage {
+    /// The users on this page, oldest first.
+    pub users: Vec<User>,
+    /// How many users match in all.
+    pub total: u64,
+}
+
+/// The outcome of a change that must leave at least one active administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum AccountChange {
+    /// Done (or there was nothing to change).
+    Done,
+    /// There is no such user.
+    NotFound,
+    /// Refused: the user is the last active administrator.
+    LastAdministrator,
 }
 
 /// Activity to record on a session ([`SessionStore::touch_session`]).

@@ -62,6 +62,8 @@ impl DenySet {
                 keep(&mut self.families, family_id);
             }
             RevocationEvent::AccessTokenRevoked { jti, .. } => keep(&mut self.jtis, jti),
+            // Revokes nothing: tokens carry no role.
+            RevocationEvent::UserChanged { .. } => {}
             RevocationEvent::ClientRevoked { client_id } => {
                 // Everything issued to the deleted client up to the event; a client registered
                 // later under the same id issues new tokens.

@@ -471,6 +471,10 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
         user_id,
         kind: args.kind.clone(),
         since,
+        client_id: None,
+        outcome: None,
+        until: None,
+        before_id: None,
         after_id: None,
         limit: args.limit.clamp(1, 10_000),
     };

@@ -120,6 +120,26 @@ impl Upstreams {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Fetches the provider's discovery document afresh (the console's "test discovery"), with
+    /// every check a sign-in makes; the cached copy is replaced by it.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] when there is no such provider, or the document cannot be fetched or
+    /// fails the checks.
+    pub async fn test_discovery(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Arc<Metadata>, UpstreamError> {
+        let provider = self
+            .provider(name)
+            .ok_or(UpstreamError::BadResponse("no such provider"))?;
+        if let Some(c) = self.lock().get_mut(name) {
+            c.metadata = None;
+        }
+        self.metadata(&provider, now).await
+    }
+
     /// The provider's discovery metadata, fetched once an hour.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use crate::clock::Timestamp;
 use crate::events::RevocationEvent;
 use crate::password::{MAX_PASSWORD_BYTES, Verified};
 use crate::session::ClientContext;
-use crate::store::StoreError;
+use crate::store::{AccountChange, StoreError};
 use crate::user::{User, UserId, UserStatus, canonical_email};
 
 use super::throttling::Counters;
@@ -192,16 +192,15 @@ impl AuthService {
     /// Disables a user and ends everything of theirs.
     ///
     /// # Errors
-    /// [`AuthError::NotFound`] when there is no such user.
+    /// [`AuthError::NotFound`] when there is no such user, [`AuthError::LastAdministrator`]
+    /// for the last active administrator.
     pub async fn disable_user(&self, id: &UserId) -> Result<(), AuthError> {
-        if !self
-            .stores
-            .accounts
-            .set_status(id, UserStatus::Disabled)
-            .await?
-        {
-            return Err(AuthError::NotFound);
-        }
+        changed(
+            self.stores
+                .accounts
+                .set_status(id, UserStatus::Disabled)
+                .await?,
+        )?;
         self.end_user_sessions(id, None).await?;
         self.emit(RevocationEvent::UserDisabled {
             user_id: id.clone(),
@@ -217,17 +216,47 @@ impl AuthService {
     /// # Errors
     /// [`AuthError::NotFound`] when there is no such user.
     pub async fn enable_user(&self, id: &UserId) -> Result<(), AuthError> {
-        if self
-            .stores
-            .accounts
-            .set_status(id, UserStatus::Active)
-            .await?
-        {
-            self.audit
-                .record(AuditEvent::success("user_enabled").user(id));
-            Ok(())
-        } else {
-            Err(AuthError::NotFound)
-        }
+        changed(
+            self.stores
+                .accounts
+                .set_status(id, UserStatus::Active)
+                .await?,
+        )?;
+        self.audit
+            .record(AuditEvent::success("user_enabled").user(id));
+        Ok(())
+    }
+
+    /// Makes a user an administrator, or no longer one; the change holds from their next
+    /// request (every request reads the account).
+    ///
+    /// # Errors
+    /// [`AuthError::NotFound`] when there is no such user, [`AuthError::LastAdministrator`]
+    /// when `admin` is false for the last active administrator.
+    pub async fn set_admin(&self, id: &UserId, admin: bool) -> Result<(), AuthError> {
+        changed(self.stores.accounts.set_admin(id, admin).await?)?;
+        // Every instance reads the account afresh at the user's next request.
+        self.emit(RevocationEvent::UserChanged {
+            user_id: id.clone(),
+        })
+        .await?;
+        self.audit.record(
+            AuditEvent::success(if admin {
+                "admin_granted"
+            } else {
+                "admin_withdrawn"
+            })
+            .user(id),
+        );
+        Ok(())
+    }
+}
+
+/// A guarded account change as a result.
+fn changed(outcome: AccountChange) -> Result<(), AuthError> {
+    match outcome {
+        AccountChange::Done => Ok(()),
+        AccountChange::NotFound => Err(AuthError::NotFound),
+        AccountChange::LastAdministrator => Err(AuthError::LastAdministrator),
     }
 }

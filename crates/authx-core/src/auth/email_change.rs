@@ -132,6 +132,30 @@ impl AuthService {
         Ok(())
     }
 
+    /// Whether the signed-in user proved to be at the keyboard for a sensitive action (the
+    /// console's destructive ones): a sign-in within [`REAUTH_WINDOW_SECS`], else the current
+    /// password, throttled like a sign-in. A refusal is audited as `reauthentication_refused`.
+    ///
+    /// # Errors
+    /// [`AuthError::RecentSignInRequired`], [`AuthError::WrongPassword`],
+    /// [`AuthError::Throttled`]; [`AuthError::NotFound`] for a disabled account.
+    pub async fn confirm_presence(
+        &self,
+        auth: &Authenticated,
+        current_password: Option<&str>,
+        ctx: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let password = current_password.filter(|p| !p.is_empty());
+        let fresh = auth
+            .authentication()
+            .is_fresh(self.clock.now(), REAUTH_WINDOW_SECS);
+        // Within the window the password is not asked for, and a stray one is not checked.
+        let password = if fresh { None } else { password };
+        self.prove_owner(auth, password, ctx, "reauthentication_refused")
+            .await
+            .map(|_| ())
+    }
+
     /// The stored account of the signed-in user, once the owner proved to be there: the
     /// current password when given (throttled like a sign-in; a wrong one counts), else a
     /// sign-in within [`REAUTH_WINDOW_SECS`]. A refusal is audited as `refused_kind`.

@@ -128,6 +128,9 @@ pub enum AuthError {
     /// No such session or user.
     #[error("not found")]
     NotFound,
+    /// The change would leave no active administrator.
+    #[error("the last active administrator cannot be disabled or lose administration")]
+    LastAdministrator,
     /// Password hashing is saturated; try again shortly.
     #[error("the server is busy; try again")]
     Busy,

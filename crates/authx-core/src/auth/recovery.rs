@@ -69,6 +69,12 @@ impl AuthService {
         self
     }
 
+    /// Whether password reset by mail is on.
+    #[must_use]
+    pub fn resets_passwords(&self) -> bool {
+        self.recovery.is_some()
+    }
+
     fn recovery(&self) -> Result<&Recovery, AuthError> {
         self.recovery
             .as_ref()

@@ -107,7 +107,8 @@ impl SessionCache {
             RevocationEvent::FamilyRevoked { .. }
             | RevocationEvent::AccessTokenRevoked { .. }
             | RevocationEvent::ClientRevoked { .. } => {}
-            RevocationEvent::UserDisabled { user_id } => {
+            RevocationEvent::UserDisabled { user_id }
+            | RevocationEvent::UserChanged { user_id } => {
                 inner.map.retain(|_, a| &a.user.id != user_id);
             }
         }

@@ -32,6 +32,9 @@ impl AuditStore for Recorded {
     async fn list_audit(&self, _: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         Ok(self.0.lock().unwrap().clone())
     }
+    async fn count_audit(&self, _: &AuditQuery) -> StoreResult<u64> {
+        Ok(self.0.lock().unwrap().len() as u64)
+    }
     async fn purge_audit(&self, _: Timestamp) -> StoreResult<u64> {
         Ok(0)
     }

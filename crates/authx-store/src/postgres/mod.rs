@@ -31,6 +31,10 @@ impl SqlStore<Postgres> {
 /// row locks, so concurrent rotations of different tokens do not wait for each other.
 impl Dialect for Postgres {
     type Rotations = ();
+
+    /// Two administrators demoting each other at once: each statement locks the other
+    /// administrators' rows it counts, so the second waits for the first and sees its change.
+    const ROW_LOCK: &'static str = " FOR UPDATE";
 }
 
 /// Connects to the PostgreSQL database named by `url` (`postgres://...`). Tables live in the

@@ -5,7 +5,7 @@ use authx_core::Timestamp;
 use authx_core::audit::{AuditQuery, AuditRecord, AuditStore};
 use authx_core::store::StoreResult;
 
-use super::{Dialect, SqlRow, SqlStore, col, stmt, store_error};
+use super::{Dialect, SqlRow, SqlStore, Stmt, col, count, stmt, store_error};
 
 /// Columns of `audit_events` that make up an [`AuditRecord`].
 macro_rules! audit_columns {
@@ -20,20 +20,30 @@ const INSERT_AUDIT_ROWS: &str = "INSERT INTO audit_events \
 const COLUMNS_PER_ROW: usize = 9;
 /// Rows per INSERT: [`COLUMNS_PER_ROW`] parameters each stays far below SQLite's and PostgreSQL's limits.
 const ROWS_PER_INSERT: usize = 256;
-// Optional filters are NULL when absent. The newest first (reversed by the caller), or after
-// an id oldest first for following.
+// Optional filters are NULL when absent: $1 user, $2 kind, $3 since, $4 client, $5 outcome,
+// $6 until, $7 before id, $8 after id. Every statement names all eight, so each binds the same.
+macro_rules! audit_filter {
+    () => {
+        " FROM audit_events WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
+         AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR client_id = $4) \
+         AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR at < $6) \
+         AND ($7 IS NULL OR id < $7) AND ($8 IS NULL OR id > $8)"
+    };
+}
+// The newest first (reversed by the caller), or after an id oldest first for following.
 const LIST_AUDIT_NEWEST: &str = concat!(
     "SELECT ",
     audit_columns!(),
-    " FROM audit_events WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
-     AND ($3 IS NULL OR at >= $3) ORDER BY id DESC LIMIT $4"
+    audit_filter!(),
+    " ORDER BY id DESC LIMIT $9"
 );
 const LIST_AUDIT_AFTER: &str = concat!(
     "SELECT ",
     audit_columns!(),
-    " FROM audit_events WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
-     AND ($3 IS NULL OR at >= $3) AND id > $5 ORDER BY id ASC LIMIT $4"
+    audit_filter!(),
+    " ORDER BY id ASC LIMIT $9"
 );
+const COUNT_AUDIT: &str = concat!("SELECT COUNT(*) AS n", audit_filter!());
 const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
 
 /// Decodes a row selected with the audit columns.
@@ -67,6 +77,19 @@ fn insert_audit_rows<DB: Dialect>(rows: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// `statement` with the eight filter parameters of `audit_filter!` bound from `q`.
+fn filtered<'a>(statement: Stmt<'a>, q: &'a AuditQuery) -> Stmt<'a> {
+    statement
+        .bind(q.user_id.as_deref())
+        .bind(q.kind.as_deref())
+        .bind(q.since)
+        .bind(q.client_id.as_deref())
+        .bind(q.outcome.as_deref())
+        .bind(q.until)
+        .bind(q.before_id)
+        .bind(q.after_id)
 }
 
 #[async_trait::async_trait]
@@ -104,15 +127,10 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
         } else {
             LIST_AUDIT_NEWEST
         };
-        let mut query = stmt(sql)
-            .bind(q.user_id.as_deref())
-            .bind(q.kind.as_deref())
-            .bind(q.since)
-            .bind(i64::from(q.limit));
-        if let Some(after) = q.after_id {
-            query = query.bind(after);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = filtered(stmt(sql), q)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
         let mut records = rows
             .iter()
             .map(audit_from_row)
@@ -121,6 +139,11 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             records.reverse();
         }
         Ok(records)
+    }
+
+    async fn count_audit(&self, q: &AuditQuery) -> StoreResult<u64> {
+        let row = filtered(stmt(COUNT_AUDIT), q).fetch_one(&self.pool).await?;
+        count(col(&row, "n")?)
     }
 
     async fn purge_audit(&self, before: Timestamp) -> StoreResult<u64> {

@@ -42,6 +42,10 @@ pub(crate) trait Dialect: SqlDb {
         Box::pin(rotate_in_transaction(&store.pool, r.old, r.new, r.now))
     }
 
+    /// The clause a sub-select adds to lock the rows it reads until the transaction ends:
+    /// none by default (SQLite runs one writer at a time).
+    const ROW_LOCK: &'static str = "";
+
     /// Appends the placeholder of the `n`-th parameter (from 1) to a statement built at run
     /// time: `$n` by default (PostgreSQL; SQLite reads it too).
     fn push_placeholder(sql: &mut String, n: usize) {

@@ -27,8 +27,8 @@ mod throttle;
 mod users;
 
 pub(crate) use db::{
-    Dialect, Rotated, Rotation, SqlRow, SqlStore, col, count, hash, opt_timestamp, parse_hash,
-    stmt, store_error, timestamp,
+    Dialect, Rotated, Rotation, SqlRow, SqlStore, Stmt, col, count, hash, opt_timestamp,
+    parse_hash, stmt, store_error, timestamp,
 };
 
 #[async_trait::async_trait]

@@ -133,3 +133,80 @@ pub(crate) async fn audit_purge_removes_only_old_events(s: Stores) {
     // An empty batch is nothing to do.
     a.append_audit(&[]).await.unwrap();
 }
+
+pub(crate) async fn audit_filters_by_client_outcome_and_time_and_counts(s: Stores) {
+    let store = s.audit();
+    let a = &*store;
+    let mut failed = event(110, "token_failed", None);
+    failed.outcome = "failure".to_owned();
+    failed.client_id = Some("app".to_owned());
+    let mut issued = event(120, "token_issued", Some("u1"));
+    issued.client_id = Some("app".to_owned());
+    a.append_audit(&[
+        event(100, "sign_in", Some("u1")),
+        failed,
+        issued,
+        event(130, "sign_in", Some("u2")),
+    ])
+    .await
+    .unwrap();
+    let kinds = |q: AuditQuery| async move {
+        a.list_audit(&AuditQuery { limit: 10, ..q })
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect::<Vec<_>>()
+    };
+    let by_client = AuditQuery {
+        client_id: Some("app".to_owned()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        kinds(by_client.clone()).await,
+        ["token_failed", "token_issued"]
+    );
+    let failures = AuditQuery {
+        outcome: Some("failure".to_owned()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(kinds(failures.clone()).await, ["token_failed"]);
+    let window = AuditQuery {
+        since: Some(Timestamp(110)),
+        until: Some(Timestamp(130)),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        kinds(window.clone()).await,
+        ["token_failed", "token_issued"]
+    );
+
+    // Paging back: the newest two, then the two before them.
+    let newest = a
+        .list_audit(&AuditQuery {
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|e| e.at.0).collect::<Vec<_>>(),
+        [120, 130]
+    );
+    let older = AuditQuery {
+        before_id: Some(newest[0].id),
+        ..AuditQuery::default()
+    };
+    assert_eq!(kinds(older).await, ["sign_in", "token_failed"]);
+
+    assert_eq!(a.count_audit(&AuditQuery::default()).await.unwrap(), 4);
+    assert_eq!(a.count_audit(&by_client).await.unwrap(), 2);
+    assert_eq!(a.count_audit(&failures).await.unwrap(), 1);
+    assert_eq!(a.count_audit(&window).await.unwrap(), 2);
+    let sign_ins = AuditQuery {
+        kind: Some("sign_in".to_owned()),
+        since: Some(Timestamp(101)),
+        ..AuditQuery::default()
+    };
+    assert_eq!(a.count_audit(&sign_ins).await.unwrap(), 1);
+}

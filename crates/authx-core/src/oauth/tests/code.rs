@@ -164,10 +164,13 @@ async fn a_disabled_user_gets_nothing_for_a_code() {
     let rig = Rig::new().await;
     let client = rig.web_client("web").await;
     let code = rig.code(&client, "openid").await;
-    rig.store
-        .set_status(&rig.user.id, UserStatus::Disabled)
-        .await
-        .unwrap();
+    assert_eq!(
+        rig.store
+            .set_status(&rig.user.id, UserStatus::Disabled)
+            .await
+            .unwrap(),
+        crate::store::AccountChange::Done
+    );
     assert_eq!(
         invalid_grant(rig.redeem(&client, &code).await),
         "the user cannot receive tokens"

@@ -166,10 +166,13 @@ async fn a_disabled_user_loses_the_family_at_the_next_refresh() {
     let client = rig.web_client("web").await;
     let t0 = rig.tokens(&client).await;
     let family = rig.family_of(&t0).await;
-    rig.store
-        .set_status(&rig.user.id, UserStatus::Disabled)
-        .await
-        .unwrap();
+    assert_eq!(
+        rig.store
+            .set_status(&rig.user.id, UserStatus::Disabled)
+            .await
+            .unwrap(),
+        crate::store::AccountChange::Done
+    );
     assert_eq!(
         invalid_grant(refresh(&rig, &client, &t0.refresh_token.unwrap()).await),
         "the user cannot receive tokens"

@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use authx_core::admin::ClientSpec;
+use authx_core::admin::{ClientSpec, MAX_USERS_PAGE};
 use authx_core::audit::AuditQuery;
+use authx_core::session::SessionId;
 use authx_core::user::UserId;
 
-use super::views::{audit_json, client_json, user_json};
+use super::views::{audit_json, client_json, grant_json, key_json, session_json, user_json};
 use crate::state::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::{Admin, AdminView, JsonBody};
@@ -33,8 +34,16 @@ pub(super) struct AuditParams {
     /// A user id or email address.
     user: Option<String>,
     kind: Option<String>,
+    /// A client id.
+    client: Option<String>,
+    /// `success` or `failure`.
+    outcome: Option<String>,
     /// Unix seconds.
     since: Option<i64>,
+    /// Unix seconds (exclusive).
+    until: Option<i64>,
+    /// Only events before this id, newest first (paging back).
+    before: Option<i64>,
     /// Only events after this id, oldest first (for following).
     after: Option<i64>,
     limit: Option<u32>,
@@ -52,7 +61,8 @@ pub(super) async fn admin_audit_get(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "use user, kind, since (Unix seconds), after (an event id) and limit",
+            "use user, kind, client, outcome, since and until (Unix seconds), before or after \
+             (an event id) and limit",
         )
     })?;
     let run = admin.run(&state);
@@ -64,21 +74,217 @@ pub(super) async fn admin_audit_get(
         user_id,
         kind: p.kind,
         since: p.since.map(authx_core::Timestamp),
+        client_id: p.client,
+        outcome: p.outcome,
+        until: p.until.map(authx_core::Timestamp),
+        before_id: p.before,
         after_id: p.after,
         limit: p.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
     };
     Ok(listed("events", &run.audit(&q).await?, audit_json))
 }
 
+/// `GET /api/v1/admin/users` parameters: a search and a page.
+#[derive(Deserialize)]
+pub(super) struct UsersParams {
+    /// Text the address contains.
+    #[serde(default)]
+    q: String,
+    /// From 0.
+    #[serde(default)]
+    page: u64,
+    per_page: Option<u32>,
+}
+
 pub(super) async fn admin_users_get(
     State(state): State<AppState>,
     admin: AdminView,
+    params: Result<Query<UsersParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(listed(
-        "users",
-        &admin.run(&state).users().await?,
-        user_json,
+    let Query(p) = params.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "use q (text the address contains), page (from 0) and per_page",
+        )
+    })?;
+    let per_page = p.per_page.unwrap_or(MAX_USERS_PAGE);
+    let page = admin
+        .run(&state)
+        .search_users(&p.q, p.page, per_page)
+        .await?;
+    let users: Vec<Value> = page.users.iter().map(user_json).collect();
+    Ok(Json(
+        json!({"users": users, "total": page.total, "page": p.page}),
     ))
+}
+
+/// `POST /api/v1/admin/users` body.
+#[derive(Deserialize)]
+pub(super) struct NewUser {
+    email: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+pub(super) async fn admin_users_post(
+    State(state): State<AppState>,
+    admin: Admin<JsonBody<NewUser>>,
+) -> Result<Response, ApiError> {
+    let run = admin.run(&state);
+    let JsonBody(u) = admin.body;
+    let user = run.create_user(&u.email, &u.password, u.admin).await?;
+    Ok((StatusCode::CREATED, Json(json!({"user": user_json(&user)}))).into_response())
+}
+
+/// A user with their sessions and grants: the one inventory an administrator revokes from.
+pub(super) async fn admin_user_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = admin.run(&state);
+    let id = UserId(id);
+    let user = run.user(&id).await?;
+    let sessions: Vec<Value> = run
+        .user_sessions(&id)
+        .await?
+        .iter()
+        .map(|s| session_json(s, false))
+        .collect();
+    let grants: Vec<Value> = run
+        .user_grants(&id)
+        .await?
+        .iter()
+        .map(|(f, c)| grant_json(f, c.as_ref()))
+        .collect();
+    Ok(Json(
+        json!({"user": user_json(&user), "sessions": sessions, "grants": grants}),
+    ))
+}
+
+/// `POST /api/v1/admin/users/{id}/admin` body.
+#[derive(Deserialize)]
+pub(super) struct AdminFlag {
+    admin: bool,
+}
+
+pub(super) async fn admin_user_admin_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    admin: Admin<JsonBody<AdminFlag>>,
+) -> Result<Response, ApiError> {
+    let run = admin.run(&state);
+    run.set_admin(&UserId(id), admin.body.0.admin).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn admin_user_revoke_all_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ended = admin.run(&state).revoke_everything(&UserId(id)).await?;
+    Ok(Json(json!({"sessions_ended": ended})))
+}
+
+pub(super) async fn admin_user_reset_link_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin.run(&state).send_reset_link(&UserId(id)).await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+pub(super) async fn admin_user_reset_factors_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let removed = admin.run(&state).reset_factors(&UserId(id)).await?;
+    Ok(Json(json!({"factors_removed": removed})))
+}
+
+pub(super) async fn admin_user_session_delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin
+        .run(&state)
+        .revoke_session(&UserId(id), &SessionId(session))
+        .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn admin_user_grant_delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, grant)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin.run(&state).revoke_grant(&UserId(id), &grant).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn admin_client_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let client = admin.run(&state).client(&id).await?;
+    Ok(Json(json!({"client": client_json(&client)})))
+}
+
+/// A new secret for a confidential client, in this answer only.
+pub(super) async fn admin_client_secret_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let secret = admin.run(&state).rotate_client_secret(&id).await?;
+    Ok(Json(json!({"client_id": id, "client_secret": secret})))
+}
+
+pub(super) async fn admin_keys_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    Ok(listed("keys", &admin.run(&state).keys().await?, key_json))
+}
+
+/// Publishes a new key of every algorithm (each signs after the publication lead time).
+pub(super) async fn admin_keys_rotate_post(
+    State(state): State<AppState>,
+    admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    let published: Vec<Value> = admin
+        .run(&state)
+        .rotate_keys()
+        .await?
+        .iter()
+        .map(|(alg, kid)| json!({"alg": alg.as_str(), "kid": kid}))
+        .collect();
+    Ok(Json(json!({"published": published})))
+}
+
+pub(super) async fn admin_overview_get(
+    State(state): State<AppState>,
+    admin: AdminView,
+) -> Result<Json<Value>, ApiError> {
+    let o = admin.run(&state).overview().await?;
+    let keys: Vec<Value> = o.keys.iter().map(key_json).collect();
+    Ok(Json(json!({
+        "users": o.users,
+        "live_sessions": o.live_sessions,
+        "clients": o.clients,
+        "resources": o.resources,
+        "sign_ins_24h": o.sign_ins_24h,
+        "sign_in_failures_24h": o.sign_in_failures_24h,
+        "failures_24h": o.failures_24h,
+        "keys": keys,
+    })))
 }
 
 pub(super) async fn admin_user_disable_post(

@@ -24,9 +24,12 @@ use account::{
     sign_out_post, sign_up_post,
 };
 use admin::{
-    admin_audit_get, admin_client_delete, admin_clients_get, admin_clients_post,
-    admin_email_test_post, admin_resources_get, admin_resources_post, admin_user_disable_post,
-    admin_user_enable_post, admin_users_get,
+    admin_audit_get, admin_client_delete, admin_client_get, admin_client_secret_post,
+    admin_clients_get, admin_clients_post, admin_email_test_post, admin_keys_get,
+    admin_keys_rotate_post, admin_overview_get, admin_resources_get, admin_resources_post,
+    admin_user_admin_post, admin_user_disable_post, admin_user_enable_post, admin_user_get,
+    admin_user_grant_delete, admin_user_reset_factors_post, admin_user_reset_link_post,
+    admin_user_revoke_all_post, admin_user_session_delete, admin_users_get, admin_users_post,
 };
 use admin::{
     admin_registration_token_delete, admin_registration_tokens_get, admin_registration_tokens_post,
@@ -57,7 +60,42 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/mfa/{id}/rename", post(mfa::rename_post))
         .route("/api/v1/email", post(email::email_post))
         .route("/api/v1/email/verification", post(email::verification_post))
-        .route("/api/v1/admin/users", get(admin_users_get))
+        .route("/api/v1/admin/overview", get(admin_overview_get))
+        .route(
+            "/api/v1/admin/users",
+            get(admin_users_get).post(admin_users_post),
+        )
+        .route("/api/v1/admin/users/{id}", get(admin_user_get))
+        .route(
+            "/api/v1/admin/users/{id}/admin",
+            post(admin_user_admin_post),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/revoke-all",
+            post(admin_user_revoke_all_post),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/reset-link",
+            post(admin_user_reset_link_post),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/reset-factors",
+            post(admin_user_reset_factors_post),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/sessions/{session}",
+            delete(admin_user_session_delete),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/grants/{grant}",
+            delete(admin_user_grant_delete),
+        )
+        .route(
+            "/api/v1/admin/clients/{id}/secret",
+            post(admin_client_secret_post),
+        )
+        .route("/api/v1/admin/keys", get(admin_keys_get))
+        .route("/api/v1/admin/keys/rotate", post(admin_keys_rotate_post))
         .route("/api/v1/admin/audit", get(admin_audit_get))
         .route("/api/v1/admin/email/test", post(admin_email_test_post))
         .route(
@@ -72,7 +110,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/admin/clients",
             get(admin_clients_get).post(admin_clients_post),
         )
-        .route("/api/v1/admin/clients/{id}", delete(admin_client_delete))
+        .route(
+            "/api/v1/admin/clients/{id}",
+            get(admin_client_get).delete(admin_client_delete),
+        )
         .route(
             "/api/v1/admin/resources",
             get(admin_resources_get).post(admin_resources_post),

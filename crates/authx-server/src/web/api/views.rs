@@ -105,6 +105,19 @@ pub fn grant_json(
     })
 }
 
+/// The public view of a signing key (never its private part).
+#[must_use]
+pub fn key_json(k: &authx_core::oauth::keys::StoredKey) -> Value {
+    json!({
+        "kid": k.kid,
+        "alg": k.alg.as_str(),
+        "state": k.state.as_str(),
+        "created_at": rfc3339(k.created_at),
+        "activated_at": k.activated_at.map(rfc3339),
+        "remove_after": k.remove_after.map(rfc3339),
+    })
+}
+
 /// The public view of a client (never its secret hash).
 #[must_use]
 pub fn client_json(c: &authx_core::oauth::client::Client) -> Value {

@@ -43,6 +43,7 @@ pub fn classify(e: &AuthError) -> (StatusCode, &'static str, Option<i64>) {
         AuthError::LastFactorRequired => (StatusCode::CONFLICT, "last_factor_required", None),
         AuthError::Factor(e) => factor(e),
         AuthError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
+        AuthError::LastAdministrator => (StatusCode::CONFLICT, "last_administrator", None),
         AuthError::Busy | AuthError::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
         }
