@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 pub(crate) mod account;
+pub(crate) mod console;
 pub(crate) mod device;
 pub(crate) mod display;
 pub(crate) mod federation;
@@ -153,7 +154,24 @@ a.button.secondary{background:#e4e7ee;color:#1d2330}button.danger{background:#b3
 .notice{background:#e6f4ea;color:#1e5631;padding:.6rem .8rem;border-radius:6px}\
 table{width:100%;border-collapse:collapse;margin:1rem 0}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #e4e7ee;font-size:.9rem}\
 tr.current td:first-child::after{content:' (this device)';color:#2b59c3}form.inline{display:inline}form.inline button{margin:0;padding:.25rem .6rem}\
-nav{margin-bottom:1rem}nav a{margin-right:1rem}.muted{color:#5b6475;font-size:.9rem}";
+nav{margin-bottom:1rem}nav a{margin-right:1rem}.muted{color:#5b6475;font-size:.9rem}\
+a{color:#1f4ea3}:focus-visible{outline:3px solid #1f4ea3;outline-offset:2px}\
+.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.5rem}\
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}\
+body.console main{max-width:76rem;margin:1rem auto}\
+.console-nav{background:#1d2330;padding:.6rem 1rem}.console-nav nav{max-width:76rem;margin:0 auto;display:flex;flex-wrap:wrap;gap:.4rem 1.2rem}\
+.console-nav a{color:#fff;margin:0}.console-nav a[aria-current=page]{font-weight:700;text-decoration:underline}\
+.scroll{overflow-x:auto}.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:1rem}\
+.figures div,.profile div{background:#f5f6f8;border-radius:8px;padding:.6rem .8rem}.figures dt,.profile dt{font-size:.85rem;color:#4a5263}\
+.figures dd{margin:0;font-size:1.6rem;font-weight:600}.profile{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:.6rem}.profile dd{margin:0;overflow-wrap:anywhere}\
+.warnings{padding:0;list-style:none}.warning{background:#fff4d6;color:#5c4300;padding:.6rem .8rem;border-radius:6px;margin:.3rem 0}\
+.actions{display:flex;flex-wrap:wrap;gap:.8rem;align-items:flex-end}.actions form{margin:0}.actions button{margin-top:.4rem}\
+label.check{font-weight:400}fieldset{border:1px solid #d5dae3;border-radius:6px;margin:1rem 0}\
+input[type=search],input[type=number],input:not([type]),textarea,select,input[type=datetime-local]{width:100%;padding:.5rem;border:1px solid #b8bfcc;border-radius:6px;font:inherit}\
+.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.2rem 1rem;align-items:end}\
+.search{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}.search input{flex:1 1 16rem}\
+.pager{display:flex;gap:1rem}tr.failure td:nth-child(3){color:#8c1d18;font-weight:600}td.detail code{font-size:.8rem;overflow-wrap:anywhere}\
+.secret{background:#e6f4ea;padding:.6rem .8rem;border-radius:6px}.secret input{font-family:monospace}";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! HTTP: extractors, middleware, the JSON API, the pages and the operational endpoints.
 
 pub mod api;
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod extract;
@@ -24,6 +25,7 @@ pub fn app(state: AppState) -> Router {
     let browser = Router::new()
         .merge(api::router(&state))
         .merge(pages::router())
+        .merge(console::router())
         .merge(oauth::browser_router())
         .merge(device::browser_router())
         .merge(federation::router())

@@ -19,6 +19,7 @@ mod browser_recovery;
 mod browser_sdk;
 mod cli;
 mod code_session;
+mod console;
 mod csrf;
 mod device;
 mod dpop;

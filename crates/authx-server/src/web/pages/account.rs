@@ -110,19 +110,52 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
         .iter()
         .map(|s| session_row(s, &auth.session.id, now))
         .collect();
-    let (grants, consents) = applications(state, &auth.user.id).await.map_err(|e| {
-        tracing::warn!(error = %e, "account page: grants unavailable");
-        AuthError::Store(authx_core::StoreError::Corrupt("grants".into()))
-    })?;
-    let links = linked_providers(state, &auth.user.id).await?;
-    let (factors, recovery_left) = match state.auth.factors() {
-        Some(f) => (
-            f.list(&auth.user.id).await?,
-            f.recovery_codes_left(&auth.user.id).await?,
-        ),
-        None => (Vec::new(), 0),
+    let (grants, consents) = applications(state, &auth.user.id)
+        .await
+        .map_err(grants_unavailable)?;
+    let links = link_rows(state, &auth.user.id).await?;
+    let factors = factor_rows(state, &auth.user.id).await?;
+    let recovery_left = match state.auth.factors() {
+        Some(f) => f.recovery_codes_left(&auth.user.id).await?,
+        None => 0,
     };
-    let factors = factors
+    Ok(Sections {
+        sessions,
+        grants,
+        consents,
+        links,
+        factors,
+        recovery_left,
+    })
+}
+
+fn grants_unavailable(e: authx_core::oauth::OAuthError) -> AuthError {
+    tracing::warn!(error = %e, "grants unavailable");
+    AuthError::Store(authx_core::StoreError::Corrupt("grants".into()))
+}
+
+/// The user's live grants, as the account page and the console list them.
+pub(crate) async fn grant_rows(
+    state: &AppState,
+    user: &UserId,
+) -> Result<Vec<GrantRow>, AuthError> {
+    Ok(applications(state, user)
+        .await
+        .map_err(grants_unavailable)?
+        .0)
+}
+
+/// The user's second factors, as the account page and the console list them.
+pub(crate) async fn factor_rows(
+    state: &AppState,
+    user: &UserId,
+) -> Result<Vec<FactorRow>, AuthError> {
+    let Some(f) = state.auth.factors() else {
+        return Ok(Vec::new());
+    };
+    let now = state.oauth.now();
+    Ok(f.list(user)
+        .await?
         .into_iter()
         .map(|f| FactorRow {
             id: f.id.0,
@@ -134,18 +167,15 @@ async fn sections(state: &AppState, auth: &Authenticated) -> Result<Sections, Au
             added: When::at(f.created_at, now),
             used: f.last_used_at.map(|t| When::at(t, now)),
         })
-        .collect();
-    Ok(Sections {
-        sessions,
-        grants,
-        consents,
-        links,
-        factors,
-        recovery_left,
-    })
+        .collect())
 }
 
-fn session_row(s: &Session, current: &SessionId, now: authx_core::Timestamp) -> SessionRow {
+/// A session as the account page and the console list it; `current` is the viewer's own.
+pub(crate) fn session_row(
+    s: &Session,
+    current: &SessionId,
+    now: authx_core::Timestamp,
+) -> SessionRow {
     SessionRow {
         id: s.id.0.clone(),
         device: Device::of(s.user_agent.as_deref()),
@@ -310,7 +340,8 @@ pub(super) async fn email_post(
 }
 
 /// The account page's rows of upstream identity providers linked to the account.
-async fn linked_providers(state: &AppState, user: &UserId) -> Result<Vec<LinkRow>, AuthError> {
+/// The user's linked upstream identities, as the account page and the console list them.
+pub(crate) async fn link_rows(state: &AppState, user: &UserId) -> Result<Vec<LinkRow>, AuthError> {
     let links = state.federation.user_links(user).await?;
     let now = state.oauth.now();
     Ok(links

@@ -26,7 +26,7 @@ use crate::html::account::{Login, Logout, SignUp};
 use crate::html::{Message, Paragraph, render};
 use crate::state::AppState;
 
-mod account;
+pub(crate) mod account;
 mod email_change;
 mod magic_link;
 pub(crate) mod mfa;
