@@ -1,22 +1,22 @@
 //! `authx`: the server and its administration commands.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 use authx_core::SystemClock;
 use authx_core::admin::{AdminError, Administration, ClientSpec};
 use authx_core::audit::AuditQuery;
-use authx_core::auth::AuthError;
-use authx_core::user::UserId;
 use authx_server::config::{Config, LogFormat, Overrides};
 use authx_server::state::AppState;
 use authx_server::web::api::{command_line, views};
 use authx_server::web::error::ApiError;
 use authx_server::web::rfc3339;
+
+mod users;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,7 +46,7 @@ enum Command {
     Migrate,
     /// Manage users.
     #[command(subcommand)]
-    User(UserCommand),
+    User(users::UserCommand),
     /// Manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -86,6 +86,12 @@ struct AuditArgs {
     /// Only events of this kind (for example sign_in_failed).
     #[arg(long)]
     kind: Option<String>,
+    /// Only events about this client (client_id).
+    #[arg(long)]
+    client: Option<String>,
+    /// Only `success` or only `failure` events.
+    #[arg(long, value_parser = ["success", "failure"])]
+    outcome: Option<String>,
     /// Only events this recent (30s, 15m, 2h, 7d) or since these Unix seconds.
     #[arg(long)]
     since: Option<String>,
@@ -137,6 +143,12 @@ enum ClientCommand {
     },
     /// Remove a client and everything issued to it.
     Remove {
+        /// client_id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Give a confidential client a new secret, printed once; the old one stops working.
+    RotateSecret {
         /// client_id.
         #[arg(long)]
         id: String,
@@ -318,37 +330,6 @@ struct ServeArgs {
     log_format: Option<String>,
 }
 
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a user; the password is read from standard input (or prompted on a terminal).
-    Add {
-        /// Email address.
-        #[arg(long)]
-        email: String,
-        /// Make the user an administrator.
-        #[arg(long)]
-        admin: bool,
-    },
-    /// List users.
-    List {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Disable a user and end all of their sessions.
-    Disable {
-        /// Email address.
-        #[arg(long)]
-        email: String,
-    },
-    /// Re-enable a disabled user.
-    Enable {
-        /// Email address.
-        #[arg(long)]
-        email: String,
-    },
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -403,7 +384,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::User(cmd) => user_command(config, cmd).await,
+        Command::User(cmd) => users::user_command(config, cmd).await,
         Command::Client(cmd) => client_command(config, cmd).await,
         Command::Resource(cmd) => resource_command(config, cmd).await,
         Command::Keys(cmd) => keys_command(config, cmd).await,
@@ -459,7 +440,7 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
     let run = command_line(&state);
     let user_id = match &args.user {
-        Some(u) if u.contains('@') => Some(find_user(&run, u).await?.0),
+        Some(u) if u.contains('@') => Some(users::find_user(&run, u).await?.0),
         Some(u) => Some(u.clone()),
         None => None,
     };
@@ -471,8 +452,8 @@ async fn audit_command(config: Config, args: AuditArgs) -> anyhow::Result<()> {
         user_id,
         kind: args.kind.clone(),
         since,
-        client_id: None,
-        outcome: None,
+        client_id: args.client.clone(),
+        outcome: args.outcome.clone(),
         until: None,
         before_id: None,
         after_id: None,
@@ -557,90 +538,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
-    let run = command_line(&state);
-    let result = match cmd {
-        UserCommand::Add { email, admin } => add_user(&state, &email, admin).await,
-        UserCommand::List { json } => {
-            let users = run.users().await?;
-            if json {
-                print_json(&users, views::user_json)?;
-            } else {
-                println!("{:<24} {:<9} {:<6} EMAIL", "ID", "STATUS", "ADMIN");
-                for u in users {
-                    println!(
-                        "{:<24} {:<9} {:<6} {}",
-                        u.id,
-                        u.status.as_str(),
-                        u.is_admin,
-                        u.email
-                    );
-                }
-            }
-            Ok(())
-        }
-        UserCommand::Disable { email } => {
-            run.disable_user(&find_user(&run, &email).await?).await?;
-            println!("disabled {email}; all of their sessions ended");
-            Ok(())
-        }
-        UserCommand::Enable { email } => {
-            run.enable_user(&find_user(&run, &email).await?).await?;
-            println!("enabled {email}");
-            Ok(())
-        }
-    };
-    finish(&state, result).await
-}
-
-async fn add_user(state: &AppState, email: &str, admin: bool) -> anyhow::Result<()> {
-    let password = read_password()?;
-    match state.auth.create_user(email, &password, admin).await {
-        Ok(user) => {
-            println!("created user {} ({})", user.email, user.id);
-            Ok(())
-        }
-        Err(e @ (AuthError::WeakPassword(_) | AuthError::InvalidEmail | AuthError::EmailTaken)) => {
-            bail!("{e}")
-        }
-        Err(e) => Err(e).context("cannot create the user"),
-    }
-}
-
-async fn find_user(run: &Administration<'_>, email: &str) -> anyhow::Result<UserId> {
-    match run.user_by_email(email).await? {
-        Some(u) => Ok(u.id),
-        None => {
-            let canonical = authx_core::user::canonical_email(email).unwrap_or_default();
-            bail!("no user with email {canonical}")
-        }
-    }
-}
-
-/// The password from a terminal prompt (asked twice) or the first line of standard input.
-fn read_password() -> anyhow::Result<String> {
-    if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Password: ")?;
-        let second = rpassword::prompt_password("Repeat password: ")?;
-        if first != second {
-            bail!("the passwords do not match");
-        }
-        Ok(first)
-    } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
-        let password = line.trim_end_matches(['\r', '\n']).to_owned();
-        if password.is_empty() {
-            bail!("no password on standard input");
-        }
-        Ok(password)
-    }
-}
-
 async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()> {
     let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
     let run = command_line(&state);
@@ -677,6 +574,15 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             }
             Err(AdminError::NotFound(_)) => bail!("no client {id}"),
             Err(e) => Err(e.into()),
+        },
+        ClientCommand::RotateSecret { id } => match run.rotate_client_secret(&id).await {
+            Ok(secret) => {
+                println!("client_secret: {secret}");
+                println!("(shown once: only its hash is stored; the old secret no longer works)");
+                Ok(())
+            }
+            Err(AdminError::NotFound(_)) => bail!("no client {id}"),
+            Err(e) => bail!("{e}"),
         },
     };
     finish(&state, result).await

@@ -114,10 +114,29 @@ fn user_commands_manage_accounts_in_the_default_database() {
     assert_eq!(users[0]["is_admin"], true);
     assert_eq!(users[0]["status"], "active");
 
+    // The last administrator stays one.
+    for args in [
+        ["user", "disable", "--email", "admin@example.com"],
+        ["user", "remove-admin", "--email", "admin@example.com"],
+    ] {
+        let refused = authx(dir.path(), &args, None);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("last active administrator"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    let kate = authx(
+        dir.path(),
+        &["user", "add", "--email", "kate@example.com"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(kate.status.success());
     assert!(
         authx(
             dir.path(),
-            &["user", "disable", "--email", "admin@example.com"],
+            &["user", "disable", "--email", "kate@example.com"],
             None
         )
         .status
@@ -125,7 +144,58 @@ fn user_commands_manage_accounts_in_the_default_database() {
     );
     let list = authx(dir.path(), &["user", "list", "--json"], None);
     let users: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(users[0]["status"], "disabled");
+    assert_eq!(users[1]["email"], "kate@example.com");
+    assert_eq!(users[1]["status"], "disabled");
+    assert_eq!(users[0]["status"], "active");
+
+    // Roles, revocation and the user's page, as the console and the API have them.
+    for (args, said) in [
+        (["user", "enable", "--email", "kate@example.com"], "enabled"),
+        (
+            ["user", "make-admin", "--email", "kate@example.com"],
+            "is an administrator",
+        ),
+        (
+            ["user", "remove-admin", "--email", "admin@example.com"],
+            "no longer an administrator",
+        ),
+        (
+            ["user", "revoke-all", "--email", "kate@example.com"],
+            "ended 0 session(s)",
+        ),
+    ] {
+        let out = authx(dir.path(), &args, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(said),
+            "{args:?}"
+        );
+    }
+    let show = authx(
+        dir.path(),
+        &["user", "show", "--email", "kate@example.com", "--json"],
+        None,
+    );
+    let kate: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(kate["user"]["is_admin"], true);
+    assert_eq!(kate["sessions"], json!([]));
+    assert_eq!(kate["grants"], json!([]));
+    // The reset link is queued in the outbox, which the server's sender delivers.
+    let reset = authx(
+        dir.path(),
+        &["user", "reset-link", "--email", "kate@example.com"],
+        None,
+    );
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("mailed a password-reset link"));
     let missing = authx(
         dir.path(),
         &["user", "disable", "--email", "nobody@example.com"],
@@ -880,4 +950,78 @@ async fn registration_token_commands_issue_list_and_revoke() {
     let out = revoke(id.clone()).await.unwrap();
     assert!(!out.status.success());
     server.stop().await;
+}
+
+#[tokio::test]
+async fn client_rotate_secret_prints_a_new_secret_and_the_old_one_stops_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authx(
+        dir.path(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "nightly",
+            "--name",
+            "Nightly job",
+            "--grant",
+            "client_credentials",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let old = added["client_secret"].as_str().unwrap().to_owned();
+    let out = authx(
+        dir.path(),
+        &["client", "rotate-secret", "--id", "nightly"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let new = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    assert_ne!(old, new);
+    let missing = authx(
+        dir.path(),
+        &["client", "rotate-secret", "--id", "nobody"],
+        None,
+    );
+    assert!(!missing.status.success());
+
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
+    let client = reqwest::Client::new();
+    let token = |secret: String| {
+        let (client, url) = (&client, &url);
+        async move {
+            client
+                .post(format!("{url}/oauth2/token"))
+                .basic_auth("nightly", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(token(old).await, 401);
+    assert_eq!(token(new).await, 200);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

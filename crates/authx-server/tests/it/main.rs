@@ -8,6 +8,7 @@
     unreachable_pub
 )]
 
+mod admin_api;
 mod audit;
 mod browser;
 mod browser_device;
