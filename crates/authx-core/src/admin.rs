@@ -403,6 +403,39 @@ impl<'a> Administration<'a> {
         Ok(self.oauth.register_client(client, confidential).await?)
     }
 
+    /// Replaces a client's registration with `spec` (the same id), under the rules of a new
+    /// one. Its secret, registration time and grants stay; it keeps its kind of
+    /// authentication (a secret may move between Basic and the form body, nothing else).
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`]; [`AdminError::InvalidRequest`] for a bad registration or a
+    /// change of authentication; the provider's refusals.
+    pub async fn update_client(&self, spec: ClientSpec) -> Result<Client, AdminError> {
+        self.action("update_client", &spec.id);
+        let current = self.client(&spec.id).await?;
+        let (mut client, _) = spec.into_client()?;
+        let (from, to) = (
+            current.token_endpoint_auth_method,
+            client.token_endpoint_auth_method,
+        );
+        if from != to && !(from.uses_secret() && to.uses_secret()) {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method cannot change from {} to {}; register a new client",
+                from.as_str(),
+                to.as_str()
+            )));
+        }
+        client.secret_hash = current.secret_hash;
+        client.created_at = current.created_at;
+        if !self.oauth.clients().replace(&client).await? {
+            return Err(AdminError::NotFound("no such client"));
+        }
+        self.auth
+            .audit()
+            .record(self.by_actor(AuditEvent::success("client_updated").client(&client.id)));
+        Ok(client)
+    }
+
     /// Removes a client and everything issued to it (announced to every guard).
     ///
     /// # Errors

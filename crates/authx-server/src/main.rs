@@ -147,6 +147,11 @@ enum ClientCommand {
         #[arg(long)]
         id: String,
     },
+    /// Replace a client's registration (the same flags as add; its secret stays).
+    Update {
+        #[command(flatten)]
+        spec: Box<ClientArgs>,
+    },
     /// Give a confidential client a new secret, printed once; the old one stops working.
     RotateSecret {
         /// client_id.
@@ -574,6 +579,14 @@ async fn client_command(config: Config, cmd: ClientCommand) -> anyhow::Result<()
             }
             Err(AdminError::NotFound(_)) => bail!("no client {id}"),
             Err(e) => Err(e.into()),
+        },
+        ClientCommand::Update { spec } => match run.update_client((*spec).into()).await {
+            Ok(c) => {
+                println!("updated client {}", c.id);
+                Ok(())
+            }
+            Err(AdminError::NotFound(_)) => bail!("no such client"),
+            Err(e) => bail!("{e}"),
         },
         ClientCommand::RotateSecret { id } => match run.rotate_client_secret(&id).await {
             Ok(secret) => {

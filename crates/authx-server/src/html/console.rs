@@ -211,6 +211,10 @@ pub(crate) struct ClientPage {
 #[template(path = "console/client_new.html")]
 pub(crate) struct ClientNewPage {
     pub(crate) f: Frame,
+    /// An existing application's registration is being edited.
+    pub(crate) editing: bool,
+    /// Where the form posts.
+    pub(crate) action: String,
     pub(crate) form: ClientForm,
     pub(crate) grant_choices: Vec<Choice>,
     pub(crate) api_choices: Vec<Choice>,

@@ -651,3 +651,95 @@ async fn the_audit_trail_filters_pages_and_tails() {
         "the next poll comes first: {rows}"
     );
 }
+
+#[tokio::test]
+async fn an_application_is_edited_and_keeps_its_secret() {
+    let (server, admin) = with_admin().await;
+    let token = console_token(&server, &admin).await;
+    let res = post(
+        &server,
+        "/admin/clients",
+        &admin,
+        &[
+            ("csrf_token", &token),
+            ("id", "shop"),
+            ("name", "Shop"),
+            ("kind", "confidential"),
+            ("redirect_uris", "https://shop.example/cb"),
+            ("grant", "authorization_code"),
+            ("grant", "client_credentials"),
+            ("scopes", "openid email"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let secret = secret_of(&res.text().await.unwrap());
+    let (status, form) = page(&server, "/admin/clients/shop/edit", &admin).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("https://shop.example/cb"), "{form}");
+    assert!(
+        form.contains("value=\"client_credentials\" checked"),
+        "{form}"
+    );
+
+    // A redirect URI the rules refuse: said on the form, nothing saved.
+    let res = post(
+        &server,
+        "/admin/clients/shop",
+        &admin,
+        &[
+            ("csrf_token", &token),
+            ("name", "Shop 2"),
+            ("redirect_uris", "javascript:alert(1)"),
+            ("grant", "authorization_code"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("Not saved"));
+    let res = post(
+        &server,
+        "/admin/clients/shop",
+        &admin,
+        &[
+            ("csrf_token", &token),
+            ("name", "Shop & Co"),
+            (
+                "redirect_uris",
+                "https://shop.example/cb\r\nhttps://shop.example/cb2",
+            ),
+            ("grant", "authorization_code"),
+            ("grant", "client_credentials"),
+            ("scopes", "openid"),
+            ("access_token_ttl_secs", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let state = &server.running().unwrap().state;
+    let c = state
+        .oauth
+        .stores()
+        .clients
+        .client("shop")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.name, "Shop & Co");
+    assert_eq!(
+        c.redirect_uris,
+        ["https://shop.example/cb", "https://shop.example/cb2"]
+    );
+    assert_eq!(c.access_token_ttl_secs, 300);
+    assert!(c.is_confidential());
+    let status = server
+        .client
+        .post(format!("{}/oauth2/token", server.url))
+        .basic_auth("shop", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the secret stays");
+}

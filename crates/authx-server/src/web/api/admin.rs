@@ -228,6 +228,19 @@ pub(super) async fn admin_user_grant_delete(
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
+/// Replaces a client's registration; the id in the path wins over one in the body.
+pub(super) async fn admin_client_put(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    admin: Admin<JsonBody<ClientSpec>>,
+) -> Result<Json<Value>, ApiError> {
+    let run = admin.run(&state);
+    let JsonBody(mut spec) = admin.body;
+    spec.id = id;
+    let client = run.update_client(spec).await?;
+    Ok(Json(json!({"client": client_json(&client)})))
+}
+
 pub(super) async fn admin_client_get(
     State(state): State<AppState>,
     admin: AdminView,

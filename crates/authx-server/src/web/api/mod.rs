@@ -24,12 +24,13 @@ use account::{
     sign_out_post, sign_up_post,
 };
 use admin::{
-    admin_audit_get, admin_client_delete, admin_client_get, admin_client_secret_post,
-    admin_clients_get, admin_clients_post, admin_email_test_post, admin_keys_get,
-    admin_keys_rotate_post, admin_overview_get, admin_resources_get, admin_resources_post,
-    admin_user_admin_post, admin_user_disable_post, admin_user_enable_post, admin_user_get,
-    admin_user_grant_delete, admin_user_reset_factors_post, admin_user_reset_link_post,
-    admin_user_revoke_all_post, admin_user_session_delete, admin_users_get, admin_users_post,
+    admin_audit_get, admin_client_delete, admin_client_get, admin_client_put,
+    admin_client_secret_post, admin_clients_get, admin_clients_post, admin_email_test_post,
+    admin_keys_get, admin_keys_rotate_post, admin_overview_get, admin_resources_get,
+    admin_resources_post, admin_user_admin_post, admin_user_disable_post, admin_user_enable_post,
+    admin_user_get, admin_user_grant_delete, admin_user_reset_factors_post,
+    admin_user_reset_link_post, admin_user_revoke_all_post, admin_user_session_delete,
+    admin_users_get, admin_users_post,
 };
 use admin::{
     admin_registration_token_delete, admin_registration_tokens_get, admin_registration_tokens_post,
@@ -112,7 +113,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/api/v1/admin/clients/{id}",
-            get(admin_client_get).delete(admin_client_delete),
+            get(admin_client_get)
+                .put(admin_client_put)
+                .delete(admin_client_delete),
         )
         .route(
             "/api/v1/admin/resources",

@@ -138,15 +138,34 @@ pub(super) async fn new_get(State(state): State<AppState>, console: Console) -> 
         GrantType::AuthorizationCode.as_str().to_owned(),
         GrantType::RefreshToken.as_str().to_owned(),
     ];
-    new_page(&state, &console, form, &grants, &[], None, StatusCode::OK).await
+    new_page(
+        &state,
+        &console,
+        form,
+        &grants,
+        &[],
+        Target::New,
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
+/// Whether the form registers an application or edits one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    New,
+    Edit,
+}
+
+#[allow(clippy::too_many_arguments)] // The form's parts, each shown again.
 async fn new_page(
     state: &AppState,
     console: &Console,
     form: ClientForm,
     grants: &[String],
     apis: &[String],
+    target: Target,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
@@ -156,8 +175,14 @@ async fn new_page(
     };
     let mut f = console.frame("clients");
     f.error = error;
+    let action = match target {
+        Target::New => "/admin/clients".to_owned(),
+        Target::Edit => format!("/admin/clients/{}", encode(&form.id)),
+    };
     let page = ClientNewPage {
         f,
+        editing: target == Target::Edit,
+        action,
         form,
         grant_choices: GRANTS
             .iter()
@@ -188,66 +213,112 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The registration form as typed, and what it asks for.
+struct Typed {
+    form: ClientForm,
+    grants: Vec<String>,
+    apis: Vec<String>,
+    /// `None`: not a number.
+    access_ttl: Option<Option<i64>>,
+}
+
+fn typed(form: &Pairs, id: String, public: bool) -> Typed {
+    let ttl = form.get("access_token_ttl_secs").trim();
+    let access_ttl = if ttl.is_empty() {
+        Some(None)
+    } else {
+        ttl.parse::<i64>().ok().map(Some)
+    };
+    Typed {
+        form: ClientForm {
+            id,
+            name: form.get("name").trim().to_owned(),
+            public,
+            redirect_uris: form.get("redirect_uris").to_owned(),
+            scopes: form.get("scopes").to_owned(),
+            access_ttl: ttl.to_owned(),
+            post_logout_redirect_uris: form.get("post_logout_redirect_uris").to_owned(),
+            first_party: form.get("first_party") == "true",
+            require_par: form.get("require_par") == "true",
+        },
+        grants: form.all("grant"),
+        apis: form.all("api"),
+        access_ttl,
+    }
+}
+
+/// The registration the form describes; an edit keeps what the form does not show from
+/// `current`.
+fn spec_of(t: &Typed, access_ttl: Option<i64>, current: Option<&Client>) -> ClientSpec {
+    ClientSpec {
+        id: t.form.id.clone(),
+        name: t.form.name.clone(),
+        redirect_uris: lines(&t.form.redirect_uris),
+        grant_types: t.grants.clone(),
+        scopes: t
+            .form
+            .scopes
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        resources: t.apis.clone(),
+        public: t.form.public,
+        token_endpoint_auth_method: current
+            .map(|c| c.token_endpoint_auth_method.as_str().to_owned()),
+        jwks: current
+            .and_then(|c| c.jwks.as_deref())
+            .and_then(|j| serde_json::from_str(j).ok()),
+        jwks_uri: current.and_then(|c| c.jwks_uri.clone()),
+        dpop_bound_access_tokens: current.is_some_and(|c| c.dpop_bound_access_tokens),
+        first_party: t.form.first_party,
+        require_pushed_authorization_requests: t.form.require_par,
+        require_acr: current.and_then(|c| c.require_acr.clone()),
+        post_logout_redirect_uris: lines(&t.form.post_logout_redirect_uris),
+        backchannel_logout_uri: current.and_then(|c| c.backchannel_logout_uri.clone()),
+        id_token_alg: current.map(|c| c.id_token_alg.as_str().to_owned()),
+        access_token_ttl_secs: access_ttl,
+        refresh_token_ttl_secs: current.map(|c| c.refresh_token_ttl_secs),
+        refresh_idle_secs: current.map(|c| c.refresh_idle_secs),
+    }
+}
+
+/// The form again, with what went wrong.
+async fn again(
+    state: &AppState,
+    console: &Console,
+    t: Typed,
+    editing: bool,
+    error: String,
+) -> Response {
+    let target = if editing { Target::Edit } else { Target::New };
+    new_page(
+        state,
+        console,
+        t.form,
+        &t.grants,
+        &t.apis,
+        target,
+        Some(error),
+        StatusCode::BAD_REQUEST,
+    )
+    .await
+}
+
 pub(super) async fn clients_post(
     State(state): State<AppState>,
     form: ConsoleForm<Pairs>,
 ) -> Response {
     let ConsoleForm { console, form } = form;
-    let public = form.get("kind") == "public";
-    let grants = form.all("grant");
-    let apis = form.all("api");
-    let ttl = form.get("access_token_ttl_secs").trim();
-    let access_ttl = if ttl.is_empty() {
-        Ok(None)
-    } else {
-        ttl.parse::<i64>().map(Some)
+    let t = typed(
+        &form,
+        form.get("id").trim().to_owned(),
+        form.get("kind") == "public",
+    );
+    let Some(access_ttl) = t.access_ttl else {
+        let error = "The access-token lifetime is a number of seconds.".to_owned();
+        return again(&state, &console, t, false, error).await;
     };
-    let typed = ClientForm {
-        id: form.get("id").trim().to_owned(),
-        name: form.get("name").trim().to_owned(),
-        public,
-        redirect_uris: form.get("redirect_uris").to_owned(),
-        scopes: form.get("scopes").to_owned(),
-        access_ttl: ttl.to_owned(),
-        post_logout_redirect_uris: form.get("post_logout_redirect_uris").to_owned(),
-        first_party: form.get("first_party") == "true",
-        require_par: form.get("require_par") == "true",
-    };
-    let Ok(access_ttl) = access_ttl else {
-        let error = Some("The access-token lifetime is a number of seconds.".to_owned());
-        return new_page(
-            &state,
-            &console,
-            typed,
-            &grants,
-            &apis,
-            error,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    };
-    let spec = ClientSpec {
-        id: typed.id.clone(),
-        name: typed.name.clone(),
-        redirect_uris: lines(&typed.redirect_uris),
-        grant_types: grants.clone(),
-        scopes: typed.scopes.split_whitespace().map(str::to_owned).collect(),
-        resources: apis.clone(),
-        public,
-        token_endpoint_auth_method: None,
-        jwks: None,
-        jwks_uri: None,
-        dpop_bound_access_tokens: false,
-        first_party: typed.first_party,
-        require_pushed_authorization_requests: typed.require_par,
-        require_acr: None,
-        post_logout_redirect_uris: lines(&typed.post_logout_redirect_uris),
-        backchannel_logout_uri: None,
-        id_token_alg: None,
-        access_token_ttl_secs: access_ttl,
-        refresh_token_ttl_secs: None,
-        refresh_idle_secs: None,
-    };
+    let spec = spec_of(&t, access_ttl, None);
     match console.run(&state).register_client(spec).await {
         Ok((client, secret)) => {
             let now = state.oauth.now();
@@ -265,17 +336,79 @@ pub(super) async fn clients_post(
         }
         Err(e) => match refusal_text(e) {
             Ok(text) => {
-                new_page(
+                again(
                     &state,
                     &console,
-                    typed,
-                    &grants,
-                    &apis,
-                    Some(format!("Not registered: {text}")),
-                    StatusCode::BAD_REQUEST,
+                    t,
+                    false,
+                    format!("Not registered: {text}"),
                 )
                 .await
             }
+            Err(res) => res,
+        },
+    }
+}
+
+pub(super) async fn edit_get(
+    State(state): State<AppState>,
+    console: Console,
+    Path(id): Path<String>,
+) -> Response {
+    let c = match console.run(&state).client(&id).await {
+        Ok(c) => c,
+        Err(e) => return admin_refused(e),
+    };
+    let form = ClientForm {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        public: !c.is_confidential(),
+        redirect_uris: c.redirect_uris.join("\n"),
+        scopes: c.scopes.join(" "),
+        access_ttl: c.access_token_ttl_secs.to_string(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.join("\n"),
+        first_party: c.first_party,
+        require_par: c.require_pushed_authorization_requests,
+    };
+    let grants: Vec<String> = c
+        .grant_types
+        .iter()
+        .map(|g| g.as_str().to_owned())
+        .collect();
+    new_page(
+        &state,
+        &console,
+        form,
+        &grants,
+        &c.resources,
+        Target::Edit,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub(super) async fn edit_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: ConsoleForm<Pairs>,
+) -> Response {
+    let ConsoleForm { console, form } = form;
+    let run = console.run(&state);
+    let current = match run.client(&id).await {
+        Ok(c) => c,
+        Err(e) => return admin_refused(e),
+    };
+    let t = typed(&form, id, !current.is_confidential());
+    let Some(access_ttl) = t.access_ttl else {
+        let error = "The access-token lifetime is a number of seconds.".to_owned();
+        return again(&state, &console, t, true, error).await;
+    };
+    let spec = spec_of(&t, access_ttl, Some(&current));
+    match run.update_client(spec).await {
+        Ok(c) => done(&format!("/admin/clients/{}?done=updated", encode(&c.id))),
+        Err(e) => match refusal_text(e) {
+            Ok(text) => again(&state, &console, t, true, format!("Not saved: {text}")).await,
             Err(res) => res,
         },
     }
@@ -300,10 +433,16 @@ fn refusal_text(e: AdminError) -> Result<String, Response> {
     }
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct Done {
+    done: Option<String>,
+}
+
 pub(super) async fn client_get(
     State(state): State<AppState>,
     console: Console,
     Path(id): Path<String>,
+    Query(q): Query<Done>,
 ) -> Response {
     let run = console.run(&state);
     let client = match run.client(&id).await {
@@ -322,8 +461,12 @@ pub(super) async fn client_get(
         Err(e) => return admin_refused(e),
     };
     let now = state.oauth.now();
+    let mut f = console.frame("clients");
+    if q.done.as_deref() == Some("updated") {
+        f.notice = Some("The application was saved.".to_owned());
+    }
     let page = ClientPage {
-        f: console.frame("clients"),
+        f,
         c: client_row(&client, now),
         secret: None,
         events: events.iter().map(|e| event_row(e, now)).collect(),

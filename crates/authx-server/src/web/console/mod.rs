@@ -95,7 +95,11 @@ pub fn router() -> Router<crate::state::AppState> {
             get(clients::clients_get).post(clients::clients_post),
         )
         .route("/admin/clients/new", get(clients::new_get))
-        .route("/admin/clients/{id}", get(clients::client_get))
+        .route(
+            "/admin/clients/{id}",
+            get(clients::client_get).post(clients::edit_post),
+        )
+        .route("/admin/clients/{id}/edit", get(clients::edit_get))
         .route("/admin/clients/{id}/secret", post(clients::secret_post))
         .route("/admin/clients/{id}/delete", post(clients::delete_post))
 }
