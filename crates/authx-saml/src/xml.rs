@@ -1,0 +1,195 @@
+//! The one XML parser: size limits, no DTD, and the helpers that read the parsed tree.
+
+use roxmltree::{Document, Node, ParsingOptions};
+
+use crate::SamlError;
+
+/// SAML 2.0 protocol namespace (`samlp:`).
+pub(crate) const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+/// SAML 2.0 assertion namespace (`saml:`).
+pub(crate) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// SAML 2.0 metadata namespace (`md:`).
+pub(crate) const NS_METADATA: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+/// XML Signature namespace (`ds:`).
+pub(crate) const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+/// Exclusive C14N namespace, used by `ec:InclusiveNamespaces`.
+pub(crate) const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+
+/// Size limits applied before and while parsing an untrusted document.
+///
+/// The defaults fit real IdP responses (a few KiB, depth below 15, a few hundred nodes) with a
+/// wide margin and keep the work per request small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest document accepted, in bytes of XML (after base64 decoding). Default 256 KiB.
+    pub max_bytes: usize,
+    /// Deepest element nesting accepted (the document element is depth 1). Default 32.
+    pub max_depth: usize,
+    /// Most nodes (elements, text, comments, processing instructions, attributes count too in
+    /// the parser's tally) accepted. Default 10,000.
+    pub max_nodes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024,
+            max_depth: 32,
+            max_nodes: 10_000,
+        }
+    }
+}
+
+/// Parses `bytes` as a standalone UTF-8 XML document within `limits`.
+///
+/// Refused before parsing: more than `max_bytes`, anything that is not UTF-8, and any document
+/// type declaration (`<!DOCTYPE`), so no entity is ever declared, expanded or fetched. While
+/// parsing, the parser stops at `max_nodes`; after it, the nesting depth is checked before any
+/// other code walks the tree.
+pub(crate) fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, SamlError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(SamlError::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| SamlError::Malformed("not UTF-8".into()))?;
+    // roxmltree refuses DTDs with an internal subset by default but accepts an empty
+    // `<!DOCTYPE x>`; refuse every declaration so that no DTD ever reaches the parser. The byte
+    // search may also hit the string inside a comment or CDATA section, which is refused too.
+    if contains(text.as_bytes(), b"<!DOCTYPE") || contains(text.as_bytes(), b"<!ENTITY") {
+        return Err(SamlError::DtdRefused);
+    }
+    let options = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: limits.max_nodes,
+    };
+    let doc = Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => SamlError::DtdRefused,
+        roxmltree::Error::NodesLimitReached => SamlError::TooManyNodes {
+            limit: limits.max_nodes,
+        },
+        roxmltree::Error::EntityReferenceLoop(_) | roxmltree::Error::UnknownEntityReference(..) => {
+            SamlError::DtdRefused
+        }
+        other => SamlError::Malformed(other.to_string()),
+    })?;
+    check_depth(&doc, limits.max_depth)?;
+    Ok(doc)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Walks the tree without recursion and refuses it if elements nest deeper than `max`.
+fn check_depth(doc: &Document<'_>, max: usize) -> Result<(), SamlError> {
+    let mut stack: Vec<(Node<'_, '_>, usize)> = vec![(doc.root(), 0)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > max {
+            return Err(SamlError::TooDeep { limit: max });
+        }
+        for child in node.children().filter(Node::is_element) {
+            stack.push((child, depth + 1));
+        }
+    }
+    Ok(())
+}
+
+/// True if `node` is an element with namespace `ns` and local name `name`.
+pub(crate) fn is(node: Node<'_, '_>, ns: &str, name: &str) -> bool {
+    node.is_element() && node.tag_name().namespace() == Some(ns) && node.tag_name().name() == name
+}
+
+/// The element children of `node`.
+pub(crate) fn elements<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+    node.children().filter(Node::is_element)
+}
+
+/// The element children of `node` named `ns`:`name`.
+pub(crate) fn children<'a, 'i>(
+    node: Node<'a, 'i>,
+    ns: &'static str,
+    name: &'static str,
+) -> impl Iterator<Item = Node<'a, 'i>> {
+    node.children().filter(move |n| is(*n, ns, name))
+}
+
+/// The single child `ns`:`name` of `node`, if there is one; more than one is refused.
+pub(crate) fn optional_child<'a, 'i>(
+    node: Node<'a, 'i>,
+    ns: &'static str,
+    name: &'static str,
+    what: &'static str,
+) -> Result<Option<Node<'a, 'i>>, SamlError> {
+    let mut it = children(node, ns, name);
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(SamlError::Unexpected(what));
+    }
+    Ok(first)
+}
+
+/// The single child `ns`:`name` of `node`; none or more than one is refused.
+pub(crate) fn one_child<'a, 'i>(
+    node: Node<'a, 'i>,
+    ns: &'static str,
+    name: &'static str,
+    what: &'static str,
+) -> Result<Node<'a, 'i>, SamlError> {
+    optional_child(node, ns, name, what)?.ok_or(SamlError::Missing(what))
+}
+
+/// The whole character content of an element whose content is text only.
+///
+/// Every text node is concatenated, so a comment inside the value
+/// (`user@evil.com<!---->.example.com`) cannot cut the value short: the result is what was
+/// signed, because exclusive C14N without comments drops the comment and joins the same text.
+/// Child elements are refused.
+pub(crate) fn text_content(node: Node<'_, '_>, what: &'static str) -> Result<String, SamlError> {
+    let mut out = String::new();
+    for child in node.children() {
+        if child.is_element() {
+            return Err(SamlError::Unexpected(what));
+        }
+        if child.is_text() {
+            out.push_str(child.text().unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// The text content with surrounding XML white space trimmed (for URIs, IDs and dates).
+pub(crate) fn trimmed_text(node: Node<'_, '_>, what: &'static str) -> Result<String, SamlError> {
+    Ok(text_content(node, what)?
+        .trim_matches(is_xml_space)
+        .to_owned())
+}
+
+/// XML white space (XML 1.0 §2.3 `S`).
+pub(crate) fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// A no-namespace attribute of `node`.
+pub(crate) fn attr<'a>(node: Node<'a, '_>, name: &str) -> Option<&'a str> {
+    node.attribute(name)
+}
+
+/// Escapes a value for a double-quoted attribute in XML we write.
+pub(crate) fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#x9;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
