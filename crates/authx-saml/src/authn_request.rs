@@ -192,7 +192,7 @@ mod tests {
         }
     }
 
-    fn query_param<'a>(url: &'a str, name: &str) -> Option<String> {
+    fn query_param(url: &str, name: &str) -> Option<String> {
         let query = url.split_once('?')?.1;
         form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == name)

@@ -123,7 +123,7 @@ pub(crate) fn verify<'a, 'i>(
     }
     let expected = base64_text(digest_value, "ds:DigestValue")?;
     let actual = digest.digest(&c14n::canonicalize(signed, &reference_options)?);
-    if !aws_lc_rs::constant_time::verify_slices_are_equal(&actual, &expected).is_ok() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&actual, &expected).is_err() {
         return Err(SamlError::DigestMismatch);
     }
     Ok(signed)

@@ -23,7 +23,8 @@ pub(crate) const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 pub struct Limits {
     /// Largest document accepted, in bytes of XML (after base64 decoding). Default 256 KiB.
     pub max_bytes: usize,
-    /// Deepest element nesting accepted (the document element is depth 1). Default 32.
+    /// Deepest element nesting accepted (the document element is depth 1). Default 32; values
+    /// above 256 are treated as 256.
     pub max_depth: usize,
     /// Most nodes (elements, text, comments, processing instructions, attributes count too in
     /// the parser's tally) accepted. Default 10,000.
@@ -59,6 +60,10 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>
     if contains(text.as_bytes(), b"<!DOCTYPE") || contains(text.as_bytes(), b"<!ENTITY") {
         return Err(SamlError::DtdRefused);
     }
+    // roxmltree descends recursively into nested elements, so the depth is bounded before it
+    // runs; the tree is checked again afterwards.
+    let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
+    prescan_depth(text.as_bytes(), max_depth)?;
     let options = ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_nodes,
@@ -68,13 +73,71 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>
         roxmltree::Error::NodesLimitReached => SamlError::TooManyNodes {
             limit: limits.max_nodes,
         },
-        roxmltree::Error::EntityReferenceLoop(_) | roxmltree::Error::UnknownEntityReference(..) => {
-            SamlError::DtdRefused
-        }
+        roxmltree::Error::EntityReferenceLoop(_) => SamlError::DtdRefused,
         other => SamlError::Malformed(other.to_string()),
     })?;
-    check_depth(&doc, limits.max_depth)?;
+    check_depth(&doc, max_depth)?;
     Ok(doc)
+}
+
+/// The highest nesting depth accepted whatever [`Limits::max_depth`] says: the parser and the
+/// canonicalizer recurse once per level.
+const MAX_DEPTH_CEILING: usize = 256;
+
+/// Counts element nesting in the raw text without building anything: start tags that are not
+/// empty-element tags open a level, end tags close one; comments, CDATA sections, processing
+/// instructions and quoted attribute values are skipped. On well-formed input this is the
+/// parser's own nesting; on malformed input the parser stops at the first error it meets, which
+/// this scan passes as well.
+fn prescan_depth(b: &[u8], max: usize) -> Result<(), SamlError> {
+    let find = |from: usize, needle: &[u8]| -> usize {
+        b.get(from..)
+            .and_then(|rest| rest.windows(needle.len()).position(|w| w == needle))
+            .map_or(b.len(), |p| from + p + needle.len())
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<!--") {
+            i = find(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = find(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = find(i + 2, b"?>");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = find(i + 2, b">");
+        } else if rest.starts_with(b"<!") {
+            i = find(i + 2, b">");
+        } else {
+            let mut j = i + 1;
+            let mut quote = None;
+            while j < b.len() {
+                let c = b[j];
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == b'"' || c == b'\'' => quote = Some(c),
+                    None if c == b'>' => break,
+                    None => {}
+                }
+                j += 1;
+            }
+            if b.get(j.wrapping_sub(1)) != Some(&b'/') {
+                depth += 1;
+                if depth > max {
+                    return Err(SamlError::TooDeep { limit: max });
+                }
+            }
+            i = j + 1;
+        }
+    }
+    Ok(())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,0 +1,8 @@
+//! End-to-end tests of `authx_saml`: responses signed by a test IdP, verified by the library.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod idp;
+mod parser;
+mod response;
+mod wrapping;
