@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod idp;
+mod metadata;
 mod parser;
 mod response;
+mod seeds;
 mod wrapping;

@@ -6,9 +6,9 @@ use authx_saml::{SamlError, verify_response};
 
 use crate::idp::*;
 
-struct Case {
-    key: Key,
-    spec: Spec,
+pub(crate) struct Case {
+    pub(crate) key: Key,
+    pub(crate) spec: Spec,
 }
 
 impl Case {
@@ -19,7 +19,7 @@ impl Case {
         }
     }
     /// The original assertion, signed by the IdP.
-    fn signed(&self) -> String {
+    pub(crate) fn signed(&self) -> String {
         sign(
             &assertion(&self.spec),
             &self.spec.assertion_id,
@@ -28,11 +28,11 @@ impl Case {
         )
     }
     /// The original assertion without a signature.
-    fn unsigned(&self) -> String {
+    pub(crate) fn unsigned(&self) -> String {
         assertion(&self.spec)
     }
     /// The attacker's assertion: another subject, its own ID.
-    fn evil(&self, id: &str) -> String {
+    pub(crate) fn evil(&self, id: &str) -> String {
         assertion(&Spec {
             assertion_id: id.into(),
             name_id: "admin".into(),
@@ -40,14 +40,14 @@ impl Case {
         })
     }
     /// The IdP's signature element of the original assertion.
-    fn signature(&self) -> String {
+    pub(crate) fn signature(&self) -> String {
         let signed = self.signed();
         let start = signed.find("<ds:Signature").unwrap();
         let end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
         signed[start..end].to_owned()
     }
     /// A response around `inner` (the assertion slot), not signed.
-    fn response(&self, inner: &str) -> String {
+    pub(crate) fn response(&self, inner: &str) -> String {
         response_around(
             &Spec {
                 sign_response: false,
@@ -70,7 +70,7 @@ impl Case {
 }
 
 /// Inserts `what` right after the first `</saml:Issuer>` of `into`.
-fn after_issuer(into: &str, what: &str) -> String {
+pub(crate) fn after_issuer(into: &str, what: &str) -> String {
     let at = into.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
     format!("{}{what}{}", &into[..at], &into[at..])
 }
@@ -165,7 +165,7 @@ fn xsw3_to_xsw8_assertion_wrapping_are_refused() {
     }
 }
 
-fn xsw3_to_xsw8(c: &Case, evil: &str) -> [(&'static str, String); 6] {
+pub(crate) fn xsw3_to_xsw8(c: &Case, evil: &str) -> [(&'static str, String); 6] {
     [
         // XSW3: the attacker's assertion before the signed original, as siblings.
         ("XSW3", c.response(&format!("{evil}{}", c.signed()))),
