@@ -36,6 +36,7 @@ fn expectations(allow_signed_response_only: bool) -> Expectations<'static> {
         now: NOW,
         skew_seconds: 60,
         allow_signed_response_only,
+        sp_decryption_keys: &[],
         limits: Limits::default(),
     }
 }

@@ -59,9 +59,13 @@ pub enum SamlError {
         /// How many `saml:Assertion` elements the document has.
         found: usize,
     },
-    /// The response carries an `EncryptedAssertion`; decryption is not supported yet.
-    #[error("encrypted assertions are not supported")]
+    /// The response carries an `EncryptedAssertion` but no decryption key is configured.
+    #[error("encrypted assertion but no decryption key configured")]
     EncryptedAssertionUnsupported,
+    /// An encrypted assertion could not be decrypted: no configured key unwraps the content
+    /// key, or the content does not authenticate (AES-GCM tag).
+    #[error("decryption failed: {0}")]
+    Decryption(&'static str),
     /// A `ds:Signature` sits somewhere other than as a direct child of the Response or of the
     /// Assertion.
     #[error("a signature is in an unexpected place")]

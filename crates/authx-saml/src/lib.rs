@@ -47,6 +47,7 @@
 //!     now: 1_700_000_000,
 //!     skew_seconds: 60,
 //!     allow_signed_response_only: false,
+//!     sp_decryption_keys: &[],
 //!     limits: Limits::default(),
 //! };
 //! let xml = decode_post_binding(form_value, &exp.limits)?;
@@ -57,6 +58,7 @@
 mod authn_request;
 mod c14n;
 mod dsig;
+mod encrypted;
 mod error;
 mod keys;
 mod metadata;
@@ -65,6 +67,7 @@ mod time;
 mod xml;
 
 pub use authn_request::{AuthnRequest, SpSigningKey};
+pub use encrypted::DecryptionKey;
 pub use error::SamlError;
 pub use keys::PinnedKey;
 pub use metadata::{IdpMetadata, SpMetadata};

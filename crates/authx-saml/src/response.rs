@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use roxmltree::{Document, Node};
 
+use crate::encrypted::{self, DecryptionKey};
 use crate::keys::PinnedKey;
 use crate::xml::{
     self, Limits, NS_ASSERTION, NS_DSIG, NS_PROTOCOL, attr, children, elements, is, one_child,
@@ -37,7 +38,9 @@ pub struct Expectations<'a> {
     /// Accept an unsigned assertion inside a signed response. Off unless the IdP can sign only
     /// the response.
     pub allow_signed_response_only: bool,
-    /// Size limits for the document.
+    /// Our decryption keys for encrypted assertions; empty refuses them.
+    pub sp_decryption_keys: &'a [DecryptionKey],
+    /// Size limits for the document (and for a decrypted assertion).
     pub limits: Limits,
 }
 
@@ -208,17 +211,12 @@ fn verify_document(
     }
     unique_ids(doc)?;
 
-    // Exactly one assertion in the whole document, as a direct child of the response: wrapped
-    // copies (in Extensions, in a ds:Object, inside another assertion) are all counted.
-    if doc
-        .descendants()
-        .any(|n| is(n, NS_ASSERTION, "EncryptedAssertion"))
-    {
-        return Err(SamlError::EncryptedAssertionUnsupported);
-    }
+    // Exactly one assertion, plain or encrypted, in the whole document, as a direct child of
+    // the response: wrapped copies (in Extensions, in a ds:Object, inside another assertion)
+    // are all counted.
     let assertions: Vec<Node<'_, '_>> = doc
         .descendants()
-        .filter(|n| is(*n, NS_ASSERTION, "Assertion"))
+        .filter(|n| is(*n, NS_ASSERTION, "Assertion") || is(*n, NS_ASSERTION, "EncryptedAssertion"))
         .collect();
     let [assertion] = assertions.as_slice() else {
         return Err(SamlError::AssertionCount {
@@ -232,13 +230,13 @@ fn verify_document(
         ));
     }
 
-    // Signatures only as direct children of the response or the assertion, one each.
+    // Signatures only as direct children of the response or the (plain) assertion, one each.
     let mut response_sig = None;
     let mut assertion_sig = None;
     for sig in doc.descendants().filter(|n| is(*n, NS_DSIG, "Signature")) {
         let slot = match sig.parent_element() {
             Some(p) if p == response => &mut response_sig,
-            Some(p) if p == assertion => &mut assertion_sig,
+            Some(p) if p == assertion && is(p, NS_ASSERTION, "Assertion") => &mut assertion_sig,
             _ => return Err(SamlError::MisplacedSignature),
         };
         if slot.replace(sig).is_some() {
@@ -251,23 +249,113 @@ fn verify_document(
             return Err(SamlError::ReferenceMismatch);
         }
     }
-    let signed_by = match assertion_sig {
+
+    if is(assertion, NS_ASSERTION, "EncryptedAssertion") {
+        return verify_encrypted(response, assertion, response_sig.is_some(), exp);
+    }
+    let signed_by = assertion_signature(assertion, assertion_sig, response_sig.is_some(), exp)?;
+    check_response(response, exp)?;
+    read_assertion(response, assertion, exp, signed_by)
+}
+
+/// Verifies the assertion's own signature, or decides whether the response's may stand in.
+fn assertion_signature(
+    assertion: Node<'_, '_>,
+    signature: Option<Node<'_, '_>>,
+    response_signed: bool,
+    exp: &Expectations<'_>,
+) -> Result<SignedBy, SamlError> {
+    match signature {
         Some(sig) => {
-            // `verify` returns the node it digested; it is the node read below.
+            // `verify` returns the node it digested; it is the node read afterwards.
             if dsig::verify(sig, exp.idp_keys)? != assertion {
                 return Err(SamlError::ReferenceMismatch);
             }
-            SignedBy::Assertion
+            Ok(SignedBy::Assertion)
         }
-        None if response_sig.is_some() && exp.allow_signed_response_only => SignedBy::ResponseOnly,
-        None if response_sig.is_none() && exp.allow_signed_response_only => {
-            return Err(SamlError::NotSigned);
-        }
-        None => return Err(SamlError::AssertionNotSigned),
-    };
+        None if response_signed && exp.allow_signed_response_only => Ok(SignedBy::ResponseOnly),
+        None if !response_signed && exp.allow_signed_response_only => Err(SamlError::NotSigned),
+        None => Err(SamlError::AssertionNotSigned),
+    }
+}
 
+/// Decrypts the assertion and verifies and reads it from the tree of the decrypted bytes.
+///
+/// The plaintext is a serialized element whose prefixes may be declared on the ancestors of
+/// `EncryptedAssertion`; it is parsed inside an element carrying those declarations. This is a
+/// parse of new bytes (the plaintext), not a second parse of the response: the assertion is
+/// verified and read from this one tree.
+fn verify_encrypted(
+    response: Node<'_, '_>,
+    encrypted: Node<'_, '_>,
+    response_signed: bool,
+    exp: &Expectations<'_>,
+) -> Result<VerifiedAssertion, SamlError> {
+    if exp.sp_decryption_keys.is_empty() {
+        return Err(SamlError::EncryptedAssertionUnsupported);
+    }
+    let plaintext = encrypted::decrypt(encrypted, exp.sp_decryption_keys, exp.limits.max_bytes)?;
+    let plaintext = strip_xml_declaration(&plaintext);
+    let mut wrapped = String::from("<authx-decrypted");
+    for ns in encrypted.namespaces() {
+        if ns.name() == Some("xml") {
+            continue;
+        }
+        match ns.name() {
+            Some(prefix) => {
+                wrapped.push_str(&format!(" xmlns:{prefix}=\"{}\"", xml::escape(ns.uri())))
+            }
+            None => wrapped.push_str(&format!(" xmlns=\"{}\"", xml::escape(ns.uri()))),
+        }
+    }
+    wrapped.push('>');
+    wrapped.push_str(plaintext);
+    wrapped.push_str("</authx-decrypted>");
+    let inner = xml::parse(wrapped.as_bytes(), &exp.limits)?;
+    unique_ids(&inner)?;
+    let top: Vec<Node<'_, '_>> = elements(inner.root_element()).collect();
+    let all = inner
+        .descendants()
+        .filter(|n| is(*n, NS_ASSERTION, "Assertion") || is(*n, NS_ASSERTION, "EncryptedAssertion"))
+        .count();
+    let [assertion] = top.as_slice() else {
+        return Err(SamlError::AssertionCount { found: all });
+    };
+    let assertion = *assertion;
+    if !is(assertion, NS_ASSERTION, "Assertion") || all != 1 {
+        return Err(SamlError::AssertionCount { found: all });
+    }
+    if inner.root_element().children().any(|c| {
+        c.is_text()
+            && !c
+                .text()
+                .unwrap_or("")
+                .trim_matches(xml::is_xml_space)
+                .is_empty()
+    }) {
+        return Err(SamlError::Unexpected("text around the decrypted assertion"));
+    }
+    let mut signature = None;
+    for sig in inner.descendants().filter(|n| is(*n, NS_DSIG, "Signature")) {
+        if sig.parent_element() != Some(assertion) || signature.replace(sig).is_some() {
+            return Err(SamlError::MisplacedSignature);
+        }
+    }
+    let signed_by = assertion_signature(assertion, signature, response_signed, exp)?;
     check_response(response, exp)?;
     read_assertion(response, assertion, exp, signed_by)
+}
+
+/// Drops a leading `<?xml ...?>` declaration some encrypters serialize with the element.
+fn strip_xml_declaration(text: &str) -> &str {
+    let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+    match trimmed
+        .strip_prefix("<?xml ")
+        .and_then(|rest| rest.split_once("?>"))
+    {
+        Some((_, rest)) => rest,
+        None => text,
+    }
 }
 
 /// Refuses a document in which two elements carry the same ID (`ID`, `Id` or `id`, in any

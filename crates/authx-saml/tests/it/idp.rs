@@ -374,6 +374,7 @@ pub(crate) fn expect(keys: &[PinnedKey]) -> Expectations<'_> {
         now: NOW,
         skew_seconds: 60,
         allow_signed_response_only: false,
+        sp_decryption_keys: &[],
         limits: Limits::default(),
     }
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod encrypted;
 mod idp;
 mod metadata;
 mod parser;

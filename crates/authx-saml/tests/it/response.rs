@@ -536,7 +536,7 @@ fn with_comments_canonicalization_is_accepted() {
 }
 
 #[test]
-fn encrypted_assertion_is_refused_as_unsupported() {
+fn encrypted_assertion_beside_a_plain_one_is_refused() {
     let key = Key::rsa();
     let xml = response(&Spec::default(), &key).replace(
         "<samlp:Status>",
@@ -544,7 +544,7 @@ fn encrypted_assertion_is_refused_as_unsupported() {
     );
     assert_eq!(
         verify(&xml, &[key.pinned()]),
-        Err(SamlError::EncryptedAssertionUnsupported)
+        Err(SamlError::AssertionCount { found: 2 })
     );
 }
 
