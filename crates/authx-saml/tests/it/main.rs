@@ -9,3 +9,4 @@ mod parser;
 mod response;
 mod seeds;
 mod wrapping;
+mod xmlsec;
