@@ -3,7 +3,8 @@
 //! Input: the XML of a `samlp:Response` as the ACS receives it after base64 decoding.
 //! Properties: never a panic (the parser, the depth pre-scan, C14N, signature checks and the
 //! readers see hostile bytes first); a response verifies only if the pinned test IdP key
-//! (crates/authx-saml/tests/data/idp-rsa.*) signed it, and what verifies names that IdP, a
+//! (crates/authx-saml/tests/data/idp-rsa.*) signed it (encrypted assertions are decrypted with
+//! the committed SP key, tests/data/sp-rsa.key.pem), and what verifies names that IdP, a
 //! non-empty NameID and an expiry still in the future; allowing response-only signatures never
 //! turns an accepted response into a refused one; and exclusive C14N output is a fixed point
 //! (canonicalizing it again gives the same bytes).
@@ -12,7 +13,9 @@
 
 use std::sync::OnceLock;
 
-use authx_saml::{Expectations, Limits, PinnedKey, canonicalize_root, verify_response};
+use authx_saml::{
+    DecryptionKey, Expectations, Limits, PinnedKey, canonicalize_root, verify_response,
+};
 use libfuzzer_sys::fuzz_target;
 
 const IDP: &str = "https://idp.example.org/metadata";
@@ -26,6 +29,19 @@ fn keys() -> &'static [PinnedKey] {
     })
 }
 
+/// The SP's decryption key (crates/authx-saml/tests/data/sp-rsa.key.pem), so encrypted
+/// assertions reach the decryption code.
+fn decryption_keys() -> &'static [DecryptionKey] {
+    static KEYS: OnceLock<Vec<DecryptionKey>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let pem = include_str!("../../crates/authx-saml/tests/data/sp-rsa.key.pem");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+            .expect("the committed test key is base64");
+        vec![DecryptionKey::from_pkcs8(&der).expect("the committed test key parses")]
+    })
+}
+
 fn expectations(allow_signed_response_only: bool) -> Expectations<'static> {
     Expectations {
         idp_entity_id: IDP,
@@ -36,7 +52,7 @@ fn expectations(allow_signed_response_only: bool) -> Expectations<'static> {
         now: NOW,
         skew_seconds: 60,
         allow_signed_response_only,
-        sp_decryption_keys: &[],
+        sp_decryption_keys: decryption_keys(),
         limits: Limits::default(),
     }
 }

@@ -15,7 +15,7 @@ const AES128_GCM_URI: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
 const MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
 const OAEP11: &str = "http://www.w3.org/2009/xmlenc11#rsa-oaep";
 
-struct Enc {
+pub(crate) struct Enc {
     content_uri: &'static str,
     key_method: String,
     oaep: &'static OaepAlgorithm,
@@ -23,7 +23,7 @@ struct Enc {
     key_outside: bool,
 }
 
-fn aes256_oaep_sha1() -> Enc {
+pub(crate) fn aes256_oaep_sha1() -> Enc {
     Enc {
         content_uri: AES256_GCM_URI,
         key_method: format!(
@@ -34,7 +34,7 @@ fn aes256_oaep_sha1() -> Enc {
     }
 }
 
-fn aes128_oaep_sha256() -> Enc {
+pub(crate) fn aes128_oaep_sha256() -> Enc {
     Enc {
         content_uri: AES128_GCM_URI,
         key_method: format!(
@@ -47,7 +47,7 @@ fn aes128_oaep_sha256() -> Enc {
 
 /// `saml:EncryptedAssertion` holding `plaintext`, encrypted to `sp`; written in canonical form
 /// (with the key inside `ds:KeyInfo`) so that a response signature can cover it.
-fn encrypt(plaintext: &str, sp: &PrivateDecryptingKey, enc: &Enc) -> String {
+pub(crate) fn encrypt(plaintext: &str, sp: &PrivateDecryptingKey, enc: &Enc) -> String {
     let rng = SystemRandom::new();
     let (alg, len) = if enc.content_uri == AES256_GCM_URI {
         (&AES_256_GCM, 32)
@@ -120,7 +120,7 @@ fn verify(
     verify_response(xml.as_bytes(), &exp)
 }
 
-fn signed_assertion(idp: &Key) -> String {
+pub(crate) fn signed_assertion(idp: &Key) -> String {
     let spec = Spec::default();
     sign(
         &assertion(&spec),

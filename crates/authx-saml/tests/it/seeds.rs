@@ -74,8 +74,60 @@ fn write_fuzz_seeds() {
         "deep",
         &format!("{}{}", "<a>".repeat(300), "</a>".repeat(300)),
     );
+    let sp = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&pem_body(include_str!(
+        "../data/sp-rsa.key.pem"
+    )))
+    .unwrap();
+    let signed = crate::encrypted::signed_assertion(&c.key);
+    for (name, enc) in [
+        (
+            "encrypted_aes256_oaep_sha1",
+            crate::encrypted::aes256_oaep_sha1(),
+        ),
+        (
+            "encrypted_aes128_oaep_sha256",
+            crate::encrypted::aes128_oaep_sha256(),
+        ),
+    ] {
+        let encrypted = crate::encrypted::encrypt(&signed, &sp, &enc);
+        write(name, &response_around(&Spec::default(), &encrypted, &c.key));
+    }
     write(
         "c14n_namespaces",
         r#"<x:r xmlns:x="urn:s" xmlns:y="urn:s" xmlns="urn:d"><y:a x:at="1&#9;&#xD;" y:bt="&lt;&quot;"><b xmlns=""> t&#13;&gt;<!--c--><?pi d?></b></y:a></x:r>"#,
     );
+}
+
+/// The committed seeds still mean what their names say under the fuzz target's expectations:
+/// the `valid_*` and `encrypted_*` ones verify, every other one is refused.
+#[test]
+fn committed_fuzz_seeds_verify_as_named() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/saml_response"
+    );
+    let idp =
+        [
+            authx_saml::PinnedKey::from_certificate_pem(include_str!("../data/idp-rsa.cert.pem"))
+                .unwrap(),
+        ];
+    let sp = [
+        authx_saml::DecryptionKey::from_pkcs8(&pem_body(include_str!("../data/sp-rsa.key.pem")))
+            .unwrap(),
+    ];
+    let mut exp = expect(&idp);
+    exp.sp_decryption_keys = &sp;
+    exp.allow_signed_response_only = true;
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let result = authx_saml::verify_response(&std::fs::read(&path).unwrap(), &exp);
+        let should_verify = name.starts_with("valid_")
+            || name.starts_with("encrypted_")
+            || name == "comment_injection";
+        assert_eq!(result.is_ok(), should_verify, "{name}: {result:?}");
+        seen += 1;
+    }
+    assert!(seen >= 17, "only {seen} seeds");
 }
