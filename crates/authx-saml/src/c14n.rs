@@ -123,7 +123,7 @@ impl Canonicalizer<'_, '_, '_> {
         // each only if the output ancestors did not already render the same binding.
         let mut decls: Vec<Rendered> = Vec::new();
         let mut context: Vec<Rendered> = rendered.to_vec();
-        let mut wanted: Vec<&str> = utilized;
+        let mut wanted: Vec<&str> = utilized.clone();
         wanted.extend(self.options.inclusive_prefixes.iter().map(String::as_str));
         wanted.sort_unstable();
         wanted.dedup();
@@ -134,10 +134,12 @@ impl Canonicalizer<'_, '_, '_> {
             let in_scope = lookup(node, prefix);
             let value = match in_scope {
                 Some(uri) => uri.to_owned(),
-                // An unbound non-default prefix cannot occur in a namespace-well-formed
-                // document; an absent default namespace is the empty URI.
+                // An absent default namespace is the empty URI.
                 None if prefix.is_empty() => String::new(),
-                None => continue,
+                // A used prefix without a binding cannot occur in a document the parser
+                // accepted; an unbound inclusive prefix is simply not rendered.
+                None if !utilized.contains(&prefix) => continue,
+                None => return Err(SamlError::Malformed(format!("unbound prefix {prefix}"))),
             };
             let current = context
                 .iter()

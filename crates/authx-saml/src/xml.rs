@@ -77,6 +77,18 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>
         other => SamlError::Malformed(other.to_string()),
     })?;
     check_depth(&doc, max_depth)?;
+    // Namespaces in XML 1.0 §3 forbids `xmlns:p=""`; roxmltree accepts it, and a prefixed
+    // name in no namespace has no canonical form (found by the saml_response fuzz target).
+    for node in doc.descendants().filter(Node::is_element) {
+        if node
+            .namespaces()
+            .any(|ns| ns.name().is_some() && ns.uri().is_empty())
+        {
+            return Err(SamlError::Malformed(
+                "a prefix bound to an empty namespace name".into(),
+            ));
+        }
+    }
     Ok(doc)
 }
 
@@ -255,4 +267,79 @@ pub(crate) fn escape(value: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz target saml_response, seeds/saml_response/prefix_bound_to_empty_uri):
+    /// `xmlns:x=""` made `x:r` a prefixed name in no namespace, whose canonical form lacked a
+    /// declaration and did not parse again.
+    #[test]
+    fn prefix_bound_to_empty_namespace_is_refused() {
+        let input = b"<x:r xmlns:x=\"\">&#9;&#xecD;\" yz:d</x:r>";
+        assert!(matches!(
+            parse(input, &Limits::default()),
+            Err(SamlError::Malformed(_))
+        ));
+        let nested = b"<r xmlns:x=\"urn:x\"><a xmlns:x=\"\"/></r>";
+        assert!(matches!(
+            parse(nested, &Limits::default()),
+            Err(SamlError::Malformed(_))
+        ));
+        // Undeclaring the default namespace is allowed.
+        assert!(
+            parse(
+                b"<r xmlns=\"urn:d\"><a xmlns=\"\"/></r>",
+                &Limits::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn doctype_and_entities_are_refused_before_parsing() {
+        for input in [
+            &b"<!DOCTYPE r><r/>"[..],
+            b"<!DOCTYPE r [<!ENTITY e \"x\">]><r>&e;</r>",
+            b"<r><!-- <!ENTITY e \"x\"> --></r>",
+        ] {
+            assert_eq!(
+                parse(input, &Limits::default()).unwrap_err(),
+                SamlError::DtdRefused
+            );
+        }
+    }
+
+    /// C14N §3.6's input is ISO-8859-1: only UTF-8 is read.
+    #[test]
+    fn non_utf8_is_refused() {
+        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<doc>\xa9</doc>";
+        assert_eq!(
+            parse(latin1, &Limits::default()).unwrap_err(),
+            SamlError::Malformed("not UTF-8".into())
+        );
+    }
+
+    #[test]
+    fn depth_prescan_skips_markup_that_is_not_an_element() {
+        let limits = Limits {
+            max_depth: 2,
+            ..Limits::default()
+        };
+        let ok = b"<a><b/><!-- <c><c><c> --><![CDATA[<c><c><c>]]><?pi <c><c>?><d x='>' y=\"/>\"></d></a>";
+        assert!(parse(ok, &limits).is_ok());
+        assert_eq!(
+            parse(
+                b"<a><b><c/></b></a>",
+                &Limits {
+                    max_depth: 2,
+                    ..Limits::default()
+                }
+            )
+            .unwrap_err(),
+            SamlError::TooDeep { limit: 2 }
+        );
+    }
 }
