@@ -15,8 +15,11 @@
 //!
 //! - documents over the [`Limits`] (bytes, nesting depth, node count), any DTD (so no entity
 //!   expansion and no external entities), malformed or non-UTF-8 XML;
-//! - duplicate `ID` values; anything but exactly one `saml:Assertion` in the whole document, as
-//!   a direct child of the response; `EncryptedAssertion` (not supported yet);
+//! - duplicate `ID` values; anything but exactly one `saml:Assertion` or
+//!   `saml:EncryptedAssertion` in the whole document, as a direct child of the response;
+//! - encrypted assertions other than AES-GCM content with an RSA-OAEP key transport to one of
+//!   [`Expectations::sp_decryption_keys`] (CBC and PKCS#1 v1.5 are refused); the decrypted
+//!   assertion is parsed into a tree of its own and held to the same rules;
 //! - a `ds:Signature` anywhere but directly in the response or the assertion; a reference other
 //!   than `#` + the ID of the signature's parent; canonicalization other than exclusive C14N,
 //!   transforms other than enveloped-signature + exclusive C14N; SHA-1 and every algorithm but
