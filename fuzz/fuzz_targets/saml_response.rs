@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(!v.name_id.trim().is_empty());
         assert!(!v.assertion_id.is_empty());
         assert!(v.not_on_or_after > NOW - 60);
-        assert_eq!(lenient.as_ref(), Ok(v), "allowing response-only signatures changed an accepted result");
+        assert_eq!(
+            lenient.as_ref(),
+            Ok(v),
+            "allowing response-only signatures changed an accepted result"
+        );
     }
     if let Ok(v) = &lenient {
         assert_eq!(v.issuer, IDP);
@@ -73,8 +77,15 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(canonical) = canonicalize_root(data, &Limits::default()) {
         // Escaping can make the canonical form up to four times longer.
-        let roomy = Limits { max_bytes: data.len() * 4 + 64, ..Limits::default() };
+        let roomy = Limits {
+            max_bytes: data.len() * 4 + 64,
+            ..Limits::default()
+        };
         let again = canonicalize_root(&canonical, &roomy);
-        assert_eq!(again.as_deref(), Ok(&canonical[..]), "exclusive C14N is not a fixed point");
+        assert_eq!(
+            again.as_deref(),
+            Ok(&canonical[..]),
+            "exclusive C14N is not a fixed point"
+        );
     }
 });
