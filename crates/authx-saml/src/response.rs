@@ -210,6 +210,7 @@ fn verify_document(
         return Err(SamlError::Version);
     }
     unique_ids(doc)?;
+    check_status(response)?;
 
     // Exactly one assertion, plain or encrypted, in the whole document, as a direct child of
     // the response: wrapped copies (in Extensions, in a ds:Object, inside another assertion)
@@ -389,6 +390,13 @@ fn check_response(response: Node<'_, '_>, exp: &Expectations<'_>) -> Result<(), 
         "IssueInstant",
     )?;
 
+    Ok(())
+}
+
+/// The top-level status (SAML core §3.2.2.2). Checked before anything else is required, so an
+/// IdP's refusal (e.g. `Responder / AuthnFailed`, which carries no assertion) is reported as
+/// such; it is unauthenticated and only ever turns a response into a refusal.
+fn check_status(response: Node<'_, '_>) -> Result<(), SamlError> {
     let status = one_child(response, NS_PROTOCOL, "Status", "samlp:Status")?;
     let code = one_child(status, NS_PROTOCOL, "StatusCode", "samlp:StatusCode")?;
     let value = attr(code, "Value").ok_or(SamlError::Missing("StatusCode Value"))?;
@@ -415,8 +423,8 @@ fn check_issuer(issuer: Node<'_, '_>, exp: &Expectations<'_>) -> Result<(), Saml
 fn check_in_response_to(value: Option<&str>, exp: &Expectations<'_>) -> Result<(), SamlError> {
     match (value, exp.in_response_to) {
         (None, None) => Ok(()),
-        // A solicited response may omit it on the Response element, but not in the bearer
-        // confirmation (checked there with `required`).
+        // A solicited response may omit it on the Response element; the bearer confirmation
+        // must carry it (`check_confirmation`).
         (None, Some(_)) => Ok(()),
         (Some(got), Some(want)) if got == want => Ok(()),
         _ => Err(SamlError::WrongInResponseTo),

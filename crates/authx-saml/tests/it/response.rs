@@ -386,6 +386,26 @@ fn failed_status_is_refused() {
     );
 }
 
+/// An IdP's refusal has no assertion; its status is what is reported.
+#[test]
+fn failed_status_without_assertion_reports_the_status() {
+    let key = Key::rsa();
+    let spec = Spec {
+        status: "urn:oasis:names:tc:SAML:2.0:status:Responder".into(),
+        ..Spec::default()
+    };
+    let xml = response_around(&spec, "", &key).replace(
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"></samlp:StatusCode>"#,
+        r#"<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"/></samlp:StatusCode>"#,
+    );
+    assert_eq!(
+        verify(&xml, &[key.pinned()]),
+        Err(SamlError::Status(
+            "urn:oasis:names:tc:SAML:2.0:status:Responder / urn:oasis:names:tc:SAML:2.0:status:AuthnFailed".into()
+        ))
+    );
+}
+
 #[test]
 fn non_bearer_confirmation_is_refused() {
     assert_eq!(
