@@ -88,6 +88,21 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>
                 "a prefix bound to an empty namespace name".into(),
             ));
         }
+        // roxmltree accepts names such as `:a` that are not QNames (Namespaces in XML 1.0 §4);
+        // exclusive C14N would read `:` as a use of the default namespace while other
+        // implementations do not (found by comparing with libxml2's canonicalizer).
+        let element = crate::c14n::element_qname(text, node)?;
+        let attributes = node
+            .attributes()
+            .map(|a| text.get(a.range_qname()).unwrap_or(":"));
+        if std::iter::once(element)
+            .chain(attributes)
+            .any(|q| !is_qname(q))
+        {
+            return Err(SamlError::Malformed(
+                "a name that is not a qualified name".into(),
+            ));
+        }
     }
     Ok(doc)
 }
@@ -150,6 +165,14 @@ fn prescan_depth(b: &[u8], max: usize) -> Result<(), SamlError> {
         }
     }
     Ok(())
+}
+
+/// A QName's shape: at most one colon, neither first nor last.
+fn is_qname(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(':')
+        && !name.ends_with(':')
+        && name.bytes().filter(|b| *b == b':').count() <= 1
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -292,6 +315,32 @@ mod tests {
         assert!(
             parse(
                 b"<r xmlns=\"urn:d\"><a xmlns=\"\"/></r>",
+                &Limits::default()
+            )
+            .is_ok()
+        );
+    }
+
+    /// Regression (differential run against `xmllint --exc-c14n` over the fuzz corpus): an
+    /// attribute named `:xat` was taken as using the default namespace.
+    #[test]
+    fn names_that_are_not_qnames_are_refused() {
+        for input in [
+            &b"<r xmlns=\"urn:d\"><a :xat=\"1\"/></r>"[..],
+            b"<:r/>",
+            b"<r a:=\"1\"/>",
+        ] {
+            assert!(
+                matches!(
+                    parse(input, &Limits::default()),
+                    Err(SamlError::Malformed(_))
+                ),
+                "{input:?}"
+            );
+        }
+        assert!(
+            parse(
+                b"<p:r xmlns:p=\"urn:p\" p:a=\"1\" b=\"2\"/>",
                 &Limits::default()
             )
             .is_ok()

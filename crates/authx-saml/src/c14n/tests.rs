@@ -169,3 +169,67 @@ fn crlf_is_normalized() {
         "<a>x\ny\nz</a>"
     );
 }
+
+/// Differential check against libxml2 (`xmllint --exc-c14n`, exclusive C14N with comments over
+/// the whole document) on the W3C inputs, the fuzz seeds and, when `AUTHX_C14N_DIFF_DIR` names
+/// a directory (e.g. a fuzz corpus), every file in it that both accept. Skipped, loudly, where
+/// xmllint (Debian package libxml2-utils) is missing.
+#[test]
+fn agrees_with_libxml2_exclusive_c14n() {
+    let xmllint = std::env::var_os("AUTHX_XMLLINT").unwrap_or_else(|| "xmllint".into());
+    if std::process::Command::new(&xmllint)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "SKIPPED: xmllint is not installed (Debian package libxml2-utils); the libxml2 C14N comparison did not run"
+        );
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut dirs = vec![
+        format!("{root}/tests/vectors/c14n"),
+        format!("{root}/../../fuzz/seeds/saml_response"),
+    ];
+    dirs.extend(std::env::var("AUTHX_C14N_DIFF_DIR").ok());
+    let (mut compared, mut differ) = (0, Vec::new());
+    for dir in dirs {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md")
+                || path.to_string_lossy().ends_with(".out.xml")
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let Ok(doc) = parse(&bytes, &Limits::default()) else {
+                continue;
+            };
+            let options = Options {
+                with_comments: true,
+                ..Options::default()
+            };
+            let ours = canonicalize_document(&doc, &options).unwrap();
+            let out = std::process::Command::new(&xmllint)
+                .arg("--exc-c14n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                continue;
+            }
+            compared += 1;
+            if out.stdout != ours {
+                differ.push(path.display().to_string());
+            }
+        }
+    }
+    println!("compared {compared} documents with libxml2");
+    assert!(compared >= 20, "only {compared} documents compared");
+    assert!(
+        differ.is_empty(),
+        "{} of {compared} differ from libxml2: {differ:?}",
+        differ.len()
+    );
+}
