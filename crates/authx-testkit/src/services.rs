@@ -1,5 +1,7 @@
 //! Shared services for multi-instance tests: a fresh PostgreSQL schema and a fresh Redis key
-//! prefix per test, from `AUTHX_TEST_POSTGRES_URL` and `AUTHX_TEST_REDIS_URL`.
+//! prefix per test, from `AUTHX_TEST_POSTGRES_URL` and `AUTHX_TEST_REDIS_URL`, or, where they
+//! are unset, the local servers on their default ports ([`DEFAULT_POSTGRES_URL`],
+//! [`DEFAULT_REDIS_URL`]).
 //!
 //! A test whose services are not configured or not reachable prints `SKIPPED: <name> (<why>)`
 //! to stderr and does not run, unless `AUTHX_TEST_REQUIRE_SERVICES=1`, in which case it fails
@@ -39,8 +41,22 @@ pub fn skip<T>(test: &str, why: &str) -> Option<T> {
     None
 }
 
-fn configured(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+/// The PostgreSQL the tests use when `AUTHX_TEST_POSTGRES_URL` is unset: the local server on
+/// its default port, database `test`, user `postgres`.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis the tests use when `AUTHX_TEST_REDIS_URL` is unset: the local server on its
+/// default port (every test works under a key prefix of its own).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// `var` when set, else `default`; and where it came from, for skip messages.
+fn service_url(var: &str, default: &str) -> (String, String) {
+    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        Some(url) => (url, var.to_owned()),
+        None => (
+            default.to_owned(),
+            format!("the default {default}; set {var} to use another"),
+        ),
+    }
 }
 
 /// An error and its causes, on one line.
@@ -76,15 +92,8 @@ impl SharedServices {
     /// PostgreSQL refuses to create a schema.
     #[allow(clippy::panic)]
     pub async fn acquire(test: &str) -> Option<Self> {
-        let Some(pg_url) = configured("AUTHX_TEST_POSTGRES_URL") else {
-            return skip(
-                test,
-                "postgres not configured: AUTHX_TEST_POSTGRES_URL is unset",
-            );
-        };
-        let Some(redis_url) = configured("AUTHX_TEST_REDIS_URL") else {
-            return skip(test, "redis not configured: AUTHX_TEST_REDIS_URL is unset");
-        };
+        let (pg_url, pg_from) = service_url("AUTHX_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL);
+        let (redis_url, redis_from) = service_url("AUTHX_TEST_REDIS_URL", DEFAULT_REDIS_URL);
         let admin = match sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
@@ -92,11 +101,19 @@ impl SharedServices {
             .await
         {
             Ok(pool) => pool,
-            Err(e) => return skip(test, &format!("postgres unreachable: {}", chain(&e))),
+            Err(e) => {
+                return skip(
+                    test,
+                    &format!("postgres unreachable at {pg_from}: {}", chain(&e)),
+                );
+            }
         };
         if let Err(e) = redis_ping(&redis_url).await {
             admin.close().await;
-            return skip(test, &format!("redis unreachable: {}", chain(&e)));
+            return skip(
+                test,
+                &format!("redis unreachable at {redis_from}: {}", chain(&e)),
+            );
         }
         let id = authx_core::secret::random_id()
             .to_ascii_lowercase()

@@ -208,8 +208,21 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn configured(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+/// The PostgreSQL the tests use when `AUTHX_TEST_POSTGRES_URL` is unset: the local server on
+/// its default port (the same default as `authx_testkit::services`).
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis the tests use when `AUTHX_TEST_REDIS_URL` is unset.
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// `var` when set, else `default`; and where it came from, for skip messages.
+fn service_url(var: &str, default: &str) -> (String, String) {
+    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        Some(url) => (url, var.to_owned()),
+        None => (
+            default.to_owned(),
+            format!("the default {default}; set {var} to use another"),
+        ),
+    }
 }
 
 /// A SQLite database in a fresh temporary file.
@@ -231,14 +244,10 @@ pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
     Some((stores, Cleanup::TempDir(dir)))
 }
 
-/// The PostgreSQL database of `AUTHX_TEST_POSTGRES_URL`, in a fresh schema.
+/// The PostgreSQL database of `AUTHX_TEST_POSTGRES_URL` (or the local default), in a fresh
+/// schema.
 pub(crate) async fn postgres(test: &'static str) -> Fixture {
-    let Some(url) = configured("AUTHX_TEST_POSTGRES_URL") else {
-        return skip(
-            test,
-            "postgres not configured: AUTHX_TEST_POSTGRES_URL is unset",
-        );
-    };
+    let (url, from) = service_url("AUTHX_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL);
     let admin = match sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(5))
@@ -246,7 +255,12 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         .await
     {
         Ok(pool) => pool,
-        Err(e) => return skip(test, &format!("postgres unreachable: {}", chain(&e))),
+        Err(e) => {
+            return skip(
+                test,
+                &format!("postgres unreachable at {from}: {}", chain(&e)),
+            );
+        }
     };
     let schema = format!(
         "authx_test_{}",
@@ -276,15 +290,13 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
     Some((stores, Cleanup::PgSchema { admin, schema }))
 }
 
-/// The Redis server of `AUTHX_TEST_REDIS_URL`, under a fresh key prefix.
+/// The Redis server of `AUTHX_TEST_REDIS_URL` (or the local default), under a fresh key prefix.
 pub(crate) async fn redis(test: &'static str) -> Fixture {
-    let Some(url) = configured("AUTHX_TEST_REDIS_URL") else {
-        return skip(test, "redis not configured: AUTHX_TEST_REDIS_URL is unset");
-    };
+    let (url, from) = service_url("AUTHX_TEST_REDIS_URL", DEFAULT_REDIS_URL);
     let prefix = format!("authx-test:{}:", random_id());
     let sessions = match redis_sessions(&url, &prefix).await {
         Ok(store) => store,
-        Err(e) => return skip(test, &format!("redis unreachable: {}", chain(&e))),
+        Err(e) => return skip(test, &format!("redis unreachable at {from}: {}", chain(&e))),
     };
     let stores = Stores {
         accounts: None,
