@@ -519,6 +519,13 @@ async fn administrators_need_their_second_factor_for_the_admin_api_when_policy_s
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "second_factor_required");
+    // The console sends it to step-up first, on every page.
+    for path in ["/admin", "/admin/users?q=a"] {
+        let res = server.get(path, Some(&old_cookie)).await.unwrap();
+        assert_eq!(res.status(), 303, "{path}");
+        let to = res.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("/login/step-up?return_to=%2Fadmin"), "{to}");
+    }
 
     // Signing in now enrols the factor, and the new session may administer.
     let (status, body, waiting, _) = api_sign_in(&server).await;
@@ -531,11 +538,16 @@ async fn administrators_need_their_second_factor_for_the_admin_api_when_policy_s
     )
     .await;
     assert_eq!(status, 200);
+    let session = session.unwrap();
     let res = server
-        .get("/api/v1/admin/users", Some(&session.unwrap()))
+        .get("/api/v1/admin/users", Some(&session))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    assert_eq!(
+        server.get("/admin", Some(&session)).await.unwrap().status(),
+        200
+    );
     // A user who is not an administrator is not asked for a factor by this policy.
     server
         .create_user("eve@example.com", PASSWORD)
