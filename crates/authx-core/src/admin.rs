@@ -389,6 +389,26 @@ impl<'a> Administration<'a> {
         Ok(self.oauth.stores().clients.list_clients().await?)
     }
 
+    /// One page of the clients by id (page from 0, at most [`MAX_USERS_PAGE`] a page), and
+    /// how many there are.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn clients_page(
+        &self,
+        page: u64,
+        per_page: u32,
+    ) -> Result<(Vec<Client>, u64), AdminError> {
+        let per_page = per_page.clamp(1, MAX_USERS_PAGE);
+        Ok(self
+            .oauth
+            .stores()
+            .clients
+            .page_clients(page.saturating_mul(u64::from(per_page)), per_page)
+            .await
+            .map_err(OAuthError::from)?)
+    }
+
     /// Registers a client; a confidential client's secret comes back once.
     ///
     /// # Errors
@@ -744,18 +764,12 @@ impl<'a> Administration<'a> {
             })
             .await?
             .total;
-        let clients = self
-            .oauth
-            .stores()
-            .clients
-            .list_clients()
-            .await
-            .map_err(OAuthError::from)?;
+        let (_, clients) = self.clients_page(0, 1).await?;
         let resources = self.resources().await?;
         Ok(Overview {
             users,
             live_sessions: self.auth.stores().sessions.count_live_sessions(now).await?,
-            clients: clients.len() as u64,
+            clients,
             resources: resources.len() as u64,
             sign_ins_24h: self
                 .audit_store

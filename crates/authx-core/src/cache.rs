@@ -198,6 +198,10 @@ impl ClientStore for CachedClients {
         self.inner.list_clients().await
     }
 
+    async fn page_clients(&self, offset: u64, limit: u32) -> StoreResult<(Vec<Client>, u64)> {
+        self.inner.page_clients(offset, limit).await
+    }
+
     async fn update_client(&self, client: &Client) -> StoreResult<bool> {
         let r = self.inner.update_client(client).await;
         self.clients.forget(client.id.as_str());
@@ -330,6 +334,9 @@ mod tests {
         }
         async fn list_clients(&self) -> StoreResult<Vec<Client>> {
             Ok(Vec::new())
+        }
+        async fn page_clients(&self, _: u64, _: u32) -> StoreResult<(Vec<Client>, u64)> {
+            Ok((Vec::new(), 0))
         }
         async fn delete_client(&self, _: &str) -> StoreResult<bool> {
             Ok(false)

@@ -120,6 +120,17 @@ impl ClientStore for MemoryStore {
         Ok(all)
     }
 
+    async fn page_clients(&self, offset: u64, limit: u32) -> StoreResult<(Vec<Client>, u64)> {
+        let all = self.list_clients().await?;
+        let total = all.len() as u64;
+        let page = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit as usize)
+            .collect();
+        Ok((page, total))
+    }
+
     async fn update_client(&self, client: &Client) -> StoreResult<bool> {
         let mut r = self.lock();
         match r.oauth.clients.iter_mut().find(|c| c.id == client.id) {

@@ -23,6 +23,8 @@ pub trait ClientStore: Send + Sync + 'static {
     async fn client(&self, id: &str) -> StoreResult<Option<Client>>;
     /// Every client, by id.
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// At most `limit` clients by id after skipping `offset`, and how many there are in all.
+    async fn page_clients(&self, offset: u64, limit: u32) -> StoreResult<(Vec<Client>, u64)>;
     /// Removes a client and everything issued to it. Returns whether it existed.
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
     /// Replaces every field of the client with `client.id` (its grants stay). Returns whether

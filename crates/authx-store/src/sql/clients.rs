@@ -6,7 +6,7 @@ use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::store::ClientStore;
 use authx_core::store::{StoreError, StoreResult};
 
-use super::{Dialect, SqlRow, SqlStore, col, parse_hash, stmt, store_error, timestamp};
+use super::{Dialect, SqlRow, SqlStore, col, count, parse_hash, stmt, store_error, timestamp};
 
 /// Columns of `oauth_clients` that make up a [`Client`].
 macro_rules! client_columns {
@@ -34,6 +34,12 @@ const LIST_CLIENTS: &str = concat!(
     client_columns!(),
     " FROM oauth_clients ORDER BY id"
 );
+const PAGE_CLIENTS: &str = concat!(
+    "SELECT ",
+    client_columns!(),
+    " FROM oauth_clients ORDER BY id LIMIT $1 OFFSET $2"
+);
+const COUNT_CLIENTS: &str = "SELECT COUNT(*) AS n FROM oauth_clients";
 // Every column from the same bindings as the insert (a row-value assignment, which SQLite
 // and PostgreSQL both read); `id = $1` stays as it is, and the client's grants stay with it.
 const UPDATE_CLIENT: &str = concat!(
@@ -197,6 +203,20 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
         let rows = stmt(LIST_CLIENTS).fetch_all(&self.pool).await?;
         rows.iter().map(client_from_row).collect()
+    }
+
+    async fn page_clients(&self, offset: u64, limit: u32) -> StoreResult<(Vec<Client>, u64)> {
+        let rows = stmt(PAGE_CLIENTS)
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let page = rows
+            .iter()
+            .map(client_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let total = stmt(COUNT_CLIENTS).fetch_one(&self.pool).await?;
+        Ok((page, count(col(&total, "n")?)?))
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {

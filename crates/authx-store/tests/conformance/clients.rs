@@ -134,6 +134,20 @@ pub(crate) async fn list_clients_by_id(s: Stores) {
         .collect();
     assert_eq!(ids, ["alpha", "bravo", "charlie"]);
     assert_eq!(c.list_clients().await.unwrap()[0], client("alpha"));
+
+    // Pages by id, with the count of all.
+    let ids_of = |p: &[Client]| p.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    let (first, total) = c.page_clients(0, 2).await.unwrap();
+    assert_eq!(
+        (ids_of(&first), total),
+        (vec!["alpha".to_owned(), "bravo".to_owned()], 3)
+    );
+    assert_eq!(first[0], client("alpha"));
+    let (second, total) = c.page_clients(2, 2).await.unwrap();
+    assert_eq!((ids_of(&second), total), (vec!["charlie".to_owned()], 3));
+    let (past, total) = c.page_clients(9, 2).await.unwrap();
+    assert!(past.is_empty());
+    assert_eq!(total, 3);
 }
 
 pub(crate) async fn delete_client_removes_everything_issued_to_it(s: Stores) {

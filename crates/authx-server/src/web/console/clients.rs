@@ -87,27 +87,15 @@ pub(super) async fn clients_get(
     console: Console,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let mut all = match console.run(&state).clients().await {
-        Ok(c) => c,
+    let (page, total) = match console.run(&state).clients_page(q.page, PER_PAGE).await {
+        Ok(p) => p,
         Err(e) => return admin_refused(e),
     };
-    all.sort_by_key(|c| c.name.to_lowercase());
     let now = state.oauth.now();
-    let start = usize::try_from(q.page.saturating_mul(u64::from(PER_PAGE))).unwrap_or(usize::MAX);
-    let shown: Vec<ClientRow> = all
-        .iter()
-        .skip(start)
-        .take(PER_PAGE as usize)
-        .map(|c| client_row(c, now))
-        .collect();
-    let pager = pager(
-        q.page,
-        PER_PAGE,
-        shown.len(),
-        all.len() as u64,
-        "applications",
-        |p| format!("/admin/clients?page={p}"),
-    );
+    let shown: Vec<ClientRow> = page.iter().map(|c| client_row(c, now)).collect();
+    let pager = pager(q.page, PER_PAGE, shown.len(), total, "applications", |p| {
+        format!("/admin/clients?page={p}")
+    });
     let mut f = console.frame("clients");
     if q.done.as_deref() == Some("deleted") {
         f.notice = Some("The application was deleted and its tokens revoked.".to_owned());
