@@ -151,6 +151,8 @@ impl Browser {
                 "binary": chromium,
                 "args": args,
             },
+            // Kept for `console_log`: CSP violations and script errors are reported there.
+            "goog:loggingPrefs": { "browser": "ALL" },
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             bail!("capabilities are not a JSON object");
@@ -242,7 +244,7 @@ impl Browser {
         });
         let answer = self
             .client
-            .issue_cmd(WebAuthnCommand {
+            .issue_cmd(SessionCommand {
                 path: "webauthn/authenticator".to_owned(),
                 method: http::Method::POST,
                 body: Some(body),
@@ -267,7 +269,7 @@ impl Browser {
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         let answer = self
             .client
-            .issue_cmd(WebAuthnCommand {
+            .issue_cmd(SessionCommand {
                 path: format!("webauthn/authenticator/{id}/credentials"),
                 method: http::Method::GET,
                 body: None,
@@ -278,15 +280,37 @@ impl Browser {
     }
 }
 
-/// A command of chromedriver's WebAuthn extension, under the session's URL.
+impl Browser {
+    /// The entries of the browser's console log since the last call (chromedriver hands each
+    /// entry out once): objects with `level`, `message`, `source` and `timestamp`. Chromium
+    /// reports Content-Security-Policy violations there, as `SEVERE` entries naming the policy.
+    ///
+    /// # Errors
+    ///
+    /// chromedriver refused the command.
+    pub async fn console_log(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let answer = self
+            .client
+            .issue_cmd(SessionCommand {
+                path: "se/log".to_owned(),
+                method: http::Method::POST,
+                body: Some(json!({ "type": "browser" })),
+            })
+            .await
+            .context("reading the browser's console log")?;
+        Ok(answer.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// A command of chromedriver's extensions (WebAuthn, logs), under the session's URL.
 #[derive(Debug)]
-struct WebAuthnCommand {
+struct SessionCommand {
     path: String,
     method: http::Method,
     body: Option<serde_json::Value>,
 }
 
-impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+impl fantoccini::wd::WebDriverCompatibleCommand for SessionCommand {
     fn endpoint(
         &self,
         base_url: &url::Url,
