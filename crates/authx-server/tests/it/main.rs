@@ -11,6 +11,7 @@
 mod admin_api;
 mod audit;
 mod browser;
+mod browser_console;
 mod browser_device;
 mod browser_federation;
 mod browser_magic_link;
