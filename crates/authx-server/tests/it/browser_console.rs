@@ -372,6 +372,59 @@ async fn an_administrator_manages_applications_users_and_the_trail_in_chromium()
     browser.close().await.unwrap();
 }
 
+/// Whether the page the browser shows came by a full load of `path` (its navigation entry
+/// names it) rather than by an htmx swap, and runs without htmx.
+async fn loaded_in_full(client: &Client, path: &str) -> anyhow::Result<bool> {
+    let script = format!(
+        "const n = performance.getEntriesByType('navigation')[0]; \
+         return new URL(n.name).pathname === {} && typeof htmx === 'undefined'",
+        json!(path)
+    );
+    Ok(client.execute(&script, vec![]).await? == json!(true))
+}
+
+#[tokio::test]
+async fn pages_outside_the_console_load_in_full() {
+    let Some((server, browser)) = server_and_browser().await.unwrap() else {
+        return;
+    };
+    let client = &browser.client;
+    open_console(client, &server).await.unwrap();
+
+    // The account page, with its passkey script, is not swapped into the console.
+    click(client, "nav a[href='/account']").await.unwrap();
+    wait_for_path(client, &server, "/account").await.unwrap();
+    assert!(loaded_in_full(client, "/account").await.unwrap());
+
+    // Signed out in the meantime: a click in the console loads the sign-in page in full, and
+    // signing in there leads back.
+    client.goto(&format!("{}/admin", server.url)).await.unwrap();
+    wait_for_heading(client, "Overview").await.unwrap();
+    client.delete_all_cookies().await.unwrap();
+    click(client, "nav a[href='/admin/users']").await.unwrap();
+    wait_for_path(client, &server, "/login").await.unwrap();
+    wait_for_value(
+        client,
+        "return document.querySelector('form#login') !== null",
+        "the sign-in form",
+    )
+    .await
+    .unwrap();
+    assert!(loaded_in_full(client, "/login").await.unwrap());
+    let form = client.form(Locator::Css("form#login")).await.unwrap();
+    form.set_by_name("email", ADMIN).await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    click(client, "form#login [type=submit]").await.unwrap();
+    wait_for_path(client, &server, "/admin/users")
+        .await
+        .unwrap();
+    wait_for_heading(client, "Users").await.unwrap();
+
+    let violations = csp_violations(&browser).await.unwrap();
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.close().await.unwrap();
+}
+
 /// axe-core's browser bundle from `interop/node`, or `None` (after `SKIPPED:`) when the
 /// packages are not installed.
 fn axe_source() -> Option<String> {

@@ -164,6 +164,35 @@ async fn every_console_route_refuses_anyone_but_an_administrator() {
 }
 
 #[tokio::test]
+async fn htmx_is_sent_to_the_sign_in_page_by_a_full_load() {
+    let (server, admin) = with_admin().await;
+    let htmx_get = |cookie: Option<String>| {
+        let mut req = server
+            .client
+            .get(format!("{}/admin/users?q=a%20b", server.url))
+            .header("hx-request", "true");
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        req.send()
+    };
+    // Signed out: no 303 (the browser would follow it and htmx would swap the sign-in page
+    // into the console) but an instruction to load it.
+    let res = htmx_get(None).await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(
+        res.headers()["hx-redirect"],
+        "/login?return_to=/admin/users%3Fq%3Da%2520b"
+    );
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    // Signed in, the page itself.
+    let res = htmx_get(Some(admin)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("hx-redirect").is_none());
+}
+
+#[tokio::test]
 async fn console_pages_allow_only_their_own_script_and_are_never_cached() {
     let (server, admin) = with_admin().await;
     for path in [

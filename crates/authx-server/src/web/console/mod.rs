@@ -14,7 +14,9 @@
 //!   administrator's password in the form.
 //! - Pages load one script, htmx, from this server (`script-src 'self'`), with no inline
 //!   script or style; every action also works without it. Answers are `no-store`: a secret
-//!   shown once stays out of caches.
+//!   shown once stays out of caches. htmx swaps refusals in as well (their text says why),
+//!   and is sent to the sign-in and step-up pages with `HX-Redirect`, so those load in full
+//!   under their own policy.
 
 use std::sync::Arc;
 
@@ -219,8 +221,29 @@ impl FromRequestParts<AppState> for Console {
             .path_and_query()
             .map_or("/admin", |p| p.as_str())
             .to_owned();
-        Self::check(state, current, &path)
+        let htmx = parts
+            .headers
+            .get("hx-request")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        Self::check(state, current, &path).map_err(|res| if htmx { full_load(res) } else { res })
     }
+}
+
+/// For a request htmx made, a redirect (to the sign-in or step-up page) as `HX-Redirect`, so
+/// that the browser loads that page in full: it has a script and a policy of its own, which a
+/// swap into the console's page would leave out. The browser would follow a 303 itself and hand
+/// htmx only the page it leads to.
+fn full_load(res: Response) -> Response {
+    if !res.status().is_redirection() {
+        return res;
+    }
+    let Some(location) = res.headers().get(header::LOCATION).cloned() else {
+        return res;
+    };
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::HeaderName::from_static("hx-redirect"), location);
+    page(StatusCode::NO_CONTENT, res)
 }
 
 /// A console form that passed the checks of [`Console`] and carried the session's token.
