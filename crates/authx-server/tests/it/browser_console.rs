@@ -548,6 +548,10 @@ async fn every_console_page_passes_axe_without_serious_violations() {
         ("/admin/clients", "Applications"),
         ("/admin/clients/new", "Register an application"),
         ("/admin/clients/demo-billing", "Demo billing service"),
+        (
+            "/admin/clients/demo-billing/edit",
+            "Edit Demo billing service",
+        ),
         ("/admin/apis", "APIs"),
         ("/admin/keys", "Signing keys"),
         ("/admin/federation", "Federation"),
