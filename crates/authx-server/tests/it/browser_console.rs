@@ -348,6 +348,23 @@ async fn an_administrator_manages_applications_users_and_the_trail_in_chromium()
         "{rows:?}"
     );
 
+    // A new failure appears on the page by itself: htmx polls the tail under the policy.
+    assert!(server.sign_in(ADMIN, "not the password").await.is_err());
+    server.running().unwrap().state.auth.audit().flush().await;
+    let script = format!(
+        "return document.querySelectorAll('#event-rows tr.event').length > {}",
+        rows.len()
+    );
+    wait_for_value(client, &script, "the new event in the tail")
+        .await
+        .unwrap();
+    let now_shown = audit_rows(client).await.unwrap();
+    assert_eq!(now_shown.len(), rows.len() + 1, "{now_shown:?}");
+    assert_eq!(
+        (now_shown[0].0.as_str(), now_shown[0].1.as_str()),
+        ("sign_in_failed", "failure")
+    );
+
     // No page above broke the policy; and the check sees a violation when there is one.
     let violations = csp_violations(&browser).await.unwrap();
     assert!(violations.is_empty(), "{violations:#?}");
