@@ -4,8 +4,9 @@
 //! accessibility violation on any page. `console_screenshots` (ignored, run on demand) renders
 //! the screenshots of `docs/screenshots/`.
 //!
-//! Every test skips (printing `SKIPPED:`) when Chromium or the `interop/node` packages are
-//! missing, unless `AUTHX_TEST_REQUIRE_SERVICES=1`, as in CI.
+//! Every test skips (printing `SKIPPED:`) when Chromium is missing, and the accessibility test
+//! also when axe-core is (`npm ci` in `interop/node`), unless `AUTHX_TEST_REQUIRE_SERVICES=1`,
+//! as in CI.
 
 use std::path::PathBuf;
 use std::time::Duration;
