@@ -73,6 +73,24 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// End one session of a user (its id from `user show`).
+    RevokeSession {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+    },
+    /// Revoke one application grant of a user (its id from `user show`).
+    RevokeGrant {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Grant (refresh-token family) id.
+        #[arg(long)]
+        grant: String,
+    },
     /// Mail the user a password-reset link.
     ResetLink {
         /// Email address.
@@ -137,6 +155,20 @@ pub(crate) async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Re
                 .revoke_everything(&find_user(&run, &email).await?)
                 .await?;
             println!("ended {ended} session(s) and every grant of {email}");
+            Ok(())
+        }
+        UserCommand::RevokeSession { email, session } => {
+            let id = find_user(&run, &email).await?;
+            run.revoke_session(&id, &authx_core::session::SessionId(session.clone()))
+                .await
+                .map_err(|e| not_found_as(e, "no such session of that user"))?;
+            println!("ended session {session} of {email}");
+            Ok(())
+        }
+        UserCommand::RevokeGrant { email, grant } => {
+            let id = find_user(&run, &email).await?;
+            run.revoke_grant(&id, &grant).await?;
+            println!("revoked grant {grant} of {email}");
             Ok(())
         }
         UserCommand::ResetLink { email } => {
@@ -239,4 +271,12 @@ async fn show_user(run: &Administration<'_>, email: &str, json: bool) -> anyhow:
         println!("  {:<24} {:<20} {}", f.id, f.client_id, f.scope);
     }
     Ok(())
+}
+
+/// A refusal for a missing thing, in the command's words.
+fn not_found_as(e: authx_core::admin::AdminError, words: &str) -> anyhow::Error {
+    match e {
+        authx_core::admin::AdminError::Auth(AuthError::NotFound) => anyhow::anyhow!("{words}"),
+        other => other.into(),
+    }
 }

@@ -1,9 +1,13 @@
 //! This instance's cache of live sessions, keyed by token hash, so most requests cost no store
 //! read. Every revocation invalidates it before the call returns; events from other instances
-//! invalidate it as they arrive, and a gap in the event bus drops it whole.
+//! invalidate it as they arrive, and a gap in the event bus drops it whole. A change made
+//! behind the process's back (the `authx` command line writing the same SQLite file, which
+//! publishes no event this process hears) is seen within [`crate::cache::TTL`]: no entry is
+//! served older than that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use crate::events::RevocationEvent;
 use crate::secret::TokenHash;
@@ -17,11 +21,18 @@ pub(super) struct SessionCache {
     inner: Mutex<CacheInner>,
 }
 
+/// A cached identity and when it was read from the store.
+struct Cached {
+    auth: Arc<Authenticated>,
+    read_at: Instant,
+}
+
 #[derive(Default)]
 struct CacheInner {
     epoch: u64,
     bus_epoch: u64,
-    map: HashMap<TokenHash, Arc<Authenticated>>,
+    /// Each identity and when it was read from the store.
+    map: HashMap<TokenHash, Cached>,
 }
 
 impl SessionCache {
@@ -53,7 +64,12 @@ impl SessionCache {
             inner.epoch += 1;
             inner.map.clear();
         }
-        (inner.map.get(hash).cloned(), inner.epoch)
+        let fresh = inner
+            .map
+            .get(hash)
+            .filter(|c| c.read_at.elapsed() < crate::cache::TTL)
+            .map(|c| Arc::clone(&c.auth));
+        (fresh, inner.epoch)
     }
 
     pub(super) fn put_if_epoch(&self, hash: TokenHash, auth: Arc<Authenticated>, epoch: u64) {
@@ -68,7 +84,8 @@ impl SessionCache {
             // Random eviction: no recency to track on the hot path.
             crate::cache::make_room(&mut inner.map, self.capacity);
         }
-        inner.map.insert(hash, auth);
+        let read_at = Instant::now();
+        inner.map.insert(hash, Cached { auth, read_at });
     }
 
     pub(super) fn remove(&self, hash: &TokenHash) {
@@ -82,7 +99,7 @@ impl SessionCache {
     pub(super) fn forget_user(&self, user: &crate::user::UserId) {
         let mut inner = self.lock();
         inner.epoch += 1;
-        inner.map.retain(|_, a| &a.user.id != user);
+        inner.map.retain(|_, c| &c.auth.user.id != user);
     }
 
     pub(super) fn clear(&self) {
@@ -96,12 +113,12 @@ impl SessionCache {
         inner.epoch += 1;
         match event {
             RevocationEvent::SessionEnded { session_id, .. } => {
-                inner.map.retain(|_, a| &a.session.id != session_id);
+                inner.map.retain(|_, c| &c.auth.session.id != session_id);
             }
             RevocationEvent::UserSessionsEnded { user_id, kept, .. } => {
-                inner
-                    .map
-                    .retain(|_, a| &a.user.id != user_id || Some(&a.session.id) == kept.as_ref());
+                inner.map.retain(|_, c| {
+                    &c.auth.user.id != user_id || Some(&c.auth.session.id) == kept.as_ref()
+                });
             }
             // Sessions hold no grant or client: nothing cached here is tied to these.
             RevocationEvent::FamilyRevoked { .. }
@@ -109,7 +126,7 @@ impl SessionCache {
             | RevocationEvent::ClientRevoked { .. } => {}
             RevocationEvent::UserDisabled { user_id }
             | RevocationEvent::UserChanged { user_id } => {
-                inner.map.retain(|_, a| &a.user.id != user_id);
+                inner.map.retain(|_, c| &c.auth.user.id != user_id);
             }
         }
     }

@@ -1025,3 +1025,97 @@ async fn client_rotate_secret_prints_a_new_secret_and_the_old_one_stops_working(
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test]
+async fn user_revoke_session_ends_the_session_user_show_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = authx(
+        dir.path(),
+        &["user", "add", "--email", "sam@example.com"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(add.status.success());
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{url}/api/v1/auth/sign-in"))
+        .header("origin", &url)
+        .json(&json!({"email": "sam@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = authx_testkit::session_cookie(&res).unwrap();
+    let me = |cookie: String| {
+        let (client, url) = (&client, &url);
+        async move {
+            client
+                .get(format!("{url}/api/v1/me"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(me(cookie.clone()).await, 200);
+
+    let show = authx(
+        dir.path(),
+        &["user", "show", "--email", "sam@example.com", "--json"],
+        None,
+    );
+    let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
+    let sessions = shown["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let wrong = authx(
+        dir.path(),
+        &[
+            "user",
+            "revoke-session",
+            "--email",
+            "sam@example.com",
+            "--session",
+            "nope",
+        ],
+        None,
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no such session"));
+    let out = authx(
+        dir.path(),
+        &[
+            "user",
+            "revoke-session",
+            "--email",
+            "sam@example.com",
+            "--session",
+            &id,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The CLI wrote to the database from another process, whose events this server does not
+    // hear: its session cache serves no entry older than five seconds, so within that the
+    // session is read again and found gone.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = me(cookie.clone()).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
