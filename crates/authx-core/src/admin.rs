@@ -54,8 +54,40 @@ impl From<crate::StoreError> for AdminError {
 pub enum Actor {
     /// A signed-in administrator, through the JSON API.
     Administrator(UserId),
+    /// A signed-in administrator, through the console's pages.
+    Console(UserId),
     /// The `authx` command line, with direct access to the database.
     CommandLine,
+}
+
+impl Actor {
+    /// The administrator acting, if an account acts (the command line has none).
+    #[must_use]
+    pub fn admin_id(&self) -> Option<&UserId> {
+        match self {
+            Self::Administrator(id) | Self::Console(id) => Some(id),
+            Self::CommandLine => None,
+        }
+    }
+
+    /// Through what the action came, as the audit trail's `via` names it.
+    #[must_use]
+    pub fn via(&self) -> &'static str {
+        match self {
+            Self::Administrator(_) => "api",
+            Self::Console(_) => "console",
+            Self::CommandLine => "cli",
+        }
+    }
+
+    /// `event` naming who acted: the administrator, or `via=cli`.
+    #[must_use]
+    pub fn on(&self, event: AuditEvent) -> AuditEvent {
+        match self.admin_id() {
+            Some(admin) => event.user(admin),
+            None => event.with("via", "cli"),
+        }
+    }
 }
 
 /// A client registration, as the admin API and the CLI take it.
@@ -239,7 +271,6 @@ pub struct Administration<'a> {
     oauth: &'a OAuthService,
     audit_store: &'a dyn AuditStore,
     actor: Actor,
-    via: &'static str,
 }
 
 /// The figures of the console's overview.
@@ -285,36 +316,26 @@ impl<'a> Administration<'a> {
             oauth,
             audit_store,
             actor,
-            via: "api",
         }
-    }
-
-    /// The same actions, recorded as made through `via` (`api`, `console`).
-    #[must_use]
-    pub fn through(self, via: &'static str) -> Self {
-        Self { via, ..self }
     }
 
     /// Records the action about to run (only an administrator's: the command line has no
     /// account to name).
     fn action(&self, action: &str, target: &str) {
-        if let Actor::Administrator(admin) = &self.actor {
+        if let Some(admin) = self.actor.admin_id() {
             self.auth.audit().record(
                 AuditEvent::success("admin_action")
                     .user(admin)
                     .with("action", action)
                     .with("target", target)
-                    .with("via", self.via),
+                    .with("via", self.actor.via()),
             );
         }
     }
 
     /// `event` with who acted.
     fn by_actor(&self, event: AuditEvent) -> AuditEvent {
-        match &self.actor {
-            Actor::Administrator(admin) => event.user(admin),
-            Actor::CommandLine => event.with("via", "cli"),
-        }
+        self.actor.on(event)
     }
 
     /// Every user, oldest first.

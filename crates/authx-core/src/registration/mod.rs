@@ -217,13 +217,13 @@ impl<'a> Registration<'a> {
             scopes,
             resources: request.resources,
         };
-        if let Actor::Administrator(admin) = actor {
+        if let Some(admin) = actor.admin_id() {
             self.record(
                 AuditEvent::success("admin_action")
                     .user(admin)
                     .with("action", "create_registration_token")
                     .with("target", &token.id)
-                    .with("via", "api"),
+                    .with("via", actor.via()),
             );
         }
         self.store.insert_initial_token(&token).await?;
@@ -254,13 +254,13 @@ impl<'a> Registration<'a> {
         id: &str,
         actor: &Actor,
     ) -> Result<bool, RegistrationError> {
-        if let Actor::Administrator(admin) = actor {
+        if let Some(admin) = actor.admin_id() {
             self.record(
                 AuditEvent::success("admin_action")
                     .user(admin)
                     .with("action", "revoke_registration_token")
                     .with("target", id)
-                    .with("via", "api"),
+                    .with("via", actor.via()),
             );
         }
         let found = self.store.delete_initial_token(id).await?;
@@ -513,10 +513,7 @@ impl<'a> Registration<'a> {
 
 /// `event` naming who acted.
 fn by_actor(event: AuditEvent, actor: &Actor) -> AuditEvent {
-    match actor {
-        Actor::Administrator(admin) => event.user(admin),
-        Actor::CommandLine => event.with("via", "cli"),
-    }
+    actor.on(event)
 }
 
 /// The provider's refusal of a registration as RFC 7591 metadata errors; failures stay.

@@ -108,6 +108,16 @@ pub(crate) struct ProviderRow {
     pub(crate) sign_up: bool,
 }
 
+/// An initial access token for client registration (never the token itself).
+pub(crate) struct TokenRow {
+    pub(crate) id: String,
+    pub(crate) uses_left: i64,
+    pub(crate) expires: When,
+    pub(crate) created: When,
+    pub(crate) scopes: String,
+    pub(crate) resources: String,
+}
+
 /// A checkbox of a form.
 pub(crate) struct Choice {
     pub(crate) value: String,
@@ -226,6 +236,19 @@ pub(crate) struct ClientNewPage {
 pub(crate) struct ApisPage {
     pub(crate) f: Frame,
     pub(crate) apis: Vec<ApiRow>,
+}
+
+/// `/admin/registration`: initial access tokens for dynamic client registration.
+#[derive(Template)]
+#[template(path = "console/registration.html")]
+pub(crate) struct RegistrationPage {
+    pub(crate) f: Frame,
+    /// `[registration] enabled`.
+    pub(crate) enabled: bool,
+    pub(crate) tokens: Vec<TokenRow>,
+    /// A token just issued, shown this once.
+    pub(crate) token: Option<String>,
+    pub(crate) api_choices: Vec<Choice>,
 }
 
 /// `/admin/federation`.

@@ -571,6 +571,7 @@ async fn every_console_page_passes_axe_without_serious_violations() {
             "Edit Demo billing service",
         ),
         ("/admin/apis", "APIs"),
+        ("/admin/registration", "Client registration"),
         ("/admin/keys", "Signing keys"),
         ("/admin/federation", "Federation"),
         ("/admin/audit", "Audit trail"),

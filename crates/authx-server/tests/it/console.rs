@@ -201,6 +201,7 @@ async fn console_pages_allow_only_their_own_script_and_are_never_cached() {
         "/admin/clients",
         "/admin/clients/new",
         "/admin/apis",
+        "/admin/registration",
         "/admin/keys",
         "/admin/federation",
         "/admin/audit",
@@ -771,4 +772,97 @@ async fn an_application_is_edited_and_keeps_its_secret() {
         .unwrap()
         .status();
     assert_eq!(status, 200, "the secret stays");
+}
+
+#[tokio::test]
+async fn initial_access_tokens_are_issued_once_and_revoked_in_the_console() {
+    let (server, admin) = with_admin().await;
+    let token = console_token(&server, &admin).await;
+    let (status, html) = page(&server, "/admin/registration", &admin).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("id=\"registration-off\""),
+        "registration is off by default"
+    );
+    let res = post(
+        &server,
+        "/admin/registration",
+        &admin,
+        &[("csrf_token", &token), ("hours", "99999"), ("uses", "1")],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("Not issued"));
+    let res = post(
+        &server,
+        "/admin/registration",
+        &admin,
+        &[
+            ("csrf_token", &token),
+            ("hours", "2"),
+            ("uses", "3"),
+            ("scopes", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let html = res.text().await.unwrap();
+    let secret = html
+        .split("id=\"initial-token\" type=\"text\" readonly value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let state = &server.running().unwrap().state;
+    let tokens = state.registration().initial_tokens().await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].uses_left, 3);
+    assert_eq!(tokens[0].expires_at.0 - tokens[0].created_at.0, 7_200);
+    let (_, list) = page(&server, "/admin/registration", &admin).await;
+    assert!(list.contains(&tokens[0].id));
+    assert!(!list.contains(&secret), "a token is shown once");
+    let revoke = format!("/admin/registration/{}/revoke", tokens[0].id);
+    let res = post(&server, &revoke, &admin, &[("csrf_token", &token)]).await;
+    assert_eq!(res.status(), 303);
+    assert!(
+        state
+            .registration()
+            .initial_tokens()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    state.auth.audit().flush().await;
+    let (_, audit) = page(&server, "/admin/audit?kind=admin_action", &admin).await;
+    assert!(audit.contains("create_registration_token"));
+    assert!(audit.contains("revoke_registration_token"));
+}
+
+#[tokio::test]
+async fn a_test_mail_is_queued_from_the_overview() {
+    let (server, admin) = with_admin().await;
+    let (_, html) = page(&server, "/admin", &admin).await;
+    let token = form_token(&html);
+    let res = post(
+        &server,
+        "/admin/mail/test",
+        &admin,
+        &[("csrf_token", &token), ("to", "ops@example.com")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/admin?done=mail");
+    let res = post(
+        &server,
+        "/admin/mail/test",
+        &admin,
+        &[("csrf_token", &token), ("to", "not an address")],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    server.running().unwrap().state.auth.audit().flush().await;
+    let (_, audit) = page(&server, "/admin/audit?kind=admin_action", &admin).await;
+    assert!(audit.contains("email_test"), "{audit}");
 }

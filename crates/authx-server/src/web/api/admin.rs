@@ -390,16 +390,33 @@ pub(super) async fn admin_email_test_post(
     admin: Admin<JsonBody<EmailTest>>,
 ) -> Result<Response, ApiError> {
     let JsonBody(EmailTest { to }) = admin.body;
-    let id =
-        authx_core::mail::Mailer::send(&*state.mail, &to, authx_core::mail::Message::Test).await?;
-    state.auth.audit().record(
-        authx_core::audit::AuditEvent::success("admin_action")
-            .user(&admin.auth.user.id)
-            .with("action", "email_test")
-            .with("target", &id)
-            .with("via", "api"),
-    );
+    let actor = authx_core::admin::Actor::Administrator(admin.auth.user.id.clone());
+    let id = queue_test_mail(&state, &actor, &to).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
+}
+
+/// Queues a test mail to `to` through the outbox (the path every mail takes), audited as
+/// `actor`'s action; returns the mail's id.
+///
+/// # Errors
+/// A refused address or an outbox that cannot take it.
+pub(crate) async fn queue_test_mail(
+    state: &AppState,
+    actor: &authx_core::admin::Actor,
+    to: &str,
+) -> Result<String, authx_core::mail::MailError> {
+    let id =
+        authx_core::mail::Mailer::send(&*state.mail, to, authx_core::mail::Message::Test).await?;
+    if let Some(admin) = actor.admin_id() {
+        state.auth.audit().record(
+            authx_core::audit::AuditEvent::success("admin_action")
+                .user(admin)
+                .with("action", "email_test")
+                .with("target", &id)
+                .with("via", actor.via()),
+        );
+    }
+    Ok(id)
 }
 
 /// `POST /api/v1/admin/registration-tokens` body: what the initial access token allows.

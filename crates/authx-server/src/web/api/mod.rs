@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post};
 use crate::state::AppState;
 
 mod account;
-mod admin;
+pub(crate) mod admin;
 mod email;
 mod mfa;
 pub mod views;

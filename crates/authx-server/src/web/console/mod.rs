@@ -43,6 +43,7 @@ use crate::state::AppState;
 
 mod clients;
 mod pages;
+mod registration;
 mod users;
 
 /// The version of the vendored htmx (`assets/htmx.min.js`, `assets/README.md`).
@@ -63,6 +64,15 @@ pub fn router() -> Router<crate::state::AppState> {
         .route("/admin/keys", get(pages::keys_get))
         .route("/admin/keys/rotate", post(pages::keys_rotate_post))
         .route("/admin/apis", get(pages::apis_get).post(pages::apis_post))
+        .route(
+            "/admin/registration",
+            get(registration::registration_get).post(registration::registration_post),
+        )
+        .route(
+            "/admin/registration/{id}/revoke",
+            post(registration::registration_revoke_post),
+        )
+        .route("/admin/mail/test", post(registration::mail_test_post))
         .route("/admin/federation", get(pages::federation_get))
         .route(
             "/admin/federation/{name}/test",
@@ -139,9 +149,13 @@ impl Console {
             &state.auth,
             &state.oauth,
             state.audit_store.as_ref(),
-            Actor::Administrator(self.auth.user.id.clone()),
+            self.actor(),
         )
-        .through("console")
+    }
+
+    /// This administrator, acting through the console.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor::Console(self.auth.user.id.clone())
     }
 
     /// The frame of a page of `section`.

@@ -60,14 +60,22 @@ fn warnings(o: &Overview, now: Timestamp) -> Vec<String> {
     out
 }
 
-pub(super) async fn overview_get(State(state): State<AppState>, console: Console) -> Response {
+pub(super) async fn overview_get(
+    State(state): State<AppState>,
+    console: Console,
+    Query(q): Query<Done>,
+) -> Response {
     let o = match console.run(&state).overview().await {
         Ok(o) => o,
         Err(e) => return admin_refused(e),
     };
     let now = state.oauth.now();
+    let mut f = console.frame("overview");
+    if q.done.as_deref() == Some("mail") {
+        f.notice = Some("A test mail was queued; the sender delivers it in a moment.".to_owned());
+    }
     let page = OverviewPage {
-        f: console.frame("overview"),
+        f,
         warnings: warnings(&o, now),
         keys: key_rows(&o.keys, now),
         o,
