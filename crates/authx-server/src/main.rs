@@ -66,6 +66,21 @@ enum Command {
     /// Check the mail settings.
     #[command(subcommand)]
     Email(EmailCommand),
+    /// The upstream identity providers of the configuration.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Subcommand)]
+enum FederationCommand {
+    /// List the configured providers.
+    List,
+    /// Fetch a provider's discovery document now, with every check a sign-in makes.
+    Test {
+        /// The provider's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -393,6 +408,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client_command(config, cmd).await,
         Command::Resource(cmd) => resource_command(config, cmd).await,
         Command::Keys(cmd) => keys_command(config, cmd).await,
+        Command::Federation(cmd) => federation_command(config, cmd).await,
         Command::RegistrationToken(cmd) => registration_token_command(config, cmd).await,
         Command::Login(args) => login_command(args).await,
         Command::Audit(args) => audit_command(config, args).await,
@@ -744,6 +760,36 @@ async fn registration_token_command(
                 }
                 Ok(false) => Err(anyhow::anyhow!("no registration token {id}")),
                 Err(e) => Err(anyhow::anyhow!(ApiError::from(e).message)),
+            }
+        }
+    };
+    finish(&state, result).await
+}
+
+async fn federation_command(config: Config, cmd: FederationCommand) -> anyhow::Result<()> {
+    use authx_core::Clock as _;
+    let state = authx_server::build_state(config, Arc::new(SystemClock)).await?;
+    let result = match cmd {
+        FederationCommand::List => {
+            for p in state.upstreams.providers() {
+                println!("{:<16} {:<24} {}", p.name, p.display_name, p.issuer);
+            }
+            Ok(())
+        }
+        FederationCommand::Test { name } => {
+            match state
+                .upstreams
+                .test_discovery(&name, SystemClock.now())
+                .await
+            {
+                Ok(m) => {
+                    println!("{name}: discovery answered for {}", m.issuer);
+                    println!("authorization endpoint: {}", m.authorization_endpoint);
+                    println!("token endpoint: {}", m.token_endpoint);
+                    println!("keys: {}", m.jwks_uri);
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!("{name}: discovery failed: {e}")),
             }
         }
     };

@@ -1299,3 +1299,83 @@ async fn the_code_exchange_at_the_upstream_can_use_private_key_jwt() {
     assert!(session_cookie(&res).is_none());
     assert_ne!(res.status(), 303);
 }
+
+/// An administrator's "test discovery" (console and admin API) fetches the provider's
+/// discovery document now and says what came back, or why it failed.
+#[tokio::test]
+async fn administrators_test_a_providers_discovery() {
+    let upstream = TestServer::start().await.unwrap();
+    let local = local_server(&upstream.url, "a secret of the test", false).await;
+    local
+        .running()
+        .unwrap()
+        .state
+        .auth
+        .create_user("root@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let admin = local.sign_in("root@example.com", PASSWORD).await.unwrap();
+    let listed: Value = local
+        .get("/api/v1/admin/federation", Some(&admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["providers"][0]["name"], PROVIDER);
+    assert_eq!(listed["providers"][0]["issuer"], upstream.url.as_str());
+    assert!(!listed.to_string().contains("a secret of the test"));
+    let res = local
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/federation/{PROVIDER}/test"),
+            &admin,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["token_endpoint"],
+        format!("{}/oauth2/token", upstream.url)
+    );
+
+    // In the console, the same, on the federation page.
+    let page = local.get("/admin/federation", Some(&admin)).await.unwrap();
+    let html = page.text().await.unwrap();
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = local
+        .client
+        .post(format!("{}/admin/federation/{PROVIDER}/test", local.url))
+        .header("cookie", &admin)
+        .header("origin", &local.url)
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("discovery answered"));
+
+    // A provider that does not answer is reported, not hidden.
+    upstream.stop().await;
+    let res = local
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/federation/{PROVIDER}/test"),
+            &admin,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "discovery_failed");
+}

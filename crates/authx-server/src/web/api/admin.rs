@@ -282,6 +282,85 @@ pub(super) async fn admin_keys_rotate_post(
     Ok(Json(json!({"published": published})))
 }
 
+/// The configured upstream providers (never their secrets).
+pub(super) async fn admin_federation_get(
+    State(state): State<AppState>,
+    _admin: AdminView,
+) -> Json<Value> {
+    let providers: Vec<Value> = state
+        .upstreams
+        .providers()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "display_name": p.display_name,
+                "issuer": p.issuer,
+                "client_id": p.client_id,
+                "allow_sign_up": p.allow_sign_up,
+            })
+        })
+        .collect();
+    Json(json!({"providers": providers}))
+}
+
+/// Fetches a provider's discovery document now and says what came back (`502` when it fails).
+pub(super) async fn admin_federation_test_post(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.audit().record(
+        authx_core::audit::AuditEvent::success("admin_action")
+            .user(&admin.auth.user.id)
+            .with("action", "test_discovery")
+            .with("target", &name)
+            .with("via", "api"),
+    );
+    match state
+        .upstreams
+        .test_discovery(&name, state.oauth.now())
+        .await
+    {
+        Ok(m) => Ok(Json(json!({
+            "issuer": m.issuer,
+            "authorization_endpoint": m.authorization_endpoint,
+            "token_endpoint": m.token_endpoint,
+            "jwks_uri": m.jwks_uri,
+        }))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "discovery_failed",
+            format!("{name}: discovery failed: {e}"),
+        )),
+    }
+}
+
+/// Fetches provider `name`'s discovery document now, audited as `actor`'s action.
+///
+/// # Errors
+/// As [`crate::upstream::Upstreams::test_discovery`].
+pub(crate) async fn test_discovery(
+    state: &AppState,
+    actor: &authx_core::admin::Actor,
+    name: &str,
+) -> Result<
+    std::sync::Arc<authx_core::federation::upstream::Metadata>,
+    authx_core::federation::upstream::UpstreamError,
+> {
+    state.auth.audit().record(
+        actor
+            .on(authx_core::audit::AuditEvent::success("admin_action"))
+            .with("action", "test_discovery")
+            .with("target", name)
+            .with("via", actor.via()),
+    );
+    state
+        .upstreams
+        .test_discovery(name, state.oauth.now())
+        .await
+}
+
 pub(super) async fn admin_overview_get(
     State(state): State<AppState>,
     admin: AdminView,

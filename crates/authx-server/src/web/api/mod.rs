@@ -95,6 +95,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/admin/clients/{id}/secret",
             post(admin_client_secret_post),
         )
+        .route("/api/v1/admin/federation", get(admin::admin_federation_get))
+        .route(
+            "/api/v1/admin/federation/{name}/test",
+            post(admin::admin_federation_test_post),
+        )
         .route("/api/v1/admin/keys", get(admin_keys_get))
         .route("/api/v1/admin/keys/rotate", post(admin_keys_rotate_post))
         .route("/api/v1/admin/audit", get(admin_audit_get))

@@ -240,10 +240,7 @@ pub(super) async fn federation_test_post(
 ) -> Response {
     let ConsoleForm { console, .. } = form;
     let mut f = console.frame("federation");
-    let status = match state
-        .upstreams
-        .test_discovery(&name, state.oauth.now())
-        .await
+    let status = match crate::web::api::admin::test_discovery(&state, &console.actor(), &name).await
     {
         Ok(m) => {
             f.notice = Some(format!(
