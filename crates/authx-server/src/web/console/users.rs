@@ -239,106 +239,81 @@ fn back(id: &str, done_key: &str) -> Response {
     done(&format!("/admin/users/{}?done={done_key}", encode(id)))
 }
 
-pub(super) async fn disable_post(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: ConsoleForm<ActionForm>,
-) -> Response {
-    if let Err(res) = form
-        .console
-        .confirm(&state, &form.form.current_password)
-        .await
-    {
-        return res;
+/// The actions of the user page that take nothing but the form's token (and, where
+/// destructive, the password).
+#[derive(Clone, Copy)]
+enum UserAction {
+    Disable,
+    Enable,
+    RevokeAll,
+    ResetLink,
+    ResetFactors,
+}
+
+impl UserAction {
+    /// Whether it needs a recent sign-in or the password.
+    fn destructive(self) -> bool {
+        matches!(self, Self::Disable | Self::RevokeAll | Self::ResetFactors)
     }
-    match form
-        .console
-        .run(&state)
-        .disable_user(&UserId(id.clone()))
-        .await
-    {
-        Ok(()) => back(&id, "disabled"),
+
+    /// What the user page says afterwards ([`notice`]).
+    fn done_key(self) -> &'static str {
+        match self {
+            Self::Disable => "disabled",
+            Self::Enable => "enabled",
+            Self::RevokeAll => "revoked",
+            Self::ResetLink => "reset_link",
+            Self::ResetFactors => "factors",
+        }
+    }
+}
+
+/// Runs `action` on user `id` and returns to their page.
+async fn act(
+    state: &AppState,
+    id: String,
+    form: ConsoleForm<ActionForm>,
+    action: UserAction,
+) -> Response {
+    let ConsoleForm { console, form } = form;
+    if action.destructive() {
+        if let Err(res) = console.confirm(state, &form.current_password).await {
+            return res;
+        }
+    }
+    let run = console.run(state);
+    let user = UserId(id);
+    let outcome = match action {
+        UserAction::Disable => run.disable_user(&user).await,
+        UserAction::Enable => run.enable_user(&user).await,
+        UserAction::RevokeAll => run.revoke_everything(&user).await.map(|_| ()),
+        UserAction::ResetLink => run.send_reset_link(&user).await,
+        UserAction::ResetFactors => run.reset_factors(&user).await.map(|_| ()),
+    };
+    match outcome {
+        Ok(()) => back(&user.0, action.done_key()),
         Err(e) => admin_refused(e),
     }
 }
 
-pub(super) async fn enable_post(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: ConsoleForm<ActionForm>,
-) -> Response {
-    match form
-        .console
-        .run(&state)
-        .enable_user(&UserId(id.clone()))
-        .await
-    {
-        Ok(()) => back(&id, "enabled"),
-        Err(e) => admin_refused(e),
-    }
+/// A route's handler for one [`UserAction`].
+macro_rules! user_action {
+    ($name:ident, $action:expr) => {
+        pub(super) async fn $name(
+            State(state): State<AppState>,
+            Path(id): Path<String>,
+            form: ConsoleForm<ActionForm>,
+        ) -> Response {
+            act(&state, id, form, $action).await
+        }
+    };
 }
 
-pub(super) async fn revoke_all_post(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: ConsoleForm<ActionForm>,
-) -> Response {
-    if let Err(res) = form
-        .console
-        .confirm(&state, &form.form.current_password)
-        .await
-    {
-        return res;
-    }
-    match form
-        .console
-        .run(&state)
-        .revoke_everything(&UserId(id.clone()))
-        .await
-    {
-        Ok(_) => back(&id, "revoked"),
-        Err(e) => admin_refused(e),
-    }
-}
-
-pub(super) async fn reset_link_post(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: ConsoleForm<ActionForm>,
-) -> Response {
-    match form
-        .console
-        .run(&state)
-        .send_reset_link(&UserId(id.clone()))
-        .await
-    {
-        Ok(()) => back(&id, "reset_link"),
-        Err(e) => admin_refused(e),
-    }
-}
-
-pub(super) async fn reset_factors_post(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: ConsoleForm<ActionForm>,
-) -> Response {
-    if let Err(res) = form
-        .console
-        .confirm(&state, &form.form.current_password)
-        .await
-    {
-        return res;
-    }
-    match form
-        .console
-        .run(&state)
-        .reset_factors(&UserId(id.clone()))
-        .await
-    {
-        Ok(_) => back(&id, "factors"),
-        Err(e) => admin_refused(e),
-    }
-}
+user_action!(disable_post, UserAction::Disable);
+user_action!(enable_post, UserAction::Enable);
+user_action!(revoke_all_post, UserAction::RevokeAll);
+user_action!(reset_link_post, UserAction::ResetLink);
+user_action!(reset_factors_post, UserAction::ResetFactors);
 
 #[derive(Deserialize)]
 pub(super) struct AdminRoleForm {
