@@ -1,11 +1,14 @@
-//! Administration, shared by the JSON admin API and the `authx` command line: registering and
-//! removing clients and APIs, disabling and enabling users, reading the inventory and the audit
-//! trail. The rules a registration must pass live here once, whoever asks.
+//! Administration, shared by the console, the JSON admin API and the `authx` command line:
+//! users (search, detail, creation, roles, disabling, revoking sessions and grants, reset links
+//! and factor resets), clients (registration, edits, secret rotation, removal), APIs, signing
+//! keys, the audit trail and the overview. The rules an action must pass live here once,
+//! whoever asks.
 //!
 //! # Audit
-//! An administrator acting through the API leaves an `admin_action` event naming what was done
-//! to what, before the action runs (so a refused or failed action is on record too). The
-//! command line runs with the database's own authority and records only the outcome.
+//! An administrator acting through the console or the API leaves an `admin_action` event naming
+//! what was done to what and `via` which, before the action runs (so a refused or failed action
+//! is on record too). The command line runs with the database's own authority and records only
+//! the outcome.
 
 use serde::Deserialize;
 
