@@ -283,6 +283,8 @@ pub struct Overview {
     pub users: u64,
     /// Sessions not yet expired.
     pub live_sessions: u64,
+    /// Grants applications hold (live refresh-token families).
+    pub grants: u64,
     /// Registered clients.
     pub clients: u64,
     /// Registered APIs.
@@ -793,6 +795,13 @@ impl<'a> Administration<'a> {
         Ok(Overview {
             users,
             live_sessions: self.auth.stores().sessions.count_live_sessions(now).await?,
+            grants: self
+                .oauth
+                .stores()
+                .grants
+                .count_live_families(now)
+                .await
+                .map_err(OAuthError::from)?,
             clients,
             resources: resources.len() as u64,
             sign_ins_24h: self

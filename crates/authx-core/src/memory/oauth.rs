@@ -337,6 +337,16 @@ impl GrantStore for MemoryStore {
             .revoke_where(now, |f| f.session_id.as_ref() == Some(session)))
     }
 
+    async fn count_live_families(&self, now: Timestamp) -> StoreResult<u64> {
+        Ok(self
+            .lock()
+            .oauth
+            .families
+            .iter()
+            .filter(|f| f.is_live(now))
+            .count() as u64)
+    }
+
     async fn list_user_families(
         &self,
         user: &UserId,

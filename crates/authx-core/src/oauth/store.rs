@@ -141,6 +141,8 @@ pub trait GrantStore: Send + Sync + 'static {
         user: &UserId,
         now: Timestamp,
     ) -> StoreResult<Vec<RefreshFamily>>;
+    /// How many families of any user are live at `now` (the grants applications hold).
+    async fn count_live_families(&self, now: Timestamp) -> StoreResult<u64>;
 
     /// The user's consent for a client and an API (`None`: no API, OpenID scopes only).
     async fn consent(

@@ -23,7 +23,8 @@ use authx_core::user::UserId;
 use sqlx::Pool;
 
 use super::{
-    Dialect, Rotation, SqlRow, SqlStore, col, hash, opt_timestamp, stmt, store_error, timestamp,
+    Dialect, Rotation, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, store_error,
+    timestamp,
 };
 
 /// Columns of `auth_codes` that make up an [`AuthCode`].
@@ -103,6 +104,9 @@ const LIST_USER_FAMILIES: &str = concat!(
     " FROM refresh_families WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
      ORDER BY created_at DESC, id DESC"
 );
+
+const COUNT_LIVE_FAMILIES: &str = "SELECT COUNT(*) AS n FROM refresh_families \
+     WHERE revoked_at IS NULL AND expires_at > $1";
 
 // Consents are kept per (user, client, resource); `resource` is '' for none.
 const CONSENT: &str = "SELECT user_id, client_id, resource, scope, granted_at \
@@ -400,6 +404,14 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
         revoke_families(&self.pool, REVOKE_SESSION_FAMILIES, &session.0, now).await
+    }
+
+    async fn count_live_families(&self, now: Timestamp) -> StoreResult<u64> {
+        let row = stmt(COUNT_LIVE_FAMILIES)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        count(col(&row, "n")?)
     }
 
     async fn list_user_families(

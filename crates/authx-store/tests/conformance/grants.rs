@@ -826,6 +826,10 @@ pub(crate) async fn list_user_families_live_newest_first(s: Stores) {
             .unwrap(),
         vec![]
     );
+    // Counted for every user alike: the revoked one never, the ended one until its end.
+    assert_eq!(g.count_live_families(Timestamp(2_499)).await.unwrap(), 5);
+    assert_eq!(g.count_live_families(Timestamp(2_500)).await.unwrap(), 4);
+    assert_eq!(g.count_live_families(Timestamp(FAR)).await.unwrap(), 0);
 }
 
 pub(crate) async fn consents_upsert_list_and_delete(s: Stores) {

@@ -370,6 +370,7 @@ pub(super) async fn admin_overview_get(
     Ok(Json(json!({
         "users": o.users,
         "live_sessions": o.live_sessions,
+        "grants": o.grants,
         "clients": o.clients,
         "resources": o.resources,
         "sign_ins_24h": o.sign_ins_24h,
