@@ -26,7 +26,10 @@ pub mod upstream;
 pub use account::{
     NO_PASSWORD, Refusal, Resolution, UpstreamIdentity, has_password, new_link, resolve,
 };
-pub use flow::{Browser, Completed, FederationError, RelyingParty, SignInCounter, Started};
+pub use flow::{
+    AccountRules, Browser, Completed, FederationError, RelyingParty, SignInCounter, Started,
+    record_refusal,
+};
 pub use id_token::{
     Expected, IdTokenError, MAX_ID_TOKEN_LEN, MAX_SUBJECT_LEN, UpstreamKeys, VerifiedIdToken,
     verify_id_token,

@@ -32,6 +32,8 @@ pub enum MarkKind {
     ClientAssertion,
     /// A DPoP proof's `jti`, per key thumbprint.
     DpopProof,
+    /// A SAML assertion's `ID`, per IdP entity id.
+    SamlAssertion,
 }
 
 impl MarkKind {
@@ -39,6 +41,7 @@ impl MarkKind {
         match self {
             Self::ClientAssertion => "jti:assertion",
             Self::DpopProof => "jti:dpop",
+            Self::SamlAssertion => "id:saml",
         }
     }
 }

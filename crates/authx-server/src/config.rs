@@ -8,11 +8,13 @@ use authx_core::ratelimit::RateLimit;
 use serde::Deserialize;
 
 mod federation;
+mod saml;
 
 pub use federation::{
     ClaimsFile, FederationFile, ProviderFile, TokenEndpointAuth, UpstreamProvider,
     outbound_url_allowed,
 };
+pub use saml::{SamlProvider, SamlProviderFile};
 
 /// The configuration file's shape. Unknown keys are refused so a typo never goes unnoticed.
 #[derive(Debug, Default, Deserialize)]
@@ -444,6 +446,9 @@ pub struct Config {
     pub audit_retention_secs: i64,
     /// Upstream identity providers, in configuration order.
     pub federation: Vec<UpstreamProvider>,
+    /// Upstream SAML identity providers, in configuration order; empty unless
+    /// `[federation] enable_saml = true`.
+    pub saml: Vec<SamlProvider>,
     /// Outgoing mail.
     pub email: crate::mail::settings::EmailSettings,
     /// Email verification: `None` without an `[email]` section (sign-up then signs in at once
@@ -814,7 +819,14 @@ impl Config {
         }
         let audit_retention_secs = retention_days * 86_400;
 
-        let federation = federation::federation_providers(f.federation.unwrap_or_default())?;
+        let fed = f.federation.unwrap_or_default();
+        let federation = federation::federation_providers(fed.providers.unwrap_or_default())?;
+        let oidc_names: Vec<&str> = federation.iter().map(|p| p.name.as_str()).collect();
+        let saml = saml::saml_providers(
+            fed.enable_saml.unwrap_or(false),
+            fed.saml.unwrap_or_default(),
+            &oidc_names,
+        )?;
         let issuer_host = issuer.split_once("://").map_or("", |(_, r)| r);
         let require_verified_email = f.require_verified_email.unwrap_or(false);
         if require_verified_email && f.email.is_none() {
@@ -869,6 +881,7 @@ impl Config {
             rate_limits,
             audit_retention_secs,
             federation,
+            saml,
             listen,
             issuer,
             database_url,

@@ -156,6 +156,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         mail,
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
+        saml_marks: authx_core::replay::SingleUse::new(Arc::clone(&backend.throttle)),
         factors: Arc::clone(&backend.factors),
         registrations: Arc::clone(&backend.registrations),
         auth,

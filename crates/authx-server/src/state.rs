@@ -39,6 +39,8 @@ pub struct Inner {
     pub upstreams: crate::upstream::Upstreams,
     /// Upstream sign-in transactions and federation links.
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
+    /// The SAML assertion ids already accepted, in the store every instance shares.
+    pub saml_marks: authx_core::replay::SingleUse,
     /// Second factors and recovery codes (the purge pass removes lapsed enrolments).
     pub factors: Arc<dyn authx_core::mfa::FactorStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).

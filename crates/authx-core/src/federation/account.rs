@@ -102,6 +102,12 @@ pub enum Refusal {
         "there is no account here for this identity, and this identity provider is not allowed to create accounts"
     )]
     SignUpNotAllowed,
+    /// The upstream named the user with a one-time identifier (a SAML transient NameID), which
+    /// can neither find, link nor create an account.
+    #[error(
+        "the identity provider sent a one-time identifier for you (a transient NameID), which cannot be linked to an account; it must send a persistent one"
+    )]
+    NotPersistent,
 }
 
 /// Where an upstream identity leads.

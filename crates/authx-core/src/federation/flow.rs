@@ -138,6 +138,12 @@ pub enum FederationError {
     /// The ID token failed validation.
     #[error("{0}")]
     IdToken(IdTokenError),
+    /// A signed assertion the caller verifies itself (SAML) failed validation: what it says.
+    #[error("{0}")]
+    Assertion(String),
+    /// The assertion was accepted before (its id is in the shared replay cache).
+    #[error("This sign-in response was already used. Start again from the sign-in page.")]
+    Replayed,
     /// The upstream identity may not sign in here.
     #[error("{0}")]
     Refused(Refusal),
@@ -177,6 +183,8 @@ impl FederationError {
             Self::Denied(_) => "upstream error",
             Self::MissingCode => "missing code",
             Self::IdToken(_) => "invalid id token",
+            Self::Assertion(_) => "invalid assertion",
+            Self::Replayed => "replayed assertion",
             Self::Refused(r) => refusal_reason(*r),
             Self::Disabled
             | Self::SignIn(_)
@@ -195,6 +203,7 @@ fn refusal_reason(r: Refusal) -> &'static str {
         Refusal::CannotProveControl => "existing account without password",
         Refusal::SignUpNotAllowed => "sign-up not allowed",
         Refusal::UnverifiedEmailSignUp => "email not verified for a new account",
+        Refusal::NotPersistent => "transient subject",
     }
 }
 
@@ -302,15 +311,7 @@ impl RelyingParty<'_> {
     ) -> Result<Completed, FederationError> {
         let result = self.callback(upstream, browser, query).await;
         if let Err(e) = &result {
-            if let Some(reason) = e.audit_reason() {
-                let mut event = AuditEvent::failure("federation_refused")
-                    .with("provider", upstream.provider().name)
-                    .with("reason", reason);
-                if let FederationError::IdToken(t) = e {
-                    event = event.with("error", t);
-                }
-                record_current(event);
-            }
+            record_refusal(upstream.provider().name, e);
         }
         result
     }
@@ -351,8 +352,31 @@ impl RelyingParty<'_> {
             p.email_claim,
             p.email_verified_claim,
         );
+        let rules = AccountRules {
+            allow_sign_up: p.allow_sign_up,
+            trust_mfa: p.trust_mfa,
+        };
+        self.conclude(&identity, rules, browser, t.return_to).await
+    }
+
+    /// Ends a validated upstream identity in a local session, a pending link or a refusal, by
+    /// (issuer, subject) only, with the email-verification and password-proof rules of
+    /// [`resolve`]. The OIDC callback ends here, and so does any sign-in whose protocol the
+    /// caller verified itself (SAML).
+    ///
+    /// # Errors
+    /// Why the sign-in stopped; nothing was signed in. Refusals are not audited here
+    /// ([`record_refusal`] does it).
+    pub async fn conclude(
+        &self,
+        identity: &UpstreamIdentity,
+        rules: AccountRules,
+        browser: Browser<'_>,
+        return_to: String,
+    ) -> Result<Completed, FederationError> {
+        let now = self.now();
         let accounts = self.auth.stores().accounts.as_ref();
-        match resolve(accounts, self.store, &identity, p.allow_sign_up, now).await? {
+        match resolve(accounts, self.store, identity, rules.allow_sign_up, now).await? {
             Resolution::Linked(user) | Resolution::Created(user) => {
                 let user = self
                     .auth
@@ -364,17 +388,17 @@ impl RelyingParty<'_> {
                     .await
                     .map_err(FederationError::SignIn)?;
                 // A provider trusted for it vouches for the second factor too.
-                let upstream_mfa = p.trust_mfa && identity.upstream_mfa;
+                let upstream_mfa = rules.trust_mfa && identity.upstream_mfa;
                 let signed = self
-                    .sign_in(&user, browser, p.name, upstream_mfa, &t.return_to)
+                    .sign_in(&user, browser, &identity.provider, upstream_mfa, &return_to)
                     .await?;
                 Ok(Completed::SignedIn {
                     signed: Box::new(signed),
-                    return_to: t.return_to,
+                    return_to,
                 })
             }
             Resolution::ProveControl(user) => {
-                let token = self.pend(&identity, &user, t.return_to).await?;
+                let token = self.pend(identity, &user, return_to).await?;
                 Ok(Completed::ProveControl { token })
             }
             Resolution::Refused(r) => Err(FederationError::Refused(r)),
@@ -390,9 +414,22 @@ impl RelyingParty<'_> {
         q: &CallbackParams,
     ) -> Result<Transaction, FederationError> {
         let p = upstream.provider();
-        let st = q
-            .state
-            .as_deref()
+        let t = self
+            .take_unbound(p.name, p.issuer, q.state.as_deref())
+            .await?;
+        same_browser(&t, browser)?;
+        Ok(t)
+    }
+
+    /// The transaction of `state`, taken in one step (a replayed `state` finds nothing), for
+    /// this provider and in time; which browser presents it is not checked.
+    async fn take_unbound(
+        &self,
+        provider: &str,
+        issuer: &str,
+        state: Option<&str>,
+    ) -> Result<Transaction, FederationError> {
+        let st = state
             .and_then(FederationState::parse)
             .ok_or(FederationError::MissingState)?;
         let t = self
@@ -400,19 +437,107 @@ impl RelyingParty<'_> {
             .take_transaction(&st.hash())
             .await?
             .ok_or(FederationError::UnknownState)?;
-        if t.provider != p.name || t.issuer != p.issuer {
+        if t.provider != provider || t.issuer != issuer {
             return Err(FederationError::OtherProvider);
         }
         if self.now() >= t.expires_at {
             return Err(FederationError::Expired);
         }
-        let same_browser = browser
-            .binding
-            .is_some_and(|b| b.hash().ct_eq(&t.browser_hash));
-        if !same_browser {
-            return Err(FederationError::OtherBrowser);
-        }
         Ok(t)
+    }
+
+    /// Opens a sign-in whose protocol the caller speaks itself (SAML): a one-time transaction
+    /// bound to this browser exactly like an OIDC one, whose `nonce` holds `request_id` (the
+    /// id the upstream's answer must refer to). Returns the `state` to send along (SAML's
+    /// `RelayState`) and the binding cookie to set.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn open(
+        &self,
+        provider: &str,
+        issuer: &str,
+        binding: Option<BrowserBinding>,
+        request_id: &str,
+        return_to: String,
+    ) -> Result<(FederationState, BrowserBinding), FederationError> {
+        let now = self.now();
+        let binding = binding.unwrap_or_else(BrowserBinding::generate);
+        let st = FederationState::generate();
+        self.store
+            .put_transaction(&Transaction {
+                state_hash: st.hash(),
+                provider: provider.to_owned(),
+                issuer: issuer.to_owned(),
+                browser_hash: binding.hash(),
+                nonce: request_id.to_owned(),
+                pkce_verifier: String::new(),
+                return_to,
+                created_at: now,
+                expires_at: now.plus(TRANSACTION_TTL_SECS),
+            })
+            .await?;
+        record_current(AuditEvent::success("federation_started").with("provider", provider));
+        Ok((st, binding))
+    }
+
+    /// Receives the upstream's answer where the browser's cookies are not sent (SAML's
+    /// cross-site POST): takes the transaction of `state` (one-time, in time, this provider)
+    /// and keeps it, with `answer` (in its `pkce_verifier`) and the same browser binding and
+    /// expiry, under a new one-time `state`, which [`Self::take_answer`] redeems where the
+    /// binding cookie is sent. Refusals are audited.
+    ///
+    /// # Errors
+    /// The transaction's refusals; storage failures.
+    pub async fn park_answer(
+        &self,
+        provider: &str,
+        issuer: &str,
+        state: Option<&str>,
+        answer: String,
+    ) -> Result<FederationState, FederationError> {
+        let result = async {
+            let t = self.take_unbound(provider, issuer, state).await?;
+            let st = FederationState::generate();
+            self.store
+                .put_transaction(&Transaction {
+                    state_hash: st.hash(),
+                    pkce_verifier: answer,
+                    ..t
+                })
+                .await?;
+            Ok(st)
+        }
+        .await;
+        if let Err(e) = &result {
+            record_refusal(provider, e);
+        }
+        result
+    }
+
+    /// The transaction [`Self::park_answer`] kept under `state`, taken in one step, for this
+    /// provider, in time, and only by the browser that started the sign-in. Refusals are
+    /// audited.
+    ///
+    /// # Errors
+    /// The transaction's refusals; storage failures.
+    pub async fn take_answer(
+        &self,
+        provider: &str,
+        issuer: &str,
+        state: Option<&str>,
+        browser: Browser<'_>,
+    ) -> Result<Transaction, FederationError> {
+        let result = async {
+            let t = self.take_unbound(provider, issuer, state).await?;
+            same_browser(&t, browser)?;
+            Ok(t)
+        }
+        .await;
+        if let Err(e) = &result {
+            record_refusal(provider, e);
+        }
+        result
     }
 
     async fn sign_in(
@@ -551,6 +676,43 @@ impl RelyingParty<'_> {
             }
         }
         Ok(signed)
+    }
+}
+
+/// What a provider's configuration allows the identities it asserts.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountRules {
+    /// Whether a first sign-in with no matching account creates one.
+    pub allow_sign_up: bool,
+    /// Whether the upstream's own second factor stands in for the local one.
+    pub trust_mfa: bool,
+}
+
+/// Whether the browser presenting a transaction is the one that started it.
+fn same_browser(t: &Transaction, browser: Browser<'_>) -> Result<(), FederationError> {
+    if browser
+        .binding
+        .is_some_and(|b| b.hash().ct_eq(&t.browser_hash))
+    {
+        Ok(())
+    } else {
+        Err(FederationError::OtherBrowser)
+    }
+}
+
+/// Records the `federation_refused` audit event of a refusal that is audited (see
+/// [`FederationError::audit_reason`]).
+pub fn record_refusal(provider: &str, e: &FederationError) {
+    if let Some(reason) = e.audit_reason() {
+        let mut event = AuditEvent::failure("federation_refused")
+            .with("provider", provider)
+            .with("reason", reason);
+        match e {
+            FederationError::IdToken(t) => event = event.with("error", t),
+            FederationError::Assertion(t) => event = event.with("error", t),
+            _ => {}
+        }
+        record_current(event);
     }
 }
 

@@ -42,9 +42,12 @@ pub struct Transaction {
     pub issuer: String,
     /// SHA-256 of the browser-binding cookie of the browser that started it.
     pub browser_hash: TokenHash,
-    /// The `nonce` the ID token must carry.
+    /// The `nonce` the ID token must carry; for SAML, the AuthnRequest ID the response's
+    /// `InResponseTo` must name.
     pub nonce: String,
     /// The PKCE verifier (RFC 7636) sent with the code; lives only as long as the transaction.
+    /// For SAML, empty until the assertion consumer service keeps the received response here
+    /// for the same-site step that verifies it.
     pub pkce_verifier: String,
     /// The local path to go to afterwards.
     pub return_to: String,

@@ -12,6 +12,10 @@ use super::{ConfigError, SecretString, bad};
 pub struct FederationFile {
     /// `[[federation.providers]]`, one per upstream.
     pub providers: Option<Vec<ProviderFile>>,
+    /// Whether the `[[federation.saml]]` providers are served (default false).
+    pub enable_saml: Option<bool>,
+    /// `[[federation.saml]]`, one per upstream SAML identity provider.
+    pub saml: Option<Vec<super::saml::SamlProviderFile>>,
 }
 
 /// `[[federation.providers]]`: one upstream OpenID provider.
@@ -97,18 +101,22 @@ pub struct UpstreamProvider {
     pub trust_upstream_mfa: bool,
 }
 
+/// Whether `name` may name a provider in URLs: 1 to 32 of `a-z 0-9 - _`.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 pub(super) fn federation_providers(
-    f: FederationFile,
+    providers: Vec<ProviderFile>,
 ) -> Result<Vec<UpstreamProvider>, ConfigError> {
     let mut out: Vec<UpstreamProvider> = Vec::new();
-    for p in f.providers.unwrap_or_default() {
+    for p in providers {
         let name = p.name;
-        if name.is_empty()
-            || name.len() > 32
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
+        if !valid_name(&name) {
             return Err(bad(format!(
                 "federation.providers: name {name:?} must be 1 to 32 of a-z, 0-9, - and _"
             )));

@@ -43,7 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/federation/link", get(link_get).post(link_post))
 }
 
-fn relying_party(state: &AppState) -> RelyingParty<'_> {
+pub(super) fn relying_party(state: &AppState) -> RelyingParty<'_> {
     RelyingParty {
         auth: &state.auth,
         store: state.federation.as_ref(),
@@ -51,7 +51,7 @@ fn relying_party(state: &AppState) -> RelyingParty<'_> {
     }
 }
 
-fn browser(current: &CurrentSession) -> Browser<'_> {
+pub(super) fn browser(current: &CurrentSession) -> Browser<'_> {
     Browser {
         ctx: &current.ctx,
         session: current.token.as_ref(),
@@ -106,7 +106,7 @@ async fn start_get(State(state): State<AppState>, req: Arrival) -> Response {
 }
 
 /// `return_to` of the start's query; a repeated one counts as none.
-fn start_return_to(raw: &str) -> Option<String> {
+pub(super) fn start_return_to(raw: &str) -> Option<String> {
     let mut values = form_urlencoded::parse(raw.as_bytes()).filter(|(k, _)| k == "return_to");
     match (values.next(), values.next()) {
         (Some((_, v)), None) => Some(v.into_owned()),

@@ -14,6 +14,7 @@ pub mod pages;
 mod recovery;
 pub mod registration;
 pub mod revocations;
+pub mod saml;
 pub mod signin;
 
 use axum::Router;
@@ -34,6 +35,11 @@ pub fn app(state: AppState) -> Router {
             middleware::origin_check,
         ));
     let mut machine = Router::new();
+    if !state.config.saml.is_empty() {
+        // Outside the origin check: the assertion consumer service takes the IdP's cross-site
+        // POST; the module's other routes are GETs.
+        machine = machine.merge(saml::router());
+    }
     if state.config.registration_enabled {
         machine = machine.merge(registration::router());
     }

@@ -44,6 +44,7 @@ pub async fn local_server(issuer: &str, secret: &str, allow_sign_up: bool) -> Te
     TestServer::start_with(move |f: &mut FileConfig| {
         f.federation = Some(FederationFile {
             providers: Some(vec![provider_file(&issuer, &secret, allow_sign_up)]),
+            ..FederationFile::default()
         });
     })
     .await
@@ -1188,6 +1189,7 @@ async fn a_provider_trusted_for_mfa_stands_in_for_the_local_second_factor() {
                 trust_upstream_mfa: Some(true),
                 ..provider_file(&issuer, "fake-secret", true)
             }]),
+            ..FederationFile::default()
         });
     })
     .await
@@ -1247,6 +1249,7 @@ async fn the_code_exchange_at_the_upstream_can_use_private_key_jwt() {
         p.token_endpoint_auth_method = Some("private_key_jwt".into());
         f.federation = Some(FederationFile {
             providers: Some(vec![p]),
+            ..FederationFile::default()
         });
     })
     .await
