@@ -109,14 +109,20 @@ pub(super) fn saml_providers(
             (Some(file), None, None, None) => {
                 let bytes = read(&file, &key("metadata_file"))?;
                 let md = IdpMetadata::parse(&bytes, &Limits::default()).map_err(|e| {
-                    bad(format!("{} = {file:?} is not usable: {e}", key("metadata_file")))
+                    bad(format!(
+                        "{} = {file:?} is not usable: {e}",
+                        key("metadata_file")
+                    ))
                 })?;
                 (md.entity_id, md.sso_redirect_url, md.signing_keys)
             }
             (None, Some(entity), Some(sso), Some(cert)) => {
                 let pem = read(&cert, &key("certificate_file"))?;
                 let keys = pinned_keys(&String::from_utf8_lossy(&pem)).map_err(|e| {
-                    bad(format!("{} = {cert:?} is not usable: {e}", key("certificate_file")))
+                    bad(format!(
+                        "{} = {cert:?} is not usable: {e}",
+                        key("certificate_file")
+                    ))
                 })?;
                 (entity, sso, keys)
             }
@@ -142,10 +148,7 @@ pub(super) fn saml_providers(
             )));
         }
         if keys.is_empty() {
-            return Err(bad(format!(
-                "{}: no signing certificate to pin",
-                key("")
-            )));
+            return Err(bad(format!("{}: no signing certificate to pin", key(""))));
         }
         let display_name = p.display_name.unwrap_or_else(|| name.clone());
         if display_name.is_empty() || display_name.chars().count() > 64 {

@@ -202,7 +202,10 @@ async fn acs_post(
         ))
         .into_response(),
         Err(e) => {
-            if matches!(e, FederationError::Malformed | FederationError::Assertion(_)) {
+            if matches!(
+                e,
+                FederationError::Malformed | FederationError::Assertion(_)
+            ) {
                 record_refusal(&p.name, &e);
             }
             failed(&p.display_name, &e)
@@ -304,9 +307,7 @@ async fn verified_identity(
         return Err(FederationError::Replayed);
     }
     if v.name_id_format == NameIdFormat::Transient {
-        return Err(FederationError::Refused(
-            federation::Refusal::NotPersistent,
-        ));
+        return Err(FederationError::Refused(federation::Refusal::NotPersistent));
     }
     Ok(UpstreamIdentity {
         provider: p.name.clone(),

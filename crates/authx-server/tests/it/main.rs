@@ -42,8 +42,13 @@ mod passkey;
 mod private_key_jwt;
 mod purge;
 mod recovery;
+mod saml;
+// The IdP of authx-saml's own tests, which signs responses the way IdPs do.
 mod registration;
 mod resources;
+#[allow(dead_code)]
+#[path = "../../../authx-saml/tests/it/idp.rs"]
+mod saml_idp;
 mod scale;
 mod sessions;
 mod throttle;

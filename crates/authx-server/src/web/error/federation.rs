@@ -55,6 +55,11 @@ pub(crate) fn failed(provider: &str, e: &FederationError) -> Response {
             "Sign-in refused",
             &format!("{provider} sent a sign-in that cannot be trusted: {t}."),
         ),
+        FederationError::Assertion(t) => failure(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused",
+            &format!("{provider} sent a sign-in that cannot be trusted: {t}."),
+        ),
         FederationError::Refused(r) => {
             forbidden(&format!("Signing in with {provider} is not possible: {r}."))
         }
