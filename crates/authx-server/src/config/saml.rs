@@ -114,6 +114,13 @@ pub(super) fn saml_providers(
                         key("metadata_file")
                     ))
                 })?;
+                if md.want_authn_requests_signed {
+                    tracing::warn!(
+                        provider = %name,
+                        "the IdP's metadata asks for signed AuthnRequests; this version sends \
+                         them unsigned, which the IdP may refuse"
+                    );
+                }
                 (md.entity_id, md.sso_redirect_url, md.signing_keys)
             }
             (None, Some(entity), Some(sso), Some(cert)) => {

@@ -615,3 +615,103 @@ async fn saml_is_off_without_the_switch_and_names_are_unique() {
     let err = clash.err().unwrap().to_string();
     assert!(err.contains("already used by another provider"), "{err}");
 }
+
+#[tokio::test]
+async fn the_idp_can_be_configured_from_its_metadata_file() {
+    let cert: String = std::fs::read_to_string(data("idp-ec.cert.pem"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idp.xml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"<?xml version="1.0"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{}">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{SSO_URL}"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#,
+            idp::IDP
+        ),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let local = TestServer::start_with(move |f: &mut FileConfig| {
+        f.federation = Some(FederationFile {
+            enable_saml: Some(true),
+            saml: Some(vec![SamlProviderFile {
+                name: PROVIDER.into(),
+                metadata_file: Some(path.clone()),
+                emails_verified: Some(true),
+                allow_sign_up: Some(true),
+                ..SamlProviderFile::default()
+            }]),
+            ..FederationFile::default()
+        });
+    })
+    .await
+    .unwrap();
+    let mut browser = Browser::default();
+    let res = sign_in_with(&local, &mut browser, &idp_key(), |_| {}).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let cookie = session_cookie(&res).unwrap();
+    assert_eq!(
+        me(&local, &cookie).await["user"]["email"],
+        "ann@example.org"
+    );
+    // A key the metadata does not list is not believed.
+    let res = sign_in_with(&local, &mut browser, &Key::ec(), |s| {
+        s.assertion_id = "_assert-2".into();
+    })
+    .await;
+    assert_refused(&local, res, 1, "pinned key", "invalid assertion").await;
+}
+
+#[tokio::test]
+async fn incomplete_or_ambiguous_provider_configurations_are_refused() {
+    let cases: [(SamlProviderFile, &str); 3] = [
+        (
+            SamlProviderFile {
+                certificate_file: None,
+                ..provider(false, false)
+            },
+            "give either metadata_file, or idp_entity_id, sso_url and certificate_file",
+        ),
+        (
+            SamlProviderFile {
+                metadata_file: Some(data("idp-ec.cert.pem")),
+                ..provider(false, false)
+            },
+            "give either metadata_file",
+        ),
+        (
+            SamlProviderFile {
+                sso_url: Some("http://idp.example.org/sso".into()),
+                ..provider(false, false)
+            },
+            "must be an https URL",
+        ),
+    ];
+    for (p, says) in cases {
+        let p = std::sync::Mutex::new(Some(p));
+        let res = TestServer::start_with(move |f: &mut FileConfig| {
+            f.federation = Some(FederationFile {
+                enable_saml: Some(true),
+                saml: p.lock().unwrap().take().map(|p| vec![p]),
+                ..FederationFile::default()
+            });
+        })
+        .await;
+        let err = res.err().unwrap().to_string();
+        assert!(err.contains(says), "{says:?} not in {err}");
+    }
+}
