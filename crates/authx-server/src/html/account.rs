@@ -5,8 +5,11 @@ use askama::Template;
 
 /// An upstream provider's button on the sign-in page.
 pub(crate) struct ProviderButton {
-    /// The provider's name in its `/federation/{name}/start` path.
+    /// The provider's name (unique across OpenID and SAML providers).
     pub(crate) name: String,
+    /// Where its sign-in starts: `/federation/{name}/start` or
+    /// `/federation/saml/{name}/start`.
+    pub(crate) start: String,
     /// The button's text.
     pub(crate) label: String,
     /// The local path to return to, already form-urlencoded for the query.

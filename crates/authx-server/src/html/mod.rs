@@ -189,6 +189,7 @@ mod tests {
             magic_links: true,
             providers: vec![account::ProviderButton {
                 name: "corp".into(),
+                start: "/federation/corp/start".into(),
                 label: "Corp".into(),
                 return_to: "%2Faccount".into(),
             }],

@@ -136,20 +136,24 @@ pub(crate) async fn sign_up(
     Ok(SignUpOutcome::CheckMail)
 }
 
-/// The sign-in page's buttons, one per configured upstream provider.
+/// The sign-in page's buttons, one per configured upstream provider: the OpenID ones, then
+/// the SAML ones (served only when enabled).
 #[must_use]
 pub(crate) fn buttons(state: &AppState, return_to: &str) -> Vec<ProviderButton> {
     let rt: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-    state
-        .upstreams
-        .providers()
-        .iter()
-        .map(|p| ProviderButton {
-            name: p.name.clone(),
-            label: p.display_name.clone(),
-            return_to: rt.clone(),
-        })
-        .collect()
+    let oidc = state.upstreams.providers().iter().map(|p| ProviderButton {
+        name: p.name.clone(),
+        start: format!("/federation/{}/start", p.name),
+        label: p.display_name.clone(),
+        return_to: rt.clone(),
+    });
+    let saml = state.config.saml.iter().map(|p| ProviderButton {
+        name: p.name.clone(),
+        start: format!("/federation/saml/{}/start", p.name),
+        label: p.display_name.clone(),
+        return_to: rt.clone(),
+    });
+    oidc.chain(saml).collect()
 }
 
 #[cfg(test)]

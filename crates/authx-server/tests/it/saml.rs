@@ -128,21 +128,31 @@ async fn start(local: &TestServer, browser: &mut Browser) -> Started {
     );
     let to = location(&res);
     assert!(to.starts_with(&format!("{SSO_URL}?SAMLRequest=")), "{to}");
+    let (xml, started) = request_of(&to);
+    assert!(xml.contains(&format!(
+        "AssertionConsumerServiceURL=\"{}/federation/saml/{PROVIDER}/acs\"",
+        local.url
+    )));
+    started
+}
+
+/// The AuthnRequest of an HTTP-Redirect URL (inflated) and what the response must refer to.
+fn request_of(url: &str) -> (String, Started) {
     let deflated = base64::engine::general_purpose::STANDARD
-        .decode(param(&to, "SAMLRequest").unwrap())
+        .decode(param(url, "SAMLRequest").unwrap())
         .unwrap();
     let xml =
         String::from_utf8(miniz_oxide::inflate::decompress_to_vec(&deflated).unwrap()).unwrap();
     let id_at = xml.find(" ID=\"").unwrap() + 5;
     let request_id = xml[id_at..id_at + xml[id_at..].find('"').unwrap()].to_owned();
-    assert!(xml.contains(&format!(
-        "AssertionConsumerServiceURL=\"{}/federation/saml/{PROVIDER}/acs\"",
-        local.url
-    )));
-    Started {
-        request_id,
-        relay_state: param(&to, "RelayState").unwrap(),
-    }
+    let relay_state = param(url, "RelayState").unwrap();
+    (
+        xml,
+        Started {
+            request_id,
+            relay_state,
+        },
+    )
 }
 
 /// The response the IdP would send for `request_id` now, for this server.
@@ -714,4 +724,36 @@ async fn incomplete_or_ambiguous_provider_configurations_are_refused() {
         let err = res.err().unwrap().to_string();
         assert!(err.contains(says), "{says:?} not in {err}");
     }
+}
+
+#[tokio::test]
+async fn the_sign_in_page_offers_the_provider_and_the_sign_in_returns_where_asked() {
+    let local = server(true, true).await;
+    let page = local
+        .get("/login?return_to=%2Faccount%2Fsessions", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href =
+        format!("href=\"/federation/saml/{PROVIDER}/start?return_to=%2Faccount%2Fsessions\"");
+    assert!(page.contains(&href), "{href} not in {page}");
+    assert!(page.contains("Corp SAML"));
+
+    let mut browser = Browser::default();
+    let res = browser
+        .get(
+            &local,
+            &format!("/federation/saml/{PROVIDER}/start?return_to=%2Faccount%2Fsessions"),
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, started) = request_of(&location(&res));
+    let xml = idp::response(&spec(&local, &started.request_id), &idp_key());
+    let finish = parked(&local, &xml, &started.relay_state).await;
+    let res = browser.get(&local, &finish).await;
+    assert_eq!(res.status(), 303);
+    assert!(session_cookie(&res).is_some());
+    assert_eq!(location(&res), "/account/sessions");
 }
