@@ -166,10 +166,20 @@ fn link_page(
     token: &str,
     error: Option<&str>,
 ) -> Response {
+    let saml = || {
+        state
+            .config
+            .saml
+            .iter()
+            .find(|p| p.name == pending.provider)
+            .map(|p| p.display_name.clone())
+    };
     let provider = state
         .upstreams
         .provider(&pending.provider)
-        .map_or_else(|| pending.provider.clone(), |p| p.display_name.clone());
+        .map(|p| p.display_name.clone())
+        .or_else(saml)
+        .unwrap_or_else(|| pending.provider.clone());
     let page = Link {
         csrf: token,
         email: &pending.email,

@@ -757,3 +757,75 @@ async fn the_sign_in_page_offers_the_provider_and_the_sign_in_returns_where_aske
     assert!(session_cookie(&res).is_some());
     assert_eq!(location(&res), "/account/sessions");
 }
+
+#[tokio::test]
+async fn a_verified_email_links_an_existing_account_only_with_its_password() {
+    let local = server(true, false).await;
+    let ann = local
+        .create_user("ann@example.org", PASSWORD)
+        .await
+        .unwrap();
+    let mut browser = Browser::default();
+    let res = sign_in_with(&local, &mut browser, &idp_key(), |_| {}).await;
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    assert_eq!(location(&res), "/federation/link");
+    assert!(
+        session_cookie(&res).is_none(),
+        "no session before the password"
+    );
+    let state = &local.running().unwrap().state;
+    assert!(
+        state
+            .federation
+            .user_links(&ann.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let page = browser.get(&local, "/federation/link").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Corp SAML"), "{html}");
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |password: &'static str| {
+        local
+            .client
+            .post(format!("{}/federation/link", local.url))
+            .header("origin", &local.url)
+            .header("cookie", browser.cookies.join("; "))
+            .form(&[("password", password), ("csrf_token", csrf.as_str())])
+            .send()
+    };
+    let wrong = post("not the right password at all").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(session_cookie(&wrong).is_none());
+    assert!(
+        state
+            .federation
+            .user_links(&ann.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ok = post(PASSWORD).await.unwrap();
+    assert_eq!(ok.status(), 303);
+    let cookie = session_cookie(&ok).unwrap();
+    assert_eq!(me(&local, &cookie).await["user"]["id"], ann.id.to_string());
+    let links = state.federation.user_links(&ann.id).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (links[0].issuer.as_str(), links[0].subject.as_str()),
+        (idp::IDP, "u-4711")
+    );
+}
