@@ -99,6 +99,7 @@ pub(super) fn saml_providers(
             )));
         }
         let key = |k: &str| format!("federation.saml[{name}].{k}");
+        let block = format!("federation.saml[{name}]");
         let insecure = p.insecure_allow_http_loopback.unwrap_or(false);
         let (idp_entity_id, sso_url, keys) = match (
             p.metadata_file,
@@ -135,9 +136,8 @@ pub(super) fn saml_providers(
             }
             _ => {
                 return Err(bad(format!(
-                    "{}: give either metadata_file, or idp_entity_id, sso_url and \
-                     certificate_file",
-                    key("")
+                    "{block}: give either metadata_file, or idp_entity_id, sso_url and \
+                     certificate_file"
                 )));
             }
         };

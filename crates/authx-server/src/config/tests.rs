@@ -269,3 +269,44 @@ fn bad_email_settings_get_clear_messages() {
         assert!(parse(&text).is_ok(), "{host}");
     }
 }
+
+#[test]
+fn saml_providers_parse_from_toml_behind_their_switch() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let bundle = std::env::temp_dir().join(format!("authx-saml-bundle-{}.pem", std::process::id()));
+    let rsa = std::fs::read_to_string(format!("{dir}/../authx-saml/tests/data/idp-rsa.cert.pem"))
+        .unwrap();
+    let ec =
+        std::fs::read_to_string(format!("{dir}/../authx-saml/tests/data/idp-ec.cert.pem")).unwrap();
+    std::fs::write(&bundle, format!("{rsa}\n{ec}")).unwrap();
+    let provider = format!(
+        r#"
+[[federation.saml]]
+name = "corp"
+idp_entity_id = "https://idp.example.org/metadata"
+sso_url = "https://idp.example.org/sso"
+certificate_file = "{}"
+"#,
+        bundle.display()
+    );
+    // Without the switch: parsed, not served.
+    let c = parse(&provider).unwrap();
+    assert!(c.saml.is_empty());
+    // With it: both certificates of the bundle are pinned, the defaults are the safe ones.
+    let c = parse(&format!("[federation]\nenable_saml = true\n{provider}")).unwrap();
+    let p = &c.saml[0];
+    assert_eq!(p.keys.len(), 2);
+    assert_eq!(p.display_name, "corp");
+    assert!(!p.emails_verified && !p.allow_sign_up && !p.allow_signed_response_only);
+    // Two SAML providers of one name.
+    let err = parse(&format!(
+        "[federation]\nenable_saml = true\n{provider}{provider}"
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    // A certificate file with no certificate pins nothing.
+    std::fs::write(&bundle, "not a certificate").unwrap();
+    let err = parse(&format!("[federation]\nenable_saml = true\n{provider}")).unwrap_err();
+    assert!(err.to_string().contains("no signing certificate"), "{err}");
+    std::fs::remove_file(&bundle).unwrap();
+}
