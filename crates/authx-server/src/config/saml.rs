@@ -155,7 +155,7 @@ pub(super) fn saml_providers(
             )));
         }
         if keys.is_empty() {
-            return Err(bad(format!("{}: no signing certificate to pin", key(""))));
+            return Err(bad(format!("{block}: no signing certificate to pin")));
         }
         let display_name = p.display_name.unwrap_or_else(|| name.clone());
         if display_name.is_empty() || display_name.chars().count() > 64 {
