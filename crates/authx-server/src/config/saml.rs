@@ -6,7 +6,8 @@ use std::path::Path;
 use authx_saml::{IdpMetadata, Limits, PinnedKey};
 use serde::Deserialize;
 
-use super::{ConfigError, bad, outbound_url_allowed};
+use super::rules::{outbound_url_allowed, valid_name};
+use super::{ConfigError, bad};
 
 /// `[[federation.saml]]`: one upstream SAML identity provider.
 ///
@@ -87,7 +88,7 @@ pub(super) fn saml_providers(
     let mut out: Vec<SamlProvider> = Vec::new();
     for p in files {
         let name = p.name;
-        if !super::federation::valid_name(&name) {
+        if !valid_name(&name) {
             return Err(bad(format!(
                 "federation.saml: name {name:?} must be 1 to 32 of a-z, 0-9, - and _"
             )));
