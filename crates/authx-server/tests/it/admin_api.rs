@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use authx_testkit::PASSWORD;
 
 use super::console::with_admin;
+use super::{sign_in_raw, token_status};
 
 async fn json_of(res: reqwest::Response) -> Value {
     res.json().await.unwrap()
@@ -210,23 +211,8 @@ async fn secrets_keys_and_the_overview_over_the_api() {
         .unwrap()
         .to_owned();
     assert_ne!(first, second);
-    let token = |secret: String| {
-        let server = &server;
-        async move {
-            server
-                .client
-                .post(format!("{}/oauth2/token", server.url))
-                .basic_auth("batch", Some(secret))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(token(first).await, 401);
-    assert_eq!(token(second).await, 200);
+    assert_eq!(token_status(&server, "batch", &first).await, 401);
+    assert_eq!(token_status(&server, "batch", &second).await, 200);
     let shown = json_of(
         server
             .get("/api/v1/admin/clients/batch", Some(&admin))
@@ -264,14 +250,7 @@ async fn secrets_keys_and_the_overview_over_the_api() {
     );
     assert!(!after.to_string().contains("private"));
 
-    let failed = server
-        .client
-        .post(format!("{}/api/v1/auth/sign-in", server.url))
-        .header("origin", &server.url)
-        .json(&json!({"email": "root@example.com", "password": "not the password at all"}))
-        .send()
-        .await
-        .unwrap();
+    let failed = sign_in_raw(&server, "root@example.com", "not the password at all").await;
     assert_eq!(failed.status(), 401);
     server.running().unwrap().state.auth.audit().flush().await;
     let o = json_of(

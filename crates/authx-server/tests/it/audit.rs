@@ -5,19 +5,10 @@
 use std::sync::{Arc, Mutex};
 
 use authx_testkit::{PASSWORD, TestServer, session_cookie};
+
+use super::sign_in_raw;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-async fn sign_in_raw(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
-    server
-        .client
-        .post(format!("{}/api/v1/auth/sign-in", server.url))
-        .header("origin", server.origin())
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn audit_api(server: &TestServer, cookie: &str, query: &str) -> reqwest::Response {
     server

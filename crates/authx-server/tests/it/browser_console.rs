@@ -18,6 +18,7 @@ use authx_testkit::{PASSWORD, TestServer};
 use serde_json::{Value, json};
 
 use crate::browser::{fill_login, wait_for_heading, wait_for_path};
+use crate::token_status;
 
 const ADMIN: &str = "root@example.com";
 /// How long a page may take to show what a test waits for.
@@ -91,20 +92,6 @@ async fn shown_secret(client: &Client, not: &str) -> anyhow::Result<String> {
     );
     let value = wait_for_value(client, &script, "a client secret").await?;
     value.as_str().map(str::to_owned).context("no secret")
-}
-
-/// The status `/oauth2/token` answers a client_credentials request of `id` with `secret`.
-async fn token_status(server: &TestServer, id: &str, secret: &str) -> u16 {
-    server
-        .client
-        .post(format!("{}/oauth2/token", server.url))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// The Content-Security-Policy violations Chromium reported since the last call.

@@ -4,6 +4,8 @@
 
 use authx_testkit::{PASSWORD, TestServer};
 
+use super::{sign_in_raw, token_status};
+
 /// The console's router source: every `/admin` route it declares is walked below, so a new
 /// route cannot escape the access tests.
 const CONSOLE_ROUTES: &str = include_str!("../../src/web/console/mod.rs");
@@ -412,14 +414,7 @@ async fn what_users_typed_is_shown_as_text() {
     let token = console_token(&server, &admin).await;
     let payload = "<img src=x onerror=alert(1)>";
     // An audit detail: a sign-in attempt with markup for an address.
-    let res = server
-        .client
-        .post(format!("{}/api/v1/auth/sign-in", server.url))
-        .header("origin", &server.url)
-        .json(&serde_json::json!({"email": payload, "password": "whatever it is"}))
-        .send()
-        .await
-        .unwrap();
+    let res = sign_in_raw(&server, payload, "whatever it is").await;
     assert_eq!(res.status(), 401);
     // A client name.
     let res = post(
@@ -494,22 +489,7 @@ async fn a_client_registered_in_the_console_gets_tokens_until_rotated_or_deleted
     assert_eq!(res.status(), 201);
     let html = res.text().await.unwrap();
     let first = secret_of(&html);
-    let grant = |secret: String| {
-        let server = &server;
-        async move {
-            server
-                .client
-                .post(format!("{}/oauth2/token", server.url))
-                .basic_auth("reports", Some(secret))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(grant(first.clone()).await, 200);
+    assert_eq!(token_status(&server, "reports", &first).await, 200);
 
     let res = post(
         &server,
@@ -521,8 +501,12 @@ async fn a_client_registered_in_the_console_gets_tokens_until_rotated_or_deleted
     assert_eq!(res.status(), 200);
     let second = secret_of(&res.text().await.unwrap());
     assert_ne!(first, second);
-    assert_eq!(grant(first).await, 401, "the old secret is dead");
-    assert_eq!(grant(second.clone()).await, 200);
+    assert_eq!(
+        token_status(&server, "reports", &first).await,
+        401,
+        "the old secret is dead"
+    );
+    assert_eq!(token_status(&server, "reports", &second).await, 200);
     let (_, page_html) = page(&server, "/admin/clients/reports", &admin).await;
     assert!(!page_html.contains(&second), "a secret is shown once");
 
@@ -553,7 +537,7 @@ async fn a_client_registered_in_the_console_gets_tokens_until_rotated_or_deleted
     )
     .await;
     assert_eq!(res.status(), 303);
-    assert_eq!(grant(second).await, 401);
+    assert_eq!(token_status(&server, "reports", &second).await, 401);
     // The trail names the administrator and the console.
     server.running().unwrap().state.auth.audit().flush().await;
     let (_, audit) = page(&server, "/admin/audit?kind=admin_action", &admin).await;
@@ -611,14 +595,7 @@ async fn users_are_searched_and_paged_on_the_server() {
 async fn the_audit_trail_filters_pages_and_tails() {
     let (server, admin) = with_admin().await;
     for _ in 0..3 {
-        let res = server
-            .client
-            .post(format!("{}/api/v1/auth/sign-in", server.url))
-            .header("origin", &server.url)
-            .json(&serde_json::json!({"email": "nobody@example.com", "password": "not it at all"}))
-            .send()
-            .await
-            .unwrap();
+        let res = sign_in_raw(&server, "nobody@example.com", "not it at all").await;
         assert_eq!(res.status(), 401);
     }
     server.running().unwrap().state.auth.audit().flush().await;
@@ -659,14 +636,7 @@ async fn the_audit_trail_filters_pages_and_tails() {
     );
     let (_, rows) = page(&server, &tail, &admin).await;
     assert_eq!(rows.matches("<tr class=\"event").count(), 0, "{rows}");
-    let res = server
-        .client
-        .post(format!("{}/api/v1/auth/sign-in", server.url))
-        .header("origin", &server.url)
-        .json(&serde_json::json!({"email": "late@example.com", "password": "not it at all"}))
-        .send()
-        .await
-        .unwrap();
+    let res = sign_in_raw(&server, "late@example.com", "not it at all").await;
     assert_eq!(res.status(), 401);
     server.running().unwrap().state.auth.audit().flush().await;
     let (_, rows) = page(&server, &tail, &admin).await;
@@ -762,16 +732,11 @@ async fn an_application_is_edited_and_keeps_its_secret() {
     );
     assert_eq!(c.access_token_ttl_secs, 300);
     assert!(c.is_confidential());
-    let status = server
-        .client
-        .post(format!("{}/oauth2/token", server.url))
-        .basic_auth("shop", Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200, "the secret stays");
+    assert_eq!(
+        token_status(&server, "shop", &secret).await,
+        200,
+        "the secret stays"
+    );
 }
 
 #[tokio::test]

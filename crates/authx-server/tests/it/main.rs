@@ -56,6 +56,33 @@ mod verify;
 
 use authx_testkit::{PASSWORD, TestServer};
 
+/// A sign-in over the JSON API from the server's own origin, whatever its answer.
+async fn sign_in_raw(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+    server
+        .client
+        .post(format!("{}/api/v1/auth/sign-in", server.url))
+        .header("origin", server.origin())
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The status `/oauth2/token` answers a client_credentials request of `id` with `secret`
+/// (HTTP Basic).
+async fn token_status(server: &TestServer, id: &str, secret: &str) -> u16 {
+    server
+        .client
+        .post(format!("{}/oauth2/token", server.url))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A server with one user signed in: (server, cookie).
 async fn signed_in(email: &str) -> (TestServer, String) {
     let server = TestServer::start().await.unwrap();

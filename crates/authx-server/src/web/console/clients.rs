@@ -421,16 +421,11 @@ fn refusal_text(e: AdminError) -> Result<String, Response> {
     }
 }
 
-#[derive(Deserialize, Default)]
-pub(super) struct Done {
-    done: Option<String>,
-}
-
 pub(super) async fn client_get(
     State(state): State<AppState>,
     console: Console,
     Path(id): Path<String>,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let run = console.run(&state);
     let client = match run.client(&id).await {

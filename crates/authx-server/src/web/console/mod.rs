@@ -281,6 +281,12 @@ impl<T: DeserializeOwned + FormToken> FromRequest<AppState> for ConsoleForm<T> {
     }
 }
 
+/// `?done=...`: which action a page that an action redirected to reports as done.
+#[derive(Deserialize, Default)]
+pub(crate) struct Done {
+    pub(crate) done: Option<String>,
+}
+
 /// A form of a token and, for destructive actions, the administrator's password.
 #[derive(Deserialize)]
 pub(crate) struct ActionForm {

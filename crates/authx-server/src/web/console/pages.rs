@@ -63,7 +63,7 @@ fn warnings(o: &Overview, now: Timestamp) -> Vec<String> {
 pub(super) async fn overview_get(
     State(state): State<AppState>,
     console: Console,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let o = match console.run(&state).overview().await {
         Ok(o) => o,
@@ -83,15 +83,10 @@ pub(super) async fn overview_get(
     show(StatusCode::OK, &page)
 }
 
-#[derive(Deserialize, Default)]
-pub(super) struct Done {
-    done: Option<String>,
-}
-
 pub(super) async fn keys_get(
     State(state): State<AppState>,
     console: Console,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let keys = match console.run(&state).keys().await {
         Ok(k) => k,
@@ -128,7 +123,7 @@ pub(super) async fn keys_rotate_post(
 pub(super) async fn apis_get(
     State(state): State<AppState>,
     console: Console,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let notice = (q.done.as_deref() == Some("registered")).then_some("The API was registered.");
     apis_page(&state, &console, notice, None, StatusCode::OK).await

@@ -15,15 +15,10 @@ use crate::state::AppState;
 use crate::web::error::ApiError;
 use crate::web::extract::FormToken;
 
-#[derive(Deserialize, Default)]
-pub(super) struct Done {
-    done: Option<String>,
-}
-
 pub(super) async fn registration_get(
     State(state): State<AppState>,
     console: Console,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let notice = (q.done.as_deref() == Some("revoked")).then_some("The token was revoked.");
     registration_page(&state, &console, notice, None, None, StatusCode::OK).await

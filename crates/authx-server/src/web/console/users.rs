@@ -156,16 +156,11 @@ fn user_error(e: &authx_core::auth::AuthError) -> bool {
     )
 }
 
-#[derive(Deserialize, Default)]
-pub(super) struct Done {
-    done: Option<String>,
-}
-
 pub(super) async fn user_get(
     State(state): State<AppState>,
     console: Console,
     Path(id): Path<String>,
-    Query(q): Query<Done>,
+    Query(q): Query<super::Done>,
 ) -> Response {
     let run = console.run(&state);
     let id = UserId(id);
