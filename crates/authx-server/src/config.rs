@@ -238,6 +238,9 @@ pub struct DatabaseFile {
     pub max_connections: Option<u32>,
     /// Seconds to wait for a pooled connection.
     pub acquire_timeout_secs: Option<u64>,
+    /// PostgreSQL: seconds one call may take before it fails (and, repeated, opens the
+    /// circuit breaker).
+    pub statement_timeout_secs: Option<u64>,
     /// SQLite `synchronous`: `full` (default, durable on power loss) or `normal`.
     pub sqlite_synchronous: Option<String>,
 }
@@ -623,6 +626,9 @@ impl Config {
         }
         if let Some(s) = d.acquire_timeout_secs {
             store.acquire_timeout = std::time::Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = d.statement_timeout_secs {
+            store.statement_timeout = std::time::Duration::from_secs(s.max(1));
         }
         store.sqlite_synchronous_full = match d.sqlite_synchronous.as_deref() {
             None | Some("full") => true,

@@ -79,6 +79,20 @@ impl Breaker {
         &self,
         call: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        self.call_judged(call, |e| matches!(e, StoreError::Unavailable(_)))
+            .await
+    }
+
+    /// [`Breaker::call`], where `outage` says which errors mean the service did not answer
+    /// (only those count towards opening the breaker; any other outcome resets the count).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] at once while open; otherwise the call's own result.
+    pub(crate) async fn call_judged<T>(
+        &self,
+        call: impl Future<Output = StoreResult<T>>,
+        outage: fn(&StoreError) -> bool,
+    ) -> StoreResult<T> {
         let s = &self.state;
         if s.open.load(Ordering::Acquire) {
             s.refused.fetch_add(1, Ordering::Relaxed);
@@ -86,7 +100,7 @@ impl Breaker {
         }
         let result = call.await;
         match &result {
-            Err(StoreError::Unavailable(_)) => {
+            Err(e) if outage(e) => {
                 let n = s.failures_in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
                 if n >= TRIP_AFTER {
                     self.trip();

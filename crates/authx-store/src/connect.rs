@@ -127,7 +127,10 @@ pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Backend, Connec
         BackendKind::Postgres => {
             let pool = postgres::open(url, opts).await?;
             migrations::apply(&pool, &postgres::MIGRATOR).await?;
-            Ok(backend(Arc::new(postgres::PgStore::new(pool)), kind))
+            Ok(backend(
+                Arc::new(postgres::PgStore::new(pool, opts.statement_timeout)),
+                kind,
+            ))
         }
     }
 }

@@ -10,6 +10,10 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// How long a store call waits for a free connection before failing as unavailable.
     pub acquire_timeout: Duration,
+    /// PostgreSQL only: how long one call (a statement, or a step of a transaction) may take,
+    /// connection included, before it fails as unavailable. Calls that keep failing so open a
+    /// circuit breaker: further calls fail at once until the database answers a probe again.
+    pub statement_timeout: Duration,
     /// SQLite only: `synchronous=FULL` (the default) makes each commit durable across power
     /// loss; `false` selects `NORMAL`, which in WAL mode may lose the last commits on power loss
     /// but never corrupts the database.
@@ -21,6 +25,7 @@ impl Default for ConnectOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
             sqlite_synchronous_full: true,
         }
     }

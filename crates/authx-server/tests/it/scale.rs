@@ -7,7 +7,6 @@
 //! and key prefix. Faults are injected with a TCP proxy owned by the test, never by stopping
 //! the real services, which other tests share.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,129 +17,19 @@ use authx_testkit::services::{SharedServices, addr_of, with_addr};
 use authx_testkit::{PASSWORD, TestServer, session_cookie};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+
+use crate::proxy::Proxy;
 
 /// Revocations measured by the propagation test (`AUTHX_SCALE_TRIALS` overrides it).
 const TRIALS: usize = 1_000;
 
-/// A TCP proxy in front of a real service, that the test can cut and restore. Cutting drops
-/// every open connection and refuses new ones (accepted, then closed at once), which is what
-/// a crashed or restarting server looks like to a client.
-struct Proxy {
-    addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    /// While set, bytes are held, not forwarded: the connections stay open and nothing
-    /// answers, as with a frozen server or a stalled network path.
-    frozen: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-    accept: AbortHandle,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let frozen = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
-        let accept = {
-            let cut = Arc::clone(&cut);
-            let frozen = Arc::clone(&frozen);
-            let conns = Arc::clone(&conns);
-            tokio::spawn(async move {
-                loop {
-                    let Ok((client, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if cut.load(Ordering::SeqCst) {
-                        drop(client);
-                        continue;
-                    }
-                    let upstream = upstream.clone();
-                    let frozen = Arc::clone(&frozen);
-                    let task = tokio::spawn(async move {
-                        if let Ok(server) = TcpStream::connect(&upstream).await {
-                            let (client_in, client_out) = client.into_split();
-                            let (server_in, server_out) = server.into_split();
-                            tokio::join!(
-                                forward(client_in, server_out, Arc::clone(&frozen)),
-                                forward(server_in, client_out, frozen),
-                            );
-                        }
-                    });
-                    let mut list = conns.lock().unwrap();
-                    list.retain(|h| !h.is_finished());
-                    list.push(task.abort_handle());
-                }
-            })
-            .abort_handle()
-        };
-        Self {
-            addr,
-            cut,
-            frozen,
-            conns,
-            accept,
-        }
-    }
-
-    fn freeze(&self) {
-        self.frozen.store(true, Ordering::SeqCst);
-    }
-
-    fn thaw(&self) {
-        self.frozen.store(false, Ordering::SeqCst);
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Copies `from` to `to`, holding what it read while `frozen` is set.
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 /// A signed-in session: its cookie and id.
-struct Signed {
-    cookie: String,
-    id: String,
+pub(crate) struct Signed {
+    pub(crate) cookie: String,
+    pub(crate) id: String,
 }
 
-async fn sign_in(server: &TestServer, email: &str, password: &str) -> Signed {
+pub(crate) async fn sign_in(server: &TestServer, email: &str, password: &str) -> Signed {
     let res = server
         .client
         .post(format!("{}/api/v1/auth/sign-in", server.url))
@@ -158,22 +47,28 @@ async fn sign_in(server: &TestServer, email: &str, password: &str) -> Signed {
     }
 }
 
-async fn me(server: &TestServer, cookie: &str) -> reqwest::Response {
+pub(crate) async fn me(server: &TestServer, cookie: &str) -> reqwest::Response {
     server.get("/api/v1/me", Some(cookie)).await.unwrap()
 }
 
-async fn me_status(server: &TestServer, cookie: &str) -> u16 {
+pub(crate) async fn me_status(server: &TestServer, cookie: &str) -> u16 {
     me(server, cookie).await.status().as_u16()
 }
 
 /// Three instances on the test's schema and prefix.
 async fn three(services: &SharedServices) -> [TestServer; 3] {
+    three_with(services, |_| {}).await
+}
+
+/// Three instances on the test's schema and prefix, each configured further by `extra`.
+async fn three_with(services: &SharedServices, extra: fn(&mut FileConfig)) -> [TestServer; 3] {
     let mut out = Vec::new();
     for _ in 0..3 {
         let configure = services.configure();
         out.push(
             TestServer::start_on(&services.database_url, move |f| {
                 configure(f);
+                extra(f);
                 // A thousand sign-ins from one address in one (stopped-clock) window measure
                 // revocation, not the sign-in rate limit.
                 f.rate_limit = Some(authx_server::config::RateLimitFile {
@@ -420,8 +315,156 @@ async fn every_kind_of_revocation_reaches_every_instance() {
     services.cleanup().await;
 }
 
+/// Deleting an application on one instance holds on the others from the very next request:
+/// its secret, its refresh tokens and the user access tokens it was issued are refused on A and
+/// B the moment C's delete response arrives (no per-instance client cache is trusted while
+/// several instances share the store). Twenty trials, each its own client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_client_is_refused_on_every_instance_at_once() {
+    use authx_core::oauth::client::GrantType;
+
+    use crate::oidc::{REDIRECT, VERIFIER, client, query_param, urlencode};
+
+    let Some(services) =
+        SharedServices::acquire("scale::a_deleted_client_is_refused_on_every_instance_at_once")
+            .await
+    else {
+        return;
+    };
+    // Behind a load balancer every instance has the one issuer; each still trusts the origin
+    // the tests call it on.
+    let [a, b, c] = three_with(&services, |f| {
+        f.trusted_origins = f.issuer.clone().map(|own| vec![own]);
+        f.issuer = Some("http://authx.lb.test".into());
+    })
+    .await;
+    let state = &c.running().unwrap().state;
+    authx_server::web::api::register_resource(
+        state,
+        "https://api.example.com".into(),
+        vec!["read".into(), "write".into()],
+    )
+    .await
+    .unwrap();
+    state
+        .auth
+        .create_user("owner@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let admin = c.sign_in("owner@example.com", PASSWORD).await.unwrap();
+    a.create_user("app-user@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let user = a.sign_in("app-user@example.com", PASSWORD).await.unwrap();
+    let grants = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+    let token = |s: &TestServer, id: &str, secret: &str, form: Vec<(&'static str, String)>| {
+        s.client
+            .post(format!("{}/oauth2/token", s.url))
+            .basic_auth(id, Some(secret))
+            .form(&form)
+            .send()
+    };
+    let userinfo = |s: &TestServer, access: &str| {
+        s.client
+            .get(format!("{}/oauth2/userinfo", s.url))
+            .bearer_auth(access)
+            .send()
+    };
+    for trial in 0..20 {
+        let id = format!("doomed-{trial}");
+        let (_, secret) = state
+            .oauth
+            .register_client(client(&id, &grants, true), true)
+            .await
+            .unwrap();
+        let secret = secret.unwrap();
+        // A code on A, redeemed on B; the tokens work on C.
+        let authorize = format!(
+            "{}/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid%20email&state=s&code_challenge={}&code_challenge_method=S256",
+            a.url,
+            urlencode(REDIRECT),
+            authx_core::oauth::pkce::s256(VERIFIER)
+        );
+        let res = a
+            .client
+            .get(&authorize)
+            .header("cookie", &user)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302, "trial {trial}");
+        let code = query_param(res.headers()["location"].to_str().unwrap(), "code").unwrap();
+        let res = token(
+            &b,
+            &id,
+            &secret,
+            vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code),
+                ("redirect_uri", REDIRECT.into()),
+                ("code_verifier", VERIFIER.into()),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200, "trial {trial}");
+        let tokens: Value = res.json().await.unwrap();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let res = userinfo(&c, &access).await.unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "trial {trial}: {:?} {tokens}",
+            res.headers().get("www-authenticate")
+        );
+        let cc = vec![("grant_type", "client_credentials".to_owned())];
+        assert_eq!(
+            token(&a, &id, &secret, cc.clone()).await.unwrap().status(),
+            200
+        );
+
+        let res = c
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/admin/clients/{id}"),
+                &admin,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "trial {trial}: {}", res.status());
+        // The very next requests, on the other instances at once.
+        let refresh_form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh.clone()),
+        ];
+        let (on_a, on_b, cc_on_b, refresh_on_a) = tokio::join!(
+            userinfo(&a, &access),
+            userinfo(&b, &access),
+            token(&b, &id, &secret, cc.clone()),
+            token(&a, &id, &secret, refresh_form),
+        );
+        assert_eq!(on_a.unwrap().status(), 401, "trial {trial}: userinfo on A");
+        assert_eq!(on_b.unwrap().status(), 401, "trial {trial}: userinfo on B");
+        assert_eq!(cc_on_b.unwrap().status(), 401, "trial {trial}: secret on B");
+        let refreshed = refresh_on_a.unwrap();
+        assert_eq!(refreshed.status(), 401, "trial {trial}: refresh on A");
+        let body: Value = refreshed.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client", "trial {trial}");
+    }
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+    services.cleanup().await;
+}
+
 /// Polls `check` until it holds or `within` passes.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -437,7 +480,7 @@ where
 }
 
 /// A 503 with the stable JSON error body, and nothing else.
-async fn assert_unavailable(res: reqwest::Response) {
+pub(crate) async fn assert_unavailable(res: reqwest::Response) {
     assert_eq!(res.status(), 503);
     assert!(res.headers().get("retry-after").is_some());
     let body: Value = res.json().await.unwrap();
@@ -449,7 +492,7 @@ async fn assert_unavailable(res: reqwest::Response) {
 }
 
 /// Background traffic on `server` with `cookie` until stopped: every status seen.
-fn traffic(
+pub(crate) fn traffic(
     server: &TestServer,
     cookie: &str,
 ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<u16>>) {
@@ -781,80 +824,5 @@ async fn serve_refuses_to_start_on_a_bad_shared_setup() {
     pool.close().await;
     let err = serve(&services.database_url, Some(&services.redis_url));
     assert!(err.contains("newer than this build"), "{err}");
-    services.cleanup().await;
-}
-
-/// A Redis that stops answering without closing its connections: after the first requests
-/// wait out the response timeout, the circuit breaker answers `503` at once instead of making
-/// every request wait, a session revoked meanwhile is never accepted, and A serves again by
-/// itself once Redis answers.
-#[tokio::test]
-async fn a_frozen_redis_fails_fast_and_recovers_by_itself() {
-    let Some(services) =
-        SharedServices::acquire("scale::a_frozen_redis_fails_fast_and_recovers_by_itself").await
-    else {
-        return;
-    };
-    let proxy = Proxy::start(addr_of(&services.redis_url, 6379).unwrap()).await;
-    let a = TestServer::start_on(
-        &services.database_url,
-        services.configure_redis(&with_addr(&services.redis_url, proxy.addr)),
-    )
-    .await
-    .unwrap();
-    let b = TestServer::start_on(&services.database_url, services.configure())
-        .await
-        .unwrap();
-    a.create_user("frozen@example.com", PASSWORD).await.unwrap();
-    let kept = sign_in(&b, "frozen@example.com", PASSWORD).await;
-    let doomed = sign_in(&b, "frozen@example.com", PASSWORD).await;
-    assert_eq!(me_status(&a, &kept.cookie).await, 200);
-    assert_eq!(me_status(&a, &doomed.cookie).await, 200);
-
-    proxy.freeze();
-    // The first requests find out the slow way: each waits for Redis's response timeout.
-    let first = futures_util::future::join_all((0..4).map(|_| me(&a, &kept.cookie))).await;
-    for res in first {
-        assert_unavailable(res).await;
-    }
-    // From then on the breaker answers at once: twenty requests take less time than one
-    // response timeout (5 s) would.
-    let started = Instant::now();
-    for _ in 0..20 {
-        assert_unavailable(me(&a, &kept.cookie).await).await;
-    }
-    let twenty = started.elapsed();
-    assert!(
-        twenty < Duration::from_secs(4),
-        "twenty answers took {twenty:?}"
-    );
-    eprintln!("scale: 20 answers with Redis frozen took {twenty:?}");
-
-    // Revoked elsewhere meanwhile (B reaches Redis directly): never accepted at A.
-    let res = b
-        .send_json(
-            Method::DELETE,
-            &format!("/api/v1/sessions/{}", doomed.id),
-            &doomed.cookie,
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    for _ in 0..5 {
-        assert_unavailable(me(&a, &doomed.cookie).await).await;
-    }
-
-    proxy.thaw();
-    eventually(
-        Duration::from_secs(15),
-        "A serves again after Redis answers",
-        || async { me_status(&a, &kept.cookie).await == 200 },
-    )
-    .await;
-    assert_eq!(me_status(&a, &doomed.cookie).await, 401);
-    drop(proxy);
-    a.stop().await;
-    b.stop().await;
     services.cleanup().await;
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend, for any number of server instances sharing one database.
 
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
@@ -8,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::ConnectError;
 use crate::options::ConnectOptions;
-use crate::sql::{Dialect, SqlStore};
+use crate::sql::{Dialect, Pool, SqlStore, select_one};
 
 pub(crate) mod events;
 
@@ -19,9 +20,12 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 pub(crate) type PgStore = SqlStore<Postgres>;
 
 impl SqlStore<Postgres> {
-    pub(crate) fn new(pool: PgPool) -> Self {
+    /// The stores over `pool`, each call bounded by `statement_timeout` and behind a circuit
+    /// breaker (`crate::sql::pool`).
+    pub(crate) fn new(pool: PgPool, statement_timeout: Duration) -> Self {
+        let probe = select_one(pool.clone());
         Self {
-            pool,
+            pool: Pool::bounded(pool, "PostgreSQL", statement_timeout, probe),
             rotations: (),
         }
     }

@@ -5,7 +5,7 @@ use authx_core::Timestamp;
 use authx_core::audit::{AuditQuery, AuditRecord, AuditStore};
 use authx_core::store::StoreResult;
 
-use super::{Dialect, SqlRow, SqlStore, Stmt, col, count, stmt, store_error};
+use super::{Dialect, SqlRow, SqlStore, Stmt, col, count, stmt};
 
 /// Columns of `audit_events` that make up an [`AuditRecord`].
 macro_rules! audit_columns {
@@ -98,7 +98,7 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
         // One multi-row INSERT per chunk: a busy server records thousands of events a second,
         // and a statement per event costs a round trip each.
         for chunk in events.chunks(ROWS_PER_INSERT) {
@@ -118,7 +118,7 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             }
             insert.execute_in(&mut tx).await?;
         }
-        tx.commit().await.map_err(store_error)
+        tx.commit().await
     }
 
     async fn list_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {

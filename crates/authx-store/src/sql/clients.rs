@@ -6,7 +6,9 @@ use authx_core::oauth::keys::SigningAlg;
 use authx_core::oauth::store::ClientStore;
 use authx_core::store::{StoreError, StoreResult};
 
-use super::{Dialect, SqlRow, SqlStore, col, count, parse_hash, stmt, store_error, timestamp};
+use super::{
+    Dialect, Pool, SqlRow, SqlStore, col, count, parse_hash, stmt, store_error, timestamp,
+};
 
 /// Columns of `oauth_clients` that make up a [`Client`].
 macro_rules! client_columns {
@@ -136,7 +138,7 @@ fn client_from_row<R: SqlRow>(row: &R) -> StoreResult<Client> {
 /// Runs `sql` (the insert or the update) with the client's columns bound in the order of
 /// `client_columns!()`; returns the rows it affected.
 async fn write_client<DB: Dialect>(
-    pool: &sqlx::Pool<DB>,
+    pool: &Pool<DB>,
     sql: &str,
     client: &Client,
 ) -> StoreResult<u64> {
@@ -251,7 +253,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         // The resource leaves every client's list in the same transaction, so an API
         // registered again under the same id is granted to nobody until an administrator says
         // so.
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
         let deleted = stmt(DELETE_RESOURCE).bind(id).execute_in(&mut tx).await?;
         // The id as the JSON text holds it. `%`, `_` and `\` (PostgreSQL's escape character)
         // become `_`, which matches them among others.
@@ -276,7 +278,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
                     .await?;
             }
         }
-        tx.commit().await.map_err(store_error)?;
+        tx.commit().await?;
         Ok(deleted > 0)
     }
 }

@@ -12,12 +12,10 @@ use authx_core::Timestamp;
 use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
-use sqlx::pool::PoolConnection;
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
-};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::grants::rotate_in_transaction;
+pub(crate) use super::pool::{Pool, Tx};
 
 /// Every store over one SQL database: the pool, and what the backend adds to rotate refresh
 /// tokens (SQLite's group-commit writer).
@@ -141,16 +139,17 @@ impl<'a> Stmt<'a> {
 
     /// Runs the statement on a connection of `pool`, returning the rows it affected.
     pub(crate) async fn execute<DB: SqlDb>(&self, pool: &Pool<DB>) -> StoreResult<u64> {
-        let mut conn = acquire(pool).await?;
-        DB::execute(&mut conn, self).await.map_err(store_error)
+        pool.run(async {
+            let mut conn = pool.inner().acquire().await.map_err(store_error)?;
+            DB::execute(&mut conn, self).await.map_err(store_error)
+        })
+        .await
     }
 
     /// Runs the statement in `tx`, returning the rows it affected.
-    pub(crate) async fn execute_in<DB: SqlDb>(
-        &self,
-        tx: &mut Transaction<'_, DB>,
-    ) -> StoreResult<u64> {
-        DB::execute(tx, self).await.map_err(store_error)
+    pub(crate) async fn execute_in<DB: SqlDb>(&self, tx: &mut Tx<DB>) -> StoreResult<u64> {
+        tx.run(|conn| async { DB::execute(conn, self).await.map_err(store_error) })
+            .await
     }
 
     /// The first row the statement returns, if any.
@@ -158,35 +157,41 @@ impl<'a> Stmt<'a> {
         &self,
         pool: &Pool<DB>,
     ) -> StoreResult<Option<DB::Row>> {
-        let mut conn = acquire(pool).await?;
-        DB::fetch_optional(&mut conn, self)
-            .await
-            .map_err(store_error)
+        pool.run(async {
+            let mut conn = pool.inner().acquire().await.map_err(store_error)?;
+            DB::fetch_optional(&mut conn, self)
+                .await
+                .map_err(store_error)
+        })
+        .await
     }
 
     /// The one row the statement returns.
     pub(crate) async fn fetch_one<DB: SqlDb>(&self, pool: &Pool<DB>) -> StoreResult<DB::Row> {
-        let mut conn = acquire(pool).await?;
-        DB::fetch_one(&mut conn, self).await.map_err(store_error)
+        pool.run(async {
+            let mut conn = pool.inner().acquire().await.map_err(store_error)?;
+            DB::fetch_one(&mut conn, self).await.map_err(store_error)
+        })
+        .await
     }
 
     /// Every row the statement returns.
     pub(crate) async fn fetch_all<DB: SqlDb>(&self, pool: &Pool<DB>) -> StoreResult<Vec<DB::Row>> {
-        let mut conn = acquire(pool).await?;
-        DB::fetch_all(&mut conn, self).await.map_err(store_error)
+        pool.run(async {
+            let mut conn = pool.inner().acquire().await.map_err(store_error)?;
+            DB::fetch_all(&mut conn, self).await.map_err(store_error)
+        })
+        .await
     }
 
     /// Every row the statement returns, in `tx`.
     pub(crate) async fn fetch_all_in<DB: SqlDb>(
         &self,
-        tx: &mut Transaction<'_, DB>,
+        tx: &mut Tx<DB>,
     ) -> StoreResult<Vec<DB::Row>> {
-        DB::fetch_all(tx, self).await.map_err(store_error)
+        tx.run(|conn| async { DB::fetch_all(conn, self).await.map_err(store_error) })
+            .await
     }
-}
-
-async fn acquire<DB: Database>(pool: &Pool<DB>) -> StoreResult<PoolConnection<DB>> {
-    pool.acquire().await.map_err(store_error)
 }
 
 /// A database the shared statements run on: implemented for every sqlx database whose

@@ -12,9 +12,7 @@ use authx_core::secret::TokenHash;
 use authx_core::store::{StoreError, StoreResult};
 use authx_core::user::UserId;
 
-use super::{
-    Dialect, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, store_error, timestamp,
-};
+use super::{Dialect, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, timestamp};
 
 /// Columns of `mfa_factors` that make up a [`Factor`].
 macro_rules! factor_columns {
@@ -182,7 +180,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
     }
 
     async fn delete_user_factors(&self, user: &UserId) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
         let n = stmt(DELETE_USER_FACTORS)
             .bind(&user.0)
             .execute_in(&mut tx)
@@ -191,7 +189,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
             .bind(&user.0)
             .execute_in(&mut tx)
             .await?;
-        tx.commit().await.map_err(store_error)?;
+        tx.commit().await?;
         Ok(n)
     }
 
@@ -201,7 +199,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
         hashes: &[TokenHash],
         now: Timestamp,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
         stmt(DELETE_USER_CODES)
             .bind(&user.0)
             .execute_in(&mut tx)
@@ -215,7 +213,7 @@ impl<DB: Dialect> FactorStore for SqlStore<DB> {
                 .execute_in(&mut tx)
                 .await?;
         }
-        tx.commit().await.map_err(store_error)
+        tx.commit().await
     }
 
     async fn consume_recovery_code(&self, user: &UserId, hash: &TokenHash) -> StoreResult<bool> {

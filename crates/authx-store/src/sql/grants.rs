@@ -20,11 +20,9 @@ use authx_core::secret::TokenHash;
 use authx_core::session::SessionId;
 use authx_core::store::StoreResult;
 use authx_core::user::UserId;
-use sqlx::Pool;
 
 use super::{
-    Dialect, Rotation, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, store_error,
-    timestamp,
+    Dialect, Pool, Rotation, SqlRow, SqlStore, col, count, hash, opt_timestamp, stmt, timestamp,
 };
 
 /// Columns of `auth_codes` that make up an [`AuthCode`].
@@ -231,7 +229,7 @@ pub(crate) async fn rotate_in_transaction<DB: Dialect>(
     new: &RefreshToken,
     now: Timestamp,
 ) -> StoreResult<bool> {
-    let mut tx = pool.begin().await.map_err(store_error)?;
+    let mut tx = pool.begin().await?;
     let old = old.to_hex();
     let consumed = stmt(CONSUME_TOKEN)
         .bind(now)
@@ -240,7 +238,7 @@ pub(crate) async fn rotate_in_transaction<DB: Dialect>(
         .execute_in(&mut tx)
         .await?;
     if consumed == 0 {
-        tx.rollback().await.map_err(store_error)?;
+        tx.rollback().await?;
         return Ok(false);
     }
     let hash = new.hash.to_hex();
@@ -252,7 +250,7 @@ pub(crate) async fn rotate_in_transaction<DB: Dialect>(
         .bind(new.consumed_at)
         .execute_in(&mut tx)
         .await?;
-    tx.commit().await.map_err(store_error)?;
+    tx.commit().await?;
     Ok(true)
 }
 
@@ -329,7 +327,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         family: &RefreshFamily,
         first: Option<&RefreshToken>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
         stmt(INSERT_FAMILY)
             .bind(&family.id)
             .bind(&family.client_id)
@@ -357,7 +355,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
                 .execute_in(&mut tx)
                 .await?;
         }
-        tx.commit().await.map_err(store_error)
+        tx.commit().await
     }
 
     async fn family(&self, id: &str) -> StoreResult<Option<RefreshFamily>> {

@@ -19,6 +19,7 @@ pub(crate) mod grants;
 mod keys;
 mod links;
 mod outbox;
+mod pool;
 mod pushed;
 mod registration;
 mod revocation;
@@ -27,9 +28,10 @@ mod throttle;
 mod users;
 
 pub(crate) use db::{
-    Dialect, Rotated, Rotation, SqlRow, SqlStore, Stmt, col, count, hash, opt_timestamp,
+    Dialect, Pool, Rotated, Rotation, SqlRow, SqlStore, Stmt, col, count, hash, opt_timestamp,
     parse_hash, stmt, store_error, timestamp,
 };
+pub(crate) use pool::select_one;
 
 #[async_trait::async_trait]
 impl<DB: Dialect> Health for SqlStore<DB> {

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 
 use crate::error::ConnectError;
 use crate::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
-use crate::sql::{Dialect, Rotated, Rotation, SqlStore};
+use crate::sql::{Dialect, Pool, Rotated, Rotation, SqlStore};
 
 mod rotation;
 
@@ -30,7 +30,7 @@ impl SqlStore<Sqlite> {
     pub(crate) fn new(pool: SqlitePool) -> Self {
         Self {
             rotations: rotation::Writer::spawn(pool.clone()),
-            pool,
+            pool: Pool::unbounded(pool),
         }
     }
 }
@@ -133,14 +133,14 @@ mod tests {
             "INSERT INTO users (id, email, password_hash, status, is_admin, created_at, \
              password_changed_at) VALUES ('u1', 'a@example.com', 'x', 'frozen', 0, 1, 1)",
         )
-        .execute(&store.pool)
+        .execute(store.pool.inner())
         .await
         .unwrap();
         let err = store.user_by_id(&UserId("u1".into())).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(m) if m.contains("frozen")));
 
         sqlx::query("UPDATE users SET status = 'active'")
-            .execute(&store.pool)
+            .execute(store.pool.inner())
             .await
             .unwrap();
         sqlx::query(
@@ -148,7 +148,7 @@ mod tests {
              idle_expires_at, absolute_expires_at, auth_method) \
              VALUES ('s1', 'not-hex', 'u1', 1, 1, 9, 9, 'password')",
         )
-        .execute(&store.pool)
+        .execute(store.pool.inner())
         .await
         .unwrap();
         let err = store
@@ -196,7 +196,7 @@ mod tests {
         assert!(store.create_session(&orphan).await.is_err());
 
         sqlx::query("DELETE FROM users WHERE id = 'u1'")
-            .execute(&store.pool)
+            .execute(store.pool.inner())
             .await
             .unwrap();
         assert_eq!(

@@ -343,7 +343,7 @@ mod tests {
             .iter()
             .map(|(old, new)| rotation(old, new, 2))
             .unzip();
-        commit(&store.pool, &mut batch).await;
+        commit(store.pool.inner(), &mut batch).await;
         assert!(batch.is_empty());
         let mut out = Vec::new();
         for answer in answers {
@@ -438,7 +438,7 @@ mod tests {
             "CREATE TRIGGER refuse_issued_at_666 BEFORE INSERT ON refresh_tokens \
              WHEN NEW.issued_at = 666 BEGIN SELECT RAISE(ABORT, 'refused'); END",
         )
-        .execute(&store.pool)
+        .execute(store.pool.inner())
         .await
         .unwrap();
         let (a, b, c) = (
@@ -501,11 +501,11 @@ mod tests {
         let news: Vec<_> = olds.iter().map(|t| token(&t.family_id, 2)).collect();
         // The file may not grow: a batch that needs a new page fails with SQLITE_FULL.
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&store.pool)
+            .fetch_one(store.pool.inner())
             .await
             .unwrap();
         sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-            .execute(&store.pool)
+            .execute(store.pool.inner())
             .await
             .unwrap();
 
@@ -518,7 +518,7 @@ mod tests {
             );
         }
         sqlx::query("PRAGMA max_page_count = 4294967294")
-            .execute(&store.pool)
+            .execute(store.pool.inner())
             .await
             .unwrap();
         for (old, new) in olds.iter().zip(&news) {
@@ -587,7 +587,7 @@ mod tests {
         let (queue, rotations) = mpsc::channel(1);
         queue.send(rotation).await.unwrap();
         drop(queue);
-        run(store.pool.clone(), rotations).await;
+        run(store.pool.inner().clone(), rotations).await;
         assert_eq!(consumed_at(&store, &t0).await, Some(None));
         assert_eq!(consumed_at(&store, &t1).await, None);
     }
@@ -596,7 +596,7 @@ mod tests {
     async fn the_writer_ends_when_its_queue_closes() {
         let store = memory_store().await;
         let (queue, rotations) = mpsc::channel(1);
-        let task = tokio::spawn(run(store.pool.clone(), rotations));
+        let task = tokio::spawn(run(store.pool.inner().clone(), rotations));
         drop(queue);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -616,7 +616,7 @@ mod tests {
         let t1 = token(&t0.family_id, 2);
 
         // Started outside any runtime: there is no writer at all.
-        let orphan = Writer::spawn(store.pool.clone());
+        let orphan = Writer::spawn(store.pool.inner().clone());
         let err = rt
             .block_on(orphan.rotate(&t0.hash, &t1, Timestamp(2)))
             .unwrap_err();
