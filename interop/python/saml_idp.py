@@ -19,6 +19,7 @@ directory, unless --key and --cert name PEM files.
 """
 
 import argparse
+import contextlib
 import datetime
 import html
 import os
@@ -40,7 +41,12 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.authn_context import PASSWORD, authn_context_class_ref
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_PERSISTENT
+from saml2.saml import (
+    NAME_FORMAT_URI,
+    NAMEID_FORMAT_EMAILADDRESS,
+    NAMEID_FORMAT_PERSISTENT,
+    NameID,
+)
 from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
@@ -64,7 +70,7 @@ NAME_ID_FORMATS = {
     "email": NAMEID_FORMAT_EMAILADDRESS,
 }
 
-# How long a started sign-in waits for the user's password.
+# The most sign-ins waiting for the user's password at once; older ones are dropped beyond it.
 MAX_PENDING = 100
 
 
@@ -214,7 +220,10 @@ class Idp:
         if length > 64 * 1024:
             return page(start_response, "413 Content Too Large", "Too large", "")
         form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8"))
-        field = lambda name: form.get(name, [""])[0]  # noqa: E731
+
+        def field(name):
+            return form.get(name, [""])[0]
+
         key = field("request")
         with self.lock:
             pending = self.pending.get(key)
@@ -230,9 +239,15 @@ class Idp:
         with self.lock:
             self.pending.pop(key, None)
         sign_alg, digest_alg = ALGORITHMS[self.args.algorithm]
+        # A persistent NameID is pysaml2's own pairwise pseudonym; an emailAddress one is the
+        # user's address (pysaml2 would otherwise make up a random one).
+        name_id = None
+        if self.name_id_format == NAMEID_FORMAT_EMAILADDRESS:
+            name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=IDENTITY["mail"][0])
         response = self.server.create_authn_response(
             dict(IDENTITY),
             userid=USERNAME,
+            name_id=name_id,
             authn={"class_ref": PASSWORD, "authn_auth": self.config.entityid},
             sign_response=self.args.sign_response,
             sign_assertion=self.args.sign_assertion,
@@ -299,9 +314,14 @@ def main():
     if bool(args.key) != bool(args.cert):
         parser.error("--key and --cert go together")
 
-    with tempfile.TemporaryDirectory(prefix="authx-pysaml2-") as temporary:
-        directory = args.dir or temporary
-        key_path, cert_path = (args.key, args.cert) if args.key else make_key_pair(directory)
+    with contextlib.ExitStack() as cleanup:
+        if args.key:
+            key_path, cert_path = args.key, args.cert
+        else:
+            directory = args.dir or cleanup.enter_context(
+                tempfile.TemporaryDirectory(prefix="authx-pysaml2-")
+            )
+            key_path, cert_path = make_key_pair(directory)
         httpd = make_server(
             args.bind, 0, None, server_class=ThreadingServer, handler_class=QuietHandler
         )

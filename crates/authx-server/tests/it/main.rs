@@ -18,6 +18,7 @@ mod browser_magic_link;
 mod browser_mfa;
 mod browser_oidc;
 mod browser_recovery;
+mod browser_saml_interop;
 mod browser_sdk;
 mod cli;
 mod code_session;
@@ -45,6 +46,7 @@ mod proxy;
 mod purge;
 mod recovery;
 mod saml;
+mod saml_interop;
 // The IdP of authx-saml's own tests, which signs responses the way IdPs do.
 mod registration;
 mod resources;
