@@ -55,6 +55,8 @@ const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 pub(crate) struct Pysaml2 {
     /// `http://localhost:PORT`: metadata at `/metadata`, single sign-on at `/sso`.
     pub(crate) base: String,
+    /// A client for the IdP's pages: no redirects followed, no proxy, a time limit.
+    http: reqwest::Client,
     /// Killed on drop (`kill_on_drop`).
     _child: Child,
     stdin: ChildStdin,
@@ -139,6 +141,12 @@ impl Pysaml2 {
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut idp = Pysaml2 {
             base: String::new(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .timeout(IDP_TIMEOUT)
+                .build()
+                .unwrap(),
             _child: child,
             stdin,
             stdout,
@@ -172,10 +180,8 @@ impl Pysaml2 {
 
     /// The IdP's metadata document, as pysaml2 generates it.
     pub(crate) async fn metadata(&self) -> String {
-        let res = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
+        let res = self
+            .http
             .get(format!("{}/metadata", self.base))
             .send()
             .await
@@ -315,7 +321,7 @@ async fn through_the_idp(local: &TestServer, idp: &Pysaml2, jar: &mut Jar) -> Po
         sso.starts_with(&format!("{}/sso?SAMLRequest=", idp.base)),
         "{sso}"
     );
-    let page = local.client.get(&sso).send().await.unwrap();
+    let page = idp.http.get(&sso).send().await.unwrap();
     let status = page.status();
     let page = page.text().await.unwrap();
     assert_eq!(status, 200, "{page}\n{}", idp.log());
@@ -328,8 +334,8 @@ async fn through_the_idp(local: &TestServer, idp: &Pysaml2, jar: &mut Jar) -> Po
         "{page}"
     );
     clock_to_now(local);
-    let res = local
-        .client
+    let res = idp
+        .http
         .post(format!("{}/login", idp.base))
         .form(&[
             ("request", input_value(&page, "request").as_str()),
