@@ -142,6 +142,43 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn count_live_sessions(&self, now: Timestamp) -> StoreResult<u64>;
     /// Deletes sessions that are not live at `now` (see [`Session::is_live`]); returns how many.
     async fn purge_expired_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// The session under `hash` (as [`SessionStore::session_by_hash`]) and, from the same
+    /// read, this store's copy of its user, for stores that keep one beside the sessions (so
+    /// that an authenticated request costs one round trip). The default keeps none.
+    async fn session_and_user(&self, hash: &TokenHash) -> StoreResult<Option<(Session, UserCopy)>> {
+        Ok(self
+            .session_by_hash(hash)
+            .await?
+            .map(|s| (s, UserCopy::NotKept)))
+    }
+
+    /// Keeps a copy of `user`, read from the account store after [`UserCopy::Missing`] said
+    /// `generation`, unless the user changed since ([`SessionStore::forget_user`]).
+    async fn keep_user(&self, user: &User, generation: u64) -> StoreResult<()> {
+        let _ = (user, generation);
+        Ok(())
+    }
+
+    /// Drops the copy of user `id` and refuses every copy read before this call: called after
+    /// each change to the account, before the change is reported done.
+    async fn forget_user(&self, id: &UserId) -> StoreResult<()> {
+        let _ = id;
+        Ok(())
+    }
+}
+
+/// What a session store that keeps users beside sessions holds of a session's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCopy {
+    /// The store keeps no users: read the account store.
+    NotKept,
+    /// No copy now: read the account store, then [`SessionStore::keep_user`] with this
+    /// generation.
+    Missing(u64),
+    /// The user as last kept. Its `password_hash` is [`crate::user::PASSWORD_NOT_KEPT`] when
+    /// the account has a password: password checks read the account store.
+    Kept(User),
 }
 
 /// Failure counters for sign-in throttling, keyed by account or client address.

@@ -24,6 +24,11 @@ impl std::fmt::Display for UserId {
     }
 }
 
+/// The `password_hash` of a user copied beside its sessions ([`crate::store::UserCopy::Kept`])
+/// when the account has a password: the hash itself is not copied. It reads as a password
+/// being set (it starts with `$`) and verifies no password.
+pub const PASSWORD_NOT_KEPT: &str = "$not-kept";
+
 /// Whether an account may sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

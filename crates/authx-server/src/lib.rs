@@ -52,8 +52,12 @@ const MIN_EVENT_RETENTION_SECS: i64 = 3600;
 /// A clear message when the database or Redis cannot be opened, or the database schema is
 /// newer than this build.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    let backend = open_database(&config).await?;
+    let mut backend = open_database(&config).await?;
     let shared = shared_services(&config, &backend).await?;
+    // Where the session store keeps copies of users beside the sessions (Redis), every change
+    // to an account drops them before it is reported done.
+    backend.accounts =
+        authx_store::copying_accounts(Arc::clone(&backend.accounts), Arc::clone(&shared.sessions));
     let hasher = PasswordHasher::new(
         config.hash_params,
         config.hash_concurrency,

@@ -23,8 +23,8 @@ use std::time::Duration;
 use authx_core::Timestamp;
 use authx_core::secret::TokenHash;
 use authx_core::session::{Session, SessionId};
-use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult};
-use authx_core::user::UserId;
+use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult, UserCopy};
+use authx_core::user::{User, UserId};
 
 /// Failed calls in a row that open the breaker.
 pub(crate) const TRIP_AFTER: u32 = 2;
@@ -209,6 +209,20 @@ impl<S: SessionStore> SessionStore for BreakingSessions<S> {
         self.breaker
             .call(self.inner.purge_expired_sessions(now))
             .await
+    }
+
+    async fn session_and_user(&self, hash: &TokenHash) -> StoreResult<Option<(Session, UserCopy)>> {
+        self.breaker.call(self.inner.session_and_user(hash)).await
+    }
+
+    async fn keep_user(&self, user: &User, generation: u64) -> StoreResult<()> {
+        self.breaker
+            .call(self.inner.keep_user(user, generation))
+            .await
+    }
+
+    async fn forget_user(&self, id: &UserId) -> StoreResult<()> {
+        self.breaker.call(self.inner.forget_user(id)).await
     }
 }
 

@@ -37,6 +37,7 @@
 
 mod breaker;
 mod connect;
+mod copies;
 mod error;
 mod events;
 mod migrations;
@@ -47,6 +48,7 @@ mod sql;
 mod sqlite;
 
 pub use self::connect::{Backend, BackendKind, all_healthy, connect, migrate};
+pub use self::copies::copying_accounts;
 pub use self::error::ConnectError;
 pub use self::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
 pub use self::postgres::events::{PgEventBus, postgres_event_bus};

@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::events::RevocationEvent;
 use crate::secret::{SessionToken, TokenHash};
 use crate::session::{ClientContext, Session, SessionId};
-use crate::store::SessionTouch;
+use crate::store::{SessionTouch, UserCopy};
 use crate::user::{UserId, UserStatus};
 
 use super::{AuthError, AuthService, Authenticated};
@@ -64,16 +64,35 @@ impl AuthService {
         Ok(Some(auth))
     }
 
-    /// The session stored under `hash` and its user, whether live or not.
+    /// The session stored under `hash` and its user, whether live or not. Where the session
+    /// store keeps users beside sessions, both come from one read, and a missing copy is
+    /// read from the account store and kept.
     async fn load(&self, hash: &TokenHash) -> Result<Option<Arc<Authenticated>>, AuthError> {
-        let Some(session) = self.stores.sessions.session_by_hash(hash).await? else {
+        let sessions = &self.stores.sessions;
+        let Some((session, copy)) = sessions.session_and_user(hash).await? else {
             return Ok(None);
         };
         // The hash was found by lookup; confirm it in constant time all the same.
         if !session.token_hash.ct_eq(hash) {
             return Ok(None);
         }
-        let Some(user) = self.stores.accounts.user_by_id(&session.user_id).await? else {
+        let user = match copy {
+            UserCopy::Kept(user) if user.id == session.user_id => Some(user),
+            UserCopy::Missing(generation) => {
+                let user = self.stores.accounts.user_by_id(&session.user_id).await?;
+                if let Some(u) = &user {
+                    // Only a cache fill: the request goes on without it.
+                    if let Err(e) = sessions.keep_user(u, generation).await {
+                        tracing::warn!(error = %e, "cannot keep a copy of the user beside the sessions");
+                    }
+                }
+                user
+            }
+            UserCopy::Kept(_) | UserCopy::NotKept => {
+                self.stores.accounts.user_by_id(&session.user_id).await?
+            }
+        };
+        let Some(user) = user else {
             return Ok(None);
         };
         Ok(Some(Arc::new(Authenticated { user, session })))

@@ -91,9 +91,23 @@ async fn a_frozen_redis_fails_fast_and_recovers_by_itself() {
     services.cleanup().await;
 }
 
-/// A PostgreSQL that stops answering: requests that need it (the user behind a session) fail
-/// with `503` after the statement timeout, then at once; a session revoked meanwhile (in Redis,
-/// which A still reaches) is refused; A serves again by itself once PostgreSQL answers.
+/// A sign-in at `server`, as its own page would send it.
+async fn sign_in_raw(server: &TestServer, email: &str) -> reqwest::Response {
+    server
+        .client
+        .post(format!("{}/api/v1/auth/sign-in", server.url))
+        .header("origin", &server.url)
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A PostgreSQL that stops answering: a signed-in user whose account A keeps beside the
+/// session in Redis is still served (an authenticated request reads no PostgreSQL), a
+/// session revoked meanwhile (in Redis, which A still reaches) is refused, and what needs the
+/// database (a sign-in) fails with `503` after the statement timeout, then at once; A signs
+/// people in again by itself once PostgreSQL answers.
 #[tokio::test]
 async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     let Some(services) =
@@ -113,6 +127,11 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
                 statement_timeout_secs: Some(2),
                 ..DatabaseFile::default()
             });
+            // Thirty sign-ins from one address measure the breaker, not the rate limit.
+            f.rate_limit = Some(authx_server::config::RateLimitFile {
+                sign_in: Some(0),
+                ..Default::default()
+            });
         },
     )
     .await
@@ -120,37 +139,41 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     let b = TestServer::start_on(&services.database_url, services.configure())
         .await
         .unwrap();
-    a.create_user("pgfrozen@example.com", PASSWORD)
-        .await
-        .unwrap();
-    let kept = sign_in(&b, "pgfrozen@example.com", PASSWORD).await;
-    let doomed = sign_in(&b, "pgfrozen@example.com", PASSWORD).await;
+    const EMAIL: &str = "pgfrozen@example.com";
+    a.create_user(EMAIL, PASSWORD).await.unwrap();
+    let kept = sign_in(&b, EMAIL, PASSWORD).await;
+    let doomed = sign_in(&b, EMAIL, PASSWORD).await;
     assert_eq!(me_status(&a, &kept.cookie).await, 200);
     assert_eq!(me_status(&a, &doomed.cookie).await, 200);
 
     proxy.freeze();
-    // The first requests find out the slow way: each waits for the statement timeout.
+    // The account is kept beside the session: authenticated requests need no PostgreSQL.
+    for _ in 0..5 {
+        assert_eq!(me_status(&a, &kept.cookie).await, 200);
+    }
+    // A sign-in needs the database. The first ones find out the slow way: each waits for
+    // the statement timeout.
     let started = Instant::now();
-    let first = futures_util::future::join_all((0..4).map(|_| me(&a, &kept.cookie))).await;
+    let first = futures_util::future::join_all((0..4).map(|_| sign_in_raw(&a, EMAIL))).await;
     for res in first {
         assert_unavailable(res).await;
     }
     eprintln!(
-        "frozen: the first 4 answers with PostgreSQL frozen took {:?}",
+        "frozen: the first 4 sign-ins with PostgreSQL frozen took {:?}",
         started.elapsed()
     );
-    // From then on the breaker answers at once: twenty requests take less time than one
-    // statement timeout (2 s) would.
+    // From then on the breaker answers at once: twenty take less time than one statement
+    // timeout (2 s) would.
     let started = Instant::now();
     for _ in 0..20 {
-        assert_unavailable(me(&a, &kept.cookie).await).await;
+        assert_unavailable(sign_in_raw(&a, EMAIL).await).await;
     }
     let twenty = started.elapsed();
     assert!(
         twenty < Duration::from_secs(2),
         "twenty answers took {twenty:?}"
     );
-    eprintln!("frozen: 20 answers with PostgreSQL frozen took {twenty:?}");
+    eprintln!("frozen: 20 sign-ins with PostgreSQL frozen took {twenty:?}");
 
     // Revoked on B meanwhile: the session is gone from Redis, so A refuses it.
     let res = b
@@ -170,10 +193,11 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     proxy.thaw();
     eventually(
         Duration::from_secs(20),
-        "A serves again after PostgreSQL answers",
-        || async { me_status(&a, &kept.cookie).await == 200 },
+        "A signs people in again after PostgreSQL answers",
+        || async { sign_in_raw(&a, EMAIL).await.status() == 200 },
     )
     .await;
+    assert_eq!(me_status(&a, &kept.cookie).await, 200);
     assert_eq!(me_status(&a, &doomed.cookie).await, 401);
     drop(proxy);
     a.stop().await;

@@ -463,6 +463,72 @@ async fn a_deleted_client_is_refused_on_every_instance_at_once() {
     services.cleanup().await;
 }
 
+/// A change to an account on one instance holds on the others from the very next request,
+/// although they read users from the copies kept beside the sessions in Redis: twenty times,
+/// an administrator is demoted on C and refused the admin API on A and B at once, then made
+/// one again and let in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_to_an_account_holds_on_every_instance_at_once() {
+    let Some(services) =
+        SharedServices::acquire("scale::a_change_to_an_account_holds_on_every_instance_at_once")
+            .await
+    else {
+        return;
+    };
+    let [a, b, c] = three(&services).await;
+    c.running()
+        .unwrap()
+        .state
+        .auth
+        .create_user("root@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let root = c.sign_in("root@example.com", PASSWORD).await.unwrap();
+    a.create_user("deputy@example.com", PASSWORD).await.unwrap();
+    let deputy = sign_in(&a, "deputy@example.com", PASSWORD).await;
+    let id = me(&b, &deputy.cookie).await.json::<Value>().await.unwrap()["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/admin/users/{id}/admin");
+    let set_admin =
+        |admin: bool| c.send_json(Method::POST, &path, &root, Some(json!({ "admin": admin })));
+    async fn overview(s: &TestServer, cookie: &str) -> u16 {
+        s.get("/api/v1/admin/overview", Some(cookie))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    let cookie = deputy.cookie.as_str();
+    for trial in 0..20 {
+        assert_eq!(
+            set_admin(true).await.unwrap().status(),
+            204,
+            "trial {trial}"
+        );
+        let (on_a, on_b) = tokio::join!(overview(&a, cookie), overview(&b, cookie));
+        assert_eq!(on_a, 200, "trial {trial}: promoted, on A");
+        assert_eq!(on_b, 200, "trial {trial}: promoted, on B");
+        // Again, so that both instances answer from what they keep.
+        assert_eq!(overview(&a, cookie).await, 200);
+        assert_eq!(overview(&b, cookie).await, 200);
+
+        assert_eq!(
+            set_admin(false).await.unwrap().status(),
+            204,
+            "trial {trial}"
+        );
+        let (on_a, on_b) = tokio::join!(overview(&a, cookie), overview(&b, cookie));
+        assert_eq!(on_a, 403, "trial {trial}: demoted, on A");
+        assert_eq!(on_b, 403, "trial {trial}: demoted, on B");
+    }
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+    services.cleanup().await;
+}
+
 /// Polls `check` until it holds or `within` passes.
 pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
@@ -621,8 +687,9 @@ async fn redis_cut_fails_closed_and_recovers() {
     services.cleanup().await;
 }
 
-/// PostgreSQL cut under traffic: 503 with a clear body, a user disabled meanwhile stays
-/// refused, and A recovers by itself.
+/// PostgreSQL cut under traffic: what needs it (a sign-in) gets 503 with a clear body, a
+/// signed-in user is still served from what A keeps in Redis, a user disabled meanwhile is
+/// refused at once, and A recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_cut_fails_closed_and_recovers() {
     let Some(services) =
@@ -666,7 +733,16 @@ async fn postgres_cut_fails_closed_and_recovers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     proxy.cut();
-    assert_unavailable(me(&a, &victim.cookie).await).await;
+    let sign_in_on_a = || {
+        a.client
+            .post(format!("{}/api/v1/auth/sign-in", a.url))
+            .header("origin", &a.url)
+            .json(&json!({"email": "pgcut@example.com", "password": PASSWORD}))
+            .send()
+    };
+    assert_unavailable(sign_in_on_a().await.unwrap()).await;
+    // The account is kept beside the session in Redis: no PostgreSQL read to serve it.
+    assert_eq!(me_status(&a, &victim.cookie).await, 200);
     eventually(
         Duration::from_secs(10),
         "readyz reports the lost database",

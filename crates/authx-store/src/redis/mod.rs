@@ -9,6 +9,7 @@
 //! | `P token:{sha256 hex}` | string | the id of the session with that token hash |
 //! | `P user:{user id}` | sorted set | the user's session ids, scored by `created_at` |
 //! | `P expiry` | sorted set | every session id, scored by the earlier of its two deadlines |
+//! | `P account:{user id}`, `P account-gen:{user id}` | string, integer | a copy of the user read with its sessions, and its generation ([`users`]) |
 //!
 //! Liveness is decided from the `now` the caller passes, never from the Redis server's clock.
 //! The key time-to-live only reclaims memory: a session's keys expire after its absolute
@@ -30,8 +31,8 @@ use async_trait::async_trait;
 use authx_core::Timestamp;
 use authx_core::secret::TokenHash;
 use authx_core::session::{Session, SessionId};
-use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult};
-use authx_core::user::UserId;
+use authx_core::store::{SessionStore, SessionTouch, StoreError, StoreResult, UserCopy};
+use authx_core::user::{User, UserId};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -40,6 +41,7 @@ use crate::error::ConnectError;
 use crate::events::CONNECT_TIMEOUT;
 
 pub(crate) mod events;
+mod users;
 
 /// How long to wait for Redis to answer one command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,6 +152,9 @@ struct Scripts {
     delete_user: Script,
     list_user: Script,
     purge: Script,
+    by_hash_with_user: Script,
+    keep_user: Script,
+    forget_user: Script,
 }
 
 impl Scripts {
@@ -162,6 +167,9 @@ impl Scripts {
             delete_user: Script::new(DELETE_USER),
             list_user: Script::new(LIST_USER),
             purge: Script::new(PURGE),
+            by_hash_with_user: Script::new(users::BY_HASH_WITH_USER),
+            keep_user: Script::new(users::KEEP),
+            forget_user: Script::new(users::FORGET),
         }
     }
 }
@@ -439,6 +447,54 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(unavailable)?;
         session_from_fields(flat)
+    }
+
+    async fn session_and_user(&self, hash: &TokenHash) -> StoreResult<Option<(Session, UserCopy)>> {
+        let flat: Vec<String> = self
+            .scripts
+            .by_hash_with_user
+            .key(self.keys.token(hash))
+            .arg(&self.keys.prefix)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut it = flat.into_iter();
+        let (Some(generation), Some(copy)) = (it.next(), it.next()) else {
+            return Ok(None);
+        };
+        let Some(session) = session_from_fields(it.collect())? else {
+            return Ok(None);
+        };
+        Ok(Some((session, users::decode(&generation, &copy)?)))
+    }
+
+    async fn keep_user(&self, user: &User, generation: u64) -> StoreResult<()> {
+        let copy = users::encode(user)?;
+        let _kept: i64 = self
+            .scripts
+            .keep_user
+            .key(users::copy_key(&self.keys.prefix, &user.id))
+            .key(users::generation_key(&self.keys.prefix, &user.id))
+            .arg(generation)
+            .arg(copy)
+            .arg(users::COPY_TTL_SECS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn forget_user(&self, id: &UserId) -> StoreResult<()> {
+        let _: i64 = self
+            .scripts
+            .forget_user
+            .key(users::copy_key(&self.keys.prefix, id))
+            .key(users::generation_key(&self.keys.prefix, id))
+            .arg(users::GENERATION_TTL_SECS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn touch_session(&self, touch: SessionTouch<'_>) -> StoreResult<bool> {

@@ -135,6 +135,7 @@ mod postgres {
 
 mod redis {
     session_tests!(crate::harness::redis);
+    instantiate!(crate::harness::redis; sessions::copies_of_users_follow_every_change);
 }
 
 // After the macros above, which they use.

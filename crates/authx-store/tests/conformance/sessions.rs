@@ -589,3 +589,65 @@ pub(crate) async fn concurrent_creates_all_land(s: Stores) {
         50
     );
 }
+
+/// A store that keeps copies of users beside the sessions (Redis): the lookup says there is
+/// none and under which generation to keep one; a kept copy comes back with the session,
+/// without its password hash; forgetting the user drops the copy and refuses a copy read
+/// before (kept under the old generation).
+pub(crate) async fn copies_of_users_follow_every_change(s: Stores) {
+    use authx_core::store::UserCopy;
+    use authx_core::user::PASSWORD_NOT_KEPT;
+
+    let mut user = crate::harness::user("copied@example.com", Timestamp(1_000));
+    user.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into();
+    let mut live = session(&user.id, 1_000, FAR, FAR);
+    live.ip = None;
+    let store = s.sessions();
+    store.create_session(&live).await.unwrap();
+    let found = |copy: UserCopy| Some((live.clone(), copy));
+
+    let Some((_, UserCopy::Missing(first))) =
+        store.session_and_user(&live.token_hash).await.unwrap()
+    else {
+        panic!("no copy yet");
+    };
+    store.keep_user(&user, first).await.unwrap();
+    let kept = authx_core::user::User {
+        password_hash: PASSWORD_NOT_KEPT.into(),
+        ..user.clone()
+    };
+    assert_eq!(
+        store.session_and_user(&live.token_hash).await.unwrap(),
+        found(UserCopy::Kept(kept.clone()))
+    );
+
+    // A change: the copy goes, and one read before the change cannot come back.
+    store.forget_user(&user.id).await.unwrap();
+    let Some((_, UserCopy::Missing(second))) =
+        store.session_and_user(&live.token_hash).await.unwrap()
+    else {
+        panic!("the copy was forgotten");
+    };
+    assert_ne!(first, second);
+    store.keep_user(&user, first).await.unwrap();
+    assert_eq!(
+        store.session_and_user(&live.token_hash).await.unwrap(),
+        found(UserCopy::Missing(second))
+    );
+    user.is_admin = !user.is_admin;
+    store.keep_user(&user, second).await.unwrap();
+    let Some((_, UserCopy::Kept(now))) = store.session_and_user(&live.token_hash).await.unwrap()
+    else {
+        panic!("kept under the current generation");
+    };
+    assert_eq!(now.is_admin, user.is_admin);
+
+    // No session, no copy.
+    assert_eq!(
+        store
+            .session_and_user(&SessionToken::generate().hash())
+            .await
+            .unwrap(),
+        None
+    );
+}
