@@ -8,6 +8,12 @@
 #                                      # with the server's RSS sampled every 30 s (not in the
 #                                      # default set)
 #
+#   SHARED=1 SCENARIOS="S1 S2 S3 S4 S1x2" bench/load.sh
+#                                      # the multi-instance setup: PostgreSQL (a fresh schema in
+#                                      # PG_URL) and Redis (REDIS_URL, a fresh key prefix), both
+#                                      # dropped on exit; S1x2 adds a second instance on PORT+2
+#                                      # and loads both at once (the total must not fall)
+#
 # S6 runs the example resource server (authx-guard, JWT mode, subscribed to the revocation
 # feed) on PORT+1 and loads GET /whoami with a bearer token; its line shows that process's RSS.
 # S7 is S2 with a DPoP proof on every request (RFC 9449; each request's proof is its own,
@@ -41,6 +47,9 @@ DPOP_PROOFS=${DPOP_PROOFS:-300000}
 SOAK_SECS=${SOAK_SECS:-600}
 SOAK_SESSIONS=${SOAK_SESSIONS:-100000}
 SOAK_SAMPLE=${SOAK_SAMPLE:-30}
+SHARED=${SHARED:-0}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export AUTHX_LOG=${AUTHX_LOG:-info}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,6 +101,11 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$SERVER_PID" 2>/dev/null || true
   fi
+  if [ -n "${SERVER2_PID:-}" ]; then kill -TERM "$SERVER2_PID" 2>/dev/null || true; fi
+  if [ "$SHARED" = 1 ] && [ -n "${SCHEMA:-}" ]; then
+    psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" --scan --pattern "$REDIS_PREFIX*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+  fi
   if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -116,7 +130,18 @@ device_authorization = 0
 device_verification = 0
 EOF
 export AUTHX_CONFIG=$WORK/authx.toml
-export AUTHX_DATABASE_URL="sqlite://$WORK/authx.db"
+if [ "$SHARED" = 1 ]; then
+  for tool in psql redis-cli; do command -v "$tool" >/dev/null || die "$tool is required for SHARED=1"; done
+  [[ " $SCENARIOS " == *" SOAK "* ]] && die "SOAK adds its sessions to SQLite: run it without SHARED=1"
+  SCHEMA=authx_bench_$$
+  REDIS_PREFIX="authx-bench-$$:"
+  psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null || die "cannot create a schema in $PG_URL"
+  export AUTHX_DATABASE_URL="$PG_URL?options=-c%20search_path%3D$SCHEMA"
+  export AUTHX_REDIS_URL=$REDIS_URL
+  printf 'redis_key_prefix = "%s"\n%s\n' "$REDIS_PREFIX" "$(cat "$WORK/authx.toml")" >"$WORK/authx.toml"
+else
+  export AUTHX_DATABASE_URL="sqlite://$WORK/authx.db"
+fi
 EMAIL=bench@example.com
 PASSWORD='load test password, long enough'
 API=urn:authx:bench-api
@@ -224,7 +249,7 @@ print_row() {
   local line
   line=$(grep AUTHX_RESULT "$WORK/$2.out" || true)
   if [ -z "$line" ]; then
-    printf '%-4s %-44s wrk failed: %s\n' "$1" "$3" "$(tail -3 "$WORK/$2.out" | tr '\n' ' ')"
+    printf '%-4s %-48s wrk failed: %s\n' "$1" "$3" "$(tail -3 "$WORK/$2.out" | tr '\n' ' ')"
     return
   fi
   local rps p50 p99 max errors
@@ -233,7 +258,7 @@ print_row() {
   p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$line")
   max=$(sed -n 's/.*max_us=\([0-9]*\).*/\1/p' <<<"$line")
   errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
-  printf '%-4s %-44s %10.0f req/s  p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  peak RSS %6s MB  errors %s\n' \
+  printf '%-4s %-48s %10.0f req/s  p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  peak RSS %6s MB  errors %s\n' \
     "$1" "$3" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
     "$(awk -v v="$max" 'BEGIN{print v/1000}')" "$4" "$errors"
 }
@@ -279,6 +304,25 @@ scenario() {
     S5) WRK_BODY=$SIGNIN_BODY WRK_CONTENT_TYPE=application/json \
           wrk_run S5 "$SIGNIN_CONNS" "$DURATION" post.lua "$BASE/api/v1/auth/sign-in" -H "Origin: $BASE"
         print_row S5 S5 "sign-in, Argon2id (c=$SIGNIN_CONNS)" "$(peak_rss_mb)" ;;
+    S1x2)
+        # A second instance on the same PostgreSQL and Redis; both loaded at once, half the
+        # connections each. The two rates add up to the total.
+        local base2="http://$HOST:$((PORT + 2))"
+        if [ -z "${SERVER2_PID:-}" ]; then
+          "$BIN" serve --listen "$HOST:$((PORT + 2))" 2>"$WORK/server2.log" &
+          SERVER2_PID=$!
+          for _ in $(seq 2000); do
+            curl -sf -o /dev/null "$base2/readyz" && break
+            kill -0 "$SERVER2_PID" 2>/dev/null || die "second server exited: $(tail -5 "$WORK/server2.log")"
+            sleep 0.01
+          done
+        fi
+        wrk_run S1x2-b $((CONNS / 2)) "$DURATION" get.lua "$base2/api/v1/me" -H "Cookie: $COOKIE" &
+        BG_PIDS+=($!)
+        wrk_run S1x2 $((CONNS / 2)) "$DURATION" get.lua "$BASE/api/v1/me" -H "Cookie: $COOKIE"
+        wait "${BG_PIDS[-1]}" || true
+        print_row S1x2 S1x2 "GET /api/v1/me on instance 1 of 2 (c=$((CONNS / 2)))" "$(peak_rss_mb)"
+        print_row "" S1x2-b "  at once on instance 2 (c=$((CONNS / 2)))" "-" ;;
     S1F)
         # The flood starts first and ends after S1 does, so S1 runs entirely under it.
         WRK_BODY=$SIGNIN_BODY WRK_CONTENT_TYPE=application/json \
@@ -349,9 +393,10 @@ scenario() {
 }
 
 say "server ready in ${startup_ms} ms; idle RSS $((idle_rss_kb / 1024)) MB; ${DURATION} s per scenario"
-printf 'authx load: %s, %s cores, load average %s, %s s per scenario, wrk -t%s\n' \
+printf 'authx load: %s, %s cores, load average %s, %s s per scenario, wrk -t%s, %s\n' \
   "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(nproc)" \
-  "$(cut -d' ' -f1-3 /proc/loadavg)" "$DURATION" "$THREADS"
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$DURATION" "$THREADS" \
+  "$([ "$SHARED" = 1 ] && echo "PostgreSQL + Redis" || echo "SQLite")"
 printf 'start-up to ready: %s ms (existing database); idle RSS: %.1f MB\n' "$startup_ms" \
   "$(awk -v v="$idle_rss_kb" 'BEGIN{print v/1024}')"
 for s in $SCENARIOS; do
