@@ -6,6 +6,8 @@
 //! - [`AuthnRequest`] builds the HTTP-Redirect binding URL of an AuthnRequest, optionally
 //!   signed.
 //! - [`IdpMetadata::parse`] reads an IdP's metadata; [`SpMetadata::to_xml`] writes ours.
+//! - [`SpKeyPair`] is our RSA key with its self-signed certificate: it signs AuthnRequests and
+//!   decrypts encrypted assertions.
 //!
 //! # Security
 //!
@@ -66,6 +68,7 @@ mod error;
 mod keys;
 mod metadata;
 mod response;
+mod sp_key;
 mod time;
 mod xml;
 
@@ -78,6 +81,7 @@ pub use response::{
     Attribute, Expectations, NameIdFormat, SignedBy, VerifiedAssertion, decode_post_binding,
     verify_response,
 };
+pub use sp_key::{CERTIFICATE_LIFETIME_SECS, SpKeyPair};
 pub use xml::Limits;
 
 /// Canonicalization for tests and fuzzing outside this crate: exclusive C14N (without

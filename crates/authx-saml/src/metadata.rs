@@ -113,9 +113,22 @@ pub struct SpMetadata<'a> {
     pub acs_url: &'a str,
     /// Our AuthnRequest signing certificate (DER), when requests are signed.
     pub signing_certificate: Option<&'a [u8]>,
+    /// The certificate (DER) IdPs encrypt assertions to, when we can decrypt them. Published
+    /// with the content and key transport algorithms we accept (AES-GCM, RSA-OAEP), so an IdP
+    /// that reads them does not pick CBC.
+    pub encryption_certificate: Option<&'a [u8]>,
     /// NameID formats we accept, most preferred first.
     pub name_id_formats: &'a [&'a str],
 }
+
+/// The `EncryptionMethod`s of our encryption key, most preferred first: what
+/// `encrypted.rs` accepts.
+const ENCRYPTION_METHODS: &[&str] = &[
+    "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+    "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+    "http://www.w3.org/2009/xmlenc11#rsa-oaep",
+    "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+];
 
 impl SpMetadata<'_> {
     /// The `md:EntityDescriptor` document.
@@ -133,13 +146,10 @@ impl SpMetadata<'_> {
             protocol = PROTOCOL,
         );
         if let Some(cert) = self.signing_certificate {
-            xml.push_str(&format!(
-                concat!(
-                    r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">"#,
-                    r#"<ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#
-                ),
-                base64::engine::general_purpose::STANDARD.encode(cert)
-            ));
+            xml.push_str(&key_descriptor("signing", cert, &[]));
+        }
+        if let Some(cert) = self.encryption_certificate {
+            xml.push_str(&key_descriptor("encryption", cert, ENCRYPTION_METHODS));
         }
         for format in self.name_id_formats {
             xml.push_str(&format!(
@@ -154,4 +164,22 @@ impl SpMetadata<'_> {
         xml.push_str("</md:SPSSODescriptor></md:EntityDescriptor>\n");
         xml
     }
+}
+
+/// A `KeyDescriptor` with `use` (`signing` or `encryption`), the certificate and the given
+/// `EncryptionMethod`s.
+fn key_descriptor(usage: &str, cert: &[u8], methods: &[&str]) -> String {
+    let mut xml = format!(
+        concat!(
+            r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">"#,
+            r#"<ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"#
+        ),
+        usage = usage,
+        cert = base64::engine::general_purpose::STANDARD.encode(cert)
+    );
+    for method in methods {
+        xml.push_str(&format!(r#"<md:EncryptionMethod Algorithm="{method}"/>"#));
+    }
+    xml.push_str("</md:KeyDescriptor>");
+    xml
 }

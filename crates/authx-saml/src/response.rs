@@ -136,6 +136,9 @@ pub struct VerifiedAssertion {
     pub not_on_or_after: i64,
     /// Which signature vouched for the data.
     pub signed_by: SignedBy,
+    /// Whether the assertion arrived as an `EncryptedAssertion` (decrypted with one of
+    /// [`Expectations::sp_decryption_keys`]), for callers that require encryption.
+    pub encrypted: bool,
 }
 
 impl VerifiedAssertion {
@@ -344,7 +347,9 @@ fn verify_encrypted(
     }
     let signed_by = assertion_signature(assertion, signature, response_signed, exp)?;
     check_response(response, exp)?;
-    read_assertion(response, assertion, exp, signed_by)
+    let mut verified = read_assertion(response, assertion, exp, signed_by)?;
+    verified.encrypted = true;
+    Ok(verified)
 }
 
 /// Drops a leading `<?xml ...?>` declaration some encrypters serialize with the element.
@@ -583,6 +588,7 @@ fn read_assertion(
         attributes,
         not_on_or_after,
         signed_by,
+        encrypted: false,
     })
 }
 

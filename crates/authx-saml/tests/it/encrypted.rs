@@ -142,6 +142,7 @@ fn encrypted_signed_assertion_is_decrypted_verified_and_read() {
         let v = verify(&xml, &idp, std::slice::from_ref(&sp.key)).unwrap();
         assert_eq!(v.name_id, "u-4711");
         assert_eq!(v.signed_by, SignedBy::Assertion);
+        assert!(v.encrypted);
     }
 }
 

@@ -97,6 +97,7 @@ fn sp_metadata_is_well_formed_and_escaped() {
         entity_id: SP,
         acs_url: acs,
         signing_certificate: Some(&cert),
+        encryption_certificate: None,
         name_id_formats: &["urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"],
     };
     let xml = md.to_xml();
@@ -112,6 +113,22 @@ fn sp_metadata_is_well_formed_and_escaped() {
     .to_xml();
     assert!(unsigned.contains(r#"AuthnRequestsSigned="false""#));
     assert!(!unsigned.contains("KeyDescriptor"));
+    // The encryption key is published with the algorithms the library decrypts: GCM first, no
+    // CBC.
+    let encrypting = SpMetadata {
+        signing_certificate: None,
+        encryption_certificate: Some(&cert),
+        ..md
+    }
+    .to_xml();
+    roxmltree_free_check(&encrypting);
+    assert!(encrypting.contains(r#"AuthnRequestsSigned="false""#));
+    assert!(encrypting.contains(r#"<md:KeyDescriptor use="encryption">"#));
+    assert!(!encrypting.contains(r#"use="signing""#));
+    assert!(encrypting.contains(
+        r#"</ds:KeyInfo><md:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"/>"#
+    ));
+    assert!(!encrypting.contains("cbc"));
 }
 
 /// Parses our own output with the library's parser entry point for IdP metadata shape checks:

@@ -35,6 +35,7 @@ fn rsa_signed_assertion_is_accepted_and_read() {
     );
     assert_eq!(v.not_on_or_after, NOW + 300);
     assert_eq!(v.signed_by, SignedBy::Assertion);
+    assert!(!v.encrypted);
     assert_eq!(
         v.attribute("urn:oid:0.9.2342.19200300.100.1.3"),
         Some(&["ann@example.org".to_owned()][..])
