@@ -5,7 +5,8 @@
 //! an upstream identity and a local account, and the store that keeps them. [`flow`] is the
 //! relying party's whole decision, from the authorization request to a local session; it
 //! reaches the upstream through the [`UpstreamClient`] port, which the server implements with
-//! its outbound HTTP calls and caches.
+//! its outbound HTTP calls and caches. [`sp_key`] keeps the SAML service provider's key pair,
+//! sealed under the key-encryption key.
 //!
 //! # Security
 //! - A transaction is taken from the store in one step, so a `state` is redeemed at most once,
@@ -21,6 +22,7 @@ pub mod account;
 pub mod flow;
 pub mod id_token;
 pub mod records;
+pub mod sp_key;
 pub mod upstream;
 
 pub use account::{
@@ -37,5 +39,9 @@ pub use id_token::{
 pub use records::{
     BrowserBinding, FederationState, FederationStore, Link, LinkToken, PENDING_LINK_TTL_SECS,
     PendingLink, TRANSACTION_TTL_SECS, Transaction,
+};
+pub use sp_key::{
+    DEPLOYMENT_SP_KEY, GeneratedSpKey, OpenedSpKey, SpKeyError, SpKeyStore, StoredSpKey,
+    ensure_sp_key,
 };
 pub use upstream::{Metadata, Provider, UpstreamClient, UpstreamError, UpstreamTokens};

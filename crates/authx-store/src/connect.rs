@@ -46,6 +46,8 @@ pub struct Backend {
     pub pushed: Arc<dyn authx_core::oauth::store::PushedRequestStore>,
     /// Initial access tokens and client registrations (RFC 7591, RFC 7592).
     pub registrations: Arc<dyn authx_core::registration::RegistrationStore>,
+    /// The SAML service provider's key pair, sealed.
+    pub sp_keys: Arc<dyn authx_core::federation::SpKeyStore>,
     /// Reachability of the database, for `/readyz`.
     pub health: Arc<dyn Health>,
     /// Which database this is.
@@ -187,7 +189,8 @@ where
         + authx_core::links::LinkTokenStore
         + authx_core::mfa::FactorStore
         + authx_core::oauth::store::PushedRequestStore
-        + authx_core::registration::RegistrationStore,
+        + authx_core::registration::RegistrationStore
+        + authx_core::federation::SpKeyStore,
 {
     Backend {
         accounts: store.clone(),
@@ -205,6 +208,7 @@ where
         factors: store.clone(),
         pushed: store.clone(),
         registrations: store.clone(),
+        sp_keys: store.clone(),
         health: store,
         kind,
     }

@@ -24,6 +24,7 @@ mod pushed;
 mod registration;
 mod revocation;
 mod sessions;
+mod sp_keys;
 mod throttle;
 mod users;
 

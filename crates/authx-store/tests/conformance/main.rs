@@ -148,3 +148,4 @@ mod passkeys;
 mod pushed;
 mod registration;
 mod revocations;
+mod sp_keys;
