@@ -16,6 +16,7 @@ pub use federation::{
 };
 pub use rate_limits::{RateLimitFile, RateLimits};
 pub use rules::outbound_url_allowed;
+pub(crate) use saml::apply_fetched_metadata;
 pub use saml::{SamlProvider, SamlProviderFile};
 
 /// The configuration file's shape. Unknown keys are refused so a typo never goes unnoticed.

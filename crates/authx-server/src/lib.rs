@@ -11,6 +11,7 @@ pub mod html;
 pub mod mail;
 pub mod metrics;
 pub mod provider;
+pub mod saml_sp;
 pub mod serve;
 pub mod state;
 pub mod upstream;
@@ -51,8 +52,11 @@ const MIN_EVENT_RETENTION_SECS: i64 = 3600;
 /// # Errors
 /// A clear message when the database or Redis cannot be opened, or the database schema is
 /// newer than this build.
-pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    // IdP metadata named by URL is fetched (and its keys pinned) once, before anything is served.
+    saml_sp::fetch_metadata(&mut config.saml).await?;
     let mut backend = open_database(&config).await?;
+    let saml_keys = saml_sp::sp_keys(&config, backend.sp_keys.as_ref(), clock.as_ref()).await?;
     let shared = shared_services(&config, &backend).await?;
     // Where the session store keeps copies of users beside the sessions (Redis), every change
     // to an account drops them before it is reported done.
@@ -161,6 +165,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
         saml_marks: authx_core::replay::SingleUse::new(Arc::clone(&backend.throttle)),
+        saml_keys,
         factors: Arc::clone(&backend.factors),
         registrations: Arc::clone(&backend.registrations),
         auth,

@@ -102,7 +102,7 @@ pub fn factors(
 
 /// The configured key-encryption key; with a SQLite file and none configured, the key in a file
 /// next to the database (created with mode 0600 on first start).
-fn key_encryption_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn key_encryption_key(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(k) = &config.oauth.key_encryption_key {
         return Ok(k.clone());
     }

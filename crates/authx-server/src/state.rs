@@ -41,6 +41,9 @@ pub struct Inner {
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// The SAML assertion ids already accepted, in the store every instance shares.
     pub saml_marks: authx_core::replay::SingleUse,
+    /// Our SAML SP key pair (signing AuthnRequests, decrypting assertions), when SAML
+    /// providers are configured.
+    pub saml_keys: Option<std::sync::Arc<crate::saml_sp::SpKeys>>,
     /// Second factors and recovery codes (the purge pass removes lapsed enrolments).
     pub factors: Arc<dyn authx_core::mfa::FactorStore>,
     /// Revoked grants waiting for back-channel logout (taken by the server loop).

@@ -298,6 +298,42 @@ certificate_file = "{}"
     assert_eq!(p.keys.len(), 2);
     assert_eq!(p.display_name, "corp");
     assert!(!p.emails_verified && !p.allow_sign_up && !p.allow_signed_response_only);
+    assert!(!p.sign_authn_requests && !p.require_encrypted_assertions);
+    assert!(p.subject_attribute.is_none() && p.metadata_url.is_none());
+    // The SP key settings and the subject attribute.
+    let c = parse(&format!(
+        "[federation]\nenable_saml = true\n{provider}sign_authn_requests = true\n\
+         require_encrypted_assertions = true\nsubject_attribute = \"employeeNumber\"\n"
+    ))
+    .unwrap();
+    let p = &c.saml[0];
+    assert!(p.sign_authn_requests && p.require_encrypted_assertions);
+    assert_eq!(p.subject_attribute.as_deref(), Some("employeeNumber"));
+    let err = parse(&format!(
+        "[federation]\nenable_saml = true\n{provider}subject_attribute = \"\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("subject_attribute must be 1 to 1024"),
+        "{err}"
+    );
+    // A metadata URL is only checked here (https), fetched when the server starts.
+    let by_url = "[federation]\nenable_saml = true\n[[federation.saml]]\nname = \"corp\"\n";
+    let c = parse(&format!(
+        "{by_url}metadata_url = \"https://idp.example.org/metadata\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.saml[0].metadata_url.as_deref(),
+        Some("https://idp.example.org/metadata")
+    );
+    assert!(c.saml[0].keys.is_empty());
+    let err = parse(&format!(
+        "{by_url}metadata_url = \"http://idp.example.org/metadata\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("must be an https URL"), "{err}");
     // Two SAML providers of one name.
     let err = parse(&format!(
         "[federation]\nenable_saml = true\n{provider}{provider}"

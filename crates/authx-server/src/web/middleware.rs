@@ -250,6 +250,16 @@ fn rate_class(
         "/login/step-up" => ("sign_in", limits.sign_in),
         // Each start stores a transaction: counted with sign-ins.
         p if p.starts_with("/federation/") && p.ends_with("/start") => ("sign_in", limits.sign_in),
+        // An upstream's answer: the OpenID callback redeems a code upstream, the SAML ACS
+        // stores the posted response and its finish step verifies (and decrypts) it. Counted
+        // apart from sign-ins, with the same allowance.
+        p if p.starts_with("/federation/")
+            && (p.ends_with("/callback")
+                || p.ends_with("/finish")
+                || (post && p.ends_with("/acs"))) =>
+        {
+            ("federation_callback", limits.sign_in)
+        }
         "/api/v1/auth/sign-up" | "/signup" if post => ("sign_up", limits.sign_up),
         "/api/v1/password/forgot" | "/forgot" if post => ("password_reset", limits.password_reset),
         // Each asks for a verification mail: counted with the reset requests.

@@ -1,10 +1,12 @@
 //! Sign-in through an upstream SAML 2.0 identity provider (Web Browser SSO, SP-initiated),
 //! served only with `[federation] enable_saml = true`:
 //!
-//! - `GET /federation/saml/{name}/metadata`: our SP metadata (entity id, ACS URL);
-//! - `GET /federation/saml/{name}/start`: the AuthnRequest (HTTP-Redirect binding); its ID is
-//!   kept in a one-time, expiring transaction bound to this browser, exactly like an OIDC
-//!   `state`, whose own one-time value travels as `RelayState`;
+//! - `GET /federation/saml/{name}/metadata`: our SP metadata (entity id, ACS URL, our
+//!   certificate for encryption and, when requests are signed, for signing);
+//! - `GET /federation/saml/{name}/start`: the AuthnRequest (HTTP-Redirect binding, signed with
+//!   RSA-SHA256 when the provider's `sign_authn_requests` is on); its ID is kept in a one-time,
+//!   expiring transaction bound to this browser, exactly like an OIDC `state`, whose own
+//!   one-time value travels as `RelayState`;
 //! - `POST /federation/saml/{name}/acs`: the IdP's page posts the response here (HTTP-POST
 //!   binding) cross-site, so the browser's `SameSite=Lax` cookies are not sent and this one
 //!   route is not behind the origin check. It only parks the response under a new one-time id
@@ -17,8 +19,11 @@
 //! # Security
 //! - Verification is `authx_saml`'s ([`verify_response`]); this module checks nothing in the
 //!   XML itself.
-//! - A transient NameID can neither find, link nor create an account. The email an IdP sends
-//!   counts as verified only with the provider's `emails_verified = true`.
+//! - A transient NameID can neither find, link nor create an account (with `subject_attribute`
+//!   the NameID is not the subject at all). The email an IdP sends counts as verified only with
+//!   the provider's `emails_verified = true`.
+//! - Encrypted assertions are decrypted with our SP key (AES-GCM with RSA-OAEP only; CBC is
+//!   refused by the library); with `require_encrypted_assertions`, a plain one is refused.
 //! - Every failure ends on a readable page with a 4xx, 502 or 503 status and a
 //!   `federation_refused` audit event, and no session or account is created.
 
@@ -33,7 +38,8 @@ use serde::Deserialize;
 use authx_core::Timestamp;
 use authx_core::auth::AuthError;
 use authx_core::federation::{
-    self, AccountRules, Completed, FederationError, UpstreamIdentity, record_refusal,
+    self, AccountRules, Completed, FederationError, MAX_SUBJECT_LEN, UpstreamIdentity,
+    record_refusal,
 };
 use authx_core::replay::MarkKind;
 use authx_core::user::canonical_email;
@@ -96,10 +102,12 @@ async fn metadata_get(State(state): State<AppState>, Path(name): Path<String>) -
     let Some(sp) = sp(&state, &name) else {
         return unknown_provider();
     };
+    let certificate = state.saml_keys.as_ref().map(|k| k.certificate_der());
     let xml = SpMetadata {
         entity_id: &sp.entity_id,
         acs_url: &sp.acs_url,
-        signing_certificate: None,
+        signing_certificate: certificate.filter(|_| sp.provider.sign_authn_requests),
+        encryption_certificate: certificate,
         name_id_formats: NAME_ID_FORMATS,
     }
     .to_xml();
@@ -123,6 +131,15 @@ async fn start_get(
     let p = &sp.provider;
     let return_to = safe_return_to(uri.query().and_then(start_return_to).as_deref());
     let started = async {
+        let signing_key = match (&state.saml_keys, p.sign_authn_requests) {
+            (Some(keys), true) => Some(keys.signing_key()),
+            (None, true) => {
+                return Err(FederationError::Assertion(
+                    "the SAML SP key is not loaded, so the request cannot be signed".into(),
+                ));
+            }
+            (_, false) => None,
+        };
         let id = AuthnRequest::new_id()
             .map_err(|e| FederationError::Assertion(format!("no request id: {e}")))?;
         let (relay_state, binding) = relying_party(&state)
@@ -143,7 +160,7 @@ async fn start_get(
             name_id_format: None,
             force_authn: false,
         }
-        .redirect_url(Some(relay_state.expose()), None)
+        .redirect_url(Some(relay_state.expose()), signing_key)
         .map_err(|e| FederationError::Assertion(e.to_string()))?;
         Ok::<_, FederationError>((location, binding))
     }
@@ -288,11 +305,20 @@ async fn verified_identity(
             now: now.secs(),
             skew_seconds: SKEW_SECS,
             allow_signed_response_only: p.allow_signed_response_only,
-            sp_decryption_keys: &[],
+            sp_decryption_keys: state
+                .saml_keys
+                .as_ref()
+                .map_or(&[], |k| k.decryption_keys()),
             limits,
         },
     )
     .map_err(invalid)?;
+    if p.require_encrypted_assertions && !v.encrypted {
+        return Err(FederationError::Assertion(
+            "the assertion is not encrypted, and this provider requires encrypted assertions"
+                .into(),
+        ));
+    }
     let first = state
         .saml_marks
         .first_use(
@@ -306,17 +332,45 @@ async fn verified_identity(
     if !first {
         return Err(FederationError::Replayed);
     }
-    if v.name_id_format == NameIdFormat::Transient {
-        return Err(FederationError::Refused(federation::Refusal::NotPersistent));
-    }
+    let subject = subject_of(p, &v)?;
     Ok(UpstreamIdentity {
         provider: p.name.clone(),
         email: email_of(p, &v),
         email_verified: p.emails_verified,
         issuer: v.issuer,
-        subject: v.name_id,
+        subject,
         upstream_mfa: false,
     })
+}
+
+/// The stable subject: the one value of the configured `subject_attribute`, else the NameID,
+/// which must then not be transient (a transient NameID changes at every sign-in).
+fn subject_of(p: &SamlProvider, v: &VerifiedAssertion) -> Result<String, FederationError> {
+    let Some(name) = &p.subject_attribute else {
+        if v.name_id_format == NameIdFormat::Transient {
+            return Err(FederationError::Refused(federation::Refusal::NotPersistent));
+        }
+        return Ok(v.name_id.clone());
+    };
+    match v.attribute(name) {
+        Some([value])
+            if !value.is_empty()
+                && value.len() <= MAX_SUBJECT_LEN
+                && !value.chars().any(char::is_control) =>
+        {
+            Ok(value.clone())
+        }
+        Some([_]) => Err(FederationError::Assertion(format!(
+            "the subject attribute {name:?} is empty, longer than {MAX_SUBJECT_LEN} bytes or \
+             holds control characters"
+        ))),
+        Some([_, _, ..]) => Err(FederationError::Assertion(format!(
+            "the subject attribute {name:?} has several values"
+        ))),
+        Some([]) | None => Err(FederationError::Assertion(format!(
+            "the assertion has no subject attribute {name:?}"
+        ))),
+    }
 }
 
 /// The assertion's email address, canonicalized: the configured attribute, else an

@@ -46,7 +46,10 @@ mod proxy;
 mod purge;
 mod recovery;
 mod saml;
+mod saml_browser;
+mod saml_deployment;
 mod saml_interop;
+mod saml_sp;
 // The IdP of authx-saml's own tests, which signs responses the way IdPs do.
 mod registration;
 mod resources;

@@ -14,22 +14,22 @@ use serde_json::Value;
 use crate::email_change::audit_trail;
 use crate::saml_idp::{self as idp, Key, Spec};
 
-const PROVIDER: &str = "corp";
-const SSO_URL: &str = "https://idp.example.org/sso";
+pub(crate) const PROVIDER: &str = "corp";
+pub(crate) const SSO_URL: &str = "https://idp.example.org/sso";
 const BINDING_COOKIE: &str = "authx_federation";
 
-fn data(file: &str) -> String {
+pub(crate) fn data(file: &str) -> String {
     format!(
         "{}/../authx-saml/tests/data/{file}",
         env!("CARGO_MANIFEST_DIR")
     )
 }
 
-fn idp_key() -> Key {
+pub(crate) fn idp_key() -> Key {
     Key::from_pem(&std::fs::read_to_string(data("idp-ec.key.pem")).unwrap())
 }
 
-fn provider(emails_verified: bool, allow_sign_up: bool) -> SamlProviderFile {
+pub(crate) fn provider(emails_verified: bool, allow_sign_up: bool) -> SamlProviderFile {
     SamlProviderFile {
         name: PROVIDER.into(),
         display_name: Some("Corp SAML".into()),
@@ -42,7 +42,7 @@ fn provider(emails_verified: bool, allow_sign_up: bool) -> SamlProviderFile {
     }
 }
 
-async fn server(emails_verified: bool, allow_sign_up: bool) -> TestServer {
+pub(crate) async fn server(emails_verified: bool, allow_sign_up: bool) -> TestServer {
     TestServer::start_with(move |f: &mut FileConfig| {
         f.federation = Some(FederationFile {
             enable_saml: Some(true),
@@ -54,22 +54,22 @@ async fn server(emails_verified: bool, allow_sign_up: bool) -> TestServer {
     .unwrap()
 }
 
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?').map_or("", |(_, q)| q);
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn location(res: &reqwest::Response) -> String {
+pub(crate) fn location(res: &reqwest::Response) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// A browser: the cookies it was given (name=value), sent back on every request, as a
 /// browser does for these same-site requests.
 #[derive(Default, Clone)]
-struct Browser {
-    cookies: Vec<String>,
+pub(crate) struct Browser {
+    pub(crate) cookies: Vec<String>,
 }
 
 impl Browser {
@@ -87,7 +87,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, local: &TestServer, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, local: &TestServer, url: &str) -> reqwest::Response {
         let url = if url.starts_with('/') {
             format!("{}{url}", local.url)
         } else {
@@ -104,12 +104,12 @@ impl Browser {
 }
 
 /// A sign-in started in `browser`: the AuthnRequest's ID and the RelayState.
-struct Started {
-    request_id: String,
-    relay_state: String,
+pub(crate) struct Started {
+    pub(crate) request_id: String,
+    pub(crate) relay_state: String,
 }
 
-async fn start(local: &TestServer, browser: &mut Browser) -> Started {
+pub(crate) async fn start(local: &TestServer, browser: &mut Browser) -> Started {
     let res = browser
         .get(local, &format!("/federation/saml/{PROVIDER}/start"))
         .await;
@@ -137,7 +137,7 @@ async fn start(local: &TestServer, browser: &mut Browser) -> Started {
 }
 
 /// The AuthnRequest of an HTTP-Redirect URL (inflated) and what the response must refer to.
-fn request_of(url: &str) -> (String, Started) {
+pub(crate) fn request_of(url: &str) -> (String, Started) {
     let deflated = base64::engine::general_purpose::STANDARD
         .decode(param(url, "SAMLRequest").unwrap())
         .unwrap();
@@ -156,7 +156,7 @@ fn request_of(url: &str) -> (String, Started) {
 }
 
 /// The response the IdP would send for `request_id` now, for this server.
-fn spec(local: &TestServer, request_id: &str) -> Spec {
+pub(crate) fn spec(local: &TestServer, request_id: &str) -> Spec {
     let now = authx_core::Clock::now(&local.clock).secs();
     let acs = format!("{}/federation/saml/{PROVIDER}/acs", local.url);
     Spec {
@@ -173,7 +173,11 @@ fn spec(local: &TestServer, request_id: &str) -> Spec {
 
 /// The IdP's page posting the response: cross-site, and without the browser's `SameSite=Lax`
 /// cookies (a browser does not send them on a cross-site POST).
-async fn post_acs(local: &TestServer, xml: &str, relay_state: &str) -> reqwest::Response {
+pub(crate) async fn post_acs(
+    local: &TestServer,
+    xml: &str,
+    relay_state: &str,
+) -> reqwest::Response {
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("SAMLResponse", &idp::b64(xml.as_bytes()))
         .append_pair("RelayState", relay_state)
@@ -192,7 +196,7 @@ async fn post_acs(local: &TestServer, xml: &str, relay_state: &str) -> reqwest::
 
 /// Posts `xml` at the ACS, which must park it and send the browser on to `finish`; returns
 /// the finish URL.
-async fn parked(local: &TestServer, xml: &str, relay_state: &str) -> String {
+pub(crate) async fn parked(local: &TestServer, xml: &str, relay_state: &str) -> String {
     let res = post_acs(local, xml, relay_state).await;
     assert_eq!(
         res.status(),
@@ -210,7 +214,7 @@ async fn parked(local: &TestServer, xml: &str, relay_state: &str) -> String {
 }
 
 /// A whole sign-in in `browser` with the response `edit` makes of the default one.
-async fn sign_in_with(
+pub(crate) async fn sign_in_with(
     local: &TestServer,
     browser: &mut Browser,
     key: &Key,
@@ -223,7 +227,7 @@ async fn sign_in_with(
     browser.get(local, &to).await
 }
 
-async fn user_count(local: &TestServer) -> usize {
+pub(crate) async fn user_count(local: &TestServer) -> usize {
     local
         .running()
         .unwrap()
@@ -237,14 +241,14 @@ async fn user_count(local: &TestServer) -> usize {
         .len()
 }
 
-async fn me(local: &TestServer, cookie: &str) -> Value {
+pub(crate) async fn me(local: &TestServer, cookie: &str) -> Value {
     let res = local.get("/api/v1/me", Some(cookie)).await.unwrap();
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
 
 /// The reasons of the `federation_refused` events recorded so far.
-async fn refusals(local: &TestServer) -> Vec<String> {
+pub(crate) async fn refusals(local: &TestServer) -> Vec<String> {
     audit_trail(local)
         .await
         .into_iter()
@@ -263,7 +267,7 @@ async fn refusals(local: &TestServer) -> Vec<String> {
 
 /// A refusal: a readable page (4xx, HTML, with a heading and `says`), no session cookie, no
 /// new account, and one more `federation_refused` audit event whose reason holds `reason`.
-async fn assert_refused(
+pub(crate) async fn assert_refused(
     local: &TestServer,
     res: reqwest::Response,
     users_before: usize,
@@ -694,7 +698,7 @@ async fn incomplete_or_ambiguous_provider_configurations_are_refused() {
                 certificate_file: None,
                 ..provider(false, false)
             },
-            "give either metadata_file, or idp_entity_id, sso_url and certificate_file",
+            "give either metadata_file, or metadata_url, or idp_entity_id, sso_url and certificate_file",
         ),
         (
             SamlProviderFile {
@@ -828,115 +832,4 @@ async fn a_verified_email_links_an_existing_account_only_with_its_password() {
         (links[0].issuer.as_str(), links[0].subject.as_str()),
         (idp::IDP, "u-4711")
     );
-}
-
-/// The test IdP as a web server on `localhost` (another site than the server's `127.0.0.1`):
-/// `/sso` reads the AuthnRequest and answers the page an IdP answers, a form that posts the
-/// signed response to the ACS the request names.
-async fn idp_server() -> String {
-    async fn sso(
-        axum::extract::State(key): axum::extract::State<std::sync::Arc<Key>>,
-        uri: axum::http::Uri,
-    ) -> axum::response::Html<String> {
-        let url = format!("/sso?{}", uri.query().unwrap_or_default());
-        let (xml, started) = request_of(&url);
-        let attr = |name: &str| {
-            let at = xml.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
-            xml[at..at + xml[at..].find('"').unwrap()].to_owned()
-        };
-        let acs = attr("AssertionConsumerServiceURL");
-        let at = xml.find("Issuer>").unwrap() + "Issuer>".len();
-        let sp = xml[at..at + xml[at..].find('<').unwrap()].to_owned();
-        let now = authx_core::Clock::now(&authx_core::clock::SystemClock).secs();
-        let spec = Spec {
-            destination: acs.clone(),
-            recipient: acs.clone(),
-            audience: sp,
-            in_response_to: Some(started.request_id),
-            not_before: now - 60,
-            not_on_or_after: now + 300,
-            confirmation_not_on_or_after: now + 300,
-            ..Spec::default()
-        };
-        let response = idp::b64(idp::response(&spec, &key).as_bytes());
-        axum::response::Html(format!(
-            r#"<!doctype html><title>IdP</title><form id="post" method="post" action="{acs}"><input type="hidden" name="SAMLResponse" value="{response}"><input type="hidden" name="RelayState" value="{}"><button id="continue" type="submit">Continue</button></form>"#,
-            started.relay_state
-        ))
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = axum::Router::new()
-        .route("/sso", axum::routing::get(sso))
-        .with_state(std::sync::Arc::new(idp_key()));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://localhost:{port}/sso")
-}
-
-/// In Chromium: the button, the IdP's page, its cross-site POST to the ACS (which gets no
-/// cookie), the 303 to `finish` (which gets the `SameSite=Lax` binding cookie), the account.
-#[tokio::test]
-async fn a_browser_signs_in_through_the_idp_page() {
-    let Some(browser) = authx_testkit::browser::Browser::start().await.unwrap() else {
-        return;
-    };
-    let sso_url = idp_server().await;
-    let local = TestServer::start_with(move |f: &mut FileConfig| {
-        f.federation = Some(FederationFile {
-            enable_saml: Some(true),
-            saml: Some(vec![SamlProviderFile {
-                sso_url: Some(sso_url.clone()),
-                insecure_allow_http_loopback: Some(true),
-                ..provider(true, true)
-            }]),
-            ..FederationFile::default()
-        });
-    })
-    .await
-    .unwrap();
-    use authx_testkit::browser::fantoccini::Locator;
-    let client = &browser.client;
-    client.goto(&format!("{}/login", local.url)).await.unwrap();
-    client
-        .find(Locator::Css(&format!("a#federation-{PROVIDER}")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("button#continue"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let account = format!("{}/account", local.url);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let url = client.current_url().await.unwrap().to_string();
-        if url == account {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still at {url}: {:.2000}",
-            client.source().await.unwrap_or_default()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let shown = client
-        .find(Locator::Css("#email"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(shown, "ann@example.org");
-    assert!(refusals(&local).await.is_empty());
-    browser.close().await.unwrap();
-    local.stop().await;
 }
