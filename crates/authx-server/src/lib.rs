@@ -56,7 +56,6 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
     // IdP metadata named by URL is fetched (and its keys pinned) once, before anything is served.
     saml_sp::fetch_metadata(&mut config.saml).await?;
     let mut backend = open_database(&config).await?;
-    let saml_keys = saml_sp::sp_keys(&config, backend.sp_keys.as_ref(), clock.as_ref()).await?;
     let shared = shared_services(&config, &backend).await?;
     // Where the session store keeps copies of users beside the sessions (Redis), every change
     // to an account drops them before it is reported done.
@@ -82,6 +81,8 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
     let limiter = Arc::new(rate_limiter(&backend, &shared, &clock));
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
     let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
+    let saml_keys =
+        saml_sp::sp_keys(&config, backend.sp_keys.as_ref(), clock.as_ref(), &audit).await?;
     let oauth = provider::build(
         &config,
         reads.oauth_stores(&backend, &shared),

@@ -60,8 +60,9 @@ impl SpKeys {
 }
 
 /// The deployment's SP key pair, when SAML providers are configured: the stored one, or a new
-/// one stored if still absent (the first instance to start creates it; every instance uses the
-/// stored row).
+/// one stored if still absent (the first instance to start creates it, recorded as a
+/// `saml_sp_key_created` audit event with the certificate's SHA-256 fingerprint; every instance
+/// uses the stored row).
 ///
 /// # Errors
 /// The store fails, the key-encryption key does not open the stored key, or generation fails.
@@ -69,6 +70,7 @@ pub async fn sp_keys(
     config: &Config,
     store: &dyn SpKeyStore,
     clock: &dyn Clock,
+    audit: &authx_core::audit::Audit,
 ) -> anyhow::Result<Option<Arc<SpKeys>>> {
     if config.saml.is_empty() {
         return Ok(None);
@@ -90,7 +92,16 @@ pub async fn sp_keys(
     .await
     .context("SAML SP key")?;
     if opened.created {
-        tracing::info!("created the SAML SP key pair (RSA-3072, self-signed certificate)");
+        // SHA-256 of the certificate, in hex: what an IdP's administrator compares.
+        let fingerprint = authx_core::secret::TokenHash::of(&opened.certificate).to_hex();
+        tracing::info!(
+            certificate_sha256 = %fingerprint,
+            "created the SAML SP key pair (RSA-3072, self-signed certificate)"
+        );
+        audit.record(
+            authx_core::audit::AuditEvent::success("saml_sp_key_created")
+                .with("certificate_sha256", &fingerprint),
+        );
     }
     let pair = SpKeyPair::from_parts(opened.pkcs8, opened.certificate)
         .map_err(|e| anyhow::anyhow!("the stored SAML SP key is unusable: {e}"))?;

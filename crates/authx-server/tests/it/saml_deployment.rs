@@ -66,6 +66,15 @@ async fn instances_of_one_deployment_share_the_key_the_first_one_made() {
     assert_eq!(published_certificate(&b).await, cert);
     let c = instance().await.unwrap();
     assert_eq!(published_certificate(&c).await, cert);
+    // One of them made it, and says so once in the trail they share.
+    let _ = crate::email_change::audit_trail(&b).await;
+    let _ = crate::email_change::audit_trail(&c).await;
+    let made = crate::email_change::audit_trail(&a)
+        .await
+        .into_iter()
+        .filter(|r| r.kind == "saml_sp_key_created")
+        .count();
+    assert_eq!(made, 1);
 
     // Another key-encryption key cannot open the stored key: the instance does not start.
     let saml_only = saml(|| provider(true, true));

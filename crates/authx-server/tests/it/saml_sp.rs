@@ -256,11 +256,27 @@ async fn unsigned_requests_publish_only_the_encryption_key_and_the_key_outlives_
         .await;
     let to = location(&res);
     assert!(param(&to, "Signature").is_none() && param(&to, "SigAlg").is_none());
-    // The key is the stored one: a restart publishes the same certificate.
+    // Its creation is audited once, with the certificate's fingerprint.
+    let created = |trail: Vec<authx_core::audit::AuditRecord>| -> Vec<String> {
+        trail
+            .into_iter()
+            .filter(|r| r.kind == "saml_sp_key_created")
+            .map(|r| r.detail)
+            .collect()
+    };
+    let events = created(crate::email_change::audit_trail(&local).await);
+    let fingerprint = authx_core::secret::TokenHash::of(&cert).to_hex();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains(&fingerprint), "{events:?}");
+    // The key is the stored one: a restart publishes the same certificate and makes none.
     let local = local.restart().await.unwrap();
     assert_eq!(
         certificate_of(&metadata(&local).await, "encryption").unwrap(),
         cert
+    );
+    assert_eq!(
+        created(crate::email_change::audit_trail(&local).await).len(),
+        1
     );
 }
 
