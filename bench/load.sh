@@ -138,6 +138,9 @@ if [ "$SHARED" = 1 ]; then
   psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null || die "cannot create a schema in $PG_URL"
   export AUTHX_DATABASE_URL="$PG_URL?options=-c%20search_path%3D$SCHEMA"
   export AUTHX_REDIS_URL=$REDIS_URL
+  # Every instance opens the shared signing keys with the same key-encryption key.
+  AUTHX_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 -w0)
+  export AUTHX_KEY_ENCRYPTION_KEY
   printf 'redis_key_prefix = "%s"\n%s\n' "$REDIS_PREFIX" "$(cat "$WORK/authx.toml")" >"$WORK/authx.toml"
 else
   export AUTHX_DATABASE_URL="sqlite://$WORK/authx.db"
