@@ -8,6 +8,7 @@ pub mod client_keys;
 pub mod config;
 pub mod cookies;
 pub mod html;
+mod kek;
 pub mod mail;
 pub mod metrics;
 pub mod provider;

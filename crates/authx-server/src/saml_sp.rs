@@ -75,7 +75,7 @@ pub async fn sp_keys(
     if config.saml.is_empty() {
         return Ok(None);
     }
-    let kek = crate::provider::key_encryption_key(config)?;
+    let kek = crate::kek::key_encryption_key(config)?;
     let encryptor = KeyEncryptor::new(&kek).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = clock.now();
     let opened = ensure_sp_key(store, &encryptor, DEPLOYMENT_SP_KEY, now, || async move {

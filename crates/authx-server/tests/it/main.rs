@@ -57,6 +57,7 @@ mod resources;
 #[path = "../../../authx-saml/tests/it/idp.rs"]
 mod saml_idp;
 mod scale;
+mod scale_changes;
 mod sessions;
 mod throttle;
 mod verify;
