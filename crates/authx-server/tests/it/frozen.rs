@@ -15,6 +15,7 @@ use reqwest::Method;
 
 use crate::proxy::Proxy;
 use crate::scale::{assert_unavailable, eventually, me, me_status, sign_in};
+use crate::sign_in_raw;
 
 /// A Redis that stops answering without closing its connections: after the first requests
 /// wait out the response timeout, the circuit breaker answers `503` at once instead of making
@@ -91,18 +92,6 @@ async fn a_frozen_redis_fails_fast_and_recovers_by_itself() {
     services.cleanup().await;
 }
 
-/// A sign-in at `server`, as its own page would send it.
-async fn sign_in_raw(server: &TestServer, email: &str) -> reqwest::Response {
-    server
-        .client
-        .post(format!("{}/api/v1/auth/sign-in", server.url))
-        .header("origin", &server.url)
-        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-}
-
 /// A PostgreSQL that stops answering: a signed-in user whose account A keeps beside the
 /// session in Redis is still served (an authenticated request reads no PostgreSQL), a
 /// session revoked meanwhile (in Redis, which A still reaches) is refused, and what needs the
@@ -154,7 +143,8 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     // A sign-in needs the database. The first ones find out the slow way: each waits for
     // the statement timeout.
     let started = Instant::now();
-    let first = futures_util::future::join_all((0..4).map(|_| sign_in_raw(&a, EMAIL))).await;
+    let first =
+        futures_util::future::join_all((0..4).map(|_| sign_in_raw(&a, EMAIL, PASSWORD))).await;
     for res in first {
         assert_unavailable(res).await;
     }
@@ -166,7 +156,7 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     // timeout (2 s) would.
     let started = Instant::now();
     for _ in 0..20 {
-        assert_unavailable(sign_in_raw(&a, EMAIL).await).await;
+        assert_unavailable(sign_in_raw(&a, EMAIL, PASSWORD).await).await;
     }
     let twenty = started.elapsed();
     assert!(
@@ -194,7 +184,7 @@ async fn a_frozen_postgres_fails_fast_and_recovers_by_itself() {
     eventually(
         Duration::from_secs(20),
         "A signs people in again after PostgreSQL answers",
-        || async { sign_in_raw(&a, EMAIL).await.status() == 200 },
+        || async { sign_in_raw(&a, EMAIL, PASSWORD).await.status() == 200 },
     )
     .await;
     assert_eq!(me_status(&a, &kept.cookie).await, 200);

@@ -522,14 +522,7 @@ async fn postgres_cut_fails_closed_and_recovers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     proxy.cut();
-    let sign_in_on_a = || {
-        a.client
-            .post(format!("{}/api/v1/auth/sign-in", a.url))
-            .header("origin", &a.url)
-            .json(&json!({"email": "pgcut@example.com", "password": PASSWORD}))
-            .send()
-    };
-    assert_unavailable(sign_in_on_a().await.unwrap()).await;
+    assert_unavailable(crate::sign_in_raw(&a, "pgcut@example.com", PASSWORD).await).await;
     // The account is kept beside the session in Redis: no PostgreSQL read to serve it.
     assert_eq!(me_status(&a, &victim.cookie).await, 200);
     eventually(
