@@ -57,10 +57,11 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
     // IdP metadata named by URL is fetched (and its keys pinned) once, before anything is served.
     saml_sp::fetch_metadata(&mut config.saml).await?;
     let mut backend = open_database(&config).await?;
-    // The key-encryption key is resolved once (read from, or created in, its file next to a
-    // SQLite database): the signing keys, second factors and the SAML key all open with it.
-    config.oauth.key_encryption_key = Some(kek::key_encryption_key(&config)?);
     let shared = shared_services(&config, &backend).await?;
+    // Once the database and Redis answer, the key-encryption key is resolved once (read from,
+    // or created in, its file next to a SQLite database): the signing keys, second factors and
+    // the SAML key all open with it.
+    config.oauth.key_encryption_key = Some(kek::key_encryption_key(&config)?);
     // Where the session store keeps copies of users beside the sessions (Redis), every change
     // to an account drops them before it is reported done.
     backend.accounts =
