@@ -1,5 +1,4 @@
-//! Read-through caches in front of the stores, for a server that is the only writer of its
-//! database (the single-instance SQLite deployment).
+//! Read-through caches in front of the stores.
 //!
 //! Every token, introspection and revocation request authenticates a client and reads its
 //! failure counter, and most read a resource: rows that change a few times a year, or (the
@@ -10,13 +9,17 @@
 //! - Writes go through the decorator, which forgets the entry after the store has it. An
 //!   epoch stops a read that began before a write from putting the old row back afterwards, so
 //!   a change made through this process holds from the very next request.
-//! - Changes made behind this process's back (the `authx` CLI run against the same file while
-//!   the server runs) are seen within [`TTL`]: no entry is older than that.
+//! - With several instances ([`CachedClients::checked`] with a shared
+//!   [`Generations`](crate::generation::Generations)), every lookup first reads the count
+//!   every instance shares (one Redis `GET` in place of a database query), and every write
+//!   bumps it before it returns: a client changed or deleted on one instance is read afresh by
+//!   the very next request on any other.
+//! - Changes made behind the server's back (the `authx` CLI run against the same SQLite file
+//!   while the server runs) are seen within [`TTL`]: no entry is older than that.
 //! - Only rows that exist are cached for clients and resources, so unknown ids sent by anyone
 //!   cannot fill memory; failure counters are cached either way (most keys have none). Each
-//!   cache is bounded: when full it starts over.
-//! - With several instances nothing here is used: any instance may write, and only the shared
-//!   store knows (`docs/scaling-out.md`).
+//!   cache is bounded: when full it starts over. Failure counters are cached only by a single
+//!   instance ([`CachedThrottle`]); several share them in Redis.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::Timestamp;
+use crate::generation::{Generations, Stamp};
 use crate::oauth::client::{Client, Resource};
 use crate::oauth::store::ClientStore;
 use crate::store::{FailureCount, StoreResult, ThrottleStore};
@@ -65,7 +69,7 @@ struct Memo<K, V> {
 
 struct MemoInner<K, V> {
     epoch: u64,
-    map: HashMap<K, (V, Instant)>,
+    map: HashMap<K, (V, Instant, Stamp)>,
 }
 
 impl<K: Hash + Eq, V: Clone> Memo<K, V> {
@@ -83,30 +87,32 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A fresh entry, or `None` and the epoch a fill must still match.
-    fn get<Q>(&self, key: &Q) -> Result<V, u64>
+    /// A fresh entry filled under `stamp`, or `None` and the epoch a fill must still match.
+    fn get<Q>(&self, key: &Q, stamp: Stamp) -> Result<V, u64>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let inner = self.lock();
         match inner.map.get(key) {
-            Some((v, filled)) if filled.elapsed() < TTL => Ok(v.clone()),
+            Some((v, filled, s)) if *s == stamp && filled.elapsed() < TTL => Ok(v.clone()),
             _ => Err(inner.epoch),
         }
     }
 
-    fn fill(&self, key: K, value: V, epoch: u64) {
+    fn fill(&self, key: K, value: V, epoch: u64, stamp: Stamp) {
         let mut inner = self.lock();
         if inner.epoch != epoch {
             return;
         }
         if inner.map.len() >= self.capacity {
             // Expired entries go first; if that frees nothing, an arbitrary eighth.
-            inner.map.retain(|_, (_, filled)| filled.elapsed() < TTL);
+            inner
+                .map
+                .retain(|_, (_, filled, s)| *s == stamp && filled.elapsed() < TTL);
             make_room(&mut inner.map, self.capacity);
         }
-        inner.map.insert(key, (value, Instant::now()));
+        inner.map.insert(key, (value, Instant::now(), stamp));
     }
 
     fn forget<Q>(&self, key: &Q)
@@ -127,24 +133,26 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
 }
 
 impl<V: Clone> Memo<String, V> {
-    /// The fresh entry for `key`, or what `load` reads from the store, kept if `keep` says so.
-    /// (`load` is called only on a miss: a store call allocates its future.)
+    /// The fresh entry for `key` filled under `stamp` (read before this call), or what `load`
+    /// reads from the store, kept under `stamp` if `keep` says so. (`load` is called only on a
+    /// miss: a store call allocates its future.)
     async fn read_through<F>(
         &self,
         key: &str,
+        stamp: Stamp,
         load: impl FnOnce() -> F,
         keep: fn(&V) -> bool,
     ) -> StoreResult<V>
     where
         F: std::future::Future<Output = StoreResult<V>>,
     {
-        let epoch = match self.get(key) {
+        let epoch = match self.get(key, stamp) {
             Ok(v) => return Ok(v),
             Err(epoch) => epoch,
         };
         let found = load().await?;
         if keep(&found) {
-            self.fill(key.to_owned(), found.clone(), epoch);
+            self.fill(key.to_owned(), found.clone(), epoch, stamp);
         }
         Ok(found)
     }
@@ -156,17 +164,27 @@ pub struct CachedClients {
     // Only rows that exist are kept (`Some`).
     clients: Memo<String, Option<Client>>,
     resources: Memo<String, Option<Resource>>,
+    generations: Generations,
     generation: Option<Arc<crate::events::RevocationGeneration>>,
 }
 
 impl CachedClients {
-    /// Caches reads of `inner`.
+    /// Caches reads of `inner`, for the one instance that writes its database.
     #[must_use]
     pub fn new(inner: Arc<dyn ClientStore>) -> Self {
+        Self::checked(inner, Generations::local(Arc::default()))
+    }
+
+    /// Caches reads of `inner`, each entry checked on use against `generations`, which every
+    /// write here bumps before it returns: with a shared count, for instances that share the
+    /// store (one read of the count per lookup in place of a database query).
+    #[must_use]
+    pub fn checked(inner: Arc<dyn ClientStore>, generations: Generations) -> Self {
         Self {
             inner,
             clients: Memo::new(CLIENT_CAPACITY),
             resources: Memo::new(CLIENT_CAPACITY),
+            generations,
             generation: None,
         }
     }
@@ -178,19 +196,29 @@ impl CachedClients {
         self.generation = Some(generation);
         self
     }
+
+    /// `written`, once the change is counted: the local entry of `key` forgotten by `forget`,
+    /// and the generations bumped. A write that failed may still have been stored, so the
+    /// count goes up either way; failing to count it fails the call.
+    async fn counted<T>(&self, written: StoreResult<T>, forget: impl FnOnce()) -> StoreResult<T> {
+        forget();
+        self.generations.bump().await?;
+        written
+    }
 }
 
 #[async_trait]
 impl ClientStore for CachedClients {
     async fn put_client(&self, client: &Client) -> StoreResult<()> {
         let r = self.inner.put_client(client).await;
-        self.clients.forget(client.id.as_str());
-        r
+        self.counted(r, || self.clients.forget(client.id.as_str()))
+            .await
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<Client>> {
+        let stamp = self.generations.stamp().await?;
         self.clients
-            .read_through(id, || self.inner.client(id), Option::is_some)
+            .read_through(id, stamp, || self.inner.client(id), Option::is_some)
             .await
     }
 
@@ -204,28 +232,28 @@ impl ClientStore for CachedClients {
 
     async fn update_client(&self, client: &Client) -> StoreResult<bool> {
         let r = self.inner.update_client(client).await;
-        self.clients.forget(client.id.as_str());
-        r
+        self.counted(r, || self.clients.forget(client.id.as_str()))
+            .await
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_client(id).await;
-        self.clients.forget(id);
         if let Some(g) = &self.generation {
             g.bump();
         }
-        r
+        self.counted(r, || self.clients.forget(id)).await
     }
 
     async fn put_resource(&self, resource: &Resource) -> StoreResult<()> {
         let r = self.inner.put_resource(resource).await;
-        self.resources.forget(resource.id.as_str());
-        r
+        self.counted(r, || self.resources.forget(resource.id.as_str()))
+            .await
     }
 
     async fn resource(&self, id: &str) -> StoreResult<Option<Resource>> {
+        let stamp = self.generations.stamp().await?;
         self.resources
-            .read_through(id, || self.inner.resource(id), Option::is_some)
+            .read_through(id, stamp, || self.inner.resource(id), Option::is_some)
             .await
     }
 
@@ -235,10 +263,12 @@ impl ClientStore for CachedClients {
 
     async fn delete_resource(&self, id: &str) -> StoreResult<bool> {
         let r = self.inner.delete_resource(id).await;
-        self.resources.forget(id);
         // The resource left the lists of the clients that had it.
-        self.clients.clear();
-        r
+        self.counted(r, || {
+            self.resources.forget(id);
+            self.clients.clear();
+        })
+        .await
     }
 }
 
@@ -277,7 +307,7 @@ impl ThrottleStore for CachedThrottle {
     async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
         // No counter is kept too: most keys have none.
         self.counters
-            .read_through(key, || self.inner.failures(key), |_| true)
+            .read_through(key, Stamp::default(), || self.inner.failures(key), |_| true)
             .await
     }
 
@@ -452,13 +482,47 @@ mod tests {
         let cache = CachedClients::new(store.clone());
         store.put_resource(&api("urn:api", "read")).await.unwrap();
         // A read misses and notes the epoch; a deletion lands before the read fills.
-        let Err(epoch) = cache.resources.get("urn:api") else {
+        let Err(epoch) = cache.resources.get("urn:api", Stamp::default()) else {
             panic!("empty cache");
         };
         let old = store.resource("urn:api").await.unwrap();
         cache.delete_resource("urn:api").await.unwrap();
-        cache.resources.fill("urn:api".into(), old, epoch);
+        cache
+            .resources
+            .fill("urn:api".into(), old, epoch, Stamp::default());
         assert_eq!(cache.resource("urn:api").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_change_on_another_instance_is_read_at_once() {
+        use crate::generation::tests::InMemory;
+        let store = Arc::new(Counting::default());
+        let shared = Arc::new(InMemory::default());
+        let on = || {
+            CachedClients::checked(
+                store.clone(),
+                Generations::shared(Arc::default(), shared.clone()),
+            )
+        };
+        let (a, b) = (on(), on());
+        b.put_resource(&api("urn:api", "read")).await.unwrap();
+        assert_eq!(
+            a.resource("urn:api").await.unwrap(),
+            Some(api("urn:api", "read"))
+        );
+        assert_eq!(
+            a.resource("urn:api").await.unwrap(),
+            Some(api("urn:api", "read"))
+        );
+        assert_eq!(store.reads(), 1, "the second read is served from memory");
+        b.put_resource(&api("urn:api", "write")).await.unwrap();
+        assert_eq!(
+            a.resource("urn:api").await.unwrap(),
+            Some(api("urn:api", "write")),
+            "the very next read on A sees B's change"
+        );
+        b.delete_resource("urn:api").await.unwrap();
+        assert_eq!(a.resource("urn:api").await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -493,11 +557,11 @@ mod tests {
     fn a_full_cache_stays_bounded() {
         let memo: Memo<u32, u32> = Memo::new(8);
         for i in 0..100 {
-            let epoch = memo.get(&i).unwrap_err();
-            memo.fill(i, i, epoch);
+            let epoch = memo.get(&i, Stamp::default()).unwrap_err();
+            memo.fill(i, i, epoch, Stamp::default());
             assert!(memo.lock().map.len() <= 8);
         }
-        assert_eq!(memo.get(&99), Ok(99));
+        assert_eq!(memo.get(&99, Stamp::default()), Ok(99));
     }
 
     #[test]

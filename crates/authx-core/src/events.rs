@@ -193,6 +193,7 @@ pub struct DurableBus {
     clock: std::sync::Arc<dyn crate::Clock>,
     retention_secs: std::sync::atomic::AtomicI64,
     generation: std::sync::Arc<RevocationGeneration>,
+    shared: Option<std::sync::Arc<dyn crate::generation::SharedGeneration>>,
 }
 
 impl std::fmt::Debug for DurableBus {
@@ -219,6 +220,31 @@ impl DurableBus {
             clock,
             retention_secs: std::sync::atomic::AtomicI64::new(retention_secs),
             generation: std::sync::Arc::default(),
+            shared: None,
+        }
+    }
+
+    /// Also bumps `shared`, the count every instance shares, at the start of every publish, so
+    /// that caches on other instances check what they kept before their next request.
+    #[must_use]
+    pub fn with_shared_generation(
+        mut self,
+        shared: std::sync::Arc<dyn crate::generation::SharedGeneration>,
+    ) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// What a cache of anything a revocation could end checks its entries against: this
+    /// process's count, and the shared one where there is one.
+    #[must_use]
+    pub fn generations(&self) -> crate::generation::Generations {
+        let local = std::sync::Arc::clone(&self.generation);
+        match &self.shared {
+            Some(shared) => {
+                crate::generation::Generations::shared(local, std::sync::Arc::clone(shared))
+            }
+            None => crate::generation::Generations::local(local),
         }
     }
 
@@ -256,6 +282,9 @@ impl EventBus for DurableBus {
         // First of all: even if the log or the transport fails below, the revocation itself is
         // already in the store and no cached copy may outlive it.
         self.generation.bump();
+        if let Some(shared) = &self.shared {
+            shared.bump().await?;
+        }
         let now = self.clock.now();
         let retention = now.plus(self.retention_secs());
         let expires_at = match event {

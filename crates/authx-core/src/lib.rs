@@ -24,6 +24,7 @@ pub mod cookie;
 pub mod csrf;
 pub mod events;
 pub mod federation;
+pub mod generation;
 pub mod links;
 pub mod mail;
 #[cfg(test)]

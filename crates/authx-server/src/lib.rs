@@ -75,15 +75,21 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
     let policy = account_policy(&config, &backend, &shared);
     // Every revocation is written to the durable log before it travels, so a resource server's
     // guard that was away replays it from the revocation feed.
-    let revocations = Arc::new(DurableBus::new(
+    let mut durable = DurableBus::new(
         Arc::clone(&backend.revocations),
         Arc::clone(&shared.bus),
         Arc::clone(&clock),
         MIN_EVENT_RETENTION_SECS,
-    ));
+    );
+    // With Redis, every revocation also raises the generation every instance shares, which
+    // their caches of tokens and clients check on every use.
+    if let Some(counters) = &shared.counters {
+        durable = durable.with_shared_generation(counters.clone());
+    }
+    let revocations = Arc::new(durable);
     let bus: Arc<dyn EventBus> = revocations.clone();
     let reads = ReadPaths::new(&backend, &shared, &revocations);
-    let limiter = Arc::new(rate_limiter(&backend, &shared, &clock));
+    let limiter = Arc::new(rate_limiter(&reads, &shared, &clock));
     // One recorder for every audit event: a log line on `authx::audit` and a row in the store.
     let audit = authx_core::audit::Audit::new(Arc::clone(&backend.audit), Arc::clone(&clock));
     let saml_keys =
@@ -94,13 +100,17 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
         Arc::clone(&bus),
         Arc::clone(&clock),
         audit.clone(),
-        // Tokens found active are kept only where every revocation is heard of at once.
-        (!shared.multi_instance).then(|| Arc::clone(revocations.generation())),
+        // Tokens found active are kept only where every revocation is heard of at once: in a
+        // single instance, or where instances share a generation in Redis.
+        (!shared.multi_instance || shared.counters.is_some()).then(|| revocations.generations()),
     )
     .await?;
-    // One instance needs no durable write per assertion or DPoP proof to see a replay.
+    // One instance needs no durable write per assertion or DPoP proof to see a replay. Several
+    // mark them in the database, which does not forget them (not in Redis with the counters).
     let oauth = if shared.multi_instance {
-        oauth
+        oauth.with_marks(authx_core::replay::SingleUse::new(Arc::clone(
+            &backend.throttle,
+        )))
     } else {
         oauth.with_local_marks()
     };
@@ -171,6 +181,11 @@ pub async fn build_state(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::R
         upstreams: upstream::Upstreams::new(&config.federation),
         federation: Arc::clone(&backend.federation),
         saml_marks: authx_core::replay::SingleUse::new(Arc::clone(&backend.throttle)),
+        // The marks' table, where the counters purged with the sessions are kept elsewhere.
+        marks_table: shared
+            .counters
+            .is_some()
+            .then(|| Arc::clone(&backend.throttle)),
         saml_keys,
         factors: Arc::clone(&backend.factors),
         registrations: Arc::clone(&backend.registrations),
@@ -226,7 +241,9 @@ async fn open_database(config: &Config) -> anyhow::Result<authx_store::Backend> 
 }
 
 /// Where clients and failure counters are read. A single instance is the only writer of its
-/// database: they are read from memory (authx_core::cache). Several instances read the store.
+/// database: they are read from memory (authx_core::cache). Several instances with Redis keep
+/// clients in memory too, checked on every use against the generation they share in Redis, and
+/// count failures in Redis; several instances on PostgreSQL alone read the store.
 struct ReadPaths {
     clients: Arc<dyn ClientStore>,
     throttle: Arc<dyn ThrottleStore>,
@@ -238,6 +255,22 @@ impl ReadPaths {
         shared: &SharedServices,
         revocations: &DurableBus,
     ) -> Self {
+        if let Some(counters) = &shared.counters {
+            let generations = authx_core::generation::Generations::shared(
+                Arc::default(),
+                counters.clone() as Arc<dyn authx_core::generation::SharedGeneration>,
+            );
+            return Self {
+                clients: Arc::new(
+                    authx_core::cache::CachedClients::checked(
+                        Arc::clone(&backend.clients),
+                        generations,
+                    )
+                    .with_generation(Arc::clone(revocations.generation())),
+                ),
+                throttle: counters.clone(),
+            };
+        }
         if shared.multi_instance {
             return Self {
                 clients: Arc::clone(&backend.clients),
@@ -279,15 +312,12 @@ impl ReadPaths {
     }
 }
 
-/// Request rate limits. Several instances count each client's requests together in the store
-/// (one atomic upsert); a single instance counts them in memory, which costs no database write.
-fn rate_limiter(
-    backend: &authx_store::Backend,
-    shared: &SharedServices,
-    clock: &Arc<dyn Clock>,
-) -> RateLimiter {
+/// Request rate limits. Several instances count each client's requests together in Redis, or
+/// without Redis in the database (one atomic upsert); a single instance counts them in memory,
+/// which costs no database write.
+fn rate_limiter(reads: &ReadPaths, shared: &SharedServices, clock: &Arc<dyn Clock>) -> RateLimiter {
     let counter: Arc<dyn RateCounter> = if shared.multi_instance {
-        Arc::new(StoreCounter(Arc::clone(&backend.throttle)))
+        Arc::new(StoreCounter(Arc::clone(&reads.throttle)))
     } else {
         Arc::new(LocalCounter::default())
     };
@@ -302,6 +332,8 @@ struct SharedServices {
     sessions: Arc<dyn authx_core::store::SessionStore>,
     bus: Arc<dyn EventBus>,
     health: Arc<dyn Health>,
+    /// The generation and counters several instances share in Redis.
+    counters: Option<Arc<authx_store::RedisCounters>>,
     multi_instance: bool,
     sessions_in: &'static str,
     events_over: &'static str,
@@ -351,10 +383,22 @@ async fn over_redis(
     let bus = authx_store::redis_event_bus(url, &config.redis_key_prefix)
         .await
         .with_context(redis_context)?;
+    let counters = authx_store::redis_counters(
+        url,
+        &config.redis_key_prefix,
+        config
+            .auth
+            .throttle
+            .reset_after_secs
+            .max(authx_core::replay::MARK_KEEP_SECS),
+    )
+    .await
+    .with_context(redis_context)?;
     let redis_health: Arc<dyn Health> = bus.clone();
     Ok(SharedServices {
         sessions,
         bus,
+        counters: Some(counters),
         health: authx_store::all_healthy(vec![Arc::clone(&backend.health), redis_health]),
         multi_instance: true,
         sessions_in: "redis",
@@ -374,6 +418,7 @@ impl SharedServices {
             sessions: Arc::clone(&backend.sessions),
             bus,
             health: Arc::clone(&backend.health),
+            counters: None,
             multi_instance,
             sessions_in: name,
             events_over: name,
@@ -517,6 +562,8 @@ pub struct Purged {
     pub mfa_enrolments: u64,
     /// Initial access tokens (dynamic client registration) expired or used up.
     pub registration_tokens: u64,
+    /// Single-use marks past their keep, where they are not purged with the counters.
+    pub marks: u64,
 }
 
 impl Purged {
@@ -532,6 +579,7 @@ impl Purged {
             + self.link_tokens
             + self.mfa_enrolments
             + self.registration_tokens
+            + self.marks
     }
 }
 
@@ -588,6 +636,21 @@ pub async fn purge_expired(state: &AppState) -> anyhow::Result<Purged> {
                 .purge_initial_tokens(state.auth.clock().now())
                 .await,
         ),
+        marks: match &state.marks_table {
+            Some(table) => tally.rows(
+                "single-use marks",
+                table
+                    .purge_failures(
+                        state
+                            .auth
+                            .clock()
+                            .now()
+                            .plus(-authx_core::replay::MARK_KEEP_SECS),
+                    )
+                    .await,
+            ),
+            None => 0,
+        },
         revocation_events: tally.rows(
             "revocation events",
             state

@@ -23,7 +23,7 @@ pub async fn build(
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     audit: authx_core::audit::Audit,
-    token_cache: Option<Arc<authx_core::events::RevocationGeneration>>,
+    token_cache: Option<authx_core::generation::Generations>,
 ) -> anyhow::Result<OAuthService> {
     let kek = key_encryption_key(config)?;
     let mut oc = OAuthConfig::new(&config.issuer);

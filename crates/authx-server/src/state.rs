@@ -41,6 +41,9 @@ pub struct Inner {
     pub federation: Arc<dyn authx_core::federation::FederationStore>,
     /// The SAML assertion ids already accepted, in the store every instance shares.
     pub saml_marks: authx_core::replay::SingleUse,
+    /// The table of single-use marks, to purge on its own where the failure and rate
+    /// counters live elsewhere (Redis); `None` where it is purged with them.
+    pub marks_table: Option<std::sync::Arc<dyn authx_core::store::ThrottleStore>>,
     /// Our SAML SP key pair (signing AuthnRequests, decrypting assertions), when SAML
     /// providers are configured.
     pub saml_keys: Option<std::sync::Arc<crate::saml_sp::SpKeys>>,

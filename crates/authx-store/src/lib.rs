@@ -54,3 +54,4 @@ pub use self::options::{ConnectOptions, SQLITE_MAX_CONNECTIONS};
 pub use self::postgres::events::{PgEventBus, postgres_event_bus};
 pub use self::redis::events::{RedisEventBus, redis_event_bus};
 pub use self::redis::redis_sessions;
+pub use self::redis::shared::{RedisCounters, redis_counters};

@@ -78,10 +78,10 @@ impl<'a> Introspection<'a> {
             return Ok(None);
         }
         let hash = TokenHash::of(token.as_bytes());
-        if let Some(c) = cache.get(&hash, now) {
+        let stamp = cache.stamp().await?;
+        if let Some(c) = cache.get(&hash, now, stamp) {
             return Ok(Some(c));
         }
-        let generation = cache.generation();
         let claims = self.check_access_token(token, now).await?;
         // Not a token minted from a browser session (a `sid` without a family): the session
         // can idle out, which publishes nothing. A family's tokens die with the family only.
@@ -90,7 +90,7 @@ impl<'a> Introspection<'a> {
             .filter(|c| c.fid.is_some() || c.sid.is_none())
         {
             let expires = c.exp.saturating_add(self.ctx.config().leeway_secs);
-            cache.put(hash, c, generation, now, expires);
+            cache.put(hash, c, stamp, now, expires);
         }
         Ok(claims)
     }

@@ -106,15 +106,23 @@ impl OAuthService {
         })
     }
 
-    /// Keeps access tokens found active in memory (see [`super::token_cache`]). Only for a
-    /// server that hears of every revocation at once, through `generation`: the single
-    /// instance, whose bus bumps it before each publish returns.
+    /// Keeps access tokens found active in memory (see [`super::token_cache`]), checked
+    /// against `generations` on every use: this process's count of revocations (enough for a
+    /// single instance, whose bus bumps it before each publish returns), and where several
+    /// instances share the store, the count they share.
     #[must_use]
-    pub fn with_token_cache(
-        mut self,
-        generation: Arc<crate::events::RevocationGeneration>,
-    ) -> Self {
-        self.ctx.issuer.set_token_cache(TokenCache::new(generation));
+    pub fn with_token_cache(mut self, generations: crate::generation::Generations) -> Self {
+        self.ctx
+            .issuer
+            .set_token_cache(TokenCache::new(generations));
+        self
+    }
+
+    /// Marks single-use values (client assertion and DPoP proof `jti`s) with `marks`.
+    #[must_use]
+    pub fn with_marks(mut self, marks: SingleUse) -> Self {
+        self.ctx.clients.set_marks(marks.clone());
+        self.single_use = marks;
         self
     }
 
@@ -132,11 +140,8 @@ impl OAuthService {
     /// Keeps the single-use marks of client assertions and DPoP proofs in this process
     /// ([`SingleUse::local`]): for a deployment of one instance.
     #[must_use]
-    pub fn with_local_marks(mut self) -> Self {
-        let marks = SingleUse::local();
-        self.ctx.clients.set_marks(marks.clone());
-        self.single_use = marks;
-        self
+    pub fn with_local_marks(self) -> Self {
+        self.with_marks(SingleUse::local())
     }
 
     /// Records audit events with `audit` (by default they are only logged).

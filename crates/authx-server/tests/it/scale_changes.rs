@@ -14,8 +14,9 @@ use crate::scale::{me, sign_in, three, three_with};
 
 /// Deleting an application on one instance holds on the others from the very next request:
 /// its secret, its refresh tokens and the user access tokens it was issued are refused on A and
-/// B the moment C's delete response arrives (no per-instance client cache is trusted while
-/// several instances share the store). Twenty trials, each its own client.
+/// B the moment C's delete response arrives, although A and B keep clients and tokens found
+/// good in memory (checked against the generation the instances share in Redis). Twenty
+/// trials, each its own client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_client_is_refused_on_every_instance_at_once() {
     use authx_core::oauth::client::GrantType;
@@ -113,18 +114,23 @@ async fn a_deleted_client_is_refused_on_every_instance_at_once() {
         let tokens: Value = res.json().await.unwrap();
         let access = tokens["access_token"].as_str().unwrap().to_owned();
         let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
-        let res = userinfo(&c, &access).await.unwrap();
-        assert_eq!(
-            res.status(),
-            200,
-            "trial {trial}: {:?} {tokens}",
-            res.headers().get("www-authenticate")
-        );
+        // Each instance finds the token and the client good, and keeps them in memory.
+        for s in [&c, &a, &b] {
+            let res = userinfo(s, &access).await.unwrap();
+            assert_eq!(
+                res.status(),
+                200,
+                "trial {trial}: {:?} {tokens}",
+                res.headers().get("www-authenticate")
+            );
+        }
         let cc = vec![("grant_type", "client_credentials".to_owned())];
-        assert_eq!(
-            token(&a, &id, &secret, cc.clone()).await.unwrap().status(),
-            200
-        );
+        for s in [&a, &b] {
+            assert_eq!(
+                token(s, &id, &secret, cc.clone()).await.unwrap().status(),
+                200
+            );
+        }
 
         let res = c
             .send_json(
@@ -221,6 +227,143 @@ async fn a_change_to_an_account_holds_on_every_instance_at_once() {
         let (on_a, on_b) = tokio::join!(overview(&a, cookie), overview(&b, cookie));
         assert_eq!(on_a, 403, "trial {trial}: demoted, on A");
         assert_eq!(on_b, 403, "trial {trial}: demoted, on B");
+    }
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+    services.cleanup().await;
+}
+
+/// A token or a secret that instances keep in memory dies everywhere with its revocation on
+/// one instance: fifty times, a client-credentials token introspected as active on A and B
+/// (so both keep it) is revoked on C (RFC 7009) and found inactive by A and B at once; and a
+/// secret rotated on C is refused by A and B at once while the new one works (eight times:
+/// sixteen wrong secrets stay under the client throttle's free failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_instances_keep_in_memory_dies_with_a_revocation_anywhere() {
+    use authx_core::oauth::client::GrantType;
+
+    let Some(services) = SharedServices::acquire(
+        "scale_changes::what_instances_keep_in_memory_dies_with_a_revocation_anywhere",
+    )
+    .await
+    else {
+        return;
+    };
+    let [a, b, c] = three_with(&services, |f| {
+        f.trusted_origins = f.issuer.clone().map(|own| vec![own]);
+        f.issuer = Some("http://authx.lb.test".into());
+    })
+    .await;
+    let state = &c.running().unwrap().state;
+    state
+        .auth
+        .create_user("keeper@example.com", PASSWORD, true)
+        .await
+        .unwrap();
+    let admin = c.sign_in("keeper@example.com", PASSWORD).await.unwrap();
+    authx_server::web::api::register_resource(
+        state,
+        "https://api.example.com".into(),
+        vec!["read".into(), "write".into()],
+    )
+    .await
+    .unwrap();
+    let (_, secret) = state
+        .oauth
+        .register_client(
+            crate::oidc::client("worker", &[GrantType::ClientCredentials], true),
+            true,
+        )
+        .await
+        .unwrap();
+    let mut secret = secret.unwrap();
+    let post = |s: &TestServer, path: &str, secret: &str, form: Vec<(&'static str, String)>| {
+        s.client
+            .post(format!("{}{path}", s.url))
+            .basic_auth("worker", Some(secret.to_owned()))
+            .form(&form)
+            .send()
+    };
+    let active = |s: &TestServer, secret: &str, token: &str| {
+        let req = post(
+            s,
+            "/oauth2/introspect",
+            secret,
+            vec![("token", token.to_owned())],
+        );
+        async move {
+            let res = req.await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()["active"] == json!(true)
+        }
+    };
+    let cc = || vec![("grant_type", "client_credentials".to_owned())];
+    for trial in 0..50 {
+        let res = post(&a, "/oauth2/token", &secret, cc()).await.unwrap();
+        assert_eq!(res.status(), 200, "trial {trial}");
+        let access = res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for s in [&a, &b, &a, &b] {
+            assert!(active(s, &secret, &access).await, "trial {trial}: fresh");
+        }
+        let res = post(
+            &c,
+            "/oauth2/revoke",
+            &secret,
+            vec![("token", access.clone())],
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200, "trial {trial}");
+        let (on_a, on_b) = tokio::join!(active(&a, &secret, &access), active(&b, &secret, &access));
+        assert!(!on_a, "trial {trial}: revoked on C, active on A");
+        assert!(!on_b, "trial {trial}: revoked on C, active on B");
+    }
+    for trial in 0..8 {
+        let res = c
+            .send_json(
+                Method::POST,
+                "/api/v1/admin/clients/worker/secret",
+                &admin,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "trial {trial}");
+        let fresh = res.json::<Value>().await.unwrap()["client_secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (old_a, old_b, new_a, new_b) = tokio::join!(
+            post(&a, "/oauth2/token", &secret, cc()),
+            post(&b, "/oauth2/token", &secret, cc()),
+            post(&a, "/oauth2/token", &fresh, cc()),
+            post(&b, "/oauth2/token", &fresh, cc()),
+        );
+        assert_eq!(
+            old_a.unwrap().status(),
+            401,
+            "trial {trial}: old secret on A"
+        );
+        assert_eq!(
+            old_b.unwrap().status(),
+            401,
+            "trial {trial}: old secret on B"
+        );
+        assert_eq!(
+            new_a.unwrap().status(),
+            200,
+            "trial {trial}: new secret on A"
+        );
+        assert_eq!(
+            new_b.unwrap().status(),
+            200,
+            "trial {trial}: new secret on B"
+        );
+        secret = fresh;
     }
     for s in [a, b, c] {
         s.stop().await;

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::ConnectError;
 use crate::options::ConnectOptions;
-use crate::sql::{Dialect, Pool, SqlStore, select_one};
+use crate::sql::{Dialect, Pool, Rotated, Rotation, SqlStore, select_one, stmt};
 
 pub(crate) mod events;
 
@@ -31,10 +31,42 @@ impl SqlStore<Postgres> {
     }
 }
 
-/// Each refresh-token rotation is a transaction of its own (the default): PostgreSQL takes
-/// row locks, so concurrent rotations of different tokens do not wait for each other.
+/// The compare-and-set of a rotation and the insertion of the successor in one statement, so
+/// one round trip and one commit: the successor is inserted only from the row the `UPDATE`
+/// consumed. A successor whose hash is taken fails the statement, and with it the consumption
+/// (a statement is atomic); a token rotated by a concurrent statement is found consumed when
+/// the row lock is released, and nothing is inserted.
+const ROTATE: &str = "WITH consumed AS (\
+       UPDATE refresh_tokens SET consumed_at = $1 \
+       WHERE token_hash = $2 AND family_id = $3 AND consumed_at IS NULL \
+       RETURNING family_id) \
+     INSERT INTO refresh_tokens \
+       (token_hash, family_id, issued_at, idle_expires_at, consumed_at) \
+     SELECT $4, family_id, $5, $6, $7 FROM consumed";
+
+/// Each refresh-token rotation is one statement of its own ([`ROTATE`]): PostgreSQL takes row
+/// locks, so concurrent rotations of different tokens do not wait for each other, and its own
+/// group commit lets concurrent commits share a WAL flush.
 impl Dialect for Postgres {
     type Rotations = ();
+
+    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a> {
+        Box::pin(async move {
+            let old = r.old.to_hex();
+            let new = r.new.hash.to_hex();
+            let inserted = stmt(ROTATE)
+                .bind(r.now)
+                .bind(&old)
+                .bind(&r.new.family_id)
+                .bind(&new)
+                .bind(r.new.issued_at)
+                .bind(r.new.idle_expires_at)
+                .bind(r.new.consumed_at)
+                .execute(&store.pool)
+                .await?;
+            Ok(inserted == 1)
+        })
+    }
 
     /// Two administrators demoting each other at once: each statement locks the other
     /// administrators' rows it counts, so the second waits for the first and sees its change.

@@ -10,6 +10,7 @@
 //! | `P user:{user id}` | sorted set | the user's session ids, scored by `created_at` |
 //! | `P expiry` | sorted set | every session id, scored by the earlier of its two deadlines |
 //! | `P account:{user id}`, `P account-gen:{user id}` | string, integer | a copy of the user read with its sessions, and its generation ([`users`]) |
+//! | `P generation`, `P throttle:{key}` | integer, hash | the shared generation and the counters ([`shared`]) |
 //!
 //! Liveness is decided from the `now` the caller passes, never from the Redis server's clock.
 //! The key time-to-live only reclaims memory: a session's keys expire after its absolute
@@ -41,6 +42,7 @@ use crate::error::ConnectError;
 use crate::events::CONNECT_TIMEOUT;
 
 pub(crate) mod events;
+pub(crate) mod shared;
 mod users;
 
 /// How long to wait for Redis to answer one command.
@@ -91,6 +93,16 @@ pub async fn redis_sessions(
     url: &str,
     key_prefix: &str,
 ) -> Result<Arc<dyn SessionStore>, ConnectError> {
+    let (conn, breaker) = connect_with_breaker(url).await?;
+    Ok(Arc::new(BreakingSessions::new(
+        RedisSessionStore::new(conn, key_prefix),
+        breaker,
+    )))
+}
+
+/// A connection to the Redis server at `url` that answered a `PING`, and a circuit breaker
+/// whose probe pings it.
+async fn connect_with_breaker(url: &str) -> Result<(ConnectionManager, Breaker), ConnectError> {
     let (_, mut conn) = connect(url).await?;
     let () = redis::cmd("PING")
         .query_async::<String>(&mut conn)
@@ -107,10 +119,7 @@ pub async fn redis_sessions(
                 .is_ok()
         })
     });
-    Ok(Arc::new(BreakingSessions::new(
-        RedisSessionStore::new(conn, key_prefix),
-        Breaker::new("Redis", probe),
-    )))
+    Ok((conn, Breaker::new("Redis", probe)))
 }
 
 /// Sessions in Redis; see the module documentation for the layout.

@@ -5,15 +5,25 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use authx_core::Timestamp;
+use authx_core::generation::SharedGeneration;
 use authx_core::oauth::grant::Redemption;
 use authx_core::oauth::store::{ClientStore, GrantStore, KeyStore};
 use authx_core::secret::{SessionToken, TokenHash, random_id};
 use authx_core::session::{Session, SessionId};
 use authx_core::store::{AccountStore, Health, SessionStore, ThrottleStore};
 use authx_core::user::{User, UserId, UserStatus};
-use authx_store::{ConnectOptions, connect, redis_sessions};
+use authx_store::{ConnectOptions, connect, redis_counters, redis_sessions};
 
-/// The stores under test. Redis provides sessions only.
+/// Two handles of the shared generation, as two instances hold them, and the Redis URL and key
+/// prefix it lives under.
+type SharedCount = (
+    Arc<dyn SharedGeneration>,
+    Arc<dyn SharedGeneration>,
+    String,
+    String,
+);
+
+/// The stores under test. Redis provides sessions, counters and the shared generation.
 #[derive(Clone)]
 pub(crate) struct Stores {
     accounts: Option<Arc<dyn AccountStore>>,
@@ -26,6 +36,8 @@ pub(crate) struct Stores {
     audit: Option<Arc<dyn authx_core::audit::AuditStore>>,
     /// The database URL the SQL stores were opened with.
     url: Option<String>,
+    /// Two handles of the shared generation, as two instances hold them, and where it lives.
+    generations: Option<SharedCount>,
 }
 
 impl Stores {
@@ -63,6 +75,32 @@ impl Stores {
 
     pub(crate) fn url(&self) -> &str {
         self.url.as_deref().expect("backend has no database URL")
+    }
+
+    pub(crate) fn generation(&self) -> Arc<dyn SharedGeneration> {
+        self.generations
+            .clone()
+            .expect("backend has no shared generation")
+            .0
+    }
+
+    pub(crate) fn second_generation(&self) -> Arc<dyn SharedGeneration> {
+        self.generations
+            .clone()
+            .expect("backend has no shared generation")
+            .1
+    }
+
+    /// Deletes the shared generation's key, as a Redis restarted without persistence would.
+    pub(crate) async fn forget_generation(&self) {
+        let (_, _, url, prefix) = self.generations.clone().expect("no shared generation");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("{prefix}generation"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 
     pub(crate) fn health(&self) -> &dyn Health {
@@ -240,6 +278,7 @@ pub(crate) async fn sqlite(_test: &'static str) -> Fixture {
         grants: Some(backend.grants),
         audit: Some(backend.audit),
         url: Some(url),
+        generations: None,
     };
     Some((stores, Cleanup::TempDir(dir)))
 }
@@ -286,6 +325,7 @@ pub(crate) async fn postgres(test: &'static str) -> Fixture {
         grants: Some(backend.grants),
         audit: Some(backend.audit),
         url: Some(schema_url),
+        generations: None,
     };
     Some((stores, Cleanup::PgSchema { admin, schema }))
 }
@@ -298,16 +338,19 @@ pub(crate) async fn redis(test: &'static str) -> Fixture {
         Ok(store) => store,
         Err(e) => return skip(test, &format!("redis unreachable at {from}: {}", chain(&e))),
     };
+    let counters = redis_counters(&url, &prefix, 3_600).await.unwrap();
+    let other = redis_counters(&url, &prefix, 3_600).await.unwrap();
     let stores = Stores {
         accounts: None,
         sessions: Some(sessions),
-        throttle: None,
+        throttle: Some(counters.clone()),
         health: None,
         clients: None,
         keys: None,
         grants: None,
         audit: None,
         url: None,
+        generations: Some((counters, other, url.clone(), prefix.clone())),
     };
     Some((stores, Cleanup::RedisPrefix { url, prefix }))
 }

@@ -135,7 +135,15 @@ mod postgres {
 
 mod redis {
     session_tests!(crate::harness::redis);
-    instantiate!(crate::harness::redis; sessions::copies_of_users_follow_every_change);
+    instantiate!(crate::harness::redis;
+        sessions::copies_of_users_follow_every_change,
+        throttle::record_failure_counts_and_resets,
+        throttle::clear_failures_forgets,
+        throttle::parallel_failures_all_count,
+        throttle::count_hit_counts_per_fixed_window,
+        throttle::parallel_hits_all_count,
+        throttle::the_shared_generation_is_seen_by_every_handle,
+    );
 }
 
 // After the macros above, which they use.

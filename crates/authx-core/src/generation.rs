@@ -1,0 +1,160 @@
+//! A count that every instance of a deployment shares, raised by every change that a copy kept
+//! in one instance's memory could outlive: a revocation, a change to a client or a resource.
+//!
+//! Several instances cannot trust an event to reach them before a client's next request, so a
+//! per-instance cache is only as good as a check against shared state. [`SharedGeneration`] is
+//! that check at its cheapest: one read of one counter (one Redis `GET`). A cache stamps each
+//! entry with the count it read *before* reading the store, and serves the entry only while the
+//! count is unchanged. A change stores itself first, then raises the count, then reports done;
+//! so the very next request on any instance reads a higher count and goes to the store, and a
+//! fill that raced the change carries the older count and is never served.
+//!
+//! The price of one counter for everything is that any change empties every cache at once.
+//! Revocations and changes to clients are rare next to the requests that read them; a
+//! deployment that revokes hundreds of times a second loses the caches' benefit, never their
+//! correctness.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::events::RevocationGeneration;
+use crate::store::StoreResult;
+
+/// The shared count (see the module documentation).
+#[async_trait]
+pub trait SharedGeneration: Send + Sync + 'static {
+    /// The count now: every raise reported done before this call began is in it.
+    ///
+    /// # Errors
+    /// The shared store is unavailable (the caller fails closed).
+    async fn current(&self) -> StoreResult<u64>;
+
+    /// Raises the count; once this returns, every instance's next [`Self::current`] sees it.
+    ///
+    /// # Errors
+    /// The shared store is unavailable: the change being reported must fail too, since caches
+    /// elsewhere may still serve what it changed (for at most their time-to-live).
+    async fn bump(&self) -> StoreResult<()>;
+}
+
+/// What a cache entry was filled under: this process's count of the changes it has seen, and
+/// the deployment's shared count where several instances share the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    local: u64,
+    shared: u64,
+}
+
+/// The counts a cache checks its entries against: always this process's, and the shared one
+/// where there is one.
+#[derive(Clone)]
+pub struct Generations {
+    local: Arc<RevocationGeneration>,
+    shared: Option<Arc<dyn SharedGeneration>>,
+}
+
+impl Generations {
+    /// This process's count alone: for a single instance, which hears of every change at once.
+    #[must_use]
+    pub fn local(local: Arc<RevocationGeneration>) -> Self {
+        Self {
+            local,
+            shared: None,
+        }
+    }
+
+    /// This process's count and the deployment's shared one.
+    #[must_use]
+    pub fn shared(local: Arc<RevocationGeneration>, shared: Arc<dyn SharedGeneration>) -> Self {
+        Self {
+            local,
+            shared: Some(shared),
+        }
+    }
+
+    /// The stamp now: read before the store, compared on every use. One round trip to the
+    /// shared store where there is one.
+    ///
+    /// # Errors
+    /// The shared store is unavailable.
+    pub async fn stamp(&self) -> StoreResult<Stamp> {
+        // The local count first: a local change after it is then seen by the comparison.
+        let local = self.local.current();
+        let shared = match &self.shared {
+            Some(s) => s.current().await?,
+            None => 0,
+        };
+        Ok(Stamp { local, shared })
+    }
+
+    /// Whether `stamp` may still be filled: nothing this process knows of changed since.
+    /// (Shared changes are caught when the entry is next used.)
+    #[must_use]
+    pub fn locally_current(&self, stamp: Stamp) -> bool {
+        self.local.current() == stamp.local
+    }
+
+    /// Counts a change made by this process: locally, and in the shared count before the
+    /// caller reports the change done.
+    ///
+    /// # Errors
+    /// The shared store is unavailable.
+    pub async fn bump(&self) -> StoreResult<()> {
+        self.local.bump();
+        match &self.shared {
+            Some(s) => s.bump().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a change this process made or heard of, in this process only.
+    pub fn bump_local(&self) {
+        self.local.bump();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A shared count in memory, standing for the one in Redis.
+    #[derive(Default)]
+    pub(crate) struct InMemory(pub(crate) AtomicU64);
+
+    #[async_trait]
+    impl SharedGeneration for InMemory {
+        async fn current(&self) -> StoreResult<u64> {
+            Ok(self.0.load(Ordering::SeqCst))
+        }
+
+        async fn bump(&self) -> StoreResult<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stamp_changes_with_either_count() {
+        let local = Arc::new(RevocationGeneration::default());
+        let shared = Arc::new(InMemory::default());
+        let g = Generations::shared(Arc::clone(&local), shared.clone());
+        let first = g.stamp().await.unwrap();
+        assert_eq!(g.stamp().await.unwrap(), first);
+        // Another instance's change.
+        shared.bump().await.unwrap();
+        let second = g.stamp().await.unwrap();
+        assert_ne!(second, first);
+        assert!(g.locally_current(second));
+        // A change this process heard of.
+        g.bump_local();
+        assert!(!g.locally_current(second));
+        assert_ne!(g.stamp().await.unwrap(), second);
+        // A change this process made raises both.
+        let before = shared.current().await.unwrap();
+        g.bump().await.unwrap();
+        assert_eq!(shared.current().await.unwrap(), before + 1);
+    }
+}
