@@ -30,7 +30,8 @@
 # connections for S0-S3 (32), SIGNIN_CONNS for S5 (8), REFRESH_CONNS for S4 (16), FLOOD_CONNS
 # sign-in connections during S1F (16), PORT (18080), AUTHX_LOG server log filter (info),
 # SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory;
-# SOAK_SECS (600), SOAK_SESSIONS (100000) and SOAK_SAMPLE seconds between RSS samples (30).
+# SOAK_SECS (600), SOAK_SESSIONS (100000) and SOAK_SAMPLE seconds between RSS samples (30);
+# AUTHX_BIN runs that binary instead of building one (to compare two builds in one sitting).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -75,10 +76,14 @@ for tool in wrk curl cargo base64; do
 done
 
 # --- build -------------------------------------------------------------------------------------
-say "building the release binary"
-(cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/authx
+if [ -n "${AUTHX_BIN:-}" ]; then
+  BIN=$AUTHX_BIN
+else
+  say "building the release binary"
+  (cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
+  BIN=$TARGET_DIR/release/authx
+fi
 if [[ " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-guard --example resource-server)
 fi
