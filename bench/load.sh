@@ -3,8 +3,10 @@
 #
 #   bench/load.sh                      # every scenario, 10 s each
 #   DURATION=30 bench/load.sh          # longer runs
-#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6 S7 S8)
-#   SCENARIOS=SOAK bench/load.sh       # S1 spread over 100,000 sessions plus S4, for 10 minutes,
+#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6 S7 S8; H0 is bare
+#                                      # axum on the same server loop, the yardstick for S0)
+#   SCENARIOS=SOAK bench/load.sh       # S1 spread over 100,000 sessions plus S4, for 10 minutes
+#                                      # (with SHARED=1 the sessions go to Redis),
 #                                      # with the server's RSS sampled every 30 s (not in the
 #                                      # default set)
 #
@@ -90,6 +92,10 @@ fi
 if [[ " $SCENARIOS " == *" S7 "* || " $SCENARIOS " == *" S8 "* ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-server --example dpop-proofs)
 fi
+if [[ " $SCENARIOS " == *" H0 "* ]]; then
+  (cd "$ROOT" && cargo build --release --quiet -p authx-server --example hello)
+fi
+HELLO_BIN=$TARGET_DIR/release/examples/hello
 RS_BIN=$TARGET_DIR/release/examples/resource-server
 PROOFS_BIN=$TARGET_DIR/release/examples/dpop-proofs
 [ -x "$BIN" ] || die "no binary at $BIN"
@@ -137,7 +143,6 @@ EOF
 export AUTHX_CONFIG=$WORK/authx.toml
 if [ "$SHARED" = 1 ]; then
   for tool in psql redis-cli; do command -v "$tool" >/dev/null || die "$tool is required for SHARED=1"; done
-  [[ " $SCENARIOS " == *" SOAK "* ]] && die "SOAK adds its sessions to SQLite: run it without SHARED=1"
   SCHEMA=authx_bench_$$
   REDIS_PREFIX="authx-bench-$$:"
   psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null || die "cannot create a schema in $PG_URL"
@@ -233,7 +238,15 @@ fi
 if [[ " $SCENARIOS " == *" SOAK "* ]]; then
   command -v python3 >/dev/null || die "python3 is required for SOAK (adds the sessions)"
   say "adding $SOAK_SESSIONS sessions"
-  python3 "$HERE/sessions.py" "$WORK/authx.db" "$EMAIL" "$SOAK_SESSIONS" >"$WORK/session_tokens"
+  if [ "$SHARED" = 1 ]; then
+    soak_user=$(psql -tA "$AUTHX_DATABASE_URL" -c "SELECT id FROM users WHERE email = '$EMAIL'")
+    [ -n "$soak_user" ] || die "no user $EMAIL in the bench schema"
+    python3 "$HERE/sessions_redis.py" "$REDIS_PREFIX" "$soak_user" "$SOAK_SESSIONS" \
+      "$WORK/session_tokens" | redis-cli -u "$REDIS_URL" --pipe >"$WORK/sessions_redis.log" \
+      || die "cannot add the sessions to Redis: $(tail -3 "$WORK/sessions_redis.log")"
+  else
+    python3 "$HERE/sessions.py" "$WORK/authx.db" "$EMAIL" "$SOAK_SESSIONS" >"$WORK/session_tokens"
+  fi
 fi
 
 # --- running -----------------------------------------------------------------------------------
@@ -298,6 +311,19 @@ scenario() {
   case $id in
     S0) wrk_run S0 "$CONNS" "$DURATION" get.lua "$BASE/healthz"
         print_row S0 S0 "GET /healthz (c=$CONNS)" "$(peak_rss_mb)" ;;
+    H0)
+        # Bare axum on the same runtime, allocator and server loop (examples/hello.rs), on
+        # PORT+4: the yardstick for S0.
+        "$HELLO_BIN" "$HOST:$((PORT + 4))" 2>"$WORK/hello.log" &
+        local hello_pid=$!
+        BG_PIDS+=("$hello_pid")
+        for _ in $(seq 500); do
+          curl -sf -o /dev/null "http://$HOST:$((PORT + 4))/healthz" && break
+          sleep 0.01
+        done
+        wrk_run H0 "$CONNS" "$DURATION" get.lua "http://$HOST:$((PORT + 4))/healthz"
+        kill "$hello_pid" 2>/dev/null || true
+        print_row H0 H0 "bare axum GET /healthz, the yardstick (c=$CONNS)" "-" ;;
     S1) wrk_run S1 "$CONNS" "$DURATION" get.lua "$BASE/api/v1/me" -H "Cookie: $COOKIE"
         print_row S1 S1 "GET /api/v1/me, session cookie (c=$CONNS)" "$(peak_rss_mb)" ;;
     S2) WRK_BODY=$CC_BODY wrk_run S2 "$CONNS" "$DURATION" post.lua "$BASE/oauth2/token" \
@@ -395,7 +421,11 @@ scenario() {
         print_row SOAK SOAK-S1 "S1 over $SOAK_SESSIONS sessions, ${SOAK_SECS} s (c=$CONNS)" "$peak"
         print_row "" SOAK-S4 "  with S4 alongside (c=$REFRESH_CONNS)" "$peak"
         printf 'SOAK RSS every %s s, MB total(anon/file/shmem): %s\n' "$SOAK_SAMPLE" "${samples[*]}"
-        printf 'SOAK database after: %s\n' "$(du -sh "$WORK"/authx.db* | tr '\n' ' ')" ;;
+        if [ "$SHARED" = 1 ]; then
+          printf 'SOAK Redis after: %s\n' "$(redis-cli -u "$REDIS_URL" info memory | grep '^used_memory_human' | tr -d '\r')"
+        else
+          printf 'SOAK database after: %s\n' "$(du -sh "$WORK"/authx.db* | tr '\n' ' ')"
+        fi ;;
     *) die "unknown scenario $id" ;;
   esac
 }

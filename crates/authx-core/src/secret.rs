@@ -26,6 +26,14 @@ pub fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 
+/// A random public identifier like [`random_id`], from this thread's CSPRNG (ChaCha, seeded
+/// from the operating system) instead of a system call per id: for identifiers made on every
+/// request (request ids), which must be unique and unguessable but guard nothing.
+#[must_use]
+pub fn request_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
 /// Constant-time equality of two byte strings (the length is not hidden).
 #[must_use]
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {

@@ -28,13 +28,13 @@ use crate::state::AppState;
 /// Largest request body accepted anywhere (SECURITY.md #71).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Request ids: 16 random bytes, base64url.
+/// Request ids: 16 random bytes (from the thread's CSPRNG), base64url.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&authx_core::secret::random_id())
+        HeaderValue::from_str(&authx_core::secret::request_id())
             .ok()
             .map(RequestId::new)
     }
@@ -58,7 +58,10 @@ pub fn apply_common(router: Router<AppState>, state: &AppState) -> Router<AppSta
             TraceLayer::new_for_http()
                 .make_span_with(span)
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                // One line per request only at debug: at info the log carries what happened
+                // (audit events, warnings), not the traffic, which costs a formatted line per
+                // request (`AUTHX_LOG=info,tower_http=debug` brings the lines back).
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId));
     if state.config.cookie_secure {
@@ -112,18 +115,28 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
+/// What every request passes through, as one layer (each layer clones the routes below it per
+/// request): the audit context of the request ([`audit_context`]), the request metrics by
+/// matched route, and the rate limits ([`rate_limit`]).
+pub async fn per_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let audit_ctx = audit_context(&state, &parts);
+    let req = Request::from_parts(parts, body);
+    authx_core::audit::in_request(audit_ctx, observe(state, req, next)).await
+}
+
 /// Counts and times requests by matched route.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(state: AppState, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let res = next.run(req).await;
+    let res = rate_limit(&state, req, next).await;
     state.metrics.observe_request(
-        &method,
+        method.as_str(),
         &route,
         res.status().as_u16(),
         start.elapsed().as_secs_f64(),
@@ -288,7 +301,7 @@ fn rate_class(
 /// The address is the TCP peer, or the nearest untrusted `X-Forwarded-For` hop when the peer
 /// is a configured trusted proxy (see [`client_context`]), so a client cannot pick its own key.
 /// Runs before the body is read: a refused request costs one counter update.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn rate_limit(state: &AppState, req: Request, next: Next) -> Response {
     let Some((class, limit)) = rate_class(
         &state.config.rate_limits,
         req.method(),
@@ -298,7 +311,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    let ctx = client_context(&parts, &state);
+    let ctx = client_context(&parts, state);
     let req = Request::from_parts(parts, body);
     let who = rate_key(ctx.ip.as_deref());
     match state.limiter.check(class, &who, limit).await {
@@ -332,22 +345,22 @@ fn rate_key(ip: Option<&str>) -> String {
     }
 }
 
-/// Makes the request's id, client address and user agent the context of every audit event
+/// The request's id, client address and user agent: the context of every audit event
 /// recorded while it is served.
-pub async fn audit_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let ctx = client_context(&parts, &state);
+fn audit_context(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> authx_core::audit::RequestContext {
+    let ctx = client_context(parts, state);
     let request_id = parts
         .headers
         .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let req = Request::from_parts(parts, body);
-    let audit_ctx = authx_core::audit::RequestContext {
+    authx_core::audit::RequestContext {
         request_id,
         ip: ctx.ip,
         user_agent: ctx.user_agent,
         recorder: Some(state.auth.audit().clone()),
-    };
-    authx_core::audit::in_request(audit_ctx, next.run(req)).await
+    }
 }

@@ -53,15 +53,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::audit_context,
+            middleware::per_request,
         ));
     middleware::apply_common(router, &state).with_state(state)
 }
