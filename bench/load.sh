@@ -33,7 +33,8 @@
 # sign-in connections during S1F (16), PORT (18080), AUTHX_LOG server log filter (info),
 # SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory;
 # SOAK_SECS (600), SOAK_SESSIONS (100000) and SOAK_SAMPLE seconds between RSS samples (30);
-# AUTHX_BIN runs that binary instead of building one (to compare two builds in one sitting).
+# AUTHX_BIN runs that binary instead of building one (to compare two builds in one sitting);
+# GUARD_TOKENS distinct access tokens for G1 (5000).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -50,6 +51,7 @@ DPOP_PROOFS=${DPOP_PROOFS:-300000}
 SOAK_SECS=${SOAK_SECS:-600}
 SOAK_SESSIONS=${SOAK_SESSIONS:-100000}
 SOAK_SAMPLE=${SOAK_SAMPLE:-30}
+GUARD_TOKENS=${GUARD_TOKENS:-5000}
 SHARED=${SHARED:-0}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -86,7 +88,7 @@ else
   (cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
   BIN=$TARGET_DIR/release/authx
 fi
-if [[ " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* ]]; then
+if [[ " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* || " $SCENARIOS " == *" G1 "* ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-guard --example resource-server)
 fi
 if [[ " $SCENARIOS " == *" S7 "* || " $SCENARIOS " == *" S8 "* ]]; then
@@ -377,6 +379,33 @@ scenario() {
         wrk_run S6 "$CONNS" "$DURATION" get.lua "$rs_base/whoami" -H "Authorization: Bearer $ACCESS_TOKEN"
         print_row S6 S6 "guard: GET /whoami, JWT ES256 (c=$CONNS)" \
           "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
+        kill "$RS_PID" 2>/dev/null || true
+        RS_PID= ;;
+    G1)
+        # The guard's CPU per request when every request carries a token it has not verified
+        # lately: GUARD_TOKENS distinct access tokens, round-robin. CPU time of the guard
+        # process (utime + stime, /proc/PID/stat) over the run, divided by the requests.
+        local rs_base="http://$HOST:$((PORT + 1))"
+        say "minting $GUARD_TOKENS access tokens"
+        : >"$WORK/bearers"
+        for _ in $(seq "$GUARD_TOKENS"); do
+          curl -sf "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH" -d "$CC_BODY" |
+            json_field access_token >>"$WORK/bearers"
+        done
+        start_resource_server
+        local ticks0 ticks1 hz
+        hz=$(getconf CLK_TCK)
+        ticks0=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
+        BEARER_TOKENS=$WORK/bearers wrk_run G1 "$CONNS" "$DURATION" bearers.lua "$rs_base/whoami"
+        ticks1=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
+        print_row G1 G1 "guard: GET /whoami, $GUARD_TOKENS distinct ES256 JWTs (c=$CONNS)" \
+          "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
+        local requests
+        requests=$(grep AUTHX_RESULT "$WORK/G1.out" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+        if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
+          awk -v t=$((ticks1 - ticks0)) -v hz="$hz" -v n="$requests" \
+            'BEGIN { printf "G1   guard CPU per request: %.1f us (%d requests, %.2f CPU-seconds)\n", t / hz / n * 1e6, n, t / hz }'
+        fi
         kill "$RS_PID" 2>/dev/null || true
         RS_PID= ;;
     S7)
