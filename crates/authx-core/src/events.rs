@@ -166,24 +166,7 @@ pub trait RevocationLog: Send + Sync + 'static {
     async fn purge_events(&self, now: crate::Timestamp) -> crate::store::StoreResult<u64>;
 }
 
-/// Counts the revocations this process has published or received. A cache of anything a
-/// revocation could end stamps each entry with the count it was filled at and serves it only
-/// while the count is unchanged, so it needs no knowledge of which event concerns which entry.
-#[derive(Debug, Default)]
-pub struct RevocationGeneration(std::sync::atomic::AtomicU64);
-
-impl RevocationGeneration {
-    /// The current count.
-    #[must_use]
-    pub fn current(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Counts one more revocation (or a gap in the events received).
-    pub fn bump(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
+pub use crate::generation::RevocationGeneration;
 
 /// An [`EventBus`] that first writes each event to a [`RevocationLog`], so the revocation feed
 /// can replay it to a guard that was away, then delivers it like the bus it wraps.

@@ -18,8 +18,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::events::RevocationGeneration;
 use crate::store::StoreResult;
+
+/// Counts the revocations this process has published or received. A cache of anything a
+/// revocation could end stamps each entry with the count it was filled at and serves it only
+/// while the count is unchanged, so it needs no knowledge of which event concerns which entry.
+#[derive(Debug, Default)]
+pub struct RevocationGeneration(std::sync::atomic::AtomicU64);
+
+impl RevocationGeneration {
+    /// The current count.
+    #[must_use]
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts one more revocation (or a gap in the events received).
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// The shared count (see the module documentation).
 #[async_trait]

@@ -119,6 +119,18 @@ impl RedisCounters {
         format!("{}throttle:{key}", self.prefix)
     }
 
+    /// Sends `cmd` on a handle of the connection, behind the breaker.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        self.breaker
+            .call(async move {
+                cmd.query_async(&mut conn)
+                    .await
+                    .map_err(StoreError::unavailable)
+            })
+            .await
+    }
+
     /// Runs `script` on a connection of its own handle, behind the breaker.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -174,20 +186,9 @@ impl ThrottleStore for RedisCounters {
     }
 
     async fn failures(&self, key: &str) -> StoreResult<Option<FailureCount>> {
-        let mut conn = self.conn.clone();
-        let key = self.counter_key(key);
-        let (n, at): (Option<u32>, Option<i64>) = self
-            .breaker
-            .call(async move {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("n")
-                    .arg("at")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(StoreError::unavailable)
-            })
-            .await?;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.counter_key(key)).arg("n").arg("at");
+        let (n, at): (Option<u32>, Option<i64>) = self.query(cmd).await?;
         Ok(n.zip(at).map(|(failures, at)| FailureCount {
             failures,
             last_failure_at: Timestamp(at),
@@ -195,18 +196,10 @@ impl ThrottleStore for RedisCounters {
     }
 
     async fn clear_failures(&self, key: &str) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let key = self.counter_key(key);
-        self.breaker
-            .call(async move {
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async::<i64>(&mut conn)
-                    .await
-                    .map(drop)
-                    .map_err(StoreError::unavailable)
-            })
-            .await
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.counter_key(key));
+        let _deleted: i64 = self.query(cmd).await?;
+        Ok(())
     }
 
     /// Idle counters expire by themselves (after the idle time given at construction), so
