@@ -389,14 +389,17 @@ scenario() {
         say "minting $GUARD_TOKENS access tokens"
         : >"$WORK/bearers"
         for _ in $(seq "$GUARD_TOKENS"); do
-          curl -sf "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH" -d "$CC_BODY" |
-            json_field access_token >>"$WORK/bearers"
+          # One per line (the answer ends without a newline).
+          printf '%s\n' "$(curl -sf "$BASE/oauth2/token" -H "Authorization: $WORKER_AUTH" \
+            -d "$CC_BODY" | json_field access_token)" >>"$WORK/bearers"
         done
         start_resource_server
         local ticks0 ticks1 hz
         hz=$(getconf CLK_TCK)
         ticks0=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
-        BEARER_TOKENS=$WORK/bearers wrk_run G1 "$CONNS" "$DURATION" bearers.lua "$rs_base/whoami"
+        export TOKENS=$WORK/bearers TOKEN_PATH=/whoami TOKEN_HEADER=Authorization \
+          TOKEN_PREFIX="Bearer "
+        wrk_run G1 "$CONNS" "$DURATION" tokens.lua "$rs_base/whoami"
         ticks1=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
         print_row G1 G1 "guard: GET /whoami, $GUARD_TOKENS distinct ES256 JWTs (c=$CONNS)" \
           "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
@@ -433,8 +436,9 @@ scenario() {
         REFRESH_TOKENS=$WORK/soak_refresh_tokens WRK_AUTH=$APP_AUTH \
           wrk_run SOAK-S4 "$REFRESH_CONNS" "$SOAK_SECS" refresh.lua "$BASE/oauth2/token" &
         BG_PIDS+=($!)
-        SESSION_TOKENS=$WORK/session_tokens \
-          wrk_run SOAK-S1 "$CONNS" "$SOAK_SECS" sessions.lua "$BASE/api/v1/me" &
+        export TOKENS=$WORK/session_tokens TOKEN_PATH=/api/v1/me TOKEN_HEADER=Cookie \
+          TOKEN_PREFIX=authx_session=
+        wrk_run SOAK-S1 "$CONNS" "$SOAK_SECS" tokens.lua "$BASE/api/v1/me" &
         BG_PIDS+=($!)
         while [ "$t" -le "$SOAK_SECS" ]; do
           # total (anonymous / file-backed / shared memory, the last being SQLite's WAL index)
