@@ -12,27 +12,11 @@ use serde_json::{Value, json};
 
 use crate::scale::{me, sign_in, three, three_with};
 
-/// Deleting an application on one instance holds on the others from the very next request:
-/// its secret, its refresh tokens and the user access tokens it was issued are refused on A and
-/// B the moment C's delete response arrives, although A and B keep clients and tokens found
-/// good in memory (checked against the generation the instances share in Redis). Twenty
-/// trials, each its own client.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deleted_client_is_refused_on_every_instance_at_once() {
-    use authx_core::oauth::client::GrantType;
-
-    use crate::oidc::{REDIRECT, VERIFIER, client, query_param, urlencode};
-
-    let Some(services) = SharedServices::acquire(
-        "scale_changes::a_deleted_client_is_refused_on_every_instance_at_once",
-    )
-    .await
-    else {
-        return;
-    };
-    // Behind a load balancer every instance has the one issuer; each still trusts the origin
-    // the tests call it on.
-    let [a, b, c] = three_with(&services, |f| {
+/// Three instances as behind a load balancer: one issuer for all, each still trusting the
+/// origin the tests call it on. The API `https://api.example.com` is registered, and an
+/// administrator is signed in on C (the cookie is returned).
+async fn behind_one_issuer(services: &SharedServices) -> ([TestServer; 3], String) {
+    let [a, b, c] = three_with(services, |f| {
         f.trusted_origins = f.issuer.clone().map(|own| vec![own]);
         f.issuer = Some("http://authx.lb.test".into());
     })
@@ -51,6 +35,29 @@ async fn a_deleted_client_is_refused_on_every_instance_at_once() {
         .await
         .unwrap();
     let admin = c.sign_in("owner@example.com", PASSWORD).await.unwrap();
+    ([a, b, c], admin)
+}
+
+/// Deleting an application on one instance holds on the others from the very next request:
+/// its secret, its refresh tokens and the user access tokens it was issued are refused on A and
+/// B the moment C's delete response arrives, although A and B keep clients and tokens found
+/// good in memory (checked against the generation the instances share in Redis). Twenty
+/// trials, each its own client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_client_is_refused_on_every_instance_at_once() {
+    use authx_core::oauth::client::GrantType;
+
+    use crate::oidc::{REDIRECT, VERIFIER, client, query_param, urlencode};
+
+    let Some(services) = SharedServices::acquire(
+        "scale_changes::a_deleted_client_is_refused_on_every_instance_at_once",
+    )
+    .await
+    else {
+        return;
+    };
+    let ([a, b, c], admin) = behind_one_issuer(&services).await;
+    let state = &c.running().unwrap().state;
     a.create_user("app-user@example.com", PASSWORD)
         .await
         .unwrap();
@@ -250,25 +257,8 @@ async fn what_instances_keep_in_memory_dies_with_a_revocation_anywhere() {
     else {
         return;
     };
-    let [a, b, c] = three_with(&services, |f| {
-        f.trusted_origins = f.issuer.clone().map(|own| vec![own]);
-        f.issuer = Some("http://authx.lb.test".into());
-    })
-    .await;
+    let ([a, b, c], admin) = behind_one_issuer(&services).await;
     let state = &c.running().unwrap().state;
-    state
-        .auth
-        .create_user("keeper@example.com", PASSWORD, true)
-        .await
-        .unwrap();
-    let admin = c.sign_in("keeper@example.com", PASSWORD).await.unwrap();
-    authx_server::web::api::register_resource(
-        state,
-        "https://api.example.com".into(),
-        vec!["read".into(), "write".into()],
-    )
-    .await
-    .unwrap();
     let (_, secret) = state
         .oauth
         .register_client(
