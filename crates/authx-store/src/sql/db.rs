@@ -14,7 +14,6 @@ use authx_core::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::grants::rotate_in_transaction;
 pub(crate) use super::pool::{Pool, Tx};
 
 /// Every store over one SQL database: the pool, and what the backend adds to rotate refresh
@@ -34,11 +33,9 @@ pub(crate) trait Dialect: SqlDb {
     /// What a store keeps besides its pool to rotate refresh tokens.
     type Rotations: Send + Sync;
 
-    /// `GrantStore::rotate_refresh` on this backend: by default, each rotation in a
-    /// transaction of its own ([`rotate_in_transaction`]).
-    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a> {
-        Box::pin(rotate_in_transaction(&store.pool, r.old, r.new, r.now))
-    }
+    /// `GrantStore::rotate_refresh` on this backend: SQLite commits a batch of rotations at
+    /// once (`crate::sqlite::rotation`), PostgreSQL runs each as one statement.
+    fn rotate_refresh<'a>(store: &'a SqlStore<Self>, r: Rotation<'a>) -> Rotated<'a>;
 
     /// The clause a sub-select adds to lock the rows it reads until the transaction ends:
     /// none by default (SQLite runs one writer at a time).

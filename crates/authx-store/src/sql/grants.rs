@@ -219,41 +219,6 @@ fn live_revoked<R: SqlRow>(rows: &[R], now: Timestamp) -> StoreResult<Vec<String
     Ok(ids)
 }
 
-/// Rotates `old` into `new` in a transaction of its own on `pool`.
-///
-/// The transaction's first statement writes, so a concurrent rotation of the same token waits
-/// for it (the row lock on PostgreSQL, the write lock on SQLite), then finds the token consumed.
-pub(crate) async fn rotate_in_transaction<DB: Dialect>(
-    pool: &Pool<DB>,
-    old: &TokenHash,
-    new: &RefreshToken,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    let mut tx = pool.begin().await?;
-    let old = old.to_hex();
-    let consumed = stmt(CONSUME_TOKEN)
-        .bind(now)
-        .bind(&old)
-        .bind(&new.family_id)
-        .execute_in(&mut tx)
-        .await?;
-    if consumed == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    let hash = new.hash.to_hex();
-    stmt(INSERT_TOKEN)
-        .bind(&hash)
-        .bind(&new.family_id)
-        .bind(new.issued_at)
-        .bind(new.idle_expires_at)
-        .bind(new.consumed_at)
-        .execute_in(&mut tx)
-        .await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
 #[async_trait::async_trait]
 impl<DB: Dialect> GrantStore for SqlStore<DB> {
     async fn put_code(&self, code: &AuthCode) -> StoreResult<()> {

@@ -113,15 +113,6 @@ impl<DB: Database> Tx<DB> {
         })
         .await
     }
-
-    /// Rolls the transaction back.
-    pub(crate) async fn rollback(self) -> StoreResult<()> {
-        let Self { inner, guard } = self;
-        bounded(guard.as_ref(), async {
-            inner.rollback().await.map_err(store_error)
-        })
-        .await
-    }
 }
 
 /// `call` within `guard`'s bounds: refused at once while the breaker is open, and failed as
