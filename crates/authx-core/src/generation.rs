@@ -154,6 +154,60 @@ pub(crate) mod tests {
         }
     }
 
+    /// A log that keeps nothing: the publish path is what is under test.
+    struct NoLog;
+
+    #[async_trait]
+    impl crate::events::RevocationLog for NoLog {
+        async fn append_event(
+            &self,
+            _: &crate::events::RevocationEvent,
+            _: crate::Timestamp,
+            _: crate::Timestamp,
+        ) -> StoreResult<i64> {
+            Ok(1)
+        }
+
+        async fn events_after(
+            &self,
+            _: i64,
+            _: crate::Timestamp,
+            _: u32,
+        ) -> StoreResult<Vec<crate::events::LoggedEvent>> {
+            Ok(Vec::new())
+        }
+
+        async fn purge_events(&self, _: crate::Timestamp) -> StoreResult<u64> {
+            Ok(0)
+        }
+    }
+
+    /// Every revocation published raises the shared count before the publish returns: the
+    /// raise, not the event's delivery, is what lets another instance refuse what it kept
+    /// from its very next request.
+    #[tokio::test]
+    async fn every_publish_raises_the_shared_count_before_it_returns() {
+        use crate::events::{DurableBus, EventBus, InProcessBus, RevocationEvent};
+        let shared = Arc::new(InMemory::default());
+        let bus = DurableBus::new(
+            Arc::new(NoLog),
+            Arc::new(InProcessBus::default()),
+            Arc::new(crate::ManualClock::new(crate::Timestamp(1_000))),
+            3_600,
+        )
+        .with_shared_generation(shared.clone());
+        let other_instance = Generations::shared(Arc::default(), shared.clone());
+        let before = other_instance.stamp().await.unwrap();
+        bus.publish(&RevocationEvent::FamilyRevoked {
+            family_id: "f1".into(),
+            user_id: crate::user::UserId("u1".into()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(shared.current().await.unwrap(), 1);
+        assert_ne!(other_instance.stamp().await.unwrap(), before);
+    }
+
     #[tokio::test]
     async fn a_stamp_changes_with_either_count() {
         let local = Arc::new(RevocationGeneration::default());
