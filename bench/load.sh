@@ -3,7 +3,8 @@
 #
 #   bench/load.sh                      # every scenario, 10 s each
 #   DURATION=30 bench/load.sh          # longer runs
-#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6 S7 S8; H0 is bare
+#   SCENARIOS="S0 S1" bench/load.sh    # a subset (S0 S1 S2 S3 S4 S5 S1F S6 S7 S8; G1 is the
+#                                      # guard over GUARD_TOKENS distinct tokens; H0 is bare
 #                                      # axum on the same server loop, the yardstick for S0)
 #   SCENARIOS=SOAK bench/load.sh       # S1 spread over 100,000 sessions plus S4, for 10 minutes
 #                                      # (with SHARED=1 the sessions go to Redis),

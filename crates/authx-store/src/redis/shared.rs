@@ -119,6 +119,32 @@ impl RedisCounters {
         format!("{}throttle:{key}", self.prefix)
     }
 
+    /// Runs a script of the generation ([`CURRENT`], [`BUMP`]): its one key, and the random
+    /// start for a missing count.
+    async fn on_generation<T: redis::FromRedisValue>(&self, script: &Script) -> StoreResult<T> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.generation_key()).arg(self.start);
+        self.run(invocation).await
+    }
+
+    /// Runs a script of the counter `key` ([`RECORD_FAILURE`], [`COUNT_HIT`]): `now`, the
+    /// script's own argument, and the idle time after which the counter expires.
+    async fn on_counter<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        now: Timestamp,
+        arg: i64,
+    ) -> StoreResult<T> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.counter_key(key))
+            .arg(now.0)
+            .arg(arg)
+            .arg(self.idle_secs);
+        self.run(invocation).await
+    }
+
     /// Sends `cmd` on a handle of the connection, behind the breaker.
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> StoreResult<T> {
         let mut conn = self.conn.clone();
@@ -151,15 +177,11 @@ impl RedisCounters {
 #[async_trait]
 impl SharedGeneration for RedisCounters {
     async fn current(&self) -> StoreResult<u64> {
-        let mut invocation = self.current.prepare_invoke();
-        invocation.key(self.generation_key()).arg(self.start);
-        self.run(invocation).await
+        self.on_generation(&self.current).await
     }
 
     async fn bump(&self) -> StoreResult<()> {
-        let mut invocation = self.bump.prepare_invoke();
-        invocation.key(self.generation_key()).arg(self.start);
-        let _raised: u64 = self.run(invocation).await?;
+        let _raised: u64 = self.on_generation(&self.bump).await?;
         Ok(())
     }
 }
@@ -172,13 +194,9 @@ impl ThrottleStore for RedisCounters {
         now: Timestamp,
         reset_after_secs: i64,
     ) -> StoreResult<FailureCount> {
-        let mut invocation = self.record_failure.prepare_invoke();
-        invocation
-            .key(self.counter_key(key))
-            .arg(now.0)
-            .arg(reset_after_secs)
-            .arg(self.idle_secs);
-        let (failures, at): (u32, i64) = self.run(invocation).await?;
+        let (failures, at): (u32, i64) = self
+            .on_counter(&self.record_failure, key, now, reset_after_secs)
+            .await?;
         Ok(FailureCount {
             failures,
             last_failure_at: Timestamp(at),
@@ -214,13 +232,8 @@ impl ThrottleStore for RedisCounters {
         window_start: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u32> {
-        let mut invocation = self.count_hit.prepare_invoke();
-        invocation
-            .key(self.counter_key(key))
-            .arg(now.0)
-            .arg(window_start.0)
-            .arg(self.idle_secs);
-        self.run(invocation).await
+        self.on_counter(&self.count_hit, key, now, window_start.0)
+            .await
     }
 }
 
