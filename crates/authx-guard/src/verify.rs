@@ -59,6 +59,12 @@ pub struct Claims {
     pub cnf: Option<authx_core::oauth::dpop::Confirmation>,
 }
 
+impl jwt::Issued for Claims {
+    fn issuer(&self) -> &str {
+        &self.iss
+    }
+}
+
 impl Claims {
     /// The thumbprint of the DPoP key the token is bound to, if it is bound.
     #[must_use]

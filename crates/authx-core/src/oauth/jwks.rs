@@ -157,18 +157,11 @@ impl PublicKeys {
         if verifier.alg.jwt_algorithm() != alg {
             return Err(KeyedJwsError::Algorithm);
         }
-        let mut v = jsonwebtoken::Validation::new(alg);
         // The caller checks every claim, against the injected clock and with exact types.
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<T>(token, &verifier.key, &v)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => KeyedJwsError::Signature,
-                _ => KeyedJwsError::Malformed,
-            })?
-            .claims;
+        let claims = super::jwt::verify_signed::<T>(token, verifier).map_err(|e| match e {
+            super::jwt::JwsDefect::Invalid => KeyedJwsError::Signature,
+            _ => KeyedJwsError::Malformed,
+        })?;
         Ok((claims, verifier))
     }
 }

@@ -193,9 +193,72 @@ pub enum JwsDefect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessTokenHeader {
     /// The algorithm the token claims; it must equal the key's own.
-    pub alg: jsonwebtoken::Algorithm,
+    pub alg: String,
     /// The key id, to look up in the issuer's keys.
     pub kid: String,
+}
+
+/// The protected header of a compact JWS, as far as authx reads it (RFC 7515 §4.1). Members it
+/// does not name are ignored, except that a duplicated member makes the header malformed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JoseHeader {
+    /// The algorithm the token claims.
+    pub alg: String,
+    /// The token's type.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// The key id.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Extensions the recipient must understand (RFC 7515 §4.1.11): authx understands none, so
+    /// a header that lists any is refused.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// The three segments of a compact JWS (RFC 7515 §7.1), still base64url-encoded.
+struct Compact<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a str,
+}
+
+/// Splits a compact JWS of at most [`MAX_JWT_LEN`] ASCII bytes into its three segments.
+fn compact(token: &str) -> Result<Compact<'_>, JwsDefect> {
+    if token.len() > MAX_JWT_LEN || !token.is_ascii() {
+        return Err(JwsDefect::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsDefect::Malformed);
+    };
+    Ok(Compact {
+        header,
+        payload,
+        signature,
+        signing_input: &token[..header.len() + 1 + payload.len()],
+    })
+}
+
+/// Reads the protected header of a compact JWS of sane size, without verifying anything. A
+/// header with `crit` is refused.
+///
+/// # Errors
+/// [`JwsDefect::Malformed`].
+pub fn jose_header(token: &str) -> Result<JoseHeader, JwsDefect> {
+    let c = compact(token)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(c.header)
+        .map_err(|_| JwsDefect::Malformed)?;
+    let header: JoseHeader = serde_json::from_slice(&bytes).map_err(|_| JwsDefect::Malformed)?;
+    if header.crit.is_some() {
+        return Err(JwsDefect::Malformed);
+    }
+    Ok(header)
 }
 
 /// Checks the shape of an access token and reads its header: at most [`MAX_JWT_LEN`] ASCII
@@ -205,13 +268,7 @@ pub struct AccessTokenHeader {
 /// # Errors
 /// What is wrong with the token.
 pub fn access_token_header(token: &str) -> Result<AccessTokenHeader, JwsDefect> {
-    if token.len() > MAX_JWT_LEN
-        || !token.is_ascii()
-        || token.bytes().filter(|b| *b == b'.').count() != 2
-    {
-        return Err(JwsDefect::Malformed);
-    }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| JwsDefect::Malformed)?;
+    let header = jose_header(token)?;
     if !header.typ.as_deref().is_some_and(is_access_token_typ) {
         return Err(JwsDefect::WrongType);
     }
@@ -224,6 +281,44 @@ pub fn access_token_header(token: &str) -> Result<AccessTokenHeader, JwsDefect> 
     }
 }
 
+/// Claims that name their issuer, so that [`decode_verified`] can require it.
+pub trait Issued {
+    /// The `iss` claim.
+    fn issuer(&self) -> &str;
+}
+
+impl Issued for VerifiedClaims {
+    fn issuer(&self) -> &str {
+        &self.claims.iss
+    }
+}
+
+impl Issued for IdTokenClaims {
+    fn issuer(&self) -> &str {
+        &self.iss
+    }
+}
+
+/// Verifies the signature of a compact JWS under `verifier`'s key and decodes its payload as
+/// `T`. The header is the caller's to have read, and its `alg` checked against the key's.
+///
+/// # Errors
+/// [`JwsDefect::Malformed`] for a token that is not a compact JWS of sane size or claims that
+/// do not decode as `T`; [`JwsDefect::Invalid`] for a bad signature.
+pub fn verify_signed<T: serde::de::DeserializeOwned>(
+    token: &str,
+    verifier: &Verifier,
+) -> Result<T, JwsDefect> {
+    let c = compact(token)?;
+    if !signature_valid(verifier, c.signing_input.as_bytes(), c.signature) {
+        return Err(JwsDefect::Invalid);
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(c.payload)
+        .map_err(|_| JwsDefect::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| JwsDefect::Malformed)
+}
+
 /// Verifies the signature of `token` under `verifier`'s key and that key's one algorithm (a
 /// header naming another is refused), requires `iss` to equal `issuer`, and decodes the claims
 /// as `T` (serde decides which JSON types are right). Times and audience are left to the
@@ -232,25 +327,20 @@ pub fn access_token_header(token: &str) -> Result<AccessTokenHeader, JwsDefect> 
 /// # Errors
 /// [`JwsDefect::WrongAlgorithm`], or [`JwsDefect::Invalid`] for a bad signature, another issuer
 /// or claims that do not decode.
-pub fn decode_verified<T: serde::de::DeserializeOwned>(
+pub fn decode_verified<T: serde::de::DeserializeOwned + Issued>(
     token: &str,
     header: &AccessTokenHeader,
     verifier: &Verifier,
     issuer: &str,
 ) -> Result<T, JwsDefect> {
-    if header.alg != verifier.alg.jwt_algorithm() {
+    if header.alg != verifier.alg.as_str() {
         return Err(JwsDefect::WrongAlgorithm);
     }
-    let mut v = jsonwebtoken::Validation::new(verifier.alg.jwt_algorithm());
-    // Times are checked by the caller against its clock; the audience by its own rules.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    v.set_issuer(&[issuer]);
-    jsonwebtoken::decode::<T>(token, &verifier.key, &v)
-        .map(|d| d.claims)
-        .map_err(|_| JwsDefect::Invalid)
+    let claims: T = verify_signed(token, verifier).map_err(|_| JwsDefect::Invalid)?;
+    if claims.issuer() != issuer {
+        return Err(JwsDefect::Invalid);
+    }
+    Ok(claims)
 }
 
 /// Verifies an access token authx issued: shape and header ([`access_token_header`]), a known
@@ -283,19 +373,20 @@ pub fn verify_access_token(
 /// Whether `signature` (the base64url third segment of a compact JWS) is a valid signature of
 /// `signing_input` under `verifier`'s key and its one algorithm.
 ///
-/// This is the signature primitive that [`verify_access_token`] reaches through
-/// `jsonwebtoken::decode` (the crate's `crypto::verify`, with the algorithm taken from the key);
-/// it is public so that signature test vectors (Wycheproof) and fuzzing can drive it with
-/// arbitrary messages, which a JWT's signing input cannot carry.
+/// This is the signature primitive of every JWT verification here ([`verify_signed`]); it is
+/// public so that signature test vectors (Wycheproof) and fuzzing can drive it with arbitrary
+/// messages, which a JWT's signing input cannot carry.
 #[must_use]
 pub fn signature_valid(verifier: &Verifier, signing_input: &[u8], signature: &str) -> bool {
-    jsonwebtoken::crypto::verify(
-        signature,
-        signing_input,
-        &verifier.key,
-        verifier.alg.jwt_algorithm(),
-    )
-    .unwrap_or(false)
+    // The largest signature is an RSA one of 8,192 bits (1,024 bytes; the decoder asks for room
+    // by whole groups of four characters); anything longer is refused unread.
+    let mut raw = [0u8; 1032];
+    match URL_SAFE_NO_PAD.decode_slice(signature, &mut raw) {
+        Ok(n) => raw
+            .get(..n)
+            .is_some_and(|sig| verifier.verify(signing_input, sig)),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +496,56 @@ mod tests {
                 "{t:.80}"
             );
         }
+    }
+
+    /// `claims` under `header`, signed by `ring`'s ES256 key whatever the header says.
+    fn signed_with_header(
+        r: &KeyRing,
+        header: &serde_json::Value,
+        claims: &AccessTokenClaims,
+    ) -> String {
+        let signer = r.signer(SigningAlg::Es256).unwrap();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+        );
+        let sig = signer.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// RFC 7515 §4.1.11: a validly signed token whose header lists critical extensions is
+    /// refused (authx understands none, so `"b64": false` of RFC 7797 cannot change what the
+    /// signature covers); so is a header with a member twice. The same header without them
+    /// verifies, so the refusals are the header's doing, not the signature's.
+    #[test]
+    fn critical_extensions_and_duplicated_members_are_refused_even_when_signed() {
+        let r = ring(SigningAlg::Es256);
+        let kid = r.signer(SigningAlg::Es256).unwrap().kid().to_owned();
+        let verify =
+            |t: &str| verify_access_token(t, &r, "https://id.example.com", Timestamp(1000), 0);
+        let plain = serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":kid});
+        assert_eq!(
+            verify(&signed_with_header(&r, &plain, &claims(1000))),
+            Some(claims(1000))
+        );
+        let crit =
+            serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":kid,"crit":["b64"],"b64":false});
+        assert_eq!(verify(&signed_with_header(&r, &crit, &claims(1000))), None);
+        // A second `typ` could make two parsers disagree on what the token is.
+        let signer = r.signer(SigningAlg::Es256).unwrap();
+        let header = format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}","typ":"at+jwt"}}"#);
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(1000)).unwrap())
+        );
+        let sig = URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes()).unwrap());
+        assert_eq!(verify(&format!("{input}.{sig}")), None);
+        assert_eq!(
+            jose_header(&format!("{input}.{sig}")).err(),
+            Some(JwsDefect::Malformed)
+        );
     }
 
     /// The order n of the P-256 group, big-endian.

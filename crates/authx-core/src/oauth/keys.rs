@@ -14,6 +14,8 @@ use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -370,13 +372,35 @@ impl Signer {
     }
 }
 
-/// A verification key built from a public JWK.
+/// A verification key built from a public JWK, parsed once: checking a signature does not
+/// parse the key again.
 #[derive(Clone)]
 pub struct Verifier {
     /// Its one algorithm.
     pub alg: SigningAlg,
-    /// The key.
-    pub key: jsonwebtoken::DecodingKey,
+    key: VerifyingKey,
+}
+
+#[derive(Clone)]
+enum VerifyingKey {
+    /// A P-256 point or an Ed25519 key, validated at import.
+    Parsed(signature::ParsedPublicKey),
+    /// An RSA modulus and exponent (big-endian).
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+}
+
+impl Verifier {
+    /// Whether `signature` (raw bytes: R ‖ S for ES256, as JWS encodes it) is a valid signature
+    /// of `message` under this key and its one algorithm.
+    #[must_use]
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.key {
+            VerifyingKey::Parsed(k) => k.verify_sig(message, signature).is_ok(),
+            VerifyingKey::Rsa { n, e } => signature::RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, signature)
+                .is_ok(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -387,21 +411,36 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-/// Builds a verifier from a public JWK, requiring the JWK's own `alg` to be one authx allows.
+/// Builds a verifier from a public JWK, requiring the JWK's own `alg` to be one authx allows
+/// and a key of that algorithm's type and curve: a P-256 point (each coordinate its full 32
+/// bytes, RFC 7518 §6.2.1.2) must lie on the curve, an Ed25519 key must be 32 bytes, an RSA
+/// key is checked (2,048 to 8,192 bits) when it verifies.
 #[must_use]
 pub fn verifier_from_jwk(jwk: &Value) -> Option<Verifier> {
     let alg = SigningAlg::parse(jwk.get("alg")?.as_str()?)?;
     let s = |k: &str| jwk.get(k).and_then(Value::as_str);
+    let bytes = |k: &str| s(k).and_then(|v| URL_SAFE_NO_PAD.decode(v).ok());
     let key = match (alg, s("kty")?) {
-        (SigningAlg::Rs256, "RSA") => {
-            jsonwebtoken::DecodingKey::from_rsa_components(s("n")?, s("e")?).ok()?
-        }
+        (SigningAlg::Rs256, "RSA") => VerifyingKey::Rsa {
+            n: bytes("n")?,
+            e: bytes("e")?,
+        },
         (SigningAlg::Es256, "EC") if s("crv")? == "P-256" => {
-            jsonwebtoken::DecodingKey::from_ec_components(s("x")?, s("y")?).ok()?
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            if x.len() != 32 || y.len() != 32 {
+                return None;
+            }
+            let mut point = Vec::with_capacity(65);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            VerifyingKey::Parsed(
+                signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).ok()?,
+            )
         }
-        (SigningAlg::EdDsa, "OKP") if s("crv")? == "Ed25519" => {
-            jsonwebtoken::DecodingKey::from_ed_components(s("x")?).ok()?
-        }
+        (SigningAlg::EdDsa, "OKP") if s("crv")? == "Ed25519" => VerifyingKey::Parsed(
+            signature::ParsedPublicKey::new(&signature::ED25519, bytes("x")?).ok()?,
+        ),
         _ => return None,
     };
     Some(Verifier { alg, key })
