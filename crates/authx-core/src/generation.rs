@@ -9,11 +9,19 @@
 //! so the very next request on any instance reads a higher count and goes to the store, and a
 //! fill that raced the change carries the older count and is never served.
 //!
+//! Within one request ([`in_request`]) the shared count is read once: a request that looks up a
+//! client and then a token stamps both with the count of its first lookup, unless this process
+//! changed something in between (its own changes raise the local count, which ends the reuse).
+//! A change reported done before the request began is in that first read, so the very next
+//! request still refuses what the change ended; a change that completes while a request is under
+//! way may or may not be seen by it, as with any request that overlaps a change.
+//!
 //! The price of one counter for everything is that any change empties every cache at once.
 //! Revocations and changes to clients are rare next to the requests that read them; a
 //! deployment that revokes hundreds of times a second loses the caches' benefit, never their
 //! correctness.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,6 +45,21 @@ impl RevocationGeneration {
     pub fn bump(&self) {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The shared count read by the request being served: which counter (its address), the local
+/// count at the read, and the value read.
+type Memo = Cell<Option<(usize, u64, u64)>>;
+
+tokio::task_local! {
+    static REQUEST_MEMO: Memo;
+}
+
+/// Runs `f` as one request: the shared count is read at most once within it while this
+/// process changes nothing (see the module documentation). Outside such a scope every stamp
+/// reads the count.
+pub async fn in_request<F: Future>(f: F) -> F::Output {
+    REQUEST_MEMO.scope(Cell::new(None), f).await
 }
 
 /// The shared count (see the module documentation).
@@ -99,10 +122,21 @@ impl Generations {
     pub async fn stamp(&self) -> StoreResult<Stamp> {
         // The local count first: a local change after it is then seen by the comparison.
         let local = self.local.current();
-        let shared = match &self.shared {
-            Some(s) => s.current().await?,
-            None => 0,
+        let Some(s) = &self.shared else {
+            return Ok(Stamp { local, shared: 0 });
         };
+        // The counter's address tells one shared count from another in the same request.
+        let which = Arc::as_ptr(s).cast::<()>() as usize;
+        let memo = REQUEST_MEMO.try_with(Cell::get).ok().flatten();
+        if let Some((w, l, shared)) = memo
+            && w == which
+            && l == local
+        {
+            return Ok(Stamp { local, shared });
+        }
+        let shared = s.current().await?;
+        // Outside a request there is nothing to keep it in.
+        let _ = REQUEST_MEMO.try_with(|m| m.set(Some((which, local, shared))));
         Ok(Stamp { local, shared })
     }
 
@@ -206,6 +240,73 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(shared.current().await.unwrap(), 1);
         assert_ne!(other_instance.stamp().await.unwrap(), before);
+    }
+
+    /// A shared count that counts its reads.
+    #[derive(Default)]
+    struct CountingReads {
+        value: AtomicU64,
+        reads: AtomicU64,
+    }
+
+    #[async_trait]
+    impl SharedGeneration for CountingReads {
+        async fn current(&self) -> StoreResult<u64> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.value.load(Ordering::SeqCst))
+        }
+
+        async fn bump(&self) -> StoreResult<()> {
+            self.value.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// One request reads the shared count once, however many lookups it makes, until this
+    /// process changes something; the next request reads it again and so sees a change made
+    /// elsewhere in between; outside a request every stamp reads it.
+    #[tokio::test]
+    async fn a_request_reads_the_shared_count_once_until_it_changes_something() {
+        let local = Arc::new(RevocationGeneration::default());
+        let shared = Arc::new(CountingReads::default());
+        let g = Generations::shared(Arc::clone(&local), shared.clone());
+        let reads = || shared.reads.load(Ordering::SeqCst);
+
+        let first = in_request(async {
+            let a = g.stamp().await.unwrap();
+            assert_eq!(g.stamp().await.unwrap(), a);
+            assert_eq!(reads(), 1);
+            // This request's own change ends the reuse.
+            g.bump().await.unwrap();
+            let b = g.stamp().await.unwrap();
+            assert_ne!(b, a);
+            assert_eq!(reads(), 2);
+            b
+        })
+        .await;
+
+        // Another instance's change, then the next request.
+        shared.bump().await.unwrap();
+        let next = in_request(async { g.stamp().await.unwrap() }).await;
+        assert_ne!(next, first);
+        assert_eq!(reads(), 3);
+
+        // Another counter in the same request is read on its own.
+        let other = Arc::new(CountingReads::default());
+        let h = Generations::shared(Arc::clone(&local), other.clone());
+        in_request(async {
+            g.stamp().await.unwrap();
+            h.stamp().await.unwrap();
+            h.stamp().await.unwrap();
+        })
+        .await;
+        assert_eq!(other.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(reads(), 4);
+
+        // Outside a request, every stamp reads.
+        g.stamp().await.unwrap();
+        g.stamp().await.unwrap();
+        assert_eq!(reads(), 6);
     }
 
     #[tokio::test]

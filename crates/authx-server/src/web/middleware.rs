@@ -117,12 +117,14 @@ async fn security_headers(mut res: Response) -> Response {
 
 /// What every request passes through, as one layer (each layer clones the routes below it per
 /// request): the audit context of the request ([`audit_context`]), the request metrics by
-/// matched route, and the rate limits ([`rate_limit`]).
+/// matched route, the rate limits ([`rate_limit`]), and one read of the shared count of
+/// changes per request ([`authx_core::generation::in_request`]).
 pub async fn per_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let audit_ctx = audit_context(&state, &parts);
     let req = Request::from_parts(parts, body);
-    authx_core::audit::in_request(audit_ctx, observe(state, req, next)).await
+    let served = authx_core::audit::in_request(audit_ctx, observe(state, req, next));
+    authx_core::generation::in_request(served).await
 }
 
 /// Counts and times requests by matched route.
