@@ -34,7 +34,8 @@
 # sign-in connections during S1F (16), PORT (18080), AUTHX_LOG server log filter (info),
 # SQLITE_SYNC full|normal (full: durable commits), KEEP=1 keeps the temporary directory;
 # SOAK_SECS (600), SOAK_SESSIONS (100000) and SOAK_SAMPLE seconds between RSS samples (30);
-# AUTHX_BIN runs that binary instead of building one (to compare two builds in one sitting);
+# AUTHX_BIN runs that binary instead of building one (to compare two builds in one sitting),
+# AUTHX_RS_BIN the same for the example resource server of S6, S8 and G1;
 # GUARD_TOKENS distinct access tokens for G1 (5000).
 set -euo pipefail
 
@@ -89,7 +90,7 @@ else
   (cd "$ROOT" && cargo build --release --quiet -p authx-server --bin authx)
   BIN=$TARGET_DIR/release/authx
 fi
-if [[ " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* || " $SCENARIOS " == *" G1 "* ]]; then
+if [[ -z "${AUTHX_RS_BIN:-}" && ( " $SCENARIOS " == *" S6 "* || " $SCENARIOS " == *" S8 "* || " $SCENARIOS " == *" G1 "* ) ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-guard --example resource-server)
 fi
 if [[ " $SCENARIOS " == *" S7 "* || " $SCENARIOS " == *" S8 "* ]]; then
@@ -99,7 +100,7 @@ if [[ " $SCENARIOS " == *" H0 "* ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p authx-server --example hello)
 fi
 HELLO_BIN=$TARGET_DIR/release/examples/hello
-RS_BIN=$TARGET_DIR/release/examples/resource-server
+RS_BIN=${AUTHX_RS_BIN:-$TARGET_DIR/release/examples/resource-server}
 PROOFS_BIN=$TARGET_DIR/release/examples/dpop-proofs
 [ -x "$BIN" ] || die "no binary at $BIN"
 
@@ -257,6 +258,18 @@ SIGNIN_BODY="{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
 
 reset_peak() { echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null || true; }
 peak_rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+# cpu_ticks PID: the process's user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# print_cpu NAME TICKS: the CPU time per request of scenario NAME, whose server process spent
+# TICKS clock ticks during the run (the kernel's socket work included).
+print_cpu() {
+  local requests
+  requests=$(grep AUTHX_RESULT "$WORK/$1.out" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
+  if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
+    awk -v name="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+      'BEGIN { printf "%-4s CPU per request: %.1f us (%d requests, %.2f CPU-seconds)\n", name, t / hz / n * 1e6, n, t / hz }'
+  fi
+}
 
 # wrk_run NAME CONNS DURATION SCRIPT URL [wrk args...] -> the AUTHX_RESULT line in $WORK/NAME.out
 wrk_run() {
@@ -312,8 +325,11 @@ scenario() {
   local id=$1
   reset_peak
   case $id in
-    S0) wrk_run S0 "$CONNS" "$DURATION" get.lua "$BASE/healthz"
-        print_row S0 S0 "GET /healthz (c=$CONNS)" "$(peak_rss_mb)" ;;
+    S0) local t0
+        t0=$(cpu_ticks "$SERVER_PID")
+        wrk_run S0 "$CONNS" "$DURATION" get.lua "$BASE/healthz"
+        print_row S0 S0 "GET /healthz (c=$CONNS)" "$(peak_rss_mb)"
+        print_cpu S0 $(($(cpu_ticks "$SERVER_PID") - t0)) ;;
     H0)
         # Bare axum on the same runtime, allocator and server loop (examples/hello.rs), on
         # PORT+4: the yardstick for S0.
@@ -324,9 +340,13 @@ scenario() {
           curl -sf -o /dev/null "http://$HOST:$((PORT + 4))/healthz" && break
           sleep 0.01
         done
+        local t0
+        t0=$(cpu_ticks "$hello_pid")
         wrk_run H0 "$CONNS" "$DURATION" get.lua "http://$HOST:$((PORT + 4))/healthz"
+        local spent=$(($(cpu_ticks "$hello_pid") - t0))
         kill "$hello_pid" 2>/dev/null || true
-        print_row H0 H0 "bare axum GET /healthz, the yardstick (c=$CONNS)" "-" ;;
+        print_row H0 H0 "bare axum GET /healthz, the yardstick (c=$CONNS)" "-"
+        print_cpu H0 "$spent" ;;
     S1) wrk_run S1 "$CONNS" "$DURATION" get.lua "$BASE/api/v1/me" -H "Cookie: $COOKIE"
         print_row S1 S1 "GET /api/v1/me, session cookie (c=$CONNS)" "$(peak_rss_mb)" ;;
     S2) WRK_BODY=$CC_BODY wrk_run S2 "$CONNS" "$DURATION" post.lua "$BASE/oauth2/token" \
@@ -395,21 +415,15 @@ scenario() {
             -d "$CC_BODY" | json_field access_token)" >>"$WORK/bearers"
         done
         start_resource_server
-        local ticks0 ticks1 hz
-        hz=$(getconf CLK_TCK)
-        ticks0=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
+        local t0
+        t0=$(cpu_ticks "$RS_PID")
         export TOKENS=$WORK/bearers TOKEN_PATH=/whoami TOKEN_HEADER=Authorization \
           TOKEN_PREFIX="Bearer "
         wrk_run G1 "$CONNS" "$DURATION" tokens.lua "$rs_base/whoami"
-        ticks1=$(awk '{ print $14 + $15 }' "/proc/$RS_PID/stat")
+        local spent=$(($(cpu_ticks "$RS_PID") - t0))
         print_row G1 G1 "guard: GET /whoami, $GUARD_TOKENS distinct ES256 JWTs (c=$CONNS)" \
           "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$RS_PID/status")"
-        local requests
-        requests=$(grep AUTHX_RESULT "$WORK/G1.out" | sed -n 's/.*requests=\([0-9]*\).*/\1/p')
-        if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
-          awk -v t=$((ticks1 - ticks0)) -v hz="$hz" -v n="$requests" \
-            'BEGIN { printf "G1   guard CPU per request: %.1f us (%d requests, %.2f CPU-seconds)\n", t / hz / n * 1e6, n, t / hz }'
-        fi
+        print_cpu G1 "$spent"
         kill "$RS_PID" 2>/dev/null || true
         RS_PID= ;;
     S7)

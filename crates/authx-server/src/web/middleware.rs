@@ -14,7 +14,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -43,17 +42,29 @@ impl MakeRequestId for RandomRequestId {
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-/// Wraps the router in the layers every route gets (the last added runs first).
-pub fn apply_common(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let mut router = router
-        .layer(axum::middleware::map_response(security_headers))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+/// Wraps the whole router, once, in the layers every request passes through, outermost first:
+/// the security headers (on every response, those of the layers below included), a request id,
+/// the request's span, the request id on the response, a panic turned into a 500, the body
+/// limit, and a 30-second limit.
+///
+/// Around the router rather than on each route: `Router::layer` boxes every route once per
+/// layer, and each box is cloned on every request.
+pub fn around(
+    router: Router,
+    state: &AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ use<> {
+    let hsts = state.config.cookie_secure;
+    tower::ServiceBuilder::new()
+        .map_response(move |res: Response| security_headers(res, hsts))
+        .map_response(IntoResponse::into_response)
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(span)
@@ -63,14 +74,14 @@ pub fn apply_common(router: Router<AppState>, state: &AppState) -> Router<AppSta
                 // request (`AUTHX_LOG=info,tower_http=debug` brings the lines back).
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId));
-    if state.config.cookie_secure {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ));
-    }
-    router
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .service(router)
 }
 
 /// The span of one request: id, method and path. Never the query string, which may carry
@@ -85,8 +96,8 @@ fn span(req: &Request) -> tracing::Span {
 }
 
 /// Security headers on every response and `Cache-Control: no-store` unless the handler chose
-/// otherwise (SECURITY.md #10, #14).
-async fn security_headers(mut res: Response) -> Response {
+/// otherwise (SECURITY.md #10, #14); with `hsts` (served over TLS), Strict-Transport-Security.
+fn security_headers(mut res: Response, hsts: bool) -> Response {
     let h = res.headers_mut();
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -112,6 +123,12 @@ async fn security_headers(mut res: Response) -> Response {
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
     );
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     res
 }
 

@@ -21,8 +21,18 @@ use axum::Router;
 
 use crate::state::AppState;
 
-/// The whole application router, as served and as tested.
-pub fn app(state: AppState) -> Router {
+/// The whole application, as served and as tested: the router inside the layers every request
+/// passes through ([`middleware::around`]).
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
     let browser = Router::new()
         .merge(api::router(&state))
         .merge(pages::router())
@@ -55,7 +65,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::per_request,
         ));
-    middleware::apply_common(router, &state).with_state(state)
+    middleware::around(router.with_state(state.clone()), &state)
 }
 
 /// Formats a timestamp as RFC 3339 (UTC).

@@ -281,6 +281,16 @@ async fn a_ten_megabyte_body_gets_a_fast_413() {
         let text = String::from_utf8_lossy(&buf[..n]);
         assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
         assert!(started.elapsed() < Duration::from_secs(2));
+        // The refusal carries the security headers and a request id, as every answer does.
+        let lower = text.to_ascii_lowercase();
+        for h in [
+            "x-content-type-options: nosniff",
+            "cache-control: no-store",
+            "content-security-policy: default-src 'none'",
+            "x-request-id: ",
+        ] {
+            assert!(lower.contains(h), "{path}: no {h:?} in {text}");
+        }
 
         // No declared length: the server stops reading at the limit and answers (or closes)
         // at once instead of waiting for the remaining megabytes.

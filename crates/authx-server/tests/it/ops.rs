@@ -54,3 +54,42 @@ async fn health_readiness_and_metrics() {
             .is_some()
     );
 }
+
+/// With `Secure` cookies (served over TLS) every answer carries Strict-Transport-Security, a
+/// 404 included, and the security headers; without them no answer claims HSTS.
+#[tokio::test]
+async fn hsts_goes_with_secure_cookies_on_every_answer() {
+    let secure = TestServer::start_with(|c| {
+        c.session = Some(authx_server::config::SessionFile {
+            cookie_secure: Some(true),
+            ..Default::default()
+        });
+    })
+    .await
+    .unwrap();
+    let plain = TestServer::start().await.unwrap();
+    for path in ["/healthz", "/no/such/page"] {
+        let res = secure.get(path, None).await.unwrap();
+        let h = res.headers();
+        assert_eq!(
+            h.get("strict-transport-security")
+                .and_then(|v| v.to_str().ok()),
+            Some("max-age=31536000; includeSubDomains"),
+            "{path}"
+        );
+        assert_eq!(
+            h.get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{path}"
+        );
+        let res = plain.get(path, None).await.unwrap();
+        assert!(
+            res.headers().get("strict-transport-security").is_none(),
+            "{path}"
+        );
+        assert!(res.headers().get("x-frame-options").is_some(), "{path}");
+    }
+    secure.stop().await;
+    plain.stop().await;
+}
