@@ -93,3 +93,40 @@ async fn hsts_goes_with_secure_cookies_on_every_answer() {
     secure.stop().await;
     plain.stop().await;
 }
+
+/// A method the server does not know is counted as `other`: a client inventing methods cannot
+/// grow the metrics without bound. Routes are labelled as matched, `unmatched` otherwise.
+#[tokio::test]
+async fn invented_methods_and_unknown_paths_share_one_label_each() {
+    let server = TestServer::start().await.unwrap();
+    for (i, method) in ["BREW", "WHEN", "PROPFIND"].iter().enumerate() {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        server
+            .client
+            .request(m, format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap();
+        server
+            .get(&format!("/no/such/page/{i}"), None)
+            .await
+            .unwrap();
+    }
+    let metrics = server
+        .get("/metrics", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "method=\"other\",route=\"/healthz\"",
+        "method=\"GET\",route=\"unmatched\",status=\"404\"} 3",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in:\n{metrics}");
+    }
+    for invented in ["BREW", "WHEN", "PROPFIND", "/no/such/page"] {
+        assert!(!metrics.contains(invented), "{invented} in:\n{metrics}");
+    }
+    server.stop().await;
+}
