@@ -12,55 +12,13 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: Route,
+    route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: Route,
-}
-
-/// The route a request matched, as the router keeps it (a shared string: labelling a request
-/// allocates nothing), or `unmatched`.
-#[derive(Clone, Debug)]
-pub struct Route(Option<axum::extract::MatchedPath>);
-
-impl Route {
-    /// The route of a request that matched `path` (`None`: no route matched).
-    #[must_use]
-    pub fn new(path: Option<axum::extract::MatchedPath>) -> Self {
-        Self(path)
-    }
-
-    fn as_str(&self) -> &str {
-        self.0
-            .as_ref()
-            .map_or("unmatched", axum::extract::MatchedPath::as_str)
-    }
-}
-
-impl PartialEq for Route {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Route {}
-
-impl std::hash::Hash for Route {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl prometheus_client::encoding::EncodeLabelValue for Route {
-    fn encode(
-        &self,
-        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
-    ) -> Result<(), std::fmt::Error> {
-        self.as_str().encode(encoder)
-    }
+    route: String,
 }
 
 /// The method label: the standard methods by name, any other as `other`, so that a client
@@ -180,22 +138,22 @@ impl Metrics {
     pub fn observe_request(
         &self,
         method: &axum::http::Method,
-        route: Route,
+        route: &str,
         status: u16,
         seconds: f64,
     ) {
-        self.latency
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-            })
-            .observe(seconds);
         self.requests
             .get_or_create(&RequestLabels {
                 method: method_label(method),
-                route,
+                route: route.to_owned(),
                 status,
             })
             .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// Records a sign-in outcome.

@@ -148,11 +148,15 @@ pub async fn per_request(State(state): State<AppState>, req: Request, next: Next
 async fn observe(state: AppState, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = crate::metrics::Route::new(req.extensions().get::<MatchedPath>().cloned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
     let res = rate_limit(&state, req, next).await;
     state.metrics.observe_request(
         &method,
-        route,
+        &route,
         res.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
