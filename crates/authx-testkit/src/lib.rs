@@ -272,6 +272,14 @@ impl TestServer {
         Ok(req.send().await?)
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    ///
+    /// # Errors
+    /// Transport failures.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.get("/metrics", None).await?.text().await?)
+    }
+
     /// The CSRF token of a session.
     ///
     /// # Errors

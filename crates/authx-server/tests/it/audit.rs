@@ -335,13 +335,7 @@ async fn a_broken_audit_table_fails_no_request_and_is_reported() {
     // The event could not be stored: it was retried, then counted, never silently lost.
     state.auth.audit().flush().await;
     assert!(state.auth.audit().unstored() >= 1);
-    let metrics = server
-        .get("/metrics", None)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.unwrap();
     let line = metrics
         .lines()
         .find(|l| l.starts_with("authx_audit_unstored_events"))

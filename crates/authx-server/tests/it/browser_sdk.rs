@@ -208,7 +208,7 @@ impl Spa {
 
     /// Token requests authx answered with `status`, from its metrics.
     async fn token_requests(&self, status: u16) -> anyhow::Result<u64> {
-        let metrics = self.server.get("/metrics", None).await?.text().await?;
+        let metrics = self.server.metrics().await?;
         let prefix = format!(
             "authx_http_requests_total{{method=\"POST\",route=\"/api/v1/auth/token\",status=\"{status}\"}} "
         );

@@ -52,13 +52,7 @@ async fn op_on(db: Db, test: &str, nonce: bool) -> Option<(Op, Option<SharedServ
         }
     };
     let state = &server.running().unwrap().state;
-    authx_server::web::api::register_resource(
-        state,
-        "https://api.example.com".into(),
-        vec!["read".into(), "write".into()],
-    )
-    .await
-    .unwrap();
+    crate::oidc::register_example_api(state).await;
     let grants = [
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,

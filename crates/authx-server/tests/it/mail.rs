@@ -158,13 +158,7 @@ async fn a_queued_mail_reaches_the_smtp_server() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = server
-        .get("/metrics", None)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.unwrap();
     assert!(
         metrics.contains("authx_mail_deliveries_total{outcome=\"sent\"} 1"),
         "{metrics}"

@@ -257,13 +257,7 @@ async fn enrol_sign_in_replay_and_recovery(db: Db) {
             .iter()
             .any(|e| e.kind == "sign_in" && e.detail.contains("password+totp"))
     );
-    let metrics = server
-        .get("/metrics", None)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.unwrap();
     assert!(
         metrics.contains("second_factor_checks_total{outcome=\"success\"}"),
         "{metrics}"

@@ -48,12 +48,8 @@ pub(crate) struct Op {
     pub(crate) cookie: String,
 }
 
-/// A server with an API resource, a confidential first-party client `app` and a signed-in user.
-pub(crate) async fn op_with(
-    customize: impl Fn(&mut authx_server::config::FileConfig) + Send + Sync + 'static,
-) -> Op {
-    let server = TestServer::start_with(customize).await.unwrap();
-    let state = &server.running().unwrap().state;
+/// Registers the API `https://api.example.com` with the scopes `read` and `write`.
+pub(crate) async fn register_example_api(state: &authx_server::state::AppState) {
     authx_server::web::api::register_resource(
         state,
         "https://api.example.com".into(),
@@ -61,6 +57,15 @@ pub(crate) async fn op_with(
     )
     .await
     .unwrap();
+}
+
+/// A server with an API resource, a confidential first-party client `app` and a signed-in user.
+pub(crate) async fn op_with(
+    customize: impl Fn(&mut authx_server::config::FileConfig) + Send + Sync + 'static,
+) -> Op {
+    let server = TestServer::start_with(customize).await.unwrap();
+    let state = &server.running().unwrap().state;
+    crate::oidc::register_example_api(state).await;
     let (_, secret) = state
         .oauth
         .register_client(

@@ -25,13 +25,7 @@ async fn health_readiness_and_metrics() {
             .await
             .is_err()
     );
-    let metrics = server
-        .get("/metrics", None)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.unwrap();
     for needle in [
         "authx_http_requests_total{method=\"POST\",route=\"/api/v1/auth/sign-in\",status=\"200\"} 1",
         "authx_sign_ins_total{outcome=\"success\"} 1",
@@ -112,13 +106,7 @@ async fn invented_methods_and_unknown_paths_share_one_label_each() {
             .await
             .unwrap();
     }
-    let metrics = server
-        .get("/metrics", None)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.unwrap();
     for needle in [
         "method=\"other\",route=\"/healthz\"",
         "method=\"GET\",route=\"unmatched\",status=\"404\"} 3",

@@ -22,13 +22,7 @@ async fn behind_one_issuer(services: &SharedServices) -> ([TestServer; 3], Strin
     })
     .await;
     let state = &c.running().unwrap().state;
-    authx_server::web::api::register_resource(
-        state,
-        "https://api.example.com".into(),
-        vec!["read".into(), "write".into()],
-    )
-    .await
-    .unwrap();
+    crate::oidc::register_example_api(state).await;
     state
         .auth
         .create_user("owner@example.com", PASSWORD, true)
